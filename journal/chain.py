@@ -1,0 +1,44 @@
+"""The events hash chain: each row's hash covers its canonical content and the previous hash,
+so that editing, deleting or reordering any row breaks every hash after it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+GENESIS = "0" * 64
+
+#: The event columns covered by the hash, in a fixed order.
+HASHED_COLUMNS = (
+    "seq", "run", "ts", "machine", "step", "kind", "from_state", "to_state",
+    "host", "command", "rc", "output", "result", "prev_hash",
+)
+
+
+def canonical(row: dict[str, Any]) -> bytes:
+    """Canonical bytes of an event row: the hashed columns as sorted, compact JSON."""
+    return json.dumps({c: row.get(c) for c in HASHED_COLUMNS}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def row_hash(row: dict[str, Any]) -> str:
+    """sha256 of the row's canonical content (which includes ``prev_hash``)."""
+    return hashlib.sha256(canonical(row)).hexdigest()
+
+
+def first_break(rows: list[dict[str, Any]]) -> tuple[int, str] | None:
+    """Walk rows in seq order; return (seq, reason) of the first row that breaks the chain, or None."""
+    prev = GENESIS
+    expected_seq = None
+    for row in rows:
+        seq = row["seq"]
+        if expected_seq is not None and seq != expected_seq:
+            return seq, f"sequence gap: expected seq {expected_seq}, found {seq} (a row was removed)"
+        if row["prev_hash"] != prev:
+            return seq, "prev_hash does not match the previous row (rows removed or reordered)"
+        if row_hash(row) != row["hash"]:
+            return seq, "content does not match its hash (row edited)"
+        prev = row["hash"]
+        expected_seq = seq + 1
+    return None

@@ -1,0 +1,87 @@
+"""Where things live inside a lab controller tree, and its ``lab.json`` descriptor.
+
+Kept apart from ``controller`` so that the supervisor (``svc``) can find a controller's files
+without importing pymysql or MariaDB code: it runs as a plain command like systemctl would.
+
+Tree (``root`` stands for the controller's "/"):
+
+    root/lab.json                        {"release", "venv", "keystone_port", "db_port"}
+    root/etc/keystone/keystone.conf
+    root/etc/keystone/fernet-keys/
+    root/etc/keystone/credential-keys/
+    root/var/lib/keystone/
+    root/var/log/keystone/               keystone.log, keystone-api.out
+    root/run/                            <service>.pid
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from scripts.lab.proc import LabError
+
+DESCRIPTOR = "lab.json"
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """What a controller runs: its release, venv and loopback ports (the content of lab.json)."""
+
+    release: str
+    venv: str
+    keystone_port: int
+    db_port: int
+
+
+def etc_keystone(root: Path) -> Path:
+    return root / "etc" / "keystone"
+
+
+def keystone_conf(root: Path) -> Path:
+    return etc_keystone(root) / "keystone.conf"
+
+
+def fernet_keys(root: Path) -> Path:
+    return etc_keystone(root) / "fernet-keys"
+
+
+def credential_keys(root: Path) -> Path:
+    return etc_keystone(root) / "credential-keys"
+
+
+def var_lib(root: Path, service: str) -> Path:
+    return root / "var" / "lib" / service
+
+
+def log_dir(root: Path, service: str) -> Path:
+    return root / "var" / "log" / service
+
+
+def run_dir(root: Path) -> Path:
+    return root / "run"
+
+
+def pid_file(root: Path, service: str) -> Path:
+    return run_dir(root) / f"{service}.pid"
+
+
+def write_descriptor(root: Path, desc: Descriptor) -> None:
+    """Write lab.json; sorted keys and a trailing newline keep it diff-friendly."""
+    (root / DESCRIPTOR).write_text(json.dumps(asdict(desc), indent=2, sort_keys=True) + "\n")
+
+
+def read_descriptor(root: Path) -> Descriptor:
+    """Read lab.json; a clear error beats a KeyError when ROOT is not a lab controller."""
+    path = root / DESCRIPTOR
+    try:
+        data = json.loads(path.read_text())
+        return Descriptor(
+            release=str(data["release"]),
+            venv=str(data["venv"]),
+            keystone_port=int(data["keystone_port"]),
+            db_port=int(data["db_port"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LabError(f"{root} is not a lab controller (cannot read {path}: {exc})") from exc

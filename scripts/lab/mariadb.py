@@ -1,0 +1,264 @@
+"""One independent MariaDB server as a plain background process (no systemd, no shared state).
+
+Each instance owns its datadir, socket, pid file, error log and a 127.0.0.1 port under
+``base``, so several can run side by side (the old and the new controller's databases, plus
+spares for tests). Recipe and measurements: lab-recipes §2.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from scripts.lab.proc import LabError, pid_alive, read_pid, tail, terminate, wait_exit, write_pid
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the kernel picks it).
+
+    There is a small window before the caller binds it; good enough for a lab on loopback.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _quote_ident(name: str) -> str:
+    """Backtick-quote an identifier; table and database names come from the server or callers."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+class MariaDB:
+    """One independent MariaDB server as a plain background process (own datadir, socket, pid file, 127.0.0.1 port).
+
+    State lives only in files under ``base``, so a second ``MariaDB(base, port)`` object (in
+    another process, e.g. ``python -m scripts.lab down``) can stop a server this one started.
+    """
+
+    host: str = "127.0.0.1"
+
+    def __init__(self, base: Path, port: int) -> None:
+        self.base = Path(base).resolve()
+        self.port = int(port)
+        self.defaults_file = self.base / "my.cnf"
+        self.datadir = self.base / "data"
+        self.run_dir = self.base / "run"
+        self.socket = self.run_dir / "mysqld.sock"
+        self.error_log = self.base / "error.log"
+        # mariadbd writes run/mysqld.pid only once it is up and removes it on shutdown; we
+        # record the pid we launched ourselves, immediately, so that a server that hangs
+        # during start can still be found and killed.
+        self.pid_file = self.run_dir / "lab-mariadbd.pid"
+        self._initialized_marker = self.base / ".initialized"
+
+    def __repr__(self) -> str:
+        return f"MariaDB(base={str(self.base)!r}, port={self.port})"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def _config(self) -> str:
+        """my.cnf per lab-recipes §2.2; the 16M redo log keeps a fresh datadir at ~46 MB, not 184."""
+        return (
+            "[mysqld]\n"
+            f"datadir={self.datadir}\n"
+            f"socket={self.socket}\n"
+            f"pid-file={self.run_dir / 'mysqld.pid'}\n"
+            f"port={self.port}\n"
+            "bind-address=127.0.0.1\n"
+            f"log-error={self.error_log}\n"
+            "skip-name-resolve\n"
+            "innodb_buffer_pool_size=64M\n"
+            "innodb_log_file_size=16M\n"
+            "character-set-server=utf8mb4\n"
+            "collation-server=utf8mb4_general_ci\n"
+            "[client]\n"
+            f"socket={self.socket}\n"
+        )
+
+    def _pid(self) -> int | None:
+        return read_pid(self.pid_file)
+
+    def running(self) -> bool:
+        """True if the mariadbd we launched for this ``base`` is alive (checked by pid and cmdline)."""
+        return pid_alive(self._pid(), cmdline_has=("mariadbd", str(self.defaults_file)))
+
+    def _install_db(self) -> None:
+        """Create the system tables once; a half-initialized datadir (no marker) is wiped and redone."""
+        if self._initialized_marker.exists():
+            return
+        if self.datadir.exists():
+            subprocess.run(["rm", "-rf", "--", str(self.datadir)], check=True)
+        self.datadir.mkdir(parents=True)
+        log = self.base / "install-db.log"
+        with log.open("wb") as out:
+            proc = subprocess.run(
+                [
+                    "mariadb-install-db",
+                    f"--defaults-file={self.defaults_file}",
+                    "--user=root",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        if proc.returncode != 0:
+            raise LabError(f"mariadb-install-db failed (rc {proc.returncode}) for {self.base}:\n{tail(log)}")
+        self._initialized_marker.write_text("")
+
+    def start(self) -> None:
+        """Initialize on first start, launch mariadbd, wait until it answers. No-op if already running."""
+        if self.running():
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config = self._config()
+        if not self.defaults_file.exists() or self.defaults_file.read_text() != config:
+            self.defaults_file.write_text(config)
+        self._install_db()
+        with (self.base / "mariadbd.out").open("ab") as out:
+            proc = subprocess.Popen(
+                ["mariadbd", f"--defaults-file={self.defaults_file}", "--user=root"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # survives the caller (``lab up`` exits) and its Ctrl-C
+            )
+        write_pid(self.pid_file, proc.pid)
+        deadline = time.monotonic() + START_TIMEOUT
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LabError(
+                    f"mariadbd for {self.base} exited with rc {proc.returncode} during start:\n{tail(self.error_log)}"
+                )
+            try:
+                self.connect().close()
+                return
+            except pymysql.err.OperationalError as exc:
+                last_error = exc
+                time.sleep(0.1)
+        terminate(proc.pid, 5)
+        raise LabError(
+            f"mariadbd for {self.base} did not answer on 127.0.0.1:{self.port} within {START_TIMEOUT:.0f} s"
+            f" ({last_error}):\n{tail(self.error_log)}"
+        )
+
+    def stop(self) -> None:
+        """Shut down cleanly and wait for the pid to exit (shutdown is asynchronous). Idempotent."""
+        pid = self._pid()
+        if not self.running() or pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return
+        subprocess.run(
+            self._client("mariadb-admin") + ["shutdown"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            timeout=STOP_TIMEOUT,
+            check=False,
+        )
+        if not wait_exit(pid, STOP_TIMEOUT):
+            terminate(pid, 0)  # no clean exit after 30 s: SIGKILL right away
+        self.pid_file.unlink(missing_ok=True)
+
+    # -- SQL -----------------------------------------------------------------------------
+
+    def _client(self, program: str) -> list[str]:
+        """argv prefix for a MariaDB client talking to this server as root over TCP.
+
+        ``--defaults-file`` (which must come first) keeps the machine's /etc/mysql config out.
+        """
+        return [program, f"--defaults-file={self.defaults_file}", f"-h{self.host}", f"-P{self.port}", "-uroot"]
+
+    def connect(self, db: str | None = None) -> pymysql.Connection:
+        """Root over TCP 127.0.0.1 with the empty password (skip-name-resolve: root@127.0.0.1), autocommit."""
+        return pymysql.connect(
+            host=self.host,
+            port=self.port,
+            user="root",
+            password="",
+            database=db,
+            autocommit=True,
+            charset="utf8mb4",
+            connect_timeout=5,
+        )
+
+    def execute(self, sql: str, db: str | None = None, args: Any = None) -> list[tuple]:
+        """Run one statement on a fresh connection; rows as tuples ([] for statements without rows)."""
+        conn = self.connect(db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return list(cur.fetchall()) if cur.description else []
+        finally:
+            conn.close()
+
+    def checksums(self, db: str) -> dict[str, tuple[int, int | None]]:
+        """table -> (row count, CHECKSUM TABLE value), sorted by table: compares two copies of a DB.
+
+        CHECKSUM TABLE depends on the row format too, so only compare servers of the same version.
+        """
+        conn = self.connect(db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT table_name FROM information_schema.tables"
+                    " WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
+                    (db,),
+                )
+                tables = [row[0] for row in cur.fetchall()]
+                result: dict[str, tuple[int, int | None]] = {}
+                for table in tables:
+                    qualified = f"{_quote_ident(db)}.{_quote_ident(table)}"
+                    cur.execute(f"SELECT COUNT(*) FROM {qualified}")
+                    (count,) = cur.fetchone()
+                    cur.execute(f"CHECKSUM TABLE {qualified}")
+                    checksum = cur.fetchone()[1]
+                    result[table] = (int(count), None if checksum is None else int(checksum))
+                return result
+        finally:
+            conn.close()
+
+    def snapshot(self, db: str, path: Path) -> None:
+        """Dump ``db`` (schema, data, routines, triggers, events) to ``path`` as root, like an operator would."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".partial")
+        with tmp.open("wb") as out:
+            proc = subprocess.run(
+                self._client("mariadb-dump")
+                + [
+                    "--single-transaction",
+                    "--routines",
+                    "--triggers",
+                    "--events",
+                    "--hex-blob",
+                    "--databases",
+                    db,
+                ],
+                stdout=out,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+            )
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise LabError(f"mariadb-dump of {db} from port {self.port} failed (rc {proc.returncode}): "
+                           f"{proc.stderr.decode(errors='replace').strip()}")
+        tmp.replace(path)  # never leave a truncated dump under the final name
+
+    def restore(self, db: str, path: Path) -> None:
+        """Replace ``db`` with the content of a ``snapshot`` file (DROP DATABASE IF EXISTS, then import)."""
+        self.execute(f"DROP DATABASE IF EXISTS {_quote_ident(db)}")
+        with Path(path).open("rb") as src:
+            proc = subprocess.run(self._client("mariadb"), stdin=src, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if proc.returncode != 0:
+            raise LabError(f"import of {path} into port {self.port} failed (rc {proc.returncode}): "
+                           f"{proc.stderr.decode(errors='replace').strip()}")

@@ -1,0 +1,117 @@
+"""Process bookkeeping for the lab: every process is tracked by the pid we launched, never by name.
+
+Killing by name (pkill, killall) would hit processes of other labs or of other test runs on the
+same machine; a pid file plus a check of the process's command line only ever touches our own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+# Variables that would make a venv's python pick up the caller's packages or interpreter.
+_LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONSAFEPATH")
+
+
+class LabError(RuntimeError):
+    """A lab component failed to start, stop or answer; the message says what and shows a log tail."""
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """Environment for a child running another interpreter (a keystone venv).
+
+    Our own PYTHONPATH (pytest, ``-m scripts...``) must not leak into the venv, or keystone
+    could import the system's packages instead of its pinned ones.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
+    env.update(extra)
+    return env
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid stored in ``path``, or None if the file is missing or garbage."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def write_pid(path: Path, pid: int) -> None:
+    """Store a pid atomically, so a concurrent reader never sees a half-written number."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{pid}\n")
+    tmp.replace(path)
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid`` if it is our own exited child; otherwise it would linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def pid_alive(pid: int | None, cmdline_has: Iterable[str] = ()) -> bool:
+    """True if ``pid`` runs (zombies count as dead) and its command line contains every marker.
+
+    The markers guard against pid reuse: after a reboot or a long time, the number in a stale
+    pid file may belong to an unrelated process, which we must neither report nor kill.
+    """
+    if not pid or pid <= 0:
+        return False
+    _reap(pid)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    # The state is the first field after the parenthesised command name (which may hold spaces).
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    if state in ("Z", "X"):
+        return False
+    return all(marker in cmdline for marker in cmdline_has)
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """Wait until ``pid`` is gone; True if it exited within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return not pid_alive(pid)
+
+
+def terminate(pid: int, timeout: float, group: bool = True) -> None:
+    """SIGTERM ``pid`` (its process group if it leads one), then SIGKILL after ``timeout`` seconds.
+
+    Our services are launched as session leaders, so signalling the group also stops any
+    helper they forked; a pid that is not a group leader is signalled alone.
+    """
+
+    def send(sig: signal.Signals) -> None:
+        try:
+            if group and os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    send(signal.SIGTERM)
+    if not wait_exit(pid, timeout):
+        send(signal.SIGKILL)
+        if not wait_exit(pid, 10):
+            raise LabError(f"pid {pid} survived SIGKILL")
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a log file, for error messages (empty if the file does not exist)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,192 @@
+"""The runner: run, resume and revert a list of service machines against the journal.
+
+Write-ahead (DESIGN.md §3): before a step's side effect the runner commits an ``intent`` event,
+after it a ``done`` event with the step's result, or ``failed`` with the error. Revert walks the
+committed steps backwards — services in reverse order — with ``undo_intent``/``undone`` events,
+so a revert that dies is resumed by running revert again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol
+
+from journal.store import Journal
+from statemachine import failpoints
+from statemachine.machine import INITIAL, ServiceMachine
+from statemachine.replay import RunView, replay
+from statemachine.step import Step, StepError
+
+
+class StepContext(Protocol):
+    """What the runner needs of the context it hands to steps: a place for earlier results."""
+
+    results: dict[str, Any]
+
+
+class RunFailed(Exception):
+    """A step failed; the run is stopped with its machine in the last good state."""
+
+    def __init__(self, message: str, machine: str, step: str, host: str | None, output: str | None) -> None:
+        super().__init__(message)
+        self.machine = machine
+        self.step = step
+        self.host = host
+        self.output = output
+
+
+class RevertFailed(RunFailed):
+    """An undo failed; the revert stops where it is and can be run again."""
+
+
+@dataclass
+class Observer:
+    """Hooks for progress display; the default does nothing."""
+
+    def step_started(self, machine: str, step: Step, undo: bool) -> None: ...
+    def step_finished(self, machine: str, step: Step, undo: bool, seconds: float) -> None: ...
+    def note(self, machine: str, message: str) -> None: ...
+
+
+class Runner:
+    def __init__(self, journal: Journal, run_id: str, machines: Sequence[ServiceMachine], ctx: StepContext,
+                 observer: Observer | None = None, log: Callable[..., Any] | None = None) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        self.machines = list(machines)
+        self.ctx = ctx
+        self.observer = observer or Observer()
+        self.log = log or (lambda *a, **k: None)
+
+    # ------------------------------------------------------------------ state
+    def view(self) -> RunView:
+        return replay(self.journal.events(self.run_id))
+
+    def _restore(self, view: RunView) -> None:
+        """Set every machine to its last committed state and hand earlier results to the steps."""
+        self.ctx.results.clear()
+        self.ctx.results.update(view.results)
+        for m in self.machines:
+            mv = view.machine(m.name)
+            state = INITIAL
+            for step in m.steps:
+                if step.name in mv.committed:
+                    state = step.state
+                else:
+                    break
+            m.set_state(state)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self) -> None:
+        """Run every step not yet committed, in order; used by both `run` and `resume`."""
+        view = self.view()
+        self._restore(view)
+        self.journal.set_status(self.run_id, "running")
+        for m in self.machines:
+            mv = view.machine(m.name)
+            for step in m.steps:
+                if step.name in mv.committed:
+                    continue
+                if mv.attempted == step.name:
+                    self._note_interrupted(m, step)
+                self._do(m, step)
+        self.journal.set_status(self.run_id, "completed")
+
+    def _note_interrupted(self, m: ServiceMachine, step: Step) -> None:
+        in_place = None
+        if step.probe is not None:
+            try:
+                in_place = bool(step.probe(self.ctx))
+            except Exception as exc:  # a probe is advice only; the step itself is idempotent
+                in_place = None
+                self.log("probe_failed", step=step.name, error=str(exc))
+        what = {True: "its effect is already in place", False: "its effect is not in place",
+                None: "its effect is unknown"}[in_place]
+        msg = f"{step.name} was interrupted before it finished; {what}; running it again (it is idempotent)"
+        self.journal.append(self.run_id, m.name, "note", step=step.name, output=msg,
+                            result={"probe": in_place})
+        self.observer.note(m.name, msg)
+
+    def _do(self, m: ServiceMachine, step: Step) -> None:
+        before = m.state
+        self.journal.append(self.run_id, m.name, "intent", step=step.name, from_state=before,
+                            to_state=step.state, host=step.host, command=step.describe)
+        self.observer.step_started(m.name, step, undo=False)
+        self.log("step_intent", machine=m.name, step=step.name)
+        started = time.monotonic()
+        failpoints.hit(f"{step.name}:before")
+        try:
+            result = step.run(self.ctx)
+        except BaseException as exc:
+            self._fail(m, step, exc, undo=False)
+        failpoints.hit(f"{step.name}:after")
+        result = dict(result or {})
+        result.setdefault("seconds", round(time.monotonic() - started, 3))
+        self.journal.append(self.run_id, m.name, "done", step=step.name, from_state=before,
+                            to_state=step.state, host=step.host, result=result)
+        self.ctx.results[step.name] = result
+        m.advance(step)
+        self.observer.step_finished(m.name, step, undo=False, seconds=time.monotonic() - started)
+        self.log("step_done", machine=m.name, step=step.name, seconds=result["seconds"])
+
+    # ------------------------------------------------------------------ revert
+    def revert(self) -> None:
+        """Undo committed (and interrupted) steps backwards, services in reverse order."""
+        view = self.view()
+        self._restore(view)
+        self.journal.set_status(self.run_id, "reverting")
+        for m in reversed(self.machines):
+            mv = view.machine(m.name)
+            todo = [s for s in m.steps if s.name in mv.committed or s.name == mv.attempted]
+            for step in reversed(todo):
+                result = mv.committed.get(step.name)
+                if step.name not in mv.committed:
+                    # interrupted or failed: nudge the machine into that step's state so the
+                    # inverse transition applies; its undo receives None (effect maybe partial)
+                    m.set_state(step.state)
+                self._undo(m, step, result)
+        self.journal.set_status(self.run_id, "reverted")
+
+    def _undo(self, m: ServiceMachine, step: Step, result: Any) -> None:
+        before = m.state
+        after = m.state_before(step)
+        self.journal.append(self.run_id, m.name, "undo_intent", step=step.name, from_state=before,
+                            to_state=after, host=step.host)
+        self.observer.step_started(m.name, step, undo=True)
+        started = time.monotonic()
+        failpoints.hit(f"{step.name}:undo_before")
+        try:
+            step.undo(self.ctx, result)
+        except BaseException as exc:
+            self._fail(m, step, exc, undo=True)
+        failpoints.hit(f"{step.name}:undo_after")
+        self.journal.append(self.run_id, m.name, "undone", step=step.name, from_state=before,
+                            to_state=after, host=step.host,
+                            result={"seconds": round(time.monotonic() - started, 3)})
+        self.ctx.results.pop(step.name, None)
+        m.retreat(step)
+        self.observer.step_finished(m.name, step, undo=True, seconds=time.monotonic() - started)
+        self.log("step_undone", machine=m.name, step=step.name)
+
+    # ------------------------------------------------------------------ failure
+    def _fail(self, m: ServiceMachine, step: Step, exc: BaseException, undo: bool) -> NoReturn:
+        host = getattr(exc, "host", None) or step.host
+        output = getattr(exc, "output", None)
+        rc = getattr(exc, "rc", None)
+        command = getattr(exc, "command", None)
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted by the operator (Ctrl-C)"
+        else:
+            message = str(exc) or type(exc).__name__
+        self.journal.append(self.run_id, m.name, "undo_failed" if undo else "failed", step=step.name,
+                            from_state=m.state, host=host, command=command, rc=rc,
+                            output=message + (f"\n{output}" if output else ""))
+        self.journal.set_status(self.run_id, "revert_failed" if undo else "failed")
+        cls = RevertFailed if undo else RunFailed
+        err = cls(self.journal.redactor.text(message), m.name, step.name, host,
+                  self.journal.redactor.text(output) if output else None)
+        if isinstance(exc, (StepError, KeyboardInterrupt)) or not isinstance(exc, Exception):
+            raise err from None
+        raise err from exc

@@ -1,0 +1,56 @@
+"""The step contract: what makes resume and revert exact (DESIGN.md §3).
+
+A step is a pair, like a taskflow atom: ``run`` does one side effect and returns JSON-able facts;
+``undo`` is its inverse and gets exactly what ``run`` returned — or ``None`` when ``run`` was
+interrupted before it could return (the effect may then be absent, partial or complete, so an
+undo must be safe in all three cases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Result = dict[str, Any]
+
+
+class StepError(Exception):
+    """A step failed. ``host`` and ``output`` say where and what the command printed."""
+
+    def __init__(self, message: str, host: str | None = None, command: str | None = None,
+                 rc: int | None = None, output: str | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.command = command
+        self.rc = rc
+        self.output = output
+
+
+def _no_undo(ctx: Any, result: Result | None) -> None:
+    """Read-only steps have nothing to undo."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a service upgrade.
+
+    name:   stable key in the journal, ``<service>.<action>`` (never renamed once released).
+    state:  the machine state reached when this step is done (``source_stopped``, ``dumped``, …).
+    run:    ``run(ctx) -> Result``; idempotent: running it twice has the effect of running it once.
+    undo:   ``undo(ctx, result_or_None)``; idempotent too, since a revert can die and run again.
+    probe:  optional ``probe(ctx) -> bool``: is the effect already in place? Used on resume for a
+            step whose intent has no done: True means the effect is there and the step is re-run
+            only to collect its facts, which an idempotent ``run`` does without changing anything.
+    host:   which side the step acts on (``source``/``target``/``local``), for the journal.
+    describe: a one-line description of what the step does, for `upgrade plan`.
+    """
+
+    name: str
+    state: str
+    run: Callable[[Any], Result]
+    undo: Callable[[Any, Result | None], None] = _no_undo
+    probe: Callable[[Any], bool] | None = None
+    host: str = "local"
+    describe: str = ""
+    commands: tuple[str, ...] = field(default_factory=tuple)
