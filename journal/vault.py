@@ -290,9 +290,7 @@ class Header:
 
 def _build_header(key: Key, nonce_prefix: bytes, chunk_size: int) -> bytes:
     """Serialise a header for a new artifact, check bytes included."""
-    body = _FIXED.pack(
-        MAGIC, VERSION, bytes.fromhex(key.key_id), nonce_prefix, chunk_size, key.kdf.kind
-    )
+    body = _FIXED.pack(MAGIC, VERSION, bytes.fromhex(key.key_id), nonce_prefix, chunk_size, key.kdf.kind)
     if key.kdf.kind == KDF_SCRYPT:
         body += _SCRYPT.pack(key.kdf.salt, key.kdf.n, key.kdf.r, key.kdf.p)
     return body + hashlib.sha256(body).digest()[:CHECK_SIZE]
@@ -321,7 +319,7 @@ def _parse_header(f: BinaryIO, path: Path) -> Header:
     if version != VERSION:
         raise CorruptArtifactError(
             f"artifact {path} has format version {version}, this tool reads version "
-            f"{VERSION}; the file is damaged or was written by a newer tool"
+            f"{VERSION}; the file is damaged or was written by another release of this tool"
         )
     kdf_block = _read_exact(f, _SCRYPT.size, path, "header") if kind == KDF_SCRYPT else b""
     check = _read_exact(f, CHECK_SIZE, path, "header")
@@ -355,9 +353,7 @@ def _open_artifact(path: Path) -> BinaryIO:
     try:
         return open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
     except FileNotFoundError:
-        raise VaultError(
-            f"artifact {path} does not exist; check the vault directory and the journal"
-        ) from None
+        raise VaultError(f"artifact {path} does not exist; check the vault directory and the journal") from None
     except OSError as exc:
         raise VaultError(f"cannot open artifact {path}: {exc.strerror}") from None
 
@@ -382,8 +378,7 @@ def _check_key(header: Header, key: Key, path: Path) -> None:
     else:
         hint = "use the key file the dump was made with"
     raise WrongKeyError(
-        f"wrong key for artifact {path}: it needs key id {header.key_id}, "
-        f"the given key has id {key.key_id}; {hint}"
+        f"wrong key for artifact {path}: it needs key id {header.key_id}, the given key has id {key.key_id}; {hint}"
     )
 
 
@@ -391,9 +386,7 @@ def key_for_artifact(path: str | Path, key_file: Path | None, passphrase: str | 
     """Load the key for an artifact (passphrase: salt and params from its header), checked by id."""
     path = Path(path)
     if (key_file is None) == (passphrase is None):
-        raise VaultError(
-            f"to read artifact {path} give exactly one of a key file or a passphrase"
-        )
+        raise VaultError(f"to read artifact {path} give exactly one of a key file or a passphrase")
     header = read_header(path)
     if key_file is not None:
         key = Key.from_file(key_file)
@@ -424,8 +417,7 @@ def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
     """STREAM nonce; refuses to wrap the counter, which would reuse nonces."""
     if counter > MAX_COUNTER:
         raise VaultError(
-            f"artifact would need more than {MAX_COUNTER + 1} chunks (counter overflow); "
-            "use a larger chunk size"
+            f"artifact would need more than {MAX_COUNTER + 1} chunks (counter overflow); use a larger chunk size"
         )
     return prefix + struct.pack(">IB", counter, 1 if last else 0)
 
@@ -503,8 +495,7 @@ def _open_part(part: Path) -> int:
         fd = os.open(part, flags, 0o600)
     except OSError as exc:
         raise VaultError(
-            f"cannot create {part}: {exc.strerror}; check that the vault directory "
-            f"{part.parent} exists and is writable"
+            f"cannot create {part}: {exc.strerror}; check that the vault directory {part.parent} exists and is writable"
         ) from None
     os.fchmod(fd, 0o600)
     return fd
@@ -531,9 +522,7 @@ def _is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def encrypt_stream(
-    src: BinaryIO, dst_path: str | Path, key: Key, chunk_size: int = DEFAULT_CHUNK_SIZE
-) -> StreamStats:
+def encrypt_stream(src: BinaryIO, dst_path: str | Path, key: Key, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StreamStats:
     """Encrypt ``src`` into ``dst_path`` atomically; a failed run leaves no file behind."""
     _check_chunk_size(chunk_size)
     dst = Path(dst_path)
@@ -589,9 +578,7 @@ def _decrypt_chunk(
     raise _corrupt(path, counter, offset, "is the final chunk but data follows it")
 
 
-def _decrypt_records(
-    f: BinaryIO, header: Header, key: Key, dst: BinaryIO | None, path: Path
-) -> StreamStats:
+def _decrypt_records(f: BinaryIO, header: Header, key: Key, dst: BinaryIO | None, path: Path) -> StreamStats:
     """Read, check and emit chunk after chunk; memory stays at two chunks."""
     aead = AESGCM(key.key)
     digest = hashlib.sha256()
@@ -645,9 +632,7 @@ def verify_artifact(
     return stats
 
 
-def encrypt_bytes(
-    data: bytes, path: str | Path, key: Key, chunk_size: int = DEFAULT_CHUNK_SIZE
-) -> StreamStats:
+def encrypt_bytes(data: bytes, path: str | Path, key: Key, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StreamStats:
     """Encrypt a small in-memory payload (e.g. a config tarball) via the stream code."""
     return encrypt_stream(io.BytesIO(data), path, key, chunk_size)
 

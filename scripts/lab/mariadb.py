@@ -250,15 +250,19 @@ class MariaDB:
             )
         if proc.returncode != 0:
             tmp.unlink(missing_ok=True)
-            raise LabError(f"mariadb-dump of {db} from port {self.port} failed (rc {proc.returncode}): "
-                           f"{proc.stderr.decode(errors='replace').strip()}")
+            raise LabError(
+                f"mariadb-dump of {db} from port {self.port} failed (rc {proc.returncode}): "
+                f"{proc.stderr.decode(errors='replace').strip()}"
+            )
         tmp.replace(path)  # never leave a truncated dump under the final name
 
     def restore(self, db: str, path: Path) -> None:
         """Replace ``db`` with the content of a ``snapshot`` file (DROP DATABASE IF EXISTS, then import)."""
         self.execute(f"DROP DATABASE IF EXISTS {_quote_ident(db)}")
         with Path(path).open("rb") as src:
-            proc = subprocess.run(self._client("mariadb"), stdin=src, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = subprocess.run(self._client("mariadb"), stdin=src, capture_output=True)
         if proc.returncode != 0:
-            raise LabError(f"import of {path} into port {self.port} failed (rc {proc.returncode}): "
-                           f"{proc.stderr.decode(errors='replace').strip()}")
+            raise LabError(
+                f"import of {path} into port {self.port} failed (rc {proc.returncode}): "
+                f"{proc.stderr.decode(errors='replace').strip()}"
+            )

@@ -6,6 +6,7 @@ same machine; a pid file plus a check of the process's command line only ever to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -48,10 +49,8 @@ def write_pid(path: Path, pid: int) -> None:
 
 def _reap(pid: int) -> None:
     """Collect ``pid`` if it is our own exited child; otherwise it would linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def pid_alive(pid: int | None, cmdline_has: Iterable[str] = ()) -> bool:

@@ -1,0 +1,198 @@
+"""Build, stop and inspect a complete two-controller lab in one directory.
+
+    python -m scripts.lab up DIR [--old 2025.2] [--new 2026.1] [--venv-root PATH]
+    python -m scripts.lab down DIR
+    python -m scripts.lab status DIR
+
+``up`` builds, under DIR: ``db-old`` and ``db-new`` (two MariaDB servers on free loopback
+ports), ``old`` (controller of the old release, seeded, keystone serving) and ``new``
+(controller of the new release, installed with an empty schema, keystone stopped), then
+prints a JSON summary. Both controllers share one keystone port: it stands for the
+controller's service address, which moves to the new controller at cut-over, so the URLs in
+the keystone catalog stay valid. Only one of the two keystones can serve at a time.
+
+``down`` stops every process the lab started (by pid files) and keeps all files; ``up`` on
+the same DIR starts the databases and the keystone(s) that were running at ``down`` again.
+State lives in DIR/lab-state.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from scripts.lab import svc
+from scripts.lab.controller import DEFAULT_VENV_ROOT, make_controller, seed_keystone
+from scripts.lab.mariadb import MariaDB, free_port
+from scripts.lab.proc import LabError
+
+STATE = "lab-state.json"
+SIDES = ("old", "new")
+
+
+def _load(lab: Path) -> dict[str, Any]:
+    try:
+        return json.loads((lab / STATE).read_text())
+    except (OSError, ValueError) as exc:
+        raise LabError(f"{lab} holds no lab ({STATE}: {exc})") from exc
+
+
+def _save(lab: Path, state: dict[str, Any]) -> None:
+    tmp = lab / (STATE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    tmp.replace(lab / STATE)
+
+
+def _db(state: dict[str, Any], side: str) -> MariaDB:
+    return MariaDB(Path(state[side]["db_base"]), state[side]["db_port"])
+
+
+def _distinct_ports(count: int) -> list[int]:
+    """free_port() can hand out the same number twice once the probe socket is closed."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _summary(lab: Path, state: dict[str, Any]) -> dict[str, Any]:
+    running = {side: svc.status(Path(state[side]["root"]), "keystone") for side in SIDES}
+    return {
+        "dir": str(lab),
+        "admin_password": state["admin_password"],
+        "keystone_port": state["keystone_port"],
+        "keystone_url": f"http://127.0.0.1:{state['keystone_port']}/v3",
+        **{side: {**state[side], "keystone_running": running[side]} for side in SIDES},
+        "seed": state.get("seed", {}),
+        "timings": state.get("timings", {}),
+    }
+
+
+def up(lab: Path, old: str, new: str, venv_root: Path) -> dict[str, Any]:
+    """Build the lab (or restart a built one); returns the summary."""
+    lab = lab.resolve()
+    lab.mkdir(parents=True, exist_ok=True)
+    if (lab / STATE).exists():
+        built = _load(lab)
+        if not built.get("complete"):
+            raise LabError(f"{lab} holds a lab whose 'up' did not finish: run 'down', remove the directory, retry")
+        for side in SIDES:
+            _db(built, side).start()
+        for side in built.get("keystone_running_at_down", ["old"]):
+            svc.start(Path(built[side]["root"]), "keystone")
+        return _summary(lab, built)
+
+    db_old_port, db_new_port, ks_port = _distinct_ports(3)
+    state: dict[str, Any] = {
+        "complete": False,
+        "admin_password": secrets.token_urlsafe(12),
+        "keystone_port": ks_port,
+        "old": {"release": old, "root": str(lab / "old"), "db_base": str(lab / "db-old"), "db_port": db_old_port},
+        "new": {"release": new, "root": str(lab / "new"), "db_base": str(lab / "db-new"), "db_port": db_new_port},
+    }
+    for side in SIDES:
+        state[side]["keystone_port"] = ks_port
+    _save(lab, state)  # first, so that 'down' can clean up after a failed 'up'
+    try:
+        _build(lab, state, venv_root)
+    except BaseException:
+        down(lab)  # a half-built lab must not leave servers behind (Ctrl-C included)
+        raise
+    return _summary(lab, state)
+
+
+def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
+    """The slow part of 'up': databases, both controllers, seeding; records timings in the state."""
+    old, new, ks_port = state["old"]["release"], state["new"]["release"], state["keystone_port"]
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    for side in SIDES:
+        _db(state, side).start()
+    timings["mariadb_x2"] = time.monotonic() - t0
+    t1 = time.monotonic()
+    old_ctl = make_controller(Path(state["old"]["root"]), old, _db(state, "old"), ks_port, venv_root)
+    timings["make_old"] = time.monotonic() - t1
+    t2 = time.monotonic()
+    state["seed"] = seed_keystone(old_ctl, state["admin_password"])
+    timings["seed_old"] = time.monotonic() - t2
+    t3 = time.monotonic()
+    make_controller(Path(state["new"]["root"]), new, _db(state, "new"), ks_port, venv_root)
+    timings["make_new"] = time.monotonic() - t3
+    timings["total"] = time.monotonic() - t0
+    state["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    state["complete"] = True
+    _save(lab, state)
+
+
+def down(lab: Path) -> list[str]:
+    """Stop every lab process of DIR by its pid file; files stay. Returns what was stopped."""
+    lab = lab.resolve()
+    state = _load(lab)
+    stopped: list[str] = []
+    was_running: list[str] = []
+    for side in SIDES:
+        root = Path(state[side]["root"])
+        for service in svc.SERVICES:
+            if (root / "lab.json").exists() and svc.stop(root, service):
+                stopped.append(f"{side}/{service}")
+                if service == "keystone":
+                    was_running.append(side)
+    for side in SIDES:
+        db = _db(state, side)
+        if db.running():
+            db.stop()
+            stopped.append(f"db-{side}")
+    if was_running:
+        state["keystone_running_at_down"] = was_running
+        _save(lab, state)
+    return stopped
+
+
+def status(lab: Path) -> dict[str, Any]:
+    """Which lab processes run now."""
+    lab = lab.resolve()
+    state = _load(lab)
+    result: dict[str, Any] = {"dir": str(lab), "complete": state.get("complete", False)}
+    for side in SIDES:
+        root = Path(state[side]["root"])
+        result[side] = {
+            "db_running": _db(state, side).running(),
+            **{s: svc.status(root, s) for s in svc.SERVICES if (root / "lab.json").exists()},
+        }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.lab", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="build (or restart) the two-controller lab and print a JSON summary")
+    p_up.add_argument("dir", type=Path)
+    p_up.add_argument("--old", default="2025.2", help="release of the old controller")
+    p_up.add_argument("--new", default="2026.1", help="release of the new controller")
+    p_up.add_argument("--venv-root", type=Path, default=DEFAULT_VENV_ROOT)
+    for name, text in (("down", "stop every lab process, keep the files"), ("status", "which lab processes run")):
+        sub.add_parser(name, help=text).add_argument("dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            print(json.dumps(up(args.dir, args.old, args.new, args.venv_root), indent=2))
+        elif args.command == "down":
+            stopped = down(args.dir)
+            print(f"lab down: stopped {', '.join(stopped) or 'nothing (was not running)'}", file=sys.stderr)
+        else:
+            print(json.dumps(status(args.dir), indent=2))
+    except LabError as exc:
+        print(f"lab {args.command}: {' | '.join(str(exc).splitlines())}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

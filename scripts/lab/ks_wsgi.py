@@ -1,0 +1,50 @@
+"""Serve keystone's public WSGI app with the stdlib's threaded wsgiref server (lab-recipes §5).
+
+Runs with a keystone venv's python (``<venv>/bin/python ks_wsgi.py``), not the lab's: it must
+import that release's keystone. The keystone venvs ship no ``keystone-wsgi-public`` script,
+and this needs neither Apache nor uwsgi. Settings come from the environment:
+
+- ``OS_KEYSTONE_CONFIG_FILES``: path of keystone.conf (read by keystone itself);
+- ``KS_PORT``: the port to bind on 127.0.0.1 (default 5000).
+
+oslo.config parses ``sys.argv`` when keystone initializes, and would reject our own
+arguments, so argv is reset before keystone is imported and nothing is passed on the command
+line. Only loopback is ever bound.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """One thread per request: token validation calls back into keystone while a request runs."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class QuietHandler(WSGIRequestHandler):
+    """Access lines go to stderr like wsgiref's default, but with a flush so the log tail is current."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        sys.stderr.write(f"{self.address_string()} - {format % args}\n")
+        sys.stderr.flush()
+
+
+def main() -> None:
+    port = int(os.environ.get("KS_PORT", "5000"))
+    sys.argv = sys.argv[:1]
+    from keystone.server import wsgi  # imported late: after the argv reset, inside the venv
+
+    app = wsgi.initialize_public_application()
+    server = make_server("127.0.0.1", port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
+    print(f"serving keystone on 127.0.0.1:{port} (pid {os.getpid()})", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""The lab's service supervisor: start/stop/status of a controller's services, standing in for systemd.
+
+    python -m scripts.lab.svc --root ROOT {start|stop|status} SERVICE
+
+Exit codes follow LSB init scripts, so the tool can drive the lab exactly like a real host's
+service manager: ``start``/``stop`` 0 on success (also when there was nothing to do), 1 on
+failure; ``status`` 0 running and answering, 3 stopped, 1 alive but not answering. Messages
+are one line on stderr.
+
+A service is a detached process (own session, output to ``var/log/<service>/<service>-api.out``)
+whose pid is kept in ``ROOT/run/<service>.pid``; it is found again only through that pid and
+its command line, never by name. Add a service by adding a ``ServiceSpec`` to ``SERVICES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.lab import layout
+from scripts.lab.proc import LabError, clean_env, pid_alive, read_pid, tail, terminate, write_pid
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+KS_WSGI = Path(__file__).resolve().with_name("ks_wsgi.py")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to launch one service of a controller and how to tell that it is ready."""
+
+    argv: Callable[[Path, layout.Descriptor], list[str]]
+    env: Callable[[Path, layout.Descriptor], dict[str, str]]
+    health_url: Callable[[layout.Descriptor], str]
+    port: Callable[[layout.Descriptor], int]
+    # Must appear in /proc/<pid>/cmdline: guards against a recycled pid in a stale pid file.
+    cmdline_marker: str
+    log_name: str
+
+
+def _keystone_argv(root: Path, desc: layout.Descriptor) -> list[str]:
+    """The release's own python runs the launcher, so it imports that release's keystone."""
+    return [str(Path(desc.venv) / "bin" / "python"), str(KS_WSGI)]
+
+
+def _keystone_env(root: Path, desc: layout.Descriptor) -> dict[str, str]:
+    """Settings go through the environment: oslo.config would reject launcher arguments."""
+    return {"OS_KEYSTONE_CONFIG_FILES": str(layout.keystone_conf(root)), "KS_PORT": str(desc.keystone_port)}
+
+
+SERVICES: dict[str, ServiceSpec] = {
+    "keystone": ServiceSpec(
+        argv=_keystone_argv,
+        env=_keystone_env,
+        health_url=lambda d: f"http://127.0.0.1:{d.keystone_port}/v3",
+        port=lambda d: d.keystone_port,
+        cmdline_marker=KS_WSGI.name,
+        log_name="keystone-api.out",
+    ),
+}
+
+
+def _spec(service: str) -> ServiceSpec:
+    try:
+        return SERVICES[service]
+    except KeyError:
+        raise LabError(f"unknown service {service!r} (known: {', '.join(sorted(SERVICES))})") from None
+
+
+def log_file(root: Path, service: str) -> Path:
+    """Where the service's stdout/stderr go (the first place to look when it does not start)."""
+    return layout.log_dir(root, service) / _spec(service).log_name
+
+
+def service_pid(root: Path, service: str) -> int | None:
+    """The service's pid if it is alive and really ours, else None."""
+    pid = read_pid(layout.pid_file(root, service))
+    return pid if pid_alive(pid, (_spec(service).cmdline_marker,)) else None
+
+
+def _answers(url: str, timeout: float = 3.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _port_taken(port: int) -> bool:
+    """Someone already listens: starting now would 'succeed' against the wrong process."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start(root: Path, service: str) -> int:
+    """Launch ``service`` detached and wait until it answers; returns its pid. No-op if already running."""
+    root = Path(root).resolve()
+    spec = _spec(service)
+    desc = layout.read_descriptor(root)
+    running = service_pid(root, service)
+    if running:
+        return running
+    if _port_taken(spec.port(desc)):
+        raise LabError(f"{service}: 127.0.0.1:{spec.port(desc)} is already in use by another process")
+    pid_path = layout.pid_file(root, service)
+    pid_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_file(root, service)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        out.write(f"--- lab svc start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            spec.argv(root, desc),
+            env=clean_env(**spec.env(root, desc)),
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # detached: survives the caller, and stop() can signal its group
+        )
+    write_pid(pid_path, proc.pid)
+    url = spec.health_url(desc)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pid_path.unlink(missing_ok=True)
+            raise LabError(f"{service} exited with rc {proc.returncode} during start; {log}:\n{tail(log)}")
+        if _answers(url, timeout=2.0):
+            return proc.pid
+        time.sleep(0.2)
+    terminate(proc.pid, STOP_TIMEOUT)
+    pid_path.unlink(missing_ok=True)
+    raise LabError(f"{service} did not answer {url} within {START_TIMEOUT:.0f} s; {log}:\n{tail(log)}")
+
+
+def stop(root: Path, service: str) -> bool:
+    """SIGTERM the service's process group, SIGKILL after 15 s; True if it was running."""
+    root = Path(root).resolve()
+    pid = service_pid(root, service)
+    if pid:
+        terminate(pid, STOP_TIMEOUT)
+    layout.pid_file(root, service).unlink(missing_ok=True)
+    return pid is not None
+
+
+def status(root: Path, service: str) -> bool:
+    """True if the service's process is alive and its health URL answers 200."""
+    root = Path(root).resolve()
+    if not service_pid(root, service):
+        return False
+    return _answers(_spec(service).health_url(layout.read_descriptor(root)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.lab.svc", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", required=True, type=Path, help="controller tree (contains lab.json)")
+    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument("service", choices=sorted(SERVICES))
+    args = parser.parse_args(argv)
+    root: Path = args.root.resolve()
+    name = args.service
+    try:
+        if args.action == "start":
+            t0 = time.monotonic()
+            already = service_pid(root, name)
+            pid = start(root, name)
+            if already:
+                print(f"{name}: already running (pid {pid})", file=sys.stderr)
+            else:
+                print(f"{name}: started (pid {pid}) in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+            return 0
+        if args.action == "stop":
+            was = stop(root, name)
+            print(f"{name}: {'stopped' if was else 'not running'}", file=sys.stderr)
+            return 0
+        pid = service_pid(root, name)
+        if pid is None:
+            print(f"{name}: stopped", file=sys.stderr)
+            return 3
+        if status(root, name):
+            print(f"{name}: running (pid {pid})", file=sys.stderr)
+            return 0
+        print(f"{name}: pid {pid} alive but not answering", file=sys.stderr)
+        return 1
+    except LabError as exc:
+        print(f"{name}: {args.action} failed: {' | '.join(str(exc).splitlines())}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""MySQL/MariaDB operations of an upgrade: credentials files, streaming dump and import through
+the vault, users and grants, and table checksums.
+
+Passwords reach ``mysqldump``/``mysql`` through a 0600 defaults file on the host that runs them,
+never through argv (DESIGN.md §6). Queries from the tool itself go through PyMySQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pymysql
+
+from journal import vault
+from services.host import Host, command_text, wait_pipe
+from services.settings import DBEndpoint
+from statemachine.step import StepError
+
+DUMP_OPTIONS = ("--single-transaction", "--routines", "--triggers", "--events", "--hex-blob",
+                "--add-drop-table", "--skip-comments")
+
+
+class DBConnectError(StepError):
+    """The tool cannot reach or log in to a database server."""
+
+
+def connect(ep: DBEndpoint, db: str | None = None) -> pymysql.connections.Connection:
+    try:
+        return pymysql.connect(host=ep.address, port=ep.port, user=ep.admin_user, password=ep.admin_password,
+                               database=db, autocommit=True, connect_timeout=10, read_timeout=600,
+                               write_timeout=600, charset="utf8mb4")
+    except pymysql.err.OperationalError as exc:
+        code = exc.args[0] if exc.args else None
+        if code == 1045:
+            fix = f"check the admin user and password for {ep.address}:{ep.port} in the plan"
+        elif code == 1049:
+            fix = f"database {db!r} does not exist on {ep.address}:{ep.port}"
+        else:
+            fix = f"check that the DB server at {ep.address}:{ep.port} runs and is reachable from this host"
+        raise DBConnectError(f"cannot connect to the database at {ep.address}:{ep.port} as "
+                             f"{ep.admin_user!r}: {exc.args[-1] if exc.args else exc} — {fix}",
+                             host=f"{ep.address}:{ep.port}") from None
+
+
+def query(ep: DBEndpoint, sql: str, args: Any = None, db: str | None = None) -> list[tuple]:
+    conn = connect(ep, db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def execute_many(ep: DBEndpoint, statements: list[str], db: str | None = None) -> None:
+    conn = connect(ep, db)
+    try:
+        with conn.cursor() as cur:
+            for stmt in statements:
+                cur.execute(stmt)
+    finally:
+        conn.close()
+
+
+def quote_ident(name: str) -> str:
+    if not name or "`" in name or "\x00" in name:
+        raise ValueError(f"invalid identifier {name!r}")
+    return f"`{name}`"
+
+
+def db_exists(ep: DBEndpoint, db: str) -> bool:
+    return bool(query(ep, "SELECT 1 FROM information_schema.schemata WHERE schema_name=%s", (db,)))
+
+
+def db_charset(ep: DBEndpoint, db: str) -> tuple[str, str]:
+    rows = query(ep, "SELECT default_character_set_name, default_collation_name FROM "
+                     "information_schema.schemata WHERE schema_name=%s", (db,))
+    if not rows:
+        raise StepError(f"database {db!r} does not exist on {ep.address}:{ep.port}", host=ep.address)
+    return rows[0][0], rows[0][1]
+
+
+def checksums(ep: DBEndpoint, db: str) -> dict[str, list[int | None]]:
+    """Per table: [row count, CHECKSUM TABLE]. Compared after import to prove nothing was lost."""
+    conn = connect(ep, db)
+    out: dict[str, list[int | None]] = {}
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema=%s "
+                        "AND table_type='BASE TABLE' ORDER BY table_name", (db,))
+            tables = [r[0] for r in cur.fetchall()]
+            for t in tables:
+                cur.execute(f"SELECT COUNT(*) FROM {quote_ident(t)}")
+                count = cur.fetchone()[0]
+                cur.execute(f"CHECKSUM TABLE {quote_ident(t)}")
+                out[t] = [count, cur.fetchone()[1]]
+    finally:
+        conn.close()
+    return out
+
+
+def recreate_db(ep: DBEndpoint, db: str, charset: str, collation: str) -> None:
+    execute_many(ep, [f"DROP DATABASE IF EXISTS {quote_ident(db)}",
+                      f"CREATE DATABASE {quote_ident(db)} CHARACTER SET {charset} COLLATE {collation}"])
+
+
+def drop_db(ep: DBEndpoint, db: str) -> None:
+    execute_many(ep, [f"DROP DATABASE IF EXISTS {quote_ident(db)}"])
+
+
+# ---------------------------------------------------------------------- users and grants
+def user_statements(ep: DBEndpoint, user: str, hosts: tuple[str, ...]) -> list[str]:
+    """SHOW CREATE USER + SHOW GRANTS for every existing user@host: replaying them restores the users."""
+    out: list[str] = []
+    for h in hosts:
+        if not query(ep, "SELECT 1 FROM mysql.user WHERE user=%s AND host=%s", (user, h)):
+            continue
+        out += [r[0] for r in query(ep, "SHOW CREATE USER %s@%s", (user, h))]
+        out += [r[0] for r in query(ep, "SHOW GRANTS FOR %s@%s", (user, h))]
+    return out
+
+
+def restore_users(ep: DBEndpoint, user: str, hosts: tuple[str, ...], statements: list[str]) -> None:
+    conn = connect(ep)
+    try:
+        with conn.cursor() as cur:
+            for h in hosts:
+                cur.execute("DROP USER IF EXISTS %s@%s", (user, h))
+            for stmt in statements:
+                cur.execute(stmt)
+    finally:
+        conn.close()
+
+
+def grant_service_user(ep: DBEndpoint, db: str, user: str, password: str, hosts: tuple[str, ...]) -> None:
+    """Dumps of one database carry no users: (re)create the service user and its grants."""
+    conn = connect(ep)
+    try:
+        with conn.cursor() as cur:
+            for h in hosts:
+                cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, h, password))
+                cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, h, password))
+                cur.execute(f"GRANT ALL PRIVILEGES ON {quote_ident(db)}.* TO %s@%s", (user, h))
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------- client programs on a host
+@contextlib.contextmanager
+def defaults_file(host: Host, ep: DBEndpoint) -> Iterator[str]:
+    """A 0600 ``[client]`` file on *host* with the admin credentials; removed afterwards."""
+    d = host.private_tmpdir()
+    path = f"{d}/client.cnf"
+    body = (f"[client]\nuser={ep.admin_user}\npassword={ep.admin_password}\n"
+            f"host={ep.address}\nport={ep.port}\nprotocol=TCP\n")
+    host.write_bytes(path, body.encode(), mode=0o600)
+    try:
+        yield path
+    finally:
+        host.remove(path)
+        host.remove(d)
+
+
+class _Drain(threading.Thread):
+    """Collects a child's stderr so a chatty process never blocks on a full pipe."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.chunks: list[bytes] = []
+
+    def run(self) -> None:
+        for line in iter(self.stream.readline, b""):
+            if sum(len(c) for c in self.chunks) < 65536:
+                self.chunks.append(line)
+
+    @property
+    def text(self) -> str:
+        self.join(timeout=5)
+        return b"".join(self.chunks).decode(errors="replace")
+
+
+class _Tap:
+    """A reader that calls *hook* once after the first chunk has gone through (for fail points)."""
+
+    def __init__(self, src: Any, hook: Callable[[], None]) -> None:
+        self.src = src
+        self.hook = hook
+        self.fired = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read(n)
+        if data and not self.fired:
+            self.fired = True
+            self.hook()
+        return data
+
+
+def dump_to_vault(host: Host, ep: DBEndpoint, mysqldump: str, db: str, dest: str, key: vault.Key,
+                  inside: Callable[[], None] = lambda: None) -> vault.StreamStats:
+    """Stream ``mysqldump db`` on *host* into an encrypted artifact at *dest* (on the tool's host)."""
+    with defaults_file(host, ep) as cnf:
+        argv = [mysqldump, f"--defaults-extra-file={cnf}", *DUMP_OPTIONS, db]
+        proc = host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        drain = _Drain(proc.stderr)
+        drain.start()
+        try:
+            stats = vault.encrypt_stream(_Tap(proc.stdout, inside), dest, key)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        wait_pipe(proc, host, argv, f"dump of database {db}", drain.text)
+    return stats
+
+
+def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str, key: vault.Key,
+                      expected_bytes: int | None, expected_sha256: str | None) -> vault.StreamStats:
+    """Verify the artifact completely, then stream it decrypted into ``mysql db`` on *host*.
+
+    The full verification first means a corrupt or truncated artifact is refused before the
+    target database is touched at all.
+    """
+    vault.verify_artifact(src, key, expected_bytes, expected_sha256)
+    with defaults_file(host, ep) as cnf:
+        argv = [mysql, f"--defaults-extra-file={cnf}", db]
+        proc = host.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        drain = _Drain(proc.stderr)
+        drain.start()
+        try:
+            stats = vault.decrypt_stream(src, key, proc.stdin)
+            proc.stdin.close()
+        except BrokenPipeError:
+            proc.wait()
+            raise StepError(f"import into {db} failed on {host.name}: `{command_text(argv)}` stopped reading "
+                            f"(exit {proc.returncode})", host=host.name, command=command_text(argv),
+                            rc=proc.returncode, output=drain.text) from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        wait_pipe(proc, host, argv, f"import of database {db}", drain.text)
+    return stats

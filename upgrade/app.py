@@ -1,0 +1,110 @@
+"""The API the CLI verbs stand on: open a journal, load keys, build the machines and the runner."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from journal import vault
+from journal.redact import Redactor
+from journal.store import Journal, JournalError
+from services import mysql
+from services.context import UpgradeContext
+from services.registry import steps_for
+from services.settings import Side
+from statemachine.lock import LockHeld, RunLock
+from statemachine.machine import ServiceMachine
+from statemachine.runner import Runner
+from upgrade import hosts, logs
+from upgrade.errors import BusyError, UserError
+from upgrade.plan import Plan, SideSpec
+
+SALT_FILE = "vault.salt"
+
+
+def redactor_for(plan: Plan | None) -> Redactor:
+    return Redactor(plan.secrets if plan else ())
+
+
+def open_journal(directory: Path, redactor: Redactor, create: bool) -> Journal:
+    try:
+        return Journal(directory, redactor, create=create)
+    except JournalError as exc:
+        raise UserError(str(exc)) from None
+
+
+def lock(journal_dir: Path, verb: str) -> RunLock:
+    lk = RunLock(journal_dir)
+    try:
+        lk.acquire(verb)
+    except LockHeld as exc:
+        raise BusyError(str(exc)) from None
+    return lk
+
+
+def load_key(plan: Plan, journal_dir: Path) -> vault.Key:
+    """The vault key named by the plan: a key file, or a passphrase whose salt lives with the journal."""
+    try:
+        if plan.key_file is not None:
+            return vault.Key.from_file(plan.key_file)
+        env = plan.passphrase_env or ""
+        passphrase = os.environ.get(env)
+        if not passphrase:
+            raise UserError(f"{plan.path}: `vault.passphrase_env` names {env!r}, which is not set — export it")
+        salt_path = journal_dir / SALT_FILE
+        salt = salt_path.read_bytes() if salt_path.exists() else None
+        key = vault.Key.from_passphrase(passphrase, salt=salt)
+        if salt is None:
+            journal_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(salt_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, key.kdf.salt)
+            os.close(fd)
+        return key
+    except vault.VaultError as exc:
+        raise UserError(str(exc)) from None
+
+
+def check_key(run: dict, key: vault.Key) -> None:
+    if run["key_id"] and run["key_id"] != key.key_id:
+        raise UserError(f"run {run['id']} was made with vault key id {run['key_id']}, but the key given now has "
+                        f"id {key.key_id} — use the key file (or passphrase) of that run")
+
+
+def side(spec: SideSpec) -> Side:
+    return Side(role=spec.role, host=hosts.connect(spec.host, f"{spec.role}:{spec.host}"), etc=spec.etc,
+                lib=spec.lib, bin=spec.bin, db=spec.db, control=spec.control)
+
+
+def preflight_db(plan: Plan) -> None:
+    """Both DB servers reachable with the plan's credentials, and the source holds every service DB."""
+    for spec in (plan.source, plan.target):
+        try:
+            mysql.query(spec.db, "SELECT 1")
+        except mysql.DBConnectError as exc:
+            raise UserError(f"{spec.role} controller: {exc} (plan {plan.path}, [{spec.role}.db])") from None
+    for name, st in plan.service_settings.items():
+        if not mysql.db_exists(plan.source.db, st.db_name):
+            raise UserError(f"the source DB server {plan.source.db.address}:{plan.source.db.port} has no database "
+                            f"{st.db_name!r} for {name} — fix services.{name}.db_name in {plan.path}")
+
+
+@dataclass
+class Session:
+    """Everything one invocation of run/resume/revert works with."""
+
+    plan: Plan
+    journal: Journal
+    key: vault.Key
+    run_id: str
+    runner: Runner
+
+
+def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, observer=None) -> Runner:
+    ctx = UpgradeContext(run_id=run_id, source=side(plan.source), target=side(plan.target), journal=journal,
+                         key=key, redactor=journal.redactor, services=plan.service_settings,
+                         from_release=plan.from_release, to_release=plan.to_release)
+    machines = [ServiceMachine(name, steps_for(name)) for name in plan.services]
+    log = logs.get()
+    return Runner(journal, run_id, machines, ctx, observer=observer,
+                  log=lambda event, **kw: log.info(event, run=run_id, **kw))

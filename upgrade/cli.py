@@ -1,0 +1,97 @@
+"""``upgrade``: the command line. Parses arguments, calls one verb in ``upgrade.commands``,
+and turns errors into one clear message and an exit code (never a traceback on the console).
+
+Exit codes: 0 success · 1 a step failed (resume or revert) or `journal verify` found a fault ·
+2 bad input (plan, arguments, key, journal) · 3 busy (another process holds the journal, or
+another run is unfinished) · 70 internal error (traceback in the log) · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from upgrade import commands
+from upgrade.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UserError
+
+EPILOG = __doc__.split("\n\n", 1)[1]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="upgrade", description="Upgrade an OpenStack control plane by replacing "
+                                "the controller, with an exact resume and revert.", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def journal_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--journal", type=Path, default=commands.DEFAULT_JOURNAL,
+                        help="journal directory (default: ./upgrade-journal)")
+        sp.add_argument("--run", dest="run_id", help="run id (default: the unfinished or latest run)")
+
+    sp = sub.add_parser("run", help="start an upgrade from a plan")
+    sp.add_argument("plan")
+    sp.add_argument("--quiet", action="store_true")
+    for verb, text in (("resume", "continue an interrupted or failed run"),
+                       ("revert", "undo a run: the old controller serves again")):
+        sp = sub.add_parser(verb, help=text)
+        journal_opts(sp)
+        sp.add_argument("--plan", dest="plan_path", help="the plan, if it moved since the run started")
+        sp.add_argument("--quiet", action="store_true")
+    sp = sub.add_parser("status", help="where each service stands")
+    journal_opts(sp)
+    sp.add_argument("-f", "--format", dest="fmt", choices=("table", "json"), default="table")
+    sp = sub.add_parser("keygen", help="write a new vault key file (0600)")
+    sp.add_argument("path", nargs="?", default="dump.key")
+    jp = sub.add_parser("journal", help="audit trail: export, verify")
+    jsub = jp.add_subparsers(dest="jverb", required=True, metavar="ACTION")
+    sp = jsub.add_parser("export", help="write events as jsonl, json or csv")
+    journal_opts(sp)
+    sp.add_argument("--format", dest="fmt", choices=("jsonl", "json", "csv"), default="jsonl")
+    sp = jsub.add_parser("verify", help="check the hash chain and the artifacts")
+    sp.add_argument("--journal", type=Path, default=commands.DEFAULT_JOURNAL)
+    sp.add_argument("--key", dest="key_file", help="vault key file: also authenticate every artifact")
+    return p
+
+
+def dispatch(a: argparse.Namespace) -> int:
+    if a.verb == "run":
+        return commands.run(a.plan, a.quiet)
+    if a.verb == "resume":
+        return commands.resume(a.journal, a.run_id, a.plan_path, a.quiet)
+    if a.verb == "revert":
+        return commands.revert(a.journal, a.run_id, a.plan_path, a.quiet)
+    if a.verb == "status":
+        return commands.status(a.journal, a.run_id, a.fmt)
+    if a.verb == "keygen":
+        return commands.keygen(a.path)
+    if a.jverb == "export":
+        return commands.journal_export_cmd(a.journal, a.run_id, a.fmt)
+    return commands.journal_verify(a.journal, a.key_file)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return dispatch(args)
+    except UserError as exc:
+        sys.stderr.write(f"upgrade {args.verb}: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("upgrade: interrupted; `upgrade status` shows where it stopped\n")
+        return EXIT_INTERRUPTED
+    except Exception:  # a bug: keep the console clean, keep the evidence
+        log = Path(getattr(args, "journal", commands.DEFAULT_JOURNAL)) / "internal-error.log"
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            log.write_text(traceback.format_exc())
+            where = f"traceback in {log}"
+        except OSError:
+            where = "traceback:\n" + traceback.format_exc()
+        sys.stderr.write(f"upgrade: internal error — please report it with the {where}\n")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

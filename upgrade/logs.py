@@ -1,0 +1,59 @@
+"""Logging as a list of small processors (structlog): redact, timestamp, then both a readable
+console line and a JSON line in ``<journal>/upgrade.log`` (0600)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from journal.redact import Redactor
+
+
+class JsonFile:
+    """Processor that appends the event as one JSON line to the log file, then passes it on."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.chmod(path, 0o600)
+        self.fh: TextIO = os.fdopen(fd, "a", buffering=1)
+
+    def __call__(self, _logger: Any, _method: str, event_dict: dict) -> dict:
+        self.fh.write(json.dumps(event_dict, default=str, sort_keys=True) + "\n")
+        return event_dict
+
+
+class Quiet:
+    """Processor that drops console output below warning when asked to be quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def __call__(self, _logger: Any, method: str, event_dict: dict) -> dict:
+        if self.quiet and method in ("debug", "info"):
+            raise structlog.DropEvent
+        return event_dict
+
+
+def configure(redactor: Redactor, log_file: Path | None, quiet: bool = False) -> Path | None:
+    processors: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redactor.processor,
+    ]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        processors.append(JsonFile(log_file))
+    processors += [Quiet(quiet), structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+    structlog.configure(processors=processors, logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+                        cache_logger_on_first_use=False)
+    return log_file
+
+
+def get() -> Any:
+    return structlog.get_logger("upgrade")

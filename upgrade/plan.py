@@ -1,0 +1,190 @@
+"""The plan file (TOML): what to upgrade, between which controllers, from which release to which.
+
+Every validation error names the file, the key and what is expected. The plan's sha256 is
+recorded in the run, so a plan edited under an unfinished run is refused (DESIGN.md §3 rule 3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.registry import ORDER, SERVICES
+from services.releases import jump_error
+from services.settings import DBEndpoint, ServiceControl, ServiceSettings
+from upgrade.errors import UserError
+
+CONTROL_KINDS = ("systemd", "sysvinit", "template")
+
+
+class PlanError(UserError):
+    """The plan is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True)
+class SideSpec:
+    role: str
+    host: str
+    etc: str
+    lib: str
+    bin: str
+    db: DBEndpoint
+    control: ServiceControl
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: Path
+    sha256: str
+    from_release: str
+    to_release: str
+    services: tuple[str, ...]
+    journal_dir: Path
+    key_file: Path | None
+    passphrase_env: str | None
+    source: SideSpec
+    target: SideSpec
+    service_settings: dict[str, ServiceSettings]
+    raw: dict[str, Any]
+
+    @property
+    def secrets(self) -> list[str]:
+        out = [self.source.db.admin_password, self.target.db.admin_password]
+        out += [s.db_password for s in self.service_settings.values() if s.db_password]
+        return [s for s in out if s]
+
+
+class _Reader:
+    """Typed access to a TOML table with errors that say file, key and expectation."""
+
+    def __init__(self, path: Path, table: dict[str, Any], prefix: str) -> None:
+        self.path, self.table, self.prefix = path, table, prefix
+
+    def err(self, key: str, expected: str) -> PlanError:
+        full = f"{self.prefix}.{key}" if self.prefix else key
+        return PlanError(f"{self.path}: key `{full}` {expected}")
+
+    def get(self, key: str, typ: type | tuple[type, ...], default: Any = ..., expected: str = "") -> Any:
+        if key not in self.table:
+            if default is ...:
+                raise self.err(key, f"is missing; expected {expected or typ.__name__}")  # type: ignore[union-attr]
+            return default
+        v = self.table[key]
+        if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+            raise self.err(key, f"is {v!r}; expected {expected or getattr(typ, '__name__', typ)}")
+        return v
+
+    def sub(self, key: str, required: bool = True) -> _Reader:
+        v = self.table.get(key)
+        if v is None and not required:
+            return _Reader(self.path, {}, f"{self.prefix}.{key}" if self.prefix else key)
+        if not isinstance(v, dict):
+            raise self.err(key, "is missing or not a table; see `upgrade init` for a complete example")
+        return _Reader(self.path, v, f"{self.prefix}.{key}" if self.prefix else key)
+
+    def secret(self, key: str) -> str:
+        """A secret given inline (``key``) or by environment variable (``key_env``)."""
+        env = self.get(f"{key}_env", str, None)
+        if env is not None:
+            if env not in os.environ:
+                raise self.err(f"{key}_env", f"names environment variable {env!r}, which is not set — export it")
+            return os.environ[env]
+        return self.get(key, str, "")
+
+    def unknown(self, allowed: set[str]) -> None:
+        extra = sorted(set(self.table) - allowed)
+        if extra:
+            raise self.err(extra[0], f"is not a known key here; known keys: {', '.join(sorted(allowed))}")
+
+
+def _side(r: _Reader, role: str) -> SideSpec:
+    s = r.sub(role)
+    s.unknown({"host", "etc", "lib", "bin", "service_control", "control", "db"})
+    d = s.sub("db")
+    d.unknown({"address", "port", "admin_user", "admin_password", "admin_password_env", "service_address"})
+    port = d.get("port", int, 3306)
+    if not 0 < port < 65536:
+        raise d.err("port", f"is {port}; expected a TCP port 1-65535")
+    db = DBEndpoint(address=d.get("address", str, expected="the DB server address, e.g. \"127.0.0.1\""),
+                    port=port, admin_user=d.get("admin_user", str, "root"),
+                    admin_password=d.secret("admin_password"), service_address=d.get("service_address", str, ""))
+    kind = s.get("service_control", str, "systemd")
+    if kind not in CONTROL_KINDS:
+        raise s.err("service_control", f"is {kind!r}; expected one of {', '.join(CONTROL_KINDS)}")
+    template: tuple[str, ...] = ()
+    if kind == "template":
+        t = s.get("control", list, expected='a list like ["svcctl", "{action}", "{unit}"]')
+        if not t or not all(isinstance(a, str) for a in t) or not any("{action}" in a for a in t):
+            raise s.err("control", "must be a non-empty list of strings containing \"{action}\"")
+        template = tuple(t)
+    host = s.get("host", str, "local")
+    if host != "local":
+        raise s.err("host", f"is {host!r}; this version drives \"local\" hosts only")
+    return SideSpec(role=role, host=host, etc=s.get("etc", str, "/etc"), lib=s.get("lib", str, "/var/lib"),
+                    bin=s.get("bin", str, ""), db=db, control=ServiceControl(kind, template))
+
+
+def _service(r: _Reader, name: str) -> ServiceSettings:
+    s = r.sub("services", required=False).sub(name, required=False)
+    s.unknown({"unit", "db_name", "owner", "verify_url", "grant_hosts", "db_user", "db_password", "db_password_env"})
+    hosts = s.get("grant_hosts", list, ["%", "localhost"])
+    if not hosts or not all(isinstance(h, str) and h for h in hosts):
+        raise s.err("grant_hosts", "must be a non-empty list of MySQL host patterns, e.g. [\"%\", \"localhost\"]")
+    owner = s.get("owner", str, f"{name}:{name}")
+    if ":" not in owner:
+        raise s.err("owner", f"is {owner!r}; expected USER:GROUP")
+    return ServiceSettings(name=name, unit=s.get("unit", str, f"openstack-{name}"),
+                           db_name=s.get("db_name", str, name), owner=owner,
+                           verify_url=s.get("verify_url", str, ""), grant_hosts=tuple(hosts),
+                           db_user=s.get("db_user", str, ""), db_password=s.secret("db_password"))
+
+
+def load(path: str | Path) -> Plan:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise PlanError(f"plan file {p} does not exist — write one with `upgrade init > {p}`") from None
+    except OSError as exc:
+        raise PlanError(f"cannot read plan file {p}: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(data.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{p}: not valid TOML: {exc}") from None
+    r = _Reader(p, raw, "")
+    r.unknown({"upgrade", "vault", "source", "target", "services"})
+    u = r.sub("upgrade")
+    u.unknown({"from", "to", "services", "journal"})
+    src_rel = u.get("from", str, expected='a release like "2025.2"')
+    dst_rel = u.get("to", str, expected='a release like "2026.1"')
+    if (msg := jump_error(src_rel, dst_rel)) is not None:
+        raise u.err("to", msg)
+    services = u.get("services", list, expected=f"a list of services from {', '.join(ORDER)}")
+    if not services:
+        raise u.err("services", "is empty; name at least one service")
+    for s in services:
+        if s not in SERVICES:
+            known = ", ".join(SERVICES)
+            raise u.err("services", f"names unknown service {s!r}; this version upgrades: {known}")
+    if len(set(services)) != len(services):
+        raise u.err("services", "names a service twice")
+    ordered = tuple(sorted(services, key=ORDER.index))
+    base = p.resolve().parent
+    journal = base / u.get("journal", str, "upgrade-journal")
+    v = r.sub("vault")
+    v.unknown({"key_file", "passphrase_env"})
+    key_file = v.get("key_file", str, None)
+    pass_env = v.get("passphrase_env", str, None)
+    if bool(key_file) == bool(pass_env):
+        raise v.err("key_file", "or `vault.passphrase_env` must be given (exactly one); create a key with "
+                                "`upgrade keygen dump.key`")
+    return Plan(
+        path=p.resolve(), sha256=hashlib.sha256(data).hexdigest(), from_release=src_rel, to_release=dst_rel,
+        services=ordered, journal_dir=journal, key_file=(base / key_file) if key_file else None,
+        passphrase_env=pass_env, source=_side(r, "source"), target=_side(r, "target"),
+        service_settings={s: _service(r, s) for s in ordered}, raw=raw,
+    )
