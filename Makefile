@@ -1,0 +1,46 @@
+# openstack-upgrade — the two commands a newcomer needs: `make demo` and `make test`.
+PYTHON    ?= python3
+VENV      := .venv
+VENV_ROOT ?= /opt/openstack-upgrade/venvs
+RELEASES  ?= 2025.2 2026.1
+export OSU_VENV_ROOT := $(VENV_ROOT)
+
+.PHONY: setup system venv openstack test demo bench lint clean
+
+setup: system venv openstack
+
+system:
+	scripts/setup-system
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+# One venv per OpenStack release, built from the vendored upper-constraints (cached, rebuilt
+# only when the constraints or the package list change). Two builds at a time.
+openstack:
+	@for r in $(RELEASES); do \
+	   (scripts/build-venv $$r $(VENV_ROOT) > /tmp/osu-build-venv-$$r.log 2>&1; echo $$? > /tmp/osu-build-venv-$$r.rc) & \
+	 done; wait; rc=0; \
+	 for r in $(RELEASES); do \
+	   tail -n 1 /tmp/osu-build-venv-$$r.log; \
+	   [ "$$(cat /tmp/osu-build-venv-$$r.rc)" = 0 ] || { tail -n 30 /tmp/osu-build-venv-$$r.log; rc=1; }; \
+	 done; exit $$rc
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: setup lint
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/python -m scripts.demo
+
+bench: setup
+	$(VENV)/bin/python -m scripts.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
