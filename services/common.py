@@ -18,7 +18,7 @@ from typing import Any
 
 from journal import vault
 from services import control, mysql
-from services.config import db_url_credentials, get_value, rewrite_db_url, set_value
+from services.config import db_url_credentials, get_value, rewrite_db_url, rewrite_paths, set_value
 from services.context import UpgradeContext
 from services.host import check, command_text, wait_pipe
 from services.settings import ServiceSettings, Side
@@ -186,7 +186,14 @@ def install_config_step(name: str, conns: tuple[ConfigKey, ...]) -> Step:
         user, password = service_db_credentials(ctx, name, conns[0])
         _copy_tree(ctx, name)
         ctx.failpoint(f"{name}.install_config:inside")
-        changed = []
+        changed: list[dict[str, Any]] = []
+        mapping = {ctx.source.layout()[k]: v for k, v in t.layout().items()}
+        for f in sorted({c.file for c in conns}):
+            path = f"{t.etc}/{name}/{f}"
+            data, moved = rewrite_paths(t.host.read_bytes(path), mapping)
+            if moved:
+                t.host.write_bytes(path, data, mode=0o640)
+                changed.append({"file": path, "paths_rewritten": moved})
         for c in conns:
             path = f"{t.etc}/{name}/{c.file}"
             data = t.host.read_bytes(path)

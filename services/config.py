@@ -74,6 +74,38 @@ def set_value(data: bytes, section: str, key: str, value: str) -> bytes:
     return data + tail + f"{newline.decode()}[{section}]{newline.decode()}{key} = {value}{newline.decode()}".encode()
 
 
+def rewrite_paths(data: bytes, mapping: dict[str, str]) -> tuple[bytes, list[str]]:
+    """Re-point option values that are paths under a source prefix to the target prefix.
+
+    Controllers whose layouts differ (``/etc`` of a container vs of a host, or the lab's
+    per-host trees) name different directories for the same thing: an option like
+    ``key_repository = /srv/old/etc/keystone/fernet-keys`` must name the target's own
+    directory after the config is carried over. Comments and every other byte stay as they are.
+    Returns the new bytes and the ``[section] key`` of each rewritten option.
+    """
+    pairs = sorted(((a.rstrip("/"), b.rstrip("/")) for a, b in mapping.items() if a.rstrip("/") != b.rstrip("/")),
+                   key=lambda ab: len(ab[0]), reverse=True)
+    if not pairs:
+        return data, []
+    out: list[bytes] = []
+    changed: list[str] = []
+    section = ""
+    for line in data.splitlines(keepends=True):
+        m = _SECTION.match(line)
+        if m:
+            section = m["name"].decode().strip()
+        k = None if m else _KEY.match(line)
+        if k:
+            value = k["value"].decode()
+            for old, new in pairs:
+                if value == old or value.startswith(old + "/"):
+                    line = k["key"] + k["sep"] + (new + value[len(old):]).encode() + (k["eol"] or b"")
+                    changed.append(f"[{section}] {k['key'].decode()}")
+                    break
+        out.append(line)
+    return b"".join(out), changed
+
+
 def rewrite_db_url(url: str, address: str, port: int, user: str | None = None, password: str | None = None) -> str:
     """Point an SQLAlchemy URL at another server, keeping scheme, database name and query string."""
     parts = urlsplit(url)

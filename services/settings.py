@@ -54,6 +54,11 @@ class Side:
     bin: str
     db: DBEndpoint
     control: ServiceControl
+    log: str = "/var/log"
+
+    def layout(self) -> dict[str, str]:
+        """The directory prefixes that differ between controllers of different layouts."""
+        return {"etc": self.etc, "lib": self.lib, "log": self.log}
 
     def tool(self, name: str) -> str:
         return f"{self.bin.rstrip('/')}/{name}" if self.bin else name

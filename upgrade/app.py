@@ -73,7 +73,7 @@ def check_key(run: dict, key: vault.Key) -> None:
 
 def side(spec: SideSpec) -> Side:
     return Side(role=spec.role, host=hosts.connect(spec.host, f"{spec.role}:{spec.host}"), etc=spec.etc,
-                lib=spec.lib, bin=spec.bin, db=spec.db, control=spec.control)
+                lib=spec.lib, bin=spec.bin, db=spec.db, control=spec.control, log=spec.log)
 
 
 def preflight_db(plan: Plan) -> None:

@@ -59,6 +59,9 @@ def _drive(session: app.Session, verb: str) -> int:
 def run(plan_path: str, quiet: bool = False) -> int:
     """Start a new upgrade run from PLAN and drive it to the end."""
     plan = plan_mod.load(plan_path)
+    # everything that can refuse the plan runs before anything is created, even the journal
+    key = app.load_key(plan, plan.journal_dir)
+    app.preflight_db(plan)
     journal = app.open_journal(plan.journal_dir, app.redactor_for(plan), create=True)
     logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet)
     lk = app.lock(journal.dir, "run")
@@ -67,8 +70,6 @@ def run(plan_path: str, quiet: bool = False) -> int:
             raise BusyError(f"run {open_run['id']} in {journal.dir} is unfinished ({open_run['status']}) — finish it "
                             f"with `upgrade resume --journal {journal.dir}` or undo it with "
                             f"`upgrade revert --journal {journal.dir}` before starting another")
-        key = app.load_key(plan, journal.dir)
-        app.preflight_db(plan)
         run_id = journal.create_run(plan.raw, plan.sha256, str(plan.path), plan.from_release, plan.to_release,
                                     key.key_id)
         logs.get().info("run_started", run=run_id, plan=str(plan.path), services=list(plan.services),

@@ -34,6 +34,7 @@ class SideSpec:
     bin: str
     db: DBEndpoint
     control: ServiceControl
+    log: str = "/var/log"
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class _Reader:
 
 def _side(r: _Reader, role: str) -> SideSpec:
     s = r.sub(role)
-    s.unknown({"host", "etc", "lib", "bin", "service_control", "control", "db"})
+    s.unknown({"host", "etc", "lib", "log", "bin", "service_control", "control", "db"})
     d = s.sub("db")
     d.unknown({"address", "port", "admin_user", "admin_password", "admin_password_env", "service_address"})
     port = d.get("port", int, 3306)
@@ -125,7 +126,8 @@ def _side(r: _Reader, role: str) -> SideSpec:
     if host != "local":
         raise s.err("host", f"is {host!r}; this version drives \"local\" hosts only")
     return SideSpec(role=role, host=host, etc=s.get("etc", str, "/etc"), lib=s.get("lib", str, "/var/lib"),
-                    bin=s.get("bin", str, ""), db=db, control=ServiceControl(kind, template))
+                    bin=s.get("bin", str, ""), db=db, control=ServiceControl(kind, template),
+                    log=s.get("log", str, "/var/log"))
 
 
 def _service(r: _Reader, name: str) -> ServiceSettings:

@@ -89,6 +89,9 @@ def up(lab: Path, old: str, new: str, venv_root: Path) -> dict[str, Any]:
             svc.start(Path(built[side]["root"]), "keystone")
         return _summary(lab, built)
 
+    for release in (old, new):  # fail in a second, not after seeding the old side
+        if not (venv_root / release / "bin" / "keystone-manage").exists():
+            raise LabError(f"no keystone venv {venv_root / release}; build it with: scripts/build-venv {release}")
     db_old_port, db_new_port, ks_port = _distinct_ports(3)
     state: dict[str, Any] = {
         "complete": False,

@@ -7,16 +7,22 @@ spares for tests). Recipe and measurements: lab-recipes §2.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pymysql
 
-from scripts.lab.proc import LabError, pid_alive, read_pid, tail, terminate, wait_exit, write_pid
+from scripts.lab.proc import LabError, pid_alive, port_open, read_pid, tail, terminate, wait_exit, write_pid
 
+# A unix socket path must fit in sockaddr_un.sun_path (108 bytes with the NUL); deep test
+# directories (pytest's tmp_path plus a long test name) easily exceed it.
+MAX_SOCKET_PATH = 100
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 
@@ -52,6 +58,9 @@ class MariaDB:
         self.datadir = self.base / "data"
         self.run_dir = self.base / "run"
         self.socket = self.run_dir / "mysqld.sock"
+        if len(str(self.socket)) > MAX_SOCKET_PATH:
+            digest = hashlib.sha256(str(self.base).encode()).hexdigest()[:16]
+            self.socket = Path(tempfile.gettempdir()) / f"lab-mariadb-{digest}.sock"
         self.error_log = self.base / "error.log"
         # mariadbd writes run/mysqld.pid only once it is up and removes it on shutdown; we
         # record the pid we launched ourselves, immediately, so that a server that hangs
@@ -124,6 +133,8 @@ class MariaDB:
         if not self.defaults_file.exists() or self.defaults_file.read_text() != config:
             self.defaults_file.write_text(config)
         self._install_db()
+        if port_open(self.port):
+            raise LabError(f"cannot start mariadbd for {self.base}: 127.0.0.1:{self.port} is already in use")
         with (self.base / "mariadbd.out").open("ab") as out:
             proc = subprocess.Popen(
                 ["mariadbd", f"--defaults-file={self.defaults_file}", "--user=root"],
@@ -137,16 +148,23 @@ class MariaDB:
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
                 raise LabError(
                     f"mariadbd for {self.base} exited with rc {proc.returncode} during start:\n{tail(self.error_log)}"
                 )
             try:
-                self.connect().close()
-                return
+                (datadir,) = self.execute("SELECT @@datadir")[0]
             except pymysql.err.OperationalError as exc:
                 last_error = exc
                 time.sleep(0.1)
+                continue
+            if Path(datadir).resolve() != self.datadir:  # someone else grabbed the port meanwhile
+                terminate(proc.pid, 5)
+                self.pid_file.unlink(missing_ok=True)
+                raise LabError(f"127.0.0.1:{self.port} answers with datadir {datadir}, not {self.datadir}")
+            return
         terminate(proc.pid, 5)
+        self.pid_file.unlink(missing_ok=True)
         raise LabError(
             f"mariadbd for {self.base} did not answer on 127.0.0.1:{self.port} within {START_TIMEOUT:.0f} s"
             f" ({last_error}):\n{tail(self.error_log)}"
@@ -158,15 +176,17 @@ class MariaDB:
         if not self.running() or pid is None:
             self.pid_file.unlink(missing_ok=True)
             return
-        subprocess.run(
-            self._client("mariadb-admin") + ["shutdown"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            timeout=STOP_TIMEOUT,
-            check=False,
-        )
-        if not wait_exit(pid, STOP_TIMEOUT):
+        deadline = time.monotonic() + STOP_TIMEOUT
+        with contextlib.suppress(subprocess.TimeoutExpired):  # a hung server: the kill below handles it
+            subprocess.run(
+                self._client("mariadb-admin") + ["shutdown"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                timeout=STOP_TIMEOUT,
+                check=False,
+            )
+        if not wait_exit(pid, max(0.0, deadline - time.monotonic())):
             terminate(pid, 0)  # no clean exit after 30 s: SIGKILL right away
         self.pid_file.unlink(missing_ok=True)
 

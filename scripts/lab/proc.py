@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -114,3 +115,14 @@ def tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Something accepts connections on ``host:port``.
+
+    Checked before a launch: if another process already listens there, a readiness probe
+    would succeed against the wrong server while ours dies on "address in use".
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0

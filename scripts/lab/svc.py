@@ -15,7 +15,6 @@ its command line, never by name. Add a service by adding a ``ServiceSpec`` to ``
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.lab import layout
-from scripts.lab.proc import LabError, clean_env, pid_alive, read_pid, tail, terminate, write_pid
+from scripts.lab.proc import LabError, clean_env, pid_alive, port_open, read_pid, tail, terminate, write_pid
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -94,13 +93,6 @@ def _answers(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def _port_taken(port: int) -> bool:
-    """Someone already listens: starting now would 'succeed' against the wrong process."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1.0)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def start(root: Path, service: str) -> int:
     """Launch ``service`` detached and wait until it answers; returns its pid. No-op if already running."""
     root = Path(root).resolve()
@@ -109,7 +101,7 @@ def start(root: Path, service: str) -> int:
     running = service_pid(root, service)
     if running:
         return running
-    if _port_taken(spec.port(desc)):
+    if port_open(spec.port(desc)):
         raise LabError(f"{service}: 127.0.0.1:{spec.port(desc)} is already in use by another process")
     pid_path = layout.pid_file(root, service)
     pid_path.parent.mkdir(parents=True, exist_ok=True)
