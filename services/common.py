@@ -111,7 +111,7 @@ def dump_source_step(name: str) -> Step:
         charset, collation = mysql.db_charset(ep, st.db_name)
         sums = mysql.checksums(ep, st.db_name)
         path = ctx.artifact_path(f"{name}-source-db")
-        stats = mysql.dump_to_vault(ctx.source.host, ep, ctx.source.tool("mysqldump"), st.db_name, str(path),
+        stats = mysql.dump_to_vault(ctx.source.host, ep, "mysqldump", st.db_name, str(path),
                                     ctx.key, inside=lambda: ctx.failpoint(f"{name}.dump_source:inside"))
         art = ctx.record_artifact(f"{ctx.run_id}/{name}-source-db", "dump", name, ctx.source.host.name, path, stats)
         return {"artifact": art, "charset": charset, "collation": collation, "checksums": sums,
@@ -129,7 +129,7 @@ def backup_target_step(name: str, conn: ConfigKey) -> Step:
         if mysql.db_exists(t.db, st.db_name):
             charset, collation = mysql.db_charset(t.db, st.db_name)
             path = ctx.artifact_path(f"{name}-target-db")
-            stats = mysql.dump_to_vault(t.host, t.db, t.tool("mysqldump"), st.db_name, str(path), ctx.key)
+            stats = mysql.dump_to_vault(t.host, t.db, "mysqldump", st.db_name, str(path), ctx.key)
             out["db"] = {"existed": True, "charset": charset, "collation": collation,
                          "artifact": ctx.record_artifact(f"{ctx.run_id}/{name}-target-db", "backup", name,
                                                          t.host.name, path, stats)}
@@ -244,7 +244,7 @@ def import_db_step(name: str, conn: ConfigKey) -> Step:
         vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
         mysql.recreate_db(t.db, st.db_name, dump["charset"], dump["collation"])
         ctx.failpoint(f"{name}.import_db:inside")
-        mysql.import_from_vault(t.host, t.db, t.tool("mysql"), st.db_name, art["path"], ctx.key,
+        mysql.import_from_vault(t.host, t.db, "mysql", st.db_name, art["path"], ctx.key,
                                 art["bytes"], art["sha256"])
         mysql.grant_service_user(t.db, st.db_name, user, password, st.grant_hosts)
         after = mysql.checksums(t.db, st.db_name)
@@ -276,7 +276,7 @@ def restore_db(ctx: UpgradeContext, name: str) -> None:
         art = db["artifact"]
         vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
         mysql.recreate_db(t.db, st.db_name, db["charset"], db["collation"])
-        mysql.import_from_vault(t.host, t.db, t.tool("mysql"), st.db_name, art["path"], ctx.key,
+        mysql.import_from_vault(t.host, t.db, "mysql", st.db_name, art["path"], ctx.key,
                                 art["bytes"], art["sha256"])
     else:
         mysql.drop_db(t.db, st.db_name)

@@ -53,7 +53,11 @@ class LocalHost:
         kwargs: dict[str, Any] = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
         if env:
             kwargs["env"] = {**os.environ, **env}
-        return cmd.popen(**kwargs)
+        try:
+            return cmd.popen(**kwargs)
+        except FileNotFoundError:
+            raise StepError(f"command {argv[0]!r} not found on {self.name} — install it or fix the bin path in "
+                            "the plan", host=self.name, command=command_text(argv)) from None
 
     def read_bytes(self, path: str) -> bytes:
         try:

@@ -1,0 +1,196 @@
+"""Shared fixtures: a real two-controller keystone lab (two MariaDB servers, keystone 2025.2 on the
+old controller, 2026.1 installed on the new one), reset to the same seeded state for every test,
+and helpers to drive the real `upgrade` command as a subprocess.
+
+When a real part is missing the tests skip on a developer's machine and *fail* under CI
+(``CI`` set), so a green CI always means the real thing ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.lab import svc
+from scripts.lab.controller import DEFAULT_VENV_ROOT, Controller, make_controller, seed_keystone
+from scripts.lab.mariadb import MariaDB, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+OLD, NEW = "2025.2", "2026.1"
+ADMIN_PASSWORD = "lab-Admin-pw-4711"
+DB_ADMIN = "osu_admin"
+SOURCE_DB_PASSWORD = "src-DB-admin-pw-0815"   # inline in the plan
+TARGET_DB_PASSWORD = "tgt-DB-admin-pw-2342"   # through an environment variable
+KEYSTONE_DB_PASSWORD = "ks-DB-pw-9981"         # in keystone.conf only
+TARGET_PW_ENV = "OSU_TEST_TARGET_DB_PASSWORD"
+
+
+def require(condition: bool, why: str) -> None:
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set and a real part is missing: {why}")
+    pytest.skip(why)
+
+
+def tree_digest(root: Path) -> dict[str, tuple[str, int, int, int]]:
+    """relpath -> (sha256 or 'dir', mode, uid, gid) for every entry under root."""
+    out: dict[str, tuple[str, int, int, int]] = {}
+    if not root.exists():
+        return out
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        kind = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        out[str(p.relative_to(root))] = (kind, st.st_mode & 0o7777, st.st_uid, st.st_gid)
+    return out
+
+
+@dataclass
+class KeystoneLab:
+    base: Path
+    db_old: MariaDB
+    db_new: MariaDB
+    old: Controller
+    new: Controller
+    seed: dict[str, Any]
+    snapshots: dict[str, Path] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ state
+    def snapshot(self) -> None:
+        """Freeze the seeded state: both keystone DBs, both controller trees (keystone stopped)."""
+        svc.stop(self.old.root, "keystone")
+        snap = self.base / "snap"
+        snap.mkdir(exist_ok=True)
+        self.db_old.snapshot("keystone", snap / "old.sql")
+        self.db_new.snapshot("keystone", snap / "new.sql")
+        for name, ctl in (("old", self.old), ("new", self.new)):
+            with tarfile.open(snap / f"{name}.tar", "w") as tar:
+                tar.add(ctl.root, arcname=".")
+        self.snapshots = {"old.sql": snap / "old.sql", "new.sql": snap / "new.sql",
+                          "old.tar": snap / "old.tar", "new.tar": snap / "new.tar"}
+
+    def reset(self) -> None:
+        """Back to the seeded state: old keystone serving, new controller fresh, no extra DB users."""
+        for ctl in (self.old, self.new):
+            svc.stop(ctl.root, "keystone")
+        for db in (self.db_old, self.db_new):
+            db.start()
+        self.db_old.restore("keystone", self.snapshots["old.sql"])
+        self.db_new.restore("keystone", self.snapshots["new.sql"])
+        for db in (self.db_old, self.db_new):
+            for (host,) in db.execute("SELECT host FROM mysql.user WHERE user='keystone' AND host<>'127.0.0.1'"):
+                db.execute("DROP USER %s@%s", args=("keystone", host))
+            db.execute("ALTER USER 'keystone'@'127.0.0.1' IDENTIFIED BY %s", args=(KEYSTONE_DB_PASSWORD,))
+        for name, ctl in (("old", self.old), ("new", self.new)):
+            shutil.rmtree(ctl.root)
+            ctl.root.mkdir()
+            with tarfile.open(self.snapshots[f"{name}.tar"]) as tar:
+                tar.extractall(ctl.root, filter="fully_trusted")
+        svc.start(self.old.root, "keystone")
+
+    def state(self) -> dict[str, Any]:
+        """What the upgrade may change, on both controllers, for comparisons."""
+        return {
+            "source_db": self.db_old.checksums("keystone"),
+            "target_db": self.db_new.checksums("keystone") if self.db_new.execute(
+                "SELECT 1 FROM information_schema.schemata WHERE schema_name='keystone'") else None,
+            "source_etc": tree_digest(self.old.root / "etc"),
+            "target_etc": tree_digest(self.new.root / "etc"),
+            "target_lib": tree_digest(self.new.root / "var" / "lib"),
+            "target_users": self.db_new.execute(
+                "SELECT user, host FROM mysql.user WHERE user='keystone' ORDER BY host"),
+        }
+
+    # ------------------------------------------------------------------ plan and tool
+    def write_plan(self, directory: Path, **service_overrides: str) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        key = directory / "dump.key"
+        if not key.exists():
+            subprocess.run([sys.executable, "-m", "upgrade.cli", "keygen", str(key)], cwd=REPO, check=True,
+                           capture_output=True)
+        control = [sys.executable, "-m", "scripts.lab.svc", "--root", "ROOT", "{action}", "{unit}"]
+        extra = "".join(f'{k} = "{v}"\n' for k, v in service_overrides.items())
+
+        def side(role: str, ctl: Controller, db: MariaDB, pw: str) -> str:
+            ctl_argv = json.dumps([a.replace("ROOT", str(ctl.root)) for a in control])
+            pw_line = f'admin_password = "{pw}"' if role == "source" else f'admin_password_env = "{TARGET_PW_ENV}"'
+            return (f"[{role}]\nhost = \"local\"\netc = \"{ctl.root}/etc\"\nlib = \"{ctl.root}/var/lib\"\n"
+                    f"log = \"{ctl.root}/var/log\"\nbin = \"{ctl.venv}/bin\"\nservice_control = \"template\"\n"
+                    f"control = {ctl_argv}\n[{role}.db]\naddress = \"127.0.0.1\"\nport = {db.port}\n"
+                    f"admin_user = \"{DB_ADMIN}\"\n{pw_line}\n\n")
+
+        text = (f"# plan for the test lab\n[upgrade]\nfrom = \"{OLD}\"\nto = \"{NEW}\"\nservices = [\"keystone\"]\n"
+                f"journal = \"journal\"\n\n[vault]\nkey_file = \"dump.key\"\n\n"
+                + side("source", self.old, self.db_old, SOURCE_DB_PASSWORD)
+                + side("target", self.new, self.db_new, TARGET_DB_PASSWORD)
+                + "[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"
+                  f"verify_url = \"http://127.0.0.1:{self.old.keystone_port}/v3\"\n"
+                  "grant_hosts = [\"127.0.0.1\", \"%\"]\n" + extra)
+        plan = directory / "plan.toml"
+        plan.write_text(text)
+        return plan
+
+
+def upgrade(*args: str, failpoint: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real `upgrade` command line in a subprocess, as an operator would."""
+    e = {**os.environ, TARGET_PW_ENV: TARGET_DB_PASSWORD, **(env or {})}
+    e.pop("OPENSTACK_UPGRADE_FAILPOINT", None)
+    if failpoint:
+        e["OPENSTACK_UPGRADE_FAILPOINT"] = failpoint
+    return subprocess.run([sys.executable, "-m", "upgrade.cli", *args], cwd=REPO, env=e, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _admin_user(db: MariaDB, password: str) -> None:
+    db.execute("CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s", args=(DB_ADMIN, password))
+    db.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'127.0.0.1' WITH GRANT OPTION", args=(DB_ADMIN,))
+
+
+@pytest.fixture(scope="session")
+def keystone_lab(tmp_path_factory) -> Any:
+    for tool in ("mariadbd", "mariadb-install-db", "mariadb-dump", "mariadb"):
+        require(shutil.which(tool) is not None, f"{tool} not installed (make setup installs MariaDB)")
+    for rel in (OLD, NEW):
+        require((DEFAULT_VENV_ROOT / rel / "bin" / "keystone-manage").exists(),
+                f"keystone venv {rel} missing (make openstack builds it)")
+    base = tmp_path_factory.mktemp("kslab")
+    db_old = MariaDB(base / "db-old", free_port())
+    db_new = MariaDB(base / "db-new", free_port())
+    port = free_port()
+    lab = None
+    try:
+        db_old.start()
+        db_new.start()
+        _admin_user(db_old, SOURCE_DB_PASSWORD)
+        _admin_user(db_new, TARGET_DB_PASSWORD)
+        old = make_controller(base / "old", OLD, db_old, port, db_password=KEYSTONE_DB_PASSWORD)
+        new = make_controller(base / "new", NEW, db_new, port, db_password=KEYSTONE_DB_PASSWORD)
+        seed = seed_keystone(old, ADMIN_PASSWORD)
+        lab = KeystoneLab(base, db_old, db_new, old, new, seed)
+        lab.snapshot()
+        yield lab
+    finally:
+        for root in (base / "old", base / "new"):
+            if root.exists():
+                with contextlib.suppress(Exception):  # best effort: the DBs must still stop
+                    svc.stop(root, "keystone")
+        db_old.stop()
+        db_new.stop()
+
+
+@pytest.fixture
+def lab(keystone_lab: KeystoneLab) -> KeystoneLab:
+    keystone_lab.reset()
+    return keystone_lab
