@@ -83,6 +83,10 @@ def run(plan_path: str, quiet: bool = False) -> int:
 def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str | None, quiet: bool) -> int:
     journal = app.open_journal(journal_dir, app.redactor_for(None), create=False)
     run_row = journal.run(run_id) if run_id else journal.unfinished_run()
+    if run_row is None and verb == "revert":
+        # a completed upgrade can still be rolled back while the old controller is untouched
+        latest = journal.latest_run()
+        run_row = latest if latest and latest["status"] == "completed" else None
     if run_row is None:
         last = journal.latest_run()
         what = f"the last run, {last['id']}, is {last['status']}" if last else "it holds no run"

@@ -1,0 +1,178 @@
+"""Kill a real `upgrade` process anywhere: resume finishes as an uninterrupted run would, and
+revert brings the old controller back exactly as it was (DESIGN.md §3).
+
+Fail points (``OPENSTACK_UPGRADE_FAILPOINT``) make the process SIGKILL itself at an exact
+place: ``<step>:before`` (intent committed, nothing done), ``<step>:after`` (effect done, ``done``
+not yet committed), ``<step>:inside`` (half-way through a dump, a config copy, an import), and
+the same around every undo.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from scripts.lab import ksapi, svc
+from tests.conftest import ADMIN_PASSWORD, REPO, TARGET_DB_PASSWORD, TARGET_PW_ENV, upgrade
+
+STEPS = ["stop_source", "dump_source", "stop_target", "backup_target", "install_config", "import_db",
+         "upgrade_schema", "fix_ownership", "start_target", "verify"]
+KILL_POINTS = ([f"keystone.{s}:{p}" for s in STEPS for p in ("before", "after")]
+               + [f"keystone.{s}:inside" for s in ("dump_source", "install_config", "import_db")])
+TARGET_KEYS = ("target_db", "target_etc", "target_lib", "target_users")
+
+
+def _states(journal) -> dict:
+    res = upgrade("status", "--journal", str(journal), "-f", "json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def _killed(res: subprocess.CompletedProcess) -> None:
+    assert res.returncode == -signal.SIGKILL, f"expected the fail point to kill the run:\n{res.stderr}"
+
+
+def _old_controller_serves(lab) -> None:
+    assert svc.status(lab.old.root, "keystone"), "old keystone is not serving"
+    assert not svc.status(lab.new.root, "keystone"), "new keystone still runs"
+    assert ksapi.issue_token(lab.seed["keystone_url"], "admin", ADMIN_PASSWORD, project="admin").status == 201
+    assert ksapi.issue_token(lab.seed["keystone_url"], "demo", lab.seed["demo_password"], project="demo").status == 201
+
+
+@pytest.fixture(scope="module")
+def reference(keystone_lab, tmp_path_factory):
+    """The end state of an uninterrupted run, to compare every resumed run against."""
+    keystone_lab.reset()
+    d = tmp_path_factory.mktemp("reference")
+    res = upgrade("run", str(keystone_lab.write_plan(d)))
+    assert res.returncode == 0, res.stderr
+    state = keystone_lab.state()
+    return {"state": {k: state[k] for k in TARGET_KEYS}, "machines": _states(d / "journal")["services"]}
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_killed_run_resumes_to_the_uninterrupted_end(lab, tmp_path, reference, point):
+    plan = lab.write_plan(tmp_path)
+    journal = tmp_path / "journal"
+    _killed(upgrade("run", str(plan), failpoint=point))
+    mid = _states(journal)
+    assert mid["status"] == "running"   # the process died: nobody marked it failed
+    res = upgrade("resume", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    state = lab.state()
+    assert {k: state[k] for k in TARGET_KEYS} == reference["state"]
+    end = _states(journal)
+    assert end["status"] == "completed"
+    assert [(s["service"], s["state"]) for s in end["services"]] == \
+        [(s["service"], s["state"]) for s in reference["machines"]]
+    assert svc.status(lab.new.root, "keystone") and not svc.status(lab.old.root, "keystone")
+    ver = upgrade("journal", "verify", "--journal", str(journal), "--key", str(tmp_path / "dump.key"))
+    assert ver.returncode == 0, ver.stdout + ver.stderr
+    # committed steps never ran twice: exactly one `done` per step
+    exp = upgrade("journal", "export", "--journal", str(journal))
+    dones = [json.loads(line)["step"] for line in exp.stdout.splitlines() if json.loads(line)["kind"] == "done"]
+    assert sorted(dones) == sorted(f"keystone.{s}" for s in STEPS)
+
+
+@pytest.mark.parametrize("point", [f"keystone.{s}:after" for s in STEPS] + [None])
+def test_revert_from_every_state_restores_both_controllers(lab, tmp_path, point):
+    before = lab.state()
+    plan = lab.write_plan(tmp_path)
+    journal = tmp_path / "journal"
+    res = upgrade("run", str(plan), failpoint=point)
+    if point:
+        _killed(res)
+    else:
+        assert res.returncode == 0, res.stderr
+    res = upgrade("revert", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    assert lab.state() == before
+    _old_controller_serves(lab)
+    assert _states(journal)["status"] == "reverted"
+    assert all(s["state"] == "pending" for s in _states(journal)["services"])
+
+
+@pytest.mark.parametrize("point", ["keystone.start_target:undo_after", "keystone.import_db:undo_before",
+                                   "keystone.import_db:undo_after", "keystone.install_config:undo_after",
+                                   "keystone.stop_source:undo_before"])
+def test_killed_revert_runs_again_to_the_same_end(lab, tmp_path, point):
+    before = lab.state()
+    plan = lab.write_plan(tmp_path)
+    journal = tmp_path / "journal"
+    assert upgrade("run", str(plan)).returncode == 0
+    _killed(upgrade("revert", "--journal", str(journal), failpoint=point))
+    assert _states(journal)["status"] == "reverting"
+    res = upgrade("resume", "--journal", str(journal))
+    assert res.returncode == 2 and "upgrade revert" in res.stderr  # a revert is finished, not resumed forward
+    res = upgrade("revert", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    assert lab.state() == before
+    _old_controller_serves(lab)
+
+
+def test_external_sigkill_mid_run_then_resume(lab, tmp_path, reference):
+    """Not a fail point: the operator's box dies while the schema upgrade runs."""
+    plan = lab.write_plan(tmp_path)
+    journal = tmp_path / "journal"
+    proc = subprocess.Popen([sys.executable, "-m", "upgrade.cli", "run", str(plan), "--quiet"], cwd=REPO,
+                            env={**__import__("os").environ, TARGET_PW_ENV: TARGET_DB_PASSWORD},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_intent(journal, "keystone.upgrade_schema", proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    res = upgrade("resume", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    state = lab.state()
+    assert {k: state[k] for k in TARGET_KEYS} == reference["state"]
+
+
+def test_second_run_or_resume_while_one_runs_fails_at_once(lab, tmp_path):
+    plan = lab.write_plan(tmp_path)
+    journal = tmp_path / "journal"
+    import os
+
+    proc = subprocess.Popen([sys.executable, "-m", "upgrade.cli", "run", str(plan), "--quiet"], cwd=REPO,
+                            env={**os.environ, TARGET_PW_ENV: TARGET_DB_PASSWORD},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_intent(journal, "keystone.upgrade_schema", proc)
+        for args in (("run", str(plan)), ("resume", "--journal", str(journal)),
+                     ("revert", "--journal", str(journal))):
+            t0 = time.monotonic()
+            res = upgrade(*args)
+            assert res.returncode == 3, res.stderr
+            assert f"pid {proc.pid}" in res.stderr and "upgrade run" in res.stderr
+            assert time.monotonic() - t0 < 10
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _states(journal)["status"] == "completed"
+
+
+def _wait_for_intent(journal, step: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before reaching " + step
+        db = journal / "journal.db"
+        if db.exists():
+            try:
+                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+                rows = conn.execute("SELECT 1 FROM events WHERE step=? AND kind='intent'", (step,)).fetchall()
+                conn.close()
+                if rows:
+                    return
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"no intent for {step} within {timeout} s")
