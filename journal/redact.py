@@ -62,7 +62,8 @@ class Redactor:
         if isinstance(value, dict):
             out = {}
             for k, v in value.items():
-                if isinstance(k, str) and _is_secret_key(k) and v not in (None, ""):
+                # only string values: a table named "password" with its checksums is not a secret
+                if isinstance(k, str) and _is_secret_key(k) and isinstance(v, str) and v:
                     out[k] = MASK
                 else:
                     out[k] = self.data(v)
