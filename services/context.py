@@ -26,10 +26,12 @@ class UpgradeContext:
     from_release: str
     to_release: str
     results: dict[str, Any] = field(default_factory=dict)
+    #: where the vault's artifacts go (the plan's ``vault.dir``; default ``<journal>/artifacts``)
+    artifact_root: Path | None = None
 
     @property
     def artifact_dir(self) -> Path:
-        d = self.journal.dir / "artifacts" / self.run_id
+        d = (self.artifact_root or self.journal.dir / "artifacts") / self.run_id
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         return d
 

@@ -218,6 +218,41 @@ def dump_to_vault(host: Host, ep: DBEndpoint, mysqldump: str, db: str, dest: str
     return stats
 
 
+SANDBOX_LINE = b"/*M!999999\\- enable the sandbox mode */"
+
+
+class SandboxStrip:
+    """A writer that drops MariaDB's sandbox-mode first line (mariadb-dump >= 10.5.25/10.6.18/10.11.8).
+
+    MySQL and older MariaDB clients fail on it (``Unknown command '\\-'``). It is only ever the
+    very first line, so only the first bytes are examined; everything else passes untouched.
+    """
+
+    def __init__(self, dst: Any) -> None:
+        self.dst = dst
+        self.head = b""
+        self.decided = False
+
+    def write(self, data: bytes) -> int:
+        if self.decided:
+            return self.dst.write(data)
+        self.head += data
+        if b"\n" not in self.head and len(self.head) < len(SANDBOX_LINE) + 2:
+            return len(data)
+        self.decided = True
+        first, sep, rest = self.head.partition(b"\n")
+        out = rest if first.rstrip(b"\r") == SANDBOX_LINE else first + sep + rest
+        self.head = b""
+        if out:
+            self.dst.write(out)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.decided and self.head:
+            self.dst.write(self.head)
+        self.dst.close()
+
+
 def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str, key: vault.Key,
                       expected_bytes: int | None, expected_sha256: str | None) -> vault.StreamStats:
     """Verify the artifact completely, then stream it decrypted into ``mysql db`` on *host*.
@@ -232,8 +267,9 @@ def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str,
         drain = _Drain(proc.stderr)
         drain.start()
         try:
-            stats = vault.decrypt_stream(src, key, proc.stdin)
-            proc.stdin.close()
+            sink = SandboxStrip(proc.stdin) if ep.flavor == "mysql" else proc.stdin
+            stats = vault.decrypt_stream(src, key, sink)
+            sink.close()
         except BrokenPipeError:
             proc.wait()
             raise StepError(f"import into {db} failed on {host.name}: `{command_text(argv)}` stopped reading "

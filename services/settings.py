@@ -22,6 +22,8 @@ class DBEndpoint:
     admin_password: str = field(repr=False)
     #: the address the services on that controller use to reach this DB (written into configs)
     service_address: str = ""
+    #: "mariadb" or "mysql": a MySQL server (or an old client) cannot read MariaDB's sandbox line
+    flavor: str = "mariadb"
 
     @property
     def address_for_services(self) -> str:

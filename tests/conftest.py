@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ import pytest
 from scripts.lab import svc
 from scripts.lab.controller import DEFAULT_VENV_ROOT, Controller, make_controller, seed_keystone
 from scripts.lab.mariadb import MariaDB, free_port
+from scripts.lab.plan import DBAdmin, write_plan
 
 REPO = Path(__file__).resolve().parents[1]
 OLD, NEW = "2025.2", "2026.1"
@@ -114,32 +114,8 @@ class KeystoneLab:
 
     # ------------------------------------------------------------------ plan and tool
     def write_plan(self, directory: Path, **service_overrides: str) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        key = directory / "dump.key"
-        if not key.exists():
-            subprocess.run([sys.executable, "-m", "upgrade.cli", "keygen", str(key)], cwd=REPO, check=True,
-                           capture_output=True)
-        control = [sys.executable, "-m", "scripts.lab.svc", "--root", "ROOT", "{action}", "{unit}"]
-        extra = "".join(f'{k} = "{v}"\n' for k, v in service_overrides.items())
-
-        def side(role: str, ctl: Controller, db: MariaDB, pw: str) -> str:
-            ctl_argv = json.dumps([a.replace("ROOT", str(ctl.root)) for a in control])
-            pw_line = f'admin_password = "{pw}"' if role == "source" else f'admin_password_env = "{TARGET_PW_ENV}"'
-            return (f"[{role}]\nhost = \"local\"\netc = \"{ctl.root}/etc\"\nlib = \"{ctl.root}/var/lib\"\n"
-                    f"log = \"{ctl.root}/var/log\"\nbin = \"{ctl.venv}/bin\"\nservice_control = \"template\"\n"
-                    f"control = {ctl_argv}\n[{role}.db]\naddress = \"127.0.0.1\"\nport = {db.port}\n"
-                    f"admin_user = \"{DB_ADMIN}\"\n{pw_line}\n\n")
-
-        text = (f"# plan for the test lab\n[upgrade]\nfrom = \"{OLD}\"\nto = \"{NEW}\"\nservices = [\"keystone\"]\n"
-                f"journal = \"journal\"\n\n[vault]\nkey_file = \"dump.key\"\n\n"
-                + side("source", self.old, self.db_old, SOURCE_DB_PASSWORD)
-                + side("target", self.new, self.db_new, TARGET_DB_PASSWORD)
-                + "[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"
-                  f"verify_url = \"http://127.0.0.1:{self.old.keystone_port}/v3\"\n"
-                  "grant_hosts = [\"127.0.0.1\", \"%\"]\n" + extra)
-        plan = directory / "plan.toml"
-        plan.write_text(text)
-        return plan
+        return write_plan(directory, self.old, self.new, DBAdmin(DB_ADMIN, password=SOURCE_DB_PASSWORD),
+                          DBAdmin(DB_ADMIN, password_env=TARGET_PW_ENV), extra_service_keys=service_overrides)
 
 
 def upgrade(*args: str, failpoint: str | None = None, env: dict[str, str] | None = None,

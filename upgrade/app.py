@@ -103,7 +103,8 @@ class Session:
 def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, observer=None) -> Runner:
     ctx = UpgradeContext(run_id=run_id, source=side(plan.source), target=side(plan.target), journal=journal,
                          key=key, redactor=journal.redactor, services=plan.service_settings,
-                         from_release=plan.from_release, to_release=plan.to_release)
+                         from_release=plan.from_release, to_release=plan.to_release,
+                         artifact_root=plan.artifact_dir)
     machines = [ServiceMachine(name, steps_for(name)) for name in plan.services]
     log = logs.get()
     return Runner(journal, run_id, machines, ctx, observer=observer,

@@ -47,6 +47,7 @@ class Plan:
     journal_dir: Path
     key_file: Path | None
     passphrase_env: str | None
+    artifact_dir: Path | None
     source: SideSpec
     target: SideSpec
     service_settings: dict[str, ServiceSettings]
@@ -106,13 +107,18 @@ def _side(r: _Reader, role: str) -> SideSpec:
     s = r.sub(role)
     s.unknown({"host", "etc", "lib", "log", "bin", "service_control", "control", "db"})
     d = s.sub("db")
-    d.unknown({"address", "port", "admin_user", "admin_password", "admin_password_env", "service_address"})
+    d.unknown({"address", "port", "admin_user", "admin_password", "admin_password_env", "service_address",
+               "flavor"})
+    flavor = d.get("flavor", str, "mariadb")
+    if flavor not in ("mariadb", "mysql"):
+        raise d.err("flavor", f"is {flavor!r}; expected \"mariadb\" or \"mysql\"")
     port = d.get("port", int, 3306)
     if not 0 < port < 65536:
         raise d.err("port", f"is {port}; expected a TCP port 1-65535")
     db = DBEndpoint(address=d.get("address", str, expected="the DB server address, e.g. \"127.0.0.1\""),
                     port=port, admin_user=d.get("admin_user", str, "root"),
-                    admin_password=d.secret("admin_password"), service_address=d.get("service_address", str, ""))
+                    admin_password=d.secret("admin_password"), service_address=d.get("service_address", str, ""),
+                    flavor=flavor)
     kind = s.get("service_control", str, "systemd")
     if kind not in CONTROL_KINDS:
         raise s.err("service_control", f"is {kind!r}; expected one of {', '.join(CONTROL_KINDS)}")
@@ -178,7 +184,8 @@ def load(path: str | Path) -> Plan:
     base = p.resolve().parent
     journal = base / u.get("journal", str, "upgrade-journal")
     v = r.sub("vault")
-    v.unknown({"key_file", "passphrase_env"})
+    v.unknown({"key_file", "passphrase_env", "dir"})
+    artifact_dir = v.get("dir", str, None)
     key_file = v.get("key_file", str, None)
     pass_env = v.get("passphrase_env", str, None)
     if bool(key_file) == bool(pass_env):
@@ -187,6 +194,7 @@ def load(path: str | Path) -> Plan:
     return Plan(
         path=p.resolve(), sha256=hashlib.sha256(data).hexdigest(), from_release=src_rel, to_release=dst_rel,
         services=ordered, journal_dir=journal, key_file=(base / key_file) if key_file else None,
-        passphrase_env=pass_env, source=_side(r, "source"), target=_side(r, "target"),
+        passphrase_env=pass_env, artifact_dir=(base / artifact_dir) if artifact_dir else None,
+        source=_side(r, "source"), target=_side(r, "target"),
         service_settings={s: _service(r, s) for s in ordered}, raw=raw,
     )
