@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +25,15 @@ from upgrade.plan import Plan, SideSpec
 SALT_FILE = "vault.salt"
 
 
+#: the redactor of this process: error messages printed by the CLI pass through it too
+REDACTOR = Redactor()
+
+
 def redactor_for(plan: Plan | None) -> Redactor:
-    return Redactor(plan.secrets if plan else ())
+    """The process redactor, taught the plan's secrets (they stay known for the whole process)."""
+    for s in plan.secrets if plan else ():
+        REDACTOR.add(s)
+    return REDACTOR
 
 
 def open_journal(directory: Path, redactor: Redactor, create: bool) -> Journal:
@@ -50,8 +59,11 @@ def load_key(plan: Plan, journal_dir: Path) -> vault.Key:
             return vault.Key.from_file(plan.key_file)
         env = plan.passphrase_env or ""
         passphrase = os.environ.get(env)
+        if not passphrase and sys.stdin.isatty():
+            passphrase = getpass.getpass(f"vault passphrase (${env} is not set): ")
         if not passphrase:
-            raise UserError(f"{plan.path}: `vault.passphrase_env` names {env!r}, which is not set — export it")
+            raise UserError(f"{plan.path}: `vault.passphrase_env` names {env!r}, which is not set — export it, "
+                            "or run from a terminal to be asked for the passphrase")
         salt_path = journal_dir / SALT_FILE
         salt = salt_path.read_bytes() if salt_path.exists() else None
         key = vault.Key.from_passphrase(passphrase, salt=salt)

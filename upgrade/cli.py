@@ -9,11 +9,12 @@ another run is unfinished) · 70 internal error (traceback in the log) · 130 in
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
 
-from upgrade import commands
+from upgrade import app, commands
 from upgrade.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UserError
 
 EPILOG = __doc__.split("\n\n", 1)[1]
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return dispatch(args)
     except UserError as exc:
-        sys.stderr.write(f"upgrade {args.verb}: {exc}\n")
+        sys.stderr.write(app.REDACTOR.text(f"upgrade {args.verb}: {exc}") + "\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("upgrade: interrupted; `upgrade status` shows where it stopped\n")
@@ -85,10 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         log = Path(getattr(args, "journal", commands.DEFAULT_JOURNAL)) / "internal-error.log"
         try:
             log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            log.write_text(traceback.format_exc())
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(app.REDACTOR.text(traceback.format_exc()))
             where = f"traceback in {log}"
         except OSError:
-            where = "traceback:\n" + traceback.format_exc()
+            where = "traceback:\n" + app.REDACTOR.text(traceback.format_exc())
         sys.stderr.write(f"upgrade: internal error — please report it with the {where}\n")
         return EXIT_INTERNAL
 

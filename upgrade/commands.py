@@ -209,6 +209,8 @@ def journal_verify(journal_dir: Path = DEFAULT_JOURNAL, key_file: str | None = N
             key = vault.Key.from_file(key_file)
         except vault.VaultError as exc:
             raise UserError(str(exc)) from None
+        for run_row in journal.runs():
+            app.check_key(run_row, key)
     for art in journal.artifacts():
         p = Path(art["path"])
         if not p.exists():

@@ -6,8 +6,11 @@
 
 ``up`` builds, under DIR: ``db-old`` and ``db-new`` (two MariaDB servers on free loopback
 ports), ``old`` (controller of the old release, seeded, keystone serving) and ``new``
-(controller of the new release, installed with an empty schema, keystone stopped), then
-prints a JSON summary. Both controllers share one keystone port: it stands for the
+(controller of the new release, installed with an empty schema, keystone stopped), a DB admin
+account with a random password on both servers, and a ready plan ``plan.toml`` (mode 0600:
+both DB admin passwords are inline, so ``upgrade run DIR/plan.toml`` needs no environment)
+with its vault key ``dump.key`` and its journal in ``DIR/journal``; then prints a JSON summary
+that names the plan and the command to run. Both controllers share one keystone port: it stands for the
 controller's service address, which moves to the new controller at cut-over, so the URLs in
 the keystone catalog stay valid. Only one of the two keystones can serve at a time.
 
@@ -20,19 +23,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from scripts.lab import svc
-from scripts.lab.controller import DEFAULT_VENV_ROOT, make_controller, seed_keystone
+from scripts.lab.controller import DEFAULT_VENV_ROOT, Controller, make_controller, seed_keystone
 from scripts.lab.mariadb import MariaDB, free_port
+from scripts.lab.plan import DBAdmin, write_plan
 from scripts.lab.proc import LabError
 
 STATE = "lab-state.json"
+PLAN = "plan.toml"
 SIDES = ("old", "new")
+# The account the tool uses on both DB servers (the tests use the same name).
+DB_ADMIN = "osu_admin"
 
 
 def _load(lab: Path) -> dict[str, Any]:
@@ -42,8 +51,16 @@ def _load(lab: Path) -> dict[str, Any]:
         raise LabError(f"{lab} holds no lab ({STATE}: {exc})") from exc
 
 
+def _private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 (or tighten it), so secrets never sit in a 0644 file."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    path.chmod(0o600)
+
+
 def _save(lab: Path, state: dict[str, Any]) -> None:
+    """Atomic write, 0600: the state holds the keystone and DB admin passwords."""
     tmp = lab / (STATE + ".tmp")
+    _private_file(tmp)
     tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
     tmp.replace(lab / STATE)
 
@@ -64,8 +81,12 @@ def _distinct_ports(count: int) -> list[int]:
 
 def _summary(lab: Path, state: dict[str, Any]) -> dict[str, Any]:
     running = {side: svc.status(Path(state[side]["root"]), "keystone") for side in SIDES}
+    plan = lab / PLAN
     return {
         "dir": str(lab),
+        "plan": str(plan),
+        "run": f"upgrade run {plan}",
+        "journal": str(lab / "journal"),
         "admin_password": state["admin_password"],
         "keystone_port": state["keystone_port"],
         "keystone_url": f"http://127.0.0.1:{state['keystone_port']}/v3",
@@ -87,6 +108,8 @@ def up(lab: Path, old: str, new: str, venv_root: Path) -> dict[str, Any]:
             _db(built, side).start()
         for side in built.get("keystone_running_at_down", ["old"]):
             svc.start(Path(built[side]["root"]), "keystone")
+        if not (lab / PLAN).exists():  # a lab built before 'up' wrote plans, or a deleted plan
+            _write_lab_plan(lab, built)
         return _summary(lab, built)
 
     for release in (old, new):  # fail in a second, not after seeding the old side
@@ -128,10 +151,46 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
     t3 = time.monotonic()
     make_controller(Path(state["new"]["root"]), new, _db(state, "new"), ks_port, venv_root)
     timings["make_new"] = time.monotonic() - t3
+    t4 = time.monotonic()
+    _write_lab_plan(lab, state)
+    timings["plan"] = time.monotonic() - t4
     timings["total"] = time.monotonic() - t0
     state["timings"] = {k: round(v, 2) for k, v in timings.items()}
     state["complete"] = True
     _save(lab, state)
+
+
+def _ensure_db_admin(db: MariaDB, password: str) -> None:
+    """The tool's admin account: it creates users and grants on the target, so WITH GRANT OPTION.
+
+    ALTER USER as well, so a re-written plan and the server agree on the password.
+    """
+    db.execute("CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s", args=(DB_ADMIN, password))
+    db.execute("ALTER USER %s@'127.0.0.1' IDENTIFIED BY %s", args=(DB_ADMIN, password))
+    db.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'127.0.0.1' WITH GRANT OPTION", args=(DB_ADMIN,))
+
+
+def _write_lab_plan(lab: Path, state: dict[str, Any]) -> Path:
+    """DB admin accounts (random passwords, kept in the 0600 state) and DIR/plan.toml (0600) with its key.
+
+    Both passwords go inline: the plan then works as is for ``upgrade run``, ``resume`` and
+    ``revert`` with no environment to set, which is what a lab is for; 0600 keeps them private.
+    """
+    passwords = state.setdefault("db_admin_passwords", {})
+    admins: dict[str, DBAdmin] = {}
+    for side in SIDES:
+        passwords.setdefault(side, secrets.token_urlsafe(16))
+        _ensure_db_admin(_db(state, side), passwords[side])
+        admins[side] = DBAdmin(DB_ADMIN, password=passwords[side])
+    _save(lab, state)
+    ctl = {side: Controller.load(Path(state[side]["root"]), _db(state, side)) for side in SIDES}
+    _private_file(lab / PLAN)  # write_plan truncates and keeps the mode: never readable by others
+    try:
+        return write_plan(lab, ctl["old"], ctl["new"], admins["old"], admins["new"], journal="journal")
+    except subprocess.CalledProcessError as exc:  # `upgrade keygen` for dump.key
+        raise LabError(f"`upgrade keygen {lab / 'dump.key'}` failed (rc {exc.returncode}): "
+                       f"{(exc.stderr or b'').decode(errors='replace').strip()} — run this with the project "
+                       "venv's python (.venv/bin/python -m scripts.lab ...)") from None
 
 
 def down(lab: Path) -> list[str]:
