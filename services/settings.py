@@ -37,6 +37,11 @@ class ServiceControl:
     kind: str = "systemd"
     template: tuple[str, ...] = ()
 
+    @property
+    def stopped_codes(self) -> frozenset[int]:
+        """Status exit codes that mean "not running" (LSB: 3; sysvinit scripts also use 1 and 2)."""
+        return frozenset({1, 2, 3}) if self.kind == "sysvinit" else frozenset({3})
+
     def argv(self, action: str, unit: str) -> list[str]:
         if self.kind == "systemd":
             return ["systemctl", {"status": "is-active"}.get(action, action), unit]

@@ -150,3 +150,19 @@ def test_no_secret_in_logs_journal_exports_or_argv(lab, tmp_path):
             assert s not in text, f"secret found in {where}"
     # the redaction left a visible mark where a secret was
     assert "***" in blobs["exports"]
+
+
+def test_a_status_command_that_errs_is_not_taken_for_stopped(lab, tmp_path):
+    """An erring status command (here exit 2, usage) is not "stopped": the old service may still be writing its DB."""
+    before = lab.state()
+    plan = lab.write_plan(tmp_path)
+    text = plan.read_text()
+    broken = text.replace('"{action}", "{unit}"]', '"{action}", "{unit}-nonexistent"]', 1)
+    assert broken != text
+    plan.write_text(broken)
+    res = upgrade("run", str(plan))
+    _refused(res, 1, "keystone.stop_source failed", "cannot tell whether keystone runs", "exited 2")
+    assert lab.state() == before
+    from scripts.lab import svc
+
+    assert svc.status(lab.old.root, "keystone")

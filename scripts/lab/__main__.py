@@ -10,9 +10,10 @@ ports), ``old`` (controller of the old release, seeded, keystone serving) and ``
 account with a random password on both servers, and a ready plan ``plan.toml`` (mode 0600:
 both DB admin passwords are inline, so ``upgrade run DIR/plan.toml`` needs no environment)
 with its vault key ``dump.key`` and its journal in ``DIR/journal``; then prints a JSON summary
-that names the plan and the command to run. Both controllers share one keystone port: it stands for the
-controller's service address, which moves to the new controller at cut-over, so the URLs in
-the keystone catalog stay valid. Only one of the two keystones can serve at a time.
+that names the plan and the command to run (from the repository: the plan drives the lab's
+services with ``python -m scripts.lab.svc``). Both controllers share one keystone port: it
+stands for the controller's service address, which moves to the new controller at cut-over,
+so the URLs in the keystone catalog stay valid. Only one of the two keystones can serve at a time.
 
 ``down`` stops every process the lab started (by pid files) and keeps all files; ``up`` on
 the same DIR starts the databases and the keystone(s) that were running at ``down`` again.
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import time
@@ -34,7 +36,7 @@ from typing import Any
 from scripts.lab import svc
 from scripts.lab.controller import DEFAULT_VENV_ROOT, Controller, make_controller, seed_keystone
 from scripts.lab.mariadb import MariaDB, free_port
-from scripts.lab.plan import DBAdmin, write_plan
+from scripts.lab.plan import REPO, DBAdmin, write_plan
 from scripts.lab.proc import LabError
 
 STATE = "lab-state.json"
@@ -85,7 +87,8 @@ def _summary(lab: Path, state: dict[str, Any]) -> dict[str, Any]:
     return {
         "dir": str(lab),
         "plan": str(plan),
-        "run": f"upgrade run {plan}",
+        # from the repository: the plan's service control is `python -m scripts.lab.svc`
+        "run": f"{shlex.quote(str(REPO / '.venv' / 'bin' / 'upgrade'))} run {shlex.quote(str(plan))}",
         "journal": str(lab / "journal"),
         "admin_password": state["admin_password"],
         "keystone_port": state["keystone_port"],

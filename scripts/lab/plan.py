@@ -33,7 +33,9 @@ def write_key(path: Path) -> None:
 def plan_text(old: Controller, new: Controller, old_admin: DBAdmin, new_admin: DBAdmin, services=("keystone",),
               journal: str = "journal", extra_service_keys: dict[str, str] | None = None) -> str:
     def side(role: str, ctl: Controller, admin: DBAdmin) -> str:
-        control = [sys.executable, "-m", "scripts.lab.svc", "--root", str(ctl.root), "{action}", "{unit}"]
+        # PYTHONPATH so the supervisor is found from any working directory (svc drops it for services)
+        control = ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "scripts.lab.svc", "--root", str(ctl.root),
+                   "{action}", "{unit}"]
         pw = (f'admin_password_env = "{admin.password_env}"' if admin.password_env
               else f'admin_password = "{admin.password}"')
         return (f"[{role}]\n"
