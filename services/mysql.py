@@ -11,6 +11,7 @@ import contextlib
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -150,12 +151,19 @@ def grant_service_user(ep: DBEndpoint, db: str, user: str, password: str, hosts:
 
 
 # ---------------------------------------------------------------------- client programs on a host
+def _cnf_value(v: str) -> str:
+    """Option files read ``#`` as a comment and ``\\`` as an escape: quote and escape every value."""
+    if "\n" in v or "\r" in v:
+        raise StepError("a DB user or password with a line break cannot be passed in an option file — change it")
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 @contextlib.contextmanager
 def defaults_file(host: Host, ep: DBEndpoint) -> Iterator[str]:
     """A 0600 ``[client]`` file on *host* with the admin credentials; removed afterwards."""
     d = host.private_tmpdir()
     path = f"{d}/client.cnf"
-    body = (f"[client]\nuser={ep.admin_user}\npassword={ep.admin_password}\n"
+    body = (f"[client]\nuser={_cnf_value(ep.admin_user)}\npassword={_cnf_value(ep.admin_password)}\n"
             f"host={ep.address}\nport={ep.port}\nprotocol=TCP\n")
     host.write_bytes(path, body.encode(), mode=0o600)
     try:
@@ -214,11 +222,17 @@ def dump_to_vault(host: Host, ep: DBEndpoint, mysqldump: str, db: str, dest: str
             proc.kill()
             proc.wait()
             raise
-        wait_pipe(proc, host, argv, f"dump of database {db}", drain.text)
+        try:
+            wait_pipe(proc, host, argv, f"dump of database {db}", drain.text)
+        except BaseException:
+            Path(dest).unlink(missing_ok=True)  # a truncated dump must never sit under the final name
+            raise
     return stats
 
 
-SANDBOX_LINE = b"/*M!999999\\- enable the sandbox mode */"
+#: Exactly what mariadb-dump writes as its first line (note the space after the comment).
+SANDBOX_LINE = b"/*M!999999\\- enable the sandbox mode */ "
+_SANDBOX_PROBE = len(SANDBOX_LINE) + 16
 
 
 class SandboxStrip:
@@ -237,11 +251,11 @@ class SandboxStrip:
         if self.decided:
             return self.dst.write(data)
         self.head += data
-        if b"\n" not in self.head and len(self.head) < len(SANDBOX_LINE) + 2:
+        if b"\n" not in self.head and len(self.head) < _SANDBOX_PROBE:
             return len(data)
         self.decided = True
         first, sep, rest = self.head.partition(b"\n")
-        out = rest if first.rstrip(b"\r") == SANDBOX_LINE else first + sep + rest
+        out = rest if sep and first.rstrip(b" \t\r") == SANDBOX_LINE.rstrip() else first + sep + rest
         self.head = b""
         if out:
             self.dst.write(out)
@@ -280,4 +294,10 @@ def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str,
             proc.wait()
             raise
         wait_pipe(proc, host, argv, f"import of database {db}", drain.text)
+    if (expected_bytes is not None and stats.bytes != expected_bytes) or \
+            (expected_sha256 is not None and stats.sha256 != expected_sha256):
+        # the file changed between the verification pass and the import pass
+        raise StepError(f"artifact {src} changed while it was imported into {db}: it no longer matches the "
+                        "recorded dump — the import step will redo it from a good dump; check who writes there",
+                        host=host.name)
     return stats

@@ -62,6 +62,8 @@ class MariaDB:
             digest = hashlib.sha256(str(self.base).encode()).hexdigest()[:16]
             self.socket = Path(tempfile.gettempdir()) / f"lab-mariadb-{digest}.sock"
         self.error_log = self.base / "error.log"
+        # its own tmpdir: every starting mariadbd deletes /tmp/#sql* — other servers' temp tables
+        self.tmp_dir = self.base / "tmp"
         # mariadbd writes run/mysqld.pid only once it is up and removes it on shutdown; we
         # record the pid we launched ourselves, immediately, so that a server that hangs
         # during start can still be found and killed.
@@ -83,6 +85,7 @@ class MariaDB:
             f"port={self.port}\n"
             "bind-address=127.0.0.1\n"
             f"log-error={self.error_log}\n"
+            f"tmpdir={self.tmp_dir}\n"
             "skip-name-resolve\n"
             "innodb_buffer_pool_size=64M\n"
             "innodb_log_file_size=16M\n"
@@ -129,6 +132,7 @@ class MariaDB:
         if self.running():
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
         config = self._config()
         if not self.defaults_file.exists() or self.defaults_file.read_text() != config:
             self.defaults_file.write_text(config)

@@ -1,0 +1,579 @@
+"""The vault with real databases: mariadb-dump -> encrypted artifact -> mysql between two MariaDB servers.
+
+Everything is real: two lab MariaDB servers on 127.0.0.1, the real ``mysqldump``/``mysql``
+clients started through ``LocalHost``, real files, a real tmpfs for the disk-full case. What is
+proved here is what the upgrade relies on when it replaces a controller: every column type an
+OpenStack schema uses survives the trip byte for byte, a damaged or foreign artifact is refused
+before the target database is touched, MariaDB's sandbox line never reaches a MySQL client, memory
+stays flat for a database larger than the tool may use, and a full disk leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import decimal
+import io
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from journal import vault
+from scripts.bench.vault import generate_blob_db, recreate_like, run_tool
+from scripts.lab.mariadb import MariaDB, free_port
+from services import mysql
+from services.settings import DBEndpoint
+from tests.conftest import require
+from upgrade.hosts import LocalHost
+
+MYSQLDUMP = "mysqldump"  # the names the upgrade steps use (services/common.py)
+MYSQL = "mysql"
+SMALL_CHUNK = 4096
+#: The memory test's database: 1 GiB of LONGBLOB rows (2 GiB of --hex-blob dump).
+BIG_MB = 1024
+RSS_LIMIT_KIB = 100 * 1000 * 1000 // 1024  # 100 MB
+
+
+@dataclass
+class Servers:
+    """The two lab servers and how the tool reaches them."""
+
+    source: MariaDB
+    target: MariaDB
+    src: DBEndpoint
+    dst: DBEndpoint
+    src_host: LocalHost
+    dst_host: LocalHost
+
+    def dst_as(self, flavor: str) -> DBEndpoint:
+        """The target endpoint with another flavor (a MySQL target strips the sandbox line)."""
+        return DBEndpoint(address="127.0.0.1", port=self.target.port, admin_user="root", admin_password="",
+                          flavor=flavor)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Servers:
+    """Source and target MariaDB, started once for the module; the finalizer stops them even on failure."""
+    for tool in ("mariadbd", "mariadb-install-db", MYSQLDUMP, MYSQL):
+        require(shutil.which(tool) is not None, f"{tool} not installed (make setup installs MariaDB)")
+    base = tmp_path_factory.mktemp("vaultdb")
+    source = MariaDB(base / "source", free_port())
+    target = MariaDB(base / "target", free_port())
+    request.addfinalizer(target.stop)
+    request.addfinalizer(source.stop)
+    source.start()
+    target.start()
+
+    def endpoint(server: MariaDB) -> DBEndpoint:
+        return DBEndpoint(address="127.0.0.1", port=server.port, admin_user="root", admin_password="")
+
+    return Servers(source, target, endpoint(source), endpoint(target), LocalHost("source"), LocalHost("target"))
+
+
+@pytest.fixture(scope="module")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the module's key files live (0700 by tmp_path_factory, keys 0600 by generate_key_file)."""
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="module")
+def key(key_dir: Path) -> vault.Key:
+    """The vault key of the run, from a real key file as `upgrade keygen` makes it."""
+    return vault.generate_key_file(key_dir / "dump.key")
+
+
+def _decrypt(path: Path, key: vault.Key) -> bytes:
+    """Plaintext of an artifact (small test dumps only)."""
+    return vault.decrypt_bytes(path, key)
+
+
+def _mode(path: Path) -> int:
+    """Permission bits of a file."""
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# ------------------------------------------------------------------ 1. round trip of every column type
+
+RT_DB = "rt_nova"
+MARKER = "PLAINTEXT-MARKER-" + secrets.token_hex(8)
+LATIN1_TEXT = "Café Straße Ärger ©"
+UTF8_TEXT = "instance 🚀 日本語 Ελληνικά é \\ ' \" `"
+ALL_BYTES = bytes(range(256)) * 4
+RT_SCHEMA = [
+    f"CREATE DATABASE {RT_DB} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+    """CREATE TABLE parents (
+        id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        uuid CHAR(36) NOT NULL,
+        name VARCHAR(255) NULL,
+        description TEXT NULL,
+        extra TEXT NULL,
+        created_at DATETIME NULL,
+        updated_at DATETIME(6) NULL,
+        deleted TINYINT(1) NULL,
+        enabled BOOLEAN NULL,
+        big BIGINT NULL,
+        vcpus INT NULL,
+        price DECIMAL(20, 6) NULL,
+        UNIQUE KEY uniq_parents0uuid (uuid)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+    """CREATE TABLE children (
+        id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        parent_id BIGINT NOT NULL,
+        small_blob BLOB NULL,
+        big_blob LONGBLOB NULL,
+        note VARCHAR(64) NULL,
+        CONSTRAINT children_parent_fk FOREIGN KEY (parent_id) REFERENCES parents (id) ON DELETE CASCADE
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+    """CREATE TABLE legacy_latin1 (
+        id INT NOT NULL PRIMARY KEY,
+        txt VARCHAR(100) NULL,
+        body TEXT NULL
+    ) ENGINE=InnoDB DEFAULT CHARSET=latin1""",
+    """CREATE TABLE audit (
+        id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        parent_id BIGINT NOT NULL,
+        action VARCHAR(16) NOT NULL
+    ) ENGINE=InnoDB""",
+    """CREATE TRIGGER parents_after_insert AFTER INSERT ON parents FOR EACH ROW
+        INSERT INTO audit (parent_id, action) VALUES (NEW.id, 'insert')""",
+    """CREATE FUNCTION child_count(p BIGINT) RETURNS INT READS SQL DATA
+        RETURN (SELECT COUNT(*) FROM children WHERE parent_id = p)""",
+    """CREATE PROCEDURE purge_deleted()
+        BEGIN DELETE FROM parents WHERE deleted = 1; END""",
+]
+NULLABLE_PARENT = ("name", "description", "extra", "created_at", "updated_at", "deleted", "enabled", "big",
+                   "vcpus", "price")
+
+
+def _seed_round_trip(server: MariaDB) -> None:
+    """Rows that exercise each type at its edges, and one row with NULL in every nullable column."""
+    server.execute(f"DROP DATABASE IF EXISTS {RT_DB}")
+    server.execute(RT_SCHEMA[0])
+    conn = server.connect(RT_DB)
+    try:
+        with conn.cursor() as cur:
+            for stmt in RT_SCHEMA[1:]:
+                cur.execute(stmt)
+            parent = ("INSERT INTO parents (uuid, name, description, extra, created_at, updated_at, deleted,"
+                      " enabled, big, vcpus, price) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+            extra = json.dumps({"quote": "a\"b", "backslash": "c:\\d", "nl": "x\ny", "emoji": "🙂", "n": [1, None]},
+                               ensure_ascii=False)
+            cur.execute(parent, ("00000000-0000-0000-0000-000000000001", UTF8_TEXT, f"holds {MARKER}", extra,
+                                 datetime.datetime(1999, 12, 31, 23, 59, 59),
+                                 datetime.datetime(2038, 1, 19, 3, 14, 7, 999999), 0, True, 2**63 - 1, 64,
+                                 decimal.Decimal("12345678901234.123456")))
+            cur.execute(parent, ("00000000-0000-0000-0000-000000000002", "", "", "{}",
+                                 datetime.datetime(1000, 1, 1), datetime.datetime(2024, 2, 29, 12, 0, 0, 1), 1,
+                                 False, -(2**63), 0, decimal.Decimal("-0.000001")))
+            cur.execute("INSERT INTO parents (uuid) VALUES ('00000000-0000-0000-0000-000000000003')")
+            child = "INSERT INTO children (parent_id, small_blob, big_blob, note) VALUES (%s, %s, %s, %s)"
+            cur.execute(child, (1, ALL_BYTES, b"\x00\xff" + os.urandom(300_000) + b"\xff\x00", "random"))
+            cur.execute(child, (1, b"\x00" * 100, b"\xff" * 100, "zeros and ones"))
+            cur.execute(child, (2, b"'\\\n\r\x1a\"", b"", "escapes; empty is not NULL"))
+            cur.execute(child, (3, None, None, None))
+            cur.execute("INSERT INTO legacy_latin1 (id, txt, body) VALUES (1, %s, %s), (2, NULL, NULL)",
+                        (LATIN1_TEXT, LATIN1_TEXT * 20))
+    finally:
+        conn.close()
+
+
+def _tables(server: MariaDB, db: str) -> list[str]:
+    """Base tables of ``db`` by name."""
+    return [t for (t,) in server.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_type = 'BASE TABLE'"
+        " ORDER BY table_name", args=(db,))]
+
+
+def _all_rows(server: MariaDB, db: str) -> dict[str, list[tuple]]:
+    """Every row of every table, in primary-key order: a byte-level comparison beside the checksums."""
+    return {t: server.execute(f"SELECT * FROM `{t}` ORDER BY 1", db=db) for t in _tables(server, db)}
+
+
+def _schema(server: MariaDB, db: str) -> dict[str, Any]:
+    """Tables (SHOW CREATE TABLE), triggers and routines: what a dump must carry besides rows."""
+    tables = {t: server.execute(f"SHOW CREATE TABLE `{t}`", db=db)[0][1] for t in _tables(server, db)}
+    triggers = server.execute(
+        "SELECT trigger_name, event_manipulation, event_object_table, action_timing, action_statement, definer"
+        " FROM information_schema.triggers WHERE trigger_schema = %s ORDER BY trigger_name", args=(db,))
+    routines = server.execute(
+        "SELECT routine_name, routine_type, routine_definition, definer FROM information_schema.routines"
+        " WHERE routine_schema = %s ORDER BY routine_name", args=(db,))
+    return {"tables": tables, "triggers": triggers, "routines": routines}
+
+
+def test_round_trip_every_openstack_column_type(servers: Servers, key: vault.Key, tmp_path: Path) -> None:
+    _seed_round_trip(servers.source)
+    artifact = tmp_path / "rt.vault"
+    try:
+        stats = mysql.dump_to_vault(servers.src_host, servers.src, MYSQLDUMP, RT_DB, str(artifact), key)
+        assert _mode(artifact) == 0o600
+        assert not artifact.with_name(artifact.name + ".part").exists()
+        plain = _decrypt(artifact, key)
+        assert stats.bytes == len(plain)
+        assert MARKER.encode() in plain  # the marker is really in the dump ...
+        assert MARKER.encode() not in artifact.read_bytes()  # ... and only encrypted on disk
+        assert b"CREATE TABLE `parents`" not in artifact.read_bytes()
+
+        charset, collation = mysql.db_charset(servers.src, RT_DB)
+        assert (charset, collation) == ("utf8mb4", "utf8mb4_unicode_ci")
+        mysql.recreate_db(servers.dst, RT_DB, charset, collation)
+        mysql.import_from_vault(servers.dst_host, servers.dst, MYSQL, RT_DB, str(artifact), key,
+                                stats.bytes, stats.sha256)
+
+        before = mysql.checksums(servers.src, RT_DB)
+        after = mysql.checksums(servers.dst, RT_DB)
+        assert sorted(before) == ["audit", "children", "legacy_latin1", "parents"]
+        for table in before:
+            assert after[table] == before[table], table
+        assert after == before
+        assert before["parents"][0] == 3 and before["audit"][0] == 3  # the trigger fired at seeding only
+        assert _all_rows(servers.target, RT_DB) == _all_rows(servers.source, RT_DB)
+        assert _schema(servers.target, RT_DB) == _schema(servers.source, RT_DB)
+        assert mysql.db_charset(servers.dst, RT_DB) == (charset, collation)
+
+        # The NULL row stayed NULL in every nullable column, not '' or 0.
+        cols = ", ".join(NULLABLE_PARENT)
+        assert servers.target.execute(f"SELECT {cols} FROM parents WHERE id = 3", db=RT_DB) == [
+            (None,) * len(NULLABLE_PARENT)]
+        # latin1 stays latin1 on disk (no double encoding through the utf8mb4 dump).
+        (hexed,) = servers.target.execute("SELECT HEX(txt) FROM legacy_latin1 WHERE id = 1", db=RT_DB)[0]
+        assert bytes.fromhex(hexed) == LATIN1_TEXT.encode("latin1")
+        (blob,) = servers.target.execute("SELECT small_blob FROM children WHERE id = 1", db=RT_DB)[0]
+        assert blob == ALL_BYTES
+
+        # Routines and the trigger work on the target, not only exist.
+        assert servers.target.execute("SELECT child_count(1)", db=RT_DB) == [(2,)]
+        servers.target.execute("INSERT INTO parents (uuid) VALUES ('00000000-0000-0000-0000-000000000004')",
+                               db=RT_DB)
+        assert servers.target.execute("SELECT action FROM audit WHERE parent_id = 4", db=RT_DB) == [("insert",)]
+        servers.target.execute("CALL purge_deleted()", db=RT_DB)
+        assert servers.target.execute("SELECT COUNT(*) FROM parents WHERE deleted = 1", db=RT_DB) == [(0,)]
+        assert servers.target.execute("SELECT COUNT(*) FROM children WHERE parent_id = 2", db=RT_DB) == [(0,)]
+    finally:
+        mysql.drop_db(servers.src, RT_DB)
+        mysql.drop_db(servers.dst, RT_DB)
+
+
+# ------------------------------------------------------------------ a small dump in many chunks
+
+SMALL_DB = "small_keystone"
+VICTIM_DB = "victim"
+
+
+@dataclass
+class SmallDump:
+    """A real dump of a small DB, and the same plaintext re-encrypted in 4 KiB chunks."""
+
+    artifact: Path  # as dump_to_vault wrote it (1 MiB chunks: one chunk)
+    chunked: Path  # the same plaintext in SMALL_CHUNK chunks
+    stats: vault.StreamStats
+    plain: bytes
+    checksums: dict[str, list[int | None]]
+
+
+@pytest.fixture(scope="module")
+def small_dump(servers: Servers, key: vault.Key, tmp_path_factory: pytest.TempPathFactory) -> SmallDump:
+    """Dump a ~60 KB database through the tool, then re-chunk it so tampering can aim at chunk 1 of >= 3."""
+    server = servers.source
+    server.execute(f"DROP DATABASE IF EXISTS {SMALL_DB}")
+    server.execute(f"CREATE DATABASE {SMALL_DB} CHARACTER SET utf8mb4")
+    server.execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL, payload BLOB NULL)",
+                   db=SMALL_DB)
+    conn = server.connect(SMALL_DB)
+    try:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO items VALUES (%s, %s, %s)",
+                            [(i, f"item-{i}-é", os.urandom(128)) for i in range(1, 201)])
+    finally:
+        conn.close()
+    d = tmp_path_factory.mktemp("small")
+    artifact = d / "small.vault"
+    stats = mysql.dump_to_vault(servers.src_host, servers.src, MYSQLDUMP, SMALL_DB, str(artifact), key)
+    buf = io.BytesIO()
+    vault.decrypt_stream(artifact, key, buf)
+    plain = buf.getvalue()
+    chunked = d / "small-4k.vault"
+    restats = vault.encrypt_stream(io.BytesIO(plain), chunked, key, chunk_size=SMALL_CHUNK)
+    assert (restats.bytes, restats.sha256) == (stats.bytes, stats.sha256)
+    assert len(plain) > 3 * SMALL_CHUNK
+    return SmallDump(artifact, chunked, stats, plain, mysql.checksums(servers.src, SMALL_DB))
+
+
+def _prepare_victim(servers: Servers) -> dict[str, list[int | None]]:
+    """A target DB holding an older ``items`` (same name as in the dump) and another table.
+
+    Any statement of the dump reaching it (its DROP TABLE items first of all) changes the
+    checksums, so "unchanged" really means "not touched".
+    """
+    mysql.recreate_db(servers.dst, VICTIM_DB, "utf8mb4", "utf8mb4_general_ci")
+    servers.target.execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL, payload BLOB NULL)",
+                           db=VICTIM_DB)
+    servers.target.execute("INSERT INTO items VALUES (1, 'old-1', NULL), (2, 'old-2', x'00ff')", db=VICTIM_DB)
+    servers.target.execute("CREATE TABLE keepme (id INT PRIMARY KEY, v VARCHAR(16))", db=VICTIM_DB)
+    servers.target.execute("INSERT INTO keepme VALUES (1, 'a'), (2, 'b'), (3, 'c')", db=VICTIM_DB)
+    sums = mysql.checksums(servers.dst, VICTIM_DB)
+    assert sorted(sums) == ["items", "keepme"] and sums["items"][0] == 2
+    return sums
+
+
+def test_intact_chunked_artifact_imports(servers: Servers, key: vault.Key, small_dump: SmallDump) -> None:
+    """The control for the tampering cases: untampered, the same file does replace the victim's tables."""
+    before = _prepare_victim(servers)
+    mysql.import_from_vault(servers.dst_host, servers.dst, MYSQL, VICTIM_DB, str(small_dump.chunked), key,
+                            small_dump.stats.bytes, small_dump.stats.sha256)
+    after = mysql.checksums(servers.dst, VICTIM_DB)
+    assert after != before
+    assert after["items"] == small_dump.checksums["items"]
+    assert after["keepme"] == before["keepme"]
+
+
+def _split(data: bytes, header_len: int) -> tuple[bytes, list[bytes]]:
+    """Header and the chunk records (ciphertext + tag) of an artifact with SMALL_CHUNK chunks."""
+    record = SMALL_CHUNK + vault.TAG_SIZE
+    body = data[header_len:]
+    return data[:header_len], [body[i:i + record] for i in range(0, len(body), record)]
+
+
+def _flip_bit(h: bytes, r: list[bytes]) -> bytes:
+    mid = bytearray(r[1])
+    mid[len(mid) // 2] ^= 0x04
+    return h + r[0] + bytes(mid) + b"".join(r[2:])
+
+
+def _header_byte(offset: int) -> Callable[[bytes, list[bytes]], bytes]:
+    def tamper(h: bytes, r: list[bytes]) -> bytes:
+        edited = bytearray(h)
+        edited[offset] ^= 0x01
+        return bytes(edited) + b"".join(r)
+    return tamper
+
+
+TAMPERS: dict[str, Callable[[bytes, list[bytes]], bytes]] = {
+    "flip_bit_in_chunk": _flip_bit,
+    "drop_middle_chunk": lambda h, r: h + r[0] + b"".join(r[2:]),
+    "drop_final_chunk": lambda h, r: h + b"".join(r[:-1]),
+    "truncate_mid_chunk": lambda h, r: h + r[0] + r[1][: len(r[1]) // 2],
+    "append_bytes": lambda h, r: h + b"".join(r) + b"\x00trailing garbage",
+    "swap_two_chunks": lambda h, r: h + r[1] + r[0] + b"".join(r[2:]),
+    # magic, version, key id, nonce prefix, chunk size, kdf kind, header check
+    **{f"header_byte_{off}": _header_byte(off) for off in (0, 8, 12, 28, 35, 36, 40)},
+}
+
+
+@pytest.mark.parametrize("how", sorted(TAMPERS))
+def test_tampered_artifact_is_refused_before_the_target_is_touched(
+    servers: Servers, key: vault.Key, small_dump: SmallDump, tmp_path: Path, how: str
+) -> None:
+    header_len = len(vault.read_header(small_dump.chunked).raw)
+    header, records = _split(small_dump.chunked.read_bytes(), header_len)
+    assert len(records) >= 3
+    bad = tmp_path / f"{how}.vault"
+    bad.write_bytes(TAMPERS[how](header, records))
+    assert bad.read_bytes() != small_dump.chunked.read_bytes()
+    before = _prepare_victim(servers)
+
+    with pytest.raises(vault.CorruptArtifactError) as err:
+        mysql.import_from_vault(servers.dst_host, servers.dst, MYSQL, VICTIM_DB, str(bad), key,
+                                small_dump.stats.bytes, small_dump.stats.sha256)
+    assert str(bad) in str(err.value)
+    assert mysql.checksums(servers.dst, VICTIM_DB) == before
+
+
+def test_wrong_key_is_refused_naming_both_key_ids(
+    servers: Servers, key: vault.Key, key_dir: Path, small_dump: SmallDump
+) -> None:
+    other = vault.generate_key_file(key_dir / f"other-{secrets.token_hex(4)}.key")
+    assert other.key_id != key.key_id
+    before = _prepare_victim(servers)
+    with pytest.raises(vault.WrongKeyError) as err:
+        mysql.import_from_vault(servers.dst_host, servers.dst, MYSQL, VICTIM_DB, str(small_dump.artifact), other,
+                                small_dump.stats.bytes, small_dump.stats.sha256)
+    message = str(err.value)
+    assert key.key_id in message and other.key_id in message and str(small_dump.artifact) in message
+    assert mysql.checksums(servers.dst, VICTIM_DB) == before
+
+
+# ------------------------------------------------------------------ 4. MariaDB's sandbox line
+
+
+def _dump_emits_sandbox_line() -> bool:
+    """mariadb-dump writes the sandbox line since 10.5.25, 10.6.18, 10.11.8, 11.0.6, 11.1.5, 11.2.4, 11.4.2."""
+    out = subprocess.run([MYSQLDUMP, "--version"], capture_output=True, text=True, check=True).stdout
+    found = re.search(r"Distrib (\d+)\.(\d+)\.(\d+)-MariaDB", out)
+    if not found:
+        return False  # MySQL's mysqldump never writes it
+    major, minor, patch = (int(x) for x in found.groups())
+    first_fixed = {(10, 5): 25, (10, 6): 18, (10, 11): 8, (11, 0): 6, (11, 1): 5, (11, 2): 4, (11, 4): 2}
+    if (major, minor) in first_fixed:
+        return patch >= first_fixed[(major, minor)]
+    return (major, minor) > (11, 4)
+
+
+def _tap_client(directory: Path, capture: Path) -> Path:
+    """The real mysql client behind a ``tee``: records the exact bytes the import sends to mysql."""
+    script = directory / "mysql-tap"
+    script.write_text("#!/bin/bash\nset -o pipefail\n"
+                      f"tee {shlex.quote(str(capture))} | {shlex.quote(shutil.which(MYSQL) or MYSQL)} \"$@\"\n")
+    script.chmod(0o700)
+    return script
+
+
+SANDBOX_PREFIX = b"/*M!999999\\- enable the sandbox mode */"
+
+
+def test_real_dump_starts_with_the_sandbox_line(small_dump: SmallDump) -> None:
+    """What this server's mariadb-dump really writes first (with a trailing space after the comment)."""
+    first = small_dump.plain.split(b"\n", 1)[0]
+    if _dump_emits_sandbox_line():
+        assert first.startswith(SANDBOX_PREFIX)
+        assert first.rstrip(b" \r") == SANDBOX_PREFIX
+    else:
+        assert not first.startswith(b"/*M!999999")
+
+
+def test_sandbox_line_constant_equals_the_real_first_line(small_dump: SmallDump) -> None:
+    require(_dump_emits_sandbox_line(), "this mariadb-dump does not write the sandbox line")
+    assert small_dump.plain.split(b"\n", 1)[0] == mysql.SANDBOX_LINE
+
+
+@pytest.mark.parametrize("flavor", ["mysql", "mariadb"])
+def test_import_strips_the_sandbox_line_only_for_mysql(
+    servers: Servers, key: vault.Key, small_dump: SmallDump, tmp_path: Path, flavor: str
+) -> None:
+    """The bytes that reach the client, recorded by a tee in front of the real mysql client."""
+    capture = tmp_path / "sent-to-mysql.sql"
+    client = _tap_client(tmp_path, capture)
+    mysql.recreate_db(servers.dst, VICTIM_DB, "utf8mb4", "utf8mb4_general_ci")
+    mysql.import_from_vault(servers.dst_host, servers.dst_as(flavor), str(client), VICTIM_DB,
+                            str(small_dump.artifact), key, small_dump.stats.bytes, small_dump.stats.sha256)
+    assert mysql.checksums(servers.dst, VICTIM_DB) == small_dump.checksums
+    sent = capture.read_bytes()
+    plain = small_dump.plain
+    if flavor == "mysql" and _dump_emits_sandbox_line():
+        assert not sent.startswith(SANDBOX_PREFIX)
+        assert sent == plain.split(b"\n", 1)[1]
+    else:
+        assert sent == plain  # MariaDB targets (and dumps without the line) get the dump untouched
+
+
+class _Sink(io.BytesIO):
+    """Stands in for mysql's stdin: keeps what it gets; close() must not drop the buffer."""
+
+    def close(self) -> None:
+        """Keep the bytes readable after SandboxStrip.close()."""
+
+
+def _strip(data: bytes, size: int) -> bytes:
+    """Feed ``data`` to a SandboxStrip in writes of ``size`` bytes; what reaches the sink."""
+    sink = _Sink()
+    strip = mysql.SandboxStrip(sink)
+    for i in range(0, len(data), size):
+        piece = data[i:i + size]
+        assert strip.write(piece) == len(piece)
+    strip.close()
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096])
+def test_sandbox_strip_drops_the_first_line_of_the_real_dump(small_dump: SmallDump, size: int) -> None:
+    require(_dump_emits_sandbox_line(), "this mariadb-dump does not write the sandbox line")
+    assert _strip(small_dump.plain, size) == small_dump.plain.split(b"\n", 1)[1]
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096])
+def test_sandbox_strip_filter_mechanics(small_dump: SmallDump, size: int) -> None:
+    """With the line spelled as the constant: dropped exactly; anything else passes byte for byte."""
+    rest = small_dump.plain.split(b"\n", 1)[1]
+    assert _strip(mysql.SANDBOX_LINE + b"\n" + rest, size) == rest
+    assert _strip(mysql.SANDBOX_LINE + b"\r\nSELECT 1;\n", size) == b"SELECT 1;\n"
+    assert _strip(rest, size) == rest  # a dump without the line is untouched
+    assert _strip(b"SELECT 1;", size) == b"SELECT 1;"  # shorter than the line, no newline: kept at close()
+    assert _strip(b"", size) == b""
+
+
+# ------------------------------------------------------------------ 5. memory for a 1 GiB database
+
+BIG_DB = "big_blobs"
+
+
+def test_memory_stays_flat_for_a_big_database(
+    servers: Servers, key: vault.Key, key_dir: Path, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    artifact = tmp_path / "big.vault"
+    try:
+        rows = generate_blob_db(servers.source, BIG_DB, BIG_MB)
+        assert rows * 64 * 1024 >= BIG_MB * 2**20
+        recreate_like(servers.source, servers.target, BIG_DB)
+        key_file = key_dir / "dump.key"  # written by the key fixture; the child loads it by path
+        assert vault.Key.from_file(key_file) == key
+        result = run_tool(servers.source.port, servers.target.port, BIG_DB, artifact, key_file)
+        assert result["bytes"] >= 2 * BIG_MB * 2**20  # --hex-blob: the dump is twice the BLOB bytes
+        assert result["maxrss_kib"] < RSS_LIMIT_KIB, result
+        assert result["vm_hwm_kib"] < RSS_LIMIT_KIB, result
+        source_sums = mysql.checksums(servers.src, BIG_DB)
+        assert source_sums["blobs"][0] == rows
+        assert mysql.checksums(servers.dst, BIG_DB) == source_sums
+        print(f"\n1 GiB vault round trip: {json.dumps(result)}; test {time.monotonic() - started:.0f} s")
+    finally:
+        artifact.unlink(missing_ok=True)
+        mysql.drop_db(servers.src, BIG_DB)
+        mysql.drop_db(servers.dst, BIG_DB)
+
+
+# ------------------------------------------------------------------ 6. disk full
+
+FILL_DB = "fill"
+
+
+@contextlib.contextmanager
+def _tmpfs(directory: Path, size: str) -> Iterator[None]:
+    """A real small filesystem; unmounted whatever happens. Not being able to mount fails under CI."""
+    directory.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+                          capture_output=True, text=True, check=False)
+    require(proc.returncode == 0, f"cannot mount a tmpfs (needs root): {proc.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+def test_disk_full_leaves_nothing_and_a_roomy_directory_works(
+    servers: Servers, key: vault.Key, tmp_path: Path
+) -> None:
+    server = servers.source
+    server.execute(f"DROP DATABASE IF EXISTS {FILL_DB}")
+    server.execute(f"CREATE DATABASE {FILL_DB}")
+    server.execute("CREATE TABLE t (id INT PRIMARY KEY, data LONGBLOB NOT NULL)", db=FILL_DB)
+    server.execute("INSERT INTO t SELECT seq, RANDOM_BYTES(1024) FROM seq_1_to_512", db=FILL_DB)  # 512 KiB
+    try:
+        full = tmp_path / "full"
+        with _tmpfs(full, "256k"):
+            dest = full / "fill.vault"
+            with pytest.raises(vault.VaultError, match="no space left") as err:
+                mysql.dump_to_vault(servers.src_host, servers.src, MYSQLDUMP, FILL_DB, str(dest), key)
+            assert str(dest) in str(err.value)
+            assert os.listdir(full) == []  # neither the .part nor the artifact
+        assert not os.path.ismount(full)
+        roomy = tmp_path / "roomy"
+        roomy.mkdir()
+        dest = roomy / "fill.vault"
+        stats = mysql.dump_to_vault(servers.src_host, servers.src, MYSQLDUMP, FILL_DB, str(dest), key)
+        assert stats.bytes > 2 * 512 * 1024
+        assert vault.verify_artifact(dest, key, stats.bytes, stats.sha256) == stats
+        assert os.listdir(roomy) == ["fill.vault"]
+    finally:
+        mysql.drop_db(servers.src, FILL_DB)
