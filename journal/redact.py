@@ -19,7 +19,7 @@ MASK = "***"
 
 _URL_PASSWORD = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<post>@)")
 _ASSIGNMENT = re.compile(
-    r"(?P<pre>\b[\w\-.]*(?:password|passwd|secret|token|_key|passphrase)\b\s*[=:]\s*)(?P<pw>[^\s,;'\"]+)",
+    r"(?P<pre>\b[\w\-.]*(?:password|passwd|secret|token|_key|passphrase)\b\s*[=:]\s*[\"']?)(?P<pw>[^\s,;'\"]+)",
     re.IGNORECASE,
 )
 _CLI_PASSWORD = re.compile(r"(?P<pre>(?:^|\s)(?:-p|--password=))(?P<pw>\S+)")

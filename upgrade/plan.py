@@ -6,8 +6,10 @@ recorded in the run, so a plan edited under an unfinished run is refused (DESIGN
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +102,21 @@ class _Reader:
     def unknown(self, allowed: set[str]) -> None:
         extra = sorted(set(self.table) - allowed)
         if extra:
-            raise self.err(extra[0], f"is not a known key here; known keys: {', '.join(sorted(allowed))}")
+            raise self.err(extra[0], f"is not a known key here;{did_you_mean(extra[0], allowed)} "
+                                     f"known keys: {', '.join(sorted(allowed))}")
+
+    def abspath(self, key: str, default: str) -> str:
+        """A directory of a controller: absolute, since it names a place on that host, not here."""
+        v = self.get(key, str, default)
+        if v and not v.startswith("/"):
+            raise self.err(key, f"is {v!r}; expected an absolute path like {default or '/usr/bin'!r}")
+        return v
+
+
+def did_you_mean(word: str, choices: set[str] | tuple[str, ...]) -> str:
+    """' did you mean `x`?' for a near miss (difflib), else ''."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f" did you mean `{close[0]}`?" if close else ""
 
 
 def _side(r: _Reader, role: str) -> SideSpec:
@@ -131,9 +147,9 @@ def _side(r: _Reader, role: str) -> SideSpec:
     host = s.get("host", str, "local")
     if host != "local":
         raise s.err("host", f"is {host!r}; this version drives \"local\" hosts only")
-    return SideSpec(role=role, host=host, etc=s.get("etc", str, "/etc"), lib=s.get("lib", str, "/var/lib"),
-                    bin=s.get("bin", str, ""), db=db, control=ServiceControl(kind, template),
-                    log=s.get("log", str, "/var/log"))
+    return SideSpec(role=role, host=host, etc=s.abspath("etc", "/etc"), lib=s.abspath("lib", "/var/lib"),
+                    bin=s.abspath("bin", ""), db=db, control=ServiceControl(kind, template),
+                    log=s.abspath("log", "/var/log"))
 
 
 def _service(r: _Reader, name: str) -> ServiceSettings:
@@ -162,7 +178,7 @@ def load(path: str | Path) -> Plan:
     try:
         raw = tomllib.loads(data.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{p}: not valid TOML: {exc}") from None
+        raise PlanError(f"{p}: not valid TOML: {exc}{_toml_line(data, str(exc))} — fix that line") from None
     r = _Reader(p, raw, "")
     r.unknown({"upgrade", "vault", "source", "target", "services"})
     u = r.sub("upgrade")
@@ -177,9 +193,11 @@ def load(path: str | Path) -> Plan:
     for s in services:
         if s not in SERVICES:
             known = ", ".join(SERVICES)
-            raise u.err("services", f"names unknown service {s!r}; this version upgrades: {known}")
+            hint = did_you_mean(s, tuple(SERVICES)) if isinstance(s, str) else ""
+            raise u.err("services", f"names unknown service {s!r};{hint} this version upgrades: {known}")
     if len(set(services)) != len(services):
-        raise u.err("services", "names a service twice")
+        twice = next(s for s in services if services.count(s) > 1)
+        raise u.err("services", f"names {twice!r} twice; list each service once")
     ordered = tuple(sorted(services, key=ORDER.index))
     base = p.resolve().parent
     journal = base / u.get("journal", str, "upgrade-journal")
@@ -191,10 +209,35 @@ def load(path: str | Path) -> Plan:
     if bool(key_file) == bool(pass_env):
         raise v.err("key_file", "or `vault.passphrase_env` must be given (exactly one); create a key with "
                                 "`upgrade keygen dump.key`")
+    source, target = _side(r, "source"), _side(r, "target")
+    _distinct(p, source, target)
     return Plan(
         path=p.resolve(), sha256=hashlib.sha256(data).hexdigest(), from_release=src_rel, to_release=dst_rel,
         services=ordered, journal_dir=journal, key_file=(base / key_file) if key_file else None,
         passphrase_env=pass_env, artifact_dir=(base / artifact_dir) if artifact_dir else None,
-        source=_side(r, "source"), target=_side(r, "target"),
+        source=source, target=target,
         service_settings={s: _service(r, s) for s in ordered}, raw=raw,
     )
+
+
+def _distinct(p: Path, source: SideSpec, target: SideSpec) -> None:
+    """The old and the new controller must be two: an upgrade onto itself would drop the data it reads."""
+    if source.host == target.host and source.etc.rstrip("/") == target.etc.rstrip("/"):
+        raise PlanError(f"{p}: `source` and `target` name the same controller (host {source.host!r}, etc "
+                        f"{source.etc!r}) — the target must be the new controller: fix `target.host` or `target.etc`")
+    if (source.db.address, source.db.port) == (target.db.address, target.db.port):
+        raise PlanError(f"{p}: `source.db` and `target.db` name the same DB server {source.db.address}:"
+                        f"{source.db.port} — the import would drop the database it reads; fix `target.db.address` "
+                        "or `target.db.port`")
+
+
+def _toml_line(data: bytes, message: str) -> str:
+    """The offending line of a TOML error, quoted, so the operator sees it without opening the file."""
+    m = re.search(r"at line (\d+), column (\d+)", message)
+    if not m:
+        return ""
+    lines = data.decode(errors="replace").splitlines()
+    n, col = int(m.group(1)), int(m.group(2))
+    # found at the start of a line, the cause is usually the end of the one before (an unclosed [ or ")
+    shown = [k for k in ((n - 1, n) if col == 1 else (n,)) if 0 < k <= len(lines)]
+    return "".join(f"\n  line {k}: {lines[k - 1]}" for k in shown)
