@@ -38,6 +38,35 @@ def _svc(ctx: UpgradeContext, name: str) -> ServiceSettings:
     return ctx.services[name]
 
 
+# ---------------------------------------------------------------------- the commands, for run and for `upgrade plan`
+DUMP_TOOL = "mysqldump"
+CLIENT_TOOL = "mysql"
+DEFAULTS_SHOWN = "<0600 defaults file>"
+VAULT_SHOWN = "<vault>"
+
+
+def tar_out(etc: str, name: str) -> list[str]:
+    """Pack ``<etc>/<name>`` to stdout with numeric owners (config copy and backup)."""
+    return ["tar", "-C", etc, "--numeric-owner", "-cf", "-", name]
+
+
+def tar_in(etc: str) -> list[str]:
+    """Unpack stdin under ``<etc>`` keeping modes and numeric owners."""
+    return ["tar", "-C", etc, "--numeric-owner", "-xpf", "-"]
+
+
+def chown_argv(owner: str, path: str) -> list[str]:
+    return ["chown", "-R", owner, path]
+
+
+def _dump_shown(db: str, artifact: str) -> str:
+    return f"{command_text(mysql.dump_argv(DUMP_TOOL, DEFAULTS_SHOWN, db))} | encrypt > {VAULT_SHOWN}/{artifact}.osuv"
+
+
+def _import_shown(db: str, artifact: str) -> str:
+    return f"decrypt {VAULT_SHOWN}/{artifact}.osuv | {command_text(mysql.import_argv(CLIENT_TOOL, DEFAULTS_SHOWN, db))}"
+
+
 def service_db_credentials(ctx: UpgradeContext, name: str, conn: ConfigKey) -> tuple[str, str]:
     """The service's DB user and password on the target: plan override, else the source config's."""
     st = _svc(ctx, name)
@@ -81,8 +110,13 @@ def stop_step(name: str, role: str) -> Step:
     def probe(ctx: UpgradeContext) -> bool:
         return not control.is_running(side(ctx), _svc(ctx, name).unit)
 
+    def commands(ctx: UpgradeContext) -> list[str]:
+        unit = _svc(ctx, name).unit
+        return [command_text(side(ctx).control.argv("status", unit)),
+                command_text(side(ctx).control.argv("stop", unit)) + "   # if it runs"]
+
     return Step(f"{name}.stop_{role}", f"{role}_stopped", run, undo, probe, host=role,
-                describe=f"stop {name} on the {role} controller")
+                describe=f"stop {name} on the {role} controller", commands=commands)
 
 
 def start_target_step(name: str) -> Step:
@@ -99,8 +133,11 @@ def start_target_step(name: str) -> Step:
     def probe(ctx: UpgradeContext) -> bool:
         return control.is_running(ctx.target, _svc(ctx, name).unit)
 
+    def commands(ctx: UpgradeContext) -> list[str]:
+        return [command_text(ctx.target.control.argv("start", _svc(ctx, name).unit))]
+
     return Step(f"{name}.start_target", "target_started", run, undo, probe, host="target",
-                describe=f"start {name} on the target controller")
+                describe=f"start {name} on the target controller", commands=commands)
 
 
 # ---------------------------------------------------------------------- dump / backup
@@ -111,14 +148,20 @@ def dump_source_step(name: str) -> Step:
         charset, collation = mysql.db_charset(ep, st.db_name)
         sums = mysql.checksums(ep, st.db_name)
         path = ctx.artifact_path(f"{name}-source-db")
-        stats = mysql.dump_to_vault(ctx.source.host, ep, "mysqldump", st.db_name, str(path),
-                                    ctx.key, inside=lambda: ctx.failpoint(f"{name}.dump_source:inside"))
+        stats = mysql.dump_to_vault(ctx.source.host, ep, DUMP_TOOL, st.db_name, str(path),
+                                    ctx.key, inside=lambda: ctx.failpoint(f"{name}.dump_source:inside"),
+                                    progress=ctx.progress)
         art = ctx.record_artifact(f"{ctx.run_id}/{name}-source-db", "dump", name, ctx.source.host.name, path, stats)
         return {"artifact": art, "charset": charset, "collation": collation, "checksums": sums,
                 "tables": len(sums), "rows": sum(v[0] or 0 for v in sums.values())}
 
+    def commands(ctx: UpgradeContext) -> list[str]:
+        db = _svc(ctx, name).db_name
+        return [f"SQL: SELECT COUNT(*), CHECKSUM TABLE for every table of {db}",
+                _dump_shown(db, f"{name}-source-db")]
+
     return Step(f"{name}.dump_source", "source_dumped", run, host="source",
-                describe=f"dump the {name} database of the source controller into the vault")
+                describe=f"dump the {name} database of the source controller into the vault", commands=commands)
 
 
 def backup_target_step(name: str, conn: ConfigKey) -> Step:
@@ -129,7 +172,8 @@ def backup_target_step(name: str, conn: ConfigKey) -> Step:
         if mysql.db_exists(t.db, st.db_name):
             charset, collation = mysql.db_charset(t.db, st.db_name)
             path = ctx.artifact_path(f"{name}-target-db")
-            stats = mysql.dump_to_vault(t.host, t.db, "mysqldump", st.db_name, str(path), ctx.key)
+            stats = mysql.dump_to_vault(t.host, t.db, DUMP_TOOL, st.db_name, str(path), ctx.key,
+                                        progress=ctx.progress)
             out["db"] = {"existed": True, "charset": charset, "collation": collation,
                          "artifact": ctx.record_artifact(f"{ctx.run_id}/{name}-target-db", "backup", name,
                                                          t.host.name, path, stats)}
@@ -144,7 +188,7 @@ def backup_target_step(name: str, conn: ConfigKey) -> Step:
         cdir = f"{t.etc}/{name}"
         if t.host.exists(cdir):
             cpath = ctx.artifact_path(f"{name}-target-config")
-            argv = ["tar", "-C", t.etc, "--numeric-owner", "-cf", "-", name]
+            argv = tar_out(t.etc, name)
             proc = t.host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             cstats = vault.encrypt_stream(proc.stdout, cpath, ctx.key)
             wait_pipe(proc, t.host, argv, f"backup of {cdir}")
@@ -154,8 +198,18 @@ def backup_target_step(name: str, conn: ConfigKey) -> Step:
             out["config"] = {"existed": False}
         return out
 
+    def commands(ctx: UpgradeContext) -> list[str]:
+        st = _svc(ctx, name)
+        hosts = ", ".join(f"USER@{h!r}" for h in st.grant_hosts)
+        return [_dump_shown(st.db_name, f"{name}-target-db") + "   # if the database exists",
+                f"SQL: SHOW CREATE USER, SHOW GRANTS for {hosts} (USER from the source config) | encrypt > "
+                f"{VAULT_SHOWN}/{name}-target-users.osuv",
+                f"{command_text(tar_out(ctx.target.etc, name))} | encrypt > {VAULT_SHOWN}/{name}-target-config.osuv"
+                "   # if it exists"]
+
     return Step(f"{name}.backup_target", "target_backed_up", run, host="target",
-                describe=f"back up the {name} database, users and /etc/{name} of the target controller into the vault")
+                describe=f"back up the {name} database, users and /etc/{name} of the target controller into the vault",
+                commands=commands)
 
 
 # ---------------------------------------------------------------------- config
@@ -163,8 +217,8 @@ def _copy_tree(ctx: UpgradeContext, name: str) -> None:
     """Stream source:/etc/<name> into target:/etc/<name> (files of both: the source's win)."""
     s, t = ctx.source, ctx.target
     check(t.host, ["mkdir", "-p", f"{t.etc}/{name}"], f"creating {t.etc}/{name}")
-    out_argv = ["tar", "-C", s.etc, "--numeric-owner", "-cf", "-", name]
-    in_argv = ["tar", "-C", t.etc, "--numeric-owner", "-xpf", "-"]
+    out_argv = tar_out(s.etc, name)
+    in_argv = tar_in(t.etc)
     src = s.host.popen(out_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     dst = t.host.popen(in_argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -213,8 +267,24 @@ def install_config_step(name: str, conns: tuple[ConfigKey, ...]) -> Step:
     def undo(ctx: UpgradeContext, result: Result | None) -> None:
         restore_config(ctx, name)
 
+    def commands(ctx: UpgradeContext) -> list[str]:
+        s, t = ctx.source, ctx.target
+        db = _svc(ctx, name).db_name
+        out = [command_text(["mkdir", "-p", f"{t.etc}/{name}"]),
+               f"source: {command_text(tar_out(s.etc, name))} | target: {command_text(tar_in(t.etc))}"]
+        moved = [f"{a} -> {b}" for a, b in zip(s.layout().values(), t.layout().values(), strict=True) if a != b]
+        for f in sorted({c.file for c in conns}):
+            if moved:
+                out.append(f"rewrite paths in {t.etc}/{name}/{f}: {', '.join(moved)}")
+        for c in conns:
+            out.append(f"set [{c.section}] {c.key} in {t.etc}/{name}/{c.file} to "
+                       f"mysql+pymysql://USER:***@{t.db.address_for_services}:{t.db.port}/{db}"
+                       " (USER and password from the source config or the plan)")
+        return out
+
     return Step(f"{name}.install_config", "config_installed", run, undo, host="target",
-                describe=f"copy /etc/{name} from source to target, pointing its DB connection at the target DB")
+                describe=f"copy /etc/{name} from source to target, pointing its DB connection at the target DB",
+                commands=commands)
 
 
 def restore_config(ctx: UpgradeContext, name: str) -> None:
@@ -226,7 +296,7 @@ def restore_config(ctx: UpgradeContext, name: str) -> None:
         return
     art = backup["artifact"]
     vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
-    argv = ["tar", "-C", t.etc, "--numeric-owner", "-xpf", "-"]
+    argv = tar_in(t.etc)
     proc = t.host.popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     vault.decrypt_stream(art["path"], ctx.key, proc.stdin)
     proc.stdin.close()
@@ -244,8 +314,8 @@ def import_db_step(name: str, conn: ConfigKey) -> Step:
         vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
         mysql.recreate_db(t.db, st.db_name, dump["charset"], dump["collation"])
         ctx.failpoint(f"{name}.import_db:inside")
-        mysql.import_from_vault(t.host, t.db, "mysql", st.db_name, art["path"], ctx.key,
-                                art["bytes"], art["sha256"])
+        mysql.import_from_vault(t.host, t.db, CLIENT_TOOL, st.db_name, art["path"], ctx.key,
+                                art["bytes"], art["sha256"], progress=ctx.progress)
         mysql.grant_service_user(t.db, st.db_name, user, password, st.grant_hosts)
         after = mysql.checksums(t.db, st.db_name)
         compare_checksums(dump["checksums"], after, f"{t.db.address}:{t.db.port}/{st.db_name}")
@@ -255,8 +325,18 @@ def import_db_step(name: str, conn: ConfigKey) -> Step:
     def undo(ctx: UpgradeContext, result: Result | None) -> None:
         restore_db(ctx, name)
 
+    def commands(ctx: UpgradeContext) -> list[str]:
+        st = _svc(ctx, name)
+        db = mysql.quote_ident(st.db_name)
+        return [f"SQL: DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} (the source's charset and collation)",
+                _import_shown(st.db_name, f"{name}-source-db"),
+                *(f"SQL: CREATE USER IF NOT EXISTS / ALTER USER USER@{h!r}; GRANT ALL PRIVILEGES ON {db}.* "
+                  f"TO USER@{h!r}" for h in st.grant_hosts),
+                f"SQL: SELECT COUNT(*), CHECKSUM TABLE for every table of {st.db_name}, compared with the source"]
+
     return Step(f"{name}.import_db", "db_imported", run, undo, host="target",
-                describe=f"drop, create and import the {name} database on the target; recreate its grants")
+                describe=f"drop, create and import the {name} database on the target; recreate its grants",
+                commands=commands)
 
 
 def compare_checksums(before: dict[str, list], after: dict[str, list], where: str) -> None:
@@ -276,8 +356,8 @@ def restore_db(ctx: UpgradeContext, name: str) -> None:
         art = db["artifact"]
         vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
         mysql.recreate_db(t.db, st.db_name, db["charset"], db["collation"])
-        mysql.import_from_vault(t.host, t.db, "mysql", st.db_name, art["path"], ctx.key,
-                                art["bytes"], art["sha256"])
+        mysql.import_from_vault(t.host, t.db, CLIENT_TOOL, st.db_name, art["path"], ctx.key,
+                                art["bytes"], art["sha256"], progress=ctx.progress)
     else:
         mysql.drop_db(t.db, st.db_name)
     users = backup["users"]
@@ -298,7 +378,7 @@ def ownership_step(name: str) -> Step:
         for p in paths(ctx):
             before[p] = check(t.host, ["stat", "-c", "%u:%g", p], f"reading the owner of {p}").stdout.strip()
         for p in before:
-            check(t.host, ["chown", "-R", owner, p], f"chown of {p}")
+            check(t.host, chown_argv(owner, p), f"chown of {p}")
         return {"owner": owner, "before": before}
 
     def undo(ctx: UpgradeContext, result: Result | None) -> None:
@@ -307,10 +387,16 @@ def ownership_step(name: str) -> Step:
             return
         for p, owner in result["before"].items():
             if p.startswith(f"{ctx.target.lib}/") and ctx.target.host.exists(p):
-                check(ctx.target.host, ["chown", "-R", owner, p], f"chown of {p}")
+                check(ctx.target.host, chown_argv(owner, p), f"chown of {p}")
+
+    def commands(ctx: UpgradeContext) -> list[str]:
+        t, owner = ctx.target, _svc(ctx, name).owner
+        paths = (f"{t.etc}/{name}", f"{t.lib}/{name}")
+        return [command_text(chown_argv(owner, p)) + "   # if it exists" for p in paths]
 
     return Step(f"{name}.fix_ownership", "ownership_fixed", run, undo, host="target",
-                describe=f"chown -R the service owner on /etc/{name} and /var/lib/{name} of the target")
+                describe=f"chown -R the service owner on /etc/{name} and /var/lib/{name} of the target",
+                commands=commands)
 
 
 # ---------------------------------------------------------------------- verification helpers

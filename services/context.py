@@ -3,6 +3,7 @@ results of earlier steps, and fail points."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ class UpgradeContext:
     results: dict[str, Any] = field(default_factory=dict)
     #: where the vault's artifacts go (the plan's ``vault.dir``; default ``<journal>/artifacts``)
     artifact_root: Path | None = None
+    #: told the bytes of every chunk that dumps and imports move, for the live progress display
+    progress: Callable[[int], None] | None = None
 
     @property
     def artifact_dir(self) -> Path:

@@ -8,7 +8,7 @@ alembic revisions recorded before and after.
 from __future__ import annotations
 
 from services import mysql
-from services.common import ConfigKey, http_ok, run_manage, standard_steps
+from services.common import ConfigKey, command_text, http_ok, run_manage, standard_steps
 from services.context import UpgradeContext
 from services.settings import Side
 from statemachine.step import Result, Step, StepError
@@ -54,9 +54,25 @@ def _verify(ctx: UpgradeContext) -> Result:
     return {"db_sync_check": rc, "url": url or None, "http_status": status}
 
 
+def _schema_commands(ctx: UpgradeContext) -> list[str]:
+    t = ctx.target
+    return ["SQL: SELECT version_num FROM alembic_version",
+            command_text(_manage(t, "db_sync", "--check")) + "   # 0 up to date, 2 expand, 4 contract needed",
+            command_text(_manage(t, "db_sync")),
+            command_text(_manage(t, "db_sync", "--check")) + "   # must exit 0"]
+
+
+def _verify_commands(ctx: UpgradeContext) -> list[str]:
+    url = ctx.services[NAME].verify_url
+    return [command_text(_manage(ctx.target, "db_sync", "--check")) + "   # must exit 0",
+            f"GET {url}   # until it answers 2xx/3xx, 60 s at most" if url else "(no verify_url: no API check)"]
+
+
 def steps() -> list[Step]:
     schema = Step(f"{NAME}.upgrade_schema", "schema_upgraded", _upgrade_schema, host="target",
-                  describe="keystone-manage db_sync of the target release, checked with db_sync --check")
+                  describe="keystone-manage db_sync of the target release, checked with db_sync --check",
+                  commands=_schema_commands)
     verify = Step(f"{NAME}.verify", "verified", _verify, host="target",
-                  describe="db_sync --check exit 0 and the identity API answers on its verify URL")
+                  describe="db_sync --check exit 0 and the identity API answers on its verify URL",
+                  commands=_verify_commands)
     return standard_steps(NAME, (CONNECTION,), schema, verify)

@@ -208,16 +208,53 @@ class _Tap:
         return data
 
 
+class _Counted:
+    """A reader or writer that reports the bytes passing through (live progress); it buffers nothing."""
+
+    def __init__(self, stream: Any, progress: Callable[[int], None] | None) -> None:
+        self.stream = stream
+        self.progress = progress or (lambda _n: None)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        if data:
+            self.progress(len(data))
+        return data
+
+    def write(self, data: bytes) -> int:
+        n = self.stream.write(data)
+        self.progress(len(data) if n is None else n)
+        return n
+
+    def flush(self) -> None:
+        if hasattr(self.stream, "flush"):
+            self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def dump_argv(mysqldump: str, defaults: str, db: str) -> list[str]:
+    """The dump command; *defaults* is the 0600 credentials file (a placeholder in `upgrade plan`)."""
+    return [mysqldump, f"--defaults-extra-file={defaults}", *DUMP_OPTIONS, db]
+
+
+def import_argv(mysql: str, defaults: str, db: str) -> list[str]:
+    """The import command; the decrypted dump goes to its stdin."""
+    return [mysql, f"--defaults-extra-file={defaults}", db]
+
+
 def dump_to_vault(host: Host, ep: DBEndpoint, mysqldump: str, db: str, dest: str, key: vault.Key,
-                  inside: Callable[[], None] = lambda: None) -> vault.StreamStats:
+                  inside: Callable[[], None] = lambda: None,
+                  progress: Callable[[int], None] | None = None) -> vault.StreamStats:
     """Stream ``mysqldump db`` on *host* into an encrypted artifact at *dest* (on the tool's host)."""
     with defaults_file(host, ep) as cnf:
-        argv = [mysqldump, f"--defaults-extra-file={cnf}", *DUMP_OPTIONS, db]
+        argv = dump_argv(mysqldump, cnf, db)
         proc = host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         drain = _Drain(proc.stderr)
         drain.start()
         try:
-            stats = vault.encrypt_stream(_Tap(proc.stdout, inside), dest, key)
+            stats = vault.encrypt_stream(_Counted(_Tap(proc.stdout, inside), progress), dest, key)
         except BaseException:
             proc.kill()
             proc.wait()
@@ -268,7 +305,8 @@ class SandboxStrip:
 
 
 def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str, key: vault.Key,
-                      expected_bytes: int | None, expected_sha256: str | None) -> vault.StreamStats:
+                      expected_bytes: int | None, expected_sha256: str | None,
+                      progress: Callable[[int], None] | None = None) -> vault.StreamStats:
     """Verify the artifact completely, then stream it decrypted into ``mysql db`` on *host*.
 
     The full verification first means a corrupt or truncated artifact is refused before the
@@ -276,12 +314,12 @@ def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str,
     """
     vault.verify_artifact(src, key, expected_bytes, expected_sha256)
     with defaults_file(host, ep) as cnf:
-        argv = [mysql, f"--defaults-extra-file={cnf}", db]
+        argv = import_argv(mysql, cnf, db)
         proc = host.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         drain = _Drain(proc.stderr)
         drain.start()
         try:
-            sink = SandboxStrip(proc.stdin) if ep.flavor == "mysql" else proc.stdin
+            sink = _Counted(SandboxStrip(proc.stdin) if ep.flavor == "mysql" else proc.stdin, progress)
             stats = vault.decrypt_stream(src, key, sink)
             sink.close()
         except BrokenPipeError:

@@ -33,3 +33,21 @@ def jump_error(source: str, target: str) -> str | None:
         return (f"the jump {source} -> {target} is not supported; from {source} the tool upgrades to "
                 f"{' or '.join(allowed) or 'nothing yet'}")
     return None
+
+
+#: the major version each service's ``*-manage --version`` prints per release (`upgrade check`
+#: compares it with the plan's ``to``); keystone's majors follow its release series
+MANAGE_COMMAND: dict[str, str] = {"keystone": "keystone-manage"}
+MAJOR_VERSIONS: dict[str, dict[str, int]] = {
+    "keystone": {"2025.1": 27, "2025.2": 28, "2026.1": 29},
+}
+
+
+def expected_major(service: str, release: str) -> int | None:
+    """The major version of *service* in *release*, or None when the table does not know it."""
+    return MAJOR_VERSIONS.get(service, {}).get(release)
+
+
+def release_of(service: str, major: int) -> str | None:
+    """The release whose *service* has this major version (for messages), or None."""
+    return next((r for r, m in MAJOR_VERSIONS.get(service, {}).items() if m == major), None)

@@ -29,6 +29,9 @@ class StepContext(Protocol):
 class RunFailed(Exception):
     """A step failed; the run is stopped with its machine in the last good state."""
 
+    #: the operator pressed Ctrl-C (SIGINT) during the step: the CLI exits 130, not 1
+    interrupted = False
+
     def __init__(self, message: str, machine: str, step: str, host: str | None, output: str | None) -> None:
         super().__init__(message)
         self.machine = machine
@@ -187,6 +190,7 @@ class Runner:
         cls = RevertFailed if undo else RunFailed
         err = cls(self.journal.redactor.text(message), m.name, step.name, host,
                   self.journal.redactor.text(output) if output else None)
+        err.interrupted = isinstance(exc, KeyboardInterrupt)
         if isinstance(exc, (StepError, KeyboardInterrupt)) or not isinstance(exc, Exception):
             raise err from None
         raise err from exc

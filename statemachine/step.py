@@ -44,6 +44,10 @@ class Step:
             only to collect its facts, which an idempotent ``run`` does without changing anything.
     host:   which side the step acts on (``source``/``target``/``local``), for the journal.
     describe: a one-line description of what the step does, for `upgrade plan`.
+    commands: the exact commands ``run`` issues, as an operator would type them, for `upgrade plan`:
+            a tuple, or ``commands(ctx) -> list[str]`` when they depend on the plan. That ``ctx`` has the
+            ``source``, ``target`` and ``services`` of the run's context but may have nothing else: it
+            builds text from the same argv helpers ``run`` uses and never acts.
     """
 
     name: str
@@ -53,4 +57,8 @@ class Step:
     probe: Callable[[Any], bool] | None = None
     host: str = "local"
     describe: str = ""
-    commands: tuple[str, ...] = field(default_factory=tuple)
+    commands: tuple[str, ...] | Callable[[Any], list[str]] = field(default_factory=tuple)
+
+    def command_lines(self, ctx: Any) -> list[str]:
+        """The commands of this step for *ctx* (see ``commands``)."""
+        return list(self.commands(ctx) if callable(self.commands) else self.commands)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from journal.redact import Redactor
 from journal.store import Journal, JournalError
 from services import mysql
 from services.context import UpgradeContext
+from services.host import Host
 from services.registry import steps_for
 from services.settings import Side
 from statemachine.lock import LockHeld, RunLock
@@ -83,8 +85,9 @@ def check_key(run: dict, key: vault.Key) -> None:
                         f"id {key.key_id} — use the key file (or passphrase) of that run")
 
 
-def side(spec: SideSpec) -> Side:
-    return Side(role=spec.role, host=hosts.connect(spec.host, f"{spec.role}:{spec.host}"), etc=spec.etc,
+def side(spec: SideSpec, host: Host | None = None) -> Side:
+    """A controller of the plan, connected (or with the given *host*, e.g. a name-only one for `upgrade plan`)."""
+    return Side(role=spec.role, host=host or hosts.connect(spec.host, f"{spec.role}:{spec.host}"), etc=spec.etc,
                 lib=spec.lib, bin=spec.bin, db=spec.db, control=spec.control, log=spec.log)
 
 
@@ -112,11 +115,12 @@ class Session:
     runner: Runner
 
 
-def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, observer=None) -> Runner:
+def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, observer=None,
+                 progress: Callable[[int], None] | None = None) -> Runner:
     ctx = UpgradeContext(run_id=run_id, source=side(plan.source), target=side(plan.target), journal=journal,
                          key=key, redactor=journal.redactor, services=plan.service_settings,
                          from_release=plan.from_release, to_release=plan.to_release,
-                         artifact_root=plan.artifact_dir)
+                         artifact_root=plan.artifact_dir, progress=progress)
     machines = [ServiceMachine(name, steps_for(name)) for name in plan.services]
     log = logs.get()
     return Runner(journal, run_id, machines, ctx, observer=observer,
