@@ -8,6 +8,8 @@ only the step's own result and the results of earlier steps.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import time
 import urllib.error
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from journal import vault
-from services import control, mysql
+from services import control, mysql, transfer
 from services.config import db_url_credentials, get_value, rewrite_db_url, rewrite_paths, set_value
 from services.context import UpgradeContext
 from services.host import check, command_text, wait_pipe
@@ -83,107 +85,192 @@ def service_db_credentials(ctx: UpgradeContext, name: str, conn: ConfigKey) -> t
     return st.db_user or user, st.db_password or password
 
 
+@dataclass(frozen=True)
+class DBSpec:
+    """One database of a service: a label (``main``, ``api``, ``cell0``), its name as a template of
+    the plan's ``db_name`` (``{name}_api``), and the config options that name it (aliases, any of
+    the service's files; none for a database named elsewhere, like nova_cell0 in cell_mappings).
+
+    A plan overrides a non-main name with ``<label>_db_name`` in ``[services.<name>]``.
+    """
+
+    label: str
+    template: str
+    conns: tuple[ConfigKey, ...] = ()
+
+    def db_name(self, st: ServiceSettings) -> str:
+        override = st.options.get(f"{self.label}_db_name") if self.label != "main" else None
+        return override or self.template.format(name=st.db_name)
+
+    def suffix(self) -> str:
+        """Artifact name suffix: none for the main DB (keystone's artifacts keep their names)."""
+        return "" if self.label == "main" else f"-{self.label}"
+
+
+#: who resolves a service's units: (ctx, role) -> units in stop order (started in reverse)
+UnitsFn = Callable[[Any, str], list[str]]
+
+
+def _single_unit(ctx: Any, role: str, name: str) -> list[str]:
+    return [_svc(ctx, name).unit]
+
+
+def _dbs_default(conns: tuple[ConfigKey, ...]) -> tuple[DBSpec, ...]:
+    return (DBSpec("main", "{name}", conns[:1]),)
+
+
+def db_credentials(ctx: UpgradeContext, name: str, spec: DBSpec, dbs: tuple[DBSpec, ...]) -> tuple[str, str]:
+    """Credentials for *spec*: from the first of its options present in the source config, else
+    (a DB named elsewhere) from the main DB's."""
+    specs = [spec] + [d for d in dbs if d.label == "main" and d is not spec]
+    for d in specs:
+        for conn in d.conns:
+            path = f"{ctx.source.etc}/{name}/{conn.file}"
+            if ctx.source.host.exists(path) and get_value(ctx.source.host.read_bytes(path), conn.section, conn.key):
+                return service_db_credentials(ctx, name, conn)
+    first = (spec.conns or specs[-1].conns)[0]
+    return service_db_credentials(ctx, name, first)  # raises the clear "names no database" error
+
+
 # ---------------------------------------------------------------------- stop / start
-def stop_step(name: str, role: str) -> Step:
+def stop_step(name: str, role: str, units: UnitsFn | None = None) -> Step:
     def side(ctx: UpgradeContext) -> Side:
         return ctx.source if role == "source" else ctx.target
 
+    def names(ctx: Any) -> list[str]:
+        return units(ctx, role) if units else _single_unit(ctx, role, name)
+
     def run(ctx: UpgradeContext) -> Result:
-        unit = _svc(ctx, name).unit
-        was = control.is_running(side(ctx), unit)
-        if was:
-            control.stop(side(ctx), unit)
-        if control.is_running(side(ctx), unit):
-            raise StepError(f"{unit} on {side(ctx).host.name} still runs after stop", host=side(ctx).host.name)
-        return {"unit": unit, "was_running": was}
+        out = []
+        for unit in names(ctx):
+            was = control.is_running(side(ctx), unit)
+            if was:
+                control.stop(side(ctx), unit)
+            if control.is_running(side(ctx), unit):
+                raise StepError(f"{unit} on {side(ctx).host.name} still runs after stop", host=side(ctx).host.name)
+            out.append({"unit": unit, "was_running": was})
+        return {"units": out}
 
     def undo(ctx: UpgradeContext, result: Result | None) -> None:
         # the old controller must serve again after a revert; a target service is restarted
         # only if it ran before the upgrade touched it
         if result is None and role == "target":
             return
-        if result is None or result["was_running"]:
-            unit = _svc(ctx, name).unit
-            if not control.is_running(side(ctx), unit):
+        was = {u["unit"]: u["was_running"] for u in (result or {}).get("units", [])}
+        for unit in reversed(names(ctx)):
+            if (result is None or was.get(unit)) and not control.is_running(side(ctx), unit):
                 control.start(side(ctx), unit)
 
     def probe(ctx: UpgradeContext) -> bool:
-        return not control.is_running(side(ctx), _svc(ctx, name).unit)
+        return not any(control.is_running(side(ctx), u) for u in names(ctx))
 
     def commands(ctx: UpgradeContext) -> list[str]:
-        unit = _svc(ctx, name).unit
-        return [command_text(side(ctx).control.argv("status", unit)),
-                command_text(side(ctx).control.argv("stop", unit)) + "   # if it runs"]
+        out = []
+        for unit in names(ctx):
+            out += [command_text(side(ctx).control.argv("status", unit)),
+                    command_text(side(ctx).control.argv("stop", unit)) + "   # if it runs"]
+        return out
 
     return Step(f"{name}.stop_{role}", f"{role}_stopped", run, undo, probe, host=role,
                 describe=f"stop {name} on the {role} controller", commands=commands)
 
 
-def start_target_step(name: str) -> Step:
+def start_target_step(name: str, units: UnitsFn | None = None) -> Step:
+    def names(ctx: Any) -> list[str]:
+        # role "start": a service may hold a unit back on start (nova's metadata API under neutron)
+        return list(reversed(units(ctx, "start"))) if units else _single_unit(ctx, "target", name)
+
     def run(ctx: UpgradeContext) -> Result:
-        unit = _svc(ctx, name).unit
-        control.start(ctx.target, unit)
-        return {"unit": unit}
+        started = []
+        for unit in names(ctx):
+            control.start(ctx.target, unit)
+            started.append(unit)
+        return {"units": started}
 
     def undo(ctx: UpgradeContext, result: Result | None) -> None:
-        unit = _svc(ctx, name).unit
-        if control.is_running(ctx.target, unit):
-            control.stop(ctx.target, unit)
+        for unit in reversed(names(ctx)):
+            if control.is_running(ctx.target, unit):
+                control.stop(ctx.target, unit)
 
     def probe(ctx: UpgradeContext) -> bool:
-        return control.is_running(ctx.target, _svc(ctx, name).unit)
+        return all(control.is_running(ctx.target, u) for u in names(ctx))
 
     def commands(ctx: UpgradeContext) -> list[str]:
-        return [command_text(ctx.target.control.argv("start", _svc(ctx, name).unit))]
+        return [command_text(ctx.target.control.argv("start", u)) for u in names(ctx)]
 
     return Step(f"{name}.start_target", "target_started", run, undo, probe, host="target",
                 describe=f"start {name} on the target controller", commands=commands)
 
 
 # ---------------------------------------------------------------------- dump / backup
-def dump_source_step(name: str) -> Step:
+def table_collations(ep: Any, db: str) -> dict[str, str]:
+    """table -> collation (the charset audit: which tables are not utf8)."""
+    rows = mysql.query(ep, "SELECT table_name, table_collation FROM information_schema.tables WHERE "
+                           "table_schema=%s AND table_type='BASE TABLE' ORDER BY table_name", (db,))
+    return {r[0]: r[1] or "" for r in rows}
+
+
+def dump_source_step(name: str, dbs: tuple[DBSpec, ...] | None = None) -> Step:
     def run(ctx: UpgradeContext) -> Result:
         st = _svc(ctx, name)
         ep = ctx.source.db
-        charset, collation = mysql.db_charset(ep, st.db_name)
-        sums = mysql.checksums(ep, st.db_name)
-        path = ctx.artifact_path(f"{name}-source-db")
-        stats = mysql.dump_to_vault(ctx.source.host, ep, DUMP_TOOL, st.db_name, str(path),
-                                    ctx.key, inside=lambda: ctx.failpoint(f"{name}.dump_source:inside"),
-                                    progress=ctx.progress)
-        art = ctx.record_artifact(f"{ctx.run_id}/{name}-source-db", "dump", name, ctx.source.host.name, path, stats)
-        return {"artifact": art, "charset": charset, "collation": collation, "checksums": sums,
+        out: dict[str, Any] = {"databases": {}}
+        for spec in dbs or _dbs_default(()):
+            db = spec.db_name(st)
+            charset, collation = mysql.db_charset(ep, db)
+            sums = mysql.checksums(ep, db)
+            collations = table_collations(ep, db)
+            path = ctx.artifact_path(f"{name}-source-db{spec.suffix()}")
+            stats = mysql.dump_to_vault(ctx.source.host, ep, DUMP_TOOL, db, str(path),
+                                        ctx.key, inside=lambda: ctx.failpoint(f"{name}.dump_source:inside"),
+                                        progress=ctx.progress)
+            art = ctx.record_artifact(f"{ctx.run_id}/{name}-source-db{spec.suffix()}", "dump", name,
+                                      ctx.source.host.name, path, stats)
+            out["databases"][db] = {
+                "artifact": art, "charset": charset, "collation": collation, "checksums": sums,
+                "non_utf8_tables": {t: c for t, c in collations.items() if not c.startswith("utf8")},
                 "tables": len(sums), "rows": sum(v[0] or 0 for v in sums.values())}
+        out["tables"] = sum(d["tables"] for d in out["databases"].values())
+        out["rows"] = sum(d["rows"] for d in out["databases"].values())
+        return out
 
     def commands(ctx: UpgradeContext) -> list[str]:
-        db = _svc(ctx, name).db_name
-        return [f"SQL: SELECT COUNT(*), CHECKSUM TABLE for every table of {db}",
-                _dump_shown(db, f"{name}-source-db")]
+        out = []
+        for spec in dbs or _dbs_default(()):
+            db = spec.db_name(_svc(ctx, name))
+            out += [f"SQL: SELECT COUNT(*), CHECKSUM TABLE, table_collation for every table of {db}",
+                    _dump_shown(db, f"{name}-source-db{spec.suffix()}")]
+        return out
 
     return Step(f"{name}.dump_source", "source_dumped", run, host="source",
-                describe=f"dump the {name} database of the source controller into the vault", commands=commands)
+                describe=f"dump the {name} database(s) of the source controller into the vault", commands=commands)
 
 
-def backup_target_step(name: str, conn: ConfigKey) -> Step:
+def backup_target_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = None) -> Step:
+    specs = dbs or _dbs_default((conn,))
+
     def run(ctx: UpgradeContext) -> Result:
         st = _svc(ctx, name)
         t = ctx.target
-        out: dict[str, Any] = {}
-        if mysql.db_exists(t.db, st.db_name):
-            charset, collation = mysql.db_charset(t.db, st.db_name)
-            path = ctx.artifact_path(f"{name}-target-db")
-            stats = mysql.dump_to_vault(t.host, t.db, DUMP_TOOL, st.db_name, str(path), ctx.key,
-                                        progress=ctx.progress)
-            out["db"] = {"existed": True, "charset": charset, "collation": collation,
-                         "artifact": ctx.record_artifact(f"{ctx.run_id}/{name}-target-db", "backup", name,
-                                                         t.host.name, path, stats)}
-        else:
-            out["db"] = {"existed": False}
-        user, _pw = service_db_credentials(ctx, name, conn)
-        stmts = mysql.user_statements(t.db, user, st.grant_hosts)
+        out: dict[str, Any] = {"databases": {}}
+        for spec in specs:
+            db = spec.db_name(st)
+            if mysql.db_exists(t.db, db):
+                charset, collation = mysql.db_charset(t.db, db)
+                path = ctx.artifact_path(f"{name}-target-db{spec.suffix()}")
+                stats = mysql.dump_to_vault(t.host, t.db, DUMP_TOOL, db, str(path), ctx.key,
+                                            progress=ctx.progress)
+                out["databases"][db] = {"existed": True, "charset": charset, "collation": collation,
+                                        "artifact": ctx.record_artifact(
+                                            f"{ctx.run_id}/{name}-target-db{spec.suffix()}", "backup", name,
+                                            t.host.name, path, stats)}
+            else:
+                out["databases"][db] = {"existed": False}
+        users = sorted({db_credentials(ctx, name, spec, specs)[0] for spec in specs})
+        stmts = {u: mysql.user_statements(t.db, u, st.grant_hosts) for u in users}
         upath = ctx.artifact_path(f"{name}-target-users")
-        ustats = vault.encrypt_bytes("\n".join(stmts).encode(), upath, ctx.key)
-        out["users"] = {"user": user, "artifact": ctx.record_artifact(
+        ustats = vault.encrypt_bytes(json.dumps(stmts).encode(), upath, ctx.key)
+        out["users"] = {"users": users, "artifact": ctx.record_artifact(
             f"{ctx.run_id}/{name}-target-users", "backup", name, t.host.name, upath, ustats)}
         cdir = f"{t.etc}/{name}"
         if t.host.exists(cdir):
@@ -201,7 +288,8 @@ def backup_target_step(name: str, conn: ConfigKey) -> Step:
     def commands(ctx: UpgradeContext) -> list[str]:
         st = _svc(ctx, name)
         hosts = ", ".join(f"USER@{h!r}" for h in st.grant_hosts)
-        return [_dump_shown(st.db_name, f"{name}-target-db") + "   # if the database exists",
+        return [*(_dump_shown(spec.db_name(st), f"{name}-target-db{spec.suffix()}") + "   # if the database exists"
+                  for spec in specs),
                 f"SQL: SHOW CREATE USER, SHOW GRANTS for {hosts} (USER from the source config) | encrypt > "
                 f"{VAULT_SHOWN}/{name}-target-users.osuv",
                 f"{command_text(tar_out(ctx.target.etc, name))} | encrypt > {VAULT_SHOWN}/{name}-target-config.osuv"
@@ -213,73 +301,118 @@ def backup_target_step(name: str, conn: ConfigKey) -> Step:
 
 
 # ---------------------------------------------------------------------- config
-def _copy_tree(ctx: UpgradeContext, name: str) -> None:
-    """Stream source:/etc/<name> into target:/etc/<name> (files of both: the source's win)."""
+def _copy_tree(ctx: UpgradeContext, name: str) -> dict[str, Any]:
+    """Stream source:/etc/<name> into target:/etc/<name> (files of both: the source's win), then
+    prove it arrived: per-entry sha256, mode and owner compared on both hosts (services/transfer.py)."""
     s, t = ctx.source, ctx.target
     check(t.host, ["mkdir", "-p", f"{t.etc}/{name}"], f"creating {t.etc}/{name}")
     out_argv = tar_out(s.etc, name)
     in_argv = tar_in(t.etc)
     src = s.host.popen(out_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     dst = t.host.popen(in_argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    stream, size = hashlib.sha256(), 0
     try:
         while chunk := src.stdout.read(1 << 16):
+            stream.update(chunk)
+            size += len(chunk)
             dst.stdin.write(chunk)
         dst.stdin.close()
+    except OSError:  # the target end went away (its host or the connection died): say why
+        src.kill()
+        src.wait()
+        wait_pipe(dst, t.host, in_argv, f"writing {t.etc}/{name}")
+        raise StepError(f"writing {t.etc}/{name} on {t.host.name} stopped reading", host=t.host.name) from None
     except BaseException:
         src.kill()
         dst.kill()
         raise
     wait_pipe(src, s.host, out_argv, f"reading {s.etc}/{name}")
     wait_pipe(dst, t.host, in_argv, f"writing {t.etc}/{name}")
+    return {**transfer.verify_copy(s.host, s.etc, t.host, t.etc, name), "tar_bytes": size,
+            "tar_sha256": stream.hexdigest()}
 
 
-def install_config_step(name: str, conns: tuple[ConfigKey, ...]) -> Step:
+@dataclass(frozen=True)
+class ConfigEdit:
+    """A release-specific config rewrite applied after the copy (renamed options, pins, addresses).
+
+    ``apply(ctx, path, data) -> (data, notes)`` edits one file of the service; ``shown(ctx)`` says
+    what it does for `upgrade plan`. Undone with the rest of /etc/<name> by install_config's undo.
+    """
+
+    apply: Callable[[Any, str, bytes], tuple[bytes, list[str]]]
+    shown: Callable[[Any], list[str]]
+
+
+def install_config_step(name: str, conns: tuple[ConfigKey, ...], dbs: tuple[DBSpec, ...] | None = None,
+                        edits: tuple[ConfigEdit, ...] = ()) -> Step:
+    specs = dbs or _dbs_default(conns)
+    all_conns = tuple(dict.fromkeys([*conns, *(c for s in specs for c in s.conns)]))
+    files = sorted({c.file for c in all_conns})
+
     def run(ctx: UpgradeContext) -> Result:
         st = _svc(ctx, name)
         t = ctx.target
-        user, password = service_db_credentials(ctx, name, conns[0])
-        _copy_tree(ctx, name)
+        creds = {s.label: db_credentials(ctx, name, s, specs) for s in specs if s.conns}
+        copied = _copy_tree(ctx, name)
         ctx.failpoint(f"{name}.install_config:inside")
         changed: list[dict[str, Any]] = []
         mapping = {ctx.source.layout()[k]: v for k, v in t.layout().items()}
-        for f in sorted({c.file for c in conns}):
+        present = [f for f in files if t.host.exists(f"{t.etc}/{name}/{f}")]
+        for f in present:
             path = f"{t.etc}/{name}/{f}"
             data, moved = rewrite_paths(t.host.read_bytes(path), mapping)
             if moved:
                 t.host.write_bytes(path, data, mode=0o640)
                 changed.append({"file": path, "paths_rewritten": moved})
-        for c in conns:
-            path = f"{t.etc}/{name}/{c.file}"
-            data = t.host.read_bytes(path)
-            url = get_value(data, c.section, c.key)
-            if not url:
-                continue
-            new = rewrite_db_url(url, t.db.address_for_services, t.db.port, user, password)
-            _u, _p, db = db_url_credentials(new)
-            if db != st.db_name:
-                raise StepError(f"{path}: [{c.section}] {c.key} names database {db!r}, the plan says "
-                                f"{st.db_name!r} — fix services.{name}.db_name in the plan", host=t.host.name)
-            t.host.write_bytes(path, set_value(data, c.section, c.key, new), mode=0o640)
-            changed.append({"file": path, "option": f"[{c.section}] {c.key}",
-                            "db": f"{t.db.address_for_services}:{t.db.port}/{db}"})
-        return {"rewritten": changed}
+        for spec in specs:
+            want = spec.db_name(st)
+            for c in spec.conns:
+                path = f"{t.etc}/{name}/{c.file}"
+                if c.file not in present:
+                    continue
+                data = t.host.read_bytes(path)
+                url = get_value(data, c.section, c.key)
+                if not url:
+                    continue
+                user, password = creds[spec.label]
+                new = rewrite_db_url(url, t.db.address_for_services, t.db.port, user, password)
+                _u, _p, db = db_url_credentials(new)
+                if db != want:
+                    key = "db_name" if spec.label == "main" else f"{spec.label}_db_name"
+                    raise StepError(f"{path}: [{c.section}] {c.key} names database {db!r}, the plan says "
+                                    f"{want!r} — fix services.{name}.{key} in the plan", host=t.host.name)
+                t.host.write_bytes(path, set_value(data, c.section, c.key, new), mode=0o640)
+                changed.append({"file": path, "option": f"[{c.section}] {c.key}",
+                                "db": f"{t.db.address_for_services}:{t.db.port}/{db}"})
+        for edit in edits:
+            for f in present:
+                path = f"{t.etc}/{name}/{f}"
+                data, notes = edit.apply(ctx, path, t.host.read_bytes(path))
+                if notes:
+                    t.host.write_bytes(path, data, mode=0o640)
+                    changed.append({"file": path, "edits": notes})
+        return {"rewritten": changed, "copied": copied}
 
     def undo(ctx: UpgradeContext, result: Result | None) -> None:
         restore_config(ctx, name)
 
     def commands(ctx: UpgradeContext) -> list[str]:
         s, t = ctx.source, ctx.target
-        db = _svc(ctx, name).db_name
+        st = _svc(ctx, name)
         out = [command_text(["mkdir", "-p", f"{t.etc}/{name}"]),
                f"source: {command_text(tar_out(s.etc, name))} | target: {command_text(tar_in(t.etc))}"]
         moved = [f"{a} -> {b}" for a, b in zip(s.layout().values(), t.layout().values(), strict=True) if a != b]
-        for f in sorted({c.file for c in conns}):
+        for f in files:
             if moved:
                 out.append(f"rewrite paths in {t.etc}/{name}/{f}: {', '.join(moved)}")
-        for c in conns:
-            out.append(f"set [{c.section}] {c.key} in {t.etc}/{name}/{c.file} to "
-                       f"mysql+pymysql://USER:***@{t.db.address_for_services}:{t.db.port}/{db}"
-                       " (USER and password from the source config or the plan)")
+        for spec in specs:
+            for c in spec.conns:
+                out.append(f"set [{c.section}] {c.key} in {t.etc}/{name}/{c.file} to "
+                           f"mysql+pymysql://USER:***@{t.db.address_for_services}:{t.db.port}/{spec.db_name(st)}"
+                           " (if present; USER and password from the source config or the plan)")
+        for edit in edits:
+            out += edit.shown(ctx)
         return out
 
     return Step(f"{name}.install_config", "config_installed", run, undo, host="target",
@@ -304,38 +437,121 @@ def restore_config(ctx: UpgradeContext, name: str) -> None:
 
 
 # ---------------------------------------------------------------------- import
-def import_db_step(name: str, conn: ConfigKey) -> Step:
+UTF8 = ("utf8", "utf8_general_ci")
+
+
+def foreign_keys(ep: Any, db: str) -> list[dict[str, Any]]:
+    """The foreign keys of *db*: name, child table and columns, parent table and columns, rules."""
+    rows = mysql.query(ep, "SELECT rc.constraint_name, rc.table_name, rc.referenced_table_name, rc.update_rule, "
+                           "rc.delete_rule, GROUP_CONCAT(k.column_name ORDER BY k.ordinal_position SEPARATOR ','), "
+                           "GROUP_CONCAT(k.referenced_column_name ORDER BY k.ordinal_position SEPARATOR ',') "
+                           "FROM information_schema.referential_constraints rc JOIN information_schema."
+                           "key_column_usage k ON k.constraint_schema = rc.constraint_schema AND k.constraint_name = "
+                           "rc.constraint_name AND k.table_name = rc.table_name WHERE rc.constraint_schema = %s "
+                           "GROUP BY rc.constraint_name, rc.table_name, rc.referenced_table_name, rc.update_rule, "
+                           "rc.delete_rule ORDER BY rc.table_name, rc.constraint_name", (db,))
+    return [{"name": r[0], "table": r[1], "parent": r[2], "on_update": r[3], "on_delete": r[4],
+             "columns": r[5].split(","), "parent_columns": r[6].split(",")} for r in rows]
+
+
+def utf8_epilogue(tables: list[str], fks: list[dict[str, Any]] = ()) -> bytes:  # type: ignore[assignment]
+    """SQL run at the end of the import session: the runbook's charset conversion (glance).
+
+    Foreign key checks are off in this session only (``SET SESSION``), never globally: other
+    clients of the server keep their checks while the tables are converted. MariaDB refuses to
+    change the charset of a column a foreign key uses even then (error 1832), so the foreign keys
+    that touch a converted table are dropped first and re-created unchanged after.
+    """
+    if not tables:
+        return b""
+    q = mysql.quote_ident
+    touched = [fk for fk in fks if fk["table"] in tables or fk["parent"] in tables]
+    lines = ["SET SESSION foreign_key_checks = 0;"]
+    lines += [f"ALTER TABLE {q(fk['table'])} DROP FOREIGN KEY {q(fk['name'])};" for fk in touched]
+    lines += [f"ALTER TABLE {q(t)} CONVERT TO CHARACTER SET {UTF8[0]} COLLATE {UTF8[1]};" for t in tables]
+    lines += [f"ALTER TABLE {q(fk['table'])} ADD CONSTRAINT {q(fk['name'])} FOREIGN KEY "
+              f"({', '.join(map(q, fk['columns']))}) REFERENCES {q(fk['parent'])} "
+              f"({', '.join(map(q, fk['parent_columns']))}) ON DELETE {fk['on_delete']} ON UPDATE {fk['on_update']};"
+              for fk in touched]
+    lines.append("SET SESSION foreign_key_checks = 1;")
+    return ("\n" + "\n".join(lines) + "\n").encode()
+
+
+def content_digest(ep: Any, db: str, table: str) -> list[Any]:
+    """[row count, sha256 of every row as text] — equal on both sides iff every character survived,
+    whatever the bytes of the charset (CHECKSUM TABLE differs after a charset conversion)."""
+    conn = mysql.connect(ep, db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM {mysql.quote_ident(table)}")
+            rows = sorted(repr(r) for r in cur.fetchall())
+    finally:
+        conn.close()
+    return [len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest()]
+
+
+def import_db_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = None,
+                   convert_utf8: bool = False) -> Step:
+    specs = dbs or _dbs_default((conn,))
+
     def run(ctx: UpgradeContext) -> Result:
         st = _svc(ctx, name)
         t = ctx.target
-        dump = ctx.results[f"{name}.dump_source"]
-        user, password = service_db_credentials(ctx, name, conn)
-        art = dump["artifact"]
-        vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
-        mysql.recreate_db(t.db, st.db_name, dump["charset"], dump["collation"])
-        ctx.failpoint(f"{name}.import_db:inside")
-        mysql.import_from_vault(t.host, t.db, CLIENT_TOOL, st.db_name, art["path"], ctx.key,
-                                art["bytes"], art["sha256"], progress=ctx.progress)
-        mysql.grant_service_user(t.db, st.db_name, user, password, st.grant_hosts)
-        after = mysql.checksums(t.db, st.db_name)
-        compare_checksums(dump["checksums"], after, f"{t.db.address}:{t.db.port}/{st.db_name}")
-        return {"tables": len(after), "rows": sum(v[0] or 0 for v in after.values()), "checksums_equal": True,
-                "grants": [f"{user}@{h}" for h in st.grant_hosts]}
+        dump = ctx.results[f"{name}.dump_source"]["databases"]
+        out: dict[str, Any] = {"databases": {}, "grants": []}
+        for spec in specs:
+            db = spec.db_name(st)
+            d = dump[db]
+            user, password = db_credentials(ctx, name, spec, specs)
+            art = d["artifact"]
+            vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
+            convert = sorted(d.get("non_utf8_tables", {})) if convert_utf8 else []
+            charset, collation = (d["charset"], d["collation"])
+            if convert_utf8 and not charset.startswith("utf8"):
+                charset, collation = UTF8
+            mysql.recreate_db(t.db, db, charset, collation)
+            ctx.failpoint(f"{name}.import_db:inside")
+            mysql.import_from_vault(t.host, t.db, CLIENT_TOOL, db, art["path"], ctx.key,
+                                    art["bytes"], art["sha256"], progress=ctx.progress,
+                                    epilogue=utf8_epilogue(convert, foreign_keys(ctx.source.db, db) if convert else []))
+            mysql.grant_service_user(t.db, db, user, password, st.grant_hosts)
+            after = mysql.checksums(t.db, db)
+            where = f"{t.db.address}:{t.db.port}/{db}"
+            compare_checksums({k: v for k, v in d["checksums"].items() if k not in convert},
+                              {k: v for k, v in after.items() if k not in convert}, where)
+            for table in convert:
+                src, dst = content_digest(ctx.source.db, db, table), content_digest(t.db, db, table)
+                if src != dst:
+                    raise StepError(f"after the utf8 conversion of {where}.{table} the rows differ from the "
+                                    f"source (source {src}, target {dst})", host=where)
+            out["databases"][db] = {"tables": len(after), "rows": sum(v[0] or 0 for v in after.values()),
+                                    "checksums_equal": True, "converted_to_utf8": convert}
+            out["grants"] += [f"{user}@{h} on {db}" for h in st.grant_hosts]
+        return out
 
     def undo(ctx: UpgradeContext, result: Result | None) -> None:
-        restore_db(ctx, name)
+        restore_db(ctx, name, specs)
 
     def commands(ctx: UpgradeContext) -> list[str]:
         st = _svc(ctx, name)
-        db = mysql.quote_ident(st.db_name)
-        return [f"SQL: DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} (the source's charset and collation)",
-                _import_shown(st.db_name, f"{name}-source-db"),
-                *(f"SQL: CREATE USER IF NOT EXISTS / ALTER USER USER@{h!r}; GRANT ALL PRIVILEGES ON {db}.* "
-                  f"TO USER@{h!r}" for h in st.grant_hosts),
-                f"SQL: SELECT COUNT(*), CHECKSUM TABLE for every table of {st.db_name}, compared with the source"]
+        out = []
+        for spec in specs:
+            db = mysql.quote_ident(spec.db_name(st))
+            out += [f"SQL: DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} (the source's charset and collation"
+                    + ("; utf8 if it is not utf8)" if convert_utf8 else ")"),
+                    _import_shown(spec.db_name(st), f"{name}-source-db{spec.suffix()}")]
+            if convert_utf8:
+                out.append(f"  same session, for every non-utf8 table T of {db}: SET SESSION foreign_key_checks = 0; "
+                           "ALTER TABLE .. DROP FOREIGN KEY (those touching T); "
+                           "ALTER TABLE T CONVERT TO CHARACTER SET utf8 COLLATE utf8_general_ci; "
+                           "ALTER TABLE .. ADD CONSTRAINT (the same foreign keys); SET SESSION foreign_key_checks = 1")
+            out += [*(f"SQL: CREATE USER IF NOT EXISTS / ALTER USER USER@{h!r}; GRANT ALL PRIVILEGES ON {db}.* "
+                      f"TO USER@{h!r}" for h in st.grant_hosts),
+                    f"SQL: SELECT COUNT(*), CHECKSUM TABLE for every table of {db}, compared with the source"]
+        return out
 
     return Step(f"{name}.import_db", "db_imported", run, undo, host="target",
-                describe=f"drop, create and import the {name} database on the target; recreate its grants",
+                describe=f"drop, create and import the {name} database(s) on the target; recreate the grants",
                 commands=commands)
 
 
@@ -347,22 +563,25 @@ def compare_checksums(before: dict[str, list], after: dict[str, list], where: st
                         host=where)
 
 
-def restore_db(ctx: UpgradeContext, name: str) -> None:
+def restore_db(ctx: UpgradeContext, name: str, dbs: tuple[DBSpec, ...] | None = None) -> None:
     st = _svc(ctx, name)
     t = ctx.target
     backup = ctx.results[f"{name}.backup_target"]
-    db = backup["db"]
-    if db["existed"]:
-        art = db["artifact"]
-        vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
-        mysql.recreate_db(t.db, st.db_name, db["charset"], db["collation"])
-        mysql.import_from_vault(t.host, t.db, CLIENT_TOOL, st.db_name, art["path"], ctx.key,
-                                art["bytes"], art["sha256"], progress=ctx.progress)
-    else:
-        mysql.drop_db(t.db, st.db_name)
+    for spec in dbs or _dbs_default(()):
+        dbname = spec.db_name(st)
+        db = backup["databases"][dbname]
+        if db["existed"]:
+            art = db["artifact"]
+            vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
+            mysql.recreate_db(t.db, dbname, db["charset"], db["collation"])
+            mysql.import_from_vault(t.host, t.db, CLIENT_TOOL, dbname, art["path"], ctx.key,
+                                    art["bytes"], art["sha256"], progress=ctx.progress)
+        else:
+            mysql.drop_db(t.db, dbname)
     users = backup["users"]
-    stmts = [s for s in vault.decrypt_bytes(users["artifact"]["path"], ctx.key).decode().split("\n") if s]
-    mysql.restore_users(t.db, users["user"], st.grant_hosts, stmts)
+    stmts = json.loads(vault.decrypt_bytes(users["artifact"]["path"], ctx.key).decode())
+    for user in users["users"]:
+        mysql.restore_users(t.db, user, st.grant_hosts, stmts.get(user, []))
 
 
 # ---------------------------------------------------------------------- ownership
@@ -424,21 +643,30 @@ def run_manage(side: Side, argv: list[str], what: str, ok: tuple[int, ...] = (0,
 
 
 def standard_steps(name: str, conns: tuple[ConfigKey, ...], schema: Step, verify: Step,
-                   extra: Callable[[], list[Step]] | None = None) -> list[Step]:
-    """The runbook's sequence for one service with its own schema upgrade and verification."""
+                   extra: Callable[[], list[Step]] | None = None, *, dbs: tuple[DBSpec, ...] | None = None,
+                   units: UnitsFn | None = None, edits: tuple[ConfigEdit, ...] = (), convert_utf8: bool = False,
+                   before_schema: tuple[Step, ...] = (), after_schema: tuple[Step, ...] = ()) -> list[Step]:
+    """The runbook's sequence for one service with its own schema upgrade and verification.
+
+    A service adds only what differs: its databases (``dbs``, default the one ``conns[0]`` names),
+    units, config edits, the utf8 conversion on import, and fix-up steps right before and after
+    its schema upgrade.
+    """
     return [
-        stop_step(name, "source"),
-        dump_source_step(name),
-        stop_step(name, "target"),
-        backup_target_step(name, conns[0]),
-        install_config_step(name, conns),
-        import_db_step(name, conns[0]),
+        stop_step(name, "source", units),
+        dump_source_step(name, dbs or _dbs_default(conns)),
+        stop_step(name, "target", units),
+        backup_target_step(name, conns[0], dbs),
+        install_config_step(name, conns, dbs, edits),
+        import_db_step(name, conns[0], dbs, convert_utf8),
+        *before_schema,
         schema,
+        *after_schema,
         ownership_step(name),
-        start_target_step(name),
+        start_target_step(name, units),
         verify,
         *(extra() if extra else []),
     ]
 
 
-__all__ = ["ConfigKey", "standard_steps", "http_ok", "run_manage", "command_text"]
+__all__ = ["ConfigKey", "DBSpec", "ConfigEdit", "standard_steps", "http_ok", "run_manage", "command_text"]

@@ -1,18 +1,61 @@
-"""The services the tool knows, in the order the runbook upgrades them."""
+"""The services the tool knows, in the order the runbook upgrades them, and their step lists for
+a plan's jump. Placement comes before nova where it exists (facts §4.1); ``nova-unpin`` comes
+last: it drops nova's compute RPC pin once the computes run the new release.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from services import keystone
+from services import cinder, glance, horizon, keystone, neutron, nova, placement, releases
+from services.runbook import DEFAULT_JUMP, Jump
 from statemachine.step import Step
 
-ORDER = ("keystone", "glance", "nova", "neutron", "cinder", "horizon")
+ORDER = ("keystone", "glance", "placement", "nova", "neutron", "cinder", "horizon", "nova-unpin")
 
-SERVICES: dict[str, Callable[[], list[Step]]] = {
+SERVICES: dict[str, Callable[..., list[Step]]] = {
     "keystone": keystone.steps,
+    "glance": glance.steps,
+    "placement": placement.steps,
+    "nova": nova.steps,
+    "neutron": neutron.steps,
+    "cinder": cinder.steps,
+    "horizon": horizon.steps,
+    "nova-unpin": nova.unpin_steps,
 }
 
+#: the first release a service exists in (placement was split from nova in Stein)
+SINCE = {"placement": "stein"}
+#: services without a database of their own
+NO_DATABASE = ("horizon", "nova-unpin")
 
-def steps_for(name: str) -> list[Step]:
-    return SERVICES[name]()
+
+def steps_for(name: str, jump: Jump | None = None, options: Mapping[str, Any] | None = None) -> list[Step]:
+    """The steps of *name* for *jump* (default: the lab's 2025.2 -> 2026.1) and the service's plan
+    options (a few steps exist only when the plan asks for them, e.g. keystone's endpoint report)."""
+    jump = jump or DEFAULT_JUMP
+    if name == "keystone":
+        return keystone.steps(jump, dict(options or {}))
+    return SERVICES[name](jump)
+
+
+def unsupported(name: str, jump: Jump) -> str | None:
+    """Why *name* cannot be upgraded across *jump*, or None."""
+    since = SINCE.get(name)
+    if since and not releases.at_least(jump.source, since):
+        return f"{name} does not exist before {since} (the plan upgrades {jump.source} -> {jump.target})"
+    return None
+
+
+def databases(name: str, jump: Jump, settings: Any) -> list[str]:
+    """The database names *name* carries over for *jump* (checked on the source before a run)."""
+    if name in NO_DATABASE:
+        return []
+    from services.runbook import db_specs
+    return [d.db_name(settings) for d in db_specs(name, jump)]
+
+
+#: the manage command that proves a service is installed on a controller
+TOOLS = {"keystone": "keystone-manage", "glance": "glance-manage", "placement": "placement-manage",
+         "nova": "nova-manage", "neutron": "neutron-db-manage", "cinder": "cinder-manage", "nova-unpin": "nova-manage"}

@@ -8,6 +8,7 @@ only validates a TOML file into them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.host import Host
 
@@ -85,3 +86,5 @@ class ServiceSettings:
     db_user: str = ""
     db_password: str = field(default="", repr=False)
     config_files: tuple[str, ...] = ()
+    #: the service's own plan keys (``units``, ``old_host``, …; see ``services/options.py``)
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)

@@ -12,10 +12,11 @@ from pathlib import Path
 from journal import vault
 from journal.redact import Redactor
 from journal.store import Journal, JournalError
-from services import mysql
+from services import mysql, registry
 from services.context import UpgradeContext
 from services.host import Host
 from services.registry import steps_for
+from services.runbook import Jump
 from services.settings import Side
 from statemachine.lock import LockHeld, RunLock
 from statemachine.machine import ServiceMachine
@@ -98,10 +99,19 @@ def preflight_db(plan: Plan) -> None:
             mysql.query(spec.db, "SELECT 1")
         except mysql.DBConnectError as exc:
             raise UserError(f"{spec.role} controller: {exc} (plan {plan.path}, [{spec.role}.db])") from None
+    jump = Jump(plan.from_release, plan.to_release)
     for name, st in plan.service_settings.items():
-        if not mysql.db_exists(plan.source.db, st.db_name):
-            raise UserError(f"the source DB server {plan.source.db.address}:{plan.source.db.port} has no database "
-                            f"{st.db_name!r} for {name} — fix services.{name}.db_name in {plan.path}")
+        for db in registry.databases(name, jump, st):
+            if not mysql.db_exists(plan.source.db, db):
+                raise UserError(f"the source DB server {plan.source.db.address}:{plan.source.db.port} has no "
+                                f"database {db!r} for {name} — fix services.{name}.db_name in {plan.path}")
+    target = side(plan.target)
+    for name in plan.service_settings:
+        tool = registry.TOOLS.get(name)
+        path = f"{plan.target.bin.rstrip('/')}/{tool}" if tool and plan.target.bin else None
+        if path and not target.host.exists(path):
+            raise UserError(f"{name} is not installed on the target controller: {path} does not exist there — "
+                            f"install {name} of {plan.to_release} on it (or fix target.bin in {plan.path})")
 
 
 @dataclass
@@ -121,7 +131,9 @@ def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, obse
                          key=key, redactor=journal.redactor, services=plan.service_settings,
                          from_release=plan.from_release, to_release=plan.to_release,
                          artifact_root=plan.artifact_dir, progress=progress)
-    machines = [ServiceMachine(name, steps_for(name)) for name in plan.services]
+    jump = Jump(plan.from_release, plan.to_release)
+    machines = [ServiceMachine(name, steps_for(name, jump, plan.service_settings[name].options))
+                for name in plan.services]
     log = logs.get()
     return Runner(journal, run_id, machines, ctx, observer=observer,
                   log=lambda event, **kw: log.info(event, run=run_id, **kw))

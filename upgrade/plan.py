@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.registry import ORDER, SERVICES
+from services import options as service_options
+from services.registry import ORDER, SERVICES, unsupported
 from services.releases import jump_error
+from services.runbook import Jump
 from services.settings import DBEndpoint, ServiceControl, ServiceSettings
 from upgrade.errors import UserError
 
@@ -154,7 +156,8 @@ def _side(r: _Reader, role: str) -> SideSpec:
 
 def _service(r: _Reader, name: str) -> ServiceSettings:
     s = r.sub("services", required=False).sub(name, required=False)
-    s.unknown({"unit", "db_name", "owner", "verify_url", "grant_hosts", "db_user", "db_password", "db_password_env"})
+    s.unknown({"unit", "db_name", "owner", "verify_url", "grant_hosts", "db_user", "db_password", "db_password_env"}
+              | service_options.names(name))
     hosts = s.get("grant_hosts", list, ["%", "localhost"])
     if not hosts or not all(isinstance(h, str) and h for h in hosts):
         raise s.err("grant_hosts", "must be a non-empty list of MySQL host patterns, e.g. [\"%\", \"localhost\"]")
@@ -164,7 +167,8 @@ def _service(r: _Reader, name: str) -> ServiceSettings:
     return ServiceSettings(name=name, unit=s.get("unit", str, f"openstack-{name}"),
                            db_name=s.get("db_name", str, name), owner=owner,
                            verify_url=s.get("verify_url", str, ""), grant_hosts=tuple(hosts),
-                           db_user=s.get("db_user", str, ""), db_password=s.secret("db_password"))
+                           db_user=s.get("db_user", str, ""), db_password=s.secret("db_password"),
+                           options=service_options.read(name, s.get))
 
 
 def load(path: str | Path) -> Plan:
@@ -199,6 +203,9 @@ def load(path: str | Path) -> Plan:
         twice = next(s for s in services if services.count(s) > 1)
         raise u.err("services", f"names {twice!r} twice; list each service once")
     ordered = tuple(sorted(services, key=ORDER.index))
+    for s in ordered:
+        if (why := unsupported(s, Jump(src_rel, dst_rel))) is not None:
+            raise u.err("services", f"names {s!r}, but {why}")
     base = p.resolve().parent
     journal = base / u.get("journal", str, "upgrade-journal")
     v = r.sub("vault")

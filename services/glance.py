@@ -1,0 +1,56 @@
+"""Glance: API and registry (registry only while the release has it), the file store copied with
+checksums, non-utf8 tables converted inside the import session (the runbook's ALTER TABLE ...
+CONVERT TO CHARACTER SET utf8, facts §1.5/§3.3), ``glance-manage db sync`` and ``db check``,
+``glance-status upgrade check`` where it exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services import legacy_config, releases
+from services.common import http_ok, standard_steps
+from services.files import copy_dir_step
+from services.runbook import DEFAULT_JUMP, Jump, commands_step, db_specs, run_cmd, shown, status_step, units_fn
+from statemachine.step import Result, Step
+
+NAME = "glance"
+
+
+def _check_cmds(jump: Jump) -> list[releases.Cmd]:
+    cmds = releases.pick(releases.SCHEMA[NAME], jump.target, ())
+    return [c for c in cmds if c.args[-1] == "check"][-1:]
+
+
+def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
+    dbs = db_specs(NAME, jump)
+    schema = commands_step(NAME, "upgrade_schema", "schema_upgraded", releases.pick(releases.SCHEMA[NAME], jump.target),
+                           "glance-manage db sync of the target release (db check before and after where it exists)",
+                           dbs=lambda ctx: [d.db_name(ctx.services[NAME]) for d in dbs])
+    after: list[Step] = []
+    status = releases.pick(releases.STATUS[NAME], jump.target)
+    if status:
+        after.append(status_step(NAME, status))
+    after.append(copy_dir_step(NAME, "copy_images", "images_copied",
+                               lambda ctx: ctx.services[NAME].options.get("images_dir") or "glance/images",
+                               "copy the image files of the file store from source to target, sha256 per file"))
+    checks = _check_cmds(jump)
+
+    def verify(ctx: Any) -> Result:
+        out: dict[str, Any] = {"checks": [run_cmd(ctx.target, c) for c in checks]}
+        url = ctx.services[NAME].verify_url
+        out.update({"url": url or None, "http_status": http_ok(url) if url else None})
+        return out
+
+    def verify_commands(ctx: Any) -> list[str]:
+        url = ctx.services[NAME].verify_url
+        return [*(shown(c, ctx.target) + "   # must exit 0" for c in checks),
+                f"GET {url}   # until it answers 2xx/3xx" if url else "(no verify_url: no API check)"]
+
+    return standard_steps(
+        NAME, dbs[0].conns, schema,
+        Step(f"{NAME}.verify", "verified", verify, host="target", commands=verify_commands,
+             describe="db check exits 0 and the image API answers on its verify URL"),
+        dbs=dbs, units=units_fn(NAME, jump), edits=(legacy_config.edit(jump.target),),
+        convert_utf8=bool(releases.pick(releases.CONVERT_TO_UTF8.get(NAME, ()), jump.target)),
+        after_schema=tuple(after))
