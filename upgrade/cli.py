@@ -14,7 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from upgrade import app, commands
+from upgrade import app, commands, tables
 from upgrade.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UserError
 
 EPILOG = __doc__.split("\n\n", 1)[1]
@@ -31,25 +31,40 @@ def parser() -> argparse.ArgumentParser:
                         help="journal directory (default: ./upgrade-journal)")
         sp.add_argument("--run", dest="run_id", help="run id (default: the unfinished or latest run)")
 
+    sp = sub.add_parser("check", help="pre-flight: will the plan run? (changes nothing; exit 0 OK, 1 warn, 2 fail)")
+    sp.add_argument("plan")
+    sp.add_argument("-f", "--format", dest="fmt", choices=tables.FORMATS, default="table")
+    sp = sub.add_parser("plan", help="every step, host and command of a plan (changes nothing)")
+    sp.add_argument("plan")
+    sp.add_argument("--graph", metavar="FILE", help="also draw the service machines to FILE.svg, .png or .dot")
     sp = sub.add_parser("run", help="start an upgrade from a plan")
     sp.add_argument("plan")
-    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--quiet", action="store_true", help="print nothing but errors")
     for verb, text in (("resume", "continue an interrupted or failed run"),
                        ("revert", "undo a run: the old controller serves again")):
         sp = sub.add_parser(verb, help=text)
         journal_opts(sp)
         sp.add_argument("--plan", dest="plan_path", help="the plan, if it moved since the run started")
-        sp.add_argument("--quiet", action="store_true")
+        sp.add_argument("--quiet", action="store_true", help="print nothing but errors")
     sp = sub.add_parser("status", help="where each service stands")
     journal_opts(sp)
-    sp.add_argument("-f", "--format", dest="fmt", choices=("table", "json"), default="table")
+    sp.add_argument("-f", "--format", dest="fmt", choices=tables.FORMATS, default="table")
+    sp = sub.add_parser("runs", help="every run of the journal with status and times")
+    sp.add_argument("--journal", type=Path, default=commands.DEFAULT_JOURNAL,
+                    help="journal directory (default: ./upgrade-journal)")
+    sp.add_argument("-f", "--format", dest="fmt", choices=tables.FORMATS, default="table")
     sp = sub.add_parser("keygen", help="write a new vault key file (0600)")
     sp.add_argument("path", nargs="?", default="dump.key")
-    jp = sub.add_parser("journal", help="audit trail: export, verify")
+    jp = sub.add_parser("journal", help="audit trail: show, export, verify")
     jsub = jp.add_subparsers(dest="jverb", required=True, metavar="ACTION")
+    sp = jsub.add_parser("show", help="the timeline of a run: time, machine, step, kind, duration, host, rc")
+    journal_opts(sp)
+    sp.add_argument("-f", "--format", dest="fmt", choices=tables.FORMATS, default="table")
     sp = jsub.add_parser("export", help="write events as jsonl, json or csv")
     journal_opts(sp)
     sp.add_argument("--format", dest="fmt", choices=("jsonl", "json", "csv"), default="jsonl")
+    sp.add_argument("--output", type=Path, metavar="FILE", help="write to FILE (0600) instead of stdout")
+    sp.add_argument("--force", action="store_true", help="overwrite an existing --output file")
     sp = jsub.add_parser("verify", help="check the hash chain and the artifacts")
     sp.add_argument("--journal", type=Path, default=commands.DEFAULT_JOURNAL)
     sp.add_argument("--key", dest="key_file", help="vault key file: also authenticate every artifact")
@@ -57,6 +72,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def dispatch(a: argparse.Namespace) -> int:
+    if a.verb == "check":
+        return commands.check_cmd(a.plan, a.fmt)
+    if a.verb == "plan":
+        return commands.plan_cmd(a.plan, a.graph)
+    if a.verb == "runs":
+        return commands.runs(a.journal, a.fmt)
     if a.verb == "run":
         return commands.run(a.plan, a.quiet)
     if a.verb == "resume":
@@ -67,8 +88,10 @@ def dispatch(a: argparse.Namespace) -> int:
         return commands.status(a.journal, a.run_id, a.fmt)
     if a.verb == "keygen":
         return commands.keygen(a.path)
+    if a.jverb == "show":
+        return commands.journal_show(a.journal, a.run_id, a.fmt)
     if a.jverb == "export":
-        return commands.journal_export_cmd(a.journal, a.run_id, a.fmt)
+        return commands.journal_export_cmd(a.journal, a.run_id, a.fmt, output=a.output, force=a.force)
     return commands.journal_verify(a.journal, a.key_file)
 
 
@@ -82,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("upgrade: interrupted; `upgrade status` shows where it stopped\n")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `upgrade journal show | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception:  # a bug: keep the console clean, keep the evidence
         log = Path(getattr(args, "journal", commands.DEFAULT_JOURNAL)) / "internal-error.log"
         try:

@@ -6,24 +6,48 @@ Each returns an exit code or raises :class:`UserError`; ``upgrade.cli`` turns th
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from journal import export as journal_export
 from journal import vault
+from journal.store import Journal, JournalError
 from statemachine.machine import INITIAL, ServiceMachine
 from statemachine.replay import replay
 from statemachine.runner import RevertFailed, RunFailed
-from upgrade import app, logs
+from upgrade import app, check, guards, logs, planview, progress, tables
 from upgrade import plan as plan_mod
-from upgrade.errors import EXIT_FAILED, EXIT_OK, BusyError, UserError
+from upgrade.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BusyError, UserError
 
 DEFAULT_JOURNAL = Path("upgrade-journal")
 
 
+def _open(journal_dir: Path) -> Journal:
+    """An existing journal, refused when its directory is open to other users."""
+    guards.require_private_dir(Path(journal_dir))
+    return app.open_journal(journal_dir, app.redactor_for(None), create=False)
+
+
+def _run_row(journal: Journal, run_id: str) -> dict[str, Any]:
+    try:
+        return journal.run(run_id)
+    except JournalError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _failure(exc: RunFailed, journal_dir: Path, state: str | None) -> UserError:
     verb = "revert" if isinstance(exc, RevertFailed) else "run"
+    if exc.interrupted:
+        again = "revert" if verb == "revert" else "resume"
+        err = UserError(f"interrupted (Ctrl-C) during {exc.step} on {exc.host}; {exc.machine} stays in state "
+                        f"{state or '?'} and the journal records where — continue with `upgrade {again} --journal "
+                        f"{journal_dir}`" + ("" if verb == "revert" else f" or undo with `upgrade revert --journal "
+                                                                          f"{journal_dir}`"))
+        err.exit_code = EXIT_INTERRUPTED
+        return err
     text = f"{exc.step} failed on {exc.host}: {exc}"
     if exc.output:
         tail = "\n".join(exc.output.strip().splitlines()[-15:])
@@ -41,48 +65,70 @@ def _failure(exc: RunFailed, journal_dir: Path, state: str | None) -> UserError:
     return err
 
 
-def _drive(session: app.Session, verb: str) -> int:
+def _ahead(session: app.Session, verb: str) -> int:
+    """How many steps this invocation will do: not yet committed (run/resume) or to undo (revert)."""
+    view = session.runner.view()
+    n = 0
+    for m in session.runner.machines:
+        mv = view.machine(m.name)
+        for s in m.steps:
+            committed = s.name in mv.committed
+            n += (committed or s.name == mv.attempted) if verb == "revert" else not committed
+    return n
+
+
+def _drive(session: app.Session, verb: str, display: progress.Display) -> int:
     log = logs.get()
     try:
+        display.begin(verb, _ahead(session, verb))
         if verb == "revert":
             session.runner.revert()
         else:
             session.runner.forward()
     except RunFailed as exc:
         state = next((m.state for m in session.runner.machines if m.name == exc.machine), None)
-        log.error(f"{verb}_failed", run=session.run_id, step=exc.step, error=str(exc))
+        log.error(f"{verb}_failed", run=session.run_id, step=exc.step, error=str(exc), interrupted=exc.interrupted)
         raise _failure(exc, session.journal.dir, state) from None
+    finally:
+        display.close()
     log.info(f"{verb}_finished", run=session.run_id)
     return EXIT_OK
+
+
+def _session(plan: plan_mod.Plan, journal: Journal, key: vault.Key, run_id: str,
+             display: progress.Display) -> app.Session:
+    runner = app.build_runner(plan, journal, key, run_id, observer=display, progress=display.moved)
+    return app.Session(plan, journal, key, run_id, runner)
 
 
 def run(plan_path: str, quiet: bool = False) -> int:
     """Start a new upgrade run from PLAN and drive it to the end."""
     plan = plan_mod.load(plan_path)
     # everything that can refuse the plan runs before anything is created, even the journal
+    guards.require_private_dir(plan.journal_dir)
     key = app.load_key(plan, plan.journal_dir)
     app.preflight_db(plan)
     journal = app.open_journal(plan.journal_dir, app.redactor_for(plan), create=True)
-    logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet)
+    logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet, progress=True)
     lk = app.lock(journal.dir, "run")
     try:
         if (open_run := journal.unfinished_run()) is not None:
-            raise BusyError(f"run {open_run['id']} in {journal.dir} is unfinished ({open_run['status']}) — finish it "
-                            f"with `upgrade resume --journal {journal.dir}` or undo it with "
-                            f"`upgrade revert --journal {journal.dir}` before starting another")
+            raise BusyError(f"run {open_run['id']} in {journal.dir} (plan {open_run['plan_path']}) is unfinished "
+                            f"({open_run['status']}) — finish it with `upgrade resume --journal {journal.dir}` or "
+                            f"undo it with `upgrade revert --journal {journal.dir}` before starting another")
         run_id = journal.create_run(plan.raw, plan.sha256, str(plan.path), plan.from_release, plan.to_release,
                                     key.key_id)
         logs.get().info("run_started", run=run_id, plan=str(plan.path), services=list(plan.services),
                         jump=f"{plan.from_release}->{plan.to_release}", journal=str(journal.dir))
-        session = app.Session(plan, journal, key, run_id, app.build_runner(plan, journal, key, run_id))
-        return _drive(session, "run")
+        display = progress.for_console(quiet)
+        return _drive(_session(plan, journal, key, run_id, display), "run", display)
     finally:
         lk.release()
 
 
 def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str | None, quiet: bool) -> int:
-    journal = app.open_journal(journal_dir, app.redactor_for(None), create=False)
-    run_row = journal.run(run_id) if run_id else journal.unfinished_run()
+    journal = _open(journal_dir)
+    run_row = _run_row(journal, run_id) if run_id else journal.unfinished_run()
     if run_row is None and verb == "revert":
         # a completed upgrade can still be rolled back while the old controller is untouched
         latest = journal.latest_run()
@@ -106,15 +152,15 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
                         f"{run_row['plan_sha256'][:12]}… then, {plan.sha256[:12]}… now) — restore the plan as it "
                         "was (or pass it with --plan); a run never continues under a different plan")
     journal.redactor = app.redactor_for(plan)
-    logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet)
+    logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet, progress=True)
     lk = app.lock(journal.dir, verb)
     try:
         key = app.load_key(plan, journal.dir)
         app.check_key(run_row, key)
         rid = run_row["id"]
         logs.get().info(f"{verb}_started", run=rid, status=status)
-        session = app.Session(plan, journal, key, rid, app.build_runner(plan, journal, key, rid))
-        return _drive(session, verb)
+        display = progress.for_console(quiet)
+        return _drive(_session(plan, journal, key, rid, display), verb, display)
     finally:
         lk.release()
 
@@ -132,8 +178,8 @@ def revert(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, plan_
 
 
 def status_data(journal_dir: Path, run_id: str | None) -> dict[str, Any]:
-    journal = app.open_journal(journal_dir, app.redactor_for(None), create=False)
-    run_row = journal.run(run_id) if run_id else (journal.unfinished_run() or journal.latest_run())
+    journal = _open(journal_dir)
+    run_row = _run_row(journal, run_id) if run_id else (journal.unfinished_run() or journal.latest_run())
     if run_row is None:
         raise UserError(f"no run in {journal.dir} — start one with `upgrade run PLAN`")
     from services.registry import steps_for
@@ -172,31 +218,92 @@ def status(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, fmt: 
         json.dump(data, out, indent=2)
         out.write("\n")
         return EXIT_OK
+    if fmt == "value":
+        tables.render(data["services"], ("service", "state", "next_step"), "value", out)
+        return EXIT_OK
     out.write(f"run {data['run']}  {data['from']} -> {data['to']}  status: {data['status']}\n")
-    cols = ("service", "state", "last_step", "next_step", "seconds", "last_error")
-    rows = [[str(s[c] if s[c] is not None else "-") for c in cols] for s in data["services"]]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
-    out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)) + "\n")
-    for r in rows:
-        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) + "\n")
+    tables.render(data["services"], ("service", "state", "last_step", "next_step", "seconds", "last_error"),
+                  "table", out)
     out.write(f"next: {data['next_action']}\n")
     return EXIT_OK
 
 
+def _time(ts: float | None) -> str | None:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else None
+
+
+def runs(journal_dir: Path = DEFAULT_JOURNAL, fmt: str = "table", out: TextIO = sys.stdout) -> int:
+    """Every run of the journal: id, status, releases, operator, created and last changed."""
+    journal = _open(journal_dir)
+    rows = [{"id": r["id"], "status": r["status"], "from": r["from_release"], "to": r["to_release"],
+             "created": _time(r["created"]), "updated": _time(r["updated"]), "operator": r["operator"],
+             "plan": r["plan_path"]} for r in journal.runs()]
+    tables.render(rows, ("id", "status", "from", "to", "created", "updated", "operator", "plan"), fmt, out)
+    return EXIT_OK
+
+
+def timeline(journal: Journal, run_id: str) -> list[dict[str, Any]]:
+    """The run's events with how long each step (or undo) took: from its intent to its end event."""
+    began: dict[tuple[str, str | None], float] = {}
+    rows = []
+    for e in journal.events(run_id):
+        if e.kind in ("intent", "undo_intent"):
+            began[(e.machine, e.step)] = e.ts
+        start = began.get((e.machine, e.step)) if e.kind in ("done", "failed", "undone", "undo_failed") else None
+        rows.append({"seq": e.seq, "time": _time(e.ts), "machine": e.machine, "step": e.step, "kind": e.kind,
+                     "duration": f"{e.ts - start:.2f}s" if start is not None else None, "host": e.host,
+                     "rc": e.rc})
+    return rows
+
+
+def journal_show(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, fmt: str = "table",
+                 out: TextIO = sys.stdout) -> int:
+    """The timeline of a run (default: the unfinished or latest): time, machine, step, kind, duration, host, rc."""
+    journal = _open(journal_dir)
+    row = _run_row(journal, run_id) if run_id else (journal.unfinished_run() or journal.latest_run())
+    if row is None:
+        raise UserError(f"no run in {journal.dir} — start one with `upgrade run PLAN`")
+    if fmt == "table":
+        out.write(f"run {row['id']}  {row['from_release']} -> {row['to_release']}  status: {row['status']}\n")
+    tables.render(timeline(journal, row["id"]), ("time", "machine", "step", "kind", "duration", "host", "rc"),
+                  fmt, out)
+    return EXIT_OK
+
+
+def _private_output(path: Path, force: bool) -> TextIO:
+    """A new 0600 file for an export (it holds the plan and the commands); never overwritten unless forced."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise UserError(f"{path} already exists — choose another file, or pass --force to overwrite it") from None
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror} — choose a writable path") from None
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+
 def journal_export_cmd(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, fmt: str = "jsonl",
-                       out: TextIO = sys.stdout) -> int:
-    """Write the audit trail (events with their hash chain) as jsonl, json or csv."""
-    journal = app.open_journal(journal_dir, app.redactor_for(None), create=False)
+                       out: TextIO = sys.stdout, output: Path | None = None, force: bool = False) -> int:
+    """Write the audit trail (events with their hash chain) as jsonl, json or csv, to stdout or a 0600 file."""
+    journal = _open(journal_dir)
     if fmt not in journal_export.FORMATS:
         raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(journal_export.FORMATS)}")
-    journal_export.export(journal, out, fmt, run_id)
+    if run_id:
+        _run_row(journal, run_id)
+    if output is None:
+        journal_export.export(journal, out, fmt, run_id)
+        return EXIT_OK
+    with _private_output(Path(output), force) as fh:
+        n = journal_export.export(journal, fh, fmt, run_id)
+    sys.stderr.write(f"wrote {n} events to {output} ({fmt}, mode 0600)\n")
     return EXIT_OK
 
 
 def journal_verify(journal_dir: Path = DEFAULT_JOURNAL, key_file: str | None = None,
                    out: TextIO = sys.stdout) -> int:
     """Recompute the hash chain (and, given the key, authenticate every artifact); exit 1 on any fault."""
-    journal = app.open_journal(journal_dir, app.redactor_for(None), create=False)
+    journal = _open(journal_dir)
     broken = journal.verify_chain()
     n = len(journal.events())
     if broken:
@@ -236,4 +343,33 @@ def keygen(path: str) -> int:
     except vault.VaultError as exc:
         raise UserError(str(exc)) from None
     sys.stdout.write(f"wrote key {path} (key id {key.key_id}); keep a copy: dumps cannot be read without it\n")
+    return EXIT_OK
+
+
+def check_cmd(plan_path: str, fmt: str = "table", out: TextIO = sys.stdout) -> int:
+    """Pre-flight: a table of checks; exit 0 all OK, 1 warnings, 2 failures. Changes nothing."""
+    results = check.run_checks(plan_path)
+    code = check.exit_code(results)
+    if fmt != "table":
+        tables.render([r.row() for r in results], ("check", "status", "detail", "remedy"), fmt, out)
+        return code
+    # details are long: status and check in columns, the detail beside them, the remedy under a problem
+    width = max(len(r.check) for r in results)
+    out.write(f"upgrade check {plan_path}\n{'status':<6}  {'check':<{width}}  detail\n")
+    for r in results:
+        out.write(f"{r.status:<6}  {r.check:<{width}}  {r.detail}\n")
+        if r.remedy and r.status in (check.WARN, check.FAIL):
+            out.write(f"{'':<6}  {'':<{width}}  remedy: {r.remedy}\n")
+    out.write({0: "all checks passed\n", 1: "warnings: `upgrade run` would proceed; read them first\n",
+               2: "failures: `upgrade run` would fail or is unsafe; fix them first\n"}[code])
+    return code
+
+
+def plan_cmd(plan_path: str, graph: str | None = None, out: TextIO = sys.stdout) -> int:
+    """Show every step of every service with its host and exact commands; --graph draws the machines."""
+    plan = plan_mod.load(plan_path)
+    planview.render(plan, out)
+    if graph:
+        path = planview.graph(plan, graph)
+        out.write(f"drew the service machines to {path}\n")
     return EXIT_OK

@@ -28,19 +28,38 @@ class JsonFile:
         return event_dict
 
 
-class Quiet:
-    """Processor that drops console output below warning when asked to be quiet."""
+LEVELS = ("debug", "info", "warning", "error", "critical")
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+
+class ConsoleLevel:
+    """Processor (after the JSON file) that drops console output below a level: the file stays complete.
+
+    ``--quiet`` shows errors only; while a progress display shows the steps, their info lines
+    would only repeat it, so warnings and errors remain.
+    """
+
+    def __init__(self, level: str) -> None:
+        self.min = LEVELS.index(level)
 
     def __call__(self, _logger: Any, method: str, event_dict: dict) -> dict:
-        if self.quiet and method in ("debug", "info"):
+        if method in LEVELS and LEVELS.index(method) < self.min:
             raise structlog.DropEvent
         return event_dict
 
 
-def configure(redactor: Redactor, log_file: Path | None, quiet: bool = False) -> Path | None:
+class _Stderr:
+    """Writes to whatever ``sys.stderr`` is now, so a live display that redirects it keeps its lines in place."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def configure(redactor: Redactor, log_file: Path | None, quiet: bool = False,
+              progress: bool = False) -> Path | None:
+    """Log to *log_file* (JSON, everything) and to stderr (readable; see :class:`ConsoleLevel`)."""
     processors: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -49,8 +68,9 @@ def configure(redactor: Redactor, log_file: Path | None, quiet: bool = False) ->
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         processors.append(JsonFile(log_file))
-    processors += [Quiet(quiet), structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
-    structlog.configure(processors=processors, logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    level = "error" if quiet else "warning" if progress else "info"
+    processors += [ConsoleLevel(level), structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+    structlog.configure(processors=processors, logger_factory=structlog.PrintLoggerFactory(_Stderr()),
                         cache_logger_on_first_use=False)
     return log_file
 

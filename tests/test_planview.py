@@ -1,0 +1,120 @@
+"""`upgrade plan`: every keystone step with its host and exact command, no secret; `--graph` draws the
+service machines (svg, png, dot) with one node per state and both transitions of every step."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from services.registry import steps_for
+from statemachine.machine import ServiceMachine
+from tests.conftest import ADMIN_PASSWORD, SOURCE_DB_PASSWORD, TARGET_DB_PASSWORD, TARGET_PW_ENV, upgrade
+
+SVG = "{http://www.w3.org/2000/svg}"
+MACHINE = ServiceMachine("keystone", steps_for("keystone"))
+
+PLAN = f"""\
+[upgrade]
+from = "2025.2"
+to = "2026.1"
+services = ["keystone"]
+journal = "journal"
+
+[vault]
+key_file = "dump.key"
+
+[source]
+host = "local"
+etc = "/srv/old/etc"
+lib = "/srv/old/lib"
+bin = "/opt/ks-2025.2/bin"
+service_control = "sysvinit"
+[source.db]
+address = "127.0.0.1"
+port = 13306
+admin_password = "{SOURCE_DB_PASSWORD}"
+
+[target]
+host = "local"
+etc = "/srv/new/etc"
+bin = "/opt/ks-2026.1/bin"
+[target.db]
+address = "127.0.0.1"
+port = 13307
+admin_password_env = "{TARGET_PW_ENV}"
+
+[services.keystone]
+unit = "openstack-keystone"
+owner = "keystone:keystone"
+verify_url = "http://admin:{ADMIN_PASSWORD}@127.0.0.1:5000/v3"
+"""
+
+
+def _plan(tmp_path: Path) -> Path:
+    p = tmp_path / "plan.toml"
+    p.write_text(PLAN)
+    assert upgrade("keygen", str(tmp_path / "dump.key")).returncode == 0
+    return p
+
+
+def test_plan_lists_every_step_with_host_and_command_and_no_secret(tmp_path):
+    res = upgrade("plan", str(_plan(tmp_path)))
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    for step in MACHINE.steps:
+        side = "source" if step.name.endswith(("stop_source", "dump_source")) else "target"
+        assert f"{step.name}  on {side} (local)  -> {step.state}" in out, step.name
+    expected = [
+        "service openstack-keystone stop",                      # source: sysvinit
+        "systemctl stop openstack-keystone",                    # target: systemd
+        "systemctl start openstack-keystone",
+        "mysqldump '--defaults-extra-file=<0600 defaults file>' --single-transaction",
+        "mysql '--defaults-extra-file=<0600 defaults file>' keystone",
+        "tar -C /srv/old/etc --numeric-owner -cf - keystone",
+        "tar -C /srv/new/etc --numeric-owner -xpf -",
+        "rewrite paths in /srv/new/etc/keystone/keystone.conf: /srv/old/etc -> /srv/new/etc, /srv/old/lib -> /var/lib",
+        "/opt/ks-2026.1/bin/keystone-manage --config-file /srv/new/etc/keystone/keystone.conf db_sync",
+        "/opt/ks-2026.1/bin/keystone-manage --config-file /srv/new/etc/keystone/keystone.conf db_sync --check",
+        "chown -R keystone:keystone /srv/new/etc/keystone",
+        "chown -R keystone:keystone /var/lib/keystone",
+        "GET http://admin:***@127.0.0.1:5000/v3",
+    ]
+    for line in expected:
+        assert line in out, line
+    for secret in (SOURCE_DB_PASSWORD, TARGET_DB_PASSWORD, ADMIN_PASSWORD):
+        assert secret not in res.stdout + res.stderr
+    assert not (tmp_path / "journal").exists()
+
+
+def _svg_nodes(path: Path) -> list[str]:
+    root = ET.parse(path).getroot()
+    return [g.find(f"{SVG}title").text for g in root.iter(f"{SVG}g") if g.get("class") == "node"]
+
+
+def test_graph_svg_has_one_node_per_state_and_both_transitions(tmp_path):
+    svg = tmp_path / "machines.svg"
+    res = upgrade("plan", str(_plan(tmp_path)), "--graph", str(svg))
+    assert res.returncode == 0, res.stderr
+    assert f"drew the service machines to {svg}" in res.stdout
+    nodes = _svg_nodes(svg)
+    assert sorted(nodes) == sorted(f"keystone.{s}" for s in MACHINE.states)
+    assert len(nodes) == len(MACHINE.states) == 11
+    labels = [t.text for t in ET.parse(svg).getroot().iter(f"{SVG}text")]
+    for step in MACHINE.steps:
+        assert f"run:{step.name}" in labels and f"undo:{step.name}" in labels
+
+
+def test_graph_dot_and_png(tmp_path):
+    plan = _plan(tmp_path)
+    dot = tmp_path / "machines.dot"
+    assert upgrade("plan", str(plan), "--graph", str(dot)).returncode == 0
+    text = dot.read_text()
+    assert text.startswith("digraph") and "subgraph cluster_keystone" in text
+    for state in MACHINE.states:
+        assert f'"keystone.{state}" [label="{state}' in text
+    for before, step in zip(MACHINE.states, MACHINE.steps, strict=False):
+        assert f'"keystone.{before}" -> "keystone.{step.state}" [label="run:{step.name}"]' in text
+        assert f'"keystone.{step.state}" -> "keystone.{before}" [label="undo:{step.name}"]' in text
+    png = tmp_path / "machines.png"
+    assert upgrade("plan", str(plan), "--graph", str(png)).returncode == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,308 @@
+"""`upgrade check PLAN`: the pre-flight. Changes nothing; answers "will `upgrade run` work?".
+
+Every check yields rows of (check, status, detail, remedy). Status is OK, WARN, FAIL or SKIP
+(not applicable); the exit code follows oslo.upgradecheck: 0 all OK, 1 warnings, 2 failures.
+One check failing never stops the others: the operator gets the whole list at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.filesize import decimal
+
+from journal import vault
+from services import mysql, preflight
+from services.releases import MANAGE_COMMAND, expected_major, jump_error, release_of
+from statemachine.step import StepError
+from upgrade import app, guards
+from upgrade import plan as plan_mod
+from upgrade.plan import Plan, SideSpec
+
+OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
+SPACE_FACTOR = 1.2
+SKEW_WARN, SKEW_FAIL = 2.0, 60.0
+
+
+@dataclass(frozen=True)
+class Result:
+    check: str
+    status: str
+    detail: str
+    remedy: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def exit_code(results: list[Result]) -> int:
+    statuses = {r.status for r in results}
+    return 2 if FAIL in statuses else 1 if WARN in statuses else 0
+
+
+# ---------------------------------------------------------------------- plan and release
+def _jump(path: Path) -> Result:
+    """Read from/to straight from the TOML, so an unsupported jump shows even when the plan is refused."""
+    try:
+        up = tomllib.loads(path.read_text()).get("upgrade", {})
+        src, dst = up["from"], up["to"]
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return Result("release jump", SKIP, "the plan names no readable upgrade.from and upgrade.to")
+    if (msg := jump_error(str(src), str(dst))) is not None:
+        return Result("release jump", FAIL, msg, "set upgrade.to to a supported target (`upgrade init` shows one)")
+    return Result("release jump", OK, f"{src} -> {dst} is supported")
+
+
+# ---------------------------------------------------------------------- hosts
+def _commands(spec: SideSpec) -> list[str]:
+    """The commands this controller must have (besides the service's *-manage, checked by release)."""
+    control = spec.control.argv("status", "UNIT")[0]
+    tools = ["mysqldump", "tar"] if spec.role == "source" else ["mysqldump", "mysql", "tar", "chown", "stat", "mkdir"]
+    return [control, *tools]
+
+
+def hosts_reachable(plan: Plan) -> Iterator[Result]:
+    for spec in (plan.source, plan.target):
+        name = f"host {spec.role}"
+        try:
+            host = app.side(spec).host
+            res = host.run(["true"], timeout=30)
+        except (StepError, OSError, ValueError) as exc:
+            yield Result(name, FAIL, f"{spec.host}: {exc}", f"make {spec.host} reachable, or fix {spec.role}.host")
+            continue
+        if res.rc != 0:
+            yield Result(name, FAIL, f"`true` exited {res.rc} on {spec.host}", f"check {spec.role}.host")
+            continue
+        missing = []
+        for cmd in _commands(spec):
+            found = host.run(["sh", "-c", 'command -v -- "$1"', "sh", cmd], timeout=30)
+            if found.rc != 0:
+                missing.append(cmd)
+        if missing:
+            yield Result(name, FAIL, f"{spec.host} ({spec.role}) lacks {', '.join(missing)}",
+                         f"install them there, or fix {spec.role}.service_control/control in the plan")
+        else:
+            yield Result(name, OK, f"{spec.host} ({spec.role}) answers; its commands are installed")
+
+
+def clock_skew(plan: Plan) -> Iterator[Result]:
+    for spec in (plan.source, plan.target):
+        name = f"clock {spec.role}"
+        try:
+            host = app.side(spec).host
+            before = time.time()
+            res = host.run(["date", "+%s"], timeout=30)
+            now = (before + time.time()) / 2
+            skew = abs(int(res.stdout.strip()) + 0.5 - now)  # `date +%s` truncates: the mid-second is closest
+        except (StepError, OSError, ValueError) as exc:
+            yield Result(name, WARN, f"cannot read the clock of {spec.host}: {exc}", "check the host")
+            continue
+        detail = f"{spec.host} is {skew:.1f} s off this machine's clock"
+        fix = f"synchronise the clocks (chrony/ntp) of {spec.host} and this machine"
+        if skew > SKEW_FAIL:
+            yield Result(name, FAIL, detail, fix)
+        elif skew > SKEW_WARN:
+            yield Result(name, WARN, detail, fix + "; journal times will disagree with the hosts' logs")
+        else:
+            yield Result(name, OK, detail)
+
+
+# ---------------------------------------------------------------------- databases
+def db_access(plan: Plan) -> Iterator[Result]:
+    dbs = [st.db_name for st in plan.service_settings.values()]
+    for spec, needed in ((plan.source, preflight.SOURCE_PRIVILEGES), (plan.target, preflight.TARGET_PRIVILEGES)):
+        ep = spec.db
+        name = f"db {spec.role}"
+        try:
+            missing = preflight.missing_privileges(ep, needed, dbs)
+        except StepError as exc:
+            yield Result(name, FAIL, str(exc), f"fix [{spec.role}.db] in {plan.path}")
+            continue
+        if missing:
+            yield Result(name, FAIL, f"{ep.admin_user}@{ep.address}:{ep.port} lacks {', '.join(missing)}",
+                         f"GRANT ALL PRIVILEGES ON *.* TO that account WITH GRANT OPTION, or use another "
+                         f"{spec.role}.db.admin_user")
+        else:
+            yield Result(name, OK, f"{ep.admin_user}@{ep.address}:{ep.port} logs in with the privileges needed")
+    for name, st in plan.service_settings.items():
+        try:
+            exists = mysql.db_exists(plan.source.db, st.db_name)
+        except StepError:
+            continue  # reported above
+        if exists:
+            yield Result(f"db {name}", OK, f"the source holds database {st.db_name!r}")
+        else:
+            yield Result(f"db {name}", FAIL, f"the source DB server has no database {st.db_name!r}",
+                         f"fix services.{name}.db_name")
+
+
+def charset(plan: Plan) -> Iterator[Result]:
+    for name, st in plan.service_settings.items():
+        try:
+            bad = preflight.non_utf8_tables(plan.source.db, st.db_name)
+        except StepError:
+            continue
+        if bad:
+            shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+            yield Result(f"charset {name}", WARN, f"not utf8: {shown}",
+                         "convert them to utf8 before the upgrade (ALTER TABLE ... CONVERT TO CHARACTER SET utf8)")
+        else:
+            yield Result(f"charset {name}", OK, f"every table of {st.db_name} is utf8")
+
+
+# ---------------------------------------------------------------------- space
+def _free(path: Path) -> tuple[Path, int]:
+    """Free bytes for an unprivileged writer at *path* or, if it does not exist yet, its nearest parent."""
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    st = os.statvfs(p)
+    return p, st.f_bavail * st.f_frsize
+
+
+def _estimate(plan: Plan) -> tuple[int, int]:
+    """(source dumps, target backups) in bytes; both go into the vault."""
+    dbs = [st.db_name for st in plan.service_settings.values()]
+    return preflight.data_bytes(plan.source.db, dbs), preflight.data_bytes(plan.target.db, dbs)
+
+
+def space(plan: Plan) -> Iterator[Result]:
+    try:
+        src, tgt = _estimate(plan)
+    except StepError as exc:
+        yield Result("space", FAIL, f"cannot estimate the dump size: {exc}", "fix the DB access first")
+        return
+    need = int((src + tgt) * SPACE_FACTOR)
+    dirs = [("journal", plan.journal_dir)] + ([("vault", plan.artifact_dir)] if plan.artifact_dir else [])
+    for what, d in dirs:
+        at, free = _free(d)
+        detail = (f"{d}: {decimal(free)} free on {at}; dumps and backups need about {decimal(need)} "
+                  f"({decimal(src + tgt)} of tables × {SPACE_FACTOR})")
+        if free < need:
+            key = "vault.dir" if what == "vault" else "upgrade.journal (or vault.dir)"
+            yield Result(f"space {what}", FAIL, detail, f"free space there, or point {key} at a larger disk")
+        else:
+            yield Result(f"space {what}", OK, detail)
+    ep = plan.target.db
+    try:
+        where = preflight.datadir(ep)
+    except StepError:
+        return
+    if not preflight.is_loopback(ep.address) or not Path(where).is_dir():
+        yield Result("space target datadir", WARN, f"cannot check: the target DB server's datadir {where} is not "
+                     "on this machine", f"make sure it has {decimal(int(src * SPACE_FACTOR))} free")
+        return
+    at, free = _free(Path(where))
+    need_db = int(src * SPACE_FACTOR)
+    detail = f"{where}: {decimal(free)} free; the import needs about {decimal(need_db)}"
+    if free < need_db:
+        yield Result("space target datadir", FAIL, detail, f"free space on the disk of {where}")
+    else:
+        yield Result("space target datadir", OK, detail)
+
+
+# ---------------------------------------------------------------------- releases installed
+def releases(plan: Plan) -> Iterator[Result]:
+    for name in plan.services:
+        for spec, release, status in ((plan.target, plan.to_release, FAIL), (plan.source, plan.from_release, WARN)):
+            tool = MANAGE_COMMAND.get(name, f"{name}-manage")
+            label = f"{name} {spec.role}"
+            want = expected_major(name, release)
+            try:
+                version = preflight.manage_version(app.side(spec).host, spec.bin, name)
+            except (StepError, OSError, ValueError) as exc:
+                where = f"in {spec.bin}" if spec.bin else "on the PATH"
+                yield Result(label, status, f"{tool} {where} on {spec.host} does not run: {exc}",
+                             f"install {name} {release} on the {spec.role} controller, or fix {spec.role}.bin")
+                continue
+            got = preflight.major(version)
+            if want is None:
+                yield Result(label, WARN, f"{tool} is {version}; the release table does not know {name} {release}",
+                             "check the version by hand")
+            elif got != want:
+                seen = release_of(name, got) if got is not None else None
+                yield Result(label, status, f"{tool} in {spec.bin or 'PATH'} is {version}"
+                             f"{f' ({seen})' if seen else ''}; the plan says {release} (major {want})",
+                             f"install {name} {release} there, or fix {spec.role}.bin or upgrade."
+                             f"{'to' if spec.role == 'target' else 'from'}")
+            else:
+                yield Result(label, OK, f"{tool} {version} = {release}")
+
+
+# ---------------------------------------------------------------------- key, journal
+def key(plan: Plan) -> Iterator[Result]:
+    if plan.key_file is None:
+        env = plan.passphrase_env or ""
+        if os.environ.get(env):
+            yield Result("vault key", OK, f"passphrase from ${env}")
+        else:
+            yield Result("vault key", WARN, f"${env} is not set: `upgrade run` will ask for the passphrase",
+                         f"export {env}, or run from a terminal")
+        return
+    try:
+        k = vault.Key.from_file(plan.key_file)
+    except vault.VaultError as exc:
+        yield Result("vault key", FAIL, str(exc), f"create it with `upgrade keygen {plan.key_file}` or fix "
+                                                  "vault.key_file")
+        return
+    yield Result("vault key", OK, f"{plan.key_file} is private (0600), key id {k.key_id}")
+
+
+def journal(plan: Plan) -> Iterator[Result]:
+    d = plan.journal_dir
+    if (problem := guards.private_dir_problem(d)) is not None:
+        yield Result("journal", FAIL, problem, f"chmod 700 {d}")
+        return
+    if not (d / "journal.db").exists():
+        yield Result("journal", OK, f"{d} holds no run yet")
+        return
+    j = app.open_journal(d, app.redactor_for(plan), create=False)
+    try:
+        open_run = j.unfinished_run()
+    finally:
+        j.close()
+    if open_run is not None:
+        yield Result("journal", FAIL, f"run {open_run['id']} in {d} is unfinished ({open_run['status']})",
+                     f"upgrade resume --journal {d}, or upgrade revert --journal {d}")
+    else:
+        yield Result("journal", OK, f"{d}: no unfinished run")
+
+
+def addresses(plan: Plan) -> Iterator[Result]:
+    """The service addresses that move from the old controller to the new one at cut-over.
+
+    TODO(network): the plan has no addresses yet — the IP switchover adds a ``[network]`` section
+    (services/network.py). When it lands, check here that each address is configured on the
+    source, free on the target's interface, and that nothing else answers on it.
+    """
+    network = getattr(plan, "network", None)
+    moving = [m.address for m in network.settings.addresses] if network else []
+    if not moving:
+        yield Result("addresses", SKIP, "no addresses in the plan")
+        return
+    yield Result("addresses", WARN, f"the plan moves {', '.join(moving)}; `upgrade check` does not check "
+                 "addresses yet", "verify by hand that they are up on the old controller and free elsewhere")
+
+
+CHECKS: tuple[Callable[[Plan], Iterator[Result]], ...] = (
+    hosts_reachable, db_access, releases, space, charset, key, journal, clock_skew, addresses)
+
+
+def run_checks(path: str | Path) -> list[Result]:
+    """Every check for the plan at *path*; a plan that does not load ends the list early."""
+    p = Path(path)
+    try:
+        plan = plan_mod.load(p)
+    except plan_mod.PlanError as exc:
+        return [Result("plan", FAIL, str(exc), "fix the plan (`upgrade init` prints a complete example)"), _jump(p)]
+    app.redactor_for(plan)
+    results = [Result("plan", OK, f"{plan.path} is valid"), _jump(p)]
+    for check in CHECKS:
+        results.extend(check(plan))
+    return results

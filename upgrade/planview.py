@@ -1,0 +1,85 @@
+"""`upgrade plan PLAN`: every step of every service, on which host, with the exact commands.
+
+The commands come from the steps themselves (``Step.commands``), built by the same argv helpers
+the steps run, so what is shown is what runs. Nothing connects anywhere: the controllers are
+given name-only hosts. Secrets pass the redactor on the way out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from services.registry import steps_for
+from services.settings import ServiceSettings, Side
+from statemachine import diagram
+from statemachine.machine import ServiceMachine
+from upgrade import app
+from upgrade.errors import UserError
+from upgrade.plan import Plan
+
+
+class NamedHost:
+    """A host known by its name only: `upgrade plan` shows commands, it never runs one."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        raise RuntimeError(f"`upgrade plan` never acts on a host (asked for {attr} on {self.name})")
+
+
+@dataclass
+class PlanContext:
+    """What ``Step.commands`` may read: both controllers and the services' settings."""
+
+    source: Side
+    target: Side
+    services: dict[str, ServiceSettings]
+
+
+def machines(plan: Plan) -> list[ServiceMachine]:
+    return [ServiceMachine(name, steps_for(name)) for name in plan.services]
+
+
+def steps(plan: Plan) -> list[dict[str, Any]]:
+    """One row per step: service, number, step, state reached, host, description, commands (redacted)."""
+    ctx = PlanContext(source=app.side(plan.source, NamedHost(plan.source.host)),
+                      target=app.side(plan.target, NamedHost(plan.target.host)), services=plan.service_settings)
+    red = app.redactor_for(plan)
+    specs = {"source": plan.source, "target": plan.target}
+    rows = []
+    for m in machines(plan):
+        for i, step in enumerate(m.steps, 1):
+            spec = specs.get(step.host)
+            rows.append({"service": m.name, "n": i, "step": step.name, "state": step.state,
+                         "host": f"{step.host} ({spec.host})" if spec else step.host,
+                         "describe": red.text(step.describe),
+                         "commands": [red.text(c) for c in step.command_lines(ctx)]})
+    return rows
+
+
+def render(plan: Plan, out: TextIO) -> None:
+    out.write(f"plan {plan.path}: {', '.join(plan.services)} {plan.from_release} -> {plan.to_release}\n"
+              f"journal {plan.journal_dir}; vault {plan.artifact_dir or plan.journal_dir / 'artifacts'}\n")
+    for spec in (plan.source, plan.target):
+        out.write(f"{spec.role}: host {spec.host}, etc {spec.etc}, lib {spec.lib}, bin {spec.bin or '(PATH)'}, "
+                  f"DB {spec.db.address}:{spec.db.port} as {spec.db.admin_user}\n")
+    service = None
+    for row in steps(plan):
+        if row["service"] != service:
+            service = row["service"]
+            out.write(f"\n{service}\n")
+        out.write(f"  {row['n']:>2}. {row['step']}  on {row['host']}  -> {row['state']}\n"
+                  f"      {row['describe']}\n")
+        for c in row["commands"]:
+            out.write(f"      $ {c}\n")
+    out.write("\nrevert undoes the committed steps backwards (`upgrade plan --graph FILE.svg` draws both ways)\n")
+
+
+def graph(plan: Plan, path: str | Path) -> Path:
+    try:
+        return diagram.write(machines(plan), path)
+    except diagram.DiagramError as exc:
+        raise UserError(str(exc)) from None
