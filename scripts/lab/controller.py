@@ -151,12 +151,14 @@ def make_controller(
     keystone_port: int,
     venv_root: Path = DEFAULT_VENV_ROOT,
     db_password: str = DEFAULT_DB_PASSWORD,
+    bind: str = "127.0.0.1",
 ) -> Controller:
     """Write the tree, keystone.conf and lab.json; create the DB and user; db_sync this release.
 
     Both controllers get a schema of their own release: the old one because it is in
     service, the new one because a freshly deployed controller has an empty, current schema
-    that the upgrade replaces with the old data. Starts ``db`` if it is not running.
+    that the upgrade replaces with the old data. Starts ``db`` if it is not running. ``bind`` is
+    where keystone will listen (0.0.0.0 on a multi-host lab host, whose root is ``/``).
     """
     root = Path(root).resolve()
     venv = Path(venv_root) / release
@@ -169,7 +171,8 @@ def make_controller(
         keys.mkdir(mode=0o700, exist_ok=True)  # keystone warns about key directories others can read
     layout.keystone_conf(root).write_text(_keystone_conf_text(root, release, db, db_password))
     layout.write_descriptor(
-        root, layout.Descriptor(release=release, venv=str(venv), keystone_port=keystone_port, db_port=db.port)
+        root,
+        layout.Descriptor(release=release, venv=str(venv), keystone_port=keystone_port, db_port=db.port, bind=bind),
     )
     _ensure_db(db, db_password)
     ctl = Controller(root=root, release=release, venv=venv, db=db, keystone_port=keystone_port)

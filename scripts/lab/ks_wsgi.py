@@ -5,11 +5,13 @@ import that release's keystone. The keystone venvs ship no ``keystone-wsgi-publi
 and this needs neither Apache nor uwsgi. Settings come from the environment:
 
 - ``OS_KEYSTONE_CONFIG_FILES``: path of keystone.conf (read by keystone itself);
-- ``KS_PORT``: the port to bind on 127.0.0.1 (default 5000).
+- ``KS_PORT``: the port to bind (default 5000);
+- ``KS_BIND``: the address to bind (default 127.0.0.1; 0.0.0.0 inside a multi-host lab host's
+  namespace, where only 198.51.100.0/24 and loopback exist).
 
 oslo.config parses ``sys.argv`` when keystone initializes, and would reject our own
 arguments, so argv is reset before keystone is imported and nothing is passed on the command
-line. Only loopback is ever bound.
+line.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ class QuietHandler(WSGIRequestHandler):
 
 def main() -> None:
     port = int(os.environ.get("KS_PORT", "5000"))
+    bind = os.environ.get("KS_BIND", "127.0.0.1")
     sys.argv = sys.argv[:1]
     from keystone.server import wsgi  # imported late: after the argv reset, inside the venv
 
     app = wsgi.initialize_public_application()
-    server = make_server("127.0.0.1", port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
-    print(f"serving keystone on 127.0.0.1:{port} (pid {os.getpid()})", flush=True)
+    server = make_server(bind, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
+    print(f"serving keystone on {bind}:{port} (pid {os.getpid()})", flush=True)
     server.serve_forever()
 
 

@@ -33,6 +33,8 @@ class Descriptor:
     venv: str
     keystone_port: int
     db_port: int
+    #: where keystone listens: loopback in the local lab; 0.0.0.0 inside a multi-host lab's namespace
+    bind: str = "127.0.0.1"
 
 
 def etc_keystone(root: Path) -> Path:
@@ -67,14 +69,23 @@ def pid_file(root: Path, service: str) -> Path:
     return run_dir(root) / f"{service}.pid"
 
 
+def descriptor_path(root: Path) -> Path:
+    """``ROOT/lab.json``; for a multi-host lab host, whose controller root is ``/``, ``/etc/lab.json``
+    (its /etc is the host's own overlay, its real / is shared by all hosts)."""
+    return Path("/etc") / DESCRIPTOR if Path(root) == Path("/") else root / DESCRIPTOR
+
+
 def write_descriptor(root: Path, desc: Descriptor) -> None:
-    """Write lab.json; sorted keys and a trailing newline keep it diff-friendly."""
-    (root / DESCRIPTOR).write_text(json.dumps(asdict(desc), indent=2, sort_keys=True) + "\n")
+    """Write lab.json; sorted keys and a trailing newline keep it diff-friendly (bind only if not loopback)."""
+    data = asdict(desc)
+    if data["bind"] == "127.0.0.1":
+        del data["bind"]
+    descriptor_path(root).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_descriptor(root: Path) -> Descriptor:
     """Read lab.json; a clear error beats a KeyError when ROOT is not a lab controller."""
-    path = root / DESCRIPTOR
+    path = descriptor_path(root)
     try:
         data = json.loads(path.read_text())
         return Descriptor(
@@ -82,6 +93,7 @@ def read_descriptor(root: Path) -> Descriptor:
             venv=str(data["venv"]),
             keystone_port=int(data["keystone_port"]),
             db_port=int(data["db_port"]),
+            bind=str(data.get("bind", "127.0.0.1")),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LabError(f"{root} is not a lab controller (cannot read {path}: {exc})") from exc

@@ -52,7 +52,23 @@ def _keystone_argv(root: Path, desc: layout.Descriptor) -> list[str]:
 
 def _keystone_env(root: Path, desc: layout.Descriptor) -> dict[str, str]:
     """Settings go through the environment: oslo.config would reject launcher arguments."""
-    return {"OS_KEYSTONE_CONFIG_FILES": str(layout.keystone_conf(root)), "KS_PORT": str(desc.keystone_port)}
+    return {"OS_KEYSTONE_CONFIG_FILES": str(layout.keystone_conf(root)), "KS_PORT": str(desc.keystone_port),
+            "KS_BIND": desc.bind}
+
+
+AGENT = Path(__file__).resolve().with_name("agent.py")
+
+
+def _agent(name: str, port: int, bind: str = "127.0.0.1", config: str = "") -> ServiceSpec:
+    """A host agent stand-in (scripts/lab/agent.py) for the multi-host lab's compute hosts."""
+    return ServiceSpec(
+        argv=lambda root, desc: [sys.executable, str(AGENT), name, str(port), bind, *([config] if config else [])],
+        env=lambda root, desc: {},
+        health_url=lambda d: f"http://127.0.0.1:{port}/",
+        port=lambda d: port,
+        cmdline_marker=f"{AGENT.name} {name} ",
+        log_name=f"{name}.out",
+    )
 
 
 SERVICES: dict[str, ServiceSpec] = {
@@ -64,6 +80,10 @@ SERVICES: dict[str, ServiceSpec] = {
         cmdline_marker=KS_WSGI.name,
         log_name="keystone-api.out",
     ),
+    # multi-host lab (scripts/lab/hosts.py): compute agents, and a probe that says which host answers
+    "nova-compute": _agent("nova-compute", 18775, config="/etc/nova/nova.conf"),
+    "neutron-agent": _agent("neutron-agent", 18776),
+    "whoami": _agent("whoami", 8080, bind="0.0.0.0"),
 }
 
 

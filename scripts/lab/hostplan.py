@@ -1,0 +1,65 @@
+"""The plan for a multi-host lab: both controllers and every compute host over real SSH.
+
+The controllers are reached through their own (admin) addresses — never through the management
+VIP, which the run moves from oldctl to newctl as its last machine — with the lab's private
+ssh config; services are driven by the lab supervisor on each host (``service_control =
+"template"``), exactly as the tool would drive systemd on a real one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from scripts.lab.hostside import DB_ADMIN, DB_PORT, KEYSTONE_PORT
+
+if TYPE_CHECKING:
+    from scripts.lab.hosts import Lab
+
+#: the lab supervisor, as the tool runs it on a host over SSH (the repository is mounted there)
+CONTROL = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.svc", "--root", "/", "{action}",
+           "{unit}"]
+COMPUTE_UNITS = ["nova-compute", "neutron-agent"]
+
+
+def plan_text(lab: Lab, compute_pool: int = 10, check_from: str | None = None) -> str:
+    ctl = lab.state["controller"]
+    venvs = ctl["venv_root"]
+    hosts = lab.hosts
+
+    def side(role: str, host: str, release: str) -> str:
+        addr = hosts[host]
+        return (f"[{role}]\n"
+                f"host = \"ssh://root@{addr}\"     # its own admin address, never the VIP\n"
+                f"name = \"{host}\"                    # HostKeyAlias: the key belongs to the host\n"
+                "etc = \"/etc\"\nlib = \"/var/lib\"\nlog = \"/var/log\"\n"
+                f"bin = \"{venvs}/{release}/bin\"\n"
+                "service_control = \"template\"        # the lab supervisor stands in for systemd\n"
+                f"control = {json.dumps(CONTROL)}\n"
+                f"[{role}.db]\n"
+                f"address = \"{addr}\"\nport = {DB_PORT}\nadmin_user = \"{DB_ADMIN}\"\n"
+                f"admin_password = \"{ctl['db_admin_password'][host]}\"\n"
+                "service_address = \"127.0.0.1\"     # what keystone on that host writes in its config\n\n")
+
+    computes = lab.computes
+    check = check_from or (computes[0] if computes else "local")
+    text = (f"# openstack-upgrade plan for the multi-host lab in {lab.dir}: {ctl['old']} -> {ctl['new']}\n"
+            "# run it inside the deploy host: ip netns exec "
+            f"{lab.ns('deploy')} upgrade run {lab.plan}\n"
+            f"[upgrade]\nfrom = \"{ctl['old']}\"\nto = \"{ctl['new']}\"\nservices = [\"keystone\"]\n"
+            f"journal = \"journal\"\ncompute_pool = {compute_pool}\n\n"
+            "[vault]\nkey_file = \"dump.key\"\n\n"
+            f"[ssh]\nconfig = \"{lab.ssh_config}\"\n\n"
+            + side("source", "oldctl", ctl["old"]) + side("target", "newctl", ctl["new"])
+            + "[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"
+            f"verify_url = \"http://{hosts['newctl']}:{KEYSTONE_PORT}/v3\"\n"
+            "grant_hosts = [\"127.0.0.1\", \"%\"]\n\n"
+            "[network]\n"
+            f"addresses = [{{address = \"{lab.state['vip']}/24\", device = \"eth0\", name = \"management\"}}]\n"
+            f"check_from = \"{check}\"\nnonlocal_bind = true\n\n")
+    if computes:
+        text += ("[compute_defaults]\nservice_control = \"template\"\n"
+                 f"control = {json.dumps(CONTROL)}\nunits = {json.dumps(COMPUTE_UNITS)}\n\n")
+    for h in computes:
+        text += f"[[computes]]\nname = \"{h}\"\nhost = \"ssh://root@{hosts[h]}\"\n\n"
+    return text
