@@ -4,12 +4,19 @@ Write-ahead (DESIGN.md §3): before a step's side effect the runner commits an `
 after it a ``done`` event with the step's result, or ``failed`` with the error. Revert walks the
 committed steps backwards — services in reverse order — with ``undo_intent``/``undone`` events,
 so a revert that dies is resumed by running revert again.
+
+Independent machines (compute hosts) can form a :class:`ParallelGroup`: their steps run in a
+bounded thread pool, while every journal write, fail point, result and state change stays on
+the runner's own thread (the journal is one SQLite connection: appends are never concurrent,
+and the hash chain stays in commit order). A failing machine of a group fails alone; the others
+run on, and the run fails once the group is done. Revert undoes a group's machines one by one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
@@ -53,15 +60,25 @@ class Observer:
     def note(self, machine: str, message: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class ParallelGroup:
+    """Machines that do not depend on each other (one per compute host): at most ``pool`` run at once."""
+
+    machines: frozenset[str]
+    pool: int = 10
+
+
 class Runner:
     def __init__(self, journal: Journal, run_id: str, machines: Sequence[ServiceMachine], ctx: StepContext,
-                 observer: Observer | None = None, log: Callable[..., Any] | None = None) -> None:
+                 observer: Observer | None = None, log: Callable[..., Any] | None = None,
+                 groups: Sequence[ParallelGroup] = ()) -> None:
         self.journal = journal
         self.run_id = run_id
         self.machines = list(machines)
         self.ctx = ctx
         self.observer = observer or Observer()
         self.log = log or (lambda *a, **k: None)
+        self.groups = list(groups)
 
     # ------------------------------------------------------------------ state
     def view(self) -> RunView:
@@ -87,15 +104,68 @@ class Runner:
         view = self.view()
         self._restore(view)
         self.journal.set_status(self.run_id, "running")
+        started_groups: set[int] = set()
         for m in self.machines:
-            mv = view.machine(m.name)
-            for step in m.steps:
-                if step.name in mv.committed:
-                    continue
-                if mv.attempted == step.name:
-                    self._note_interrupted(m, step)
-                self._do(m, step)
+            group = next((i for i, g in enumerate(self.groups) if m.name in g.machines), None)
+            if group is None:
+                for step in self._pending(m, view):
+                    self._do(m, step)
+            elif group not in started_groups:  # the whole group, at its first machine's place
+                started_groups.add(group)
+                self._forward_group(self.groups[group], view)
         self.journal.set_status(self.run_id, "completed")
+
+    def _pending(self, m: ServiceMachine, view: RunView) -> Iterator[Step]:
+        """The machine's steps not yet committed, in order (an interrupted one gets a note first)."""
+        mv = view.machine(m.name)
+        for step in m.steps:
+            if step.name in mv.committed:
+                continue
+            if mv.attempted == step.name:
+                self._note_interrupted(m, step)
+            yield step
+
+    def _forward_group(self, group: ParallelGroup, view: RunView) -> None:
+        """Run the group's machines side by side; only ``step.run`` leaves this thread."""
+        queue = iter([m for m in self.machines if m.name in group.machines])
+        running: dict[Future, tuple[ServiceMachine, Step, str, float, Iterator[Step]]] = {}
+        failures: list[RunFailed] = []
+
+        def next_step(pool: ThreadPoolExecutor, m: ServiceMachine, steps: Iterator[Step]) -> bool:
+            step = next(steps, None)
+            if step is None:
+                return False
+            before, started = self._begin(m, step)
+            running[pool.submit(step.run, self.ctx)] = (m, step, before, started, steps)
+            return True
+
+        def next_machine(pool: ThreadPoolExecutor) -> None:
+            for m in queue:
+                if next_step(pool, m, self._pending(m, view)):
+                    return
+
+        with ThreadPoolExecutor(max_workers=group.pool, thread_name_prefix="machine") as pool:
+            for _ in range(group.pool):
+                next_machine(pool)
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    m, step, before, started, steps = running.pop(fut)
+                    try:
+                        result = fut.result()
+                    except BaseException as exc:  # this machine stops; the others go on
+                        failures.append(self._failure(m, step, exc, undo=False))
+                        next_machine(pool)
+                        continue
+                    self._commit(m, step, before, started, result)
+                    if not next_step(pool, m, steps):
+                        next_machine(pool)
+        if failures:
+            first = failures[0]
+            if len(failures) > 1:
+                others = ", ".join(f"{f.machine} ({f.step})" for f in failures[1:])
+                first.args = (f"{first}; {len(failures) - 1} more failed too: {others}",)
+            raise first
 
     def _note_interrupted(self, m: ServiceMachine, step: Step) -> None:
         in_place = None
@@ -113,6 +183,15 @@ class Runner:
         self.observer.note(m.name, msg)
 
     def _do(self, m: ServiceMachine, step: Step) -> None:
+        before, started = self._begin(m, step)
+        try:
+            result = step.run(self.ctx)
+        except BaseException as exc:
+            self._fail(m, step, exc, undo=False)
+        self._commit(m, step, before, started, result)
+
+    def _begin(self, m: ServiceMachine, step: Step) -> tuple[str, float]:
+        """The write-ahead half: ``intent`` committed before the side effect."""
         before = m.state
         self.journal.append(self.run_id, m.name, "intent", step=step.name, from_state=before,
                             to_state=step.state, host=step.host, command=step.describe)
@@ -120,10 +199,10 @@ class Runner:
         self.log("step_intent", machine=m.name, step=step.name)
         started = time.monotonic()
         failpoints.hit(f"{step.name}:before")
-        try:
-            result = step.run(self.ctx)
-        except BaseException as exc:
-            self._fail(m, step, exc, undo=False)
+        return before, started
+
+    def _commit(self, m: ServiceMachine, step: Step, before: str, started: float, result: Any) -> None:
+        """The other half: ``done`` with the result, then the machine advances."""
         failpoints.hit(f"{step.name}:after")
         result = dict(result or {})
         result.setdefault("seconds", round(time.monotonic() - started, 3))
@@ -175,6 +254,13 @@ class Runner:
 
     # ------------------------------------------------------------------ failure
     def _fail(self, m: ServiceMachine, step: Step, exc: BaseException, undo: bool) -> NoReturn:
+        err = self._failure(m, step, exc, undo)
+        if isinstance(exc, (StepError, KeyboardInterrupt)) or not isinstance(exc, Exception):
+            raise err from None
+        raise err from exc
+
+    def _failure(self, m: ServiceMachine, step: Step, exc: BaseException, undo: bool) -> RunFailed:
+        """Journal the failure (``failed``/``undo_failed``, run status) and build the error to raise."""
         host = getattr(exc, "host", None) or step.host
         output = getattr(exc, "output", None)
         rc = getattr(exc, "rc", None)
@@ -191,6 +277,4 @@ class Runner:
         err = cls(self.journal.redactor.text(message), m.name, step.name, host,
                   self.journal.redactor.text(output) if output else None)
         err.interrupted = isinstance(exc, KeyboardInterrupt)
-        if isinstance(exc, (StepError, KeyboardInterrupt)) or not isinstance(exc, Exception):
-            raise err from None
-        raise err from exc
+        return err

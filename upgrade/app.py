@@ -21,7 +21,7 @@ from services.settings import Side
 from statemachine.lock import LockHeld, RunLock
 from statemachine.machine import ServiceMachine
 from statemachine.runner import Runner
-from upgrade import hosts, logs
+from upgrade import fleet, hosts, logs
 from upgrade.errors import BusyError, UserError
 from upgrade.plan import Plan, SideSpec
 
@@ -88,12 +88,15 @@ def check_key(run: dict, key: vault.Key) -> None:
 
 def side(spec: SideSpec, host: Host | None = None) -> Side:
     """A controller of the plan, connected (or with the given *host*, e.g. a name-only one for `upgrade plan`)."""
-    return Side(role=spec.role, host=host or hosts.connect(spec.host, f"{spec.role}:{spec.host}"), etc=spec.etc,
+    name = f"{spec.role}:{(spec.host_spec and spec.host_spec.alias) or spec.host}"
+    return Side(role=spec.role, host=host or hosts.connect(spec.host_spec or spec.host, name), etc=spec.etc,
                 lib=spec.lib, bin=spec.bin, db=spec.db, control=spec.control, log=spec.log)
 
 
 def preflight_db(plan: Plan) -> None:
-    """Both DB servers reachable with the plan's credentials, and the source holds every service DB."""
+    """Every SSH host answers, both DB servers are reachable with the plan's credentials, and the
+    source holds every service DB."""
+    fleet.preflight_hosts(plan)
     for spec in (plan.source, plan.target):
         try:
             mysql.query(spec.db, "SELECT 1")
@@ -134,6 +137,7 @@ def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, obse
     jump = Jump(plan.from_release, plan.to_release)
     machines = [ServiceMachine(name, steps_for(name, jump, plan.service_settings[name].options))
                 for name in plan.services]
+    extra, groups = fleet.machines(plan)  # the IP switchover, then the compute hosts (in parallel)
     log = logs.get()
-    return Runner(journal, run_id, machines, ctx, observer=observer,
-                  log=lambda event, **kw: log.info(event, run=run_id, **kw))
+    return Runner(journal, run_id, machines + extra, ctx, observer=observer,
+                  log=lambda event, **kw: log.info(event, run=run_id, **kw), groups=groups)

@@ -20,7 +20,9 @@ from services.registry import ORDER, SERVICES, unsupported
 from services.releases import jump_error
 from services.runbook import Jump
 from services.settings import DBEndpoint, ServiceControl, ServiceSettings
+from upgrade import planhosts
 from upgrade.errors import UserError
+from upgrade.hosts import HostSpec
 
 CONTROL_KINDS = ("systemd", "sysvinit", "template")
 
@@ -39,6 +41,8 @@ class SideSpec:
     db: DBEndpoint
     control: ServiceControl
     log: str = "/var/log"
+    #: ``host`` with its logical name and SSH settings (upgrade/planhosts.py)
+    host_spec: HostSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,10 @@ class Plan:
     target: SideSpec
     service_settings: dict[str, ServiceSettings]
     raw: dict[str, Any]
+    #: the IP switchover (``[network]``) and the compute hosts (``[[computes]]``), see upgrade/planhosts.py
+    network: planhosts.NetworkPlan | None = None
+    computes: tuple[planhosts.ComputePlan, ...] = ()
+    compute_pool: int = 10
 
     @property
     def secrets(self) -> list[str]:
@@ -123,7 +131,7 @@ def did_you_mean(word: str, choices: set[str] | tuple[str, ...]) -> str:
 
 def _side(r: _Reader, role: str) -> SideSpec:
     s = r.sub(role)
-    s.unknown({"host", "etc", "lib", "log", "bin", "service_control", "control", "db"})
+    s.unknown({"host", "etc", "lib", "log", "bin", "service_control", "control", "db"} | planhosts.HOST_KEYS)
     d = s.sub("db")
     d.unknown({"address", "port", "admin_user", "admin_password", "admin_password_env", "service_address",
                "flavor"})
@@ -147,11 +155,10 @@ def _side(r: _Reader, role: str) -> SideSpec:
             raise s.err("control", "must be a non-empty list of strings containing \"{action}\"")
         template = tuple(t)
     host = s.get("host", str, "local")
-    if host != "local":
-        raise s.err("host", f"is {host!r}; this version drives \"local\" hosts only")
+    host_spec = planhosts.side_host(s, planhosts.ssh_defaults(r))
     return SideSpec(role=role, host=host, etc=s.abspath("etc", "/etc"), lib=s.abspath("lib", "/var/lib"),
                     bin=s.abspath("bin", ""), db=db, control=ServiceControl(kind, template),
-                    log=s.abspath("log", "/var/log"))
+                    log=s.abspath("log", "/var/log"), host_spec=host_spec)
 
 
 def _service(r: _Reader, name: str) -> ServiceSettings:
@@ -184,9 +191,9 @@ def load(path: str | Path) -> Plan:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PlanError(f"{p}: not valid TOML: {exc}{_toml_line(data, str(exc))} — fix that line") from None
     r = _Reader(p, raw, "")
-    r.unknown({"upgrade", "vault", "source", "target", "services"})
+    r.unknown({"upgrade", "vault", "source", "target", "services", "ssh", "network", "computes", "compute_defaults"})
     u = r.sub("upgrade")
-    u.unknown({"from", "to", "services", "journal"})
+    u.unknown({"from", "to", "services", "journal", "compute_pool"})
     src_rel = u.get("from", str, expected='a release like "2025.2"')
     dst_rel = u.get("to", str, expected='a release like "2026.1"')
     if (msg := jump_error(src_rel, dst_rel)) is not None:
@@ -218,12 +225,16 @@ def load(path: str | Path) -> Plan:
                                 "`upgrade keygen dump.key`")
     source, target = _side(r, "source"), _side(r, "target")
     _distinct(p, source, target)
+    ssh = planhosts.ssh_defaults(r)
+    computes = planhosts.computes(r, ssh)
+    network = planhosts.network(r, ssh, computes, (("source", source.host_spec), ("target", target.host_spec)))
     return Plan(
         path=p.resolve(), sha256=hashlib.sha256(data).hexdigest(), from_release=src_rel, to_release=dst_rel,
         services=ordered, journal_dir=journal, key_file=(base / key_file) if key_file else None,
         passphrase_env=pass_env, artifact_dir=(base / artifact_dir) if artifact_dir else None,
         source=source, target=target,
         service_settings={s: _service(r, s) for s in ordered}, raw=raw,
+        network=network, computes=computes, compute_pool=planhosts.pool(u),
     )
 
 

@@ -1,0 +1,393 @@
+"""The multi-host lab: real network namespaces, real sshd per host, real MariaDB and keystone per
+controller, and the real `upgrade` running in the deploy host as a subprocess, over SSH.
+
+Assertions read each host's overlay upper directories and databases directly (from outside the
+hosts), and watch the management address from a compute host, as a client would.
+Every test makes its own lab from one seeded snapshot (a few seconds) and removes it, whatever
+happens. Needs root; under CI a missing part fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scripts.lab import hosts as hostlab
+from scripts.lab.controller import DEFAULT_VENV_ROOT
+from tests.conftest import REPO, require
+
+OLD, NEW = "2025.2", "2026.1"
+HEADS_NEW = {"742c857f1dfb", "c88cdce8f248"}
+VIP = hostlab.VIP
+KEYSTONE_STEPS = ["stop_source", "dump_source", "stop_target", "backup_target", "install_config", "import_db",
+                  "upgrade_schema", "fix_ownership", "start_target", "verify"]
+NETWORK_STEPS = ["network.nonlocal_bind"] + [f"network.management.{s}" for s in
+                                             ("record", "remove_old", "add_new", "announce", "check")]
+
+
+# ---------------------------------------------------------------------- fixtures
+def _requirements() -> None:
+    require(os.geteuid() == 0, "the multi-host lab needs root (network namespaces, mounts, sshd)")
+    for tool in ("ip", "nsenter", "unshare", "ssh", "/usr/sbin/sshd", "arping", "mariadbd"):
+        require(shutil.which(tool) is not None, f"{tool} not installed (scripts/setup-system installs it)")
+    for rel in (OLD, NEW):
+        require((DEFAULT_VENV_ROOT / rel / "bin" / "keystone-manage").exists(), f"keystone venv {rel} missing")
+
+
+@pytest.fixture(scope="session")
+def hostlab_snapshot(tmp_path_factory) -> Path:
+    """Controllers built and seeded once (keystone 2025.2 serving on oldctl, 2026.1 installed on newctl)."""
+    _requirements()
+    base = tmp_path_factory.mktemp("hostlab-golden")
+    lab = base / "lab"
+    try:
+        hostlab.up(lab, computes=0)
+        snap = hostlab.snapshot(lab, base / "snapshot")
+    finally:
+        with contextlib.suppress(Exception):
+            hostlab.down(lab)
+    return snap
+
+
+@contextlib.contextmanager
+def _lab(directory: Path, snapshot: Path, computes: int):
+    hostlab.up(directory, computes=computes, snapshot_dir=snapshot)
+    try:
+        yield hostlab.Lab.load(directory)
+    finally:
+        hostlab.down(directory)
+
+
+@pytest.fixture
+def lab(hostlab_snapshot, tmp_path):
+    with _lab(tmp_path / "lab", hostlab_snapshot, 1) as running:
+        yield running
+
+
+@pytest.fixture
+def lab20(hostlab_snapshot, tmp_path):
+    with _lab(tmp_path / "lab", hostlab_snapshot, 20) as running:
+        yield running
+
+
+# ---------------------------------------------------------------------- helpers
+def _env(failpoint: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "OPENSTACK_UPGRADE_FAILPOINT"}
+    if failpoint:
+        env["OPENSTACK_UPGRADE_FAILPOINT"] = failpoint
+    return env
+
+
+def tool(lab: hostlab.Lab, *args: str, failpoint: str | None = None, timeout: float = 600):
+    """The real `upgrade` command, run where an operator would: on the deploy host."""
+    return subprocess.run(lab.in_deploy([sys.executable, "-m", "upgrade.cli", *args]), cwd=REPO,
+                          env=_env(failpoint), capture_output=True, text=True, timeout=timeout)
+
+
+def start_tool(lab: hostlab.Lab, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(lab.in_deploy([sys.executable, "-m", "upgrade.cli", *args, "--quiet"]), cwd=REPO,
+                            env=_env(None), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def journal_events(journal: Path) -> list[dict]:
+    conn = sqlite3.connect(f"file:{journal / 'journal.db'}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM events ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+def wait_for(what: str, predicate, timeout: float = 180, interval: float = 0.02, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended before {what}: {proc.stderr.read()}")
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"no {what} within {timeout} s")
+
+
+def intent_seen(journal: Path, step: str) -> bool:
+    try:
+        return any(e["step"] == step and e["kind"] == "intent" for e in journal_events(journal))
+    except sqlite3.Error:
+        return False
+
+
+def who_answers(lab: hostlab.Lab, host: str = "compute1") -> str | None:
+    res = subprocess.run(["ip", "netns", "exec", lab.ns(host), "curl", "-s", "-m", "2", f"http://{VIP}:8080/"],
+                         capture_output=True, text=True)
+    return json.loads(res.stdout)["host"] if res.returncode == 0 and res.stdout else None
+
+
+def vip_holders(lab: hostlab.Lab) -> list[str]:
+    return [h for h in ("oldctl", "newctl") if VIP in lab.addresses(h)]
+
+
+def tree(root: Path) -> dict[str, tuple[str, int, int, int]]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        kind = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        out[str(p.relative_to(root))] = (kind, st.st_mode & 0o7777, st.st_uid, st.st_gid)
+    return out
+
+
+def heads(lab: hostlab.Lab, host: str) -> set[str]:
+    return {r[0] for r in lab.query(host, "SELECT version_num FROM keystone.alembic_version")}
+
+
+def checksums(lab: hostlab.Lab, host: str) -> dict:
+    tables = [r[0] for r in lab.query(host, "SELECT table_name FROM information_schema.tables WHERE "
+                                            "table_schema='keystone' AND table_type='BASE TABLE'")]
+    return {t: lab.query(host, f"CHECKSUM TABLE keystone.`{t}`")[0][1] for t in sorted(tables)}
+
+
+def keystone_token(lab: hostlab.Lab, host: str, user: str, password: str, project: str) -> int:
+    """Log in through the management address from *host*; returns the HTTP status."""
+    code = ("import sys, json; from scripts.lab import ksapi; "
+            f"print(ksapi.issue_token('http://{VIP}:5000/v3', sys.argv[1], sys.argv[2], project=sys.argv[3]).status)")
+    res = subprocess.run(["ip", "netns", "exec", lab.ns(host), sys.executable, "-c", code, user, password, project],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return int(res.stdout)
+
+
+# ---------------------------------------------------------------------- the full run
+def test_keystone_upgrade_over_ssh(lab):
+    seed = lab.state["controller"]["seed"]
+    source_before = checksums(lab, "oldctl")
+    old_etc_before = tree(lab.upper("oldctl") / "keystone")
+    assert who_answers(lab) == "oldctl"
+    res = tool(lab, "run", str(lab.plan))
+    assert res.returncode == 0, res.stderr
+    # newctl's /etc/keystone, as written through SSH, read from its overlay upper directory
+    new_etc = lab.upper("newctl") / "keystone"
+    old_tree, new_tree = tree(lab.upper("oldctl") / "keystone"), tree(new_etc)
+    assert old_tree == old_etc_before  # the old controller was only read
+    # fernet and credential keys, keystone.conf: same bytes, modes and owners (both controllers keep the
+    # same layout, and keystone reaches its DB at 127.0.0.1:3306 on either, so the rewrite changes nothing)
+    assert new_tree == old_tree
+    assert "connection = mysql+pymysql://keystone:kspass@127.0.0.1:3306/keystone" in \
+        (new_etc / "keystone.conf").read_text().splitlines()
+    # databases, read through each host's own MariaDB socket
+    assert heads(lab, "newctl") == HEADS_NEW
+    assert checksums(lab, "oldctl") == source_before
+    assert lab.query("newctl", "SELECT COUNT(*) FROM keystone.user")[0][0] == \
+        lab.query("oldctl", "SELECT COUNT(*) FROM keystone.user")[0][0]
+    # the dump went through a 0600 defaults file on each host, removed again: nothing left in /tmp
+    for h in ("oldctl", "newctl"):
+        assert not list((lab.dir / "hosts" / h / "tmp").glob("osu-*")), h
+    # the management address moved; clients on a compute host reach the new keystone with old credentials
+    assert vip_holders(lab) == ["newctl"]
+    assert who_answers(lab) == "newctl"
+    assert keystone_token(lab, "compute1", "admin", seed["admin_password"], "admin") == 201
+    assert keystone_token(lab, "compute1", "demo", seed["demo_password"], "demo") == 201
+    assert (lab.upper("newctl", "varlog") / "keystone/keystone-api.out").exists()
+    # the journal: every step in order, the copy verified per file
+    events = journal_events(lab.dir / "journal")
+    dones = [e["step"] for e in events if e["kind"] == "done"]
+    assert dones[:16] == [f"keystone.{s}" for s in KEYSTONE_STEPS] + NETWORK_STEPS
+    assert sorted(dones[16:]) == ["compute.compute1.restart", "compute.compute1.verify"]
+    install = next(json.loads(e["result"]) for e in events
+                   if e["step"] == "keystone.install_config" and e["kind"] == "done")
+    copied = install["copied"]
+    assert copied["files_checksummed"] >= 3 and len(copied["tar_sha256"]) == 64
+    assert {"file": "/etc/keystone/keystone.conf", "option": "[database] connection",
+            "db": "127.0.0.1:3306/keystone"} in install["rewritten"]
+    check = next(json.loads(e["result"]) for e in events
+                 if e["step"] == "network.management.check" and e["kind"] == "done")
+    assert check["mac"] == lab.mac("newctl")
+
+
+def test_ip_switchover_seen_from_a_compute_host_and_reverted(lab, tmp_path):
+    """A client on compute1 polls the management address through run and revert."""
+    out, stop = tmp_path / "answers.txt", tmp_path / "stop"
+    poller = ("import sys, time, os, json, urllib.request\n"
+              "out, stop, url = sys.argv[1:4]\n"
+              "with open(out, 'a') as fh:\n"
+              "    while not os.path.exists(stop):\n"
+              "        try:\n"
+              "            with urllib.request.urlopen(url, timeout=0.3) as r:\n"
+              "                fh.write(f'{time.time():.3f} {json.load(r)[\"host\"]}\\n')\n"
+              "        except OSError as exc:\n"
+              "            fh.write(f'{time.time():.3f} -\\n')\n"
+              "        fh.flush(); time.sleep(0.02)\n")
+    proc = subprocess.Popen(["ip", "netns", "exec", lab.ns("compute1"), sys.executable, "-c", poller, str(out),
+                             str(stop), f"http://{VIP}:8080/"])
+    try:
+        wait_for("a first answer", lambda: out.exists() and out.read_text().strip())
+        res = tool(lab, "run", str(lab.plan))
+        assert res.returncode == 0, res.stderr
+        after_run = out.read_text().split("\n")
+        res = tool(lab, "revert", "--journal", str(lab.dir / "journal"))
+        assert res.returncode == 0, res.stderr
+        time.sleep(0.3)
+    finally:
+        stop.touch()
+        proc.wait(timeout=10)
+    seen = [line.split()[1] for line in out.read_text().splitlines() if line]
+    answered = [h for h in seen if h != "-"]
+    changes = [h for i, h in enumerate(answered) if i == 0 or answered[i - 1] != h]
+    assert changes == ["oldctl", "newctl", "oldctl"], changes
+    during_run = [x.split()[1] for x in after_run if x and x.split()[1] != "-"]
+    assert during_run[0] == "oldctl" and during_run[-1] == "newctl"
+    # the move is quick: few failed polls (20 ms apart) while the address is in flight
+    assert seen.count("-") < 100, seen.count("-")
+    assert vip_holders(lab) == ["oldctl"] and who_answers(lab) == "oldctl"
+
+
+# ---------------------------------------------------------------------- faults
+def test_unreachable_host_is_refused_before_anything_runs(lab):
+    lab.kill_sshd("newctl")
+    res = tool(lab, "run", str(lab.plan))
+    assert res.returncode == 2, res.stderr
+    assert "target:newctl" in res.stderr and "198.51.100.12" in res.stderr and "Connection refused" in res.stderr
+    assert "nothing was changed" in res.stderr
+    assert not (lab.dir / "journal" / "journal.db").exists() or not journal_events(lab.dir / "journal")
+
+
+def test_old_controller_sshd_killed_mid_run_then_resume(lab):
+    journal = lab.dir / "journal"
+    proc = start_tool(lab, "run", str(lab.plan))
+    try:
+        wait_for("keystone.stop_target", lambda: intent_seen(journal, "keystone.stop_target"), proc=proc)
+        assert lab.kill_sshd("oldctl")
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "source:oldctl" in err and "198.51.100.11" in err and "over SSH" in err, err
+    assert "upgrade resume" in err
+    lab.start_sshd("oldctl")
+    res = tool(lab, "resume", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    assert heads(lab, "newctl") == HEADS_NEW and vip_holders(lab) == ["newctl"]
+
+
+def _import_process(lab: hostlab.Lab) -> bool:
+    """The `mysql` client of the import runs on newctl (seen from outside, by its PID namespace)."""
+    mine = os.readlink(f"/proc/{lab.pid1('newctl')}/ns/pid")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if argv[0].endswith(b"mysql") and any(a.startswith(b"--defaults-extra-file") for a in argv) \
+                    and os.readlink(entry / "ns" / "pid") == mine:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_new_controller_link_down_mid_import_then_resume(lab):
+    journal = lab.dir / "journal"
+    proc = start_tool(lab, "run", str(lab.plan))
+    try:
+        wait_for("keystone.import_db", lambda: intent_seen(journal, "keystone.import_db"), proc=proc)
+        wait_for("the import on newctl", lambda: _import_process(lab), timeout=60, interval=0.005, proc=proc)
+        lab.set_link("newctl", up=False)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        lab.set_link("newctl", up=True)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "keystone.import_db failed" in err and "newctl" in err, err
+    res = tool(lab, "resume", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    assert heads(lab, "newctl") == HEADS_NEW and vip_holders(lab) == ["newctl"] and who_answers(lab) == "newctl"
+
+
+@pytest.fixture(scope="module")
+def shared_lab(hostlab_snapshot, tmp_path_factory):
+    with _lab(tmp_path_factory.mktemp("hostlab-moves") / "lab", hostlab_snapshot, 1) as running:
+        yield running
+
+
+@pytest.mark.parametrize("point", ["network.management.remove_old:inside", "network.management.add_new:inside",
+                                   "network.management.announce:before"])
+def test_killed_during_the_ip_move_resume_then_revert(shared_lab, tmp_path, point):
+    """SIGKILL mid-move: the address is on at most one controller; resume puts it on newctl, revert on oldctl.
+
+    Each case starts from and ends in the lab's initial state (a reverted run), on one lab.
+    """
+    lab = shared_lab
+    journal = tmp_path / "journal"
+    plan = tmp_path / "plan.toml"
+    shutil.copyfile(lab.plan, plan)
+    shutil.copyfile(lab.dir / "dump.key", tmp_path / "dump.key")
+    (tmp_path / "dump.key").chmod(0o600)
+    res = tool(lab, "run", str(plan), failpoint=point)
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    assert len(vip_holders(lab)) <= 1
+    res = tool(lab, "resume", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    assert vip_holders(lab) == ["newctl"] and who_answers(lab) == "newctl"
+    res = tool(lab, "revert", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    assert vip_holders(lab) == ["oldctl"] and who_answers(lab) == "oldctl"
+    assert lab.query("newctl", "SELECT @@hostname")  # still serving
+    dones = [e["step"] for e in journal_events(journal) if e["kind"] == "done"]
+    assert len(dones) == len(set(dones))  # no committed step ran twice
+
+
+# ---------------------------------------------------------------------- compute hosts
+def _overlap(events: list[dict], suffix: str) -> int:
+    start = {e["step"]: e["ts"] for e in events if e["kind"] == "intent" and e["step"].endswith(suffix)}
+    spans = [(start[e["step"]], e["ts"]) for e in events if e["kind"] == "done" and e["step"].endswith(suffix)]
+    points = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    best = cur = 0
+    for _, d in points:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def test_twenty_computes_in_parallel_one_broken_alone(lab20):
+    lab = lab20
+    journal = lab.dir / "journal"
+    broken = "compute7"
+    conf = "/etc/nova/nova.conf"
+    good = lab.inside(broken, ["cat", conf]).stdout
+    assert lab.inside(broken, ["sh", "-c", f"echo 'this is [not an ini' > {conf}"]).returncode == 0
+    res = tool(lab, "run", str(lab.plan))
+    assert res.returncode == 1, res.stderr
+    assert f"compute.{broken}.restart failed" in res.stderr and "nova-compute" in res.stderr
+    events = journal_events(journal)
+    dones = {e["step"] for e in events if e["kind"] == "done"}
+    for i in range(1, 21):
+        want = {f"compute.compute{i}.restart", f"compute.compute{i}.verify"}
+        assert (want <= dones) == (f"compute{i}" != broken), i
+    assert _overlap(events, ".restart") >= 5  # pool of 10: the restarts ran side by side
+    first = max(e["seq"] for e in events)
+    # fixed; resume retries exactly the broken host
+    fix = subprocess.run(["nsenter", "-t", str(lab.pid1(broken)), "-a", "-r", "-w", "sh", "-c", f"cat > {conf}"],
+                         input=good, text=True, capture_output=True)
+    assert fix.returncode == 0, fix.stderr
+    res = tool(lab, "resume", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    later = [e for e in journal_events(journal) if e["seq"] > first and e["kind"] in ("intent", "done")]
+    assert {e["machine"] for e in later} == {f"compute.{broken}"}
+    assert [e["step"] for e in later if e["kind"] == "done"] == [f"compute.{broken}.restart",
+                                                                  f"compute.{broken}.verify"]
+    ok = subprocess.run(lab.in_deploy(["ssh", "-F", str(lab.ssh_config), broken, "env", "PYTHONPATH=/run/osu/repo",
+                                       "python3", "-m", "scripts.lab.svc", "--root", "/", "status", "nova-compute"]),
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr

@@ -1,0 +1,119 @@
+"""Parallel groups in the runner: real threads, a real SQLite journal, steps that really sleep and fail.
+
+Journal writes stay on the runner's thread: the hash chain verifies, every machine's events are
+in order, and resume retries only the machines that did not finish.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from journal.store import Journal
+from statemachine.machine import ServiceMachine
+from statemachine.replay import replay
+from statemachine.runner import ParallelGroup, RunFailed, Runner
+from statemachine.step import Step, StepError
+
+
+@dataclass
+class Ctx:
+    results: dict[str, Any] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)
+    calls: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _machine(name: str, seconds: float = 0.2) -> ServiceMachine:
+    def work(step: str):
+        def run(ctx: Ctx) -> dict:
+            with ctx.lock:
+                ctx.calls.append(step)
+            time.sleep(seconds)
+            if step in ctx.broken:
+                raise StepError(f"{step} broke on purpose", host=name)
+            return {"thread": threading.current_thread().name}
+        return run
+
+    return ServiceMachine(name, [Step(f"{name}.restart", "restarted", work(f"{name}.restart"), host=name),
+                                 Step(f"{name}.verify", "reported_in", work(f"{name}.verify"), host=name)])
+
+
+def _runner(journal: Journal, run_id: str, ctx: Ctx, n: int, pool: int) -> Runner:
+    head = ServiceMachine("keystone", [Step("keystone.only", "done_", lambda c: {"x": 1})])
+    computes = [_machine(f"compute.c{i}") for i in range(n)]
+    return Runner(journal, run_id, [head, *computes], ctx,
+                  groups=[ParallelGroup(frozenset(m.name for m in computes), pool)])
+
+
+def _intervals(journal: Journal, run_id: str, suffix: str) -> list[tuple[float, float]]:
+    ev = journal.events(run_id)
+    start = {e.step: e.ts for e in ev if e.kind == "intent" and e.step.endswith(suffix)}
+    return [(start[e.step], e.ts) for e in ev if e.kind == "done" and e.step.endswith(suffix)]
+
+
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    points = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
+    best = cur = 0
+    for _, d in points:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+@pytest.fixture
+def journal(tmp_path) -> Journal:
+    j = Journal(tmp_path / "journal")
+    yield j
+    j.close()
+
+
+def test_group_runs_in_parallel_bounded_by_the_pool(journal):
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    ctx = Ctx()
+    t0 = time.monotonic()
+    _runner(journal, run_id, ctx, n=12, pool=4).forward()
+    took = time.monotonic() - t0
+    # 12 machines x 2 steps x 0.2 s in pools of 4: ~1.2 s, not 4.8 s
+    assert took < 3.0, took
+    overlap = _max_overlap(_intervals(journal, run_id, ".restart"))
+    assert 2 <= overlap <= 4
+    assert journal.verify_chain() is None
+    view = replay(journal.events(run_id))
+    assert all(len(view.machine(f"compute.c{i}").committed) == 2 for i in range(12))
+    assert journal.run(run_id)["status"] == "completed"
+
+
+def test_a_failing_machine_fails_alone_and_resume_retries_only_it(journal):
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    ctx = Ctx(broken={"compute.c3.restart", "compute.c5.verify"})
+    with pytest.raises(RunFailed) as err:
+        _runner(journal, run_id, ctx, n=8, pool=3).forward()
+    assert err.value.machine == "compute.c3" and "1 more failed too: compute.c5 (compute.c5.verify)" in str(err.value)
+    assert journal.run(run_id)["status"] == "failed"
+    view = replay(journal.events(run_id))
+    for i in range(8):
+        committed = set(view.machine(f"compute.c{i}").committed)
+        want = {3: set(), 5: {"compute.c5.restart"}}.get(i, {f"compute.c{i}.restart", f"compute.c{i}.verify"})
+        assert committed == want, i
+    # fixed: resume runs exactly the two unfinished machines' remaining steps
+    ctx2 = Ctx()
+    _runner(journal, run_id, ctx2, n=8, pool=3).forward()
+    assert sorted(ctx2.calls) == ["compute.c3.restart", "compute.c3.verify", "compute.c5.verify"]
+    assert journal.run(run_id)["status"] == "completed"
+    assert journal.verify_chain() is None
+    dones = [e.step for e in journal.events(run_id) if e.kind == "done"]
+    assert len(dones) == len(set(dones)) == 1 + 16
+
+
+def test_revert_undoes_group_machines(journal):
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    _runner(journal, run_id, Ctx(), n=3, pool=3).forward()
+    _runner(journal, run_id, Ctx(), n=3, pool=3).revert()
+    view = replay(journal.events(run_id))
+    assert all(not view.machine(m).committed for m in ("keystone", "compute.c0", "compute.c1", "compute.c2"))
+    assert journal.run(run_id)["status"] == "reverted"

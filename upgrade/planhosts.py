@@ -1,0 +1,192 @@
+"""The plan's host-related parts: SSH host specs, ``[network]`` (IP switchover) and ``[[computes]]``.
+
+Kept apart from ``upgrade/plan.py`` so that the plan loader stays small; the functions take its
+typed table readers, so every error still names the file, the key and what is expected.
+
+    [ssh]                                   # defaults for every ssh:// host below
+    config = "/etc/openstack-upgrade/ssh_config"
+    options = ["-o", "Ciphers=aes128-gcm@openssh.com"]
+
+    [source]
+    host = "ssh://root@10.0.0.11"           # the old controller's own admin address
+    name = "oldctl"                         # logical name: HostKeyAlias and messages
+    # ssh_config = "..." / ssh_options = [...]   override [ssh]
+
+    [network]
+    addresses = [{address = "10.0.0.10/24", device = "eth0", name = "management"}]
+    check_from = "compute1"                 # a compute's name, "local", or ssh://...
+    nonlocal_bind = true                    # sysctl net.ipv4.ip_nonlocal_bind=1 on the new controller
+
+    [compute_defaults]                      # keys every [[computes]] entry inherits
+    service_control = "systemd"
+    units = ["openstack-nova-compute", "neutron-openvswitch-agent"]
+
+    [[computes]]
+    name = "compute1"
+    host = "ssh://root@10.0.0.21"
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from services.compute import ComputeSettings
+from services.network import AddressMove, NetworkSettings
+from services.settings import ServiceControl
+from upgrade.hosts import HostSpec, HostSpecError
+
+if TYPE_CHECKING:
+    from upgrade.plan import _Reader
+
+CONTROL_KINDS = ("systemd", "sysvinit", "template")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+HOST_KEYS = {"host", "name", "ssh_config", "ssh_options"}
+
+
+@dataclass(frozen=True)
+class SshDefaults:
+    config: str | None = None
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    settings: NetworkSettings
+    check_from: HostSpec
+
+
+@dataclass(frozen=True)
+class ComputePlan:
+    settings: ComputeSettings
+    host: HostSpec
+
+
+def _options(r: _Reader, key: str) -> tuple[str, ...] | None:
+    v = r.get(key, list, None, expected='a list of ssh arguments like ["-o", "Ciphers=aes128-gcm@openssh.com"]')
+    if v is not None and not all(isinstance(a, str) and a for a in v):
+        raise r.err(key, "must be a list of non-empty strings (ssh arguments)")
+    return tuple(v) if v is not None else None
+
+
+def ssh_defaults(r: _Reader) -> SshDefaults:
+    s = r.sub("ssh", required=False)
+    s.unknown({"config", "options"})
+    return SshDefaults(config=s.get("config", str, None), options=_options(s, "options") or ())
+
+
+def spec(r: _Reader, url: str, defaults: SshDefaults, key: str = "host", alias: str = "") -> HostSpec:
+    """A HostSpec from *url* plus the table's ``name``/``ssh_config``/``ssh_options`` over ``[ssh]``."""
+    try:
+        if url != "local":
+            HostSpec(url).target()
+    except HostSpecError as exc:
+        raise r.err(key, f"is {url!r}; expected \"local\" or \"ssh://[user@]address[:port]\" ({exc})") from None
+    config = r.get("ssh_config", str, None) if key == "host" else None
+    options = _options(r, "ssh_options") if key == "host" else None
+    return HostSpec(url=url, alias=alias, ssh_config=config if config is not None else defaults.config,
+                    ssh_options=options if options is not None else defaults.options)
+
+
+def side_host(r: _Reader, defaults: SshDefaults) -> HostSpec:
+    """``host``/``name``/``ssh_config``/``ssh_options`` of a ``[source]`` or ``[target]`` table."""
+    name = r.get("name", str, "")
+    if name and not NAME.match(name):
+        raise r.err("name", f"is {name!r}; expected a host name like \"oldctl\" (letters, digits, . _ -)")
+    return spec(r, r.get("host", str, "local"), defaults, alias=name)
+
+
+def control(r: _Reader, base: dict[str, Any] | None = None) -> ServiceControl:
+    """``service_control`` and its ``control`` template, falling back to *base* (``[compute_defaults]``)."""
+    base = base or {}
+    kind = r.get("service_control", str, base.get("service_control", "systemd"))
+    if kind not in CONTROL_KINDS:
+        raise r.err("service_control", f"is {kind!r}; expected one of {', '.join(CONTROL_KINDS)}")
+    if kind != "template":
+        return ServiceControl(kind)
+    t = r.get("control", list, base.get("control", ...), expected='a list like ["svcctl", "{action}", "{unit}"]')
+    if not t or not all(isinstance(a, str) for a in t) or not any("{action}" in a for a in t):
+        raise r.err("control", "must be a non-empty list of strings containing \"{action}\"")
+    return ServiceControl(kind, tuple(t))
+
+
+def computes(r: _Reader, defaults: SshDefaults) -> tuple[ComputePlan, ...]:
+    raw = r.table.get("computes", [])
+    if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+        raise r.err("computes", "must be an array of tables: [[computes]] name = ... host = ...")
+    base_r = r.sub("compute_defaults", required=False)
+    base_r.unknown({"service_control", "control", "units", "ssh_config", "ssh_options"})
+    out: list[ComputePlan] = []
+    seen: set[str] = set()
+    for i, table in enumerate(raw):
+        from upgrade.plan import _Reader
+
+        c = _Reader(r.path, {**{k: v for k, v in base_r.table.items()}, **table}, f"computes[{i}]")
+        c.unknown({"name", "host", "units", "service_control", "control", "ssh_config", "ssh_options"})
+        name = c.get("name", str, expected='the compute host\'s name, e.g. "compute1"')
+        if not NAME.match(name) or name in seen:
+            raise c.err("name", f"is {name!r}; expected a unique host name (letters, digits, . _ -)")
+        seen.add(name)
+        units = c.get("units", list, expected='the units to restart, e.g. ["nova-compute"]')
+        if not units or not all(isinstance(u, str) and u for u in units):
+            raise c.err("units", "must be a non-empty list of unit names, nova-compute first")
+        host = c.get("host", str, expected='"ssh://root@ADDRESS" or "local"')
+        out.append(ComputePlan(ComputeSettings(name=name, units=tuple(units), control=control(c)),
+                               spec(c, host, defaults, alias=name)))
+    return tuple(out)
+
+
+def pool(r: _Reader) -> int:
+    """``[upgrade] compute_pool``: how many compute hosts are restarted at the same time."""
+    n = r.get("compute_pool", int, 10)
+    if not 1 <= n <= 256:
+        raise r.err("compute_pool", f"is {n}; expected 1-256 parallel compute hosts")
+    return n
+
+
+def network(r: _Reader, defaults: SshDefaults, comp: tuple[ComputePlan, ...],
+            sides: tuple[tuple[str, HostSpec], ...]) -> NetworkPlan | None:
+    """``[network]``: the addresses to move from the old controller to the new one, as the last machine."""
+    if "network" not in r.table:
+        return None
+    n = r.sub("network")
+    n.unknown({"addresses", "check_from", "nonlocal_bind", "check_timeout"})
+    raw = n.get("addresses", list, expected='a list like [{address = "10.0.0.10/24", device = "eth0", '
+                                            'name = "management"}]')
+    moves: list[AddressMove] = []
+    for i, a in enumerate(raw):
+        if not isinstance(a, dict) or set(a) - {"address", "device", "name"} or not {"address", "device"} <= set(a):
+            raise n.err(f"addresses[{i}]", "must be a table {address = \"A.B.C.D/PREFIX\", device = \"eth0\", "
+                                           "name = \"management\"}")
+        try:
+            iface = ipaddress.ip_interface(str(a["address"]))
+        except ValueError:
+            raise n.err(f"addresses[{i}].address", f"is {a['address']!r}; expected ADDRESS/PREFIX like "
+                                                   "\"10.0.0.10/24\"") from None
+        if "/" not in str(a["address"]):
+            raise n.err(f"addresses[{i}].address", f"is {a['address']!r}; give the prefix length too (/24)")
+        name = str(a.get("name", f"address{i + 1}"))
+        if not re.match(r"^[a-z0-9_]+$", name):
+            raise n.err(f"addresses[{i}].name", f"is {name!r}; expected lowercase letters, digits and _ "
+                                                "(it names the journal steps)")
+        moves.append(AddressMove(name=name, address=str(iface), device=str(a["device"])))
+    if not moves:
+        raise n.err("addresses", "is empty; name at least one address to move, or leave out [network]")
+    if len({m.name for m in moves}) != len(moves) or len({m.ip for m in moves}) != len(moves):
+        raise n.err("addresses", "names an address or a name twice")
+    for role, hs in sides:
+        if hs.is_local:
+            continue
+        _user, address, _port = hs.target()
+        if address in {m.ip for m in moves}:
+            raise n.err("addresses", f"includes {address}, which `{role}.host` uses to reach the {role} "
+                                     "controller: deleting it would cut the tool's own SSH session — reach "
+                                     f"the controller through its own admin address in `{role}.host`")
+    check = n.get("check_from", str, "local")
+    by_name = {c.settings.name: c.host for c in comp}
+    check_spec = by_name.get(check) or spec(n, check, defaults, key="check_from")
+    timeout = n.get("check_timeout", int, 30)
+    return NetworkPlan(NetworkSettings(addresses=tuple(moves), nonlocal_bind=n.get("nonlocal_bind", bool, False),
+                                       check_timeout=float(timeout)), check_spec)
