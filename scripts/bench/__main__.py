@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SECTIONS = ("scripts.bench.journal", "scripts.bench.vault")
+SECTIONS = ("scripts.bench.journal", "scripts.bench.vault", "scripts.bench.computes")
 
 
 def machine() -> str:
@@ -22,7 +22,7 @@ def machine() -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", help="run one section (journal, vault)")
+    ap.add_argument("--only", help="run one section (journal, vault, computes)")
     ap.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     a = ap.parse_args()
     parts = ["# Benchmarks", "", f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {machine()}.",
