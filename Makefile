@@ -2,7 +2,8 @@
 PYTHON    ?= python3
 VENV      := .venv
 VENV_ROOT ?= /opt/openstack-upgrade/venvs
-RELEASES  ?= 2025.2 2026.1
+# 2025.2/2026.1: every service (real keystone and neutron DDL); 2024.1/2025.1: nova's real SLURP DDL
+RELEASES  ?= 2025.2 2026.1 2024.1 2025.1
 export OSU_VENV_ROOT := $(VENV_ROOT)
 
 .PHONY: setup system venv openstack test demo bench lint clean

@@ -1,0 +1,284 @@
+"""Glance, nova, neutron and cinder on a lab controller tree, at database level: their configs,
+databases and users, the real schema of the controller's release (``glance-manage db sync``,
+``nova-manage api_db sync``/``cell_v2``/``db sync``, ``neutron-db-manage upgrade heads``,
+``cinder-manage db sync``), and realistic rows on the old controller: images with non-ASCII
+properties and a file in the store, nova services of the old host, instances with iSCSI block
+devices (CHAP secrets in connection_info), cinder volumes and attachments on the old portal,
+neutron agents with Havana-era timers. Their APIs are not served (they need a message queue):
+their units are stand-ins under ``scripts.lab.units``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scripts.lab.mariadb import MariaDB
+from scripts.lab.proc import LabError, clean_env
+
+SERVICES = ("glance", "nova", "neutron", "cinder")
+DATABASES = {"glance": ("glance",), "nova": ("nova_api", "nova", "nova_cell0"), "neutron": ("neutron",),
+             "cinder": ("cinder",)}
+PASSWORDS = {"glance": "gl-DB-pw-1401", "nova": "nova-DB-pw-2702", "neutron": "nt-DB-pw-3903",
+             "cinder": "ci-DB-pw-4104"}
+MQ_URL = "rabbit://openstack:mq-Secret-77@127.0.0.1:5672/"
+#: documentation addresses (RFC 5737): data in rows and configs only, never contacted
+OLD_PORTAL, NEW_PORTAL = "198.51.100.4", "198.51.100.9"
+OLD_HOST, NEW_HOST = "old-ctl", "new-ctl"
+UNITS = {"glance": ["glance-api"], "nova": ["nova-api", "nova-conductor", "nova-scheduler", "nova-metadata"],
+         "neutron": ["neutron-server", "neutron-dhcp-agent", "neutron-metadata-agent"],
+         "cinder": ["cinder-api", "cinder-scheduler", "cinder-volume"]}
+IMAGE_BYTES = b"QFI\xfb" + bytes(range(256)) * 64
+
+
+@dataclass
+class Stack:
+    """One controller tree with glance/nova/neutron/cinder configs and databases of its release."""
+
+    root: Path
+    release: str
+    venv: Path
+    db: MariaDB
+
+    def etc(self, service: str) -> Path:
+        return self.root / "etc" / service
+
+    def url(self, service: str, db: str) -> str:
+        return f"mysql+pymysql://{service}:{PASSWORDS[service]}@127.0.0.1:{self.db.port}/{db}"
+
+    def manage(self, tool: str, *args: str) -> subprocess.CompletedProcess:
+        argv = [str(self.venv / "bin" / tool), *args]
+        res = subprocess.run(argv, env=clean_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                             cwd=self.root)
+        if res.returncode != 0:
+            raise LabError(f"{' '.join(argv)} ({self.release}) rc {res.returncode}:\n"
+                           f"{(res.stdout + res.stderr)[-3000:]}")
+        return res
+
+
+def _configs(s: Stack) -> dict[str, dict[str, str]]:
+    lib = s.root / "var" / "lib"
+    return {
+        "glance": {"glance-api.conf": f"""\
+# glance-api.conf of the lab controller {s.root} ({s.release})
+[DEFAULT]
+enabled_backends = fs:file
+#workers = 1
+
+[database]
+connection = {s.url("glance", "glance")}
+
+[fs]
+filesystem_store_datadir = {lib}/glance/images/
+
+[glance_store]
+default_backend = fs
+"""},
+        "nova": {"nova.conf": f"""\
+# nova.conf of the lab controller {s.root} ({s.release})
+[DEFAULT]
+transport_url = {MQ_URL}
+my_ip = 127.0.0.1
+state_path = {lib}/nova
+
+[api_database]
+connection = {s.url("nova", "nova_api")}
+
+[database]
+connection = {s.url("nova", "nova")}
+
+[service_user]
+send_service_user_token = true
+"""},
+        "neutron": {"neutron.conf": f"""\
+# neutron.conf of the lab controller {s.root} ({s.release})
+[DEFAULT]
+core_plugin = ml2
+service_plugins = router
+transport_url = {MQ_URL}
+# carried over from Havana days
+agent_down_time = 9
+
+[agent]
+report_interval = 4
+
+[database]
+connection = {s.url("neutron", "neutron")}
+""", "plugins/ml2/ml2_conf.ini": """\
+[ml2]
+type_drivers = flat,vxlan
+tenant_network_types = vxlan
+mechanism_drivers = openvswitch
+"""},
+        "cinder": {"cinder.conf": f"""\
+# cinder.conf of the lab controller {s.root} ({s.release})
+[DEFAULT]
+transport_url = {MQ_URL}
+enabled_backends = lvm
+state_path = {lib}/cinder
+
+[database]
+connection = {s.url("cinder", "cinder")}
+
+[lvm]
+volume_driver = cinder.volume.drivers.lvm.LVMVolumeDriver
+volume_group = cinder-volumes
+target_helper = lioadm
+target_ip_address = {OLD_PORTAL}
+"""},
+    }
+
+
+def make_stack(root: Path, release: str, db: MariaDB, venv_root: Path, services: tuple[str, ...] = SERVICES) -> Stack:
+    """Configs, databases, users and the release's real schema (a freshly deployed controller)."""
+    s = Stack(Path(root).resolve(), release, Path(venv_root) / release, db)
+    db.start()
+    for service in services:
+        for rel, text in _configs(s)[service].items():
+            path = s.etc(service) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        (s.root / "var" / "lib" / service).mkdir(parents=True, exist_ok=True)
+        for name in DATABASES[service]:
+            db.execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")
+            db.execute(f"GRANT ALL PRIVILEGES ON `{name}`.* TO %s@'127.0.0.1' IDENTIFIED BY %s",
+                       args=(service, PASSWORDS[service]))
+    (s.root / "var" / "lib" / "glance" / "images").mkdir(parents=True, exist_ok=True)
+    sync(s, services)
+    return s
+
+
+def sync(s: Stack, services: tuple[str, ...] = SERVICES) -> None:
+    if "glance" in services:
+        s.manage("glance-manage", "--config-file", str(s.etc("glance") / "glance-api.conf"), "db", "sync")
+    if "nova" in services:
+        conf = ("--config-file", str(s.etc("nova") / "nova.conf"))
+        s.manage("nova-manage", *conf, "api_db", "sync")
+        s.manage("nova-manage", *conf, "cell_v2", "map_cell0", "--database_connection", s.url("nova", "nova_cell0"))
+        if "cell1" not in s.manage("nova-manage", *conf, "cell_v2", "list_cells").stdout:
+            s.manage("nova-manage", *conf, "cell_v2", "create_cell", "--name", "cell1")
+        s.manage("nova-manage", *conf, "db", "sync")
+    if "neutron" in services:
+        s.manage("neutron-db-manage", "--config-file", str(s.etc("neutron") / "neutron.conf"), "--config-file",
+                 str(s.etc("neutron") / "plugins/ml2/ml2_conf.ini"), "upgrade", "heads")
+    if "cinder" in services:
+        s.manage("cinder-manage", "--config-file", str(s.etc("cinder") / "cinder.conf"), "db", "sync")
+
+
+# ---------------------------------------------------------------------- rows
+def insert(db: MariaDB, schema: str, table: str, values: dict[str, Any]) -> None:
+    """INSERT with every NOT NULL column without a default filled with a neutral value, so the
+    rows fit the schema of any release."""
+    cols = db.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema=%s AND "
+                      "table_name=%s AND is_nullable='NO' AND column_default IS NULL AND extra NOT LIKE "
+                      "'%%auto_increment%%'", args=(schema, table))
+    row = dict(values)
+    for name, typ in cols:
+        if name in row:
+            continue
+        row[name] = ("2026-01-01 00:00:00" if typ in ("datetime", "timestamp") else
+                     0 if typ in ("int", "tinyint", "smallint", "bigint", "float", "double", "decimal") else "")
+    names = ", ".join(f"`{k}`" for k in row)
+    marks = ", ".join(["%s"] * len(row))
+    db.execute(f"INSERT INTO `{table}` ({names}) VALUES ({marks})", db=schema, args=tuple(row.values()))
+
+
+def iscsi_info(volume_id: str, portal: str, lun: int) -> str:
+    """connection_info as nova and cinder store it for an LVM/iSCSI volume with CHAP (seed, facts §4.8)."""
+    iqn = f"iqn.2010-10.org.openstack:volume-{volume_id}"
+    return json.dumps({"driver_volume_type": "iscsi", "serial": volume_id, "data": {
+        "access_mode": "rw", "target_discovered": False, "encrypted": False, "qos_specs": None,
+        "target_iqn": iqn, "target_portal": f"{portal}:3260", "volume_id": volume_id, "target_lun": lun,
+        "device_path": f"/dev/disk/by-path/ip-{portal}:3260-iscsi-{iqn}-lun-{lun}",
+        "auth_password": f"CHAP-{volume_id[:8]}-s3cret", "auth_username": f"chap-{volume_id[:6]}",
+        "auth_method": "CHAP"}})
+
+
+def to_latin1(db: MariaDB, schema: str) -> None:
+    """Every table of *schema* latin1, as in a Havana-era dump. MariaDB will not change a column a
+    foreign key uses (error 1832, even with checks off): drop the foreign keys, convert, re-add."""
+    conn = db.connect(schema)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION foreign_key_checks = 0")
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema=%s", (schema,))
+            tables = [r[0] for r in cur.fetchall()]
+            fks = []
+            for t in tables:
+                cur.execute(f"SHOW CREATE TABLE `{t}`")
+                for line in cur.fetchone()[1].splitlines():
+                    line = line.strip().rstrip(",")
+                    if line.startswith("CONSTRAINT") and "FOREIGN KEY" in line:
+                        fks.append((t, line.split("`")[1], line))
+            for t, name, _line in fks:
+                cur.execute(f"ALTER TABLE `{t}` DROP FOREIGN KEY `{name}`")
+            for t in tables:
+                cur.execute(f"ALTER TABLE `{t}` CONVERT TO CHARACTER SET latin1")
+            for t, _name, line in fks:
+                cur.execute(f"ALTER TABLE `{t}` ADD {line}")
+            cur.execute(f"ALTER DATABASE `{schema}` CHARACTER SET latin1")
+    finally:
+        conn.close()
+
+
+def seed(s: Stack) -> dict[str, Any]:
+    """Realistic rows on the old controller; returns their ids."""
+    db = s.db
+    out: dict[str, Any] = {"images": [], "volumes": [], "bdms": [], "attachments": []}
+    # glance: images with non-ASCII names/properties, one file in the store; one table kept latin1,
+    # as a Havana-era dump would have it (the runbook's CONVERT TO CHARACTER SET utf8)
+    for i, name in enumerate(("cirros café", "Übuntu jämmy")):
+        img = str(uuid.uuid4())
+        insert(db, "glance", "images", {"id": img, "name": name, "size": len(IMAGE_BYTES), "status": "active",
+                                        "deleted": 0, "visibility": "public", "disk_format": "qcow2",
+                                        "container_format": "bare", "created_at": "2026-01-02 03:04:05"})
+        insert(db, "glance", "image_properties", {"image_id": img, "name": "description",
+                                                  "value": f"Grüße aus der Küche {i}, naïve", "deleted": 0,
+                                                  "created_at": "2026-01-02 03:04:05"})
+        out["images"].append(img)
+    (s.root / "var/lib/glance/images" / out["images"][0]).write_bytes(IMAGE_BYTES)
+    to_latin1(db, "glance")
+    # nova: the old controller's services, a compute, instances with block devices
+    for binary, host in (("nova-conductor", OLD_HOST), ("nova-scheduler", OLD_HOST), ("nova-compute", "compute-1")):
+        insert(db, "nova", "services", {"host": host, "binary": binary, "topic": binary.split("-")[1],
+                                        "deleted": 0, "disabled": 0, "forced_down": 0, "version": 70,
+                                        "uuid": str(uuid.uuid4()), "created_at": "2026-01-01 00:00:00"})
+    vols = [str(uuid.uuid4()) for _ in range(3)]
+    svc_uuid = {OLD_HOST: str(uuid.uuid4()), "other": str(uuid.uuid4())}
+    for host, backend in ((OLD_HOST, "lvm"), ("other", "ceph")):
+        insert(db, "cinder", "services", {"host": f"{host}@{backend}", "binary": "cinder-volume",
+                                          "topic": "cinder-volume", "deleted": 0, "disabled": 0,
+                                          "uuid": svc_uuid[host], "created_at": "2026-01-01 00:00:00"})
+    for n, vol in enumerate(vols):
+        portal = OLD_PORTAL if n < 2 else "203.0.113.7"  # the third lives on another backend: untouched
+        inst = str(uuid.uuid4())
+        insert(db, "nova", "instances", {"uuid": inst, "deleted": 0, "host": "compute-1", "vm_state": "active",
+                                         "created_at": "2026-01-01 00:00:00"})
+        insert(db, "nova", "block_device_mapping", {
+            "instance_uuid": inst, "volume_id": vol, "source_type": "volume", "destination_type": "volume",
+            "device_name": "/dev/vdb", "connection_info": iscsi_info(vol, portal, n + 1), "deleted": 0,
+            "uuid": str(uuid.uuid4()), "created_at": "2026-01-01 00:00:00"})
+        insert(db, "cinder", "volumes", {
+            "id": vol, "deleted": 0, "size": 1, "status": "in-use", "host": f"{OLD_HOST}@lvm#lvm" if n < 2
+            else "other@ceph#ceph", "provider_location": f"{portal}:3260,{n + 1} iqn.2010-10.org.openstack:volume-"
+            f"{vol} 1", "created_at": "2026-01-01 00:00:00", "use_quota": 1,
+            "service_uuid": svc_uuid[OLD_HOST if n < 2 else "other"]})
+        att = str(uuid.uuid4())
+        insert(db, "cinder", "volume_attachment", {
+            "id": att, "volume_id": vol, "instance_uuid": inst, "attach_status": "attached", "deleted": 0,
+            "connection_info": iscsi_info(vol, portal, n + 1), "created_at": "2026-01-01 00:00:00"})
+        out["volumes"].append(vol)
+        out["attachments"].append(att)
+    # neutron: agents of the old controller and of a compute
+    for agent_type, binary, host in (("DHCP agent", "neutron-dhcp-agent", OLD_HOST),
+                                     ("L3 agent", "neutron-l3-agent", OLD_HOST),
+                                     ("Open vSwitch agent", "neutron-openvswitch-agent", "compute-1")):
+        insert(db, "neutron", "agents", {"id": str(uuid.uuid4()), "agent_type": agent_type, "binary": binary,
+                                         "topic": "q-agent", "host": host, "admin_state_up": 1,
+                                         "created_at": "2026-01-01 00:00:00", "started_at": "2026-01-01 00:00:00",
+                                         "heartbeat_timestamp": "2026-01-01 00:00:00", "configurations": "{}"})
+    return out

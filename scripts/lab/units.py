@@ -1,0 +1,107 @@
+"""The lab's unit supervisor for every service of a controller tree, LSB exit codes like ``svc``:
+
+    python -m scripts.lab.units --root ROOT {start|stop|status} UNIT
+
+``keystone`` is served for real by ``scripts.lab.svc``; every other unit is a stand-in process
+(``standin.py``; ``httpd`` answers HTTP on the port ``ROOT/units.json`` names), tracked by pid
+file and command line, never by name. ``status``: 0 running, 3 stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from scripts.lab import layout, svc
+from scripts.lab.proc import LabError, pid_alive, port_open, read_pid, terminate, write_pid
+
+STANDIN = Path(__file__).resolve().with_name("standin.py")
+UNITS_FILE = "units.json"
+
+
+def ports(root: Path) -> dict[str, int]:
+    try:
+        return {k: int(v) for k, v in json.loads((root / UNITS_FILE).read_text()).items()}
+    except (OSError, ValueError):
+        return {}
+
+
+def _pid_file(root: Path, unit: str) -> Path:
+    return layout.run_dir(root) / f"unit-{unit}.pid"
+
+
+def _marker(unit: str) -> str:
+    return f"{STANDIN.name} {unit}"
+
+
+def pid(root: Path, unit: str) -> int | None:
+    p = read_pid(_pid_file(root, unit))
+    return p if pid_alive(p, (_marker(unit),)) else None
+
+
+def start(root: Path, unit: str) -> None:
+    if unit in svc.SERVICES:
+        svc.start(root, unit)
+        return
+    if pid(root, unit):
+        return
+    port = ports(root).get(unit)
+    if port and port_open(port):
+        raise LabError(f"{unit}: 127.0.0.1:{port} is already in use")
+    layout.run_dir(root).mkdir(parents=True, exist_ok=True)
+    log = layout.log_dir(root, "units") / f"{unit}.out"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, str(STANDIN), unit, *([str(port)] if port else [])],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    write_pid(_pid_file(root, unit), proc.pid)
+    deadline = time.monotonic() + 15
+    while port and not port_open(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise LabError(f"{unit} did not listen on 127.0.0.1:{port}")
+        time.sleep(0.05)
+
+
+def stop(root: Path, unit: str) -> None:
+    if unit in svc.SERVICES:
+        svc.stop(root, unit)
+        return
+    p = pid(root, unit)
+    if p:
+        terminate(p, 10)
+    _pid_file(root, unit).unlink(missing_ok=True)
+
+
+def status(root: Path, unit: str) -> bool:
+    if unit in svc.SERVICES:
+        return svc.status(root, unit)
+    return pid(root, unit) is not None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.lab.units")
+    parser.add_argument("--root", required=True, type=Path)
+    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument("unit")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    try:
+        if args.action == "start":
+            start(root, args.unit)
+        elif args.action == "stop":
+            stop(root, args.unit)
+        else:
+            return 0 if status(root, args.unit) else 3
+    except LabError as exc:
+        print(f"{args.unit}: {args.action} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
