@@ -59,3 +59,17 @@ def databases(name: str, jump: Jump, settings: Any) -> list[str]:
 #: the manage command that proves a service is installed on a controller
 TOOLS = {"keystone": "keystone-manage", "glance": "glance-manage", "placement": "placement-manage",
          "nova": "nova-manage", "neutron": "neutron-db-manage", "cinder": "cinder-manage", "nova-unpin": "nova-manage"}
+
+
+def steps_for_plan(plan: Any, name: str) -> list[Step]:
+    """The steps of *name* exactly as a run of *plan* builds them (``upgrade plan``, ``status``): any
+    object with ``from_release``, ``to_release`` and ``service_settings`` (upgrade.plan.Plan)."""
+    st = plan.service_settings.get(name)
+    return steps_for(name, Jump(plan.from_release, plan.to_release), st.options if st is not None else None)
+
+
+def steps_for_raw(raw: Mapping[str, Any], name: str) -> list[Step]:
+    """The same from a plan's stored TOML (the ``plan`` column of a run: secrets removed)."""
+    up = raw.get("upgrade", {})
+    table = raw.get("services", {}).get(name, {})
+    return steps_for(name, Jump(up.get("from", DEFAULT_JUMP.source), up.get("to", DEFAULT_JUMP.target)), table)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from services import releases
-from services.registry import ORDER, SERVICES, steps_for, unsupported
+from services.registry import ORDER, steps_for, unsupported
 from services.runbook import Jump
 from services.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
 
@@ -205,3 +205,23 @@ def test_havana_icehouse_reproduces_the_runbook() -> None:
     got = render_plan(jump, c, names)
     want = [line for line in GOLDEN.read_text().splitlines() if line and not line.startswith("#")]
     assert got == want
+
+
+def test_plan_and_status_see_the_run_s_steps() -> None:
+    """`upgrade plan` and `upgrade status` build the steps the run builds, from the plan or its stored TOML."""
+    from services.registry import steps_for_plan, steps_for_raw
+
+    @dataclass
+    class P:
+        from_release: str
+        to_release: str
+        service_settings: dict[str, ServiceSettings]
+
+    st = ServiceSettings(name="keystone", unit="k", db_name="keystone", options={"old_address": "10.0.0.3"})
+    plan = P("havana", "icehouse", {"keystone": st})
+    names = [s.name for s in steps_for_plan(plan, "keystone")]
+    assert "keystone.endpoints" in names
+    raw = {"upgrade": {"from": "havana", "to": "icehouse"}, "services": {"keystone": {"old_address": "10.0.0.3"}}}
+    assert [s.name for s in steps_for_raw(raw, "keystone")] == names
+    assert [s.name for s in steps_for_raw({"upgrade": {"from": "2024.1", "to": "2025.1"}}, "nova")][6:8] == \
+        ["nova.api_db_sync", "nova.update_cells"]

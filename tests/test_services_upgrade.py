@@ -302,7 +302,19 @@ def test_nova_slurp_runs_its_real_migrations(tmp_path_factory, tmp_path):
         ev = _events(tmp_path / "journal")
         schema = _done(ev, "nova.upgrade_schema")
         assert schema["revisions_before"] == {"nova": [NOVA_MAIN_BEFORE], "nova_cell0": [NOVA_MAIN_BEFORE]}
-        assert "[upgrade_levels]\ncompute = caracal\n" in (new.root / "etc/nova/nova.conf").read_text()
+        conf = new.root / "etc/nova/nova.conf"
+        assert "[upgrade_levels]\ncompute = caracal\n" in conf.read_text()
+        # later, the computes upgraded: nova-unpin drops the pin and restarts nova; its undo puts it back
+        pinned = conf.read_bytes()
+        unpin = write_plan(tmp_path / "unpin", old, new, services=("nova-unpin",))
+        unpin.write_text(unpin.read_text() + f'\n[services.nova-unpin]\nunits = {json.dumps(UNITS["nova"])}\n')
+        res = upgrade("run", str(unpin))
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "compute = caracal" not in conf.read_text() and "[upgrade_levels]" in conf.read_text()
+        assert _done(_events(tmp_path / "unpin" / "journal"), "nova-unpin.unpin_compute")["removed"] == "caracal"
+        assert all(units.status(new.root, u) for u in UNITS["nova"] if u != "nova-metadata")
+        assert upgrade("revert", "--journal", str(tmp_path / "unpin" / "journal")).returncode == 0
+        assert conf.read_bytes() == pinned
     finally:
         for root in (base / "old", base / "new"):
             for unit in UNITS["nova"]:
