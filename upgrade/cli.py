@@ -14,7 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from upgrade import app, commands, tables
+from upgrade import app, commands, planinit, tables
 from upgrade.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UserError
 
 EPILOG = __doc__.split("\n\n", 1)[1]
@@ -31,6 +31,10 @@ def parser() -> argparse.ArgumentParser:
                         help="journal directory (default: ./upgrade-journal)")
         sp.add_argument("--run", dest="run_id", help="run id (default: the unfinished or latest run)")
 
+    sp = sub.add_parser("init", help="print an annotated plan for a common layout")
+    sp.add_argument("--layout", choices=tuple(planinit.LAYOUTS), default="rdo-sysvinit")
+    sp.add_argument("--from", dest="from_release", default="2025.2", metavar="RELEASE")
+    sp.add_argument("--to", dest="to_release", default="2026.1", metavar="RELEASE")
     sp = sub.add_parser("check", help="pre-flight: will the plan run? (changes nothing; exit 0 OK, 1 warn, 2 fail)")
     sp.add_argument("plan")
     sp.add_argument("-f", "--format", dest="fmt", choices=tables.FORMATS, default="table")
@@ -72,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def dispatch(a: argparse.Namespace) -> int:
+    if a.verb == "init":
+        return commands.init(a.layout, a.from_release, a.to_release)
     if a.verb == "check":
         return commands.check_cmd(a.plan, a.fmt)
     if a.verb == "plan":

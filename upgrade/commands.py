@@ -18,7 +18,7 @@ from journal.store import Journal, JournalError
 from statemachine.machine import INITIAL, ServiceMachine
 from statemachine.replay import replay
 from statemachine.runner import RevertFailed, RunFailed
-from upgrade import app, check, guards, logs, planview, progress, tables
+from upgrade import app, check, guards, logs, planinit, planview, progress, tables
 from upgrade import plan as plan_mod
 from upgrade.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BusyError, UserError
 
@@ -343,6 +343,13 @@ def keygen(path: str) -> int:
     except vault.VaultError as exc:
         raise UserError(str(exc)) from None
     sys.stdout.write(f"wrote key {path} (key id {key.key_id}); keep a copy: dumps cannot be read without it\n")
+    return EXIT_OK
+
+
+def init(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_release: str = "2026.1",
+         out: TextIO = sys.stdout) -> int:
+    """Print an annotated plan for a common layout; every key is explained in a comment."""
+    out.write(planinit.render(layout, from_release, to_release))
     return EXIT_OK
 
 

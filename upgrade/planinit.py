@@ -1,0 +1,165 @@
+"""`upgrade init`: an annotated plan for a common controller layout, every key explained.
+
+The comments come from ``upgrade.planschema`` (the same text as the operator guide's plan
+reference). The layouts differ in how services are controlled and named:
+
+* ``rdo-sysvinit`` — RDO packages on CentOS/RHEL, the classic runbook: ``service openstack-keystone start``;
+* ``ubuntu-systemd`` — Ubuntu Cloud Archive: ``systemctl``, keystone served by ``apache2`` (or a ``keystone`` unit).
+
+The plan runs on the new controller (``host = "local"``) and reaches the old one over SSH; the
+optional parts (SSH defaults, the IP switchover, compute hosts) are written commented out.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass
+
+from services.releases import jump_error
+from upgrade import planschema
+from upgrade.errors import UserError
+
+OLD_ADDRESS = "192.0.2.11"    # documentation addresses (RFC 5737): replace with the real ones
+NEW_ADDRESS = "192.0.2.12"
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    title: str
+    control: str                    # service_control of both controllers
+    unit: str
+    unit_note: str
+
+
+LAYOUTS = {
+    "rdo-sysvinit": Layout("rdo-sysvinit", "RDO on CentOS/RHEL with init scripts (the classic runbook)",
+                           "sysvinit", "openstack-keystone",
+                           "RDO's init script: `service openstack-keystone start`"),
+    "ubuntu-systemd": Layout("ubuntu-systemd", "Ubuntu (Cloud Archive) with systemd", "systemd", "apache2",
+                             "Ubuntu serves keystone from apache2 (mod_wsgi); use \"keystone\" for a uwsgi unit"),
+}
+
+
+def _comment(text: str, indent: str = "") -> list[str]:
+    return [indent + "# " + line for line in textwrap.wrap(text, 96 - len(indent))]
+
+
+def _toml(value: object) -> str:
+    """A TOML value: strings (JSON escapes are TOML's), numbers, booleans, arrays and inline tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+class _Writer:
+    """Writes ``key = value`` lines, each preceded by its schema comment (and a layout note)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def table(self, name: str, note: str = "", commented: bool = False, title: str = "") -> None:
+        t = planschema.table(name)
+        self.lines += [""] + _comment(t.doc.rstrip(".") + "." + (f" {note}" if note else ""))
+        self.lines.append(("# " if commented else "") + (title or f"[{name}]"))
+
+    def key(self, table: str, key: str, value: object, note: str = "", commented: bool = False) -> None:
+        k = planschema.table(table).key(key)
+        self.lines += _comment(k.doc + (f" — {note}" if note else ""))
+        self.lines.append(("# " if commented else "") + f"{key} = {_toml(value)}")
+
+
+def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_release: str = "2026.1") -> str:
+    """The annotated plan text; loads with ``upgrade.plan.load`` once the passwords and key exist."""
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown layout {layout!r} — use one of {', '.join(LAYOUTS)}")
+    if (msg := jump_error(from_release, to_release)) is not None:
+        raise UserError(f"--from {from_release} --to {to_release}: {msg}")
+    lay = LAYOUTS[layout]
+    w = _Writer()
+    w.lines += [f"# openstack-upgrade plan: {lay.title}, {from_release} -> {to_release}.",
+                "# Written by `upgrade init`. Replace the documentation addresses (192.0.2.x) with yours, export",
+                "# SOURCE_DB_PASSWORD and TARGET_DB_PASSWORD, create the key with `upgrade keygen dump.key`, then",
+                "# `upgrade check plan.toml` and `upgrade plan plan.toml` before `upgrade run plan.toml`.",
+                "# It runs on the new controller and reaches the old one over SSH (root, key-based)."]
+    w.table("upgrade")
+    w.key("upgrade", "from", from_release)
+    w.key("upgrade", "to", to_release)
+    w.key("upgrade", "services", ["keystone"])
+    w.key("upgrade", "journal", "upgrade-journal")
+    w.key("upgrade", "compute_pool", 10, commented=True)
+    w.table("vault")
+    w.key("vault", "key_file", "dump.key")
+    w.key("vault", "passphrase_env", "UPGRADE_PASSPHRASE", commented=True)
+    w.key("vault", "dir", "/srv/upgrade-dumps", commented=True)
+    for role in ("source", "target"):
+        old = role == "source"
+        w.table(role, "The old controller." if old else "The new controller: this machine.")
+        w.key(role, "host", f"ssh://root@{OLD_ADDRESS}" if old else "local")
+        w.key(role, "name", "oldctl" if old else "newctl")
+        w.key(role, "ssh_config", "/root/.ssh/config", commented=True)
+        w.key(role, "ssh_options", ["-o", "ConnectTimeout=10"], commented=True)
+        w.key(role, "etc", "/etc")
+        w.key(role, "lib", "/var/lib")
+        w.key(role, "log", "/var/log")
+        w.key(role, "bin", "/usr/bin")
+        w.key(role, "service_control", lay.control, lay.unit_note)
+        w.key(role, "control", ["svcctl", "{action}", "{unit}"], "with service_control = \"template\"",
+              commented=True)
+        w.table(f"{role}.db")
+        w.key(f"{role}.db", "address", OLD_ADDRESS if old else "127.0.0.1")
+        w.key(f"{role}.db", "port", 3306)
+        w.key(f"{role}.db", "admin_user", "root")
+        w.key(f"{role}.db", "admin_password_env", "SOURCE_DB_PASSWORD" if old else "TARGET_DB_PASSWORD")
+        w.key(f"{role}.db", "admin_password", "", "prefer admin_password_env", commented=True)
+        w.key(f"{role}.db", "service_address", OLD_ADDRESS if old else NEW_ADDRESS, commented=old)
+        w.key(f"{role}.db", "flavor", "mariadb")
+    w.table("services.keystone")
+    w.key("services.keystone", "unit", lay.unit, lay.unit_note)
+    w.key("services.keystone", "db_name", "keystone")
+    w.key("services.keystone", "owner", "keystone:keystone")
+    w.key("services.keystone", "verify_url", "http://127.0.0.1:5000/v3")
+    w.key("services.keystone", "grant_hosts", ["%", "localhost"])
+    w.key("services.keystone", "db_user", "keystone", commented=True)
+    w.key("services.keystone", "db_password_env", "KEYSTONE_DB_PASSWORD", commented=True)
+    w.key("services.keystone", "db_password", "", commented=True)
+    common = {k.name for k in planschema.table("services.<name>").keys}
+    for k in planschema.table("services.keystone").keys:
+        if k.name not in common:
+            w.key("services.keystone", k.name, _example(k.default), commented=True)
+    w.table("ssh", "Optional.", commented=True)
+    w.key("ssh", "config", "/etc/openstack-upgrade/ssh_config", commented=True)
+    w.key("ssh", "options", ["-o", "ServerAliveInterval=15"], commented=True)
+    w.table("network", "Optional.", commented=True)
+    w.key("network", "addresses", [{"address": "192.0.2.10/24", "device": "eth0", "name": "management"}],
+          commented=True)
+    w.key("network", "check_from", "local", commented=True)
+    w.key("network", "nonlocal_bind", False, commented=True)
+    w.key("network", "check_timeout", 30, commented=True)
+    w.table("compute_defaults", "Optional.", commented=True)
+    w.key("compute_defaults", "service_control", lay.control, commented=True)
+    w.key("compute_defaults", "control", ["svcctl", "{action}", "{unit}"], commented=True)
+    w.key("compute_defaults", "units", ["openstack-nova-compute"], commented=True)
+    w.key("compute_defaults", "ssh_config", "/root/.ssh/config", commented=True)
+    w.key("compute_defaults", "ssh_options", ["-o", "ConnectTimeout=10"], commented=True)
+    w.table("computes", "Optional, one entry per compute host.", commented=True, title="[[computes]]")
+    w.key("computes", "name", "compute1", commented=True)
+    w.key("computes", "host", "ssh://root@192.0.2.21", commented=True)
+    w.key("computes", "units", ["openstack-nova-compute"], commented=True)
+    w.key("computes", "service_control", lay.control, commented=True)
+    w.key("computes", "control", ["svcctl", "{action}", "{unit}"], commented=True)
+    w.key("computes", "ssh_config", "/root/.ssh/config", commented=True)
+    w.key("computes", "ssh_options", ["-o", "ConnectTimeout=10"], commented=True)
+    return "\n".join(w.lines).lstrip("\n") + "\n"
+
+
+def _example(default: str | None) -> object:
+    """A commented example value for a service option: its default, or an empty string."""
+    return "" if default in (None, "(none)") else json.loads(default) if default[:1] in "[\"" else default

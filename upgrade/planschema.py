@@ -1,0 +1,215 @@
+"""The plan's schema as data: every table and key, its type, default and meaning.
+
+One description serves three readers, so they cannot drift apart: `upgrade init` writes its
+comments from it, ``docs/operator-guide.md``'s plan reference is generated from it
+(``scripts/gen-plan-reference``), and a test holds it against the keys ``upgrade.plan`` accepts.
+The loader (``upgrade/plan.py``) stays the single authority on validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services import options as service_options
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a plan table. ``default`` is ``None`` for a required key."""
+
+    name: str
+    type: str
+    default: str | None
+    doc: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A plan table; ``name`` as written in TOML (``source.db``), ``roles`` for tables that exist once per side."""
+
+    name: str
+    doc: str
+    keys: tuple[Key, ...]
+
+    def key(self, name: str) -> Key:
+        return next(k for k in self.keys if k.name == name)
+
+
+SIDE_DOC = ("a controller: `[source]` is the old one (only ever read), `[target]` the new one. The same keys for "
+            "both; paths are absolute, as that controller sees them.")
+
+TABLES: tuple[Table, ...] = (
+    Table("upgrade", "what to upgrade, from which release to which, and where the journal lives", (
+        Key("from", "string", None, "the release the old controller runs, e.g. \"2025.2\""),
+        Key("to", "string", None, "the release to go to: the next release (N -> N+1), or from a SLURP release the "
+                                  "next SLURP (2025.1 -> 2026.1)"),
+        Key("services", "list of strings", None, "the services to upgrade; they run in the runbook's order "
+                                                 "(keystone first) whatever the order here"),
+        Key("journal", "string", "\"upgrade-journal\"", "the journal directory (SQLite journal, log, vault "
+                                                         "artifacts), relative to the plan file; kept 0700"),
+        Key("compute_pool", "integer", "10", "how many [[computes]] hosts are restarted at the same time (1-256)"),
+    )),
+    Table("vault", "the key that encrypts every dump and backup (AES-256-GCM); exactly one of key_file and "
+                   "passphrase_env", (
+        Key("key_file", "string", "(this or passphrase_env)",
+            "a 32-byte key file made by `upgrade keygen` (mode 0600), relative to the plan file; keep a copy: the "
+            "dumps cannot be read without it"),
+        Key("passphrase_env", "string", "(this or key_file)",
+            "instead of key_file: the environment variable holding a passphrase (scrypt; the salt is kept in the "
+            "journal directory)"),
+        Key("dir", "string", "<journal>/artifacts",
+            "where the encrypted dumps go, relative to the plan file; it needs room for the service databases "
+            "(`upgrade check` says how much)"),
+    )),
+    Table("source", SIDE_DOC, (
+        Key("host", "string", "\"local\"", "how the tool reaches this controller: \"local\" (this machine) or "
+                                           "\"ssh://[user@]address[:port]\" (the system ssh, so ~/.ssh/config and "
+                                           "agents apply)"),
+        Key("name", "string", "\"\"", "the host's logical name (\"oldctl\"): its SSH HostKeyAlias (host keys "
+                                     "stay valid when addresses move) and its name in messages"),
+        Key("ssh_config", "string", "[ssh] config", "an ssh_config file for this host (ssh -F)"),
+        Key("ssh_options", "list of strings", "[ssh] options", "extra ssh arguments for this host, e.g. "
+                                                               "[\"-o\", \"Port=2222\"]"),
+        Key("etc", "string", "\"/etc\"", "where the service configs live (`<etc>/keystone/keystone.conf`)"),
+        Key("lib", "string", "\"/var/lib\"", "where the services keep their state (`<lib>/keystone`)"),
+        Key("log", "string", "\"/var/log\"", "where the services log; paths in configs are re-pointed from the "
+                                             "source's etc/lib/log to the target's"),
+        Key("bin", "string", "\"\" (the PATH)", "where keystone-manage & co. of this controller's release live, "
+                                               "e.g. \"/usr/bin\" or a venv's bin"),
+        Key("service_control", "string", "\"systemd\"", "how services are started and stopped: \"systemd\" "
+                                                        "(`systemctl ACTION UNIT`), \"sysvinit\" (`service UNIT "
+                                                        "ACTION`) or \"template\" (the `control` command)"),
+        Key("control", "list of strings", "(none)", "with service_control = \"template\": the command, with "
+                                                    "\"{action}\" (start, stop, status) and \"{unit}\" placeholders"),
+        Key("db", "table", None, "the controller's DB server, see `[source.db]`"),
+    )),
+    Table("source.db", "the DB server of a controller (`[source.db]`, `[target.db]`), reached by the tool over TCP", (
+        Key("address", "string", None, "the DB server's address as this machine reaches it"),
+        Key("port", "integer", "3306", "its TCP port"),
+        Key("admin_user", "string", "\"root\"", "an account with ALL (or CREATE, DROP, CREATE USER) and GRANT "
+                                                "OPTION: the target's service users are recreated"),
+        Key("admin_password", "string", "\"\"", "its password inline (keep the plan 0600), or use "
+                                                "admin_password_env"),
+        Key("admin_password_env", "string", "(none)", "the environment variable that holds the password"),
+        Key("service_address", "string", "address", "the address the controller's services use for this DB "
+                                                    "(written into the configs), when it differs from `address`"),
+        Key("flavor", "string", "\"mariadb\"", "\"mariadb\" or \"mysql\": a MySQL server cannot read MariaDB's "
+                                               "sandbox line, which is then stripped from dumps on import"),
+    )),
+    Table("services.<name>", "per service settings (`[services.keystone]`); every key has a default", (
+        Key("unit", "string", "\"openstack-<name>\"", "the service's unit or init script name"),
+        Key("db_name", "string", "\"<name>\"", "the service's database"),
+        Key("owner", "string", "\"<name>:<name>\"", "USER:GROUP given to `<etc>/<name>` and `<lib>/<name>` on the "
+                                                    "target (chown -R)"),
+        Key("verify_url", "string", "\"\" (no API check)", "a URL of the service's API that must answer after the "
+                                                          "upgrade, e.g. \"http://192.0.2.10:5000/v3\""),
+        Key("grant_hosts", "list of strings", "[\"%\", \"localhost\"]", "MySQL host patterns the service's DB user "
+                                                                       "is (re)created for on the target"),
+        Key("db_user", "string", "the source config's", "the service's DB user on the target"),
+        Key("db_password", "string", "the source config's", "the service's DB password on the target (or "
+                                                            "db_password_env)"),
+        Key("db_password_env", "string", "(none)", "the environment variable that holds db_password"),
+    )),
+    Table("ssh", "defaults for every ssh:// host of the plan (controllers, computes, check_from)", (
+        Key("config", "string", "(ssh's own)", "an ssh_config file (ssh -F)"),
+        Key("options", "list of strings", "[]",
+            "extra ssh arguments, e.g. [\"-o\", \"Ciphers=aes128-gcm@openssh.com\"]"),
+    )),
+    Table("network", "the IP switchover, the last step of the run: the service addresses move from the old "
+                     "controller to the new one (leave the table out when no address moves)", (
+        Key("addresses", "list of tables", None, "[{address = \"192.0.2.10/24\", device = \"eth0\", name = "
+                                                 "\"management\"}]: address with prefix, the interface, a "
+                                                 "lowercase name for the journal steps"),
+        Key("check_from", "string", "\"local\"", "where the moved address is checked from: a compute's name, "
+                                                 "\"local\" or ssh://..."),
+        Key("nonlocal_bind", "boolean", "false", "set net.ipv4.ip_nonlocal_bind=1 on the new controller, so its "
+                                                 "services can bind the address before it arrives"),
+        Key("check_timeout", "integer", "30", "seconds to wait for the moved address to answer"),
+    )),
+    Table("compute_defaults", "keys every [[computes]] entry inherits", (
+        Key("service_control", "string", "\"systemd\"", "as in [source]"),
+        Key("control", "list of strings", "(none)", "as in [source]"),
+        Key("units", "list of strings", "(none)", "the units to restart on a compute, nova-compute first"),
+        Key("ssh_config", "string", "[ssh] config", "as in [source]"),
+        Key("ssh_options", "list of strings", "[ssh] options", "as in [source]"),
+    )),
+    Table("computes", "the compute hosts, one [[computes]] entry each: restarted against the new controller", (
+        Key("name", "string", None, "the host's name (unique), e.g. \"compute1\""),
+        Key("host", "string", None, "\"ssh://root@ADDRESS\" or \"local\""),
+        Key("units", "list of strings", "[compute_defaults] units", "the units to restart, nova-compute first"),
+        Key("service_control", "string", "\"systemd\"", "as in [source]"),
+        Key("control", "list of strings", "(none)", "as in [source]"),
+        Key("ssh_config", "string", "[ssh] config", "as in [source]"),
+        Key("ssh_options", "list of strings", "[ssh] options", "as in [source]"),
+    )),
+)
+
+_TYPES = {str: "string", int: "integer", bool: "boolean", list: "list", dict: "table"}
+
+
+def service_keys(service: str) -> tuple[Key, ...]:
+    """The keys of a ``[services.<service>]`` table: the common ones, then its own (services/options.py)."""
+    own = tuple(Key(o.name, _TYPES.get(o.type, "value") if isinstance(o.type, type) else "value",
+                    f"{o.default!r}".replace("'", '"') if o.default not in (None, "", [], ()) else "(none)", o.doc)
+                for o in service_options.OPTIONS.get(service, ()))
+    return table("services.<name>").keys + own
+
+
+def table(name: str) -> Table:
+    """A table by its TOML name; ``target`` and ``target.db`` share the source's description."""
+    name = {"target": "source", "target.db": "source.db"}.get(name, name)
+    if name.startswith("services.") and name != "services.<name>":
+        common = table("services.<name>")
+        return Table(name, common.doc, service_keys(name.split(".", 1)[1]))
+    return next(t for t in TABLES if t.name == name)
+
+
+def top_level() -> set[str]:
+    """The plan's top-level tables."""
+    return {"upgrade", "vault", "source", "target", "services", "ssh", "network", "compute_defaults", "computes"}
+
+
+def reference_markdown() -> str:
+    """The plan reference of docs/operator-guide.md, generated (never edited by hand)."""
+    out = ["<!-- generated by scripts/gen-plan-reference from upgrade/planschema.py: do not edit -->", ""]
+    for t in TABLES:
+        both = {"source": "[source] and [target]", "source.db": "[source.db] and [target.db]",
+                "computes": "[[computes]]"}
+        title = both.get(t.name, f"[{t.name}]")
+        out += [f"#### `{title}`", "", t.doc[0].upper() + t.doc[1:].rstrip(".") + ".", "",
+                "| key | type | default | meaning |", "|---|---|---|---|"]
+        for k in t.keys:
+            default = "**required**" if k.default is None else f"`{k.default}`"
+            out.append(f"| `{k.name}` | {k.type} | {default} | {k.doc} |")
+        out.append("")
+        if t.name == "services.<name>":
+            out += _service_options()
+    return "\n".join(out)
+
+
+def _service_options() -> list[str]:
+    """Per service, the keys only it takes (from services/options.py)."""
+    out = []
+    for service, opts in service_options.OPTIONS.items():
+        if not opts:
+            continue
+        out += [f"##### `[services.{service}]` also takes", "", "| key | type | default | meaning |",
+                "|---|---|---|---|"]
+        base = len(table("services.<name>").keys)
+        for k in service_keys(service)[base:]:
+            out.append(f"| `{k.name}` | {k.type} | `{k.default}` | {k.doc} |")
+        out.append("")
+    return out
+
+
+BEGIN = "<!-- BEGIN plan-reference -->"
+END = "<!-- END plan-reference -->"
+
+
+def with_reference(doc: str) -> str:
+    """*doc* with the text between the plan-reference markers replaced by :func:`reference_markdown`."""
+    head, sep, rest = doc.partition(BEGIN)
+    _old, sep2, tail = rest.partition(END)
+    if not sep or not sep2:
+        raise ValueError(f"the document has no {BEGIN} ... {END} block")
+    return f"{head}{BEGIN}\n{reference_markdown()}{END}{tail}"
