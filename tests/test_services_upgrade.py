@@ -1,4 +1,4 @@
-"""glance + nova + neutron + cinder 2025.2 -> 2026.1 through the real CLI on the local lab: real
+"""glance + placement + nova + neutron + cinder 2025.2 -> 2026.1 through the real CLI on the local lab: real
 MariaDB servers, the real *-manage and *-status commands of both releases (neutron's
 ``d553edeb540f -> b1bca967e19d`` is real DDL), realistic rows (a latin1 table with non-ASCII
 text, iSCSI connection_info with CHAP secrets, the old controller's services and agents). Then
@@ -24,7 +24,8 @@ from tests.conftest import REPO, require, tree_digest, upgrade
 
 OLD, NEW = "2025.2", "2026.1"
 ADMIN, ADMIN_PW = "osu_admin", "svc-lab-Admin-77"
-SERVICES = ("glance", "nova", "neutron", "cinder")
+SERVICES = ("glance", "placement", "nova", "neutron", "cinder")
+ALL_DBS = ("glance", "placement", "nova_api", "nova", "nova_cell0", "neutron", "cinder")
 NEUTRON_HEADS = {OLD: {"5c85685d616d", "d553edeb540f"}, NEW: {"5c85685d616d", "b1bca967e19d"}}
 ROW_TABLES = {"cinder": {"volumes": "provider_location", "volume_attachment": "connection_info"},
               "nova": {"block_device_mapping": "connection_info", "services": "forced_down"},
@@ -47,9 +48,10 @@ def write_plan(directory: Path, old: Stack, new: Stack, services: tuple[str, ...
     body = (f'[upgrade]\nfrom = "{old.release}"\nto = "{new.release}"\nservices = {json.dumps(list(services))}\n'
             'journal = "journal"\n\n[vault]\nkey_file = "dump.key"\n\n' + _side("source", old) + _side("target", new)
             + f'[services.glance]\nunits = {json.dumps(UNITS["glance"])}\n{common}\n'
+            + f'[services.placement]\nunits = {json.dumps(UNITS["placement"])}\n{common}\n'
             + f'[services.nova]\nunits = {json.dumps(UNITS["nova"])}\n{common}old_host = "{OLD_HOST}"\n'
               f'new_host = "{NEW_HOST}"\nmetadata = "neutron"\n'
-              '# no placement in this lab: its check fails by design (lab-recipes §10.3)\n'
+              "# the placement API is not served in this lab: that check fails by design (lab-recipes §10.3)\n"
               'status_accept = ["Placement API"]\n\n'
             + f'[services.neutron]\nunits = {json.dumps(UNITS["neutron"])}\n{common}old_host = "{OLD_HOST}"\n\n'
             + f'[services.cinder]\nunits = {json.dumps(UNITS["cinder"])}\n{common}old_host = "{OLD_HOST}"\n'
@@ -77,7 +79,7 @@ def stacks(tmp_path_factory):
     for tool in ("mariadbd", "mariadb-install-db", "mariadb-dump", "mariadb"):
         require(shutil.which(tool) is not None, f"{tool} not installed (make setup installs MariaDB)")
     for rel in (OLD, NEW):
-        for tool in ("glance-manage", "nova-manage", "neutron-db-manage", "cinder-manage"):
+        for tool in ("glance-manage", "placement-manage", "nova-manage", "neutron-db-manage", "cinder-manage"):
             require((DEFAULT_VENV_ROOT / rel / "bin" / tool).exists(), f"{tool} {rel} missing (make openstack)")
     base = tmp_path_factory.mktemp("svclab")
     dbs = [MariaDB(base / "db-old", free_port()), MariaDB(base / "db-new", free_port())]
@@ -114,8 +116,8 @@ def _done(events: list[dict], step: str) -> dict:
 
 def test_run_then_revert(stacks, tmp_path):
     old, new, ids, _base = stacks
-    src_before = {db: old.db.checksums(db) for db in ("glance", "nova_api", "nova", "nova_cell0", "neutron", "cinder")}
-    tgt_before = {db: new.db.checksums(db) for db in ("glance", "nova_api", "nova", "nova_cell0", "neutron", "cinder")}
+    src_before = {db: old.db.checksums(db) for db in ALL_DBS}
+    tgt_before = {db: new.db.checksums(db) for db in ALL_DBS}
     tgt_rows_before = rows(new.db)
     etc_before = tree_digest(new.root / "etc")
     plan = write_plan(tmp_path, old, new)
@@ -146,6 +148,12 @@ def test_run_then_revert(stacks, tmp_path):
     assert _done(ev, "nova.status_check")["accepted_failures"] == ["Placement API"]
     assert _done(ev, "cinder.previous_online_migrations")["rc"] == 0
     assert _done(ev, "glance.status_check")["rc"] == 0
+    assert _done(ev, "placement.status_check")["rc"] == 0
+    placement = _done(ev, "placement.upgrade_schema")
+    assert placement["revisions_after"] == {"placement": ["a082b8bb98d0"]}
+    # placement ran before nova (facts §4.1)
+    order = [e["step"] for e in ev if e["kind"] == "done"]
+    assert order.index("placement.verify") < order.index("nova.stop_source")
 
     # glance: the latin1 table came over as utf8 with every character intact; the image file too
     assert new.db.execute("SELECT table_collation FROM information_schema.tables WHERE table_schema='glance' "
@@ -243,7 +251,8 @@ def _row_on_source(db: MariaDB, key: str) -> Any:
     (lambda t: t.replace('to = "2026.1"', 'to = "2026.2"'),
      "the jump 2025.2 -> 2026.2 is not supported; from 2025.2 the tool upgrades to 2026.1"),
     (lambda t: t.replace('from = "2025.2"', 'from = "folsom"'), "unknown source release 'folsom'"),
-    (lambda t: t.replace('services = ["glance", "nova", "neutron", "cinder"]', 'services = ["placement", "nova"]')
+    (lambda t: t.replace('services = ["glance", "placement", "nova", "neutron", "cinder"]',
+                         'services = ["placement", "nova"]')
      .replace('from = "2025.2"', 'from = "rocky"').replace('to = "2026.1"', 'to = "stein"'),
      "names 'placement', but placement does not exist before stein"),
 ])

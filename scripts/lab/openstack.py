@@ -1,6 +1,6 @@
-"""Glance, nova, neutron and cinder on a lab controller tree, at database level: their configs,
+"""Glance, placement, nova, neutron and cinder on a lab controller tree, at database level: configs,
 databases and users, the real schema of the controller's release (``glance-manage db sync``,
-``nova-manage api_db sync``/``cell_v2``/``db sync``, ``neutron-db-manage upgrade heads``,
+``placement-manage db sync``, ``nova-manage api_db sync``/``cell_v2``/``db sync``, ``neutron-db-manage upgrade heads``,
 ``cinder-manage db sync``), and realistic rows on the old controller: images with non-ASCII
 properties and a file in the store, nova services of the old host, instances with iSCSI block
 devices (CHAP secrets in connection_info), cinder volumes and attachments on the old portal,
@@ -20,16 +20,17 @@ from typing import Any
 from scripts.lab.mariadb import MariaDB
 from scripts.lab.proc import LabError, clean_env
 
-SERVICES = ("glance", "nova", "neutron", "cinder")
-DATABASES = {"glance": ("glance",), "nova": ("nova_api", "nova", "nova_cell0"), "neutron": ("neutron",),
-             "cinder": ("cinder",)}
-PASSWORDS = {"glance": "gl-DB-pw-1401", "nova": "nova-DB-pw-2702", "neutron": "nt-DB-pw-3903",
-             "cinder": "ci-DB-pw-4104"}
+SERVICES = ("glance", "placement", "nova", "neutron", "cinder")
+DATABASES = {"glance": ("glance",), "placement": ("placement",), "nova": ("nova_api", "nova", "nova_cell0"),
+             "neutron": ("neutron",), "cinder": ("cinder",)}
+PASSWORDS = {"glance": "gl-DB-pw-1401", "placement": "pl-DB-pw-1502", "nova": "nova-DB-pw-2702",
+             "neutron": "nt-DB-pw-3903", "cinder": "ci-DB-pw-4104"}
 MQ_URL = "rabbit://openstack:mq-Secret-77@127.0.0.1:5672/"
 #: documentation addresses (RFC 5737): data in rows and configs only, never contacted
 OLD_PORTAL, NEW_PORTAL = "198.51.100.4", "198.51.100.9"
 OLD_HOST, NEW_HOST = "old-ctl", "new-ctl"
-UNITS = {"glance": ["glance-api"], "nova": ["nova-api", "nova-conductor", "nova-scheduler", "nova-metadata"],
+UNITS = {"glance": ["glance-api"], "placement": ["placement-api"],
+         "nova": ["nova-api", "nova-conductor", "nova-scheduler", "nova-metadata"],
          "neutron": ["neutron-server", "neutron-dhcp-agent", "neutron-metadata-agent"],
          "cinder": ["cinder-api", "cinder-scheduler", "cinder-volume"]}
 IMAGE_BYTES = b"QFI\xfb" + bytes(range(256)) * 64
@@ -77,6 +78,13 @@ filesystem_store_datadir = {lib}/glance/images/
 
 [glance_store]
 default_backend = fs
+"""},
+        "placement": {"placement.conf": f"""\
+# placement.conf of the lab controller {s.root} ({s.release})
+[DEFAULT]
+
+[placement_database]
+connection = {s.url("placement", "placement")}
 """},
         "nova": {"nova.conf": f"""\
 # nova.conf of the lab controller {s.root} ({s.release})
@@ -155,6 +163,8 @@ def make_stack(root: Path, release: str, db: MariaDB, venv_root: Path, services:
 def sync(s: Stack, services: tuple[str, ...] = SERVICES) -> None:
     if "glance" in services:
         s.manage("glance-manage", "--config-file", str(s.etc("glance") / "glance-api.conf"), "db", "sync")
+    if "placement" in services:
+        s.manage("placement-manage", "--config-file", str(s.etc("placement") / "placement.conf"), "db", "sync")
     if "nova" in services:
         conf = ("--config-file", str(s.etc("nova") / "nova.conf"))
         s.manage("nova-manage", *conf, "api_db", "sync")
