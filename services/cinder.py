@@ -9,11 +9,11 @@ changes; the runbook's LVM volume data copy; ``cinder-status upgrade check``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from journal import vault
 from services import iscsi, legacy_config, mysql, releases
+from services.before import keep as keep_before
+from services.before import load as load_before
 from services.blockcopy import transfer_step
 from services.common import ConfigEdit, http_ok, standard_steps
 from services.config import get_value, set_value
@@ -87,47 +87,42 @@ def iscsi_rows_step() -> Step:
         old, new = addresses(ctx)
         ep = ctx.target.db
         before: dict[str, dict[str, str]] = {}
-        counts: dict[str, int] = {}
-        ids: dict[str, list[str]] = {}
+        planned: dict[str, dict[str, str]] = {}
+        labels: dict[str, str] = {}
         skipped = []
         for label, db, table, column, rewrite in iscsi.places(ctx.services[NAME].db_name, _nova_dbs(ctx)):
             key = f"{db}.{table}.{column}"
             if not _columns(ep, db, table, column):
                 skipped.append(f"{key} (no such column in this release)")
                 continue
-            rows = mysql.query(ep, f"SELECT id, {mysql.quote_ident(column)} FROM {mysql.quote_ident(table)} "
-                                   f"WHERE deleted=0 OR deleted IS NULL OR deleted='0'", db=db) \
-                if _columns(ep, db, table, "deleted") else \
-                mysql.query(ep, f"SELECT id, {mysql.quote_ident(column)} FROM {mysql.quote_ident(table)}", db=db)
+            rows = mysql.query(ep, f"SELECT id, {mysql.quote_ident(column)} FROM {mysql.quote_ident(table)}", db=db)
             changes = {str(i): (v, rewrite(v, old, new)) for i, v in rows}
-            changes = {i: pair for i, pair in changes.items() if pair[1] is not None}
-            before[key] = {i: pair[0] for i, pair in changes.items()}
-            counts[label] = len(changes)
-            ids[key] = sorted(changes)
+            before[key] = {i: pair[0] for i, pair in changes.items() if pair[1] is not None}
+            planned[key] = {i: pair[1] for i, pair in changes.items() if pair[1] is not None}
+            labels[key] = label
+        # the before-values hold CHAP secrets: the vault keeps them (first, so that a re-run after a
+        # kill keeps the originals), the journal only ids and counts
+        before, art = keep_before(ctx, NAME, "iscsi-before", before)
+        counts = {labels[k]: len(v) for k, v in before.items() if k in labels}
+        for key, changes in planned.items():
+            db, table, column = key.split(".")
             if changes:
                 conn = mysql.connect(ep, db)
                 try:
                     with conn.cursor() as cur:
-                        for i, (_v, new_value) in changes.items():
+                        for i, value in changes.items():
                             cur.execute(f"UPDATE {mysql.quote_ident(table)} SET {mysql.quote_ident(column)}=%s "
-                                        "WHERE id=%s", (new_value, i))
+                                        "WHERE id=%s", (value, i))
                 finally:
                     conn.close()
             ctx.failpoint(f"{NAME}.rewrite_iscsi:{table}")
-        # the before-values hold CHAP secrets: the vault keeps them, the journal only ids and counts
-        path = ctx.artifact_path(f"{NAME}-iscsi-before")
-        stats = vault.encrypt_bytes(json.dumps(before).encode(), path, ctx.key)
-        art = ctx.record_artifact(f"{ctx.run_id}/{NAME}-iscsi-before", "backup", NAME, ctx.target.host.name,
-                                  path, stats)
-        return {"moved": True, "from": old, "to": new, "counts": counts, "ids": ids, "skipped": skipped,
-                "artifact": art}
+        return {"moved": True, "from": old, "to": new, "counts": counts,
+                "ids": {k: sorted(v) for k, v in before.items()}, "skipped": skipped, "artifact": art}
 
     def undo(ctx: Any, result: Result | None) -> None:
         if not result or not result.get("moved"):
-            return
-        art = result["artifact"]
-        vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
-        before = json.loads(vault.decrypt_bytes(art["path"], ctx.key))
+            return  # interrupted: import_db's undo restores both databases whole
+        before = load_before(ctx, result["artifact"])
         for key, rows in before.items():
             db, table, column = key.split(".")
             if not rows or not mysql.db_exists(ctx.target.db, db):
@@ -173,10 +168,11 @@ def update_host_step() -> Step:
         db = ctx.services[NAME].db_name
         rows = mysql.query(ctx.target.db, "SELECT id, host FROM volumes WHERE deleted=0 AND (host=%s OR host LIKE "
                                           "%s OR host LIKE %s)", (old, f"{old}@%", f"{old}#%"), db=db)
+        first, _art = keep_before(ctx, NAME, "hosts-before", {i: h for i, h in rows})
         # update_host sets host to --newhost whole: keep each volume's @backend#pool
         for current in sorted({h for _i, h in rows}):
             run_cmd(ctx.target, cmd, {"current": current, "new": new + current[len(old):]})
-        return {"changed": [{"id": i, "host": h} for i, h in rows]}
+        return {"changed": [{"id": i, "host": h} for i, h in sorted(first.items())]}
 
     def undo(ctx: Any, result: Result | None) -> None:
         rows = (result or {}).get("changed") or []

@@ -12,12 +12,12 @@ agent serves.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from journal import vault
 from services import legacy_config, mysql, releases
+from services.before import keep as keep_before
+from services.before import load as load_before
 from services.common import ConfigEdit, http_ok, standard_steps
 from services.config import get_value, rewrite_db_url, set_value
 from services.host import command_text
@@ -116,12 +116,10 @@ def update_cells_step(jump: Jump) -> Step:
                 pw = urlsplit(url).password if "://" in url else None
                 if pw:
                     ctx.redactor.add(pw)
-        # the old URLs hold credentials: the vault keeps them for undo, the journal only the uuids
-        path = ctx.artifact_path(f"{NAME}-cell-mappings")
-        stats = vault.encrypt_bytes(json.dumps([{k: c[k] for k in ("uuid", "old_mq", "old_db")} for c in cells])
-                                    .encode(), path, ctx.key)
-        art = ctx.record_artifact(f"{ctx.run_id}/{NAME}-cell-mappings", "backup", NAME, ctx.target.host.name,
-                                  path, stats)
+        # the old URLs hold credentials: the vault keeps them for undo (first: a re-run after a kill keeps
+        # the originals), the journal only the uuids
+        _kept, art = keep_before(ctx, NAME, "cell-mappings", {c["uuid"]: {"old_mq": c["old_mq"], "old_db": c["old_db"]}
+                                                               for c in cells})
         done = []
         for c in cells:
             run_cmd(ctx.target, cmd, {"cell_uuid": c["uuid"], "cell_db": c["new_db"], "transport_url": c["new_mq"]})
@@ -131,17 +129,15 @@ def update_cells_step(jump: Jump) -> Step:
     def undo(ctx: Any, result: Result | None) -> None:
         if not result:
             return  # interrupted: import_db's undo restores the whole API database anyway
-        art = result["artifact"]
-        vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
-        rows = json.loads(vault.decrypt_bytes(art["path"], ctx.key))
+        rows = load_before(ctx, result["artifact"])
         if not mysql.db_exists(ctx.target.db, api_db(ctx)):
             return
         conn = mysql.connect(ctx.target.db, api_db(ctx))
         try:
             with conn.cursor() as cur:
-                for r in rows:
+                for uuid, r in rows.items():
                     cur.execute("UPDATE cell_mappings SET transport_url=%s, database_connection=%s WHERE uuid=%s",
-                                (r["old_mq"] or None, r["old_db"] or None, r["uuid"]))
+                                (r["old_mq"] or None, r["old_db"] or None, uuid))
         finally:
             conn.close()
 
@@ -179,9 +175,10 @@ def stale_services_step(jump: Jump) -> Step:
         cols = "id, `binary`, host, deleted, deleted_at" + (", forced_down" if action == "force_down" else "")
         rows = mysql.query(ctx.target.db, f"SELECT {cols} FROM services WHERE host=%s AND deleted=0 ORDER BY id",
                            (old,), db=main_db(ctx))
-        before = [{"id": r[0], "binary": r[1], "deleted": r[3],
-                   "deleted_at": r[4].isoformat(sep=" ") if r[4] else None,
-                   **({"forced_down": r[5]} if action == "force_down" else {})} for r in rows]
+        first, _art = keep_before(ctx, NAME, "services-before", {
+            str(r[0]): {"id": r[0], "binary": r[1], "deleted": r[3], "deleted_at": r[4].isoformat(sep=" ") if r[4]
+                        else None, **({"forced_down": r[5]} if action == "force_down" else {})} for r in rows})
+        before = [first[k] for k in sorted(first, key=int)]
         conn = mysql.connect(ctx.target.db, main_db(ctx))
         try:
             with conn.cursor() as cur:

@@ -330,3 +330,35 @@ def test_nova_slurp_runs_its_real_migrations(tmp_path_factory, tmp_path):
                 units.stop(root, unit)
         for db in dbs:
             db.stop()
+
+
+def test_iscsi_rewrite_killed_half_way_resumes_and_undoes_exactly(stacks, tmp_path):
+    """Killed after cinder's rows and before nova's: resume finishes the rewrite, and the undo still
+    restores the rows the killed attempt had changed (their before-values were in the vault first)."""
+    old, new, _ids, _base = stacks
+    tgt_before = {db: new.db.checksums(db) for db in ALL_DBS}
+    plan = write_plan(tmp_path, old, new)
+    res = upgrade("run", str(plan), failpoint="cinder.rewrite_iscsi:volume_attachment", timeout=1500)
+    assert res.returncode != 0
+    half = rows(new.db)
+    assert any(v[0] != _row_on_source(old.db, k)[0] for k, v in half.items() if k.startswith("cinder.volumes."))
+    assert all(v[0] == _row_on_source(old.db, k)[0] for k, v in half.items()
+               if k.startswith("nova.block_device_mapping."))
+    journal = tmp_path / "journal"
+    res = upgrade("resume", "--journal", str(journal), timeout=1500)
+    assert res.returncode == 0, res.stdout + res.stderr
+    ev = _events(journal)
+    assert _done(ev, "cinder.rewrite_iscsi")["counts"]["cinder volumes"] == 2  # the first attempt's rows too
+    done = rows(new.db)
+    assert all(f"{NEW_PORTAL}:3260".encode().hex().upper() in v[0] for k, v in done.items()
+               if k.startswith(("cinder.volumes.", "nova.block_device_mapping.")) and v[0]
+               and OLD_PORTAL.encode().hex().upper() not in v[0]
+               and b"203.0.113.7".hex().upper() not in v[0])
+    rev = upgrade("revert", "--journal", str(journal), failpoint="cinder.rewrite_iscsi:undo_after", timeout=900)
+    assert rev.returncode != 0
+    now = rows(new.db)
+    for k, v in now.items():
+        if k.startswith(("cinder.volumes.", "cinder.volume_attachment.", "nova.block_device_mapping.")):
+            assert v[0] == _row_on_source(old.db, k)[0], k
+    assert upgrade("revert", "--journal", str(journal), timeout=900).returncode == 0
+    assert {db: new.db.checksums(db) for db in ALL_DBS} == tgt_before
