@@ -43,7 +43,6 @@ def _svc(ctx: UpgradeContext, name: str) -> ServiceSettings:
 # ---------------------------------------------------------------------- the commands, for run and for `upgrade plan`
 DUMP_TOOL = "mysqldump"
 CLIENT_TOOL = "mysql"
-DEFAULTS_SHOWN = "<0600 defaults file>"
 VAULT_SHOWN = "<vault>"
 
 
@@ -62,11 +61,11 @@ def chown_argv(owner: str, path: str) -> list[str]:
 
 
 def _dump_shown(db: str, artifact: str) -> str:
-    return f"{command_text(mysql.dump_argv(DUMP_TOOL, DEFAULTS_SHOWN, db))} | encrypt > {VAULT_SHOWN}/{artifact}.osuv"
+    return f"{command_text(mysql.dump_argv(DUMP_TOOL, db))} | encrypt > {VAULT_SHOWN}/{artifact}.osuv"
 
 
 def _import_shown(db: str, artifact: str) -> str:
-    return f"decrypt {VAULT_SHOWN}/{artifact}.osuv | {command_text(mysql.import_argv(CLIENT_TOOL, DEFAULTS_SHOWN, db))}"
+    return f"decrypt {VAULT_SHOWN}/{artifact}.osuv | {command_text(mysql.import_argv(CLIENT_TOOL, db))}"
 
 
 def service_db_credentials(ctx: UpgradeContext, name: str, conn: ConfigKey) -> tuple[str, str]:

@@ -1,16 +1,15 @@
-"""MySQL/MariaDB operations of an upgrade: credentials files, streaming dump and import through
+"""MySQL/MariaDB operations of an upgrade: credentials on a pipe, streaming dump and import through
 the vault, users and grants, and table checksums.
 
-Passwords reach ``mysqldump``/``mysql`` through a 0600 defaults file on the host that runs them,
-never through argv (DESIGN.md §6). Queries from the tool itself go through PyMySQL.
+Passwords reach ``mysqldump``/``mysql`` through a pipe on fd 3 of the host that runs them (never a file,
+never argv; DESIGN.md §6). Queries from the tool itself go through PyMySQL.
 """
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,19 +157,26 @@ def _cnf_value(v: str) -> str:
     return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-@contextlib.contextmanager
-def defaults_file(host: Host, ep: DBEndpoint) -> Iterator[str]:
-    """A 0600 ``[client]`` file on *host* with the admin credentials; removed afterwards."""
-    d = host.private_tmpdir()
-    path = f"{d}/client.cnf"
+#: Where the client programs read their credentials: a pipe, never a file on disk.
+CREDENTIALS_FD = "/dev/fd/3"
+
+#: Reads the ``[client]`` options from stdin up to a NUL byte into fd 3 (a bash here-string, which is
+#: a pipe for anything this small), then execs the client. The password is in no argv and in no file,
+#: so a SIGKILL at any moment leaves nothing behind, locally and over SSH alike; the rest of stdin
+#: (the dump, for an import) goes to the client untouched because ``read`` consumes byte by byte.
+_WITH_CREDENTIALS = 'IFS= read -r -d "" cnf; exec 3<<<"$cnf"; unset cnf; exec "$@"'
+
+
+def credentials(ep: DBEndpoint) -> bytes:
+    """The ``[client]`` option text for *ep*, NUL-terminated, to be written first to the client's stdin."""
     body = (f"[client]\nuser={_cnf_value(ep.admin_user)}\npassword={_cnf_value(ep.admin_password)}\n"
             f"host={ep.address}\nport={ep.port}\nprotocol=TCP\n")
-    host.write_bytes(path, body.encode(), mode=0o600)
-    try:
-        yield path
-    finally:
-        host.remove(path)
-        host.remove(d)
+    return body.encode() + b"\0"
+
+
+def with_credentials(argv: list[str]) -> list[str]:
+    """Wrap a client command so that it reads its credentials from stdin (see ``_WITH_CREDENTIALS``)."""
+    return ["bash", "-c", _WITH_CREDENTIALS, "osu-db-client", *argv]
 
 
 class _Drain(threading.Thread):
@@ -234,36 +240,38 @@ class _Counted:
         self.stream.close()
 
 
-def dump_argv(mysqldump: str, defaults: str, db: str) -> list[str]:
-    """The dump command; *defaults* is the 0600 credentials file (a placeholder in `upgrade plan`)."""
-    return [mysqldump, f"--defaults-extra-file={defaults}", *DUMP_OPTIONS, db]
+def dump_argv(mysqldump: str, db: str) -> list[str]:
+    """The dump command; its credentials arrive on CREDENTIALS_FD."""
+    return [mysqldump, f"--defaults-extra-file={CREDENTIALS_FD}", *DUMP_OPTIONS, db]
 
 
-def import_argv(mysql: str, defaults: str, db: str) -> list[str]:
-    """The import command; the decrypted dump goes to its stdin."""
-    return [mysql, f"--defaults-extra-file={defaults}", db]
+def import_argv(mysql: str, db: str) -> list[str]:
+    """The import command; credentials on CREDENTIALS_FD, the decrypted dump on stdin."""
+    return [mysql, f"--defaults-extra-file={CREDENTIALS_FD}", db]
 
 
 def dump_to_vault(host: Host, ep: DBEndpoint, mysqldump: str, db: str, dest: str, key: vault.Key,
                   inside: Callable[[], None] = lambda: None,
                   progress: Callable[[int], None] | None = None) -> vault.StreamStats:
     """Stream ``mysqldump db`` on *host* into an encrypted artifact at *dest* (on the tool's host)."""
-    with defaults_file(host, ep) as cnf:
-        argv = dump_argv(mysqldump, cnf, db)
-        proc = host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        drain = _Drain(proc.stderr)
-        drain.start()
-        try:
-            stats = vault.encrypt_stream(_Counted(_Tap(proc.stdout, inside), progress), dest, key)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        try:
-            wait_pipe(proc, host, argv, f"dump of database {db}", drain.text)
-        except BaseException:
-            Path(dest).unlink(missing_ok=True)  # a truncated dump must never sit under the final name
-            raise
+    argv = dump_argv(mysqldump, db)
+    proc = host.popen(with_credentials(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE)
+    drain = _Drain(proc.stderr)
+    drain.start()
+    try:
+        proc.stdin.write(credentials(ep))
+        proc.stdin.close()
+        stats = vault.encrypt_stream(_Counted(_Tap(proc.stdout, inside), progress), dest, key)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    try:
+        wait_pipe(proc, host, argv, f"dump of database {db}", drain.text)
+    except BaseException:
+        Path(dest).unlink(missing_ok=True)  # a truncated dump must never sit under the final name
+        raise
     return stats
 
 
@@ -315,27 +323,28 @@ def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str,
     target database is touched at all.
     """
     vault.verify_artifact(src, key, expected_bytes, expected_sha256)
-    with defaults_file(host, ep) as cnf:
-        argv = import_argv(mysql, cnf, db)
-        proc = host.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        drain = _Drain(proc.stderr)
-        drain.start()
-        try:
-            sink = _Counted(SandboxStrip(proc.stdin) if ep.flavor == "mysql" else proc.stdin, progress)
-            stats = vault.decrypt_stream(src, key, sink)
-            if epilogue:
-                sink.write(epilogue)
-            sink.close()
-        except BrokenPipeError:
-            proc.wait()
-            raise StepError(f"import into {db} failed on {host.name}: `{command_text(argv)}` stopped reading "
-                            f"(exit {proc.returncode})", host=host.name, command=command_text(argv),
-                            rc=proc.returncode, output=drain.text) from None
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        wait_pipe(proc, host, argv, f"import of database {db}", drain.text)
+    argv = import_argv(mysql, db)
+    proc = host.popen(with_credentials(argv), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.PIPE)
+    drain = _Drain(proc.stderr)
+    drain.start()
+    try:
+        proc.stdin.write(credentials(ep))
+        sink = _Counted(SandboxStrip(proc.stdin) if ep.flavor == "mysql" else proc.stdin, progress)
+        stats = vault.decrypt_stream(src, key, sink)
+        if epilogue:
+            sink.write(epilogue)
+        sink.close()
+    except BrokenPipeError:
+        proc.wait()
+        raise StepError(f"import into {db} failed on {host.name}: `{command_text(argv)}` stopped reading "
+                        f"(exit {proc.returncode})", host=host.name, command=command_text(argv),
+                        rc=proc.returncode, output=drain.text) from None
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    wait_pipe(proc, host, argv, f"import of database {db}", drain.text)
     if (expected_bytes is not None and stats.bytes != expected_bytes) or \
             (expected_sha256 is not None and stats.sha256 != expected_sha256):
         # the file changed between the verification pass and the import pass

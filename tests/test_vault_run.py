@@ -77,3 +77,35 @@ def test_no_plaintext_row_left_anywhere(lab, tmp_path):
                     continue
     assert scanned > 5
     assert any((tmp_path / "journal" / "artifacts").rglob("*.osuv"))
+
+
+def test_resume_sweeps_private_dirs_a_killed_run_left(lab, tmp_path):
+    """A killed run cannot remove its private directories; the resume removes them (and only those
+    of dead processes of this machine), since they may hold a config with a DB password."""
+    import tempfile
+
+    from upgrade.hosts import tmp_prefix
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(tempfile.mkdtemp(prefix=tmp_prefix(dead.pid)))
+    (stale / "cinder-previous.conf").write_text("[database]\nconnection = mysql://u:secret@h/db\n")
+    mine = Path(tempfile.mkdtemp(prefix=tmp_prefix()))  # this pytest process is alive: kept
+    plan = lab.write_plan(tmp_path)
+    res = upgrade("run", str(plan), failpoint="keystone.dump_source:inside")
+    assert res.returncode == -9
+    res = upgrade("resume", "--journal", str(tmp_path / "journal"))
+    assert res.returncode == 0, res.stderr
+    assert not stale.exists()
+    assert mine.exists()
+    mine.rmdir()
+    leftovers = list(Path(tempfile.gettempdir()).glob(tmp_prefix(0).rsplit("-", 2)[0] + "-*"))
+    assert all(_pid_alive(int(p.name.split("-")[-2])) for p in leftovers), leftovers
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -93,6 +93,24 @@ def side(spec: SideSpec, host: Host | None = None) -> Side:
                 lib=spec.lib, bin=spec.bin, db=spec.db, control=spec.control, log=spec.log)
 
 
+def sweep_leftovers(plan: Plan) -> None:
+    """Remove private directories that a killed run of this machine left on the controllers.
+
+    A run killed while a command had its temporary config on disk (a DB URL with a password)
+    cannot clean up after itself; the next resume or revert does, before anything else.
+    """
+    log = logs.get()
+    for spec in (plan.source, plan.target):
+        s = side(spec)
+        try:
+            removed = hosts.sweep_stale_tmpdirs(s.host)
+        except Exception as exc:  # best effort: a host that cannot be reached fails its step later anyway
+            log.warning("sweep_failed", host=s.host.name, error=str(exc))
+            continue
+        if removed:
+            log.info("swept_leftovers", host=s.host.name, directories=removed)
+
+
 def preflight_db(plan: Plan) -> None:
     """Every SSH host answers, both DB servers are reachable with the plan's credentials, and the
     source holds every service DB."""

@@ -159,6 +159,7 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         app.check_key(run_row, key)
         rid = run_row["id"]
         logs.get().info(f"{verb}_started", run=rid, status=status)
+        app.sweep_leftovers(plan)
         display = progress.for_console(quiet)
         return _drive(_session(plan, journal, key, rid, display), verb, display)
     finally:

@@ -20,6 +20,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -113,7 +114,7 @@ class LocalHost:
             p.unlink()
 
     def private_tmpdir(self) -> str:
-        return tempfile.mkdtemp(prefix="osu-")
+        return tempfile.mkdtemp(prefix=tmp_prefix(), dir=tempfile.gettempdir())
 
     def check_reachable(self) -> None:
         """The local machine is always there (the SSH host's version connects)."""
@@ -369,11 +370,45 @@ class SshHost:
 
     def private_tmpdir(self) -> str:
         """``mktemp -d``: a fresh 0700 directory on the host, for files only this run may read."""
-        rc, out, err = self._run_bytes(["mktemp", "-d", "-t", "osu-XXXXXXXX"], timeout=120)
+        rc, out, err = self._run_bytes(["mktemp", "-d", "-t", f"{tmp_prefix()}XXXXXXXX"], timeout=120)
         if rc != 0:
             raise StepError(f"cannot create a private directory on {self.name}: {err.decode(errors='replace')}",
                             host=self.name, rc=rc)
         return out.decode().strip()
+
+
+def tmp_prefix(pid: int | None = None) -> str:
+    """Private directories are named for the tool process that made them (its host and pid), so a
+    later run can tell which ones a killed run left behind: they may hold a secret (a service
+    config with its DB URL) and must not outlive the process that needed them."""
+    me = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())
+    return f"osu-{me}-{os.getpid() if pid is None else pid}-"
+
+
+_SWEEP = 'for d in "${TMPDIR:-/tmp}"/"$1"*; do [ -d "$d" ] && printf "%s\\n" "$d"; done; true'
+
+
+def sweep_stale_tmpdirs(host: LocalHost | SshHost) -> list[str]:
+    """Remove this machine's private directories on *host* whose tool process is gone."""
+    stem = tmp_prefix().rsplit("-", 2)[0] + "-"  # osu-<this host>-
+    res = host.run(["sh", "-c", _SWEEP, "osu-sweep", stem], timeout=120)
+    removed = []
+    for path in res.stdout.split():
+        pid_text = path.rsplit("/", 1)[-1][len(stem):].split("-", 1)[0]
+        if pid_text.isdigit() and not _alive(int(pid_text)):
+            host.remove(path)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def connect(spec: str | HostSpec, name: str) -> LocalHost | SshHost:
