@@ -234,8 +234,10 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
     schema = commands_step(NAME, "upgrade_schema", "schema_upgraded", releases.pick(releases.SCHEMA[NAME], jump.target),
                            "cinder-manage db sync, then online_data_migrations until exit 0",
                            dbs=lambda ctx: [ctx.services[NAME].db_name])
-    after: list[Step] = [iscsi_rows_step(), update_host_step(),
-                         transfer_step(NAME, lambda ctx: list(ctx.services[NAME].options.get("volumes") or []))]
+    fix = releases.fixups(NAME, jump.target)
+    candidates = [iscsi_rows_step(), update_host_step(),
+                  transfer_step(NAME, lambda ctx: list(ctx.services[NAME].options.get("volumes") or []))]
+    after: list[Step] = [s for s in candidates if s.name.split(".", 1)[1] in fix]
     status = releases.pick(releases.STATUS[NAME], jump.target)
     if status:
         after.append(status_step(NAME, status))

@@ -31,9 +31,10 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
     status = releases.pick(releases.STATUS[NAME], jump.target)
     if status:
         after.append(status_step(NAME, status))
-    after.append(copy_dir_step(NAME, "copy_images", "images_copied",
-                               lambda ctx: ctx.services[NAME].options.get("images_dir") or "glance/images",
-                               "copy the image files of the file store from source to target, sha256 per file"))
+    if "copy_images" in releases.fixups(NAME, jump.target):
+        after.append(copy_dir_step(NAME, "copy_images", "images_copied",
+                                   lambda ctx: ctx.services[NAME].options.get("images_dir") or "glance/images",
+                                   "copy the image files of the file store from source to target, sha256 per file"))
     checks = _check_cmds(jump)
 
     def verify(ctx: Any) -> Result:

@@ -94,7 +94,8 @@ def steps(jump: Jump = DEFAULT_JUMP, options: dict | None = None) -> list[Step]:
                                 "check passes and the identity API answers on its verify URL")
     # the endpoint report is a step only where the plan names the old address (keystone's step list
     # stays the runbook's ten otherwise)
-    endpoints = (keystone_extra.endpoints_step(),) if (options or {}).get("old_address") else ()
+    endpoints = (keystone_extra.endpoints_step(),) \
+        if (options or {}).get("old_address") and "endpoints" in releases.fixups(NAME, jump.target) else ()
     return standard_steps(NAME, dbs[0].conns, schema, verify_step, dbs=dbs,
                           edits=(legacy_config.edit(jump.target),),
                           convert_utf8=bool(releases.pick(releases.CONVERT_TO_UTF8[NAME], jump.target)),

@@ -113,7 +113,7 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
 
     schema = Step(schema.name, schema.state, run_schema, host="target", describe=schema.describe,
                   commands=schema.commands)
-    after: list[Step] = [agents_step(jump)]
+    after: list[Step] = [agents_step(jump)] if "agents" in releases.fixups(NAME, jump.target) else []
     status = releases.pick(releases.STATUS[NAME], jump.target)
     if status:
         after.append(status_step(NAME, status, fill=values))

@@ -237,12 +237,13 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
         before.append(commands_step(NAME, "api_db_sync", "api_db_synced", api_cmds,
                                     "nova-manage api_db sync of the target release",
                                     dbs=lambda ctx: names(ctx, {"api"})))
-    if "cell0" in labels:
+    fix = releases.fixups(NAME, jump.target)
+    if "cell0" in labels and "update_cells" in fix:
         before.append(update_cells_step(jump))
     schema = commands_step(NAME, "upgrade_schema", "schema_upgraded", main_cmds,
                            "nova-manage db sync (cell0 too), then online_data_migrations until exit 0",
                            dbs=lambda ctx: names(ctx, {"main", "cell0"}))
-    after: list[Step] = [stale_services_step(jump)]
+    after: list[Step] = [stale_services_step(jump)] if "stale_services" in fix else []
     status = releases.pick(releases.STATUS[NAME], jump.target)
     if status:
         after.append(status_step(NAME, status))
@@ -263,7 +264,8 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
         NAME, next(d for d in dbs if d.label == "main").conns, schema,
         Step(f"{NAME}.verify", "verified", verify, host="target", commands=verify_commands,
              describe="nova-manage db version answers and the compute API answers on its verify URL"),
-        dbs=dbs, units=_units(jump), edits=(legacy_config.edit(jump.target), pin_edit(jump)),
+        dbs=dbs, units=_units(jump),
+        edits=(legacy_config.edit(jump.target), *((pin_edit(jump),) if "pin_compute" in fix else ())),
         before_schema=tuple(before), after_schema=tuple(after))
 
 

@@ -292,15 +292,20 @@ DATABASES: dict[str, tuple[Era, ...]] = {
     "horizon": (Era("havana", None, ()),),
 }
 
-#: the data fix-ups per service, by release (each is a step of the service module)
+#: the data fix-ups per service and target release: the fix-up steps (and nova's pin, a config edit)
+#: a service module includes; keystone's endpoint step also needs the plan's old_address
 FIXUPS: dict[str, tuple[Era, ...]] = {
-    "keystone": (Era("havana", None, ("endpoints", "key_repositories")),),
-    "glance": (Era("havana", None, ("images",)),),
+    "keystone": (Era("havana", None, ("endpoints",)),),
+    "glance": (Era("havana", None, ("copy_images",)),),
     "nova": (Era("havana", "newton", ("pin_compute", "stale_services")),
              Era("ocata", None, ("pin_compute", "update_cells", "stale_services"))),
     "neutron": (Era("havana", None, ("agents",)),),
-    "cinder": (Era("havana", None, ("iscsi_address", "update_host", "volumes")),),
+    "cinder": (Era("havana", None, ("rewrite_iscsi", "update_host", "transfer_volumes")),),
 }
+
+
+def fixups(service: str, target: str) -> tuple[str, ...]:
+    return tuple(pick(FIXUPS.get(service, ()), target, ()))
 
 #: tables whose charset the runbook converts to utf8 for Icehouse's sanity check (§1.5, §3.3):
 #: every non-utf8 table of these services is converted inside the import session

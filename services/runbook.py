@@ -220,7 +220,7 @@ def db_specs(name: str, jump: Jump) -> tuple[Any, ...]:
             out.append(DBSpec(label, template, ()))
             continue
         keys = [(section, "connection")]
-        if section == "database":
-            keys = list(releases.DB_OPTION_ALIASES)
+        if section == "database" and not all(releases.at_least(jump.source, r.removed_in) for r in releases.RENAMES):
+            keys = list(releases.DB_OPTION_ALIASES)  # the source may still name its DB the old way
         out.append(DBSpec(label, template, tuple(ConfigKey(f, s, k) for f in files for s, k in keys)))
     return tuple(out)
