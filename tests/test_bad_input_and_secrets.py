@@ -97,18 +97,25 @@ def test_unfinished_run_blocks_a_new_run_and_a_changed_plan_or_key_blocks_resume
 
 
 def test_a_failing_step_stops_with_both_ways_on(lab, tmp_path):
-    """A real failure (the target's keystone-manage is missing): the run stops in its last good
-    state, says where and what, and names resume and revert; revert restores everything."""
+    """A real failure mid-run (the target's keystone-manage disappears after the import): the run
+    stops in its last good state, says where and what, and names resume and revert; revert then
+    restores everything. (A missing package before the run is refused by the preflight instead.)"""
     before = lab.state()
+    bindir = tmp_path / "target-bin"
+    bindir.mkdir()
+    for tool in (lab.new.venv / "bin").iterdir():
+        (bindir / tool.name).symlink_to(tool)
     plan = lab.write_plan(tmp_path)
-    text = plan.read_text()
-    plan.write_text(text.replace(f'bin = "{lab.new.venv}/bin"', 'bin = "/nonexistent/bin"'))
-    res = upgrade("run", str(plan))
+    plan.write_text(plan.read_text().replace(f'bin = "{lab.new.venv}/bin"', f'bin = "{bindir}"'))
+    journal = tmp_path / "journal"
+    assert upgrade("run", str(plan), failpoint="keystone.import_db:after").returncode == -9
+    (bindir / "keystone-manage").unlink()
+    res = upgrade("resume", "--journal", str(journal))
     _refused(res, 1, "keystone.upgrade_schema failed", "keystone-manage", "upgrade resume", "upgrade revert",
              "state db_imported")
-    st = upgrade("status", "--journal", str(tmp_path / "journal"))
+    st = upgrade("status", "--journal", str(journal))
     assert "failed" in st.stdout and "db_imported" in st.stdout
-    assert upgrade("revert", "--journal", str(tmp_path / "journal")).returncode == 0
+    assert upgrade("revert", "--journal", str(journal)).returncode == 0
     assert lab.state() == before
 
 
