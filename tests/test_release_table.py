@@ -225,3 +225,46 @@ def test_plan_and_status_see_the_run_s_steps() -> None:
     assert [s.name for s in steps_for_raw(raw, "keystone")] == names
     assert [s.name for s in steps_for_raw({"upgrade": {"from": "2024.1", "to": "2025.1"}}, "nova")][6:8] == \
         ["nova.api_db_sync", "nova.update_cells"]
+
+
+def _era(release: str, *rows: tuple[str, Any]) -> Any:
+    """The value of the last row whose release is <= *release* (rows oldest first)."""
+    out = None
+    for since, value in rows:
+        if releases.at_least(release, since):
+            out = value
+    return out
+
+
+@pytest.mark.parametrize(("src", "dst"), JUMPS, ids=[f"{a}-{b}" for a, b in JUMPS])
+def test_schema_and_status_commands_per_era_follow_the_facts(src: str, dst: str) -> None:
+    """facts §2.1/§2.4 keystone, §3 glance, §4 nova, §6 neutron, §7 cinder, §1.2 status checks — restated
+    here per era, independently of services/releases.py, for every supported jump."""
+    jump = Jump(src, dst)
+    names = ("keystone", "glance", "nova", "neutron", "cinder")
+    c = ctx(jump, names, neutron={"plugin_config": "plugins/ml2/ml2_conf.ini"})
+    ext = {"havana": ["endpoint_filter", "oauth1"], "icehouse": ["endpoint_filter", "oauth1", "federation", "revoke"]}
+    want_ks = _era(dst, ("havana", [f"{KS} db_sync", *(f"{KS} db_sync --extension {e}" for e in ext.get(dst, []))]),
+                   ("juno", [f"{KS} db_sync"]),
+                   ("pike", [f"{KS} db_sync --check", f"{KS} db_sync", f"{KS} db_sync --check"]))
+    got_ks = commands("keystone", jump, c, "upgrade_schema")
+    assert [x for x in got_ks if not x.startswith("SQL:")] == want_ks
+    assert commands("glance", jump, c, "upgrade_schema") == _era(
+        dst, ("havana", [f"{GL} db_sync"]), ("juno", [f"{GL} db sync"]),
+        ("rocky", [f"{GL} db check", f"{GL} db sync", f"{GL} db check"]))
+    nova_main = _era(dst, ("havana", [f"{NOVA} db sync"]),
+                     ("mitaka", [f"{NOVA} db sync", f"{NOVA} db online_data_migrations"]))
+    assert commands("nova", jump, c, "upgrade_schema") == nova_main
+    steps = [s.name for s in steps_for("nova", jump)]
+    assert ("nova.api_db_sync" in steps) == releases.at_least(dst, "mitaka")
+    assert ("nova.update_cells" in steps) == releases.at_least(src, "ocata")
+    plugin = NEUTRON
+    assert commands("neutron", jump, c, "upgrade_schema") == _era(
+        dst, ("havana", [f"{plugin} stamp {src}", f"{plugin} upgrade {dst}"]), ("juno", [f"{plugin} upgrade heads"]))
+    assert commands("cinder", jump, c, "upgrade_schema") == _era(
+        dst, ("havana", [f"{CINDER} db sync"]), ("ocata", [f"{CINDER} db sync", f"{CINDER} db online_data_migrations"]))
+    for name, since in (("keystone", "stein"), ("glance", "stein"), ("nova", "ocata"), ("neutron", "stein"),
+                        ("cinder", "stein")):
+        has = any(s.name == f"{name}.status_check" for s in steps_for(name, jump)) or (
+            name == "keystone" and any("keystone-status" in x for x in commands("keystone", jump, c, "verify")))
+        assert has == releases.at_least(dst, since), (name, dst)
