@@ -17,7 +17,7 @@ SETTINGS = '''\
 # local_settings of the old controller
 import os
 
-OPENSTACK_HOST = "192.0.2.10"  # the old controller's address
+OPENSTACK_HOST = "198.51.100.10"  # the old controller's address
 OPENSTACK_KEYSTONE_URL = "http://%s:5000/v2.0" % OPENSTACK_HOST
 OPENSTACK_KEYSTONE_DEFAULT_ROLE = "_member_"
 # OPENSTACK_KEYSTONE_DEFAULT_ROLE = "Member" (Havana) stays a comment
@@ -82,7 +82,7 @@ def test_keystone_and_horizon_run_and_revert(lab, tmp_path):
 
     # horizon: only the values changed; the role exists in keystone; the login page answers
     new_settings = (lab.new.root / "etc/openstack-dashboard/local_settings").read_text()
-    assert new_settings == (SETTINGS.replace('OPENSTACK_HOST = "192.0.2.10"', "OPENSTACK_HOST = '127.0.0.1'")
+    assert new_settings == (SETTINGS.replace('OPENSTACK_HOST = "198.51.100.10"', "OPENSTACK_HOST = '127.0.0.1'")
                             .replace('"http://%s:5000/v2.0" % OPENSTACK_HOST', "'http://%s:5000/v3' % OPENSTACK_HOST")
                             .replace('OPENSTACK_KEYSTONE_DEFAULT_ROLE = "_member_"\n',
                                      "OPENSTACK_KEYSTONE_DEFAULT_ROLE = 'member'\n"))

@@ -20,8 +20,8 @@ from services.releases import jump_error
 from upgrade import planschema
 from upgrade.errors import UserError
 
-OLD_ADDRESS = "192.0.2.11"    # documentation addresses (RFC 5737): replace with the real ones
-NEW_ADDRESS = "192.0.2.12"
+OLD_ADDRESS = "198.51.100.11"    # documentation addresses (RFC 5737): replace with the real ones
+NEW_ADDRESS = "198.51.100.12"
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
     lay = LAYOUTS[layout]
     w = _Writer()
     w.lines += [f"# openstack-upgrade plan: {lay.title}, {from_release} -> {to_release}.",
-                "# Written by `upgrade init`. Replace the documentation addresses (192.0.2.x) with yours, export",
+                "# Written by `upgrade init`. Replace the documentation addresses (198.51.100.x) with yours, export",
                 "# SOURCE_DB_PASSWORD and TARGET_DB_PASSWORD, create the key with `upgrade keygen dump.key`, then",
                 "# `upgrade check plan.toml` and `upgrade plan plan.toml` before `upgrade run plan.toml`.",
                 "# It runs on the new controller and reaches the old one over SSH (root, key-based)."]
@@ -138,7 +138,7 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
     w.key("ssh", "config", "/etc/openstack-upgrade/ssh_config", commented=True)
     w.key("ssh", "options", ["-o", "ServerAliveInterval=15"], commented=True)
     w.table("network", "Optional.", commented=True)
-    w.key("network", "addresses", [{"address": "192.0.2.10/24", "device": "eth0", "name": "management"}],
+    w.key("network", "addresses", [{"address": "198.51.100.10/24", "device": "eth0", "name": "management"}],
           commented=True)
     w.key("network", "check_from", "local", commented=True)
     w.key("network", "nonlocal_bind", False, commented=True)
@@ -151,7 +151,7 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
     w.key("compute_defaults", "ssh_options", ["-o", "ConnectTimeout=10"], commented=True)
     w.table("computes", "Optional, one entry per compute host.", commented=True, title="[[computes]]")
     w.key("computes", "name", "compute1", commented=True)
-    w.key("computes", "host", "ssh://root@192.0.2.21", commented=True)
+    w.key("computes", "host", "ssh://root@198.51.100.21", commented=True)
     w.key("computes", "units", ["openstack-nova-compute"], commented=True)
     w.key("computes", "service_control", lay.control, commented=True)
     w.key("computes", "control", ["svcctl", "{action}", "{unit}"], commented=True)

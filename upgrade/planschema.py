@@ -102,7 +102,7 @@ TABLES: tuple[Table, ...] = (
         Key("owner", "string", "\"<name>:<name>\"", "USER:GROUP given to `<etc>/<name>` and `<lib>/<name>` on the "
                                                     "target (chown -R)"),
         Key("verify_url", "string", "\"\" (no API check)", "a URL of the service's API that must answer after the "
-                                                          "upgrade, e.g. \"http://192.0.2.10:5000/v3\""),
+                                                          "upgrade, e.g. \"http://198.51.100.10:5000/v3\""),
         Key("grant_hosts", "list of strings", "[\"%\", \"localhost\"]", "MySQL host patterns the service's DB user "
                                                                        "is (re)created for on the target"),
         Key("db_user", "string", "the source config's", "the service's DB user on the target"),
@@ -117,7 +117,7 @@ TABLES: tuple[Table, ...] = (
     )),
     Table("network", "the IP switchover, the last step of the run: the service addresses move from the old "
                      "controller to the new one (leave the table out when no address moves)", (
-        Key("addresses", "list of tables", None, "[{address = \"192.0.2.10/24\", device = \"eth0\", name = "
+        Key("addresses", "list of tables", None, "[{address = \"198.51.100.10/24\", device = \"eth0\", name = "
                                                  "\"management\"}]: address with prefix, the interface, a "
                                                  "lowercase name for the journal steps"),
         Key("check_from", "string", "\"local\"", "where the moved address is checked from: a compute's name, "
