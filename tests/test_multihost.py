@@ -391,3 +391,19 @@ def test_twenty_computes_in_parallel_one_broken_alone(lab20):
                                        "python3", "-m", "scripts.lab.svc", "--root", "/", "status", "nova-compute"]),
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_check_reports_an_address_already_on_the_new_controller(lab):
+    """`upgrade check` reads the addresses on both controllers over SSH: on the old one is right,
+    on the new one too is a failure (exit 2) naming the address and the host."""
+    res = tool(lab, "check", str(lab.plan))
+    assert "address management" in res.stdout and f"{VIP}/24 on" in res.stdout, res.stdout
+    assert res.returncode in (0, 1), res.stdout
+    subprocess.run(["ip", "-n", lab.ns("newctl"), "addr", "add", f"{VIP}/24", "dev", "eth0"], check=True)
+    try:
+        res = tool(lab, "check", str(lab.plan))
+        assert res.returncode == 2, res.stdout
+        assert "already on the new controller" in res.stdout and "newctl" in res.stdout
+    finally:
+        subprocess.run(["ip", "-n", lab.ns("newctl"), "addr", "del", f"{VIP}/24", "dev", "eth0"], check=True)
+    assert vip_holders(lab) == ["oldctl"]

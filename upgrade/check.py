@@ -19,6 +19,7 @@ from rich.filesize import decimal
 
 from journal import vault
 from services import mysql, preflight
+from services import network as net
 from services.releases import MANAGE_COMMAND, expected_major, jump_error, release_of
 from statemachine.step import StepError
 from upgrade import app, guards
@@ -275,19 +276,27 @@ def journal(plan: Plan) -> Iterator[Result]:
 
 
 def addresses(plan: Plan) -> Iterator[Result]:
-    """The service addresses that move from the old controller to the new one at cut-over.
-
-    TODO(network): the plan has no addresses yet — the IP switchover adds a ``[network]`` section
-    (services/network.py). When it lands, check here that each address is configured on the
-    source, free on the target's interface, and that nothing else answers on it.
-    """
+    """The service addresses that move at cut-over are on the old controller and not on the new one."""
     network = getattr(plan, "network", None)
-    moving = [m.address for m in network.settings.addresses] if network else []
-    if not moving:
+    moves = list(network.settings.addresses) if network else []
+    if not moves:
         yield Result("addresses", SKIP, "no addresses in the plan")
         return
-    yield Result("addresses", WARN, f"the plan moves {', '.join(moving)}; `upgrade check` does not check "
-                 "addresses yet", "verify by hand that they are up on the old controller and free elsewhere")
+    try:
+        src, dst = app.side(plan.source).host, app.side(plan.target).host
+        for m in moves:
+            on_src, on_dst = net.holds(src, m), net.holds(dst, m)
+            if on_dst:
+                yield Result(f"address {m.name}", FAIL, f"{m.address} is already on the new controller "
+                             f"({dst.name}, {m.device})", "a previous switch left it there: `upgrade revert` that "
+                             f"run, or `ip addr del {m.address} dev {m.device}` on the new controller")
+            elif not on_src:
+                yield Result(f"address {m.name}", FAIL, f"{m.address} is not on the old controller ({src.name}, "
+                             f"{m.device})", "fix [network] addresses (address and device) in the plan")
+            else:
+                yield Result(f"address {m.name}", OK, f"{m.address} on {src.name} {m.device}, free on {dst.name}")
+    except StepError as exc:
+        yield Result("addresses", FAIL, str(exc), "make both controllers reachable, then check again")
 
 
 CHECKS: tuple[Callable[[Plan], Iterator[Result]], ...] = (
