@@ -234,6 +234,9 @@ def test_ip_switchover_seen_from_a_compute_host_and_reverted(lab, tmp_path):
         res = tool(lab, "run", str(lab.plan))
         assert res.returncode == 0, res.stderr
         after_run = out.read_text().split("\n")
+        st = tool(lab, "status", "--journal", str(lab.dir / "journal"), "-f", "json")
+        machines = {s["service"]: s for s in json.loads(st.stdout)["services"]}
+        assert machines["network"]["last_step"] == "network.management.check", machines
         res = tool(lab, "revert", "--journal", str(lab.dir / "journal"))
         assert res.returncode == 0, res.stderr
         time.sleep(0.3)

@@ -186,7 +186,8 @@ def status_data(journal_dir: Path, run_id: str | None) -> dict[str, Any]:
     from services.registry import steps_for
 
     plan = json.loads(run_row["plan"])
-    view = replay(journal.events(run_row["id"]))
+    events = journal.events(run_row["id"])
+    view = replay(events)
     services = []
     for name in plan["upgrade"]["services"]:
         m = ServiceMachine(name, steps_for(name))
@@ -202,6 +203,7 @@ def status_data(journal_dir: Path, run_id: str | None) -> dict[str, Any]:
         services.append({"service": name, "state": state, "last_step": last, "next_step": nxt,
                          "interrupted_step": mv.attempted, "seconds": round(seconds, 1),
                          "last_error": (mv.last_error or "").splitlines()[0] if mv.last_error else None})
+    services += _other_machines(events, view, {s["service"] for s in services})
     status = run_row["status"]
     nxt = {"running": "the run is in progress, or its process died: `upgrade resume` continues it",
            "failed": "`upgrade resume` after fixing the cause, or `upgrade revert`",
@@ -209,6 +211,27 @@ def status_data(journal_dir: Path, run_id: str | None) -> dict[str, Any]:
            "completed": "nothing; `upgrade revert` would undo it", "reverted": "nothing"}[status]
     return {"run": run_row["id"], "status": status, "from": run_row["from_release"], "to": run_row["to_release"],
             "journal": str(journal.dir), "next_action": nxt, "services": services}
+
+
+def _other_machines(events: list, view: Any, known: set[str]) -> list[dict[str, Any]]:
+    """Machines that are not services (the IP switchover, compute hosts): their steps come from the
+    plan's network and compute sections, so their state is read from the journal's transitions."""
+    rows: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if e.machine in known or e.step is None:
+            continue
+        row = rows.setdefault(e.machine, {"service": e.machine, "state": INITIAL, "last_step": None,
+                                          "next_step": None, "interrupted_step": None, "seconds": 0.0,
+                                          "last_error": None})
+        if e.kind in ("done", "undone"):
+            row["state"], row["last_step"] = e.to_state or row["state"], e.step if e.kind == "done" else None
+            row["seconds"] = round(row["seconds"] + ((e.result or {}).get("seconds", 0) if e.kind == "done" else 0), 1)
+    for name, row in rows.items():
+        mv = view.machine(name)
+        row["interrupted_step"] = mv.attempted
+        row["next_step"] = mv.attempted
+        row["last_error"] = (mv.last_error or "").splitlines()[0] if mv.last_error else None
+    return list(rows.values())
 
 
 def status(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, fmt: str = "table",
