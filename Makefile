@@ -23,10 +23,9 @@ venv: $(VENV)/.stamp
 # One venv per OpenStack release, built from the vendored upper-constraints (cached, rebuilt
 # only when the constraints or the package list change). Two builds at a time.
 openstack:
-	@for r in $(RELEASES); do \
-	   (scripts/build-venv $$r $(VENV_ROOT) > /tmp/osu-build-venv-$$r.log 2>&1; echo $$? > /tmp/osu-build-venv-$$r.rc) & \
-	 done; wait; rc=0; \
-	 for r in $(RELEASES); do \
+	@printf '%s\n' $(RELEASES) | xargs -P 2 -I{} sh -c \
+	   'scripts/build-venv {} $(VENV_ROOT) > /tmp/osu-build-venv-{}.log 2>&1; echo $$? > /tmp/osu-build-venv-{}.rc'; \
+	 rc=0; for r in $(RELEASES); do \
 	   tail -n 1 /tmp/osu-build-venv-$$r.log; \
 	   [ "$$(cat /tmp/osu-build-venv-$$r.rc)" = 0 ] || { tail -n 30 /tmp/osu-build-venv-$$r.log; rc=1; }; \
 	 done; exit $$rc

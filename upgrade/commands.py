@@ -183,14 +183,14 @@ def status_data(journal_dir: Path, run_id: str | None) -> dict[str, Any]:
     run_row = _run_row(journal, run_id) if run_id else (journal.unfinished_run() or journal.latest_run())
     if run_row is None:
         raise UserError(f"no run in {journal.dir} — start one with `upgrade run PLAN`")
-    from services.registry import steps_for
+    from services.registry import steps_for_raw
 
     plan = json.loads(run_row["plan"])
     events = journal.events(run_row["id"])
     view = replay(events)
     services = []
     for name in plan["upgrade"]["services"]:
-        m = ServiceMachine(name, steps_for(name))
+        m = ServiceMachine(name, steps_for_raw(plan, name))
         mv = view.machine(name)
         state, last = INITIAL, None
         for step in m.steps:

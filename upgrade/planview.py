@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from services.registry import steps_for
+from services.registry import steps_for_plan
 from services.settings import ServiceSettings, Side
 from statemachine import diagram
 from statemachine.machine import ServiceMachine
@@ -40,7 +40,7 @@ class PlanContext:
 
 
 def machines(plan: Plan) -> list[ServiceMachine]:
-    return [ServiceMachine(name, steps_for(name)) for name in plan.services]
+    return [ServiceMachine(name, steps_for_plan(plan, name)) for name in plan.services]
 
 
 def steps(plan: Plan) -> list[dict[str, Any]]:
