@@ -189,7 +189,7 @@ def test_keystone_upgrade_over_ssh(lab):
     assert checksums(lab, "oldctl") == source_before
     assert lab.query("newctl", "SELECT COUNT(*) FROM keystone.user")[0][0] == \
         lab.query("oldctl", "SELECT COUNT(*) FROM keystone.user")[0][0]
-    # the dump went through a 0600 defaults file on each host, removed again: nothing left in /tmp
+    # credentials reach the DB clients on a pipe; no private directory is left in /tmp on either host
     for h in ("oldctl", "newctl"):
         assert not list((lab.dir / "hosts" / h / "tmp").glob("osu-*")), h
     # the management address moved; clients on a compute host reach the new keystone with old credentials

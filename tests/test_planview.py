@@ -68,8 +68,8 @@ def test_plan_lists_every_step_with_host_and_command_and_no_secret(tmp_path):
         "service openstack-keystone stop",                      # source: sysvinit
         "systemctl stop openstack-keystone",                    # target: systemd
         "systemctl start openstack-keystone",
-        "mysqldump '--defaults-extra-file=<0600 defaults file>' --single-transaction",
-        "mysql '--defaults-extra-file=<0600 defaults file>' keystone",
+        "mysqldump --defaults-extra-file=/dev/fd/3 --single-transaction",
+        "mysql --defaults-extra-file=/dev/fd/3 keystone",
         "tar -C /srv/old/etc --numeric-owner -cf - keystone",
         "tar -C /srv/new/etc --numeric-owner -xpf -",
         "rewrite paths in /srv/new/etc/keystone/keystone.conf: /srv/old/etc -> /srv/new/etc, /srv/old/lib -> /var/lib",
