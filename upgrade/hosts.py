@@ -57,17 +57,8 @@ class LocalHost:
 
     def run(self, argv: list[str], stdin: bytes | None = None, timeout: float = 900,
             env: dict[str, str] | None = None) -> Completed:
-        proc = self.popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        try:
-            out, err = proc.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            raise StepError(f"`{command_text(argv)}` on {self.name} did not finish within {timeout:.0f} s",
-                            host=self.name, command=command_text(argv),
-                            output=(out + err).decode(errors="replace")) from None
-        return Completed(tuple(argv), proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+        rc, out, err = _communicate(self, argv, stdin, timeout, env)
+        return Completed(tuple(argv), rc, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def popen(self, argv: list[str], stdin: Any = None, stdout: Any = None, stderr: Any = None,
               env: dict[str, str] | None = None) -> Any:
@@ -315,23 +306,14 @@ class SshHost:
 
     def _run_bytes(self, argv: list[str], stdin: bytes | None = None, timeout: float = 900,
                    env: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
-        proc = self.popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        try:
-            out, err = proc.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            raise StepError(f"`{command_text(argv)}` on {self.name} did not finish within {timeout:.0f} s",
-                            host=self.name, command=command_text(argv),
-                            output=(out + err).decode(errors="replace")) from None
-        failure = ssh_failure(proc.returncode, err.decode(errors="replace"))
+        rc, out, err = _communicate(self, argv, stdin, timeout, env)
+        failure = ssh_failure(rc, err.decode(errors="replace"))
         if failure:
             e = self._unreachable(failure)
             e.command = command_text(argv)
             e.rc = 255
             raise e
-        return proc.returncode, out, err
+        return rc, out, err
 
     def run(self, argv: list[str], stdin: bytes | None = None, timeout: float = 900,
             env: dict[str, str] | None = None) -> Completed:
@@ -375,6 +357,22 @@ class SshHost:
             raise StepError(f"cannot create a private directory on {self.name}: {err.decode(errors='replace')}",
                             host=self.name, rc=rc)
         return out.decode().strip()
+
+
+def _communicate(host: LocalHost | SshHost, argv: list[str], stdin: bytes | None, timeout: float,
+                 env: dict[str, str] | None) -> tuple[int, bytes, bytes]:
+    """Run *argv* on *host* to the end, or kill it after *timeout* seconds with a StepError."""
+    proc = host.popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise StepError(f"`{command_text(argv)}` on {host.name} did not finish within {timeout:.0f} s",
+                        host=host.name, command=command_text(argv),
+                        output=(out + err).decode(errors="replace")) from None
+    return proc.returncode, out, err
 
 
 def tmp_prefix(pid: int | None = None) -> str:
