@@ -10,11 +10,13 @@ the same around every undo.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -125,11 +127,15 @@ def test_external_sigkill_mid_run_then_resume(lab, tmp_path, reference):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_intent(journal, "keystone.upgrade_schema", proc)
+        conf = str(lab.new.root / "etc/keystone/keystone.conf")
+        _wait_until(lambda: _processes_with(conf), "keystone-manage started")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
         if proc.poll() is None:
             proc.kill()
+    # the killed tool's keystone-manage died with it: a resume never races a leftover db_sync
+    _wait_until(lambda: not _processes_with(conf), "the orphaned keystone-manage to die", timeout=1)
     res = upgrade("resume", "--journal", str(journal))
     assert res.returncode == 0, res.stderr
     state = lab.state()
@@ -176,3 +182,26 @@ def _wait_for_intent(journal, step: str, proc: subprocess.Popen, timeout: float 
                 pass
         time.sleep(0.05)
     raise AssertionError(f"no intent for {step} within {timeout} s")
+
+
+def _processes_with(needle: str) -> list[int]:
+    """Pids of keystone-manage processes whose command line holds *needle*."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(a.endswith(b"keystone-manage") for a in argv) and needle.encode() in argv:
+                out.append(int(entry))
+    return out
+
+
+def _wait_until(predicate, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")

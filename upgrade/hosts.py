@@ -42,6 +42,9 @@ ALIVE_COUNT = 3
 CONTROL_PERSIST = 60
 
 
+_SETPRIV = shutil.which("setpriv") is not None
+
+
 class LocalHost:
     """The machine the tool runs on (an operator's controller, or the built-in lab)."""
 
@@ -62,7 +65,10 @@ class LocalHost:
 
     def popen(self, argv: list[str], stdin: Any = None, stdout: Any = None, stderr: Any = None,
               env: dict[str, str] | None = None) -> Any:
-        cmd = self._cmd(argv)
+        self._cmd(argv)  # a missing command is named here, not as setpriv's exit 127
+        # The child dies with the tool: a run killed mid-`db_sync` must not leave that db_sync running
+        # while `upgrade resume` starts another one (setpriv is util-linux, on every Debian).
+        cmd = local["setpriv"]["--pdeathsig", "KILL", "--", *argv] if _SETPRIV else self._cmd(argv)
         kwargs: dict[str, Any] = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
         if env:
             kwargs["env"] = {**os.environ, **env}
