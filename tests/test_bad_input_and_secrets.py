@@ -122,26 +122,39 @@ def test_a_failing_step_stops_with_both_ways_on(lab, tmp_path):
 def test_no_secret_in_logs_journal_exports_or_argv(lab, tmp_path):
     plan = lab.write_plan(tmp_path)
     journal = tmp_path / "journal"
-    seen: list[str] = []
+    samples: dict[int, tuple[int, str]] = {}   # pid -> (ppid, argv) of every process seen
     stop = threading.Event()
 
     def watch_argv() -> None:
         while not stop.is_set():
             for pid in os.listdir("/proc"):
                 if pid.isdigit():
-                    with contextlib.suppress(OSError):
-                        seen.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-            stop.wait(0.02)
+                    with contextlib.suppress(OSError, ValueError, IndexError):
+                        argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                        samples.setdefault(int(pid), (ppid, argv))
+            stop.wait(0.01)
 
     t = threading.Thread(target=watch_argv, daemon=True)
     t.start()
     try:
-        proc = subprocess.run([sys.executable, "-m", "upgrade.cli", "run", str(plan)], cwd=REPO,
-                              env={**os.environ, TARGET_PW_ENV: TARGET_DB_PASSWORD}, capture_output=True,
-                              text=True)
+        tool = subprocess.Popen([sys.executable, "-m", "upgrade.cli", "run", str(plan)], cwd=REPO,
+                                env={**os.environ, TARGET_PW_ENV: TARGET_DB_PASSWORD}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        out, err = tool.communicate(timeout=600)
+        proc = subprocess.CompletedProcess(tool.args, tool.returncode, out, err)
     finally:
         stop.set()
         t.join()
+    # only the tool and its descendants (other test sessions on this machine may run other things)
+    tree, grew = {tool.pid}, True
+    while grew:
+        grew = False
+        for pid, (ppid, _argv) in samples.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    seen = [argv for pid, (_ppid, argv) in samples.items() if pid in tree]
     assert proc.returncode == 0, proc.stderr
     assert any("mysqldump" in c for c in seen) and any("keystone-manage" in c for c in seen)
     exports = [upgrade("journal", "export", "--journal", str(journal), "--format", f).stdout
