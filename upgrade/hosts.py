@@ -65,7 +65,9 @@ class LocalHost:
 
     def popen(self, argv: list[str], stdin: Any = None, stdout: Any = None, stderr: Any = None,
               env: dict[str, str] | None = None) -> Any:
-        self._cmd(argv)  # a missing command is named here, not as setpriv's exit 127
+        if shutil.which(argv[0]) is None:  # named here, not as setpriv's exit 127
+            raise StepError(f"command {argv[0]!r} not found on {self.name} — install it or fix the bin path in "
+                            "the plan", host=self.name, command=command_text(argv))
         # The child dies with the tool: a run killed mid-`db_sync` must not leave that db_sync running
         # while `upgrade resume` starts another one (setpriv is util-linux, on every Debian).
         cmd = local["setpriv"]["--pdeathsig", "KILL", "--", *argv] if _SETPRIV else self._cmd(argv)
