@@ -250,17 +250,29 @@ def import_argv(mysql: str, db: str) -> list[str]:
     return [mysql, f"--defaults-extra-file={CREDENTIALS_FD}", db]
 
 
+def _start_client(host: Host, ep: DBEndpoint, argv: list[str], stdout: Any) -> tuple[Any, _Drain]:
+    """Start a DB client on *host* with its stderr drained and its credentials already on stdin."""
+    proc = host.popen(with_credentials(argv), stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE)
+    drain = _Drain(proc.stderr)
+    drain.start()
+    try:
+        proc.stdin.write(credentials(ep))
+    except BrokenPipeError:
+        pass  # the client died at once: its exit code and stderr tell why (wait_pipe)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, drain
+
+
 def dump_to_vault(host: Host, ep: DBEndpoint, mysqldump: str, db: str, dest: str, key: vault.Key,
                   inside: Callable[[], None] = lambda: None,
                   progress: Callable[[int], None] | None = None) -> vault.StreamStats:
     """Stream ``mysqldump db`` on *host* into an encrypted artifact at *dest* (on the tool's host)."""
     argv = dump_argv(mysqldump, db)
-    proc = host.popen(with_credentials(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                      stderr=subprocess.PIPE)
-    drain = _Drain(proc.stderr)
-    drain.start()
+    proc, drain = _start_client(host, ep, argv, subprocess.PIPE)
     try:
-        proc.stdin.write(credentials(ep))
         proc.stdin.close()
         stats = vault.encrypt_stream(_Counted(_Tap(proc.stdout, inside), progress), dest, key)
     except BaseException:
@@ -324,12 +336,8 @@ def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str,
     """
     vault.verify_artifact(src, key, expected_bytes, expected_sha256)
     argv = import_argv(mysql, db)
-    proc = host.popen(with_credentials(argv), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                      stderr=subprocess.PIPE)
-    drain = _Drain(proc.stderr)
-    drain.start()
+    proc, drain = _start_client(host, ep, argv, subprocess.DEVNULL)
     try:
-        proc.stdin.write(credentials(ep))
         sink = _Counted(SandboxStrip(proc.stdin) if ep.flavor == "mysql" else proc.stdin, progress)
         stats = vault.decrypt_stream(src, key, sink)
         if epilogue:

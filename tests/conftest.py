@@ -34,6 +34,8 @@ SOURCE_DB_PASSWORD = "src-DB-admin-pw-0815"   # inline in the plan
 TARGET_DB_PASSWORD = "tgt-DB-admin-pw-2342"   # through an environment variable
 KEYSTONE_DB_PASSWORD = "ks-DB-pw-9981"         # in keystone.conf only
 TARGET_PW_ENV = "OSU_TEST_TARGET_DB_PASSWORD"
+#: every secret of the test lab: none may appear in output, logs, journal, exports or argv
+SECRETS = (SOURCE_DB_PASSWORD, TARGET_DB_PASSWORD, KEYSTONE_DB_PASSWORD, ADMIN_PASSWORD)
 
 
 def require(condition: bool, why: str) -> None:

@@ -12,16 +12,12 @@ from pathlib import Path
 
 from scripts.lab.mariadb import free_port
 from tests.conftest import (
-    ADMIN_PASSWORD,
-    KEYSTONE_DB_PASSWORD,
     REPO,
-    SOURCE_DB_PASSWORD,
+    SECRETS,
     TARGET_DB_PASSWORD,
     TARGET_PW_ENV,
     upgrade,
 )
-
-SECRETS = (SOURCE_DB_PASSWORD, TARGET_DB_PASSWORD, KEYSTONE_DB_PASSWORD, ADMIN_PASSWORD)
 
 
 def _refused(res: subprocess.CompletedProcess, code: int, *needles: str) -> None:

@@ -20,17 +20,14 @@ import pytest
 from journal.store import Journal
 from scripts.lab.mariadb import free_port
 from tests.conftest import (
-    ADMIN_PASSWORD,
-    KEYSTONE_DB_PASSWORD,
     REPO,
+    SECRETS,
     SOURCE_DB_PASSWORD,
     TARGET_DB_PASSWORD,
     TARGET_PW_ENV,
     upgrade,
 )
 from tests.test_crash_resume_revert import _wait_for_intent
-
-SECRETS = (SOURCE_DB_PASSWORD, TARGET_DB_PASSWORD, KEYSTONE_DB_PASSWORD, ADMIN_PASSWORD)
 
 # A plan that loads: the DB servers behind it do not exist, which no case below reaches.
 BASE = f"""\
