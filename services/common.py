@@ -20,7 +20,7 @@ from typing import Any
 
 from journal import vault
 from services import control, mysql, transfer
-from services.config import db_url_credentials, get_value, rewrite_db_url, rewrite_paths, set_value
+from services.config import db_url_credentials, get_value, rewrite_db_url, rewrite_paths, set_value, with_database
 from services.context import UpgradeContext
 from services.host import check, command_text, wait_pipe
 from services.settings import ServiceSettings, Side
@@ -489,6 +489,12 @@ def content_digest(ep: Any, db: str, table: str) -> list[Any]:
     return [len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest()]
 
 
+def _grants_shown(db: str, hosts: tuple[str, ...]) -> list[str]:
+    """What mysql.grant_service_user does, for `upgrade plan` (the user's name and password masked)."""
+    return [f"SQL: CREATE USER IF NOT EXISTS / ALTER USER USER@{h!r}; GRANT ALL PRIVILEGES ON {db}.* TO USER@{h!r}"
+            for h in hosts]
+
+
 def import_db_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = None,
                    convert_utf8: bool = False) -> Step:
     specs = dbs or _dbs_default((conn,))
@@ -544,8 +550,7 @@ def import_db_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = 
                            "ALTER TABLE .. DROP FOREIGN KEY (those touching T); "
                            "ALTER TABLE T CONVERT TO CHARACTER SET utf8 COLLATE utf8_general_ci; "
                            "ALTER TABLE .. ADD CONSTRAINT (the same foreign keys); SET SESSION foreign_key_checks = 1")
-            out += [*(f"SQL: CREATE USER IF NOT EXISTS / ALTER USER USER@{h!r}; GRANT ALL PRIVILEGES ON {db}.* "
-                      f"TO USER@{h!r}" for h in st.grant_hosts),
+            out += [*_grants_shown(db, st.grant_hosts),
                     f"SQL: SELECT COUNT(*), CHECKSUM TABLE for every table of {db}, compared with the source"]
         return out
 
@@ -567,20 +572,121 @@ def restore_db(ctx: UpgradeContext, name: str, dbs: tuple[DBSpec, ...] | None = 
     t = ctx.target
     backup = ctx.results[f"{name}.backup_target"]
     for spec in dbs or _dbs_default(()):
-        dbname = spec.db_name(st)
-        db = backup["databases"][dbname]
-        if db["existed"]:
-            art = db["artifact"]
-            vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
-            mysql.recreate_db(t.db, dbname, db["charset"], db["collation"])
-            mysql.import_from_vault(t.host, t.db, CLIENT_TOOL, dbname, art["path"], ctx.key,
-                                    art["bytes"], art["sha256"], progress=ctx.progress)
-        else:
-            mysql.drop_db(t.db, dbname)
+        restore_one_db(ctx, name, spec.db_name(st))
     users = backup["users"]
     stmts = json.loads(vault.decrypt_bytes(users["artifact"]["path"], ctx.key).decode())
     for user in users["users"]:
         mysql.restore_users(t.db, user, st.grant_hosts, stmts.get(user, []))
+
+
+def existed_on_target(ctx: UpgradeContext, name: str, dbname: str) -> bool:
+    """Whether *dbname* was on the target before the upgrade touched it (backup_target's record)."""
+    return bool(ctx.results[f"{name}.backup_target"]["databases"][dbname]["existed"])
+
+
+def restore_one_db(ctx: UpgradeContext, name: str, dbname: str) -> None:
+    """Put one target database back as backup_target found it: its dump re-imported, or dropped
+    when it was not there (a database that existed before is never left dropped)."""
+    t = ctx.target
+    db = ctx.results[f"{name}.backup_target"]["databases"][dbname]
+    if not db["existed"]:
+        mysql.drop_db(t.db, dbname)
+        return
+    art = db["artifact"]
+    vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
+    mysql.recreate_db(t.db, dbname, db["charset"], db["collation"])
+    mysql.import_from_vault(t.host, t.db, CLIENT_TOOL, dbname, art["path"], ctx.key,
+                            art["bytes"], art["sha256"], progress=ctx.progress)
+
+
+# ---------------------------------------------------------------------- databases new in the target release
+def _main_spec(dbs: tuple[DBSpec, ...]) -> DBSpec:
+    return next(d for d in dbs if d.label == "main")
+
+
+def create_db_step(name: str, new: tuple[DBSpec, ...], dbs: tuple[DBSpec, ...]) -> Step:
+    """The databases the target release has and the source's has not (nova_api on liberty -> mitaka,
+    nova_cell0 on newton -> ocata): there is nothing to import, so they are created empty on the
+    target with the service user's grants like the imported ones, and the release's own commands
+    give them their schema (api_db sync, cell_v2 map_cell0 + db sync).
+
+    A name the target already held was dumped by backup_target; undo puts it back from there, and
+    drops only what this step created where nothing was (upgrade revert leaves the target as before).
+    """
+    main = _main_spec(dbs)
+    every = (*dbs, *new)
+
+    def run(ctx: UpgradeContext) -> Result:
+        st = _svc(ctx, name)
+        t = ctx.target
+        charset, collation = mysql.db_charset(t.db, main.db_name(st))  # like the imported main database
+        out: dict[str, Any] = {"databases": {}, "grants": []}
+        for spec in new:
+            db = spec.db_name(st)
+            user, password = db_credentials(ctx, name, spec, every)
+            mysql.recreate_db(t.db, db, charset, collation)
+            ctx.failpoint(f"{name}.create_databases:inside")
+            mysql.grant_service_user(t.db, db, user, password, st.grant_hosts)
+            out["databases"][db] = {"created": True, "existed_before": existed_on_target(ctx, name, db),
+                                    "charset": charset, "collation": collation}
+            out["grants"] += [f"{user}@{h} on {db}" for h in st.grant_hosts]
+        return out
+
+    def undo(ctx: UpgradeContext, result: Result | None) -> None:
+        # backup_target's record, not this result, says what was there: an interrupted run has none
+        for spec in new:
+            restore_one_db(ctx, name, spec.db_name(_svc(ctx, name)))
+
+    def commands(ctx: UpgradeContext) -> list[str]:
+        st = _svc(ctx, name)
+        out = []
+        for spec in new:
+            db = mysql.quote_ident(spec.db_name(st))
+            out += [f"SQL: DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} (charset and collation of the "
+                    f"imported {mysql.quote_ident(main.db_name(st))}; a {db} the target had is in the backup)",
+                    *_grants_shown(db, st.grant_hosts)]
+        return out
+
+    names = ", ".join(s.template.format(name=name) for s in new)
+    return Step(f"{name}.create_databases", "databases_created", run, undo, host="target", commands=commands,
+                describe=f"create the database(s) new in the target release ({names}) empty on the target, "
+                         "with the service user's grants")
+
+
+def new_db_config_edit(name: str, new: tuple[DBSpec, ...], dbs: tuple[DBSpec, ...]) -> ConfigEdit:
+    """Name the new databases in the config (nova's ``[api_database] connection`` on liberty -> mitaka):
+    the main database's URL on the target with the database name swapped — same server, user and
+    password, as the install guides set them."""
+    main = _main_spec(dbs)
+    options = [(spec, c) for spec in new for c in spec.conns]
+
+    def apply(ctx: Any, path: str, data: bytes) -> tuple[bytes, list[str]]:
+        mine = [(spec, c) for spec, c in options if path.endswith(f"/{c.file}")]
+        if not mine:
+            return data, []
+        main_url = next((u for c in main.conns
+                         if path.endswith(f"/{c.file}") and (u := get_value(data, c.section, c.key))), None)
+        if not main_url:
+            new_opts = ", ".join(f"[{c.section}] {c.key}" for _s, c in mine)
+            raise StepError(f"{path} names no {main.db_name(_svc(ctx, name))} database, so the new {new_opts} cannot "
+                            "be derived from it — fix the source controller's config", host=ctx.target.host.name)
+        notes = []
+        for spec, c in mine:
+            url = with_database(main_url, spec.db_name(_svc(ctx, name)))
+            if get_value(data, c.section, c.key) != url:
+                data = set_value(data, c.section, c.key, url)
+                notes.append(f"[{c.section}] {c.key} -> {ctx.target.db.address_for_services}:{ctx.target.db.port}/"
+                             f"{spec.db_name(_svc(ctx, name))} (new in the target release)")
+        return data, notes
+
+    def shown(ctx: Any) -> list[str]:
+        t = ctx.target
+        return [f"set [{c.section}] {c.key} in {t.etc}/{name}/{c.file} to mysql+pymysql://USER:***@"
+                f"{t.db.address_for_services}:{t.db.port}/{spec.db_name(_svc(ctx, name))} (server, USER and password "
+                f"of the {main.db_name(_svc(ctx, name))} connection; new in the target release)"
+                for spec, c in options]
+
+    return ConfigEdit(apply, shown)
 
 
 # ---------------------------------------------------------------------- ownership
@@ -644,20 +750,26 @@ def run_manage(side: Side, argv: list[str], what: str, ok: tuple[int, ...] = (0,
 def standard_steps(name: str, conns: tuple[ConfigKey, ...], schema: Step, verify: Step,
                    extra: Callable[[], list[Step]] | None = None, *, dbs: tuple[DBSpec, ...] | None = None,
                    units: UnitsFn | None = None, edits: tuple[ConfigEdit, ...] = (), convert_utf8: bool = False,
-                   before_schema: tuple[Step, ...] = (), after_schema: tuple[Step, ...] = ()) -> list[Step]:
+                   before_schema: tuple[Step, ...] = (), after_schema: tuple[Step, ...] = (),
+                   new_dbs: tuple[DBSpec, ...] = ()) -> list[Step]:
     """The runbook's sequence for one service with its own schema upgrade and verification.
 
     A service adds only what differs: its databases (``dbs``, default the one ``conns[0]`` names),
-    units, config edits, the utf8 conversion on import, and fix-up steps right before and after
-    its schema upgrade.
+    the databases new in the target release (``new_dbs``: backed up if the target has them,
+    created after the import, named in the config), units, config edits, the utf8 conversion on
+    import, and fix-up steps right before and after its schema upgrade.
     """
+    carried = dbs or _dbs_default(conns)
+    if new_dbs:
+        edits = (*edits, new_db_config_edit(name, new_dbs, carried)) if any(s.conns for s in new_dbs) else edits
     return [
         stop_step(name, "source", units),
-        dump_source_step(name, dbs or _dbs_default(conns)),
+        dump_source_step(name, carried),
         stop_step(name, "target", units),
-        backup_target_step(name, conns[0], dbs),
+        backup_target_step(name, conns[0], (*carried, *new_dbs) if new_dbs else dbs),
         install_config_step(name, conns, dbs, edits),
         import_db_step(name, conns[0], dbs, convert_utf8),
+        *((create_db_step(name, new_dbs, carried),) if new_dbs else ()),
         *before_schema,
         schema,
         *after_schema,

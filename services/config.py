@@ -122,3 +122,14 @@ def db_url_credentials(url: str) -> tuple[str, str, str]:
     """(user, password, database) of an SQLAlchemy URL."""
     parts = urlsplit(url)
     return unquote(parts.username or ""), unquote(parts.password or ""), parts.path.lstrip("/")
+
+
+def with_database(url: str, db: str) -> str:
+    """The same SQLAlchemy URL (server, user, password, query) naming database *db*: how the install
+    guides derive nova_api's and nova_cell0's URLs from the main one."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
+
+
+def sections(data: bytes) -> set[str]:
+    """The names of the sections an INI file has."""
+    return {m["name"].decode().strip() for line in data.splitlines() if (m := _SECTION.match(line))}

@@ -13,17 +13,28 @@ agent serves.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from services import legacy_config, mysql, releases
 from services.before import keep as keep_before
 from services.before import load as load_before
 from services.common import ConfigEdit, http_ok, standard_steps
-from services.config import get_value, rewrite_db_url, set_value
+from services.config import get_value, rewrite_db_url, set_value, with_database
 from services.host import command_text
 from services.legacy_config import delete_key
-from services.runbook import DEFAULT_JUMP, Jump, commands_step, db_specs, render, run_cmd, shown, status_step, units_fn
-from statemachine.step import Result, Step
+from services.runbook import (
+    DEFAULT_JUMP,
+    Jump,
+    commands_step,
+    db_specs,
+    new_db_specs,
+    render,
+    run_cmd,
+    shown,
+    status_step,
+    units_fn,
+)
+from statemachine.step import Result, Step, StepError
 
 NAME = "nova"
 CELL0_UUID = "00000000-0000-0000-0000-000000000000"
@@ -74,20 +85,83 @@ def pin_edit(jump: Jump) -> ConfigEdit:
 
 
 # ---------------------------------------------------------------------- cells
+def _main_url(data: bytes) -> str | None:
+    """The main database's URL in nova.conf: the first of its option names present (facts §1.4)."""
+    return next((v for sec, key in releases.DB_OPTION_ALIASES if (v := get_value(data, sec, key))), None)
+
+
+def _redact_urls(ctx: Any, *urls: str) -> None:
+    for url in urls:
+        pw = urlsplit(url).password if "://" in url else None
+        if pw:
+            ctx.redactor.add(pw)
+
+
+def _cell0_db(ctx: Any, jump: Jump) -> str:
+    return next(d.db_name(ctx.services[NAME]) for d in new_db_specs(NAME, jump) if d.label == "cell0")
+
+
+def _setup_urls(ctx: Any, jump: Jump) -> dict[str, str]:
+    """cell0's and cell1's URLs for a new cells v2 setup, from the target's nova.conf as install_config
+    left it: cell0 is the main URL naming the cell0 database, cell1 the carried-over main database and
+    the message queue of ``[DEFAULT] transport_url`` (or the one its rabbit_* options make)."""
+    path = _conf(ctx.target)
+    data = ctx.target.host.read_bytes(path)
+    main, mq = _main_url(data), get_value(data, "DEFAULT", "transport_url") or legacy_config.transport_url(data)
+    if not main or not mq:
+        what = "[database] connection" if not main else "[DEFAULT] transport_url (or rabbit_host)"
+        raise StepError(f"{path} on {ctx.target.host.name} has no {what}: cells v2 maps cell1 with it — set it in "
+                        "the source controller's nova.conf, then `upgrade resume`", host=ctx.target.host.name)
+    out = {"cell0_db": with_database(main, _cell0_db(ctx, jump)), "cell_db": main, "transport_url": mq}
+    _redact_urls(ctx, *out.values())
+    return out
+
+
+def _setup_shown(jump: Jump) -> Any:
+    """What _setup_urls gives, masked, for `upgrade plan` (it reads the target's nova.conf at run time)."""
+    def fill(ctx: Any) -> dict[str, str]:
+        t = ctx.target
+        base = f"mysql+pymysql://USER:***@{t.db.address_for_services}:{t.db.port}"
+        return {"cell0_db": f"{base}/{_cell0_db(ctx, jump)}", "cell_db": f"{base}/{ctx.services[NAME].db_name}",
+                "transport_url": f"<[DEFAULT] transport_url of {_conf(t)}>"}
+
+    return fill
+
+
+def cell_setup_step(jump: Jump, api_db: Any) -> Step:
+    """Cells v2 on a jump that creates nova_cell0 (newton -> ocata): map_cell0 with its URL explicit,
+    then the carried-over main database as cell1 — after api_db sync, before db sync (which then
+    syncs cell0 too). map_cell0 is idempotent ("Cell0 is already setup"); create_cell is left out
+    when cell1 is already mapped to this database (a re-run after a kill), never run twice.
+    Its rows live in nova_api: import_db's undo restores that database, so this step has no undo."""
+
+    def skip(ctx: Any, cmd: releases.Cmd) -> str | None:
+        if "create_cell" not in cmd.args:
+            return None
+        want = _setup_urls(ctx, jump)["cell_db"]
+        rows = mysql.query(ctx.target.db, "SELECT uuid FROM cell_mappings WHERE name=%s AND database_connection=%s "
+                                          "AND uuid<>%s", (releases.NOVA_CELL1, want, CELL0_UUID), db=api_db(ctx))
+        return f"{releases.NOVA_CELL1} is already mapped to this database ({rows[0][0]})" if rows else None
+
+    return commands_step(NAME, "cell_setup", "cells_set_up", releases.NOVA_CELL_SETUP,
+                         "cells v2 (required from ocata): map cell0 to the new cell0 database, the carried-over "
+                         "main database as cell1", fill=lambda ctx: _setup_urls(ctx, jump),
+                         shown_fill=_setup_shown(jump), skip=skip,
+                         dbs=lambda ctx: [api_db(ctx)])
+
 def _cell_urls(ctx: Any, jump: Jump) -> list[dict[str, str]]:
     """Every cell mapping with the URLs it must hold on the new controller."""
     st = ctx.services[NAME]
     dbs = {d.label: d.db_name(st) for d in db_specs(NAME, jump)}
     data = ctx.target.host.read_bytes(_conf(ctx.target))
-    main_url = get_value(data, "database", "connection") or ""
+    main_url = _main_url(data) or ""
     mq = get_value(data, "DEFAULT", "transport_url") or ""
     rows = mysql.query(ctx.target.db, "SELECT uuid, name, transport_url, database_connection FROM cell_mappings "
                                       "ORDER BY id", db=dbs["api"])
     out = []
     for uuid, name, old_mq, old_db in rows:
         if uuid == CELL0_UUID:
-            parts = urlsplit(main_url)
-            new_db = urlunsplit(parts._replace(path=f"/{dbs['cell0']}"))
+            new_db = with_database(main_url, dbs["cell0"])
             new_mq = old_mq or "none:///"
         else:
             old = urlsplit(old_db or "")
@@ -112,10 +186,7 @@ def update_cells_step(jump: Jump) -> Step:
     def run(ctx: Any) -> Result:
         cells = _cell_urls(ctx, jump)
         for c in cells:
-            for url in (c["old_db"], c["new_db"], c["old_mq"], c["new_mq"]):
-                pw = urlsplit(url).password if "://" in url else None
-                if pw:
-                    ctx.redactor.add(pw)
+            _redact_urls(ctx, c["old_db"], c["new_db"], c["old_mq"], c["new_mq"])
         # the old URLs hold credentials: the vault keeps them for undo (first: a re-run after a kill keeps
         # the originals), the journal only the uuids
         _kept, art = keep_before(ctx, NAME, "cell-mappings", {c["uuid"]: {"old_mq": c["old_mq"], "old_db": c["old_db"]}
@@ -224,13 +295,14 @@ def stale_services_step(jump: Jump) -> Step:
 # ---------------------------------------------------------------------- the steps
 def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
     dbs = db_specs(NAME, jump)
+    new = new_db_specs(NAME, jump)  # nova_api on liberty -> mitaka, nova_cell0 on newton -> ocata
     labels = {d.label for d in dbs}
     cmds = list(releases.pick(releases.SCHEMA[NAME], jump.target))
     api_cmds = [c for c in cmds if "api_db" in c.args]
     main_cmds = [c for c in cmds if "api_db" not in c.args]
 
     def names(ctx: Any, which: set[str]) -> list[str]:
-        return [d.db_name(ctx.services[NAME]) for d in dbs if d.label in which]
+        return [d.db_name(ctx.services[NAME]) for d in (*dbs, *new) if d.label in which]
 
     before: list[Step] = []
     if api_cmds:
@@ -240,10 +312,19 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
     fix = releases.fixups(NAME, jump.target)
     if "cell0" in labels and "update_cells" in fix:
         before.append(update_cells_step(jump))
+    new_cells = any(d.label == "cell0" for d in new)
+    if new_cells:
+        before.append(cell_setup_step(jump, lambda ctx: names(ctx, {"api"})[0]))
     schema = commands_step(NAME, "upgrade_schema", "schema_upgraded", main_cmds,
                            "nova-manage db sync (cell0 too), then online_data_migrations until exit 0",
                            dbs=lambda ctx: names(ctx, {"main", "cell0"}))
-    after: list[Step] = [stale_services_step(jump)] if "stale_services" in fix else []
+    after: list[Step] = []
+    if new_cells:
+        after.append(commands_step(NAME, "discover_hosts", "hosts_discovered", (releases.NOVA_DISCOVER_HOSTS,),
+                                   "map the computes of the carried-over database into cell1 (cell_v2 "
+                                   "discover_hosts)", dbs=lambda ctx: names(ctx, {"api"})))
+    if "stale_services" in fix:
+        after.append(stale_services_step(jump))
     status = releases.pick(releases.STATUS[NAME], jump.target)
     if status:
         after.append(status_step(NAME, status))
@@ -266,7 +347,7 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
              describe="nova-manage db version answers and the compute API answers on its verify URL"),
         dbs=dbs, units=_units(jump),
         edits=(legacy_config.edit(jump.target), *((pin_edit(jump),) if "pin_compute" in fix else ())),
-        before_schema=tuple(before), after_schema=tuple(after))
+        before_schema=tuple(before), after_schema=tuple(after), new_dbs=new)
 
 
 # ---------------------------------------------------------------------- nova-unpin: after the computes

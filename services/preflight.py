@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from services import mysql
+from services import mysql, registry, releases
+from services.config import sections
 from services.host import Host
 from services.releases import MANAGE_COMMAND
+from services.runbook import Jump, db_specs
 from services.settings import DBEndpoint
 from statemachine.step import StepError
 
@@ -97,3 +100,41 @@ def manage_version(host: Host, bin_dir: str, service: str) -> str:
 def major(version: str) -> int | None:
     m = re.match(r"\s*(\d+)\.", version)
     return int(m.group(1)) if m else None
+
+
+# ---------------------------------------------------------------------- what the jump carries over and creates
+def database_errors(ep: DBEndpoint, name: str, jump: Jump, settings: Any, plan: str) -> list[str]:
+    """Why the source's databases do not fit the release table for *jump*, one message per database.
+
+    Every database of the source release must be there to be carried over; a database the target
+    release adds (nova_api from mitaka, nova_cell0 from ocata) must not: the upgrade creates it on
+    the target and gives it its schema, so one on the source means the source is not what the
+    table says its release is (an earlier partial setup) and carrying on would leave it behind.
+    """
+    where = f"the source DB server {ep.address}:{ep.port}"
+    out = []
+    carried = () if name in registry.NO_DATABASE else db_specs(name, jump)
+    for spec in carried:
+        db = spec.db_name(settings)
+        if not mysql.db_exists(ep, db):
+            key = "db_name" if spec.label == "main" else f"{spec.label}_db_name"
+            out.append(f"{where} has no database {db!r} for {name} — fix services.{name}.{key} in {plan}")
+    for db in registry.new_databases(name, jump, settings):
+        if mysql.db_exists(ep, db):
+            out.append(f"{where} holds database {db!r}, which {name} of {jump.source} does not have: it comes with "
+                       f"{jump.target}, whose upgrade creates it on the target — if it is an unused leftover, drop "
+                       f"it on the source (DROP DATABASE {mysql.quote_ident(db)}) and run again; if {jump.source} "
+                       "uses it already, this tool cannot carry it over")
+    return out
+
+
+def config_errors(read: Callable[[str], bytes | None], etc: str, name: str, jump: Jump) -> list[str]:
+    """Config sections the target release needs that the source release did without (nova's
+    ``[placement]`` from ocata): *read(path)* gives a source config file, or None when it is absent."""
+    out = []
+    for file, section, why in releases.required_sections(name, jump.source, jump.target):
+        path = f"{etc.rstrip('/')}/{name}/{file}"
+        data = read(path)
+        if data is None or section not in sections(data):
+            out.append(f"{path} on the source has no [{section}] section: {why}")
+    return out

@@ -56,6 +56,14 @@ def databases(name: str, jump: Jump, settings: Any) -> list[str]:
     return [d.db_name(settings) for d in db_specs(name, jump)]
 
 
+def new_databases(name: str, jump: Jump, settings: Any) -> list[str]:
+    """The database names the target release of *name* adds (created on the target, never on the source)."""
+    if name in NO_DATABASE:
+        return []
+    from services.runbook import new_db_specs
+    return [d.db_name(settings) for d in new_db_specs(name, jump)]
+
+
 #: the manage command that proves a service is installed on a controller
 TOOLS = {"keystone": "keystone-manage", "glance": "glance-manage", "placement": "placement-manage",
          "nova": "nova-manage", "neutron": "neutron-db-manage", "cinder": "cinder-manage", "nova-unpin": "nova-manage"}

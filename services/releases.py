@@ -169,6 +169,19 @@ SCHEMA: dict[str, tuple[Era, ...]] = {
     ),
 }
 
+#: cells v2 on a jump that creates nova_cell0 (newton -> ocata: "cell mappings required before Ocata",
+#: facts §4): after ``api_db sync``, cell0 mapped with its URL always explicit (§4.3 pitfall), the
+#: carried-over main database mapped as cell1; ``db sync`` then syncs cell0 too (§4.1 step 3)
+NOVA_CELL1 = "cell1"
+NOVA_CELL_SETUP: tuple[Cmd, ...] = (
+    _c("nova-manage", *NOVA_CONF, "cell_v2", "map_cell0", "--database_connection", "{cell0_db}"),
+    _c("nova-manage", *NOVA_CONF, "cell_v2", "create_cell", "--name", NOVA_CELL1, "--database_connection",
+       "{cell_db}", "--transport-url", "{transport_url}"),
+)
+#: after the main schema is current: map the computes of the carried-over DB into cell1 (§4.3; rc 0
+#: without --strict)
+NOVA_DISCOVER_HOSTS = _c("nova-manage", *NOVA_CONF, "cell_v2", "discover_hosts")
+
 #: the source release's online data migrations, finished on the imported copy before the target's
 #: db sync ("you won't be able to apply N+1's schema migrations before completing N's", §7.1)
 PREVIOUS_ONLINE_MIGRATIONS: dict[str, tuple[Era, ...]] = {
@@ -291,6 +304,23 @@ DATABASES: dict[str, tuple[Era, ...]] = {
     "cinder": (Era("havana", None, (("main", "{name}", "database"),)),),
     "horizon": (Era("havana", None, ()),),
 }
+
+#: config sections a release needs that an older one did without, checked on the source before a
+#: jump that crosses *since* (the config is carried over): nova needs the placement API from Ocata
+#: (until Stein it is part of nova: nova-placement-api, its tables in nova_api; facts §5 history)
+REQUIRED_SECTIONS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
+    "nova": (("ocata", "nova.conf", "placement",
+              "from ocata nova-compute and the scheduler need the placement API (part of nova until stein: "
+              "nova-placement-api, its tables in nova_api) — deploy it on the source's release and configure "
+              "[placement] in nova.conf (auth_url, auth_type, credentials, os_region_name) before the upgrade"),),
+}
+
+
+def required_sections(service: str, source: str, target: str) -> list[tuple[str, str, str]]:
+    """(file, section, why) the target needs in *service*'s config and the source did not."""
+    return [(f, sec, why) for since, f, sec, why in REQUIRED_SECTIONS.get(service, ())
+            if not at_least(source, since) and at_least(target, since)]
+
 
 #: the data fix-ups per service and target release: the fix-up steps (and nova's pin, a config edit)
 #: a service module includes; keystone's endpoint step also needs the plan's old_address

@@ -101,10 +101,13 @@ def revisions(ep: Any, db: str) -> list[str]:
 def commands_step(name: str, action: str, state: str, cmds: Sequence[Cmd], describe: str,
                   fill: Fill = lambda ctx: {}, dbs: Callable[[Any], list[str]] = lambda ctx: [],
                   skip: Callable[[Any, Cmd], str | None] = lambda ctx, cmd: None,
-                  side_of: Callable[[Any], Any] = lambda ctx: ctx.target, host: str = "target") -> Step:
+                  side_of: Callable[[Any], Any] = lambda ctx: ctx.target, host: str = "target",
+                  shown_fill: Fill | None = None) -> Step:
     """A step that runs release commands in order on one controller, recording each command's rc
     and the schema revisions of *dbs* before and after. ``skip(ctx, cmd)`` returns a reason to
     leave a conditional command out (neutron's stamp when the DB is already under alembic).
+    ``shown_fill`` fills the placeholders for `upgrade plan` when ``fill`` needs the controller
+    (it reads a config file) or yields secrets: it must name what ``fill`` puts there, masked.
 
     The commands are idempotent (db sync, online migrations, status checks), so the step is;
     it has no undo of its own: the database it changes is restored by import_db's undo.
@@ -125,7 +128,7 @@ def commands_step(name: str, action: str, state: str, cmds: Sequence[Cmd], descr
         return {"commands": done, "revisions_before": before, "revisions_after": after}
 
     def commands(ctx: Any) -> list[str]:
-        return [shown(c, side_of(ctx), fill(ctx)) for c in cmds]
+        return [shown(c, side_of(ctx), (shown_fill or fill)(ctx)) for c in cmds]
 
     return Step(f"{name}.{action}", state, run, host=host, describe=describe, commands=commands)
 
@@ -208,19 +211,35 @@ def units_fn(name: str, jump: Jump, settings: str | None = None) -> Callable[[An
     return units
 
 
-def db_specs(name: str, jump: Jump) -> tuple[Any, ...]:
-    """The service's databases for the jump (the source's: that is what is carried over), each with
-    every option that may name it in every config file of the service (old aliases included)."""
+def _specs(name: str, rows: Any, files_release: str) -> tuple[Any, ...]:
+    """DBSpecs for release-table *rows*, each with every option that may name it in every config
+    file of the service in *files_release* (old aliases included while that release reads them)."""
     from services.common import ConfigKey, DBSpec
 
-    files = releases.pick(releases.CONFIG_FILES.get(name, ()), jump.source, ())
+    files = releases.pick(releases.CONFIG_FILES.get(name, ()), files_release, ())
     out = []
-    for label, template, section in releases.pick(releases.DATABASES[name], jump.source, ()):
+    for label, template, section in rows:
         if not section:
             out.append(DBSpec(label, template, ()))
             continue
         keys = [(section, "connection")]
-        if section == "database" and not all(releases.at_least(jump.source, r.removed_in) for r in releases.RENAMES):
+        if section == "database" and not all(releases.at_least(files_release, r.removed_in)
+                                             for r in releases.RENAMES):
             keys = list(releases.DB_OPTION_ALIASES)  # the source may still name its DB the old way
         out.append(DBSpec(label, template, tuple(ConfigKey(f, s, k) for f in files for s, k in keys)))
     return tuple(out)
+
+
+def db_specs(name: str, jump: Jump) -> tuple[Any, ...]:
+    """The service's databases for the jump (the source's: that is what is carried over), each with
+    every option that may name it in every config file of the service (old aliases included)."""
+    return _specs(name, releases.pick(releases.DATABASES[name], jump.source, ()), jump.source)
+
+
+def new_db_specs(name: str, jump: Jump) -> tuple[Any, ...]:
+    """The databases the target release has and the source release has not (nova_api on liberty ->
+    mitaka, nova_cell0 on newton -> ocata): nothing to carry over, so they are created on the target
+    and the release's own commands give them their schema."""
+    had = {label for label, _t, _s in releases.pick(releases.DATABASES[name], jump.source, ())}
+    rows = [r for r in releases.pick(releases.DATABASES[name], jump.target, ()) if r[0] not in had]
+    return _specs(name, rows, jump.target)

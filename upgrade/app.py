@@ -12,7 +12,7 @@ from pathlib import Path
 from journal import vault
 from journal.redact import Redactor
 from journal.store import Journal, JournalError
-from services import mysql, registry
+from services import mysql, preflight, registry
 from services.context import UpgradeContext
 from services.host import Host
 from services.registry import steps_for
@@ -121,11 +121,13 @@ def preflight_db(plan: Plan) -> None:
         except mysql.DBConnectError as exc:
             raise UserError(f"{spec.role} controller: {exc} (plan {plan.path}, [{spec.role}.db])") from None
     jump = Jump(plan.from_release, plan.to_release)
+    source = side(plan.source)
+    read = lambda path: source.host.read_bytes(path) if source.host.exists(path) else None  # noqa: E731
     for name, st in plan.service_settings.items():
-        for db in registry.databases(name, jump, st):
-            if not mysql.db_exists(plan.source.db, db):
-                raise UserError(f"the source DB server {plan.source.db.address}:{plan.source.db.port} has no "
-                                f"database {db!r} for {name} — fix services.{name}.db_name in {plan.path}")
+        errors = (preflight.database_errors(plan.source.db, name, jump, st, str(plan.path))
+                  + preflight.config_errors(read, plan.source.etc, name, jump))
+        if errors:
+            raise UserError("\n".join(errors))
     target = side(plan.target)
     for name in plan.service_settings:
         tool = registry.TOOLS.get(name)
