@@ -365,4 +365,4 @@ def test_ctrl_c_during_a_step_ends_cleanly_and_resumes(lab, tmp_path):
     res = upgrade("resume", "--journal", str(journal))
     assert res.returncode == 0, res.stderr
     value = upgrade("status", "--journal", str(journal), "-f", "value").stdout
-    assert value.split() == ["keystone", "verified", "-"]
+    assert value.splitlines()[0].split()[:3] == ["keystone", "verified", "-"]   # then its window

@@ -18,7 +18,7 @@ from journal.store import Journal, JournalError
 from statemachine.machine import INITIAL, ServiceMachine
 from statemachine.replay import replay
 from statemachine.runner import RevertFailed, RunFailed
-from upgrade import app, check, guards, logs, planinit, planview, progress, tables
+from upgrade import app, check, guards, logs, planinit, planview, progress, tables, window
 from upgrade import plan as plan_mod
 from upgrade.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BusyError, UserError
 
@@ -210,7 +210,8 @@ def status_data(journal_dir: Path, run_id: str | None) -> dict[str, Any]:
            "reverting": "`upgrade revert` to finish undoing", "revert_failed": "`upgrade revert` after fixing",
            "completed": "nothing; `upgrade revert` would undo it", "reverted": "nothing"}[status]
     return {"run": run_row["id"], "status": status, "from": run_row["from_release"], "to": run_row["to_release"],
-            "journal": str(journal.dir), "next_action": nxt, "services": services}
+            "journal": str(journal.dir), "next_action": nxt, "services": services,
+            "window": window.report(window.measure(events), time.time())}
 
 
 def _other_machines(events: list, view: Any, known: set[str]) -> list[dict[str, Any]]:
@@ -236,20 +237,42 @@ def _other_machines(events: list, view: Any, known: set[str]) -> list[dict[str, 
 
 def status(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, fmt: str = "table",
            out: TextIO = sys.stdout) -> int:
-    """Where each service stands: state, last step, time spent, last error, and what to do next."""
+    """Where each service stands: state, last step, time spent, last error, what to do next, and the
+    maintenance window actually taken (per service and in total, broken down by step kind)."""
     data = status_data(journal_dir, run_id)
     if fmt == "json":
         json.dump(data, out, indent=2)
         out.write("\n")
         return EXIT_OK
+    win = data["window"]
     if fmt == "value":
-        tables.render(data["services"], ("service", "state", "next_step"), "value", out)
+        # service, state, next step, then its window (start, end, seconds, seconds per step kind); a last
+        # row "total" for the run's window, its state the run's status
+        spans = {r["service"]: r for r in [*win["services"], *([win["total"]] if win["total"] else [])]}
+        rows = [{**s, **_value_span(spans.get(s["service"]))} for s in data["services"]]
+        if win["total"]:
+            rows.append({**_value_span(win["total"]), "state": data["status"]})
+        tables.render(rows, ("service", "state", "next_step", *VALUE_WINDOW), "value", out)
         return EXIT_OK
     out.write(f"run {data['run']}  {data['from']} -> {data['to']}  status: {data['status']}\n")
     tables.render(data["services"], ("service", "state", "last_step", "next_step", "seconds", "last_error"),
                   "table", out)
+    if win["services"]:
+        out.write("\nmaintenance window (first stop on the old controller -> verification on the new):\n")
+        tables.render(window.table_rows(win), window.TABLE_COLUMNS, "table", out)
+        if win["note"]:
+            out.write(f"note: {win['note']}\n")
     out.write(f"next: {data['next_action']}\n")
     return EXIT_OK
+
+
+def _value_span(span: dict[str, Any] | None) -> dict[str, Any]:
+    """A window's cells for `-f value`: an open one ends "running"."""
+    return {**span, "end": "running"} if span and span["running"] else (span or {})
+
+
+#: the window's cells of a service in `status -f value`, after service, state and next step
+VALUE_WINDOW = ("start", "end", "seconds", *(f"{k}_seconds" for k in window.KINDS), "idle_seconds")
 
 
 def _time(ts: float | None) -> str | None:

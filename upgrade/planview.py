@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from rich.filesize import decimal
+
 from services.registry import steps_for_plan
 from services.settings import ServiceSettings, Side
 from statemachine import diagram
 from statemachine.machine import ServiceMachine
-from upgrade import app
+from upgrade import app, estimate, tables, window
 from upgrade.errors import UserError
 from upgrade.plan import Plan
 
@@ -76,6 +78,46 @@ def render(plan: Plan, out: TextIO) -> None:
         for c in row["commands"]:
             out.write(f"      $ {c}\n")
     out.write("\nrevert undoes the committed steps backwards (`upgrade plan --graph FILE.svg` draws both ways)\n")
+    render_estimate(plan, out)
+
+
+def render_estimate(plan: Plan, out: TextIO) -> None:
+    """The estimated maintenance window, or why there is none: the plan is shown offline too, so an
+    unreachable source DB is a line of output, never a failure."""
+    red = app.redactor_for(plan)
+    out.write("\nestimated maintenance window (first stop on the old controller -> verification on the new):\n")
+    try:
+        est = estimate.estimate(plan)
+    except estimate.EstimateUnavailable as exc:
+        out.write(red.text(f"estimate unavailable: {exc}") + "\n")
+        return
+    if not est.services:
+        out.write("no service of this plan is stopped on the old controller: no window\n")
+        return
+    rows = [{"service": s.service, "databases": ", ".join(s.databases), "size": decimal(s.bytes), "rows": s.rows,
+             "dump": window.human(s.dump), "import": window.human(s.import_), "fixed": window.human(s.fixed),
+             "fixed from": s.fixed_from, "window": window.human(s.seconds)} for s in est.services]
+    rows.append({"service": "total", "size": decimal(sum(s.bytes for s in est.services)),
+                 "rows": sum(s.rows for s in est.services), "dump": window.human(sum(s.dump for s in est.services)),
+                 "import": window.human(sum(s.import_ for s in est.services)),
+                 "fixed": window.human(sum(s.fixed for s in est.services)), "window": window.human(est.seconds)})
+    tables.render(rows, ("service", "databases", "size", "rows", "dump", "import", "fixed", "fixed from", "window"),
+                  "table", out)
+    r = est.rates
+    lines = [f"rates: dump {r.dump_mbps:.1f} MB/s, import {r.import_mbps:.1f} MB/s — {r.rates_from}",
+             f"fixed: schema upgrade, status check, start, verify and the other steps of a service; measured by "
+             f"run {r.fixed_from} where shown, else {window.human(estimate.DEFAULT_FIXED_SECONDS)} (default)"
+             if r.fixed_from else
+             f"fixed: schema upgrade, status check, start, verify and the other steps of a service: "
+             f"{window.human(estimate.DEFAULT_FIXED_SECONDS)} each (default)",
+             "size: data_length + index_length of the source's tables (information_schema), rows estimated; "
+             "services one after another"]
+    if est.history_note:
+        lines.append(f"no measurements: {est.history_note}")
+    missing = [f"{d} ({s.service})" for s in est.services for d in s.missing]
+    if missing:
+        lines.append(f"not on the source (counted as empty; `upgrade check` fails on it): {', '.join(missing)}")
+    out.write("".join(red.text(line) + "\n" for line in lines))
 
 
 def graph(plan: Plan, path: str | Path) -> Path:

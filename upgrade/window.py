@@ -1,0 +1,211 @@
+"""The maintenance window of a run, measured from the journal's events alone (issue #8).
+
+A service is down from the moment the tool stops its first API unit on the old controller (the
+``intent`` of ``<service>.stop_source``) until its verification on the new one is ``done``; the
+run's window spans the first such stop to the last verification. Only events are read — no clock,
+no database — so the same function serves `upgrade status` (the actual window) and `upgrade plan`
+(which learns the fixed per-service cost from the previous run). "Now" for an open window is the
+caller's business (:meth:`Window.seconds`).
+
+The window is wall time: when a run died and was resumed, the service stayed down while the tool
+was not running, so that time counts. The part of a window no step accounts for is ``idle``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+#: the step (by its name after ``<service>.``) whose intent opens a service's window ...
+OPENS = "stop_source"
+#: ... and the one whose done closes it
+CLOSES = "verify"
+
+#: what each step counts as in the breakdown; every other step of the window counts as ``other``
+KIND_OF_STEP = {
+    "dump_source": "dump",
+    "import_db": "import",
+    "upgrade_schema": "schema", "api_db_sync": "schema", "previous_online_migrations": "schema",
+    "verify": "verify", "status_check": "verify",
+}
+KINDS = ("dump", "import", "schema", "verify", "other")
+
+RESUMED_NOTE = ("the run was resumed: the window counts the wall time of the whole outage, including "
+                "the time the tool was not running (the service stayed down)")
+
+
+class EventLike(Protocol):
+    """What is read of a journal event (``journal.store.Event``); hand-built lists in tests fit too."""
+
+    ts: float
+    machine: str
+    step: str | None
+    kind: str
+
+
+def step_kind(step: str) -> str:
+    """``keystone.import_db`` -> ``import``."""
+    return KIND_OF_STEP.get(step.split(".", 1)[-1], "other")
+
+
+def opens_window(step: str) -> bool:
+    return step.split(".", 1)[-1] == OPENS
+
+
+@dataclass
+class Window:
+    """One service's window. ``end`` is None while it is open; ``closed_by`` says how it closed:
+    ``verified`` (the new controller serves) or ``reverted`` (the old one serves again)."""
+
+    service: str
+    start: float
+    end: float | None = None
+    closed_by: str | None = None
+    phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 0.0))
+    retried: int = 0
+
+    @property
+    def open(self) -> bool:
+        return self.end is None
+
+    def seconds(self, now: float) -> float:
+        """Duration so far: to its end, or to *now* while it is open."""
+        return (self.end if self.end is not None else max(now, self.start)) - self.start
+
+    def idle(self, now: float) -> float:
+        """Time in the window no finished step accounts for: between steps, and while the tool was dead."""
+        return max(0.0, self.seconds(now) - sum(self.phases.values()))
+
+    def fixed(self) -> float:
+        """Everything but dump and import: the per-service cost that does not grow with the data."""
+        return sum(v for k, v in self.phases.items() if k not in ("dump", "import"))
+
+
+@dataclass
+class RunWindow:
+    services: list[Window]
+
+    @property
+    def start(self) -> float | None:
+        return min((w.start for w in self.services), default=None)
+
+    @property
+    def end(self) -> float | None:
+        """The last close, or None while any window is open (or none opened)."""
+        if not self.services or any(w.open for w in self.services):
+            return None
+        return max(w.end for w in self.services if w.end is not None)
+
+    @property
+    def open(self) -> bool:
+        return any(w.open for w in self.services)
+
+    @property
+    def retried(self) -> int:
+        return sum(w.retried for w in self.services)
+
+    def seconds(self, now: float) -> float:
+        start = self.start
+        if start is None:
+            return 0.0
+        end = self.end
+        return (end if end is not None else max(now, start)) - start
+
+    def phases(self) -> dict[str, float]:
+        return {k: sum(w.phases[k] for w in self.services) for k in KINDS}
+
+    def service(self, name: str) -> Window | None:
+        return next((w for w in self.services if w.service == name), None)
+
+
+def measure(events: Iterable[EventLike]) -> RunWindow:
+    """Every service window of one run's events (in journal order).
+
+    A step's time is counted from each of its intents to the done or failed that ends it; an
+    attempt killed with the tool has no end and is not counted (its time shows as idle). A new
+    intent on a machine whose last attempt did not finish is a retry: the run was resumed.
+    """
+    windows: dict[str, Window] = {}
+    began: dict[str, tuple[str, float]] = {}      # machine -> (step, intent ts) of the attempt in flight
+    unfinished: dict[str, str] = {}               # machine -> step whose last attempt failed or was cut
+    for e in events:
+        if e.step is None:
+            continue
+        m, w = e.machine, windows.get(e.machine)
+        if e.kind == "intent":
+            if w is None and opens_window(e.step):
+                w = windows[m] = Window(m, e.ts)
+            if m in unfinished or m in began:
+                if w is not None and w.open:
+                    w.retried += 1
+                unfinished.pop(m, None)
+            began[m] = (e.step, e.ts)
+        elif e.kind in ("done", "failed"):
+            step, ts = began.pop(m, (e.step, e.ts))
+            if w is not None and w.open and step == e.step:
+                w.phases[step_kind(step)] += e.ts - ts
+            if e.kind == "failed":
+                unfinished[m] = e.step
+            elif w is not None and w.open and e.step.split(".", 1)[-1] == CLOSES:
+                w.end, w.closed_by = e.ts, "verified"
+        elif e.kind == "undone" and w is not None and w.open and opens_window(e.step):
+            w.end, w.closed_by = e.ts, "reverted"   # the old controller serves again
+    return RunWindow(list(windows.values()))
+
+
+# ---------------------------------------------------------------------- shown to the operator
+def stamp(ts: float | None) -> str | None:
+    """Local time without spaces (one cell in ``-f value``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ts)) if ts else None
+
+
+def human(seconds: float | None) -> str:
+    """``45.2s``, ``12m05s``, ``3h07m``: short enough for a table cell."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _row(name: str, start: float | None, end: float | None, is_open: bool, seconds: float,
+         phases: dict[str, float], idle: float, closed_by: str | None) -> dict[str, Any]:
+    return {"service": name, "start": stamp(start), "end": stamp(end), "running": is_open,
+            "closed_by": closed_by, "seconds": round(seconds, 1),
+            **{f"{k}_seconds": round(v, 1) for k, v in phases.items()}, "idle_seconds": round(idle, 1)}
+
+
+def report(rw: RunWindow, now: float) -> dict[str, Any]:
+    """JSON-able: one row per service window and the total (a window still open counts up to *now*)."""
+    rows = [_row(w.service, w.start, w.end, w.open, w.seconds(now), w.phases, w.idle(now), w.closed_by)
+            for w in rw.services]
+    phases = rw.phases()
+    total = None
+    if rw.services:
+        total = _row("total", rw.start, rw.end, rw.open, rw.seconds(now), phases,
+                     max(0.0, rw.seconds(now) - sum(phases.values())), None)
+    return {"services": rows, "total": total, "retried_steps": rw.retried, "resumed": rw.retried > 0,
+            "note": RESUMED_NOTE if rw.retried else None}
+
+
+def table_rows(rep: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report as table cells: durations made short, an open window shown as running since its start."""
+    out = []
+    for r in [*rep["services"], *([rep["total"]] if rep["total"] else [])]:
+        row = {"service": r["service"], "start": r["start"], "end": r["end"],
+               "duration": human(r["seconds"]), **{k: human(r[f"{k}_seconds"]) for k in (*KINDS, "idle")}}
+        if r["running"]:
+            row["end"] = "running"
+            row["duration"] = f"since {r['start']} ({human(r['seconds'])} so far)"
+        elif r["closed_by"] == "reverted":
+            row["end"] = f"{r['end']} (reverted)"
+        out.append(row)
+    return out
+
+
+TABLE_COLUMNS = ("service", "start", "end", "duration", *KINDS, "idle")
