@@ -4,11 +4,19 @@ Streamed as tar from the source host into the target host (memory does not grow 
 data), then every file's sha256 is compared on both sides. The target's files are only ever
 added: a file that exists on the target with other content stops the step before anything is
 written, and undo removes exactly the files the step added.
+
+What "was there before" is written once, before the first byte is copied, to a manifest in the
+run's private artifact directory on the tool's machine. A copy killed half way therefore
+resumes (its partial files are its own, not a clash) and is undone exactly (everything not in
+the manifest that the copy could have written), whether or not the step finished.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from services.host import Host, check, command_text, wait_pipe
@@ -27,8 +35,30 @@ def sums(host: Host, root: str) -> dict[str, str]:
     return out
 
 
+def _manifest(ctx: Any, step: str) -> Path:
+    return ctx.artifact_dir / f"{step}.before.json"
+
+
+def _before(ctx: Any, step: str, host: Host, dst: str) -> dict[str, str]:
+    """The target's files before this run's first copy attempt: read from the manifest if an earlier
+    attempt wrote it, else listed now and written durably (tmp, fsync, rename) before any copy."""
+    path = _manifest(ctx, step)
+    if path.exists():
+        return json.loads(path.read_text())
+    before = sums(host, dst)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(before, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    return before
+
+
 def copy_dir_step(name: str, action: str, state: str, rel: Any, describe: str) -> Step:
     """Copy ``<lib>/<rel(ctx)>`` from source to target with checksums; undo removes what it added."""
+    step = f"{name}.{action}"
 
     def dirs(ctx: Any) -> tuple[str, str]:
         r = rel(ctx)
@@ -38,7 +68,7 @@ def copy_dir_step(name: str, action: str, state: str, rel: Any, describe: str) -
         s, t = ctx.source, ctx.target
         src, dst = dirs(ctx)
         have = sums(s.host, src)
-        before = sums(t.host, dst)
+        before = _before(ctx, step, t.host, dst)
         clash = sorted(p for p in have if p in before and before[p] != have[p])
         if clash:
             raise StepError(f"{dst} on {t.host.name} already holds {len(clash)} file(s) that differ from the "
@@ -53,6 +83,7 @@ def copy_dir_step(name: str, action: str, state: str, rel: Any, describe: str) -
             try:
                 while chunk := p_out.stdout.read(1 << 16):
                     p_in.stdin.write(chunk)
+                    ctx.failpoint(f"{step}:inside")
                 p_in.stdin.close()
             except BaseException:
                 p_out.kill()
@@ -69,10 +100,14 @@ def copy_dir_step(name: str, action: str, state: str, rel: Any, describe: str) -
                 "sha256": have}
 
     def undo(ctx: Any, result: Result | None) -> None:
-        _src, dst = dirs(ctx)
+        src, dst = dirs(ctx)
         added = (result or {}).get("added")
-        if added is None:  # interrupted: remove what matches the source's files and was not there before
-            return
+        if added is None:  # interrupted: what the copy may have written is the source's names not there before
+            manifest = _manifest(ctx, step)
+            if not manifest.exists():
+                return  # killed before the manifest: nothing was copied
+            before = json.loads(manifest.read_text())
+            added = sorted(p for p in sums(ctx.source.host, src) if p not in before)
         for p in added:
             ctx.target.host.remove(f"{dst}/{p}")
 

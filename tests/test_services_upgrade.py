@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ from scripts.lab import units
 from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.openstack import NEW_HOST, NEW_PORTAL, OLD_HOST, OLD_PORTAL, PASSWORDS, UNITS, Stack, make_stack, seed
-from scripts.lab.plan import write_key
-from tests.conftest import REPO, require, tree_digest, upgrade
+from scripts.lab.plan import DBAdmin, service_sections, side_table, write_key
+from tests.conftest import require, tree_digest, upgrade
 
 OLD, NEW = "2025.2", "2026.1"
 ADMIN, ADMIN_PW = "osu_admin", "svc-lab-Admin-77"
@@ -33,29 +32,15 @@ ROW_TABLES = {"cinder": {"volumes": "provider_location", "volume_attachment": "c
 
 
 def _side(role: str, s: Stack) -> str:
-    control = ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "scripts.lab.units", "--root", str(s.root),
-               "{action}", "{unit}"]
-    return (f'[{role}]\nhost = "local"\netc = "{s.root}/etc"\nlib = "{s.root}/var/lib"\nlog = "{s.root}/var/log"\n'
-            f'bin = "{s.venv}/bin"\nservice_control = "template"\ncontrol = {json.dumps(control)}\n'
-            f'[{role}.db]\naddress = "127.0.0.1"\nport = {s.db.port}\nadmin_user = "{ADMIN}"\n'
-            f'admin_password = "{ADMIN_PW}"\n\n')
+    return side_table(role, s.root, s.venv, "127.0.0.1", s.db.port, DBAdmin(ADMIN, password=ADMIN_PW))
 
 
 def write_plan(directory: Path, old: Stack, new: Stack, services: tuple[str, ...] = SERVICES) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     write_key(directory / "dump.key")
-    common = 'owner = "root:root"\ngrant_hosts = ["127.0.0.1", "%"]\n'
     body = (f'[upgrade]\nfrom = "{old.release}"\nto = "{new.release}"\nservices = {json.dumps(list(services))}\n'
             'journal = "journal"\n\n[vault]\nkey_file = "dump.key"\n\n' + _side("source", old) + _side("target", new)
-            + f'[services.glance]\nunits = {json.dumps(UNITS["glance"])}\n{common}\n'
-            + f'[services.placement]\nunits = {json.dumps(UNITS["placement"])}\n{common}\n'
-            + f'[services.nova]\nunits = {json.dumps(UNITS["nova"])}\n{common}old_host = "{OLD_HOST}"\n'
-              f'new_host = "{NEW_HOST}"\nmetadata = "neutron"\n'
-              "# the placement API is not served in this lab: that check fails by design (lab-recipes §10.3)\n"
-              'status_accept = ["Placement API"]\n\n'
-            + f'[services.neutron]\nunits = {json.dumps(UNITS["neutron"])}\n{common}old_host = "{OLD_HOST}"\n\n'
-            + f'[services.cinder]\nunits = {json.dumps(UNITS["cinder"])}\n{common}old_host = "{OLD_HOST}"\n'
-              f'new_host = "{NEW_HOST}"\niscsi_address_from = "{OLD_PORTAL}"\niscsi_address_to = "{NEW_PORTAL}"\n')
+            + service_sections(SERVICES))
     plan = directory / "plan.toml"
     plan.write_text(body)
     return plan

@@ -1,22 +1,28 @@
 """Build, stop and inspect a complete two-controller lab in one directory.
 
-    python -m scripts.lab up DIR [--old 2025.2] [--new 2026.1] [--venv-root PATH]
+    python -m scripts.lab up DIR [--old 2025.2] [--new 2026.1] [--services keystone,glance,...] [--venv-root PATH]
     python -m scripts.lab down DIR
     python -m scripts.lab status DIR
 
 ``up`` builds, under DIR: ``db-old`` and ``db-new`` (two MariaDB servers on free loopback
-ports), ``old`` (controller of the old release, seeded, keystone serving) and ``new``
-(controller of the new release, installed with an empty schema, keystone stopped), a DB admin
+ports), ``old`` (controller of the old release, seeded, its services running) and ``new``
+(controller of the new release, installed with an empty schema, its services stopped), a DB admin
 account with a random password on both servers, and a ready plan ``plan.toml`` (mode 0600:
 both DB admin passwords are inline, so ``upgrade run DIR/plan.toml`` needs no environment)
 with its vault key ``dump.key`` and its journal in ``DIR/journal``; then prints a JSON summary
 that names the plan and the command to run (from the repository: the plan drives the lab's
-services with ``python -m scripts.lab.svc``). Both controllers share one keystone port: it
-stands for the controller's service address, which moves to the new controller at cut-over,
-so the URLs in the keystone catalog stay valid. Only one of the two keystones can serve at a time.
+services with ``python -m scripts.lab.units``). Both controllers share one keystone port and one
+glance port: they stand for the controller's service address, which moves to the new controller
+at cut-over, so the URLs in the keystone catalog stay valid. Only one side can serve at a time.
+
+``--services`` (default: all of keystone, glance, placement, nova, neutron, cinder): keystone and
+glance serve their real APIs (seeded through them: projects, users, roles, a credential, the
+catalog, images with bytes); placement, nova, neutron and cinder run their real schema and
+``*-status`` commands with representative rows, their units are stand-ins (no message queue).
+``--services keystone`` builds the quick keystone-only lab.
 
 ``down`` stops every process the lab started (by pid files) and keeps all files; ``up`` on
-the same DIR starts the databases and the keystone(s) that were running at ``down`` again.
+the same DIR starts the databases and the services that were running at ``down`` again.
 State lives in DIR/lab-state.json.
 """
 
@@ -33,9 +39,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import svc
-from scripts.lab.controller import DEFAULT_VENV_ROOT, Controller, make_controller, seed_keystone
+from scripts.lab import fullstack, svc, units
+from scripts.lab.controller import DEFAULT_VENV_ROOT, GLANCE_URL, Controller, make_controller, seed_keystone
 from scripts.lab.mariadb import MariaDB, free_port
+from scripts.lab.openstack import Api
 from scripts.lab.plan import REPO, DBAdmin, write_plan
 from scripts.lab.proc import LabError
 
@@ -83,6 +90,7 @@ def _distinct_ports(count: int) -> list[int]:
 
 def _summary(lab: Path, state: dict[str, Any]) -> dict[str, Any]:
     running = {side: svc.status(Path(state[side]["root"]), "keystone") for side in SIDES}
+    glance = state.get("glance_port")
     plan = lab / PLAN
     return {
         "dir": str(lab),
@@ -93,13 +101,24 @@ def _summary(lab: Path, state: dict[str, Any]) -> dict[str, Any]:
         "admin_password": state["admin_password"],
         "keystone_port": state["keystone_port"],
         "keystone_url": f"http://127.0.0.1:{state['keystone_port']}/v3",
+        "glance_url": f"http://127.0.0.1:{glance}" if glance else None,
+        "services": _services(state),
         **{side: {**state[side], "keystone_running": running[side]} for side in SIDES},
         "seed": state.get("seed", {}),
         "timings": state.get("timings", {}),
     }
 
 
-def up(lab: Path, old: str, new: str, venv_root: Path) -> dict[str, Any]:
+def _services(state: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(state.get("services", ["keystone"]))
+
+
+def _units(state: dict[str, Any]) -> list[str]:
+    """Every unit of the lab's controllers, keystone first."""
+    return ["keystone", *fullstack.unit_names(_services(state))]
+
+
+def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...] = fullstack.ALL) -> dict[str, Any]:
     """Build the lab (or restart a built one); returns the summary."""
     lab = lab.resolve()
     lab.mkdir(parents=True, exist_ok=True)
@@ -109,20 +128,32 @@ def up(lab: Path, old: str, new: str, venv_root: Path) -> dict[str, Any]:
             raise LabError(f"{lab} holds a lab whose 'up' did not finish: run 'down', remove the directory, retry")
         for side in SIDES:
             _db(built, side).start()
-        for side in built.get("keystone_running_at_down", ["old"]):
-            svc.start(Path(built[side]["root"]), "keystone")
+        for side, names in built.get("running_at_down", {"old": _units(built)}).items():
+            for unit in names:
+                units.start(Path(built[side]["root"]), unit)
         if not (lab / PLAN).exists():  # a lab built before 'up' wrote plans, or a deleted plan
             _write_lab_plan(lab, built)
         return _summary(lab, built)
 
+    unknown = sorted(set(services) - set(fullstack.ALL))
+    if unknown or "keystone" not in services:
+        raise LabError(f"--services {','.join(services)}: the lab runs keystone plus any of "
+                       f"{', '.join(fullstack.STACK)} (unknown: {', '.join(unknown) or 'none'})")
+    tools = {"keystone": "keystone-manage", "glance": "glance-api", "placement": "placement-manage",
+             "nova": "nova-manage", "neutron": "neutron-db-manage", "cinder": "cinder-manage"}
     for release in (old, new):  # fail in a second, not after seeding the old side
-        if not (venv_root / release / "bin" / "keystone-manage").exists():
-            raise LabError(f"no keystone venv {venv_root / release}; build it with: scripts/build-venv {release}")
-    db_old_port, db_new_port, ks_port = _distinct_ports(3)
+        for service in services:
+            if not (venv_root / release / "bin" / tools[service]).exists():
+                raise LabError(f"no {service} in the venv {venv_root / release}; build it with: "
+                               f"scripts/build-venv {release}")
+    db_old_port, db_new_port, ks_port, glance_port = _distinct_ports(4)
     state: dict[str, Any] = {
         "complete": False,
+        "services": [s for s in fullstack.ALL if s in services],
         "admin_password": secrets.token_urlsafe(12),
+        "glance_password": secrets.token_urlsafe(12),
         "keystone_port": ks_port,
+        "glance_port": glance_port if "glance" in services else 0,
         "old": {"release": old, "root": str(lab / "old"), "db_base": str(lab / "db-old"), "db_port": db_old_port},
         "new": {"release": new, "root": str(lab / "new"), "db_base": str(lab / "db-new"), "db_port": db_new_port},
     }
@@ -145,14 +176,22 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
     for side in SIDES:
         _db(state, side).start()
     timings["mariadb_x2"] = time.monotonic() - t0
+    services, glance_port = _services(state), state.get("glance_port", 0)
+    api = Api(f"http://127.0.0.1:{ks_port}", glance_port, state.get("glance_password", ""))
     t1 = time.monotonic()
-    old_ctl = make_controller(Path(state["old"]["root"]), old, _db(state, "old"), ks_port, venv_root)
+    old_root = Path(state["old"]["root"])
+    old_ctl = make_controller(old_root, old, _db(state, "old"), ks_port, venv_root, glance_port=glance_port)
+    old_stack = fullstack.build(old_root, old, _db(state, "old"), venv_root, services, api)
     timings["make_old"] = time.monotonic() - t1
     t2 = time.monotonic()
-    state["seed"] = seed_keystone(old_ctl, state["admin_password"])
+    glance_url = f"http://127.0.0.1:{glance_port}" if glance_port else GLANCE_URL
+    state["seed"] = seed_keystone(old_ctl, state["admin_password"], glance_url)
+    state["seed"].update(fullstack.seed_old(old_stack, state["seed"], services))
     timings["seed_old"] = time.monotonic() - t2
     t3 = time.monotonic()
-    make_controller(Path(state["new"]["root"]), new, _db(state, "new"), ks_port, venv_root)
+    new_root = Path(state["new"]["root"])
+    make_controller(new_root, new, _db(state, "new"), ks_port, venv_root, glance_port=glance_port)
+    fullstack.build(new_root, new, _db(state, "new"), venv_root, services, api)
     timings["make_new"] = time.monotonic() - t3
     t4 = time.monotonic()
     _write_lab_plan(lab, state)
@@ -189,7 +228,9 @@ def _write_lab_plan(lab: Path, state: dict[str, Any]) -> Path:
     ctl = {side: Controller.load(Path(state[side]["root"]), _db(state, side)) for side in SIDES}
     _private_file(lab / PLAN)  # write_plan truncates and keeps the mode: never readable by others
     try:
-        return write_plan(lab, ctl["old"], ctl["new"], admins["old"], admins["new"], journal="journal")
+        glance = state.get("glance_port")
+        return write_plan(lab, ctl["old"], ctl["new"], admins["old"], admins["new"], journal="journal",
+                          services=_services(state), glance_url=f"http://127.0.0.1:{glance}" if glance else None)
     except subprocess.CalledProcessError as exc:  # `upgrade keygen` for dump.key
         raise LabError(f"`upgrade keygen {lab / 'dump.key'}` failed (rc {exc.returncode}): "
                        f"{(exc.stderr or b'').decode(errors='replace').strip()} — run this with the project "
@@ -201,27 +242,27 @@ def down(lab: Path) -> list[str]:
     lab = lab.resolve()
     state = _load(lab)
     stopped: list[str] = []
-    was_running: list[str] = []
+    running: dict[str, list[str]] = {}
     for side in SIDES:
         root = Path(state[side]["root"])
-        for service in svc.SERVICES:
-            if (root / "lab.json").exists() and svc.stop(root, service):
-                stopped.append(f"{side}/{service}")
-                if service == "keystone":
-                    was_running.append(side)
+        for unit in _units(state):
+            if units.alive(root, unit):
+                running.setdefault(side, []).append(unit)
+                stopped.append(f"{side}/{unit}")
+            units.stop(root, unit)
     for side in SIDES:
         db = _db(state, side)
         if db.running():
             db.stop()
             stopped.append(f"db-{side}")
-    if was_running:
-        state["keystone_running_at_down"] = was_running
+    if running:
+        state["running_at_down"] = running
         _save(lab, state)
     return stopped
 
 
 def status(lab: Path) -> dict[str, Any]:
-    """Which lab processes run now."""
+    """Which lab processes run now (a unit served for real counts only when it answers)."""
     lab = lab.resolve()
     state = _load(lab)
     result: dict[str, Any] = {"dir": str(lab), "complete": state.get("complete", False)}
@@ -229,7 +270,7 @@ def status(lab: Path) -> dict[str, Any]:
         root = Path(state[side]["root"])
         result[side] = {
             "db_running": _db(state, side).running(),
-            **{s: svc.status(root, s) for s in svc.SERVICES if (root / "lab.json").exists()},
+            **{u: units.status(root, u) for u in _units(state) if (root / "lab.json").exists()},
         }
     return result
 
@@ -242,12 +283,15 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--old", default="2025.2", help="release of the old controller")
     p_up.add_argument("--new", default="2026.1", help="release of the new controller")
     p_up.add_argument("--venv-root", type=Path, default=DEFAULT_VENV_ROOT)
+    p_up.add_argument("--services", default=",".join(fullstack.ALL),
+                      help="comma-separated: keystone plus any of " + ", ".join(fullstack.STACK) + " (default: all)")
     for name, text in (("down", "stop every lab process, keep the files"), ("status", "which lab processes run")):
         sub.add_parser(name, help=text).add_argument("dir", type=Path)
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            print(json.dumps(up(args.dir, args.old, args.new, args.venv_root), indent=2))
+            services = tuple(s.strip() for s in args.services.split(",") if s.strip())
+            print(json.dumps(up(args.dir, args.old, args.new, args.venv_root, services), indent=2))
         elif args.command == "down":
             stopped = down(args.dir)
             print(f"lab down: stopped {', '.join(stopped) or 'nothing (was not running)'}", file=sys.stderr)

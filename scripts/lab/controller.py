@@ -22,7 +22,7 @@ DEFAULT_VENV_ROOT = Path("/opt/openstack-upgrade/venvs")
 DEFAULT_DB_PASSWORD = "kspass"
 REGION = "RegionOne"
 CREDENTIAL_BLOB = "secret-blob-123"
-GLANCE_URL = "http://127.0.0.1:9292"  # only a catalog entry; nothing listens there
+GLANCE_URL = "http://127.0.0.1:9292"  # a catalog entry only, unless the lab serves glance (seed_keystone)
 
 
 def _redact(args: tuple[str, ...]) -> list[str]:
@@ -152,13 +152,15 @@ def make_controller(
     venv_root: Path = DEFAULT_VENV_ROOT,
     db_password: str = DEFAULT_DB_PASSWORD,
     bind: str = "127.0.0.1",
+    glance_port: int = 0,
 ) -> Controller:
     """Write the tree, keystone.conf and lab.json; create the DB and user; db_sync this release.
 
     Both controllers get a schema of their own release: the old one because it is in
     service, the new one because a freshly deployed controller has an empty, current schema
     that the upgrade replaces with the old data. Starts ``db`` if it is not running. ``bind`` is
-    where keystone will listen (0.0.0.0 on a multi-host lab host, whose root is ``/``).
+    where keystone will listen (0.0.0.0 on a multi-host lab host, whose root is ``/``); a
+    ``glance_port`` makes the lab's supervisor serve glance-api for real on this controller.
     """
     root = Path(root).resolve()
     venv = Path(venv_root) / release
@@ -172,7 +174,8 @@ def make_controller(
     layout.keystone_conf(root).write_text(_keystone_conf_text(root, release, db, db_password))
     layout.write_descriptor(
         root,
-        layout.Descriptor(release=release, venv=str(venv), keystone_port=keystone_port, db_port=db.port, bind=bind),
+        layout.Descriptor(release=release, venv=str(venv), keystone_port=keystone_port, db_port=db.port, bind=bind,
+                          glance_port=glance_port),
     )
     _ensure_db(db, db_password)
     ctl = Controller(root=root, release=release, venv=venv, db=db, keystone_port=keystone_port)
@@ -191,7 +194,7 @@ def alembic_heads(db: MariaDB) -> set[str]:
     return {row[0] for row in db.execute("SELECT version_num FROM keystone.alembic_version")}
 
 
-def seed_keystone(ctl: Controller, admin_password: str) -> dict:
+def seed_keystone(ctl: Controller, admin_password: str, glance_url: str = GLANCE_URL) -> dict:
     """Bootstrap the (old) controller's keystone, serve it, and create data through the real API.
 
     Creates project/user ``demo`` with role ``member``, a ``cert`` credential (encrypted with
@@ -254,7 +257,7 @@ def seed_keystone(ctl: Controller, admin_password: str) -> dict:
         "POST",
         f"{url}/endpoints",
         token,
-        {"endpoint": {"service_id": service_id, "interface": "public", "url": GLANCE_URL, "region_id": REGION}},
+        {"endpoint": {"service_id": service_id, "interface": "public", "url": glance_url, "region_id": REGION}},
     )
     timings["api_seed"] = time.monotonic() - t2
     return {
@@ -274,6 +277,6 @@ def seed_keystone(ctl: Controller, admin_password: str) -> dict:
         "credential_blob": CREDENTIAL_BLOB,
         "glance_service_id": service_id,
         "glance_endpoint_id": glance_ep["endpoint"]["id"],
-        "glance_endpoint_url": GLANCE_URL,
+        "glance_endpoint_url": glance_url,
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }

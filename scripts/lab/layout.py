@@ -5,7 +5,7 @@ without importing pymysql or MariaDB code: it runs as a plain command like syste
 
 Tree (``root`` stands for the controller's "/"):
 
-    root/lab.json                        {"release", "venv", "keystone_port", "db_port"}
+    root/lab.json                        {"release", "venv", "keystone_port", "db_port", "glance_port"}
     root/etc/keystone/keystone.conf
     root/etc/keystone/fernet-keys/
     root/etc/keystone/credential-keys/
@@ -35,6 +35,8 @@ class Descriptor:
     db_port: int
     #: where keystone listens: loopback in the local lab; 0.0.0.0 inside a multi-host lab's namespace
     bind: str = "127.0.0.1"
+    #: where glance-api listens when this controller serves glance for real; 0: it does not
+    glance_port: int = 0
 
 
 def etc_keystone(root: Path) -> Path:
@@ -51,6 +53,10 @@ def fernet_keys(root: Path) -> Path:
 
 def credential_keys(root: Path) -> Path:
     return etc_keystone(root) / "credential-keys"
+
+
+def glance_conf(root: Path) -> Path:
+    return root / "etc" / "glance" / "glance-api.conf"
 
 
 def var_lib(root: Path, service: str) -> Path:
@@ -80,6 +86,8 @@ def write_descriptor(root: Path, desc: Descriptor) -> None:
     data = asdict(desc)
     if data["bind"] == "127.0.0.1":
         del data["bind"]
+    if not data["glance_port"]:
+        del data["glance_port"]
     descriptor_path(root).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
@@ -94,6 +102,7 @@ def read_descriptor(root: Path) -> Descriptor:
             keystone_port=int(data["keystone_port"]),
             db_port=int(data["db_port"]),
             bind=str(data.get("bind", "127.0.0.1")),
+            glance_port=int(data.get("glance_port", 0)),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LabError(f"{root} is not a lab controller (cannot read {path}: {exc})") from exc

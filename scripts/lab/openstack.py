@@ -1,16 +1,19 @@
-"""Glance, placement, nova, neutron and cinder on a lab controller tree, at database level: configs,
+"""Glance, placement, nova, neutron and cinder on a lab controller tree: configs,
 databases and users, the real schema of the controller's release (``glance-manage db sync``,
 ``placement-manage db sync``, ``nova-manage api_db sync``/``cell_v2``/``db sync``, ``neutron-db-manage upgrade heads``,
 ``cinder-manage db sync``), and realistic rows on the old controller: images with non-ASCII
 properties and a file in the store, nova services of the old host, instances with iSCSI block
 devices (CHAP secrets in connection_info), cinder volumes and attachments on the old portal,
-neutron agents with Havana-era timers. Their APIs are not served (they need a message queue):
-their units are stand-ins under ``scripts.lab.units``.
+neutron agents with Havana-era timers. With an ``Api`` (the full lab of ``python -m scripts.lab
+up``), glance-api serves for real behind the lab's keystone and its images are made through that
+API; the other APIs are not served (they need a message queue): their units are stand-ins under
+``scripts.lab.units``.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -36,6 +39,16 @@ UNITS = {"glance": ["glance-api"], "placement": ["placement-api"],
 IMAGE_BYTES = b"QFI\xfb" + bytes(range(256)) * 64
 
 
+@dataclass(frozen=True)
+class Api:
+    """What a controller needs to serve glance for real: the lab keystone, glance's port (shared by
+    both controllers: it stands for the management address) and glance's service-user password."""
+
+    keystone_url: str
+    glance_port: int
+    glance_password: str
+
+
 @dataclass
 class Stack:
     """One controller tree with glance/nova/neutron/cinder configs and databases of its release."""
@@ -44,6 +57,7 @@ class Stack:
     release: str
     venv: Path
     db: MariaDB
+    api: Api | None = None
 
     def etc(self, service: str) -> Path:
         return self.root / "etc" / service
@@ -61,15 +75,47 @@ class Stack:
         return res
 
 
+def _glance_api(s: Stack) -> tuple[str, str]:
+    """[DEFAULT] lines and sections that make glance-api serve behind keystone (lab-recipes §6)."""
+    if s.api is None:
+        return "", ""
+    lib, etc = s.root / "var" / "lib", s.etc("glance")
+    return (f"bind_host = 127.0.0.1\nbind_port = {s.api.glance_port}\n", f"""
+[keystone_authtoken]
+www_authenticate_uri = {s.api.keystone_url}
+auth_url = {s.api.keystone_url}
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = glance
+password = {s.api.glance_password}
+
+[paste_deploy]
+flavor = keystone
+config_file = {etc}/glance-api-paste.ini
+
+[os_glance_staging_store]
+filesystem_store_datadir = {lib}/glance/staging/
+
+[os_glance_tasks_store]
+filesystem_store_datadir = {lib}/glance/tasks/
+
+[oslo_concurrency]
+lock_path = {lib}/glance/lock
+""")
+
+
 def _configs(s: Stack) -> dict[str, dict[str, str]]:
     lib = s.root / "var" / "lib"
+    api_defaults, api_sections = _glance_api(s)
     return {
         "glance": {"glance-api.conf": f"""\
 # glance-api.conf of the lab controller {s.root} ({s.release})
 [DEFAULT]
 enabled_backends = fs:file
-#workers = 1
-
+workers = 1
+{api_defaults}
 [database]
 connection = {s.url("glance", "glance")}
 
@@ -78,7 +124,7 @@ filesystem_store_datadir = {lib}/glance/images/
 
 [glance_store]
 default_backend = fs
-"""},
+{api_sections}"""},
         "placement": {"placement.conf": f"""\
 # placement.conf of the lab controller {s.root} ({s.release})
 [DEFAULT]
@@ -141,9 +187,10 @@ target_ip_address = {OLD_PORTAL}
     }
 
 
-def make_stack(root: Path, release: str, db: MariaDB, venv_root: Path, services: tuple[str, ...] = SERVICES) -> Stack:
+def make_stack(root: Path, release: str, db: MariaDB, venv_root: Path, services: tuple[str, ...] = SERVICES,
+               api: Api | None = None) -> Stack:
     """Configs, databases, users and the release's real schema (a freshly deployed controller)."""
-    s = Stack(Path(root).resolve(), release, Path(venv_root) / release, db)
+    s = Stack(Path(root).resolve(), release, Path(venv_root) / release, db, api)
     db.start()
     for service in services:
         for rel, text in _configs(s)[service].items():
@@ -155,7 +202,10 @@ def make_stack(root: Path, release: str, db: MariaDB, venv_root: Path, services:
             db.execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")
             db.execute(f"GRANT ALL PRIVILEGES ON `{name}`.* TO %s@'127.0.0.1' IDENTIFIED BY %s",
                        args=(service, PASSWORDS[service]))
-    (s.root / "var" / "lib" / "glance" / "images").mkdir(parents=True, exist_ok=True)
+    for sub in ("images", "staging", "tasks", "lock"):
+        (s.root / "var" / "lib" / "glance" / sub).mkdir(parents=True, exist_ok=True)
+    if api and "glance" in services:  # the release's own paste pipeline, next to its config
+        shutil.copyfile(s.venv / "etc" / "glance" / "glance-api-paste.ini", s.etc("glance") / "glance-api-paste.ini")
     sync(s, services)
     return s
 
@@ -235,12 +285,20 @@ def to_latin1(db: MariaDB, schema: str) -> None:
         conn.close()
 
 
-def seed(s: Stack) -> dict[str, Any]:
-    """Realistic rows on the old controller; returns their ids."""
-    db = s.db
+def seed(s: Stack, glance_rows: bool = True) -> dict[str, Any]:
+    """Realistic rows on the old controller; returns their ids. ``glance_rows=False`` when glance
+    serves for real: its images are then made through its API (scripts.lab.glapi)."""
     out: dict[str, Any] = {"images": [], "volumes": [], "bdms": [], "attachments": []}
-    # glance: images with non-ASCII names/properties, one file in the store; one table kept latin1,
-    # as a Havana-era dump would have it (the runbook's CONVERT TO CHARACTER SET utf8)
+    if glance_rows:
+        _seed_glance_rows(s, out)
+    _seed_compute_rows(s, out)
+    return out
+
+
+def _seed_glance_rows(s: Stack, out: dict[str, Any]) -> None:
+    """Images with non-ASCII names/properties, one file in the store; every table latin1, as a
+    Havana-era dump would have it (the runbook's CONVERT TO CHARACTER SET utf8)."""
+    db = s.db
     for i, name in enumerate(("cirros café", "Übuntu jämmy")):
         img = str(uuid.uuid4())
         insert(db, "glance", "images", {"id": img, "name": name, "size": len(IMAGE_BYTES), "status": "active",
@@ -252,7 +310,12 @@ def seed(s: Stack) -> dict[str, Any]:
         out["images"].append(img)
     (s.root / "var/lib/glance/images" / out["images"][0]).write_bytes(IMAGE_BYTES)
     to_latin1(db, "glance")
-    # nova: the old controller's services, a compute, instances with block devices
+
+
+def _seed_compute_rows(s: Stack, out: dict[str, Any]) -> None:
+    """nova: the old controller's services, a compute, instances with iSCSI block devices; cinder:
+    volumes and attachments on the old portal; neutron: agents of the old controller."""
+    db = s.db
     for binary, host in (("nova-conductor", OLD_HOST), ("nova-scheduler", OLD_HOST), ("nova-compute", "compute-1")):
         insert(db, "nova", "services", {"host": host, "binary": binary, "topic": binary.split("-")[1],
                                         "deleted": 0, "disabled": 0, "forced_down": 0, "version": 70,
@@ -291,4 +354,3 @@ def seed(s: Stack) -> dict[str, Any]:
                                          "topic": "q-agent", "host": host, "admin_state_up": 1,
                                          "created_at": "2026-01-01 00:00:00", "started_at": "2026-01-01 00:00:00",
                                          "heartbeat_timestamp": "2026-01-01 00:00:00", "configurations": "{}"})
-    return out

@@ -1,5 +1,5 @@
 """The plan file for a lab: both controllers as local directory trees driven by the lab's
-service supervisor. Used by the tests, `make demo` and `python -m scripts.lab up`."""
+unit supervisor. Used by the tests, `make demo` and `python -m scripts.lab up`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.lab.controller import Controller
+from scripts.lab.openstack import NEW_HOST, NEW_PORTAL, OLD_HOST, OLD_PORTAL, UNITS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,27 +31,57 @@ def write_key(path: Path) -> None:
                        capture_output=True)
 
 
+def control(root: Path) -> list[str]:
+    """The plan's service control for a lab controller: ``scripts.lab.units`` (keystone and glance
+    for real through ``svc``, stand-ins for the rest). PYTHONPATH so the supervisor is found from
+    any working directory (the supervisor drops it for the services it starts)."""
+    return ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "scripts.lab.units", "--root", str(root),
+            "{action}", "{unit}"]
+
+
+def service_sections(services: tuple[str, ...], glance_url: str | None = None) -> str:
+    """The ``[services.*]`` tables of a lab plan for every service but keystone: the lab's units,
+    the old/new host names and iSCSI portals its rows use (scripts.lab.openstack)."""
+    common = 'owner = "root:root"\ngrant_hosts = ["127.0.0.1", "%"]\n'
+    verify = f'verify_url = "{glance_url}/versions"\n' if glance_url else ""
+    tables = {
+        "glance": f"units = {json.dumps(UNITS['glance'])}\n{common}{verify}",
+        "placement": f"units = {json.dumps(UNITS['placement'])}\n{common}",
+        "nova": f'units = {json.dumps(UNITS["nova"])}\n{common}old_host = "{OLD_HOST}"\nnew_host = "{NEW_HOST}"\n'
+                'metadata = "neutron"\n'
+                "# the placement API is not served in this lab: that check fails by design (lab-recipes §10.3)\n"
+                'status_accept = ["Placement API"]\n',
+        "neutron": f'units = {json.dumps(UNITS["neutron"])}\n{common}old_host = "{OLD_HOST}"\n',
+        "cinder": f'units = {json.dumps(UNITS["cinder"])}\n{common}old_host = "{OLD_HOST}"\nnew_host = "{NEW_HOST}"\n'
+                  f'iscsi_address_from = "{OLD_PORTAL}"\niscsi_address_to = "{NEW_PORTAL}"\n',
+    }
+    return "".join(f"[services.{s}]\n{tables[s]}\n" for s in tables if s in services)
+
+
+def side_table(role: str, root: Path, venv: Path, db_host: str, db_port: int, admin: DBAdmin) -> str:
+    """``[source]``/``[target]`` of a lab plan: a local controller tree driven by the lab's units."""
+    pw = (f'admin_password_env = "{admin.password_env}"' if admin.password_env
+          else f'admin_password = "{admin.password}"')
+    return (f"[{role}]\n"
+            f"host = \"local\"\n"
+            f"etc = \"{root}/etc\"\n"
+            f"lib = \"{root}/var/lib\"\n"
+            f"log = \"{root}/var/log\"\n"
+            f"bin = \"{venv}/bin\"            # where this controller's *-manage commands live\n"
+            f"service_control = \"template\"       # the lab has no systemd: its own supervisor\n"
+            f"control = {json.dumps(control(root))}\n"
+            f"[{role}.db]\n"
+            f"address = \"{db_host}\"\n"
+            f"port = {db_port}\n"
+            f"admin_user = \"{admin.user}\"\n"
+            f"{pw}\n\n")
+
+
 def plan_text(old: Controller, new: Controller, old_admin: DBAdmin, new_admin: DBAdmin, services=("keystone",),
-              journal: str = "journal", extra_service_keys: dict[str, str] | None = None) -> str:
+              journal: str = "journal", extra_service_keys: dict[str, str] | None = None,
+              glance_url: str | None = None) -> str:
     def side(role: str, ctl: Controller, admin: DBAdmin) -> str:
-        # PYTHONPATH so the supervisor is found from any working directory (svc drops it for services)
-        control = ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "scripts.lab.svc", "--root", str(ctl.root),
-                   "{action}", "{unit}"]
-        pw = (f'admin_password_env = "{admin.password_env}"' if admin.password_env
-              else f'admin_password = "{admin.password}"')
-        return (f"[{role}]\n"
-                f"host = \"local\"\n"
-                f"etc = \"{ctl.root}/etc\"\n"
-                f"lib = \"{ctl.root}/var/lib\"\n"
-                f"log = \"{ctl.root}/var/log\"\n"
-                f"bin = \"{ctl.venv}/bin\"            # where this controller's *-manage commands live\n"
-                f"service_control = \"template\"       # the lab has no systemd: its own supervisor\n"
-                f"control = {json.dumps(control)}\n"
-                f"[{role}.db]\n"
-                f"address = \"{ctl.db.host}\"\n"
-                f"port = {ctl.db.port}\n"
-                f"admin_user = \"{admin.user}\"\n"
-                f"{pw}\n\n")
+        return side_table(role, ctl.root, ctl.venv, ctl.db.host, ctl.db.port, admin)
 
     extra = "".join(f'{k} = "{v}"\n' for k, v in (extra_service_keys or {}).items())
     return (f"# openstack-upgrade plan for the built-in lab: {old.release} -> {new.release}\n"
@@ -60,7 +91,8 @@ def plan_text(old: Controller, new: Controller, old_admin: DBAdmin, new_admin: D
             + side("source", old, old_admin) + side("target", new, new_admin)
             + "[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"
               f"verify_url = \"{old.keystone_url}\"\n"
-              "grant_hosts = [\"127.0.0.1\", \"%\"]\n" + extra)
+              "grant_hosts = [\"127.0.0.1\", \"%\"]\n" + extra + "\n"
+            + service_sections(tuple(services), glance_url))
 
 
 def write_plan(directory: Path, old: Controller, new: Controller, old_admin: DBAdmin, new_admin: DBAdmin,

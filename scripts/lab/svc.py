@@ -56,6 +56,11 @@ def _keystone_env(root: Path, desc: layout.Descriptor) -> dict[str, str]:
             "KS_BIND": desc.bind}
 
 
+def _glance_argv(root: Path, desc: layout.Descriptor) -> list[str]:
+    """The release's own glance-api (eventlet, one worker: lab-recipes §6), on the controller's config."""
+    return [str(Path(desc.venv) / "bin" / "glance-api"), "--config-file", str(layout.glance_conf(root))]
+
+
 AGENT = Path(__file__).resolve().with_name("agent.py")
 
 
@@ -80,6 +85,15 @@ SERVICES: dict[str, ServiceSpec] = {
         cmdline_marker=KS_WSGI.name,
         log_name="keystone-api.out",
     ),
+    # served for real only by a controller whose lab.json names a glance port (see serves())
+    "glance-api": ServiceSpec(
+        argv=_glance_argv,
+        env=lambda root, desc: {},
+        health_url=lambda d: f"http://127.0.0.1:{d.glance_port}/versions",
+        port=lambda d: d.glance_port,
+        cmdline_marker="glance-api",
+        log_name="glance-api.out",
+    ),
     # multi-host lab (scripts/lab/hosts.py): compute agents, and a probe that says which host answers
     "nova-compute": _agent("nova-compute", 18775, config="/etc/nova/nova.conf"),
     "neutron-agent": _agent("neutron-agent", 18776),
@@ -92,6 +106,14 @@ def _spec(service: str) -> ServiceSpec:
         return SERVICES[service]
     except KeyError:
         raise LabError(f"unknown service {service!r} (known: {', '.join(sorted(SERVICES))})") from None
+
+
+def serves(root: Path, service: str) -> bool:
+    """Whether this supervisor runs ``service`` for real on the controller at ``root`` (else the
+    caller's stand-in does): glance only where lab.json gives it a port."""
+    if service not in SERVICES or not layout.descriptor_path(Path(root)).exists():
+        return False
+    return _spec(service).port(layout.read_descriptor(Path(root))) > 0
 
 
 def log_file(root: Path, service: str) -> Path:

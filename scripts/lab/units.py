@@ -2,7 +2,8 @@
 
     python -m scripts.lab.units --root ROOT {start|stop|status} UNIT
 
-``keystone`` is served for real by ``scripts.lab.svc``; every other unit is a stand-in process
+``keystone`` (and ``glance-api`` where the controller's lab.json gives glance a port) is served
+for real by ``scripts.lab.svc``; every other unit is a stand-in process
 (``standin.py``; ``httpd`` answers HTTP on the port ``ROOT/units.json`` names), tracked by pid
 file and command line, never by name. ``status``: 0 running, 3 stopped.
 """
@@ -44,7 +45,7 @@ def pid(root: Path, unit: str) -> int | None:
 
 
 def start(root: Path, unit: str) -> None:
-    if unit in svc.SERVICES:
+    if svc.serves(root, unit):
         svc.start(root, unit)
         return
     if pid(root, unit):
@@ -68,7 +69,7 @@ def start(root: Path, unit: str) -> None:
 
 
 def stop(root: Path, unit: str) -> None:
-    if unit in svc.SERVICES:
+    if svc.serves(root, unit):
         svc.stop(root, unit)
         return
     p = pid(root, unit)
@@ -77,8 +78,15 @@ def stop(root: Path, unit: str) -> None:
     _pid_file(root, unit).unlink(missing_ok=True)
 
 
+def alive(root: Path, unit: str) -> bool:
+    """The unit's process exists (answering or not): what ``down`` must stop."""
+    if svc.serves(root, unit):
+        return svc.service_pid(root, unit) is not None
+    return pid(root, unit) is not None
+
+
 def status(root: Path, unit: str) -> bool:
-    if unit in svc.SERVICES:
+    if svc.serves(root, unit):
         return svc.status(root, unit)
     return pid(root, unit) is not None
 
