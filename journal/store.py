@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -90,7 +91,10 @@ class Journal:
             os.close(fd)
         os.chmod(self.path, 0o600)
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            # one connection, shared by the runner's thread and the steps' threads when machines overlap
+            # (a step records its vault artifact): every transaction and step-side read holds _lock
+            self._lock = threading.RLock()
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -225,13 +229,15 @@ class Journal:
             }, pk="id")
 
     def artifact(self, artifact_id: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM artifacts WHERE id=?", [artifact_id]))
+        with self._lock:
+            rows = list(self.db.query("SELECT * FROM artifacts WHERE id=?", [artifact_id]))
         return rows[0] if rows else None
 
     def artifacts(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        if run_id is None:
-            return list(self.db.query("SELECT * FROM artifacts ORDER BY created, id"))
-        return list(self.db.query("SELECT * FROM artifacts WHERE run=? ORDER BY created, id", [run_id]))
+        with self._lock:
+            if run_id is None:
+                return list(self.db.query("SELECT * FROM artifacts ORDER BY created, id"))
+            return list(self.db.query("SELECT * FROM artifacts WHERE run=? ORDER BY created, id", [run_id]))
 
     # ------------------------------------------------------------------ verification
     def verify_chain(self) -> tuple[int, str] | None:
@@ -251,20 +257,26 @@ class Journal:
 
     # ------------------------------------------------------------------ helpers
     def _tx(self):
-        """A write transaction that takes the write lock at once (BEGIN IMMEDIATE)."""
-        return _Immediate(self.db.conn)
+        """A write transaction that takes the write lock at once (BEGIN IMMEDIATE), one thread at a time."""
+        return _Immediate(self.db.conn, self._lock)
 
 
 class _Immediate:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
         self.conn = conn
+        self.lock = lock
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.lock.acquire()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+        try:
+            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self.lock.release()

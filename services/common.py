@@ -222,7 +222,7 @@ def dump_source_step(name: str, dbs: tuple[DBSpec, ...] | None = None) -> Step:
             path = ctx.artifact_path(f"{name}-source-db{spec.suffix()}")
             stats = mysql.dump_to_vault(ctx.source.host, ep, DUMP_TOOL, db, str(path),
                                         ctx.key, inside=lambda: ctx.failpoint(f"{name}.dump_source:inside"),
-                                        progress=ctx.progress)
+                                        progress=ctx.progress_for(name))
             art = ctx.record_artifact(f"{ctx.run_id}/{name}-source-db{spec.suffix()}", "dump", name,
                                       ctx.source.host.name, path, stats)
             out["databases"][db] = {
@@ -258,7 +258,7 @@ def backup_target_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | Non
                 charset, collation = mysql.db_charset(t.db, db)
                 path = ctx.artifact_path(f"{name}-target-db{spec.suffix()}")
                 stats = mysql.dump_to_vault(t.host, t.db, DUMP_TOOL, db, str(path), ctx.key,
-                                            progress=ctx.progress)
+                                            progress=ctx.progress_for(name))
                 out["databases"][db] = {"existed": True, "charset": charset, "collation": collation,
                                         "artifact": ctx.record_artifact(
                                             f"{ctx.run_id}/{name}-target-db{spec.suffix()}", "backup", name,
@@ -517,7 +517,7 @@ def import_db_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = 
             mysql.recreate_db(t.db, db, charset, collation)
             ctx.failpoint(f"{name}.import_db:inside")
             mysql.import_from_vault(t.host, t.db, CLIENT_TOOL, db, art["path"], ctx.key,
-                                    art["bytes"], art["sha256"], progress=ctx.progress,
+                                    art["bytes"], art["sha256"], progress=ctx.progress_for(name),
                                     epilogue=utf8_epilogue(convert, foreign_keys(ctx.source.db, db) if convert else []))
             mysql.grant_service_user(t.db, db, user, password, st.grant_hosts)
             after = mysql.checksums(t.db, db)
@@ -596,7 +596,7 @@ def restore_one_db(ctx: UpgradeContext, name: str, dbname: str) -> None:
     vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
     mysql.recreate_db(t.db, dbname, db["charset"], db["collation"])
     mysql.import_from_vault(t.host, t.db, CLIENT_TOOL, dbname, art["path"], ctx.key,
-                            art["bytes"], art["sha256"], progress=ctx.progress)
+                            art["bytes"], art["sha256"], progress=ctx.progress_for(name))
 
 
 # ---------------------------------------------------------------------- databases new in the target release

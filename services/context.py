@@ -29,8 +29,14 @@ class UpgradeContext:
     results: dict[str, Any] = field(default_factory=dict)
     #: where the vault's artifacts go (the plan's ``vault.dir``; default ``<journal>/artifacts``)
     artifact_root: Path | None = None
-    #: told the bytes of every chunk that dumps and imports move, for the live progress display
-    progress: Callable[[int], None] | None = None
+    #: told (machine, bytes) for every chunk that dumps and imports move, for the live progress display
+    #: (machines may overlap: the display keeps one line per machine)
+    progress: Callable[[str, int], None] | None = None
+
+    def progress_for(self, machine: str) -> Callable[[int], None] | None:
+        """The byte counter a dump or import of *machine* reports to (None: nobody watches)."""
+        report = self.progress
+        return None if report is None else (lambda n: report(machine, n))
 
     @property
     def artifact_dir(self) -> Path:

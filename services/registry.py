@@ -5,11 +5,12 @@ last: it drops nova's compute RPC pin once the computes run the new release.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from services import cinder, glance, horizon, keystone, neutron, nova, placement, releases
 from services.runbook import DEFAULT_JUMP, Jump
+from statemachine.runner import ParallelGroup
 from statemachine.step import Step
 
 ORDER = ("keystone", "glance", "placement", "nova", "neutron", "cinder", "horizon", "nova-unpin")
@@ -24,6 +25,28 @@ SERVICES: dict[str, Callable[..., list[Step]]] = {
     "horizon": horizon.steps,
     "nova-unpin": nova.unpin_steps,
 }
+
+#: what each service's machine waits for when services overlap (``[upgrade] service_pool`` > 1; only
+#: services in the plan count): keystone authenticates every other API and holds horizon's role;
+#: placement comes before nova (facts §4.1); cinder's iSCSI rewrite edits nova's block devices, so
+#: nova's import and fix-ups are done first. Their databases are otherwise independent.
+AFTER: dict[str, frozenset[str]] = {
+    "glance": frozenset({"keystone"}), "placement": frozenset({"keystone"}),
+    "nova": frozenset({"keystone", "placement"}), "neutron": frozenset({"keystone"}),
+    "cinder": frozenset({"keystone", "nova"}), "horizon": frozenset({"keystone"}),
+}
+#: services that never overlap: nova-unpin runs alone, after the compute hosts
+AFTER_COMPUTES = ("nova-unpin",)
+
+
+def overlap_group(services: Sequence[str], pool: int) -> ParallelGroup | None:
+    """The services of a plan that run side by side (at most ``pool`` at once), or None for the
+    runbook's strict sequence (pool 1, or fewer than two services)."""
+    names = [s for s in services if s not in AFTER_COMPUTES]
+    if pool < 2 or len(names) < 2:
+        return None
+    return ParallelGroup(frozenset(names), pool, {s: AFTER.get(s, frozenset()) for s in names})
+
 
 #: the first release a service exists in (placement was split from nova in Stein)
 SINCE = {"placement": "stein"}

@@ -5,19 +5,21 @@ after it a ``done`` event with the step's result, or ``failed`` with the error. 
 committed steps backwards — services in reverse order — with ``undo_intent``/``undone`` events,
 so a revert that dies is resumed by running revert again.
 
-Independent machines (compute hosts) can form a :class:`ParallelGroup`: their steps run in a
-bounded thread pool, while every journal write, fail point, result and state change stays on
-the runner's own thread (the journal is one SQLite connection: appends are never concurrent,
-and the hash chain stays in commit order). A failing machine of a group fails alone; the others
-run on, and the run fails once the group is done. Revert undoes a group's machines one by one.
+Machines that may overlap (compute hosts; services, whose databases are independent) form a
+:class:`ParallelGroup`: their steps run in a bounded thread pool, while every journal write, fail
+point, result and state change stays on the runner's own thread (the journal is one SQLite
+connection: appends are never concurrent, and the hash chain stays in commit order). A machine
+of a group starts only once the group's machines it comes ``after`` are complete. A failing
+machine fails alone (what waits for it never starts); the others run on, and the run fails once
+the group is done. Revert undoes a group's machines one by one, in reverse list order.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 from journal.store import Journal
@@ -62,10 +64,15 @@ class Observer:
 
 @dataclass(frozen=True)
 class ParallelGroup:
-    """Machines that do not depend on each other (one per compute host): at most ``pool`` run at once."""
+    """Machines that may run side by side: at most ``pool`` at once, each only after the machines
+    of the group that ``after`` names for it are complete (names outside the group are ignored)."""
 
     machines: frozenset[str]
     pool: int = 10
+    after: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def waits_for(self, name: str) -> frozenset[str]:
+        return frozenset(self.after.get(name, frozenset())) & self.machines
 
 
 class Runner:
@@ -127,26 +134,34 @@ class Runner:
 
     def _forward_group(self, group: ParallelGroup, view: RunView) -> None:
         """Run the group's machines side by side; only ``step.run`` leaves this thread."""
-        queue = iter([m for m in self.machines if m.name in group.machines])
+        waiting = [m for m in self.machines if m.name in group.machines]
+        complete: set[str] = set()
         running: dict[Future, tuple[ServiceMachine, Step, str, float, Iterator[Step]]] = {}
         failures: list[RunFailed] = []
 
         def next_step(pool: ThreadPoolExecutor, m: ServiceMachine, steps: Iterator[Step]) -> bool:
             step = next(steps, None)
             if step is None:
+                complete.add(m.name)
                 return False
             before, started = self._begin(m, step)
             running[pool.submit(step.run, self.ctx)] = (m, step, before, started, steps)
             return True
 
-        def next_machine(pool: ThreadPoolExecutor) -> None:
-            for m in queue:
-                if next_step(pool, m, self._pending(m, view)):
-                    return
+        def fill(pool: ThreadPoolExecutor) -> None:
+            """Start waiting machines whose predecessors are complete, in list order, while slots are free
+            (a machine with nothing left to do completes at once and may free the next one)."""
+            started = True
+            while started and len(running) < group.pool:
+                started = False
+                for m in [m for m in waiting if group.waits_for(m.name) <= complete]:
+                    waiting.remove(m)
+                    started = True
+                    if next_step(pool, m, self._pending(m, view)) and len(running) >= group.pool:
+                        return
 
         with ThreadPoolExecutor(max_workers=group.pool, thread_name_prefix="machine") as pool:
-            for _ in range(group.pool):
-                next_machine(pool)
+            fill(pool)
             while running:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -155,16 +170,18 @@ class Runner:
                         result = fut.result()
                     except BaseException as exc:  # this machine stops; the others go on
                         failures.append(self._failure(m, step, exc, undo=False))
-                        next_machine(pool)
                         continue
                     self._commit(m, step, before, started, result)
-                    if not next_step(pool, m, steps):
-                        next_machine(pool)
+                    next_step(pool, m, steps)
+                fill(pool)
         if failures:
             first = failures[0]
-            if len(failures) > 1:
-                others = ", ".join(f"{f.machine} ({f.step})" for f in failures[1:])
-                first.args = (f"{first}; {len(failures) - 1} more failed too: {others}",)
+            notes = [f"{f.machine} ({f.step})" for f in failures[1:]]
+            if notes:
+                first.args = (f"{first}; {len(notes)} more failed too: {', '.join(notes)}",)
+            if waiting:
+                first.args = (f"{first}; not started (they wait for a failed machine): "
+                              f"{', '.join(m.name for m in waiting)}",)
             raise first
 
     def _note_interrupted(self, m: ServiceMachine, step: Step) -> None:

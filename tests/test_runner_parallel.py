@@ -117,3 +117,49 @@ def test_revert_undoes_group_machines(journal):
     view = replay(journal.events(run_id))
     assert all(not view.machine(m).committed for m in ("keystone", "compute.c0", "compute.c1", "compute.c2"))
     assert journal.run(run_id)["status"] == "reverted"
+
+
+# ---------------------------------------------------------------------- services that overlap
+SERVICE_ORDER = ("keystone", "glance", "placement", "nova", "neutron", "cinder")
+
+
+def _service_runner(journal: Journal, run_id: str, ctx: Ctx, pool: int = 2) -> Runner:
+    from services.registry import overlap_group
+
+    group = overlap_group(SERVICE_ORDER, pool)
+    assert group is not None
+    return Runner(journal, run_id, [_machine(s, 0.15) for s in SERVICE_ORDER], ctx, groups=[group])
+
+
+def _span(journal: Journal, run_id: str, machine: str) -> tuple[float, float]:
+    ev = [e for e in journal.events(run_id) if e.machine == machine]
+    return (min(e.ts for e in ev if e.kind == "intent"), max(e.ts for e in ev if e.kind == "done"))
+
+
+def test_services_overlap_only_after_what_they_need(journal):
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    _service_runner(journal, run_id, Ctx()).forward()
+    span = {s: _span(journal, run_id, s) for s in SERVICE_ORDER}
+    for service, needs in {"glance": "keystone", "placement": "keystone", "neutron": "keystone",
+                           "nova": "placement", "cinder": "nova"}.items():
+        assert span[service][0] >= span[needs][1], f"{service} started before {needs} was done"
+    assert _max_overlap(list(span.values())) == 2  # side by side, never more than the pool
+    assert span["glance"][0] < span["placement"][1] and span["placement"][0] < span["glance"][1]
+    assert journal.verify_chain() is None
+
+
+def test_a_failed_service_blocks_what_waits_for_it_and_resume_finishes(journal):
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    ctx = Ctx(broken={"placement.restart"})
+    with pytest.raises(RunFailed) as err:
+        _service_runner(journal, run_id, ctx).forward()
+    assert "not started (they wait for a failed machine): nova, cinder" in str(err.value)
+    assert not any(c.startswith(("nova.", "cinder.")) for c in ctx.calls)
+    assert {"glance.verify", "neutron.verify"} <= set(ctx.calls)  # the independent ones ran on
+    ctx.broken.clear()
+    ctx.calls.clear()
+    _service_runner(journal, run_id, ctx).forward()
+    assert sorted(ctx.calls) == sorted(["placement.restart", "placement.verify", "nova.restart", "nova.verify",
+                                        "cinder.restart", "cinder.verify"])
+    view = replay(journal.events(run_id))
+    assert all(len(view.machine(s).committed) == 2 for s in SERVICE_ORDER)

@@ -15,7 +15,7 @@ from journal.store import Journal, JournalError
 from services import mysql, preflight, registry
 from services.context import UpgradeContext
 from services.host import Host
-from services.registry import steps_for
+from services.registry import AFTER_COMPUTES, overlap_group, steps_for
 from services.runbook import Jump
 from services.settings import Side
 from statemachine.lock import LockHeld, RunLock
@@ -155,9 +155,15 @@ def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, obse
                          from_release=plan.from_release, to_release=plan.to_release,
                          artifact_root=plan.artifact_dir, progress=progress)
     jump = Jump(plan.from_release, plan.to_release)
-    machines = [ServiceMachine(name, steps_for(name, jump, plan.service_settings[name].options))
-                for name in plan.services]
+    machines = {name: ServiceMachine(name, steps_for(name, jump, plan.service_settings[name].options))
+                for name in plan.services}
     extra, groups = fleet.machines(plan)  # the IP switchover, then the compute hosts (in parallel)
+    overlap = overlap_group(plan.services, plan.service_pool)
+    if overlap is not None:
+        groups = [overlap, *groups]
+    # nova-unpin last: it drops the compute pin once the computes run the new release
+    order = [machines[n] for n in plan.services if n not in AFTER_COMPUTES] + extra \
+        + [machines[n] for n in plan.services if n in AFTER_COMPUTES]
     log = logs.get()
-    return Runner(journal, run_id, machines + extra, ctx, observer=observer,
+    return Runner(journal, run_id, order, ctx, observer=observer,
                   log=lambda event, **kw: log.info(event, run=run_id, **kw), groups=groups)

@@ -64,6 +64,8 @@ class Plan:
     network: planhosts.NetworkPlan | None = None
     computes: tuple[planhosts.ComputePlan, ...] = ()
     compute_pool: int = 10
+    #: services upgraded side by side (1: the runbook's strict sequence), see services.registry.AFTER
+    service_pool: int = 2
 
     @property
     def secrets(self) -> list[str]:
@@ -193,7 +195,7 @@ def load(path: str | Path) -> Plan:
     r = _Reader(p, raw, "")
     r.unknown({"upgrade", "vault", "source", "target", "services", "ssh", "network", "computes", "compute_defaults"})
     u = r.sub("upgrade")
-    u.unknown({"from", "to", "services", "journal", "compute_pool"})
+    u.unknown({"from", "to", "services", "journal", "compute_pool", "service_pool"})
     src_rel = u.get("from", str, expected='a release like "2025.2"')
     dst_rel = u.get("to", str, expected='a release like "2026.1"')
     if (msg := jump_error(src_rel, dst_rel)) is not None:
@@ -235,6 +237,7 @@ def load(path: str | Path) -> Plan:
         source=source, target=target,
         service_settings={s: _service(r, s) for s in ordered}, raw=raw,
         network=network, computes=computes, compute_pool=planhosts.pool(u),
+        service_pool=planhosts.pool(u, "service_pool", 2, 8, "services upgraded side by side"),
     )
 
 

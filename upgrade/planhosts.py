@@ -138,11 +138,13 @@ def computes(r: _Reader, defaults: SshDefaults) -> tuple[ComputePlan, ...]:
     return tuple(out)
 
 
-def pool(r: _Reader) -> int:
-    """``[upgrade] compute_pool``: how many compute hosts are restarted at the same time."""
-    n = r.get("compute_pool", int, 10)
-    if not 1 <= n <= 256:
-        raise r.err("compute_pool", f"is {n}; expected 1-256 parallel compute hosts")
+def pool(r: _Reader, key: str = "compute_pool", default: int = 10, most: int = 256,
+         what: str = "parallel compute hosts") -> int:
+    """A pool size of ``[upgrade]``: ``compute_pool`` (compute hosts restarted at the same time) or
+    ``service_pool`` (services upgraded side by side)."""
+    n = r.get(key, int, default)
+    if not 1 <= n <= most:
+        raise r.err(key, f"is {n}; expected 1-{most} {what}")
     return n
 
 

@@ -48,6 +48,10 @@ TABLES: tuple[Table, ...] = (
         Key("journal", "string", "\"upgrade-journal\"", "the journal directory (SQLite journal, log, vault "
                                                          "artifacts), relative to the plan file; kept 0700"),
         Key("compute_pool", "integer", "10", "how many [[computes]] hosts are restarted at the same time (1-256)"),
+        Key("service_pool", "integer", "2", "how many services are upgraded side by side (1-8; 1 = the runbook's "
+                                             "strict sequence): a service starts once those it needs are done "
+                                             "(keystone first, placement before nova, nova before cinder), each "
+                                             "step still journaled, resume and revert unchanged"),
     )),
     Table("vault", "the key that encrypts every dump and backup (AES-256-GCM); exactly one of key_file and "
                    "passphrase_env", (

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from typing import TextIO
 
 from rich.console import Console
 from rich.filesize import decimal
-from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 
 from statemachine.runner import Observer
@@ -27,22 +35,23 @@ class Display(Observer):
     def __init__(self) -> None:
         self.total = 0
         self.done = 0
-        self.bytes = 0
+        #: bytes moved by each machine's current step (machines may overlap)
+        self.bytes: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._started = 0.0
 
     def begin(self, verb: str, total: int) -> None:
         """*total* steps are ahead (run/resume: not yet committed; revert: to undo)."""
         self.total = total
 
-    def moved(self, n: int) -> None:
-        """Bytes went through a dump or an import of the current step (called per chunk)."""
+    def moved(self, machine: str, n: int) -> None:
+        """Bytes went through a dump or an import of *machine*'s current step (called per chunk, from
+        the thread that runs the step)."""
         with self._lock:
-            self.bytes += n
+            self.bytes[machine] = self.bytes.get(machine, 0) + n
 
     def step_started(self, machine: str, step: Step, undo: bool) -> None:
-        self.bytes = 0
-        self._started = time.monotonic()
+        with self._lock:
+            self.bytes[machine] = 0
 
     def step_finished(self, machine: str, step: Step, undo: bool, seconds: float) -> None:
         self.done += 1
@@ -50,12 +59,13 @@ class Display(Observer):
     def close(self) -> None:
         """Stop drawing (always called, also when the run fails or is interrupted)."""
 
-    def summary(self, step: Step, undo: bool, seconds: float) -> str:
+    def summary(self, machine: str, step: Step, undo: bool, seconds: float) -> str:
         """One finished step as a line: counter, name, time and, for dumps and imports, bytes and rate."""
         what = f"undo {step.name}" if undo else step.name
         line = f"[{self.done}/{self.total}] {what}  done  {seconds:.1f} s"
-        if self.bytes:
-            line += f"  {decimal(self.bytes)} at {decimal(int(self.bytes / max(seconds, 1e-3)))}/s"
+        moved = self.bytes.get(machine, 0)
+        if moved:
+            line += f"  {decimal(moved)} at {decimal(int(moved / max(seconds, 1e-3)))}/s"
         return line
 
 
@@ -68,7 +78,7 @@ class Plain(Display):
 
     def step_finished(self, machine: str, step: Step, undo: bool, seconds: float) -> None:
         super().step_finished(machine, step, undo, seconds)
-        self.out.write(self.summary(step, undo, seconds) + "\n")
+        self.out.write(self.summary(machine, step, undo, seconds) + "\n")
         self.out.flush()
 
     def note(self, machine: str, message: str) -> None:
@@ -90,7 +100,8 @@ class _Detail(ProgressColumn):
 
 
 class Live(Display):
-    """A terminal: the overall bar and the current step (service, host, elapsed, bytes, rate), redrawn live."""
+    """A terminal: the overall bar and each machine's current step (service, host, elapsed, bytes, rate),
+    redrawn live; overlapping machines get a line each."""
 
     def __init__(self, console: Console) -> None:
         super().__init__()
@@ -98,7 +109,7 @@ class Live(Display):
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _Detail(),
                                  TimeElapsedColumn(), console=console, transient=False, refresh_per_second=8)
         self.overall = None
-        self.current = None
+        self.current: dict[str, TaskID] = {}
 
     def begin(self, verb: str, total: int) -> None:
         super().begin(verb, total)
@@ -108,21 +119,22 @@ class Live(Display):
     def step_started(self, machine: str, step: Step, undo: bool) -> None:
         super().step_started(machine, step, undo)
         what = f"undo {step.name}" if undo else step.name
-        self.current = self.progress.add_task(f"{machine}: {what} on {step.host}", total=None)
+        self.current[machine] = self.progress.add_task(f"{machine}: {what} on {step.host}", total=None)
 
-    def moved(self, n: int) -> None:
-        super().moved(n)
-        if self.current is not None:
-            self.progress.advance(self.current, n)
+    def moved(self, machine: str, n: int) -> None:
+        super().moved(machine, n)
+        task = self.current.get(machine)
+        if task is not None:
+            self.progress.advance(task, n)
 
     def step_finished(self, machine: str, step: Step, undo: bool, seconds: float) -> None:
         super().step_finished(machine, step, undo, seconds)
-        if self.current is not None:
-            self.progress.remove_task(self.current)
-            self.current = None
+        task = self.current.pop(machine, None)
+        if task is not None:
+            self.progress.remove_task(task)
         if self.overall is not None:
             self.progress.advance(self.overall, 1)
-        self.console.print(Text("✓ " + self.summary(step, undo, seconds)))
+        self.console.print(Text("✓ " + self.summary(machine, step, undo, seconds)))
 
     def note(self, machine: str, message: str) -> None:
         self.console.print(Text(f"note: {message}"))
