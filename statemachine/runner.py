@@ -53,6 +53,11 @@ class RevertFailed(RunFailed):
     """An undo failed; the revert stops where it is and can be run again."""
 
 
+class StepsChanged(Exception):
+    """The journal's run was made with other step lists than this version of the tool builds: replaying
+    it would put machines in states their steps never reached. Nothing was changed."""
+
+
 @dataclass
 class Observer:
     """Hooks for progress display; the default does nothing."""
@@ -91,8 +96,26 @@ class Runner:
     def view(self) -> RunView:
         return replay(self.journal.events(self.run_id))
 
+    def _check_steps(self, view: RunView) -> None:
+        """What the run committed (and the step it was in) is a prefix of each machine's steps here."""
+        for m in self.machines:
+            mv = view.machine(m.name)
+            names = [s.name for s in m.steps]
+            ran = set(mv.committed) | ({mv.attempted} if mv.attempted else set())
+            unknown = sorted(ran - set(names))
+            done = [n for n in names if n in ran]
+            if unknown or names[:len(done)] != done:
+                missing = [n for n in names[:len(done)] if n not in ran]
+                why = ([f"the run went through {', '.join(unknown)}, which this version lacks"] if unknown else []) \
+                    + ([f"this version adds {', '.join(missing)} before steps the run already did"] if missing else [])
+                raise StepsChanged(
+                    f"run {self.run_id}: {m.name}'s steps in this version of the tool differ from the run's "
+                    f"({'; '.join(why)}) — resume or revert this run with the version of the tool that started "
+                    "it, then upgrade the tool")
+
     def _restore(self, view: RunView) -> None:
         """Set every machine to its last committed state and hand earlier results to the steps."""
+        self._check_steps(view)
         self.ctx.results.clear()
         self.ctx.results.update(view.results)
         for m in self.machines:

@@ -17,7 +17,7 @@ from journal import vault
 from journal.store import Journal, JournalError
 from statemachine.machine import INITIAL, ServiceMachine
 from statemachine.replay import replay
-from statemachine.runner import RevertFailed, RunFailed
+from statemachine.runner import RevertFailed, RunFailed, StepsChanged
 from upgrade import app, check, guards, logs, planinit, planview, progress, tables, window
 from upgrade import plan as plan_mod
 from upgrade.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BusyError, UserError
@@ -85,6 +85,8 @@ def _drive(session: app.Session, verb: str, display: progress.Display) -> int:
             session.runner.revert()
         else:
             session.runner.forward()
+    except StepsChanged as exc:
+        raise UserError(str(exc)) from None
     except RunFailed as exc:
         state = next((m.state for m in session.runner.machines if m.name == exc.machine), None)
         log.error(f"{verb}_failed", run=session.run_id, step=exc.step, error=str(exc), interrupted=exc.interrupted)
