@@ -51,6 +51,15 @@ def test_wrong_db_password_fails(lab, tmp_path):
     assert lab.state() == before
 
 
+def test_missing_source_database_fails_naming_the_plan_key(lab, tmp_path):
+    before = lab.state()
+    code, rows, out = _check(lab.write_plan(tmp_path, db_name="keystone_gone"))
+    assert code == 2, out
+    status, detail = rows["db keystone"]
+    assert status == "FAIL" and "keystone_gone" in detail and "services.keystone.db_name" in detail
+    assert lab.state() == before
+
+
 def test_missing_target_package_fails(lab, tmp_path):
     before = lab.state()
     plan = lab.write_plan(tmp_path)

@@ -111,6 +111,18 @@ def sweep_leftovers(plan: Plan) -> None:
             log.info("swept_leftovers", host=s.host.name, directories=removed)
 
 
+def source_errors(plan: Plan) -> dict[str, list[str]]:
+    """Per service, why the source does not fit the release table for the plan's jump: a database
+    missing, or one the target release adds already there; a config section the target needs
+    (``run`` refuses to start on any; ``upgrade check`` reports them all)."""
+    jump = Jump(plan.from_release, plan.to_release)
+    source = side(plan.source)
+    read = lambda path: source.host.read_bytes(path) if source.host.exists(path) else None  # noqa: E731
+    return {name: preflight.database_errors(plan.source.db, name, jump, st, str(plan.path))
+            + preflight.config_errors(read, plan.source.etc, name, jump)
+            for name, st in plan.service_settings.items()}
+
+
 def preflight_db(plan: Plan) -> None:
     """Every SSH host answers, both DB servers are reachable with the plan's credentials, and the
     source holds every service DB."""
@@ -120,12 +132,7 @@ def preflight_db(plan: Plan) -> None:
             mysql.query(spec.db, "SELECT 1")
         except mysql.DBConnectError as exc:
             raise UserError(f"{spec.role} controller: {exc} (plan {plan.path}, [{spec.role}.db])") from None
-    jump = Jump(plan.from_release, plan.to_release)
-    source = side(plan.source)
-    read = lambda path: source.host.read_bytes(path) if source.host.exists(path) else None  # noqa: E731
-    for name, st in plan.service_settings.items():
-        errors = (preflight.database_errors(plan.source.db, name, jump, st, str(plan.path))
-                  + preflight.config_errors(read, plan.source.etc, name, jump))
+    for errors in source_errors(plan).values():
         if errors:
             raise UserError("\n".join(errors))
     target = side(plan.target)

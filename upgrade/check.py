@@ -18,8 +18,8 @@ from typing import Any
 from rich.filesize import decimal
 
 from journal import vault
-from services import mysql, preflight
 from services import network as net
+from services import preflight
 from services.releases import MANAGE_COMMAND, expected_major, jump_error, release_of
 from statemachine.step import StepError
 from upgrade import app, guards
@@ -131,16 +131,16 @@ def db_access(plan: Plan) -> Iterator[Result]:
                          f"{spec.role}.db.admin_user")
         else:
             yield Result(name, OK, f"{ep.admin_user}@{ep.address}:{ep.port} logs in with the privileges needed")
-    for name, st in plan.service_settings.items():
-        try:
-            exists = mysql.db_exists(plan.source.db, st.db_name)
-        except StepError:
-            continue  # reported above
-        if exists:
-            yield Result(f"db {name}", OK, f"the source holds database {st.db_name!r}")
+    try:
+        errors = app.source_errors(plan)
+    except StepError:
+        return  # the DB server or the source host: reported above
+    for name, problems in errors.items():
+        if problems:
+            yield Result(f"db {name}", FAIL, "; ".join(problems), "see the message: each names its fix")
         else:
-            yield Result(f"db {name}", FAIL, f"the source DB server has no database {st.db_name!r}",
-                         f"fix services.{name}.db_name")
+            yield Result(f"db {name}", OK, f"the source's {name} databases and config fit "
+                                           f"{plan.from_release} -> {plan.to_release}")
 
 
 def charset(plan: Plan) -> Iterator[Result]:
