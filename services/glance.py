@@ -2,6 +2,11 @@
 checksums, non-utf8 tables converted inside the import session (the runbook's ALTER TABLE ...
 CONVERT TO CHARACTER SET utf8, facts §1.5/§3.3), ``glance-manage db sync`` and ``db check``,
 ``glance-status upgrade check`` where it exists.
+
+Image files are immutable and named by image id, and they can be large: they are pre-copied before
+the old API stops (``precopy_images``, outside the maintenance window), and after the stop
+``copy_images`` moves only what changed since — new images, recreated ones, and the removal of
+copies of images deleted meanwhile (services/files.py).
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ def _check_cmds(jump: Jump) -> list[releases.Cmd]:
     return [c for c in cmds if c.args[-1] == "check"][-1:]
 
 
+def _images_dir(ctx: Any) -> str:
+    """The file store, relative to each controller's lib."""
+    return ctx.services[NAME].options.get("images_dir") or "glance/images"
+
+
 def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
     dbs = db_specs(NAME, jump)
     schema = commands_step(NAME, "upgrade_schema", "schema_upgraded", releases.pick(releases.SCHEMA[NAME], jump.target),
@@ -31,10 +41,17 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
     status = releases.pick(releases.STATUS[NAME], jump.target)
     if status:
         after.append(status_step(NAME, status))
-    if "copy_images" in releases.fixups(NAME, jump.target):
-        after.append(copy_dir_step(NAME, "copy_images", "images_copied",
-                                   lambda ctx: ctx.services[NAME].options.get("images_dir") or "glance/images",
-                                   "copy the image files of the file store from source to target, sha256 per file"))
+    fixups = releases.fixups(NAME, jump.target)
+    first: list[Step] = []
+    if "precopy_images" in fixups:
+        first.append(copy_dir_step(NAME, "precopy_images", "images_precopied", _images_dir,
+                                   "while the old API still serves: copy the image files the target does not "
+                                   "have yet, sha256 per file", live=True))
+    if "copy_images" in fixups:
+        after.append(copy_dir_step(NAME, "copy_images", "images_copied", _images_dir,
+                                   "copy the image files new or changed since the pre-copy (all of them without "
+                                   "one), remove copies of images deleted meanwhile; sha256 per file",
+                                   after=tuple(s.name for s in first)))
     checks = _check_cmds(jump)
 
     def verify(ctx: Any) -> Result:
@@ -48,7 +65,7 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
         return [*(shown(c, ctx.target) + "   # must exit 0" for c in checks),
                 f"GET {url}   # until it answers 2xx/3xx" if url else "(no verify_url: no API check)"]
 
-    return standard_steps(
+    return first + standard_steps(
         NAME, dbs[0].conns, schema,
         Step(f"{NAME}.verify", "verified", verify, host="target", commands=verify_commands,
              describe="db check exits 0 and the image API answers on its verify URL"),

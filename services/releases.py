@@ -326,7 +326,7 @@ def required_sections(service: str, source: str, target: str) -> list[tuple[str,
 #: a service module includes; keystone's endpoint step also needs the plan's old_address
 FIXUPS: dict[str, tuple[Era, ...]] = {
     "keystone": (Era("havana", None, ("endpoints",)),),
-    "glance": (Era("havana", None, ("copy_images",)),),
+    "glance": (Era("havana", None, ("precopy_images", "copy_images")),),
     "nova": (Era("havana", "newton", ("pin_compute", "stale_services")),
              Era("ocata", None, ("pin_compute", "update_cells", "stale_services"))),
     "neutron": (Era("havana", None, ("agents",)),),

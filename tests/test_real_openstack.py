@@ -3,7 +3,7 @@ scripts.lab up``): keystone and glance serving behind the management address, pl
 neutron and cinder with their real schema and rows, both controllers of real releases.
 
 Two jumps: 2025.2 -> 2026.1 (real keystone and neutron DDL), killed by an outside SIGKILL during
-keystone's ``db_sync`` and at a fail point inside glance's image copy, resumed, verified, then
+keystone's ``db_sync`` and at a fail point inside glance's image pre-copy, resumed, verified, then
 reverted; and the SLURP jump 2025.1 -> 2026.1, run and reverted. (Nova's real DDL comes from
 2024.1 -> 2025.1: tests/test_services_upgrade.py::test_nova_slurp_runs_its_real_migrations.)
 
@@ -179,16 +179,22 @@ def test_killed_in_db_sync_and_in_image_copy_resumes_verifies_and_reverts(full_l
     events = _events(lab.journal)
     assert [e["kind"] for e in events if e["step"] == "keystone.upgrade_schema"] == ["intent"]
 
-    res = upgrade("resume", "--journal", str(lab.journal), failpoint="glance.copy_images:inside", timeout=900)
+    # the images are copied before glance's stop (nothing changes meanwhile in the lab, so the copy
+    # after the stop has nothing to stream and its fail point is never reached): killed in the pre-copy
+    res = upgrade("resume", "--journal", str(lab.journal), failpoint="glance.precopy_images:inside", timeout=900)
     assert res.returncode == -signal.SIGKILL, res.stdout + res.stderr
     events = _events(lab.journal)
-    assert [e["kind"] for e in events if e["step"] == "glance.copy_images"] == ["intent"]
+    assert [e["kind"] for e in events if e["step"] == "glance.precopy_images"] == ["intent"]
+    assert not any(e["step"] == "glance.stop_source" for e in events)  # the old glance still served
     assert sum(1 for e in events if e["step"] == "keystone.upgrade_schema" and e["kind"] == "done") == 1
 
     res = upgrade("resume", "--journal", str(lab.journal), timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
     _check_upgraded(lab, before, target_revisions)
     assert lab.checksums("old") == old_sums  # the old controller was only read
+    events = _events(lab.journal)
+    copied = next(e["result"] for e in events if e["step"] == "glance.copy_images" and e["kind"] == "done")
+    assert copied["copied_files"] == 0  # nothing left to copy inside the window
 
     res = upgrade("revert", "--journal", str(lab.journal), timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
