@@ -292,6 +292,10 @@ class SshHost:
             m, self._machine = self._machine, None
         if m is None:
             return
+        with contextlib.suppress(Exception):  # this process's command tracking: untracked, or it would recreate it
+            subprocess.run(["ssh", *self.ssh_options(), self.where_for_ssh(),
+                            shlex.join(["sh", "-c", 'rm -rf -- "${TMPDIR:-/tmp}/$0"', f"{tmp_prefix()}{PROCS}"])],
+                           capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
         with contextlib.suppress(Exception):
             subprocess.run(["ssh", *self.ssh_options(), "-O", "exit", self.where_for_ssh()],
                            capture_output=True, timeout=10)
@@ -303,9 +307,14 @@ class SshHost:
 
     # ------------------------------------------------------------------ commands
     def _remote(self, argv: list[str], env: dict[str, str] | None) -> str:
-        """The command line the remote shell parses: every word quoted (shlex), nothing interpolated."""
+        """The command line the remote shell parses: every word quoted (shlex), nothing interpolated.
+
+        Every command is tracked: before it execs, it writes its pid and start time under the
+        tool's private procs directory on the host (see ``sweep_stale_tmpdirs``). A killed tool
+        cannot stop a remote command (no signal crosses SSH), so the next resume or revert
+        kills what the dead run left running there before anything else runs."""
         words = ["env", *(f"{k}={v}" for k, v in env.items())] if env else []
-        return shlex.join([*words, *argv])
+        return shlex.join(["sh", "-c", _TRACK, f"{tmp_prefix()}{PROCS}", *words, *argv])
 
     def popen(self, argv: list[str], stdin: Any = None, stdout: Any = None, stderr: Any = None,
               env: dict[str, str] | None = None) -> Any:
@@ -392,16 +401,32 @@ def tmp_prefix(pid: int | None = None) -> str:
 
 
 _SWEEP = 'for d in "${TMPDIR:-/tmp}"/"$1"*; do [ -d "$d" ] && printf "%s\\n" "$d"; done; true'
+#: the remote commands' tracking directory (in the tool's private namespace of directories)
+PROCS = "procs"
+# $0: the tracking directory's name; "$@": the command. Field 22 of /proc/PID/stat is the start
+# time: with the pid it names this process even after the pid is reused. exec keeps the pid.
+_TRACK = ('d="${TMPDIR:-/tmp}/$0"; { mkdir -p -m 700 "$d" && cut -d" " -f22 /proc/$$/stat > "$d/$$"; } '
+          '2>/dev/null; exec "$@"')
+# $1: a dead run's tracking directory. Kill the process group of each command still running
+# (same pid, same start time), print its pid.
+_KILL = ('for f in "$1"/*; do [ -f "$f" ] || continue; p=${f##*/}; [ -r "/proc/$p/stat" ] || continue; '
+         '[ "$(cut -d" " -f22 "/proc/$p/stat")" = "$(cat "$f")" ] || continue; '
+         'g=$(cut -d" " -f5 "/proc/$p/stat"); kill -KILL -- "-$g" 2>/dev/null || kill -KILL "$p"; echo "$p"; '
+         'done; true')
 
 
 def sweep_stale_tmpdirs(host: LocalHost | SshHost) -> list[str]:
-    """Remove this machine's private directories on *host* whose tool process is gone."""
+    """Remove this machine's private directories on *host* whose tool process is gone; first kill
+    the remote commands such a process left running (a db_sync must not race the resume's)."""
     stem = tmp_prefix().rsplit("-", 2)[0] + "-"  # osu-<this host>-
     res = host.run(["sh", "-c", _SWEEP, "osu-sweep", stem], timeout=120)
     removed = []
     for path in res.stdout.split():
         pid_text = path.rsplit("/", 1)[-1][len(stem):].split("-", 1)[0]
         if pid_text.isdigit() and not _alive(int(pid_text)):
+            if path.endswith(f"-{PROCS}"):
+                killed = host.run(["sh", "-c", _KILL, "osu-kill", path], timeout=120).stdout.split()
+                removed += [f"{path}: killed pid {p}" for p in killed]
             host.remove(path)
             removed.append(path)
     return removed
