@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,22 @@ class Lab:
     def checksums(self, side: str) -> dict[str, Any]:
         return verify.checksums(self.db(side), self.services)
 
+    def baseline(self) -> Baseline:
+        """Before the run: what the old controller serves, both sides' schema revisions and tables."""
+        return Baseline(self.api(), verify.db_view(self.db("old"), self.services)["revisions"],
+                        verify.db_view(self.db("new"), self.services)["revisions"],
+                        self.checksums("old"), self.checksums("new"))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    api: dict[str, Any]
+    old_revisions: dict[str, Any]
+    #: the target release's own heads: what a freshly installed new controller has
+    target_revisions: dict[str, Any]
+    old_sums: dict[str, Any]
+    new_sums: dict[str, Any]
+
 
 @pytest.fixture
 def full_lab(tmp_path: Path, request: pytest.FixtureRequest):
@@ -95,12 +112,13 @@ def _same_data(after: dict[str, Any], before: dict[str, Any]) -> None:
                                     and i["download_md5"] == i["checksum"] for i in after["images"])
 
 
-def _check_upgraded(lab: Lab, before: dict[str, Any], target_revisions: dict[str, Any]) -> None:
+def _check_upgraded(lab: Lab, base: Baseline) -> None:
+    before = base.api
     _same_data(lab.api(), before)
     seeded = {i["id"]: i["checksum"] for i in lab.state["seed"]["images"]}
     assert {i["id"]: i["download_md5"] for i in before["images"]} == seeded
     view = verify.db_view(lab.db("new"), lab.services)
-    assert view["revisions"] == target_revisions  # every DB at the target release's own heads
+    assert view["revisions"] == base.target_revisions  # every DB at the target release's own heads
     port = lab.state["new"]["db_port"]
     assert view["cell_mappings"] == {"cell0": f"127.0.0.1:{port}/nova_cell0", "cell1": f"127.0.0.1:{port}/nova"}
     events = _events(lab.journal)
@@ -116,10 +134,10 @@ def _check_upgraded(lab: Lab, before: dict[str, Any], target_revisions: dict[str
             assert result["rc"] in (0, 1), (service, result)
 
 
-def _check_reverted(lab: Lab, before: dict[str, Any], old_sums: dict[str, Any], new_sums: dict[str, Any]) -> None:
-    _same_data(lab.api(), before)
-    assert lab.checksums("old") == old_sums  # the old controller's data: not one table changed
-    assert lab.checksums("new") == new_sums  # the new one: as installed, before the run
+def _check_reverted(lab: Lab, base: Baseline) -> None:
+    _same_data(lab.api(), base.api)
+    assert lab.checksums("old") == base.old_sums  # the old controller's data: not one table changed
+    assert lab.checksums("new") == base.new_sums  # the new one: as installed, before the run
 
 
 def _descendants(root: int) -> dict[int, list[bytes]]:
@@ -168,11 +186,8 @@ def _kill_during_db_sync(plan: Path) -> list[bytes]:
 @pytest.mark.parametrize("full_lab", [("2025.2", "2026.1")], indirect=True, ids=["2025.2-2026.1"])
 def test_killed_in_db_sync_and_in_image_copy_resumes_verifies_and_reverts(full_lab: Lab) -> None:
     lab = full_lab
-    before = lab.api()
-    target_revisions = verify.db_view(lab.db("new"), lab.services)["revisions"]
-    old_revisions = verify.db_view(lab.db("old"), lab.services)["revisions"]
-    assert target_revisions["neutron"] != old_revisions["neutron"]  # real DDL in this jump
-    old_sums, new_sums = lab.checksums("old"), lab.checksums("new")
+    base = lab.baseline()
+    assert base.target_revisions["neutron"] != base.old_revisions["neutron"]  # real DDL in this jump
 
     argv = _kill_during_db_sync(lab.plan)
     assert b"--config-file" in argv
@@ -190,32 +205,29 @@ def test_killed_in_db_sync_and_in_image_copy_resumes_verifies_and_reverts(full_l
 
     res = upgrade("resume", "--journal", str(lab.journal), timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
-    _check_upgraded(lab, before, target_revisions)
-    assert lab.checksums("old") == old_sums  # the old controller was only read
+    _check_upgraded(lab, base)
+    assert lab.checksums("old") == base.old_sums  # the old controller was only read
     events = _events(lab.journal)
     copied = next(e["result"] for e in events if e["step"] == "glance.copy_images" and e["kind"] == "done")
     assert copied["copied_files"] == 0  # nothing left to copy inside the window
 
     res = upgrade("revert", "--journal", str(lab.journal), timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
-    _check_reverted(lab, before, old_sums, new_sums)
+    _check_reverted(lab, base)
     assert not any((Path(lab.state["new"]["root"]) / "var/lib/glance/images").iterdir())
 
 
 @pytest.mark.parametrize("full_lab", [("2025.1", "2026.1")], indirect=True, ids=["2025.1-2026.1-slurp"])
 def test_slurp_jump_upgrades_verifies_and_reverts(full_lab: Lab) -> None:
     lab = full_lab
-    before = lab.api()
-    target_revisions = verify.db_view(lab.db("new"), lab.services)["revisions"]
-    old_revisions = verify.db_view(lab.db("old"), lab.services)["revisions"]
-    moved = sorted(db for db in target_revisions if target_revisions[db] != old_revisions.get(db))
+    base = lab.baseline()
+    moved = sorted(db for db in base.target_revisions if base.target_revisions[db] != base.old_revisions.get(db))
     assert moved, "the SLURP jump moves at least one schema"
-    old_sums, new_sums = lab.checksums("old"), lab.checksums("new")
 
     res = upgrade("run", str(lab.plan), timeout=1500)
     assert res.returncode == 0, res.stdout + res.stderr
-    _check_upgraded(lab, before, target_revisions)
+    _check_upgraded(lab, base)
 
     res = upgrade("revert", "--journal", str(lab.journal), timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
-    _check_reverted(lab, before, old_sums, new_sums)
+    _check_reverted(lab, base)
