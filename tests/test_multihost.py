@@ -1,4 +1,4 @@
-"""The multi-host lab: real network namespaces, real sshd per host, real MariaDB and keystone per
+"""The multi-host lab: real network namespaces, real sshd per host, real MariaDB, keystone and glance per
 controller, and the real `upgrade` running in the deploy host as a subprocess, over SSH.
 
 Assertions read each host's overlay upper directories and databases directly (from outside the
@@ -42,12 +42,14 @@ def _requirements() -> None:
     for tool in ("ip", "nsenter", "unshare", "ssh", "/usr/sbin/sshd", "arping", "mariadbd"):
         require(shutil.which(tool) is not None, f"{tool} not installed (scripts/setup-system installs it)")
     for rel in (OLD, NEW):
-        require((DEFAULT_VENV_ROOT / rel / "bin" / "keystone-manage").exists(), f"keystone venv {rel} missing")
+        for cmd in hostlab.VENV_TOOLS:
+            require((DEFAULT_VENV_ROOT / rel / "bin" / cmd).exists(), f"{cmd} missing in venv {rel}")
 
 
 @pytest.fixture(scope="session")
 def hostlab_snapshot(tmp_path_factory) -> Path:
-    """Controllers built and seeded once (keystone 2025.2 serving on oldctl, 2026.1 installed on newctl)."""
+    """Controllers built and seeded once (keystone and glance 2025.2 serving on oldctl, 2026.1 installed on
+    newctl); every test's lab starts from it."""
     _requirements()
     base = tmp_path_factory.mktemp("hostlab-golden")
     lab = base / "lab"
@@ -151,10 +153,10 @@ def heads(lab: hostlab.Lab, host: str) -> set[str]:
     return {r[0] for r in lab.query(host, "SELECT version_num FROM keystone.alembic_version")}
 
 
-def checksums(lab: hostlab.Lab, host: str) -> dict:
+def checksums(lab: hostlab.Lab, host: str, schema: str = "keystone") -> dict:
     tables = [r[0] for r in lab.query(host, "SELECT table_name FROM information_schema.tables WHERE "
-                                            "table_schema='keystone' AND table_type='BASE TABLE'")]
-    return {t: lab.query(host, f"CHECKSUM TABLE keystone.`{t}`")[0][1] for t in sorted(tables)}
+                                            "table_schema=%s AND table_type='BASE TABLE'", (schema,))]
+    return {t: lab.query(host, f"CHECKSUM TABLE {schema}.`{t}`")[0][1] for t in sorted(tables)}
 
 
 def keystone_token(lab: hostlab.Lab, host: str, user: str, password: str, project: str) -> int:
@@ -165,6 +167,33 @@ def keystone_token(lab: hostlab.Lab, host: str, user: str, password: str, projec
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     return int(res.stdout)
+
+
+IMAGE_CLIENT = """\
+import json, sys
+from scripts.lab import glapi, ksapi
+base, password = sys.argv[1:3]
+token = ksapi.get_token(base + ":5000/v3", "admin", password, project="admin")
+url = base + ":9292"
+print(json.dumps([{"id": i["id"], "name": i["name"], "status": i["status"], "checksum": i["checksum"],
+                   "download": list(glapi.download_md5(url, token, i["id"]))} for i in glapi.images(url, token)]))
+"""
+
+
+def images_seen(lab: hostlab.Lab, host: str, password: str) -> list[dict]:
+    """From *host*, through the management address, as a client would: a token with the admin's password,
+    then every image glance lists, each downloaded (HTTP status, md5 of the bytes served)."""
+    res = subprocess.run(["ip", "netns", "exec", lab.ns(host), sys.executable, "-c", IMAGE_CLIENT, f"http://{VIP}",
+                          password], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def assert_images_served(lab: hostlab.Lab, seed: dict) -> None:
+    """Every seeded image listed, active, and downloaded whole (md5 = glance's checksum = the seeded one)."""
+    seen = images_seen(lab, "compute1", seed["admin_password"])
+    assert {i["id"]: i["checksum"] for i in seen} == {i["id"]: i["checksum"] for i in seed["images"]}
+    assert all(i["status"] == "active" and i["download"] == [200, i["checksum"]] for i in seen), seen
 
 
 # ---------------------------------------------------------------------- the full run
@@ -410,3 +439,43 @@ def test_check_reports_an_address_already_on_the_new_controller(lab):
     finally:
         subprocess.run(["ip", "-n", lab.ns("newctl"), "addr", "del", f"{VIP}/24", "dev", "eth0"], check=True)
     assert vip_holders(lab) == ["oldctl"]
+
+
+# ---------------------------------------------------------------------- keystone and glance
+def test_keystone_and_glance_upgrade_over_ssh_then_revert(lab):
+    """glance 2025.2 serving on oldctl (images uploaded through its API at seeding) -> 2026.1 on newctl:
+    images and their files carried over SSH, served through the management address; revert gives them back."""
+    seed = lab.state["controller"]["seed"]
+    assert len(seed["images"]) >= 2
+    images = Path("glance") / "images"
+    old_files = tree(lab.upper("oldctl", "varlib") / images)
+    assert sorted(old_files) == sorted(i["id"] for i in seed["images"])  # written by glance on oldctl
+    sums_before = {db: checksums(lab, "oldctl", db) for db in ("keystone", "glance")}
+    assert_images_served(lab, seed)  # oldctl's glance, through the management address
+    res = tool(lab, "run", str(lab.glance_plan))
+    assert res.returncode == 0, res.stderr
+    # the management address moved; a client on compute1 sees the same images through glance 2026.1
+    assert vip_holders(lab) == ["newctl"] and who_answers(lab) == "newctl"
+    assert keystone_token(lab, "compute1", "admin", seed["admin_password"], "admin") == 201
+    assert_images_served(lab, seed)
+    assert (lab.upper("newctl", "varlog") / "glance-api" / "glance-api.out").exists()  # 2026.1 served it
+    # the image files went host to host: same bytes, modes and owners in newctl's /var/lib overlay
+    assert tree(lab.upper("newctl", "varlib") / images) == old_files
+    # the old controller was only read: its image files and both its databases are as they were
+    assert tree(lab.upper("oldctl", "varlib") / images) == old_files
+    assert {db: checksums(lab, "oldctl", db) for db in ("keystone", "glance")} == sums_before
+    events = journal_events(lab.dir / "journal")
+    dones = [e["step"] for e in events if e["kind"] == "done"]
+    assert dones[:len(KEYSTONE_STEPS)] == [f"keystone.{s}" for s in KEYSTONE_STEPS]
+    assert {f"glance.{s}" for s in ("import_db", "upgrade_schema", "copy_images", "start_target", "verify")} \
+        <= set(dones)
+    assert dones.index("glance.verify") < dones.index("network.management.remove_old")
+    verified = next(json.loads(e["result"]) for e in events if e["step"] == "glance.verify" and e["kind"] == "done")
+    assert verified["http_status"] == 200 and verified["url"].startswith(f"http://{lab.hosts['newctl']}:")
+    # revert: oldctl serves glance again through the management address, nothing of it changed
+    res = tool(lab, "revert", "--journal", str(lab.dir / "journal"))
+    assert res.returncode == 0, res.stderr
+    assert vip_holders(lab) == ["oldctl"] and who_answers(lab) == "oldctl"
+    assert_images_served(lab, seed)
+    assert tree(lab.upper("oldctl", "varlib") / images) == old_files
+    assert {db: checksums(lab, "oldctl", db) for db in ("keystone", "glance")} == sums_before

@@ -4,6 +4,12 @@ The controllers are reached through their own (admin) addresses — never throug
 VIP, which the run moves from oldctl to newctl as its last machine — with the lab's private
 ssh config; services are driven by the lab supervisor on each host (``service_control =
 "template"``), exactly as the tool would drive systemd on a real one.
+
+With glance, its ``[services.glance]`` table is the full lab's (``scripts.lab.plan``); its
+``verify_url`` is newctl's own address, like keystone's: glance is verified on the new
+controller before the run's last machine moves the management address to it (through the
+management address the old, stopped glance would be asked). The image files go from oldctl's
+``/var/lib/glance/images`` to newctl's with the tool's own copy steps, over SSH.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from scripts.lab.hostside import DB_ADMIN, DB_PORT, KEYSTONE_PORT
+from scripts.lab.hostside import DB_ADMIN, DB_PORT, GLANCE_PORT, KEYSTONE_PORT
+from scripts.lab.plan import service_sections
 
 if TYPE_CHECKING:
     from scripts.lab.hosts import Lab
@@ -22,7 +29,10 @@ CONTROL = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.svc"
 COMPUTE_UNITS = ["nova-compute", "neutron-agent"]
 
 
-def plan_text(lab: Lab, compute_pool: int = 10, check_from: str | None = None) -> str:
+def plan_text(lab: Lab, compute_pool: int = 10, check_from: str | None = None,
+              services: tuple[str, ...] = ("keystone",)) -> str:
+    """The plan upgrading ``services`` (keystone first; glance may follow), then the management
+    address and the compute hosts."""
     ctl = lab.state["controller"]
     venvs = ctl["venv_root"]
     hosts = lab.hosts
@@ -44,9 +54,9 @@ def plan_text(lab: Lab, compute_pool: int = 10, check_from: str | None = None) -
     computes = lab.computes
     check = check_from or (computes[0] if computes else "local")
     text = (f"# openstack-upgrade plan for the multi-host lab in {lab.dir}: {ctl['old']} -> {ctl['new']}\n"
-            "# run it inside the deploy host: ip netns exec "
-            f"{lab.ns('deploy')} upgrade run {lab.plan}\n"
-            f"[upgrade]\nfrom = \"{ctl['old']}\"\nto = \"{ctl['new']}\"\nservices = [\"keystone\"]\n"
+            f"# services: {', '.join(services)}; run it inside the deploy host: ip netns exec "
+            f"{lab.ns('deploy')} upgrade run {lab.dir}/THIS-FILE\n"
+            f"[upgrade]\nfrom = \"{ctl['old']}\"\nto = \"{ctl['new']}\"\nservices = {json.dumps(list(services))}\n"
             f"journal = \"journal\"\ncompute_pool = {compute_pool}\n\n"
             "[vault]\nkey_file = \"dump.key\"\n\n"
             f"[ssh]\nconfig = \"{lab.ssh_config}\"\n\n"
@@ -54,7 +64,8 @@ def plan_text(lab: Lab, compute_pool: int = 10, check_from: str | None = None) -
             + "[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"
             f"verify_url = \"http://{hosts['newctl']}:{KEYSTONE_PORT}/v3\"\n"
             "grant_hosts = [\"127.0.0.1\", \"%\"]\n\n"
-            "[network]\n"
+            + service_sections(services, f"http://{hosts['newctl']}:{GLANCE_PORT}")
+            + "[network]\n"
             f"addresses = [{{address = \"{lab.state['vip']}/24\", device = \"eth0\", name = \"management\"}}]\n"
             f"check_from = \"{check}\"\nnonlocal_bind = true\n\n")
     if computes:

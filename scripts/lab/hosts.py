@@ -12,17 +12,20 @@ as PID 1 of its own PID/mount/UTS/IPC namespaces, with copy-on-write ``/etc``, `
 ``/var/log`` (upper directories in ``DIR/hosts/<host>/``), a fresh ``/root``, private ``/tmp`` and
 ``/run``, and a real ``sshd`` on port 22 (host key per host, one client key for the lab).
 
-The controllers each run a MariaDB on their own address (datadir in their ``/var/lib/mysql``)
-and a keystone tree rooted at ``/`` (``scripts/lab/controller.py``; 2025.2 seeded and serving
-on oldctl, 2026.1 installed and stopped on newctl), both driven by the lab supervisor
-(``scripts/lab/svc.py``) like systemd would; a ``whoami`` probe on port 8080 says which host
-answers on an address. Compute hosts run the ``nova-compute`` and ``neutron-agent`` stand-ins.
+The controllers each run a MariaDB on their own address (datadir in their ``/var/lib/mysql``),
+keystone and glance rooted at ``/`` (``scripts/lab/hostside.py``, with the full lab's code:
+2025.2 seeded and serving on oldctl — glance's service user and images made through the real
+APIs, glance's catalog endpoint on the management address —, 2026.1 installed with an empty
+schema and stopped on newctl), driven by the lab supervisor (``scripts/lab/svc.py``) like systemd
+would; a ``whoami`` probe on port 8080 says which host answers on an address. Compute hosts run
+the ``nova-compute`` and ``neutron-agent`` stand-ins.
 
-``up`` writes ``DIR/plan.toml`` (ready for ``upgrade run``, run inside ``deploy``),
-``DIR/dump.key`` and ``DIR/ssh/ssh_config``; ``down`` kills each host's PID 1 by its recorded pid
-(the kernel ends everything in that PID namespace, mounts included), deletes the namespaces and
-removes every file ``up`` made. ``--from`` starts the controllers from a ``snapshot`` of a seeded
-lab instead of building and seeding them (seconds instead of half a minute).
+``up`` writes ``DIR/plan.toml`` (keystone) and ``DIR/plan-glance.toml`` (keystone and glance),
+ready for ``upgrade run`` inside ``deploy``, ``DIR/dump.key`` and ``DIR/ssh/ssh_config``; ``down``
+kills each host's PID 1 by its recorded pid (the kernel ends everything in that PID namespace,
+mounts included), deletes the namespaces and removes every file ``up`` made. ``--from`` starts
+the controllers from a ``snapshot`` of a seeded lab instead of building and seeding them
+(seconds instead of a minute).
 
 Only 198.51.100.0/24 and loopback are ever configured, inside namespaces this module creates;
 no namespace has a default route.
@@ -47,12 +50,16 @@ from pathlib import Path
 from typing import Any
 
 from scripts.lab import netns
+from scripts.lab.hostside import GLANCE_PORT, UNITS
 from scripts.lab.proc import LabError, pid_alive, tail
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTINIT = Path(__file__).resolve().with_name("hostinit.py")
 STATE = "hostlab.json"
 PLAN = "plan.toml"
+GLANCE_PLAN = "plan-glance.toml"
+#: the plans `up` writes: file -> the services they upgrade
+PLANS = {PLAN: ("keystone",), GLANCE_PLAN: ("keystone", "glance")}
 NET = "198.51.100"
 VIP = f"{NET}.10"
 FIXED = {"deploy": f"{NET}.2", "oldctl": f"{NET}.11", "newctl": f"{NET}.12"}
@@ -60,12 +67,16 @@ FIRST_COMPUTE = 21
 MAX_COMPUTES = 200
 CONTROLLERS = ("oldctl", "newctl")
 KEYSTONE_PORT = 5000
+#: what serves on each controller of a fresh (or restored) lab: the source release on oldctl only
+SERVING: dict[str, list[str]] = {"oldctl": list(UNITS), "newctl": []}
+#: the commands every controller's venv must hold
+VENV_TOOLS = ("keystone-manage", "glance-api", "glance-manage")
 DB_PORT = 3306
 DB_ADMIN = "osu_admin"
 INSIDE_REPO = "/run/osu/repo"
 READY_TIMEOUT = 20.0
 #: files and directories `up` makes in DIR; `down` removes exactly these
-MADE = (STATE, PLAN, "dump.key", "ssh", "hosts")
+MADE = (STATE, *PLANS, "dump.key", "ssh", "hosts")
 
 
 # ---------------------------------------------------------------------- the lab as tests see it
@@ -99,7 +110,13 @@ class Lab:
 
     @property
     def plan(self) -> Path:
+        """keystone alone (and the management address, the compute hosts)."""
         return self.dir / PLAN
+
+    @property
+    def glance_plan(self) -> Path:
+        """keystone and glance (and the management address, the compute hosts)."""
+        return self.dir / GLANCE_PLAN
 
     @property
     def ssh_config(self) -> Path:
@@ -377,8 +394,9 @@ def up(lab: Path, computes: int = 1, controllers: bool = True, snapshot_dir: Pat
             raise LabError(f"{tool} is not installed — run scripts/setup-system")
     if controllers and snapshot_dir is None:
         for rel in (old, new):
-            if not (venv_root / rel / "bin" / "keystone-manage").exists():
-                raise LabError(f"no keystone venv {venv_root / rel}; build it with: scripts/build-venv {rel}")
+            missing = [c for c in VENV_TOOLS if not (venv_root / rel / "bin" / c).exists()]
+            if missing:
+                raise LabError(f"venv {venv_root / rel} lacks {', '.join(missing)}; build it with: make openstack")
     t0 = time.monotonic()
     hosts = _host_addresses(computes)
     state: dict[str, Any] = {"prefix": _prefix(lab), "vip": VIP, "complete": False, "controllers": controllers,
@@ -433,7 +451,7 @@ def _up(lab: Path, state: dict[str, Any], hosts: dict[str, str], controllers: bo
                 _build_controllers(info, old, new, venv_root)
             else:
                 for h in CONTROLLERS:
-                    info.helper(h, "start", {"keystone": h == "oldctl", "address": hosts[h]})
+                    info.helper(h, "start", {"units": SERVING[h], "address": hosts[h]})
         for job in jobs:
             job.result()
     timings["services"] = round(time.monotonic() - t, 2)
@@ -445,6 +463,7 @@ def _build_controllers(info: Lab, old: str, new: str, venv_root: Path) -> None:
     state = info.state
     ctl = state.setdefault("controller", {})
     ctl.update({"old": old, "new": new, "venv_root": str(venv_root), "admin_password": secrets.token_urlsafe(12),
+                "glance_password": secrets.token_urlsafe(12),
                 "db_admin_password": {h: secrets.token_urlsafe(16) for h in CONTROLLERS}})
     _save(info.dir, state)
     jobs = {}
@@ -453,22 +472,23 @@ def _build_controllers(info: Lab, old: str, new: str, venv_root: Path) -> None:
             jobs[h] = pool.submit(info.helper, h, "controller", {
                 "release": rel, "venv_root": str(venv_root), "address": info.hosts[h],
                 "db_admin_password": ctl["db_admin_password"][h], "admin_password": ctl["admin_password"],
+                "glance_password": ctl["glance_password"], "glance_url": f"http://{VIP}:{GLANCE_PORT}",
                 "seed": h == "oldctl"})
         ctl["seed"] = jobs["oldctl"].result()["seed"]
         jobs["newctl"].result()
     _save(info.dir, state)
 
 
-def _write_plan(info: Lab) -> Path:
+def _write_plan(info: Lab) -> None:
+    """Every plan of ``PLANS``, 0600: the DB admin passwords are inline."""
     from scripts.lab.hostplan import plan_text
     from scripts.lab.plan import write_key
 
     write_key(info.dir / "dump.key")
-    path = info.dir / PLAN
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # DB admin passwords are inline
-    with os.fdopen(fd, "w") as fh:
-        fh.write(plan_text(info))
-    return path
+    for name, services in PLANS.items():
+        fd = os.open(info.dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(plan_text(info, services=services))
 
 
 # ---------------------------------------------------------------------- snapshots
@@ -484,7 +504,7 @@ def snapshot(lab: Path, dest: Path) -> Path:
     dest = Path(dest).resolve()
     if dest.exists():
         raise LabError(f"{dest} exists; a snapshot goes into a new directory")
-    running = {h: info.helper(h, "stop", {})["keystone_was_running"] for h in CONTROLLERS}
+    running = {h: info.helper(h, "stop", {})["running"] for h in CONTROLLERS}
     try:
         for h in CONTROLLERS:
             for tree in SNAPSHOT_TREES:
@@ -494,7 +514,7 @@ def snapshot(lab: Path, dest: Path) -> Path:
         (dest / "controller.json").chmod(0o600)
     finally:
         for h in CONTROLLERS:
-            info.helper(h, "start", {"keystone": running[h], "address": info.hosts[h]})
+            info.helper(h, "start", {"units": running[h], "address": info.hosts[h]})
     return dest
 
 
@@ -566,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("dir", type=Path)
     p_up.add_argument("--computes", type=int, default=1)
     p_up.add_argument("--no-controllers", dest="controllers", action="store_false",
-                      help="hosts and compute agents only: no MariaDB, no keystone, no plan")
+                      help="hosts and compute agents only: no MariaDB, no keystone or glance, no plan")
     p_up.add_argument("--from", dest="snapshot", type=Path, help="controllers from a `snapshot` (fast)")
     p_up.add_argument("--old", default="2025.2")
     p_up.add_argument("--new", default="2026.1")

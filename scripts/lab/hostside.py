@@ -2,8 +2,11 @@
 
 Here ``/`` is the host's root: its own ``/etc``, ``/var/lib``, ``/var/log`` overlays, ``/run`` and
 network. A controller's MariaDB keeps its datadir in the host's ``/var/lib/mysql`` and listens on
-the host's own address and loopback; its keystone is the local lab's controller tree rooted at
-``/`` (``/etc/keystone``, ``/var/lib/keystone``), served on 0.0.0.0:5000 of the host's namespace.
+the host's own address and loopback; its keystone and glance are the local lab's controller tree
+and stack rooted at ``/`` (``/etc/keystone``, ``/etc/glance``, ``/var/lib/glance/images`` ...: the
+same code as the full lab, ``scripts.lab.controller`` and ``scripts.lab.fullstack``), served on
+0.0.0.0:5000 and 0.0.0.0:9292 of the host's namespace; glance checks tokens with the keystone of
+its own host (127.0.0.1:5000), so its config is valid unchanged on either controller.
 Payloads (passwords included) arrive as JSON on stdin, never in argv.
 """
 
@@ -14,12 +17,17 @@ from typing import Any
 
 from scripts.lab import svc
 from scripts.lab.mariadb import MariaDB
+from scripts.lab.openstack import Api
 from scripts.lab.proc import LabError
 
 ROOT = Path("/")
 DB_BASE = Path("/var/lib/mysql")
 DB_PORT = 3306
 KEYSTONE_PORT = 5000
+GLANCE_PORT = 9292
+#: the services of a lab controller, and the supervisor units that serve them (start order)
+SERVICES = ("keystone", "glance")
+UNITS = ("keystone", "glance-api")
 DB_ADMIN = "osu_admin"
 ADMIN_HOSTS = "198.51.100.%"
 
@@ -43,33 +51,48 @@ def _db_admin(db: MariaDB, password: str) -> None:
     db.execute("GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION", args=(DB_ADMIN, ADMIN_HOSTS))
 
 
+def _api(p: dict[str, Any]) -> Api:
+    """Glance behind the host's own keystone, listening on every address of the host."""
+    return Api(f"http://127.0.0.1:{KEYSTONE_PORT}", GLANCE_PORT, p["glance_password"], bind="0.0.0.0")
+
+
 def controller(p: dict[str, Any]) -> dict[str, Any]:
-    """Build a controller: MariaDB, keystone of ``release`` installed (and seeded and serving if ``seed``)."""
+    """Build a controller: MariaDB, keystone and glance of ``release`` installed with their release's
+    schema; with ``seed``, keystone seeded through its API (glance's catalog endpoint on
+    ``glance_url``, the management address), glance's service user made and images uploaded
+    through glance's API, both left serving."""
+    from scripts.lab import fullstack
     from scripts.lab.controller import make_controller, seed_keystone
 
     db = HostMariaDB(p["address"])
     db.start()
     _db_admin(db, p["db_admin_password"])
-    ctl = make_controller(ROOT, p["release"], db, KEYSTONE_PORT, Path(p["venv_root"]), bind="0.0.0.0")
-    seed = seed_keystone(ctl, p["admin_password"]) if p.get("seed") else {}
+    venv_root = Path(p["venv_root"])
+    ctl = make_controller(ROOT, p["release"], db, KEYSTONE_PORT, venv_root, bind="0.0.0.0", glance_port=GLANCE_PORT)
+    stack = fullstack.build(ROOT, p["release"], db, venv_root, SERVICES, _api(p))
+    seed: dict[str, Any] = {}
+    if p.get("seed"):
+        seed = seed_keystone(ctl, p["admin_password"], p["glance_url"])
+        seed.update(fullstack.seed_old(stack, seed, SERVICES))
     svc.start(ROOT, "whoami")
     return {"seed": seed}
 
 
 def start(p: dict[str, Any]) -> dict[str, Any]:
+    """MariaDB, the ``units`` asked for (those that ran when the snapshot was taken) and the probe."""
     HostMariaDB(p["address"]).start()
-    if p.get("keystone"):
-        svc.start(ROOT, "keystone")
+    for unit in p.get("units", ()):
+        svc.start(ROOT, unit)
     svc.start(ROOT, "whoami")
     return {}
 
 
 def stop(p: dict[str, Any]) -> dict[str, Any]:
-    """Stop the services and MariaDB cleanly (for a consistent snapshot)."""
-    was = svc.stop(ROOT, "keystone")
+    """Stop the services and MariaDB cleanly (for a consistent snapshot); says which units ran."""
+    running = [u for u in reversed(UNITS) if svc.stop(ROOT, u)]
     svc.stop(ROOT, "whoami")
     HostMariaDB("127.0.0.1").stop()
-    return {"keystone_was_running": was}
+    return {"running": running[::-1]}
 
 
 NOVA_CONF = """\

@@ -42,11 +42,14 @@ IMAGE_BYTES = b"QFI\xfb" + bytes(range(256)) * 64
 @dataclass(frozen=True)
 class Api:
     """What a controller needs to serve glance for real: the lab keystone, glance's port (shared by
-    both controllers: it stands for the management address) and glance's service-user password."""
+    both controllers: it stands for the management address), glance's service-user password, and
+    where glance-api listens (loopback in the local lab; 0.0.0.0 on a multi-host lab host, so that
+    the host's own address and the management address reach it)."""
 
     keystone_url: str
     glance_port: int
     glance_password: str
+    bind: str = "127.0.0.1"
 
 
 @dataclass
@@ -80,7 +83,7 @@ def _glance_api(s: Stack) -> tuple[str, str]:
     if s.api is None:
         return "", ""
     lib, etc = s.root / "var" / "lib", s.etc("glance")
-    return (f"bind_host = 127.0.0.1\nbind_port = {s.api.glance_port}\n", f"""
+    return (f"bind_host = {s.api.bind}\nbind_port = {s.api.glance_port}\n", f"""
 [keystone_authtoken]
 www_authenticate_uri = {s.api.keystone_url}
 auth_url = {s.api.keystone_url}
