@@ -62,7 +62,8 @@ class Lab:
 
     def baseline(self) -> Baseline:
         """Before the run: what the old controller serves, both sides' schema revisions and tables."""
-        return Baseline(self.api(), verify.db_view(self.db("old"), self.services)["revisions"],
+        old = verify.db_view(self.db("old"), self.services)
+        return Baseline(self.api(), old["revisions"], old["counts"],
                         verify.db_view(self.db("new"), self.services)["revisions"],
                         self.checksums("old"), self.checksums("new"))
 
@@ -71,6 +72,8 @@ class Lab:
 class Baseline:
     api: dict[str, Any]
     old_revisions: dict[str, Any]
+    #: the seeded rows of nova, neutron and cinder (instances, volumes, networks, ...) on the old side
+    old_counts: dict[str, int]
     #: the target release's own heads: what a freshly installed new controller has
     target_revisions: dict[str, Any]
     old_sums: dict[str, Any]
@@ -119,6 +122,7 @@ def _check_upgraded(lab: Lab, base: Baseline) -> None:
     assert {i["id"]: i["download_md5"] for i in before["images"]} == seeded
     view = verify.db_view(lab.db("new"), lab.services)
     assert view["revisions"] == base.target_revisions  # every DB at the target release's own heads
+    assert view["counts"] == base.old_counts and min(base.old_counts.values()) >= 2  # the seeded rows came over
     port = lab.state["new"]["db_port"]
     assert view["cell_mappings"] == {"cell0": f"127.0.0.1:{port}/nova_cell0", "cell1": f"127.0.0.1:{port}/nova"}
     events = _events(lab.journal)

@@ -46,7 +46,7 @@ def seed_old(s: Stack, ks: dict[str, Any], services: tuple[str, ...]) -> dict[st
     if "glance" in inner and s.api:
         out["images"] = _seed_glance(s, ks)
     if any(x in inner for x in ("nova", "cinder", "neutron")):
-        rows = seed(s, glance_rows=False)
+        rows = seed(s, glance_rows=False, services=inner)
         out.update({k: v for k, v in rows.items() if k != "images" and v})
     start(s.root, services)
     return out

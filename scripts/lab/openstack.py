@@ -288,13 +288,15 @@ def to_latin1(db: MariaDB, schema: str) -> None:
         conn.close()
 
 
-def seed(s: Stack, glance_rows: bool = True) -> dict[str, Any]:
-    """Realistic rows on the old controller; returns their ids. ``glance_rows=False`` when glance
-    serves for real: its images are then made through its API (scripts.lab.glapi)."""
-    out: dict[str, Any] = {"images": [], "volumes": [], "bdms": [], "attachments": []}
-    if glance_rows:
+def seed(s: Stack, glance_rows: bool = True, services: tuple[str, ...] = SERVICES) -> dict[str, Any]:
+    """Realistic rows on the old controller for *services*; returns their ids. ``glance_rows=False``
+    when glance serves for real: its images are then made through its API (scripts.lab.glapi)."""
+    out: dict[str, Any] = {"images": [], "volumes": [], "bdms": [], "attachments": [], "networks": []}
+    if glance_rows and "glance" in services:
         _seed_glance_rows(s, out)
-    _seed_compute_rows(s, out)
+    _seed_compute_rows(s, out, services)
+    if "neutron" in services:
+        _seed_neutron_rows(s, out)
     return out
 
 
@@ -315,29 +317,35 @@ def _seed_glance_rows(s: Stack, out: dict[str, Any]) -> None:
     to_latin1(db, "glance")
 
 
-def _seed_compute_rows(s: Stack, out: dict[str, Any]) -> None:
+def _seed_compute_rows(s: Stack, out: dict[str, Any], services: tuple[str, ...]) -> None:
     """nova: the old controller's services, a compute, instances with iSCSI block devices; cinder:
-    volumes and attachments on the old portal; neutron: agents of the old controller."""
+    volumes and attachments on the old portal (the same volumes and instances where both run)."""
     db = s.db
+    nova, cinder = "nova" in services, "cinder" in services
     for binary, host in (("nova-conductor", OLD_HOST), ("nova-scheduler", OLD_HOST), ("nova-compute", "compute-1")):
-        insert(db, "nova", "services", {"host": host, "binary": binary, "topic": binary.split("-")[1],
-                                        "deleted": 0, "disabled": 0, "forced_down": 0, "version": 70,
-                                        "uuid": str(uuid.uuid4()), "created_at": "2026-01-01 00:00:00"})
+        if nova:
+            insert(db, "nova", "services", {"host": host, "binary": binary, "topic": binary.split("-")[1],
+                                            "deleted": 0, "disabled": 0, "forced_down": 0, "version": 70,
+                                            "uuid": str(uuid.uuid4()), "created_at": "2026-01-01 00:00:00"})
     vols = [str(uuid.uuid4()) for _ in range(3)]
     svc_uuid = {OLD_HOST: str(uuid.uuid4()), "other": str(uuid.uuid4())}
     for host, backend in ((OLD_HOST, "lvm"), ("other", "ceph")):
-        insert(db, "cinder", "services", {"host": f"{host}@{backend}", "binary": "cinder-volume",
-                                          "topic": "cinder-volume", "deleted": 0, "disabled": 0,
-                                          "uuid": svc_uuid[host], "created_at": "2026-01-01 00:00:00"})
+        if cinder:
+            insert(db, "cinder", "services", {"host": f"{host}@{backend}", "binary": "cinder-volume",
+                                              "topic": "cinder-volume", "deleted": 0, "disabled": 0,
+                                              "uuid": svc_uuid[host], "created_at": "2026-01-01 00:00:00"})
     for n, vol in enumerate(vols):
         portal = OLD_PORTAL if n < 2 else "203.0.113.7"  # the third lives on another backend: untouched
         inst = str(uuid.uuid4())
-        insert(db, "nova", "instances", {"uuid": inst, "deleted": 0, "host": "compute-1", "vm_state": "active",
-                                         "created_at": "2026-01-01 00:00:00"})
-        insert(db, "nova", "block_device_mapping", {
-            "instance_uuid": inst, "volume_id": vol, "source_type": "volume", "destination_type": "volume",
-            "device_name": "/dev/vdb", "connection_info": iscsi_info(vol, portal, n + 1), "deleted": 0,
-            "uuid": str(uuid.uuid4()), "created_at": "2026-01-01 00:00:00"})
+        if nova:
+            insert(db, "nova", "instances", {"uuid": inst, "deleted": 0, "host": "compute-1", "vm_state": "active",
+                                             "created_at": "2026-01-01 00:00:00"})
+            insert(db, "nova", "block_device_mapping", {
+                "instance_uuid": inst, "volume_id": vol, "source_type": "volume", "destination_type": "volume",
+                "device_name": "/dev/vdb", "connection_info": iscsi_info(vol, portal, n + 1), "deleted": 0,
+                "uuid": str(uuid.uuid4()), "created_at": "2026-01-01 00:00:00"})
+        if not cinder:
+            continue
         insert(db, "cinder", "volumes", {
             "id": vol, "deleted": 0, "size": 1, "status": "in-use", "host": f"{OLD_HOST}@lvm#lvm" if n < 2
             else "other@ceph#ceph", "provider_location": f"{portal}:3260,{n + 1} iqn.2010-10.org.openstack:volume-"
@@ -349,7 +357,20 @@ def _seed_compute_rows(s: Stack, out: dict[str, Any]) -> None:
             "connection_info": iscsi_info(vol, portal, n + 1), "created_at": "2026-01-01 00:00:00"})
         out["volumes"].append(vol)
         out["attachments"].append(att)
-    # neutron: agents of the old controller and of a compute
+
+
+def _standard_attr(db: MariaDB, resource: str) -> int:
+    """A row of neutron's ``standardattributes`` (every network, subnet, port has one); its id."""
+    insert(db, "neutron", "standardattributes", {"resource_type": resource, "created_at": "2026-01-01 00:00:00",
+                                                 "revision_number": 1, "description": "lab seed"})
+    return db.execute("SELECT MAX(id) FROM standardattributes WHERE resource_type=%s", db="neutron",
+                      args=(resource,))[0][0]
+
+
+def _seed_neutron_rows(s: Stack, out: dict[str, Any]) -> None:
+    """Agents of the old controller (Havana-era timers are in the config) and of a compute, and a
+    tenant network with its subnet (documentation addresses: data only, never reached)."""
+    db = s.db
     for agent_type, binary, host in (("DHCP agent", "neutron-dhcp-agent", OLD_HOST),
                                      ("L3 agent", "neutron-l3-agent", OLD_HOST),
                                      ("Open vSwitch agent", "neutron-openvswitch-agent", "compute-1")):
@@ -357,3 +378,13 @@ def _seed_compute_rows(s: Stack, out: dict[str, Any]) -> None:
                                          "topic": "q-agent", "host": host, "admin_state_up": 1,
                                          "created_at": "2026-01-01 00:00:00", "started_at": "2026-01-01 00:00:00",
                                          "heartbeat_timestamp": "2026-01-01 00:00:00", "configurations": "{}"})
+    for name, cidr, gateway in (("demo-net", "203.0.113.0/26", "203.0.113.1"),
+                                ("ops-net", "203.0.113.64/26", "203.0.113.65")):
+        net, sub = str(uuid.uuid4()), str(uuid.uuid4())
+        insert(db, "neutron", "networks", {"id": net, "name": name, "status": "ACTIVE", "admin_state_up": 1,
+                                           "mtu": 1450, "standard_attr_id": _standard_attr(db, "networks"),
+                                           "project_id": "demo"})
+        insert(db, "neutron", "subnets", {"id": sub, "name": f"{name}-v4", "network_id": net, "ip_version": 4,
+                                          "cidr": cidr, "gateway_ip": gateway, "enable_dhcp": 1,
+                                          "standard_attr_id": _standard_attr(db, "subnets"), "project_id": "demo"})
+        out["networks"].append(net)

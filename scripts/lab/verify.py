@@ -53,8 +53,15 @@ def api_view(seed: dict[str, Any], keystone_url: str, glance_url: str | None) ->
     return out
 
 
+#: the seeded rows of the services the lab runs at DB level (their APIs are not served): counted
+ROWS = {"nova": (("nova", "instances"), ("nova", "block_device_mapping"), ("nova", "services")),
+        "neutron": (("neutron", "networks"), ("neutron", "subnets"), ("neutron", "agents")),
+        "cinder": (("cinder", "volumes"), ("cinder", "volume_attachment"))}
+
+
 def db_view(db: MariaDB, services: tuple[str, ...]) -> dict[str, Any]:
-    """Alembic revisions per database, and nova's cell mappings (which DB server each cell names)."""
+    """Alembic revisions per database, nova's cell mappings (which DB server each cell names) and
+    the live row counts of the seeded tables of the services without an API in the lab."""
     present = {r[0] for r in db.execute("SELECT table_schema FROM information_schema.tables "
                                         "WHERE table_name = 'alembic_version'")}
     out: dict[str, Any] = {"revisions": {}}
@@ -63,10 +70,20 @@ def db_view(db: MariaDB, services: tuple[str, ...]) -> dict[str, Any]:
             if name in present:
                 out["revisions"][name] = sorted(r[0] for r in db.execute(
                     f"SELECT version_num FROM `{name}`.alembic_version"))
+    out["counts"] = {f"{schema}.{table}": _live_rows(db, schema, table)
+                     for s in services for schema, table in ROWS.get(s, ())}
     if "nova" in services:  # host:port/db only: the URLs hold nova's DB password
         out["cell_mappings"] = {r[0]: urlsplit(r[1]).netloc.rpartition("@")[2] + urlsplit(r[1]).path for r in
                                 db.execute("SELECT name, database_connection FROM nova_api.cell_mappings")}
     return out
+
+
+def _live_rows(db: MariaDB, schema: str, table: str) -> int:
+    """Rows not soft-deleted (nova's online migrations add a deleted marker instance)."""
+    soft = db.execute("SELECT COUNT(*) FROM information_schema.columns WHERE table_schema=%s AND table_name=%s "
+                      "AND column_name='deleted'", args=(schema, table))[0][0]
+    where = " WHERE deleted = 0" if soft else ""
+    return db.execute(f"SELECT COUNT(*) FROM `{schema}`.`{table}`{where}")[0][0]
 
 
 def checksums(db: MariaDB, services: tuple[str, ...]) -> dict[str, Any]:
