@@ -2,7 +2,11 @@
 
 nova: >= ``NOVA_MB`` MiB in ``instances`` (an 8 KiB base64 ``user_data`` each, as cloud-init
 payloads are), ``instance_actions`` (create/stop/start per instance) and
-``instance_actions_events`` (two per action); keystone: ``USERS`` users (``user`` +
+``instance_actions_events`` (two per action). The grown instances are soft-deleted, with their
+availability zone set: the history a cloud accumulates until ``archive_deleted_rows``, on a
+source whose online data migrations are done (live rows without an AZ would make the target's
+``online_data_migrations`` fill them 50 at a time, some 40 rows/s here: not what a real 2025.2
+database asks of an upgrade); keystone: ``USERS`` users (``user`` +
 ``local_user``, domain ``default``) each with a member role on the demo project
 (``assignment``). Every row is made inside the server by ``INSERT ... SELECT`` (doubling
 ``instances`` batch by batch, each batch its own commit: the lab's 16 MiB redo log never holds a
@@ -58,13 +62,14 @@ def grow_instances(db: MariaDB, target_mb: float) -> None:
     """Template instances, then doubled batch by batch (fresh uuids) until the three tables reach
     ``target_mb``; actions and events are added for each new batch of instances."""
     inst = _required(db, "nova", "instances", {
-        "uuid": "UUID()", "deleted": "0", "created_at": "NOW()", "host": "'compute-1'", "node": "'compute-1'",
-        "vm_state": "'active'", "power_state": "1", "user_id": "'bench-user'", "project_id": "'bench-project'",
+        "uuid": "UUID()", "deleted": "1", "deleted_at": "NOW()", "created_at": "NOW()", "host": "'compute-1'",
+        "availability_zone": "'nova'", "vm_state": "'deleted'", "power_state": "1", "user_id": "'bench-user'",
+        "project_id": "'bench-project'",
         "hostname": "CONCAT('vm-', seq)", "display_name": "CONCAT('vm-', seq)", "memory_mb": "2048", "vcpus": "2",
         "root_gb": "20", "image_ref": "UUID()", "user_data": "REPEAT(TO_BASE64(RANDOM_BYTES(768)), 8)"})
+    done = _max_id(db, "nova", "instances")  # the seeded instances stay as they are: only templates double
     _insert_select(db, "nova", "instances", inst, f"FROM seq_1_to_{TEMPLATE_ROWS}")
     copy = {k: ("UUID()" if k == "uuid" else f"`{k}`") for k in inst}
-    done = 0
     while _mib(db, "nova", ("instances", "instance_actions", "instance_actions_events")) < target_mb:
         top = _max_id(db, "nova", "instances")
         lo = done + 1
