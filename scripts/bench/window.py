@@ -16,8 +16,10 @@ showed before (``scripts.lab.verify.api_view``), so a trial that did less work c
 instance_actions_events, by INSERT ... SELECT inside the server) and keystone to 100k users
 with their role assignments before the snapshot, then runs each variant once more.
 
-Everything lives in one temporary directory (or ``--keep DIR``); the lab is brought down at
-the end whatever happens (failure, Ctrl-C). Network: loopback only.
+Everything lives in one temporary directory, removed at the end; with ``--keep DIR`` it is DIR
+and stays (each trial's generated script, its phase log and the tool's output), and a campaign
+already measured there (``results.json``) is read back and only rendered again. The lab is
+brought down at the end whatever happens (failure, Ctrl-C, SIGTERM). Network: loopback only.
 """
 
 from __future__ import annotations
@@ -391,7 +393,8 @@ def render(res: dict[str, Any], large: dict[str, Any] | None, trials: int) -> st
              "copied with `cp -a`; before every trial the copy goes back to the same path and the lab starts, so every "
              f"trial starts from the same seeded state. {trials} rounds of (a) (b) (c), back to back "
              f"(`python -m scripts.bench.window`: {res['took'] / 60:.0f} min, build included):", "",
-             "- (a) a plain bash script generated from the lab (`scripts/bench/handrun.py`, kept in the trial dir): "
+             "- (a) a plain bash script generated from the lab (`scripts/bench/handrun.py`; with `--keep DIR` each trial's "
+             "script and phase log stay in DIR): "
              "per service in runbook order, stop the units on the old controller (`python -m scripts.lab.units`), "
              "`mariadb-dump --single-transaction --databases ... | mariadb` into the new server and the grants "
              "recreated, the config dir copied with the DB address and paths rewritten by `sed` (keystone's "
