@@ -393,8 +393,8 @@ def render(res: dict[str, Any], large: dict[str, Any] | None, trials: int) -> st
              "copied with `cp -a`; before every trial the copy goes back to the same path and the lab starts, so every "
              f"trial starts from the same seeded state. {trials} rounds of (a) (b) (c), back to back "
              f"(`python -m scripts.bench.window`: {res['took'] / 60:.0f} min, build included):", "",
-             "- (a) a plain bash script generated from the lab (`scripts/bench/handrun.py`; with `--keep DIR` each trial's "
-             "script and phase log stay in DIR): "
+             "- (a) a plain bash script generated from the lab (`scripts/bench/handrun.py`; with `--keep DIR` each "
+             "trial's script and phase log stay in DIR): "
              "per service in runbook order, stop the units on the old controller (`python -m scripts.lab.units`), "
              "`mariadb-dump --single-transaction --databases ... | mariadb` into the new server and the grants "
              "recreated, the config dir copied with the DB address and paths rewritten by `sed` (keystone's "
