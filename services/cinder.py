@@ -15,7 +15,7 @@ from services import iscsi, legacy_config, mysql, releases
 from services.before import keep as keep_before
 from services.before import load as load_before
 from services.blockcopy import transfer_step
-from services.common import ConfigEdit, http_ok, standard_steps
+from services.common import ConfigEdit, api_verify_step, standard_steps
 from services.config import get_value, set_value
 from services.runbook import DEFAULT_JUMP, Jump, commands_step, db_specs, render, run_cmd, shown, status_step, units_fn
 from statemachine.step import Result, Step
@@ -241,22 +241,9 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
     status = releases.pick(releases.STATUS[NAME], jump.target)
     if status:
         after.append(status_step(NAME, status))
-    version = releases.Cmd("cinder-manage", ("--config-file", "{etc}/cinder/cinder.conf", "db", "version"))
-
-    def verify(ctx: Any) -> Result:
-        url = ctx.services[NAME].verify_url
-        return {"db_version": run_cmd(ctx.target, version), "url": url or None,
-                "http_status": http_ok(url) if url else None}
-
-    def verify_commands(ctx: Any) -> list[str]:
-        url = ctx.services[NAME].verify_url
-        return [shown(version, ctx.target),
-                f"GET {url}   # until it answers 2xx/3xx" if url else "(no verify_url: no API check)"]
-
     return standard_steps(
         NAME, dbs[0].conns, schema,
-        Step(f"{NAME}.verify", "verified", verify, host="target", commands=verify_commands,
-             describe="cinder-manage db version answers and the volume API answers on its verify URL"),
+        api_verify_step(NAME, "volume"),
         dbs=dbs, units=units_fn(NAME, jump), edits=(legacy_config.edit(jump.target), iscsi_conf_edit(jump)),
         before_schema=tuple(before), after_schema=tuple(after))
 

@@ -758,15 +758,19 @@ def standard_steps(name: str, conns: tuple[ConfigKey, ...], schema: Step, verify
     the databases new in the target release (``new_dbs``: backed up if the target has them,
     created after the import, named in the config), units, config edits, the utf8 conversion on
     import, and fix-up steps right before and after its schema upgrade.
+
+    The target is prepared (its units stopped, its databases and configs backed up into the vault)
+    before the source stops: the new controller serves nothing yet, so this changes nothing a
+    client sees, and the maintenance window opens only with the source's stop.
     """
     carried = dbs or _dbs_default(conns)
     if new_dbs:
         edits = (*edits, new_db_config_edit(name, new_dbs, carried)) if any(s.conns for s in new_dbs) else edits
     return [
-        stop_step(name, "source", units),
-        dump_source_step(name, carried),
         stop_step(name, "target", units),
         backup_target_step(name, conns[0], (*carried, *new_dbs) if new_dbs else dbs),
+        stop_step(name, "source", units),
+        dump_source_step(name, carried),
         install_config_step(name, conns, dbs, edits),
         import_db_step(name, conns[0], dbs, convert_utf8),
         *((create_db_step(name, new_dbs, carried),) if new_dbs else ()),
@@ -780,4 +784,26 @@ def standard_steps(name: str, conns: tuple[ConfigKey, ...], schema: Step, verify
     ]
 
 
-__all__ = ["ConfigKey", "DBSpec", "ConfigEdit", "standard_steps", "http_ok", "run_manage", "command_text"]
+def api_verify_step(name: str, api: str, extra: Callable[[Any], Result] | None = None,
+                    extra_shown: Callable[[Any], list[str]] | None = None, also: str = "") -> Step:
+    """``<name>.verify``, the step that closes the service's maintenance window: its API answers on the
+    plan's verify URL (2xx/3xx). The schema is not checked again here: the schema step checked it
+    right after the migration, and nothing since (ownership, start) changes it. ``extra`` adds what
+    only this service verifies (keystone: its key repositories and status check)."""
+
+    def run(ctx: Any) -> Result:
+        url = ctx.services[name].verify_url
+        out: dict[str, Any] = {"url": url or None, "http_status": http_ok(url) if url else None}
+        return {**out, **(extra(ctx) if extra else {})}
+
+    def commands(ctx: Any) -> list[str]:
+        url = ctx.services[name].verify_url
+        return [f"GET {url}   # until it answers 2xx/3xx, 60 s at most" if url else "(no verify_url: no API check)",
+                *(extra_shown(ctx) if extra_shown else [])]
+
+    return Step(f"{name}.verify", "verified", run, host="target", commands=commands,
+                describe=f"the {api} API answers on its verify URL{also}")
+
+
+__all__ = ["ConfigKey", "api_verify_step", "DBSpec", "ConfigEdit", "standard_steps", "http_ok", "run_manage",
+           "command_text"]

@@ -14,17 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from services import legacy_config, releases
-from services.common import http_ok, standard_steps
+from services.common import api_verify_step, standard_steps
 from services.files import copy_dir_step
-from services.runbook import DEFAULT_JUMP, Jump, commands_step, db_specs, run_cmd, shown, status_step, units_fn
-from statemachine.step import Result, Step
+from services.runbook import DEFAULT_JUMP, Jump, commands_step, db_specs, status_step, units_fn
+from statemachine.step import Step
 
 NAME = "glance"
-
-
-def _check_cmds(jump: Jump) -> list[releases.Cmd]:
-    cmds = releases.pick(releases.SCHEMA[NAME], jump.target, ())
-    return [c for c in cmds if c.args[-1] == "check"][-1:]
 
 
 def _images_dir(ctx: Any) -> str:
@@ -52,23 +47,9 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
                                    "copy the image files new or changed since the pre-copy (all of them without "
                                    "one), remove copies of images deleted meanwhile; sha256 per file",
                                    after=tuple(s.name for s in first)))
-    checks = _check_cmds(jump)
-
-    def verify(ctx: Any) -> Result:
-        out: dict[str, Any] = {"checks": [run_cmd(ctx.target, c) for c in checks]}
-        url = ctx.services[NAME].verify_url
-        out.update({"url": url or None, "http_status": http_ok(url) if url else None})
-        return out
-
-    def verify_commands(ctx: Any) -> list[str]:
-        url = ctx.services[NAME].verify_url
-        return [*(shown(c, ctx.target) + "   # must exit 0" for c in checks),
-                f"GET {url}   # until it answers 2xx/3xx" if url else "(no verify_url: no API check)"]
-
     return first + standard_steps(
         NAME, dbs[0].conns, schema,
-        Step(f"{NAME}.verify", "verified", verify, host="target", commands=verify_commands,
-             describe="db check exits 0 and the image API answers on its verify URL"),
+        api_verify_step(NAME, "image"),
         dbs=dbs, units=units_fn(NAME, jump), edits=(legacy_config.edit(jump.target),),
         convert_utf8=bool(releases.pick(releases.CONVERT_TO_UTF8.get(NAME, ()), jump.target)),
         after_schema=tuple(after))

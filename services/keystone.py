@@ -8,7 +8,7 @@ alembic revisions recorded before and after.
 from __future__ import annotations
 
 from services import keystone_extra, legacy_config, mysql, releases
-from services.common import ConfigKey, command_text, http_ok, run_manage, standard_steps
+from services.common import ConfigKey, api_verify_step, command_text, run_manage, standard_steps
 from services.context import UpgradeContext
 from services.runbook import DEFAULT_JUMP, Jump, commands_step, db_specs
 from services.settings import Side
@@ -44,17 +44,6 @@ def _upgrade_schema(ctx: UpgradeContext) -> Result:
             "revisions_before": before, "revisions_after": revisions(ctx), "check_after": check_after}
 
 
-def _verify(ctx: UpgradeContext) -> Result:
-    t = ctx.target
-    rc = run_manage(t, _manage(t, "db_sync", "--check"), "keystone-manage db_sync --check", ok=(0, 2, 4)).rc
-    if rc != 0:
-        raise StepError(f"keystone schema on {t.host.name} is not current: db_sync --check exit {rc}",
-                        host=t.host.name)
-    url = ctx.services[NAME].verify_url
-    status = http_ok(url) if url else None
-    return {"db_sync_check": rc, "url": url or None, "http_status": status}
-
-
 def _schema_commands(ctx: UpgradeContext) -> list[str]:
     t = ctx.target
     return ["SQL: SELECT version_num FROM alembic_version",
@@ -63,35 +52,21 @@ def _schema_commands(ctx: UpgradeContext) -> list[str]:
             command_text(_manage(t, "db_sync", "--check")) + "   # must exit 0"]
 
 
-def _verify_commands(ctx: UpgradeContext) -> list[str]:
-    url = ctx.services[NAME].verify_url
-    return [command_text(_manage(ctx.target, "db_sync", "--check")) + "   # must exit 0",
-            f"GET {url}   # until it answers 2xx/3xx, 60 s at most" if url else "(no verify_url: no API check)"]
-
-
 def steps(jump: Jump = DEFAULT_JUMP, options: dict | None = None) -> list[Step]:
     dbs = db_specs(NAME, jump)
     if releases.at_least(jump.target, "pike"):
         schema = Step(f"{NAME}.upgrade_schema", "schema_upgraded", _upgrade_schema, host="target",
                       describe="keystone-manage db_sync of the target release, checked with db_sync --check",
                       commands=_schema_commands)
-        base_verify, base_shown = _verify, _verify_commands
     else:  # db_sync (+ extensions for Havana/Icehouse), no --check before Pike (facts §2.4)
         schema = commands_step(NAME, "upgrade_schema", "schema_upgraded",
                                releases.pick(releases.SCHEMA[NAME], jump.target),
                                "keystone-manage db_sync of the target release (and its extensions)",
                                dbs=lambda ctx: [ctx.services[NAME].db_name])
-        base_verify, base_shown = _verify_url, _verify_url_commands
 
-    def verify(ctx: UpgradeContext) -> Result:
-        return {**base_verify(ctx), **keystone_extra.verify_extra(ctx, jump)}
-
-    def verify_commands(ctx: UpgradeContext) -> list[str]:
-        return base_shown(ctx) + keystone_extra.verify_extra_shown(ctx, jump)
-
-    verify_step = Step(f"{NAME}.verify", "verified", verify, host="target", commands=verify_commands,
-                       describe="the schema is current, the key repositories hold the source's keys, the status "
-                                "check passes and the identity API answers on its verify URL")
+    verify_step = api_verify_step(NAME, "identity", lambda ctx: keystone_extra.verify_extra(ctx, jump),
+                                  lambda ctx: keystone_extra.verify_extra_shown(ctx, jump),
+                                  ", the key repositories hold the source's keys and the status check passes")
     # the endpoint report is a step only where the plan names the old address (keystone's step list
     # stays the runbook's ten otherwise)
     endpoints = (keystone_extra.endpoints_step(),) \
@@ -100,13 +75,3 @@ def steps(jump: Jump = DEFAULT_JUMP, options: dict | None = None) -> list[Step]:
                           edits=(legacy_config.edit(jump.target),),
                           convert_utf8=bool(releases.pick(releases.CONVERT_TO_UTF8[NAME], jump.target)),
                           after_schema=endpoints)
-
-
-def _verify_url(ctx: UpgradeContext) -> Result:
-    url = ctx.services[NAME].verify_url
-    return {"url": url or None, "http_status": http_ok(url) if url else None}
-
-
-def _verify_url_commands(ctx: UpgradeContext) -> list[str]:
-    url = ctx.services[NAME].verify_url
-    return [f"GET {url}   # until it answers 2xx/3xx" if url else "(no verify_url: no API check)"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from services import legacy_config, mysql, releases
-from services.common import http_ok, standard_steps
+from services.common import api_verify_step, standard_steps
 from services.config import get_value
 from services.runbook import DEFAULT_JUMP, Jump, commands_step, db_specs, shown, status_step, units_fn
 from statemachine.step import Result, Step, StepError
@@ -118,21 +118,15 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
     if status:
         after.append(status_step(NAME, status, fill=values))
 
-    def verify(ctx: Any) -> Result:
-        url = ctx.services[NAME].verify_url
+    def heads(ctx: Any) -> Result:
         from services.runbook import revisions
-        return {"revisions": revisions(ctx.target.db, ctx.services[NAME].db_name), "url": url or None,
-                "http_status": http_ok(url) if url else None}
-
-    def verify_commands(ctx: Any) -> list[str]:
-        url = ctx.services[NAME].verify_url
-        return [f"SQL: SELECT version_num FROM {ctx.services[NAME].db_name}.alembic_version",
-                f"GET {url}   # until it answers 2xx/3xx" if url else "(no verify_url: no API check)"]
+        return {"revisions": revisions(ctx.target.db, ctx.services[NAME].db_name)}
 
     return standard_steps(
         NAME, dbs[0].conns, schema,
-        Step(f"{NAME}.verify", "verified", verify, host="target", commands=verify_commands,
-             describe="alembic heads recorded and the network API answers on its verify URL"),
+        api_verify_step(NAME, "network", heads,
+                        lambda ctx: [f"SQL: SELECT version_num FROM {ctx.services[NAME].db_name}.alembic_version"],
+                        ", alembic heads recorded"),
         dbs=dbs, units=units_fn(NAME, jump), edits=(legacy_config.edit(jump.target),), after_schema=tuple(after))
 
 

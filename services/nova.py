@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from services import legacy_config, mysql, releases
 from services.before import keep as keep_before
 from services.before import load as load_before
-from services.common import ConfigEdit, http_ok, standard_steps
+from services.common import ConfigEdit, api_verify_step, standard_steps
 from services.config import get_value, rewrite_db_url, set_value, with_database
 from services.host import command_text
 from services.legacy_config import delete_key
@@ -328,23 +328,9 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
     status = releases.pick(releases.STATUS[NAME], jump.target)
     if status:
         after.append(status_step(NAME, status))
-    version = releases.Cmd("nova-manage", ("--config-file", "{etc}/nova/nova.conf", "db", "version"))
-
-    def verify(ctx: Any) -> Result:
-        out: dict[str, Any] = {"db_version": run_cmd(ctx.target, version)}
-        url = ctx.services[NAME].verify_url
-        out.update({"url": url or None, "http_status": http_ok(url) if url else None})
-        return out
-
-    def verify_commands(ctx: Any) -> list[str]:
-        url = ctx.services[NAME].verify_url
-        return [shown(version, ctx.target),
-                f"GET {url}   # until it answers 2xx/3xx" if url else "(no verify_url: no API check)"]
-
     return standard_steps(
         NAME, next(d for d in dbs if d.label == "main").conns, schema,
-        Step(f"{NAME}.verify", "verified", verify, host="target", commands=verify_commands,
-             describe="nova-manage db version answers and the compute API answers on its verify URL"),
+        api_verify_step(NAME, "compute"),
         dbs=dbs, units=_units(jump),
         edits=(legacy_config.edit(jump.target), *((pin_edit(jump),) if "pin_compute" in fix else ())),
         before_schema=tuple(before), after_schema=tuple(after), new_dbs=new)

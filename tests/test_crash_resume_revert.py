@@ -23,7 +23,7 @@ import pytest
 from scripts.lab import ksapi, svc
 from tests.conftest import ADMIN_PASSWORD, REPO, TARGET_DB_PASSWORD, TARGET_PW_ENV, upgrade
 
-STEPS = ["stop_source", "dump_source", "stop_target", "backup_target", "install_config", "import_db",
+STEPS = ["stop_target", "backup_target", "stop_source", "dump_source", "install_config", "import_db",
          "upgrade_schema", "fix_ownership", "start_target", "verify"]
 KILL_POINTS = ([f"keystone.{s}:{p}" for s in STEPS for p in ("before", "after")]
                + [f"keystone.{s}:inside" for s in ("dump_source", "install_config", "import_db")])

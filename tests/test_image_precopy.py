@@ -144,7 +144,7 @@ def child(base: str, names: list[str]) -> None:
 # ---------------------------------------------------------------------- tests
 def test_precopy_runs_before_the_stop_and_the_copy_after_the_schema() -> None:
     names = list(steps())
-    assert names[0] == PRE and names[1] == "glance.stop_source"
+    assert names[0] == PRE and names[1:4] == ["glance.stop_target", "glance.backup_target", "glance.stop_source"]
     assert names.index("glance.upgrade_schema") < names.index(POST) < names.index("glance.fix_ownership")
 
 

@@ -10,7 +10,7 @@ from tests.conftest import ADMIN_PASSWORD, KEYSTONE_DB_PASSWORD, NEW, upgrade
 
 HEADS_NEW = {"742c857f1dfb", "c88cdce8f248"}
 MIGRATED = {"alembic_version", "project_endpoint_group", "revocation_event"}
-STEPS = ["stop_source", "dump_source", "stop_target", "backup_target", "install_config", "import_db",
+STEPS = ["stop_target", "backup_target", "stop_source", "dump_source", "install_config", "import_db",
          "upgrade_schema", "fix_ownership", "start_target", "verify"]
 
 

@@ -30,7 +30,7 @@ from tests.conftest import REPO, require
 OLD, NEW = "2025.2", "2026.1"
 HEADS_NEW = {"742c857f1dfb", "c88cdce8f248"}
 VIP = hostlab.VIP
-KEYSTONE_STEPS = ["stop_source", "dump_source", "stop_target", "backup_target", "install_config", "import_db",
+KEYSTONE_STEPS = ["stop_target", "backup_target", "stop_source", "dump_source", "install_config", "import_db",
                   "upgrade_schema", "fix_ownership", "start_target", "verify"]
 NETWORK_STEPS = ["network.nonlocal_bind"] + [f"network.management.{s}" for s in
                                              ("record", "remove_old", "add_new", "announce", "check")]

@@ -49,8 +49,8 @@ def lines(jump: Jump, step: str) -> list[str]:
 def test_liberty_mitaka_creates_nova_api_and_names_it_in_nova_conf() -> None:
     jump = Jump("liberty", "mitaka")
     assert [d.label for d in new_db_specs("nova", jump)] == ["api"]
-    assert step_names(jump)[3:9] == ["backup_target", "install_config", "import_db", "create_databases",
-                                     "api_db_sync", "upgrade_schema"]
+    assert step_names(jump)[:9] == ["stop_target", "backup_target", "stop_source", "dump_source", "install_config",
+                                    "import_db", "create_databases", "api_db_sync", "upgrade_schema"]
     assert lines(jump, "backup_target")[1].endswith("nova_api | encrypt > <vault>/nova-target-db-api.osuv"
                                                     "   # if the database exists")
     assert lines(jump, "install_config")[-1] == (

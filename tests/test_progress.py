@@ -18,7 +18,7 @@ import time
 
 from tests.conftest import REPO, TARGET_DB_PASSWORD, TARGET_PW_ENV, upgrade
 
-STEPS = ["stop_source", "dump_source", "stop_target", "backup_target", "install_config", "import_db",
+STEPS = ["stop_target", "backup_target", "stop_source", "dump_source", "install_config", "import_db",
          "upgrade_schema", "fix_ownership", "start_target", "verify"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 BYTES = r"\d+(\.\d)? (bytes|kB|MB|GB)"

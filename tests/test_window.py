@@ -18,7 +18,8 @@ from upgrade import estimate, window
 
 STEPS = ["stop_source", "dump_source", "stop_target", "backup_target", "install_config", "import_db",
          "upgrade_schema", "fix_ownership", "start_target", "verify"]
-#: seconds each keystone step takes in the hand-built runs
+#: seconds each keystone step takes in the hand-built runs (in any order: a window is defined by its
+#: stop_source intent and its verify done alone)
 TAKES = {"stop_source": 2, "dump_source": 10, "stop_target": 1, "backup_target": 3, "install_config": 1,
          "import_db": 20, "upgrade_schema": 30, "fix_ownership": 1, "start_target": 2, "verify": 5}
 
