@@ -171,7 +171,8 @@ def stop_step(name: str, role: str, units: UnitsFn | None = None) -> Step:
         return out
 
     return Step(f"{name}.stop_{role}", f"{role}_stopped", run, undo, probe, host=role,
-                describe=f"stop {name} on the {role} controller", commands=commands)
+                describe=f"stop {name} on the {role} controller", commands=commands,
+                prepare=role == "target")  # the new controller serves nothing yet
 
 
 def start_target_step(name: str, units: UnitsFn | None = None) -> Step:
@@ -296,7 +297,7 @@ def backup_target_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | Non
 
     return Step(f"{name}.backup_target", "target_backed_up", run, host="target",
                 describe=f"back up the {name} database, users and /etc/{name} of the target controller into the vault",
-                commands=commands)
+                commands=commands, prepare=True)
 
 
 # ---------------------------------------------------------------------- config
@@ -761,7 +762,8 @@ def standard_steps(name: str, conns: tuple[ConfigKey, ...], schema: Step, verify
 
     The target is prepared (its units stopped, its databases and configs backed up into the vault)
     before the source stops: the new controller serves nothing yet, so this changes nothing a
-    client sees, and the maintenance window opens only with the source's stop.
+    client sees. They are ``prepare`` steps: the runner runs every service's before the first
+    source stops, so the maintenance window holds none of them.
     """
     carried = dbs or _dbs_default(conns)
     if new_dbs:

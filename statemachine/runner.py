@@ -130,10 +130,22 @@ class Runner:
 
     # ------------------------------------------------------------------ forward
     def forward(self) -> None:
-        """Run every step not yet committed, in order; used by both `run` and `resume`."""
+        """Run every step not yet committed, in order; used by both `run` and `resume`. First every
+        machine's leading preparation steps (``Step.prepare``), machine by machine: they come before
+        the first service stops."""
         view = self.view()
         self._restore(view)
         self.journal.set_status(self.run_id, "running")
+        for m in self.machines:
+            mv = view.machine(m.name)
+            for step in m.steps:
+                if not step.prepare:
+                    break
+                if step.name not in mv.committed:
+                    if mv.attempted == step.name:
+                        self._note_interrupted(m, step)
+                    self._do(m, step)
+        view = self.view()
         started_groups: set[int] = set()
         for m in self.machines:
             group = next((i for i, g in enumerate(self.groups) if m.name in g.machines), None)

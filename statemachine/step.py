@@ -44,6 +44,7 @@ class Step:
             only to collect its facts, which an idempotent ``run`` does without changing anything.
     host:   which side the step acts on (``source``/``target``/``local``), for the journal.
     describe: a one-line description of what the step does, for `upgrade plan`.
+    prepare: a leading step that runs before any machine's other steps (see the field).
     commands: the exact commands ``run`` issues, as an operator would type them, for `upgrade plan`:
             a tuple, or ``commands(ctx) -> list[str]`` when they depend on the plan. That ``ctx`` has the
             ``source``, ``target`` and ``services`` of the run's context but may have nothing else: it
@@ -58,6 +59,10 @@ class Step:
     host: str = "local"
     describe: str = ""
     commands: tuple[str, ...] | Callable[[Any], list[str]] = field(default_factory=tuple)
+    #: a preparation step: it acts on what serves nothing yet (the new controller) or only reads what
+    #: serves, so the runner runs every machine's leading preparation steps before any other step:
+    #: they happen before the first service stops, outside the maintenance window
+    prepare: bool = False
 
     def command_lines(self, ctx: Any) -> list[str]:
         """The commands of this step for *ctx* (see ``commands``)."""

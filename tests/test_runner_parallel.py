@@ -163,3 +163,32 @@ def test_a_failed_service_blocks_what_waits_for_it_and_resume_finishes(journal):
                                         "cinder.restart", "cinder.verify"])
     view = replay(journal.events(run_id))
     assert all(len(view.machine(s).committed) == 2 for s in SERVICE_ORDER)
+
+
+def test_preparation_steps_of_every_machine_run_before_any_other_step(journal):
+    """``Step.prepare``: every machine's leading preparation steps first (the target prepared for
+    all services before the first source stops), then the machines in order; resume keeps it."""
+    def machine(name: str, broken: str = "") -> ServiceMachine:
+        def run(step: str):
+            def go(ctx: Ctx) -> dict:
+                ctx.calls.append(step)
+                if step == broken:
+                    raise StepError(f"{step} broke on purpose")
+                return {}
+            return go
+        return ServiceMachine(name, [Step(f"{name}.stop_target", "t", run(f"{name}.stop_target"), prepare=True),
+                                     Step(f"{name}.backup_target", "b", run(f"{name}.backup_target"), prepare=True),
+                                     Step(f"{name}.stop_source", "s", run(f"{name}.stop_source")),
+                                     Step(f"{name}.verify", "v", run(f"{name}.verify"))])
+
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    ctx = Ctx()
+    with pytest.raises(RunFailed):
+        Runner(journal, run_id, [machine("keystone"), machine("glance", broken="glance.backup_target")],
+               ctx).forward()
+    assert ctx.calls == ["keystone.stop_target", "keystone.backup_target", "glance.stop_target",
+                         "glance.backup_target"]  # no source stopped while a preparation failed
+    ctx.calls.clear()
+    Runner(journal, run_id, [machine("keystone"), machine("glance")], ctx).forward()
+    assert ctx.calls == ["glance.backup_target", "keystone.stop_source", "keystone.verify", "glance.stop_source",
+                         "glance.verify"]
