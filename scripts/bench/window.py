@@ -447,11 +447,13 @@ def overhead_lines(o: dict[str, float]) -> list[str]:
             f"import_db takes {o['nova_import']:.1f} s (3 databases, some 250 tables) where the script's pipe "
             f"takes {o['nova_pipe']:.1f} s, neutron's {o['neutron_import']:.1f} s against {o['neutron_pipe']:.1f} s;",
             f"- schema {o['schema']:+.1f} s: the same commands on both sides: the noise between runs;",
-            f"- verify {o['verify']:+.1f} s: the tool's checks the script does not make (`*-status upgrade check`, "
-            f"`db_sync --check`/`db version`, keystone's key repositories compared by sha256){steps('status_check')};",
+            f"- verify {o['verify']:+.1f} s: the tool's checks the script does not make (`*-status upgrade check` "
+            f"before each start, `keystone-status` and keystone's key repositories compared by sha256 in its "
+            f"verify){steps('status_check')};",
             f"- other {o['other']:+.1f} s: the tool's unit control (status before each stop), config rewrite, "
             "ownership, fix-ups against the script's own config/file/fix-up phases"
-            f"{steps('stop_target', 'backup_target', 'agents', 'transfer_volumes')};",
+            f"{steps('agents', 'transfer_volumes')} (the target's units stopped and its backup into the vault "
+            "run before the first stop since they became preparation steps: outside the window);",
             f"- between steps {o['idle']:.1f} s: the part of the window no step accounts for (the runner, its "
             "journal commits between one step's done and the next one's intent)."]
 
@@ -506,10 +508,8 @@ def reason_lines(by: dict[str, list[Trial]], o: dict[str, float]) -> list[str]:
     load = statistics.median(t.load[0] for ts in by.values() for t in ts)
     return ["Why:",
             f"- (b) against (a), net {o['delta']:+.1f} s: checks the script does not make ({o['verify']:+.1f} s of "
-            f"verify, of which `*-status upgrade check` {o['step_status_check']:.1f} s, the rest `db_sync --check`, "
-            f"`db version`, `keystone-status` and the key comparison inside the verify steps), the target's units "
-            f"stopped and its databases and configs backed up into the vault "
-            f"({o['step_stop_target'] + o['step_backup_target']:.1f} s), {o['dump_import']:+.1f} s in dump+import "
+            f"verify, of which `*-status upgrade check` {o['step_status_check']:.1f} s, the rest `keystone-status` "
+            f"and the key comparison inside keystone's verify), {o['dump_import']:+.1f} s in dump+import "
             f"(vault and checksums), {o['idle']:.1f} s between steps. With this little data (some 20 MB), the "
             "fixed per-step cost dominates; the tool's extra work does not grow with the data except the target "
             "backup and the checksums.",
