@@ -25,6 +25,14 @@ from scripts.lab.proc import LabError
 DESCRIPTOR = "lab.json"
 
 
+#: the units of the services beside keystone on a lab controller (stand-ins, but glance-api where
+#: the controller serves glance), and horizon's web server
+UNITS = {"glance": ["glance-api"], "placement": ["placement-api"],
+         "nova": ["nova-api", "nova-conductor", "nova-scheduler", "nova-metadata"],
+         "neutron": ["neutron-server", "neutron-dhcp-agent", "neutron-metadata-agent"],
+         "cinder": ["cinder-api", "cinder-scheduler", "cinder-volume"], "horizon": ["httpd"]}
+
+
 @dataclass(frozen=True)
 class Descriptor:
     """What a controller runs: its release, venv and loopback ports (the content of lab.json)."""

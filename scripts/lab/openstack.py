@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scripts.lab.layout import UNITS as UNITS  # re-exported: the stack's units live with the layout
 from scripts.lab.mariadb import MariaDB
 from scripts.lab.proc import LabError, clean_env
 
@@ -32,10 +33,6 @@ MQ_URL = "rabbit://openstack:mq-Secret-77@127.0.0.1:5672/"
 #: documentation addresses (RFC 5737): data in rows and configs only, never contacted
 OLD_PORTAL, NEW_PORTAL = "198.51.100.4", "198.51.100.9"
 OLD_HOST, NEW_HOST = "old-ctl", "new-ctl"
-UNITS = {"glance": ["glance-api"], "placement": ["placement-api"],
-         "nova": ["nova-api", "nova-conductor", "nova-scheduler", "nova-metadata"],
-         "neutron": ["neutron-server", "neutron-dhcp-agent", "neutron-metadata-agent"],
-         "cinder": ["cinder-api", "cinder-scheduler", "cinder-volume"]}
 IMAGE_BYTES = b"QFI\xfb" + bytes(range(256)) * 64
 
 

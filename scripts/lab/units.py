@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("unit")
     args = parser.parse_args(argv)
     root = args.root.resolve()
+    known = {*svc.SERVICES, *(u for names in layout.UNITS.values() for u in names)}
+    if args.unit not in known:  # a usage error, never "stopped": the caller must not take it for a stopped unit
+        print(f"{args.unit}: unknown unit (known: {', '.join(sorted(known))})", file=sys.stderr)
+        return 2
     try:
         if args.action == "start":
             start(root, args.unit)
