@@ -466,7 +466,7 @@ def test_keystone_and_glance_upgrade_over_ssh_then_revert(lab):
     assert {db: checksums(lab, "oldctl", db) for db in ("keystone", "glance")} == sums_before
     events = journal_events(lab.dir / "journal")
     dones = [e["step"] for e in events if e["kind"] == "done"]
-    assert dones[:len(KEYSTONE_STEPS)] == [f"keystone.{s}" for s in KEYSTONE_STEPS]
+    assert [d for d in dones if d.startswith("keystone.")] == [f"keystone.{s}" for s in KEYSTONE_STEPS]
     assert {f"glance.{s}" for s in ("import_db", "upgrade_schema", "copy_images", "start_target", "verify")} \
         <= set(dones)
     assert dones.index("glance.verify") < dones.index("network.management.remove_old")

@@ -166,9 +166,9 @@ def _descendants(root: int) -> dict[int, list[bytes]]:
     return out
 
 
-def _kill_during_db_sync(plan: Path) -> list[bytes]:
-    """Start ``upgrade run``; SIGKILL it while keystone-manage db_sync (not --check) runs under it."""
-    proc = subprocess.Popen([sys.executable, "-m", "upgrade.cli", "run", str(plan), "--quiet"], cwd=REPO,
+def _kill_during_db_sync(*args: str) -> list[bytes]:
+    """Start ``upgrade ARGS``; SIGKILL it while keystone-manage db_sync (not --check) runs under it."""
+    proc = subprocess.Popen([sys.executable, "-m", "upgrade.cli", *args, "--quiet"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     try:
@@ -193,19 +193,20 @@ def test_killed_in_db_sync_and_in_image_copy_resumes_verifies_and_reverts(full_l
     base = lab.baseline()
     assert base.target_revisions["neutron"] != base.old_revisions["neutron"]  # real DDL in this jump
 
-    argv = _kill_during_db_sync(lab.plan)
-    assert b"--config-file" in argv
-    events = _events(lab.journal)
-    assert [e["kind"] for e in events if e["step"] == "keystone.upgrade_schema"] == ["intent"]
-
-    # the images are copied before glance's stop (nothing changes meanwhile in the lab, so the copy
-    # after the stop has nothing to stream and its fail point is never reached): killed in the pre-copy
-    res = upgrade("resume", "--journal", str(lab.journal), failpoint="glance.precopy_images:inside", timeout=900)
+    # the images are copied while the old glance still serves, in the preparation before any stop
+    # (nothing changes meanwhile in the lab, so the copy after glance's stop has nothing to stream and
+    # its fail point is never reached): killed in the pre-copy
+    res = upgrade("run", str(lab.plan), failpoint="glance.precopy_images:inside", timeout=900)
     assert res.returncode == -signal.SIGKILL, res.stdout + res.stderr
     events = _events(lab.journal)
     assert [e["kind"] for e in events if e["step"] == "glance.precopy_images"] == ["intent"]
-    assert not any(e["step"] == "glance.stop_source" for e in events)  # the old glance still served
-    assert sum(1 for e in events if e["step"] == "keystone.upgrade_schema" and e["kind"] == "done") == 1
+    assert not any(e["step"].endswith(".stop_source") for e in events)  # every old service still served
+
+    argv = _kill_during_db_sync("resume", "--journal", str(lab.journal))
+    assert b"--config-file" in argv
+    events = _events(lab.journal)
+    assert [e["kind"] for e in events if e["step"] == "keystone.upgrade_schema"] == ["intent"]
+    assert sum(1 for e in events if e["step"] == "glance.precopy_images" and e["kind"] == "done") == 1
 
     res = upgrade("resume", "--journal", str(lab.journal), timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr

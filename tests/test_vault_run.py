@@ -34,11 +34,15 @@ def test_disk_full_while_dumping_then_resume(lab, tmp_path, small_tmpfs):
     journal = tmp_path / "journal"
     res = upgrade("run", str(plan))
     assert res.returncode == 1, res.stderr
-    assert "keystone.dump_source failed" in res.stderr and "no space left" in res.stderr
+    # the first write into the vault is the target's backup, made before anything stops on the old controller
+    assert "keystone.backup_target failed" in res.stderr and "no space left" in res.stderr
     assert "upgrade resume" in res.stderr
     leftovers = [p for p in small_tmpfs.rglob("*") if p.is_file()]
     assert leftovers == [], f"partial artifacts left: {leftovers}"
-    # nothing on the target was touched: the failure came before stop_target
+    from scripts.lab import svc
+
+    assert svc.status(lab.old.root, "keystone")  # the old controller never stopped serving
+    # nothing on the target was touched: the backup only reads it
     after = lab.state()
     assert {k: after[k] for k in ("target_db", "target_etc", "target_users")} == \
         {k: before[k] for k in ("target_db", "target_etc", "target_users")}
