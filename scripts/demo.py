@@ -389,7 +389,7 @@ class RunFacts:
 
 
 def status_checks(export: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each service's ``*-status upgrade check`` result in the latest run (keystone's is part of its verify)."""
+    """Each service's ``*-status upgrade check`` result in the latest run."""
     run = max(export["runs"], key=lambda r: r["id"])["id"]
     out: dict[str, dict[str, Any]] = {}
     for e in export["events"]:
@@ -398,8 +398,6 @@ def status_checks(export: dict[str, Any]) -> dict[str, dict[str, Any]]:
         service, step = e["step"].split(".", 1)
         if step == "status_check":
             out[service] = e["result"]
-        elif (service, step) == ("keystone", "verify") and "status_check" in (e["result"] or {}):
-            out[service] = e["result"]["status_check"]
     return out
 
 

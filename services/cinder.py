@@ -17,7 +17,19 @@ from services.before import load as load_before
 from services.blockcopy import transfer_step
 from services.common import ConfigEdit, api_verify_step, standard_steps
 from services.config import get_value, set_value
-from services.runbook import DEFAULT_JUMP, Jump, commands_step, db_specs, render, run_cmd, shown, status_step, units_fn
+from services.runbook import (
+    DEFAULT_JUMP,
+    Jump,
+    commands_step,
+    db_specs,
+    online_migrations_step,
+    render,
+    run_cmd,
+    shown,
+    split_online,
+    status_step,
+    units_fn,
+)
 from statemachine.step import Result, Step
 
 NAME = "cinder"
@@ -231,8 +243,8 @@ def previous_migrations_step(jump: Jump) -> Step | None:
 def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
     dbs = db_specs(NAME, jump)
     before = [s for s in (previous_migrations_step(jump),) if s]
-    schema = commands_step(NAME, "upgrade_schema", "schema_upgraded", releases.pick(releases.SCHEMA[NAME], jump.target),
-                           "cinder-manage db sync, then online_data_migrations until exit 0",
+    cmds, online = split_online(releases.pick(releases.SCHEMA[NAME], jump.target))
+    schema = commands_step(NAME, "upgrade_schema", "schema_upgraded", cmds, "cinder-manage db sync",
                            dbs=lambda ctx: [ctx.services[NAME].db_name])
     fix = releases.fixups(NAME, jump.target)
     candidates = [iscsi_rows_step(), update_host_step(),
@@ -245,7 +257,8 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
         NAME, dbs[0].conns, schema,
         api_verify_step(NAME, "volume"),
         dbs=dbs, units=units_fn(NAME, jump), edits=(legacy_config.edit(jump.target), iscsi_conf_edit(jump)),
-        before_schema=tuple(before), after_schema=tuple(after))
+        before_schema=tuple(before), after_schema=tuple(after),
+        finish=(online_migrations_step(NAME, online, lambda ctx: [ctx.services[NAME].db_name]),) if online else ())
 
 
 __all__ = ["steps", "render"]

@@ -15,14 +15,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from journal import vault
-from services import control, mysql, transfer
+from services import control, mysql, together, transfer
 from services.config import db_url_credentials, get_value, rewrite_db_url, rewrite_paths, set_value, with_database
 from services.context import UpgradeContext
 from services.host import check, command_text, wait_pipe
+from services.overhead import Tally
 from services.settings import ServiceSettings, Side
 from statemachine.step import Result, Step, StepError
 
@@ -140,15 +142,23 @@ def stop_step(name: str, role: str, units: UnitsFn | None = None) -> Step:
         return units(ctx, role) if units else _single_unit(ctx, role, name)
 
     def run(ctx: UpgradeContext) -> Result:
-        out = []
-        for unit in names(ctx):
-            was = control.is_running(side(ctx), unit)
-            if was:
+        # the units are asked side by side (before: what undo restarts; after: none may still write),
+        # stopped one by one in their order
+        units = names(ctx)
+        tally = Tally()
+        with tally.timed("checks"):
+            was = together.each(lambda u: control.is_running(side(ctx), u), units)
+        for unit, running in zip(units, was, strict=True):
+            if running:
                 control.stop(side(ctx), unit)
-            if control.is_running(side(ctx), unit):
-                raise StepError(f"{unit} on {side(ctx).host.name} still runs after stop", host=side(ctx).host.name)
-            out.append({"unit": unit, "was_running": was})
-        return {"units": out}
+        with tally.timed("checks"):
+            after = together.each(lambda u: control.is_running(side(ctx), u), units)
+        still = [u for u, r in zip(units, after, strict=True) if r]
+        if still:
+            raise StepError(f"{', '.join(still)} on {side(ctx).host.name} still run(s) after stop",
+                            host=side(ctx).host.name)
+        return {"units": [{"unit": u, "was_running": r} for u, r in zip(units, was, strict=True)],
+                "overhead": tally.result()}
 
     def undo(ctx: UpgradeContext, result: Result | None) -> None:
         # the old controller must serve again after a revert; a target service is restarted
@@ -203,27 +213,27 @@ def start_target_step(name: str, units: UnitsFn | None = None) -> Step:
 
 
 # ---------------------------------------------------------------------- dump / backup
-def table_collations(ep: Any, db: str) -> dict[str, str]:
-    """table -> collation (the charset audit: which tables are not utf8)."""
-    rows = mysql.query(ep, "SELECT table_name, table_collation FROM information_schema.tables WHERE "
-                           "table_schema=%s AND table_type='BASE TABLE' ORDER BY table_name", (db,))
-    return {r[0]: r[1] or "" for r in rows}
-
-
 def dump_source_step(name: str, dbs: tuple[DBSpec, ...] | None = None) -> Step:
     def run(ctx: UpgradeContext) -> Result:
         st = _svc(ctx, name)
         ep = ctx.source.db
         out: dict[str, Any] = {"databases": {}}
+        tally = Tally()
         for spec in dbs or _dbs_default(()):
             db = spec.db_name(st)
-            charset, collation = mysql.db_charset(ep, db)
-            sums = mysql.checksums(ep, db)
-            collations = table_collations(ep, db)
             path = ctx.artifact_path(f"{name}-source-db{spec.suffix()}")
-            stats = mysql.dump_to_vault(ctx.source.host, ep, DUMP_TOOL, db, str(path),
-                                        ctx.key, inside=lambda: ctx.failpoint(f"{name}.dump_source:inside"),
-                                        progress=ctx.progress_for(name))
+            # the source is stopped (stop_source checked it): the counts and checksums read the same
+            # rows as the dump, so they are read side by side with it; the window grows only by the
+            # time they take beyond the dump
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="facts") as pool:
+                facts_of = pool.submit(mysql.db_facts, ep, db)
+                stats = mysql.dump_to_vault(ctx.source.host, ep, DUMP_TOOL, db, str(path),
+                                            ctx.key, inside=lambda: ctx.failpoint(f"{name}.dump_source:inside"),
+                                            progress=ctx.progress_for(name))
+                with tally.timed("checks"):
+                    facts = facts_of.result()
+            tally.add("vault", stats.seconds)
+            charset, collation, sums, collations = facts.charset, facts.collation, facts.checksums, facts.collations
             art = ctx.record_artifact(f"{ctx.run_id}/{name}-source-db{spec.suffix()}", "dump", name,
                                       ctx.source.host.name, path, stats)
             out["databases"][db] = {
@@ -232,6 +242,7 @@ def dump_source_step(name: str, dbs: tuple[DBSpec, ...] | None = None) -> Step:
                 "tables": len(sums), "rows": sum(v[0] or 0 for v in sums.values())}
         out["tables"] = sum(d["tables"] for d in out["databases"].values())
         out["rows"] = sum(d["rows"] for d in out["databases"].values())
+        out["overhead"] = tally.result()
         return out
 
     def commands(ctx: UpgradeContext) -> list[str]:
@@ -505,26 +516,31 @@ def import_db_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = 
         t = ctx.target
         dump = ctx.results[f"{name}.dump_source"]["databases"]
         out: dict[str, Any] = {"databases": {}, "grants": []}
+        tally = Tally()
         for spec in specs:
             db = spec.db_name(st)
             d = dump[db]
             user, password = db_credentials(ctx, name, spec, specs)
             art = d["artifact"]
-            vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
+            # the whole dump is proved intact before the target is touched, so the import need not again
+            tally.add("vault", vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"]).seconds)
             convert = sorted(d.get("non_utf8_tables", {})) if convert_utf8 else []
             charset, collation = (d["charset"], d["collation"])
             if convert_utf8 and not charset.startswith("utf8"):
                 charset, collation = UTF8
             mysql.recreate_db(t.db, db, charset, collation)
             ctx.failpoint(f"{name}.import_db:inside")
-            mysql.import_from_vault(t.host, t.db, CLIENT_TOOL, db, art["path"], ctx.key,
-                                    art["bytes"], art["sha256"], progress=ctx.progress_for(name),
-                                    epilogue=utf8_epilogue(convert, foreign_keys(ctx.source.db, db) if convert else []))
+            stats = mysql.import_from_vault(
+                t.host, t.db, CLIENT_TOOL, db, art["path"], ctx.key, art["bytes"], art["sha256"],
+                progress=ctx.progress_for(name), verified=True,
+                epilogue=utf8_epilogue(convert, foreign_keys(ctx.source.db, db) if convert else []))
+            tally.add("vault", stats.seconds)
             mysql.grant_service_user(t.db, db, user, password, st.grant_hosts)
-            after = mysql.checksums(t.db, db)
             where = f"{t.db.address}:{t.db.port}/{db}"
-            compare_checksums({k: v for k, v in d["checksums"].items() if k not in convert},
-                              {k: v for k, v in after.items() if k not in convert}, where)
+            with tally.timed("checks"):
+                after = mysql.checksums(t.db, db)
+                compare_checksums({k: v for k, v in d["checksums"].items() if k not in convert},
+                                  {k: v for k, v in after.items() if k not in convert}, where)
             for table in convert:
                 src, dst = content_digest(ctx.source.db, db, table), content_digest(t.db, db, table)
                 if src != dst:
@@ -533,6 +549,7 @@ def import_db_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = 
             out["databases"][db] = {"tables": len(after), "rows": sum(v[0] or 0 for v in after.values()),
                                     "checksums_equal": True, "converted_to_utf8": convert}
             out["grants"] += [f"{user}@{h} on {db}" for h in st.grant_hosts]
+        out["overhead"] = tally.result()
         return out
 
     def undo(ctx: UpgradeContext, result: Result | None) -> None:
@@ -752,13 +769,14 @@ def standard_steps(name: str, conns: tuple[ConfigKey, ...], schema: Step, verify
                    extra: Callable[[], list[Step]] | None = None, *, dbs: tuple[DBSpec, ...] | None = None,
                    units: UnitsFn | None = None, edits: tuple[ConfigEdit, ...] = (), convert_utf8: bool = False,
                    before_schema: tuple[Step, ...] = (), after_schema: tuple[Step, ...] = (),
-                   new_dbs: tuple[DBSpec, ...] = ()) -> list[Step]:
+                   new_dbs: tuple[DBSpec, ...] = (), finish: tuple[Step, ...] = ()) -> list[Step]:
     """The runbook's sequence for one service with its own schema upgrade and verification.
 
     A service adds only what differs: its databases (``dbs``, default the one ``conns[0]`` names),
     the databases new in the target release (``new_dbs``: backed up if the target has them,
     created after the import, named in the config), units, config edits, the utf8 conversion on
-    import, and fix-up steps right before and after its schema upgrade.
+    import, fix-up steps right before and after its schema upgrade, and ``finish`` steps (online
+    data migrations) the runner runs once every service is verified.
 
     The target is prepared (its units stopped, its databases and configs backed up into the vault)
     before the source stops: the new controller serves nothing yet, so this changes nothing a
@@ -783,6 +801,7 @@ def standard_steps(name: str, conns: tuple[ConfigKey, ...], schema: Step, verify
         start_target_step(name, units),
         verify,
         *(extra() if extra else []),
+        *finish,
     ]
 
 

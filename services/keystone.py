@@ -64,14 +64,14 @@ def steps(jump: Jump = DEFAULT_JUMP, options: dict | None = None) -> list[Step]:
                                "keystone-manage db_sync of the target release (and its extensions)",
                                dbs=lambda ctx: [ctx.services[NAME].db_name])
 
-    verify_step = api_verify_step(NAME, "identity", lambda ctx: keystone_extra.verify_extra(ctx, jump),
-                                  lambda ctx: keystone_extra.verify_extra_shown(ctx, jump),
-                                  ", the key repositories hold the source's keys and the status check passes")
+    verify_step = api_verify_step(NAME, "identity", keystone_extra.verify_extra, keystone_extra.verify_extra_shown,
+                                  " and the key repositories hold the source's keys")
     # the endpoint report is a step only where the plan names the old address (keystone's step list
     # stays the runbook's ten otherwise)
     endpoints = (keystone_extra.endpoints_step(),) \
         if (options or {}).get("old_address") and "endpoints" in releases.fixups(NAME, jump.target) else ()
+    status = keystone_extra.status_check_step(jump)
     return standard_steps(NAME, dbs[0].conns, schema, verify_step, dbs=dbs,
                           edits=(legacy_config.edit(jump.target),),
                           convert_utf8=bool(releases.pick(releases.CONVERT_TO_UTF8[NAME], jump.target)),
-                          after_schema=endpoints)
+                          after_schema=(*endpoints, *((status,) if status else ())))

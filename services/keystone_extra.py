@@ -16,7 +16,7 @@ from services.before import keep as keep_before
 from services.config import get_value
 from services.files import sums
 from services.host import Completed
-from services.runbook import Jump, render, status_run, status_shown, tool
+from services.runbook import Jump, render, status_step, tool
 from statemachine.step import Result, Step, StepError
 
 NAME = "keystone"
@@ -150,17 +150,17 @@ def status_fallback(ctx: Any, res: Completed) -> dict[str, Any] | None:
     return None
 
 
-def verify_extra(ctx: Any, jump: Jump) -> dict[str, Any]:
-    """The keys check and, where the release has it, keystone-status upgrade check."""
-    out: dict[str, Any] = {"key_repositories": check_keys(ctx)}
-    cmd = releases.pick(releases.STATUS[NAME], jump.target)
-    if cmd is not None:
-        out["status_check"] = status_run(ctx, cmd, fallback=status_fallback,
-                                         accept=ctx.services[NAME].options.get("status_accept") or ())
-    return out
+def verify_extra(ctx: Any) -> dict[str, Any]:
+    """The keys check: tokens and credentials made by the old controller decrypt on the new one."""
+    return {"key_repositories": check_keys(ctx)}
 
 
-def verify_extra_shown(ctx: Any, jump: Jump) -> list[str]:
+def verify_extra_shown(ctx: Any) -> list[str]:
+    return [KEYS_SHOWN]
+
+
+def status_check_step(jump: Jump) -> Step | None:
+    """keystone-status upgrade check before keystone starts, like every service's (with the venv
+    workaround, lab-recipes §4.5), where the release has it (Stein on)."""
     cmd = releases.pick(releases.STATUS[NAME], jump.target)
-    return [KEYS_SHOWN, *([status_shown(cmd, ctx.target) + "   (from a venv: re-run with the §4.5 workaround)"]
-                          if cmd else [])]
+    return status_step(NAME, cmd, fallback=status_fallback) if cmd is not None else None

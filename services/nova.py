@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from services import legacy_config, mysql, releases
+from services import legacy_config, mysql, releases, together
 from services.before import keep as keep_before
 from services.before import load as load_before
 from services.common import ConfigEdit, api_verify_step, standard_steps
@@ -28,9 +28,11 @@ from services.runbook import (
     commands_step,
     db_specs,
     new_db_specs,
+    online_migrations_step,
     render,
     run_cmd,
     shown,
+    split_online,
     status_step,
     units_fn,
 )
@@ -191,11 +193,10 @@ def update_cells_step(jump: Jump) -> Step:
         # the originals), the journal only the uuids
         _kept, art = keep_before(ctx, NAME, "cell-mappings", {c["uuid"]: {"old_mq": c["old_mq"], "old_db": c["old_db"]}
                                                                for c in cells})
-        done = []
-        for c in cells:
-            run_cmd(ctx.target, cmd, {"cell_uuid": c["uuid"], "cell_db": c["new_db"], "transport_url": c["new_mq"]})
-            done.append(c["uuid"])
-        return {"cells": done, "artifact": art}
+        # one mapping row per cell: the commands are independent, so they run side by side
+        together.each(lambda c: run_cmd(ctx.target, cmd, {"cell_uuid": c["uuid"], "cell_db": c["new_db"],
+                                                          "transport_url": c["new_mq"]}), cells)
+        return {"cells": [c["uuid"] for c in cells], "artifact": art}
 
     def undo(ctx: Any, result: Result | None) -> None:
         if not result:
@@ -315,9 +316,9 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
     new_cells = any(d.label == "cell0" for d in new)
     if new_cells:
         before.append(cell_setup_step(jump, lambda ctx: names(ctx, {"api"})[0]))
+    main_cmds, online = split_online(main_cmds)
     schema = commands_step(NAME, "upgrade_schema", "schema_upgraded", main_cmds,
-                           "nova-manage db sync (cell0 too), then online_data_migrations until exit 0",
-                           dbs=lambda ctx: names(ctx, {"main", "cell0"}))
+                           "nova-manage db sync (cell0 too)", dbs=lambda ctx: names(ctx, {"main", "cell0"}))
     after: list[Step] = []
     if new_cells:
         after.append(commands_step(NAME, "discover_hosts", "hosts_discovered", (releases.NOVA_DISCOVER_HOSTS,),
@@ -333,7 +334,8 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
         api_verify_step(NAME, "compute"),
         dbs=dbs, units=_units(jump),
         edits=(legacy_config.edit(jump.target), *((pin_edit(jump),) if "pin_compute" in fix else ())),
-        before_schema=tuple(before), after_schema=tuple(after), new_dbs=new)
+        before_schema=tuple(before), after_schema=tuple(after), new_dbs=new,
+        finish=(online_migrations_step(NAME, online, lambda ctx: names(ctx, {"main", "cell0"})),) if online else ())
 
 
 # ---------------------------------------------------------------------- nova-unpin: after the computes

@@ -26,14 +26,19 @@ SERVICES: dict[str, Callable[..., list[Step]]] = {
     "nova-unpin": nova.unpin_steps,
 }
 
-#: what each service's machine waits for when services overlap (``[upgrade] service_pool`` > 1; only
-#: services in the plan count): keystone authenticates every other API and holds horizon's role;
-#: placement comes before nova (facts §4.1); cinder's iSCSI rewrite edits nova's block devices, so
-#: nova's import and fix-ups are done first. Their databases are otherwise independent.
-AFTER: dict[str, frozenset[str]] = {
-    "glance": frozenset({"keystone"}), "placement": frozenset({"keystone"}),
-    "nova": frozenset({"keystone", "placement"}), "neutron": frozenset({"keystone"}),
-    "cinder": frozenset({"keystone", "nova"}), "horizon": frozenset({"keystone"}),
+#: what each service's machine waits for as a whole when services overlap (``[upgrade] service_pool``
+#: > 1; only services in the plan count): horizon's steps check keystone's roles and sessions.
+AFTER: dict[str, frozenset[str]] = {"horizon": frozenset({"keystone"})}
+#: the steps that wait for another service's step when services overlap: every API is verified once
+#: keystone answers (each authenticates with it); nova's status check asks the placement API, which
+#: is upgraded first (facts §4.1: "upgrade placement before any nova services"); cinder's iSCSI
+#: rewrite edits nova's block devices, so nova's databases are imported and migrated first. Their
+#: databases are otherwise independent: stops, dumps, imports and migrations run side by side.
+WAITS: dict[str, frozenset[str]] = {
+    **{f"{s}.verify": frozenset({"keystone.verify"}) for s in ("glance", "placement", "nova", "neutron", "cinder")},
+    "nova.status_check": frozenset({"placement.verify"}),
+    "nova.start_target": frozenset({"placement.verify"}),
+    "cinder.rewrite_iscsi": frozenset({"nova.upgrade_schema"}),
 }
 #: services that never overlap: nova-unpin runs alone, after the compute hosts
 AFTER_COMPUTES = ("nova-unpin",)
@@ -45,7 +50,7 @@ def overlap_group(services: Sequence[str], pool: int) -> ParallelGroup | None:
     names = [s for s in services if s not in AFTER_COMPUTES]
     if pool < 2 or len(names) < 2:
         return None
-    return ParallelGroup(frozenset(names), pool, {s: AFTER.get(s, frozenset()) for s in names})
+    return ParallelGroup(frozenset(names), pool, {s: AFTER.get(s, frozenset()) for s in names}, WAITS)
 
 
 #: the first release a service exists in (placement was split from nova in Stein)

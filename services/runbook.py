@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from services import mysql, releases
@@ -131,6 +131,23 @@ def commands_step(name: str, action: str, state: str, cmds: Sequence[Cmd], descr
         return [shown(c, side_of(ctx), (shown_fill or fill)(ctx)) for c in cmds]
 
     return Step(f"{name}.{action}", state, run, host=host, describe=describe, commands=commands)
+
+
+def split_online(cmds: Sequence[Cmd] | None) -> tuple[list[Cmd], list[Cmd]]:
+    """A release's schema commands -> (the ones before the start, its online data migrations). The
+    releases document the online migrations as run with the services up (facts §4.1 step 7, §7.1
+    step 5): they become a finishing step, after the last API is verified."""
+    cmds = cmds or ()
+    return [c for c in cmds if not c.loop], [c for c in cmds if c.loop]
+
+
+def online_migrations_step(name: str, cmds: Sequence[Cmd], dbs: Callable[[Any], list[str]]) -> Step:
+    """``<name>.online_migrations``: the target release's online data migrations until exit 0, as a
+    finishing step (``Step.finish``): the service already serves, so they run outside the window."""
+    step = commands_step(name, "online_migrations", "online_migrated", cmds,
+                         "online_data_migrations until exit 0, with the service up (outside the window)",
+                         dbs=dbs)
+    return replace(step, finish=True)
 
 
 _CHECK = re.compile(r"^\|\s*Check:\s*(?P<name>.*?)\s*\|\s*$")

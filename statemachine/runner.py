@@ -9,9 +9,15 @@ Machines that may overlap (compute hosts; services, whose databases are independ
 :class:`ParallelGroup`: their steps run in a bounded thread pool, while every journal write, fail
 point, result and state change stays on the runner's own thread (the journal is one SQLite
 connection: appends are never concurrent, and the hash chain stays in commit order). A machine
-of a group starts only once the group's machines it comes ``after`` are complete. A failing
-machine fails alone (what waits for it never starts); the others run on, and the run fails once
-the group is done. Revert undoes a group's machines one by one, in reverse list order.
+of a group starts only once the group's machines it comes ``after`` are complete, and a step the
+group ``waits`` names starts only once the steps it waits for are done (glance's verify needs
+keystone serving, not keystone's whole upgrade): a machine parked before such a step keeps its
+slot. A failing machine fails alone (what waits for it never starts or stays parked); the others
+run on, and the run fails once the group is done. Revert undoes a group's machines one by one, in
+reverse list order.
+
+A run has three phases: every machine's leading ``prepare`` steps (before the first service stops),
+the other steps, then every machine's trailing ``finish`` steps (after the last service is verified).
 """
 
 from __future__ import annotations
@@ -70,11 +76,16 @@ class Observer:
 @dataclass(frozen=True)
 class ParallelGroup:
     """Machines that may run side by side: at most ``pool`` at once, each only after the machines
-    of the group that ``after`` names for it are complete (names outside the group are ignored)."""
+    of the group that ``after`` names for it are complete (names outside the group are ignored).
+    ``waits`` maps a step name to the steps of other machines that must be done before it starts;
+    a waited-for step no machine of the group has is ignored (its service is not in the run).
+    Machines start in list order, and a step may only wait for steps of machines earlier in the
+    list: the earliest unfinished machine never waits, so the group cannot deadlock."""
 
     machines: frozenset[str]
     pool: int = 10
     after: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    waits: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def waits_for(self, name: str) -> frozenset[str]:
         return frozenset(self.after.get(name, frozenset())) & self.machines
@@ -137,30 +148,41 @@ class Runner:
         self._restore(view)
         self.journal.set_status(self.run_id, "running")
         for m in self.machines:
-            mv = view.machine(m.name)
-            for step in m.steps:
-                if not step.prepare:
-                    break
-                if step.name not in mv.committed:
-                    if mv.attempted == step.name:
-                        self._note_interrupted(m, step)
-                    self._do(m, step)
+            for step in self._pending(m, view, "prepare"):
+                self._do(m, step)
         view = self.view()
         started_groups: set[int] = set()
         for m in self.machines:
             group = next((i for i, g in enumerate(self.groups) if m.name in g.machines), None)
             if group is None:
-                for step in self._pending(m, view):
+                for step in self._pending(m, view, "main"):
                     self._do(m, step)
             elif group not in started_groups:  # the whole group, at its first machine's place
                 started_groups.add(group)
                 self._forward_group(self.groups[group], view)
+        view = self.view()
+        for m in self.machines:
+            for step in self._pending(m, view, "finish"):
+                self._do(m, step)
         self.journal.set_status(self.run_id, "completed")
 
-    def _pending(self, m: ServiceMachine, view: RunView) -> Iterator[Step]:
-        """The machine's steps not yet committed, in order (an interrupted one gets a note first)."""
+    @staticmethod
+    def _phase(m: ServiceMachine, phase: str) -> list[Step]:
+        """The machine's steps of one phase: its leading ``prepare`` steps, its trailing ``finish``
+        steps, or the ones between (``main``)."""
+        lead = 0
+        while lead < len(m.steps) and m.steps[lead].prepare:
+            lead += 1
+        tail = len(m.steps)
+        while tail > lead and m.steps[tail - 1].finish:
+            tail -= 1
+        return {"prepare": m.steps[:lead], "main": m.steps[lead:tail], "finish": m.steps[tail:]}[phase]
+
+    def _pending(self, m: ServiceMachine, view: RunView, phase: str) -> Iterator[Step]:
+        """The machine's steps of *phase* not yet committed, in order (an interrupted one gets a
+        note first)."""
         mv = view.machine(m.name)
-        for step in m.steps:
+        for step in self._phase(m, phase):
             if step.name in mv.committed:
                 continue
             if mv.attempted == step.name:
@@ -169,30 +191,44 @@ class Runner:
 
     def _forward_group(self, group: ParallelGroup, view: RunView) -> None:
         """Run the group's machines side by side; only ``step.run`` leaves this thread."""
-        waiting = [m for m in self.machines if m.name in group.machines]
+        members = [m for m in self.machines if m.name in group.machines]
+        waiting = list(members)
         complete: set[str] = set()
         running: dict[Future, tuple[ServiceMachine, Step, str, float, Iterator[Step]]] = {}
+        parked: list[tuple[ServiceMachine, Step, Iterator[Step]]] = []
         failures: list[RunFailed] = []
+        known = {s.name for m in members for s in m.steps}
+        done_steps = {s.name for m in members for s in m.steps if s.name in view.machine(m.name).committed}
 
-        def next_step(pool: ThreadPoolExecutor, m: ServiceMachine, steps: Iterator[Step]) -> bool:
-            step = next(steps, None)
+        def unmet(step: Step) -> frozenset[str]:
+            return (frozenset(group.waits.get(step.name, frozenset())) & known) - done_steps
+
+        def next_step(pool: ThreadPoolExecutor, m: ServiceMachine, steps: Iterator[Step],
+                      step: Step | None = None) -> None:
+            step = step or next(steps, None)
             if step is None:
                 complete.add(m.name)
-                return False
-            before, started = self._begin(m, step)
-            running[pool.submit(step.run, self.ctx)] = (m, step, before, started, steps)
-            return True
+            elif unmet(step):
+                parked.append((m, step, steps))
+            else:
+                before, started = self._begin(m, step)
+                running[pool.submit(step.run, self.ctx)] = (m, step, before, started, steps)
 
         def fill(pool: ThreadPoolExecutor) -> None:
-            """Start waiting machines whose predecessors are complete, in list order, while slots are free
-            (a machine with nothing left to do completes at once and may free the next one)."""
+            """Go on with parked machines whose awaited steps are done, then start waiting machines whose
+            predecessors are complete, in list order, while slots are free (a machine with nothing left
+            to do completes at once and may free the next one)."""
+            for entry in [e for e in parked if not unmet(e[1])]:
+                parked.remove(entry)
+                next_step(pool, entry[0], entry[2], entry[1])
             started = True
-            while started and len(running) < group.pool:
+            while started and len(running) + len(parked) < group.pool:
                 started = False
                 for m in [m for m in waiting if group.waits_for(m.name) <= complete]:
                     waiting.remove(m)
                     started = True
-                    if next_step(pool, m, self._pending(m, view)) and len(running) >= group.pool:
+                    next_step(pool, m, self._pending(m, view, "main"))
+                    if len(running) + len(parked) >= group.pool:
                         return
 
         with ThreadPoolExecutor(max_workers=group.pool, thread_name_prefix="machine") as pool:
@@ -207,13 +243,22 @@ class Runner:
                         failures.append(self._failure(m, step, exc, undo=False))
                         continue
                     self._commit(m, step, before, started, result)
+                    done_steps.add(step.name)
                     next_step(pool, m, steps)
                 fill(pool)
+        if parked and not failures:  # a step waits for a later machine's step: the group's order is wrong
+            raise RuntimeError("steps wait for machines that come later in the run: "
+                               + ", ".join(f"{step.name} waits for {', '.join(sorted(unmet(step)))}"
+                                           for _, step, _ in parked))
         if failures:
             first = failures[0]
             notes = [f"{f.machine} ({f.step})" for f in failures[1:]]
             if notes:
                 first.args = (f"{first}; {len(notes)} more failed too: {', '.join(notes)}",)
+            if parked:
+                first.args = (f"{first}; stopped before a step that waits for a failed machine: "
+                              + ", ".join(f"{m.name} ({step.name} waits for {', '.join(sorted(unmet(step)))})"
+                                          for m, step, _ in parked),)
             if waiting:
                 first.args = (f"{first}; not started (they wait for a failed machine): "
                               f"{', '.join(m.name for m in waiting)}",)

@@ -45,6 +45,7 @@ class Step:
     host:   which side the step acts on (``source``/``target``/``local``), for the journal.
     describe: a one-line description of what the step does, for `upgrade plan`.
     prepare: a leading step that runs before any machine's other steps (see the field).
+    finish: a trailing step that runs after every machine's other steps (see the field).
     commands: the exact commands ``run`` issues, as an operator would type them, for `upgrade plan`:
             a tuple, or ``commands(ctx) -> list[str]`` when they depend on the plan. That ``ctx`` has the
             ``source``, ``target`` and ``services`` of the run's context but may have nothing else: it
@@ -63,6 +64,10 @@ class Step:
     #: serves, so the runner runs every machine's leading preparation steps before any other step:
     #: they happen before the first service stops, outside the maintenance window
     prepare: bool = False
+    #: a finishing step: work the release documents as done while the service runs (online data
+    #: migrations), so the runner runs every machine's trailing finishing steps after every other
+    #: step: after the last API is verified, outside the maintenance window
+    finish: bool = False
 
     def command_lines(self, ctx: Any) -> list[str]:
         """The commands of this step for *ctx* (see ``commands``)."""

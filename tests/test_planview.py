@@ -98,7 +98,7 @@ def test_graph_svg_has_one_node_per_state_and_both_transitions(tmp_path):
     assert f"drew the service machines to {svg}" in res.stdout
     nodes = _svg_nodes(svg)
     assert sorted(nodes) == sorted(f"keystone.{s}" for s in MACHINE.states)
-    assert len(nodes) == len(MACHINE.states) == 11
+    assert len(nodes) == len(MACHINE.states) == 12
     labels = [t.text for t in ET.parse(svg).getroot().iter(f"{SVG}text")]
     for step in MACHINE.steps:
         assert f"run:{step.name}" in labels and f"undo:{step.name}" in labels

@@ -117,14 +117,18 @@ CURRENT = {
     ("keystone", "upgrade_schema"): None,  # keystone.py's own step (check, db_sync, check), tested below
     ("glance", "upgrade_schema"): [f"{GL} db check", f"{GL} db sync", f"{GL} db check"],
     ("glance", "status_check"): [f"{M}/glance-status --config-file /etc/glance/glance-api.conf upgrade check"],
-    ("placement", "upgrade_schema"): [f"{PLACEMENT} db sync", f"{PLACEMENT} db online_data_migrations"],
+    ("placement", "upgrade_schema"): [f"{PLACEMENT} db sync"],
+    ("placement", "online_migrations"): [f"{PLACEMENT} db online_data_migrations"],
     ("placement", "status_check"): [f"{M}/placement-status --config-file /etc/placement/placement.conf upgrade check"],
     ("nova", "api_db_sync"): [f"{NOVA} api_db sync"],
-    ("nova", "upgrade_schema"): [f"{NOVA} db sync", f"{NOVA} db online_data_migrations"],
+    ("nova", "upgrade_schema"): [f"{NOVA} db sync"],
+    ("nova", "online_migrations"): [f"{NOVA} db online_data_migrations"],
     ("nova", "status_check"): [f"{M}/nova-status --config-file /etc/nova/nova.conf upgrade check"],
     ("neutron", "upgrade_schema"): [f"{NEUTRON} upgrade heads"],
     ("neutron", "status_check"): [f"{M}/neutron-status --config-file /etc/neutron/neutron.conf upgrade check"],
-    ("cinder", "upgrade_schema"): [f"{CINDER} db sync", f"{CINDER} db online_data_migrations"],
+    ("cinder", "upgrade_schema"): [f"{CINDER} db sync"],
+    ("cinder", "online_migrations"): [f"{CINDER} db online_data_migrations"],
+    ("keystone", "status_check"): [f"{M}/keystone-status --config-file /etc/keystone/keystone.conf upgrade check"],
     ("cinder", "status_check"): [f"{M}/cinder-status --config-file /etc/cinder/cinder.conf upgrade check"],
 }
 
@@ -152,7 +156,7 @@ def test_current_commands_follow_the_facts(src: str, dst: str) -> None:
     prev = commands("cinder", jump, c, "previous_online_migrations")
     assert prev == [f"source: {M}/cinder-manage --config-file '<0600 file: [database] connection = the target "
                     "copy>' db online_data_migrations"]
-    # keystone-status where it exists; placement before nova in the registry order
+    # placement before nova in the registry order
     assert ORDER.index("placement") < ORDER.index("nova")
 
 
@@ -236,6 +240,17 @@ def _era(release: str, *rows: tuple[str, Any]) -> Any:
     return out
 
 
+def _online(name: str, jump: Jump, c: PlanCtx) -> list[str]:
+    """The commands of *name*'s finishing step (its online data migrations), or none without it; the
+    step is the service's last and marked ``finish`` (run once every service is verified)."""
+    steps = steps_for(name, jump)
+    if steps[-1].name != f"{name}.online_migrations":
+        assert not any(s.name == f"{name}.online_migrations" for s in steps)
+        return []
+    assert steps[-1].finish and not any(s.finish for s in steps[:-1])
+    return commands(name, jump, c, "online_migrations")
+
+
 @pytest.mark.parametrize(("src", "dst"), JUMPS, ids=[f"{a}-{b}" for a, b in JUMPS])
 def test_schema_and_status_commands_per_era_follow_the_facts(src: str, dst: str) -> None:
     """facts §2.1/§2.4 keystone, §3 glance, §4 nova, §6 neutron, §7 cinder, §1.2 status checks — restated
@@ -252,19 +267,20 @@ def test_schema_and_status_commands_per_era_follow_the_facts(src: str, dst: str)
     assert commands("glance", jump, c, "upgrade_schema") == _era(
         dst, ("havana", [f"{GL} db_sync"]), ("juno", [f"{GL} db sync"]),
         ("rocky", [f"{GL} db check", f"{GL} db sync", f"{GL} db check"]))
-    nova_main = _era(dst, ("havana", [f"{NOVA} db sync"]),
-                     ("mitaka", [f"{NOVA} db sync", f"{NOVA} db online_data_migrations"]))
-    assert commands("nova", jump, c, "upgrade_schema") == nova_main
+    # the online data migrations (mitaka on) are a finishing step, run with the services up (§4.1 step 7)
+    assert commands("nova", jump, c, "upgrade_schema") == [f"{NOVA} db sync"]
+    assert _online("nova", jump, c) == _era(dst, ("havana", []),
+                                                      ("mitaka", [f"{NOVA} db online_data_migrations"]))
     steps = [s.name for s in steps_for("nova", jump)]
     assert ("nova.api_db_sync" in steps) == releases.at_least(dst, "mitaka")
     assert ("nova.update_cells" in steps) == releases.at_least(src, "ocata")
     plugin = NEUTRON
     assert commands("neutron", jump, c, "upgrade_schema") == _era(
         dst, ("havana", [f"{plugin} stamp {src}", f"{plugin} upgrade {dst}"]), ("juno", [f"{plugin} upgrade heads"]))
-    assert commands("cinder", jump, c, "upgrade_schema") == _era(
-        dst, ("havana", [f"{CINDER} db sync"]), ("ocata", [f"{CINDER} db sync", f"{CINDER} db online_data_migrations"]))
+    assert commands("cinder", jump, c, "upgrade_schema") == [f"{CINDER} db sync"]
+    assert _online("cinder", jump, c) == _era(dst, ("havana", []),
+                                                        ("ocata", [f"{CINDER} db online_data_migrations"]))
     for name, since in (("keystone", "stein"), ("glance", "stein"), ("nova", "ocata"), ("neutron", "stein"),
                         ("cinder", "stein")):
-        has = any(s.name == f"{name}.status_check" for s in steps_for(name, jump)) or (
-            name == "keystone" and any("keystone-status" in x for x in commands("keystone", jump, c, "verify")))
+        has = any(s.name == f"{name}.status_check" for s in steps_for(name, jump))
         assert has == releases.at_least(dst, since), (name, dst)

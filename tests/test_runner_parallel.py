@@ -121,6 +121,24 @@ def test_revert_undoes_group_machines(journal):
 
 # ---------------------------------------------------------------------- services that overlap
 SERVICE_ORDER = ("keystone", "glance", "placement", "nova", "neutron", "cinder")
+#: the step names of the real services that ``services.registry.WAITS`` names, in their real order
+SERVICE_STEPS = {"nova": ("stop_source", "upgrade_schema", "status_check", "start_target", "verify"),
+                 "cinder": ("stop_source", "upgrade_schema", "rewrite_iscsi", "start_target", "verify")}
+
+
+def _service_machine(name: str, seconds: float = 0.1) -> ServiceMachine:
+    def work(step: str):
+        def run(ctx: Ctx) -> dict:
+            with ctx.lock:
+                ctx.calls.append(step)
+            time.sleep(seconds)
+            if step in ctx.broken:
+                raise StepError(f"{step} broke on purpose", host=name)
+            return {}
+        return run
+
+    names = SERVICE_STEPS.get(name, ("stop_source", "upgrade_schema", "start_target", "verify"))
+    return ServiceMachine(name, [Step(f"{name}.{n}", n, work(f"{name}.{n}")) for n in names])
 
 
 def _service_runner(journal: Journal, run_id: str, ctx: Ctx, pool: int = 2) -> Runner:
@@ -128,7 +146,7 @@ def _service_runner(journal: Journal, run_id: str, ctx: Ctx, pool: int = 2) -> R
 
     group = overlap_group(SERVICE_ORDER, pool)
     assert group is not None
-    return Runner(journal, run_id, [_machine(s, 0.15) for s in SERVICE_ORDER], ctx, groups=[group])
+    return Runner(journal, run_id, [_service_machine(s) for s in SERVICE_ORDER], ctx, groups=[group])
 
 
 def _span(journal: Journal, run_id: str, machine: str) -> tuple[float, float]:
@@ -136,33 +154,100 @@ def _span(journal: Journal, run_id: str, machine: str) -> tuple[float, float]:
     return (min(e.ts for e in ev if e.kind == "intent"), max(e.ts for e in ev if e.kind == "done"))
 
 
-def test_services_overlap_only_after_what_they_need(journal):
+def _at(journal: Journal, run_id: str, step: str, kind: str) -> float:
+    return next(e.ts for e in journal.events(run_id) if e.step == step and e.kind == kind)
+
+
+def test_services_overlap_and_each_step_waits_only_for_what_it_needs(journal):
+    """A service's machine does not wait for the whole of the services before it: only the steps
+    ``services.registry.WAITS`` names wait (every API's verify for keystone's, nova's status check
+    and start for placement's verify, cinder's iSCSI rewrite of nova's rows for nova's migration)."""
+    from services.registry import WAITS
+
     run_id = journal.create_run({}, "x", None, "a", "b", None)
     _service_runner(journal, run_id, Ctx()).forward()
     span = {s: _span(journal, run_id, s) for s in SERVICE_ORDER}
-    for service, needs in {"glance": "keystone", "placement": "keystone", "neutron": "keystone",
-                           "nova": "placement", "cinder": "nova"}.items():
-        assert span[service][0] >= span[needs][1], f"{service} started before {needs} was done"
+    checked = 0
+    for step, needs in WAITS.items():
+        if step.split(".")[0] not in SERVICE_ORDER or not any(
+                e.step == step for e in journal.events(run_id)):
+            continue
+        for need in needs:
+            assert _at(journal, run_id, step, "intent") >= _at(journal, run_id, need, "done"), (step, need)
+            checked += 1
+    assert checked >= 8
+    # glance stopped and migrated while keystone was still being upgraded: only its verify waited
+    assert span["glance"][0] < span["keystone"][1]
     assert _max_overlap(list(span.values())) == 2  # side by side, never more than the pool
-    assert span["glance"][0] < span["placement"][1] and span["placement"][0] < span["glance"][1]
     assert journal.verify_chain() is None
+    view = replay(journal.events(run_id))
+    assert all(len(view.machine(s).committed) == len(m.steps)
+               for s, m in zip(SERVICE_ORDER, _service_runner(journal, run_id, Ctx()).machines, strict=True))
 
 
-def test_a_failed_service_blocks_what_waits_for_it_and_resume_finishes(journal):
+def test_a_failed_service_stops_what_waits_for_it_and_resume_finishes(journal):
     run_id = journal.create_run({}, "x", None, "a", "b", None)
-    ctx = Ctx(broken={"placement.restart"})
+    ctx = Ctx(broken={"placement.verify"})
     with pytest.raises(RunFailed) as err:
         _service_runner(journal, run_id, ctx).forward()
-    assert "not started (they wait for a failed machine): nova, cinder" in str(err.value)
-    assert not any(c.startswith(("nova.", "cinder.")) for c in ctx.calls)
-    assert {"glance.verify", "neutron.verify"} <= set(ctx.calls)  # the independent ones ran on
+    assert "stopped before a step that waits for a failed machine: nova (nova.status_check waits for " \
+           "placement.verify)" in str(err.value)
+    assert "nova.status_check" not in ctx.calls and "nova.upgrade_schema" in ctx.calls
+    assert {"glance.verify", "keystone.verify"} <= set(ctx.calls)  # the independent ones ran on
+    view = replay(journal.events(run_id))
+    assert set(view.machine("nova").committed) == {"nova.stop_source", "nova.upgrade_schema"}
     ctx.broken.clear()
     ctx.calls.clear()
     _service_runner(journal, run_id, ctx).forward()
-    assert sorted(ctx.calls) == sorted(["placement.restart", "placement.verify", "nova.restart", "nova.verify",
-                                        "cinder.restart", "cinder.verify"])
+    assert "placement.verify" in ctx.calls and "nova.status_check" in ctx.calls
+    assert not {"nova.stop_source", "nova.upgrade_schema", "glance.verify"} & set(ctx.calls)  # done before
     view = replay(journal.events(run_id))
-    assert all(len(view.machine(s).committed) == 2 for s in SERVICE_ORDER)
+    assert all(len(view.machine(s).committed) == len(SERVICE_STEPS.get(s, "1234")) for s in SERVICE_ORDER)
+    assert journal.run(run_id)["status"] == "completed"
+
+
+def test_a_step_waiting_for_a_later_machine_is_an_error_not_a_hang(journal):
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    group = ParallelGroup(frozenset({"keystone", "glance"}), 2,
+                          waits={"keystone.verify": frozenset({"glance.verify"}),
+                                 "glance.verify": frozenset({"keystone.verify"})})
+    runner = Runner(journal, run_id, [_service_machine("keystone"), _service_machine("glance")], Ctx(),
+                    groups=[group])
+    with pytest.raises(RuntimeError, match="keystone.verify waits for glance.verify"):
+        runner.forward()
+
+
+def test_finishing_steps_run_after_every_machines_other_steps(journal):
+    """``Step.finish``: online data migrations run once every service is verified (outside the
+    window), machine by machine; a resume after the window goes on with them alone."""
+    def machine(name: str, broken: str = "") -> ServiceMachine:
+        def run(step: str):
+            def go(ctx: Ctx) -> dict:
+                ctx.calls.append(step)
+                if step == broken:
+                    raise StepError(f"{step} broke on purpose")
+                return {}
+            return go
+        return ServiceMachine(name, [Step(f"{name}.stop_source", "s", run(f"{name}.stop_source")),
+                                     Step(f"{name}.verify", "v", run(f"{name}.verify")),
+                                     Step(f"{name}.online_migrations", "o", run(f"{name}.online_migrations"),
+                                          finish=True)])
+
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    ctx = Ctx()
+    with pytest.raises(RunFailed):
+        Runner(journal, run_id, [machine("nova"), machine("cinder", broken="cinder.online_migrations")],
+               ctx).forward()
+    assert ctx.calls == ["nova.stop_source", "nova.verify", "cinder.stop_source", "cinder.verify",
+                         "nova.online_migrations", "cinder.online_migrations"]
+    ctx.calls.clear()
+    Runner(journal, run_id, [machine("nova"), machine("cinder")], ctx).forward()
+    assert ctx.calls == ["cinder.online_migrations"]
+    assert journal.run(run_id)["status"] == "completed"
+    ctx.calls.clear()
+    Runner(journal, run_id, [machine("nova"), machine("cinder")], ctx).revert()
+    view = replay(journal.events(run_id))
+    assert not view.machine("nova").committed and not view.machine("cinder").committed
 
 
 def test_preparation_steps_of_every_machine_run_before_any_other_step(journal):

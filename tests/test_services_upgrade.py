@@ -128,17 +128,25 @@ def test_run_then_revert(stacks, tmp_path):
         f"--config-file {new.root}/etc/neutron/neutron.conf --config-file "
         f"{new.root}/etc/neutron/plugins/ml2/ml2_conf.ini upgrade heads")
     nova = _done(ev, "nova.upgrade_schema")
-    odm = next(c for c in nova["commands"] if "online_data_migrations" in c["command"])
-    assert odm["rc"] == 0 and odm["rounds"] >= 1
+    assert not any("online_data_migrations" in c["command"] for c in nova["commands"])
+    odm = _done(ev, "nova.online_migrations")["commands"][0]
+    assert "online_data_migrations" in odm["command"] and odm["rc"] == 0 and odm["rounds"] >= 1
     assert _done(ev, "nova.status_check")["accepted_failures"] == ["Placement API"]
     assert _done(ev, "cinder.previous_online_migrations")["rc"] == 0
     assert _done(ev, "glance.status_check")["rc"] == 0
     assert _done(ev, "placement.status_check")["rc"] == 0
     placement = _done(ev, "placement.upgrade_schema")
     assert placement["revisions_after"] == {"placement": ["a082b8bb98d0"]}
-    # placement ran before nova (facts §4.1)
+    # placement served before nova's status check and start (facts §4.1)
     order = [e["step"] for e in ev if e["kind"] == "done"]
-    assert order.index("placement.verify") < order.index("nova.stop_source")
+    intents = [e["step"] for e in ev if e["kind"] == "intent"]
+    assert order.index("placement.verify") < intents.index("nova.status_check") < intents.index("nova.start_target")
+    # the online data migrations ran once every service was verified (outside the window), and did migrate
+    online = [i for i, s in enumerate(order) if s.endswith(".online_migrations")]
+    verified = [i for i, s in enumerate(order) if s.endswith(".verify")]
+    assert {order[i] for i in online} == {"placement.online_migrations", "nova.online_migrations",
+                                         "cinder.online_migrations"}
+    assert min(online) > max(verified)
 
     # glance: the latin1 table came over as utf8 with every character intact; the image file too
     assert new.db.execute("SELECT table_collation FROM information_schema.tables WHERE table_schema='glance' "

@@ -577,3 +577,26 @@ def test_disk_full_leaves_nothing_and_a_roomy_directory_works(
         assert os.listdir(roomy) == ["fill.vault"]
     finally:
         mysql.drop_db(servers.src, FILL_DB)
+
+
+def test_batched_checksums_match_one_table_at_a_time(servers: Servers) -> None:
+    """``mysql.checksums`` asks for many tables per statement; across a batch boundary it must say per
+    table exactly what one COUNT(*) and one CHECKSUM TABLE per table say (the lab's own reader), and a
+    changed row in the last batch must show."""
+    db = "osu_batch"
+    n = mysql.CHECKSUM_BATCH + 7
+    servers.source.execute(f"DROP DATABASE IF EXISTS {db}")
+    servers.source.execute(f"CREATE DATABASE {db}")
+    for i in range(n):
+        servers.source.execute(f"CREATE TABLE t{i:03d} (id INT PRIMARY KEY, v VARCHAR(32))", db=db)
+        if i % 3:
+            servers.source.execute(f"INSERT INTO t{i:03d} VALUES " + ", ".join(f"({r}, 'row {r} of {i}')"
+                                                                           for r in range(i % 7 + 1)), db=db)
+    batched = mysql.checksums(servers.src, db)
+    one_by_one = servers.source.checksums(db)
+    assert len(batched) == n and {t: tuple(v) for t, v in batched.items()} == dict(one_by_one)
+    assert len({v[1] for v in batched.values()}) > 2  # real, differing checksums
+    servers.source.execute(f"UPDATE t{n - 1:03d} SET v = 'changed' WHERE id = 1", db=db)
+    after = mysql.checksums(servers.src, db)
+    assert [t for t in after if after[t] != batched[t]] == [f"t{n - 1:03d}"]
+    servers.source.execute(f"DROP DATABASE {db}")

@@ -41,12 +41,19 @@ class PlanContext:
     services: dict[str, ServiceSettings]
 
 
+#: how `upgrade plan` marks the steps the runner takes out of the maintenance window
+PHASE_NOTE = {"before": "   [before the window: every service's, before the first stop]",
+              "after": "   [after the window: once every service is verified]"}
+
+
 def machines(plan: Plan) -> list[ServiceMachine]:
     return [ServiceMachine(name, steps_for_plan(plan, name)) for name in plan.services]
 
 
 def steps(plan: Plan) -> list[dict[str, Any]]:
-    """One row per step: service, number, step, state reached, host, description, commands (redacted)."""
+    """One row per step: service, number, step, state reached, host, phase (``before`` the window:
+    preparation run before the first stop; ``after`` it: finishing steps run once every service is
+    verified; else empty), description, commands (redacted)."""
     ctx = PlanContext(source=app.side(plan.source, NamedHost(plan.source.host)),
                       target=app.side(plan.target, NamedHost(plan.target.host)), services=plan.service_settings)
     red = app.redactor_for(plan)
@@ -57,6 +64,7 @@ def steps(plan: Plan) -> list[dict[str, Any]]:
             spec = specs.get(step.host)
             rows.append({"service": m.name, "n": i, "step": step.name, "state": step.state,
                          "host": f"{step.host} ({spec.host})" if spec else step.host,
+                         "phase": "before" if step.prepare else "after" if step.finish else "",
                          "describe": red.text(step.describe),
                          "commands": [red.text(c) for c in step.command_lines(ctx)]})
     return rows
@@ -73,7 +81,8 @@ def render(plan: Plan, out: TextIO) -> None:
         if row["service"] != service:
             service = row["service"]
             out.write(f"\n{service}\n")
-        out.write(f"  {row['n']:>2}. {row['step']}  on {row['host']}  -> {row['state']}\n"
+        phase = PHASE_NOTE.get(row["phase"], "")
+        out.write(f"  {row['n']:>2}. {row['step']}  on {row['host']}  -> {row['state']}{phase}\n"
                   f"      {row['describe']}\n")
         for c in row["commands"]:
             out.write(f"      $ {c}\n")

@@ -7,9 +7,12 @@ DB address and the controller paths rewritten (sed), its files (keystone's ferne
 keys live in its config dir, glance's image files are copied with ``cp -a``), run the target
 release's schema commands -- the very ``services.releases`` commands the tool runs, nova's
 ``cell_v2 update_cell`` for cell0 and cell1, cinder's previous-release online migrations,
-iSCSI portal rewrite (SQL UPDATEs) and ``volume update_host`` -- chown, start the units and
-verify (a keystone token, glance's GET, the stand-ins' status). No journal, no encryption, no
-backup of the target, no status checks: what a careful operator types, nothing more.
+iSCSI portal rewrite (SQL UPDATEs) and ``volume update_host`` -- chown, the release's
+``*-status upgrade check`` (the facts order it before the start: the same command the tool
+runs, keystone's with the venv workaround when the stock one trips, lab-recipes §4.5), start
+the units and verify (a keystone token, glance's GET, the stand-ins' status), then the online
+data migrations with the service up, as the releases document them. No journal, no encryption,
+no backup of the target, no row counts or checksums: what a careful operator types, nothing more.
 
 Every phase is timestamped (``date +%s.%N``) into a log that ``parse_log`` turns into windows.
 """
@@ -27,7 +30,9 @@ from typing import Any
 
 from scripts.lab.openstack import NEW_HOST, NEW_PORTAL, OLD_HOST, OLD_PORTAL
 from services import releases
+from services.keystone_extra import STATUS_WORKAROUND
 from services.registry import ORDER
+from services.runbook import split_online
 
 REPO = Path(__file__).resolve().parents[2]
 #: databases of each service, and the config key whose URL names the DB user
@@ -40,7 +45,7 @@ CONF = {"keystone": "keystone/keystone.conf", "glance": "glance/glance-api.conf"
 START = {"nova": ["nova-scheduler", "nova-conductor", "nova-api"],
          "cinder": ["cinder-volume", "cinder-scheduler", "cinder-api"]}
 #: a phase of the script -> the kind it counts as (the tool's kinds: upgrade/window.py)
-KIND = {"dump_import": "dump+import", "schema": "schema", "verify": "verify"}
+KIND = {"dump_import": "dump+import", "schema": "schema", "verify": "verify", "status": "verify", "online": "schema"}
 DUMP = "--single-transaction --routines --triggers --events --hex-blob --add-drop-database"
 
 
@@ -63,12 +68,14 @@ class Lab:
     source: str
     target: str
     units: dict[str, list[str]]
+    status_accept: dict[str, list[str]]
 
     @classmethod
     def load(cls, lab_dir: Path) -> Lab:
         state = json.loads((lab_dir / "lab-state.json").read_text())
         plan = tomllib.loads((lab_dir / "plan.toml").read_text())
         units = {s: t.get("units") or [t["unit"]] for s, t in plan["services"].items()}
+        accept = {s: list(t.get("status_accept") or ()) for s, t in plan["services"].items()}
         glance = state.get("glance_port")
         return cls(Path(state["old"]["root"]), Path(state["new"]["root"]), plan["source"]["bin"],
                    plan["target"]["bin"], state["old"]["db_port"], state["new"]["db_port"],
@@ -76,7 +83,7 @@ class Lab:
                    f"http://127.0.0.1:{state['keystone_port']}/v3",
                    f"http://127.0.0.1:{glance}" if glance else None, state["seed"],
                    tuple(s for s in ORDER if s in plan["upgrade"]["services"]),
-                   plan["upgrade"]["from"], plan["upgrade"]["to"], units)
+                   plan["upgrade"]["from"], plan["upgrade"]["to"], units, accept)
 
 
 def _client_file(path: Path, user: str, password: str, port: int) -> Path:
@@ -124,12 +131,33 @@ def schema(lab: Lab, service: str) -> list[str]:
     prev = releases.pick(releases.PREVIOUS_ONLINE_MIGRATIONS.get(service, ()), lab.source)
     for cmd in _cmds(prev):
         out.append(_run(cmd, lab.old_bin, etc))
-    cmds = _cmds(releases.pick(releases.SCHEMA[service], lab.target))
+    cmds, _online = split_online(_cmds(releases.pick(releases.SCHEMA[service], lab.target)))
     if service == "nova":
         first = [c for c in cmds if "api_db" in c.args]
         out += [_run(c, lab.new_bin, etc) for c in first] + nova_cells(lab)
         cmds = [c for c in cmds if c not in first]
     return out + [_run(c, lab.new_bin, etc) for c in cmds]
+
+
+def online(lab: Lab, service: str) -> list[str]:
+    """The target release's online data migrations, run once the service is up."""
+    _cmds_before, after = split_online(_cmds(releases.pick(releases.SCHEMA[service], lab.target)))
+    return [_run(c, lab.new_bin, lab.new / "etc") for c in after]
+
+
+def status(lab: Lab, service: str) -> list[str]:
+    """``<service>-status upgrade check``: 0 or 1 (warning) goes on; 2 only with the checks the lab's
+    plan accepts by name (nova's Placement API: no placement API in the lab)."""
+    cmd = releases.pick(releases.STATUS[service], lab.target)
+    if cmd is None:
+        return []
+    line = _fmt(cmd, lab.new_bin, lab.new / "etc")
+    accepted = lab.status_accept.get(service) or ()
+    ok = "0 1" + (" 2" if accepted else "")
+    if service == "keystone":
+        args = shlex.join(_fmt(cmd, lab.new_bin, lab.new / "etc").split()[1:])
+        return [f"ks_status '{ok}' {shlex.quote(lab.new_bin + '/python')} {args} -- {line}"]
+    return [f"accept '{ok}' {line}"]
 
 
 def nova_cells(lab: Lab) -> list[str]:
@@ -223,6 +251,11 @@ ph() {{ echo "$(date +%s.%N) $1 $2 $3" >> "$LOG"; }}
 sql_new() {{ mariadb --defaults-extra-file="$NEWCNF" "$@"; }}
 accept() {{ local ok=" $1 " rc=0; shift; "$@" || rc=$?
   [[ "$ok" == *" $rc "* ]] || {{ echo "rc $rc: $*" >&2; exit 1; }}; }}
+ks_status() {{ local ok=" $1 " py=$2 rc=0 out; shift 2; local args=()
+  while [ "$1" != -- ]; do args+=("$1"); shift; done; shift; out=$("$@" 2>&1) || rc=$?
+  if [[ $rc != 0 && $rc != 2 && "$out" == *fernet-keys*"does not exist"* ]]; then
+    rc=0; "$py" -c {workaround} "${{args[@]}}" || rc=$?; fi
+  [[ "$ok" == *" $rc "* ]] || {{ echo "rc $rc: keystone-status" >&2; exit 1; }}; }}
 loop_until_0() {{ local rc; while :; do rc=0; "$@" || rc=$?; [ $rc = 0 ] && return 0; [ $rc = 1 ] || exit $rc; done; }}
 wait_http() {{ local want=$1 code; shift; for _ in $(seq 600); do
   code=$(curl -s -o /dev/null -w '%{{http_code}}' "$@" || true); [ "$code" = "$want" ] && return 0; sleep 0.1; done
@@ -239,7 +272,8 @@ def phases(lab: Lab, service: str) -> list[tuple[str, list[str]]]:
             ("files", files(lab, service)), ("schema", schema(lab, service)), ("fixups", fixups(lab, service)),
             ("chown", [f"chown -R root:root {lab.new / 'etc' / top}",
                        f"[ ! -d {lab.new / 'var/lib' / top} ] || chown -R root:root {lab.new / 'var/lib' / top}"]),
-            ("start", start), ("verify", verify(lab, service))]
+            ("status", status(lab, service)), ("start", start), ("verify", verify(lab, service)),
+            ("online", online(lab, service))]
 
 
 def write(lab_dir: Path, out_dir: Path) -> tuple[Path, Path]:
@@ -251,7 +285,7 @@ def write(lab_dir: Path, out_dir: Path) -> tuple[Path, Path]:
     oldcnf = _client_file(out_dir / "old.cnf", lab.admin_user, lab.passwords["old"], lab.old_port)
     newcnf = _client_file(out_dir / "new.cnf", lab.admin_user, lab.passwords["new"], lab.new_port)
     text = PRELUDE.format(source=lab.source, target=lab.target, log=log, oldcnf=oldcnf, newcnf=newcnf, repo=REPO,
-                          python=sys.executable)
+                          python=sys.executable, workaround=shlex.quote(STATUS_WORKAROUND))
     for service in lab.services:
         text += f"\n# ---- {service}\n"
         for name, lines in phases(lab, service):
@@ -265,23 +299,27 @@ def write(lab_dir: Path, out_dir: Path) -> tuple[Path, Path]:
 
 def parse_log(log: Path) -> dict[str, dict[str, float]]:
     """Per service: ``window`` (its first stop -> its verify done) and seconds per kind
-    (dump+import, schema, verify, other); plus ``total`` (first stop of all -> last verify)."""
+    (dump+import, schema, verify, other) inside it, ``after`` for what ran after its verify (the
+    online migrations); plus ``total`` (first stop of all -> last verify), whose kinds hold what
+    ran inside that window (earlier services' online migrations too) and ``after`` the rest."""
     began: dict[tuple[str, str], float] = {}
-    first: dict[str, float] = {}
-    out: dict[str, dict[str, float]] = {}
+    spans: list[tuple[str, str, float, float]] = []
     for line in log.read_text().splitlines():
         ts, service, phase, what = line.split()
-        t = float(ts)
-        first.setdefault(service, t)
-        row = out.setdefault(service, {"dump+import": 0.0, "schema": 0.0, "verify": 0.0, "other": 0.0})
         if what == "begin":
-            began[(service, phase)] = t
-            continue
-        row[KIND.get(phase, "other")] += t - began.pop((service, phase))
-        if phase == "verify":
-            row["window"] = t - first[service]
-            row["end"] = t
-    total = {k: sum(r[k] for r in out.values()) for k in ("dump+import", "schema", "verify", "other")}
-    total["window"] = max(r["end"] for r in out.values()) - min(first.values())
+            began[(service, phase)] = float(ts)
+        else:
+            spans.append((service, phase, began.pop((service, phase)), float(ts)))
+    first = {s: min(b for sv, _p, b, _e in spans if sv == s) for s, *_ in spans}
+    end = {s: e for s, p, _b, e in spans if p == "verify"}
+    kinds = ("dump+import", "schema", "verify", "other", "after")
+    out: dict[str, dict[str, float]] = {s: {**dict.fromkeys(kinds, 0.0), "window": end[s] - first[s], "end": end[s]}
+                                        for s in first}
+    total = dict.fromkeys(kinds, 0.0)
+    last = max(end.values())
+    for service, phase, b, e in spans:
+        out[service]["after" if e > end[service] else KIND.get(phase, "other")] += e - b
+        total["after" if e > last else KIND.get(phase, "other")] += e - b
+    total["window"] = last - min(first.values())
     out["total"] = total
     return out
