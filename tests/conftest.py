@@ -27,6 +27,9 @@ from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.plan import DBAdmin, write_plan
 
 REPO = Path(__file__).resolve().parents[1]
+#: keystone's steps, in order, as the lab's jump (2025.2 -> 2026.1) builds them
+KEYSTONE_STEPS = ["stop_target", "backup_target", "stop_source", "dump_source", "install_config", "import_db",
+                  "upgrade_schema", "status_check", "fix_ownership", "start_target", "verify"]
 OLD, NEW = "2025.2", "2026.1"
 ADMIN_PASSWORD = "lab-Admin-pw-4711"
 DB_ADMIN = "osu_admin"

@@ -21,10 +21,9 @@ from pathlib import Path
 import pytest
 
 from scripts.lab import ksapi, svc
-from tests.conftest import ADMIN_PASSWORD, REPO, TARGET_DB_PASSWORD, TARGET_PW_ENV, upgrade
+from tests.conftest import ADMIN_PASSWORD, KEYSTONE_STEPS, REPO, TARGET_DB_PASSWORD, TARGET_PW_ENV, upgrade
 
-STEPS = ["stop_target", "backup_target", "stop_source", "dump_source", "install_config", "import_db",
-         "upgrade_schema", "fix_ownership", "start_target", "verify"]
+STEPS = KEYSTONE_STEPS
 KILL_POINTS = ([f"keystone.{s}:{p}" for s in STEPS for p in ("before", "after")]
                + [f"keystone.{s}:inside" for s in ("dump_source", "install_config", "import_db")])
 TARGET_KEYS = ("target_db", "target_etc", "target_lib", "target_users")

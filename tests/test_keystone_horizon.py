@@ -1,6 +1,6 @@
 """Keystone's release specifics and horizon on the real keystone lab (2025.2 -> 2026.1): endpoint
 URLs on the old address reported and rewritten (undo from its done state), the key
-repositories and keystone-status checked in verify, horizon's local_settings edited with the
+repositories checked in verify and keystone-status before the start, horizon's local_settings edited with the
 role checked in keystone's real ``role`` table, the "web server" (a stand-in HTTP server under
 the lab's unit supervisor: horizon itself is not served) restarted and its login page checked."""
 

@@ -6,12 +6,11 @@ import json
 
 from scripts.lab import ksapi, svc
 from scripts.lab.controller import alembic_heads
-from tests.conftest import ADMIN_PASSWORD, KEYSTONE_DB_PASSWORD, NEW, upgrade
+from tests.conftest import ADMIN_PASSWORD, KEYSTONE_DB_PASSWORD, KEYSTONE_STEPS, NEW, upgrade
 
 HEADS_NEW = {"742c857f1dfb", "c88cdce8f248"}
 MIGRATED = {"alembic_version", "project_endpoint_group", "revocation_event"}
-STEPS = ["stop_target", "backup_target", "stop_source", "dump_source", "install_config", "import_db",
-         "upgrade_schema", "fix_ownership", "start_target", "verify"]
+STEPS = KEYSTONE_STEPS
 
 
 def test_full_run(lab, tmp_path):

@@ -16,10 +16,9 @@ import sys
 import termios
 import time
 
-from tests.conftest import REPO, TARGET_DB_PASSWORD, TARGET_PW_ENV, upgrade
+from tests.conftest import KEYSTONE_STEPS, REPO, TARGET_DB_PASSWORD, TARGET_PW_ENV, upgrade
 
-STEPS = ["stop_target", "backup_target", "stop_source", "dump_source", "install_config", "import_db",
-         "upgrade_schema", "fix_ownership", "start_target", "verify"]
+STEPS = KEYSTONE_STEPS
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 BYTES = r"\d+(\.\d)? (bytes|kB|MB|GB)"
 
@@ -71,7 +70,7 @@ def test_live_progress_in_a_terminal_then_plain_lines_in_a_pipe(lab, tmp_path):
     for s in STEPS:
         assert f"keystone.{s}" in text, s
     assert "keystone: keystone.upgrade_schema on target" in text   # the current step, while it runs
-    assert "10/10 steps" in text                                   # the overall bar
+    assert f"{len(STEPS)}/{len(STEPS)} steps" in text              # the overall bar
     for s in ("dump_source", "backup_target", "import_db"):        # bytes and rate of every dump and import
         assert re.search(rf"keystone\.{s}  done  \d+\.\d s  {BYTES} at {BYTES}/s", text), s
     assert "Traceback" not in text
@@ -82,7 +81,7 @@ def test_live_progress_in_a_terminal_then_plain_lines_in_a_pipe(lab, tmp_path):
     out = res.stdout + res.stderr
     assert "\x1b" not in out and "\r" not in out
     lines = [line for line in res.stderr.splitlines() if line.startswith("[")]
-    assert [re.match(r"\[(\d+)/10\] undo (\S+)  done", line).group(2) for line in lines] == \
+    assert [re.match(rf"\[(\d+)/{len(STEPS)}\] undo (\S+)  done", line).group(2) for line in lines] == \
         [f"keystone.{s}" for s in reversed(STEPS)]
     assert re.search(rf"undo keystone\.import_db  done  \d+\.\d s  {BYTES} at", res.stderr)
     # the console showed no log lines, the JSON log has them all

@@ -49,8 +49,10 @@ TABLES: tuple[Table, ...] = (
                                                          "artifacts), relative to the plan file; kept 0700"),
         Key("compute_pool", "integer", "10", "how many [[computes]] hosts are restarted at the same time (1-256)"),
         Key("service_pool", "integer", "2", "how many services are upgraded side by side (1-8; 1 = the runbook's "
-                                             "strict sequence): a service starts once those it needs are done "
-                                             "(keystone first, placement before nova, nova before cinder), each "
+                                             "strict sequence): services start in the runbook's order, and a step "
+                                             "waits only for the step of another service it needs (every verify "
+                                             "for keystone's, nova's status check and start for placement's "
+                                             "verify, cinder's iSCSI rewrite for nova's schema migration), each "
                                              "step still journaled, resume and revert unchanged"),
     )),
     Table("vault", "the key that encrypts every dump and backup (AES-256-GCM); exactly one of key_file and "
