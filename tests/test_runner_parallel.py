@@ -28,19 +28,23 @@ class Ctx:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _machine(name: str, seconds: float = 0.2) -> ServiceMachine:
-    def work(step: str):
-        def run(ctx: Ctx) -> dict:
-            with ctx.lock:
-                ctx.calls.append(step)
-            time.sleep(seconds)
-            if step in ctx.broken:
-                raise StepError(f"{step} broke on purpose", host=name)
-            return {"thread": threading.current_thread().name}
-        return run
+def _work(step: str, host: str, seconds: float):
+    """A step's run: it records its call, sleeps (a real thread, really waiting), fails if broken."""
+    def run(ctx: Ctx) -> dict:
+        with ctx.lock:
+            ctx.calls.append(step)
+        time.sleep(seconds)
+        if step in ctx.broken:
+            raise StepError(f"{step} broke on purpose", host=host)
+        return {"thread": threading.current_thread().name}
+    return run
 
-    return ServiceMachine(name, [Step(f"{name}.restart", "restarted", work(f"{name}.restart"), host=name),
-                                 Step(f"{name}.verify", "reported_in", work(f"{name}.verify"), host=name)])
+
+def _machine(name: str, seconds: float = 0.2) -> ServiceMachine:
+    return ServiceMachine(name, [Step(f"{name}.restart", "restarted", _work(f"{name}.restart", name, seconds),
+                                      host=name),
+                                 Step(f"{name}.verify", "reported_in", _work(f"{name}.verify", name, seconds),
+                                      host=name)])
 
 
 def _runner(journal: Journal, run_id: str, ctx: Ctx, n: int, pool: int) -> Runner:
@@ -127,18 +131,8 @@ SERVICE_STEPS = {"nova": ("stop_source", "upgrade_schema", "status_check", "star
 
 
 def _service_machine(name: str, seconds: float = 0.1) -> ServiceMachine:
-    def work(step: str):
-        def run(ctx: Ctx) -> dict:
-            with ctx.lock:
-                ctx.calls.append(step)
-            time.sleep(seconds)
-            if step in ctx.broken:
-                raise StepError(f"{step} broke on purpose", host=name)
-            return {}
-        return run
-
     names = SERVICE_STEPS.get(name, ("stop_source", "upgrade_schema", "start_target", "verify"))
-    return ServiceMachine(name, [Step(f"{name}.{n}", n, work(f"{name}.{n}")) for n in names])
+    return ServiceMachine(name, [Step(f"{name}.{n}", n, _work(f"{name}.{n}", name, seconds)) for n in names])
 
 
 def _service_runner(journal: Journal, run_id: str, ctx: Ctx, pool: int = 2) -> Runner:
@@ -220,27 +214,20 @@ def test_a_step_waiting_for_a_later_machine_is_an_error_not_a_hang(journal):
 def test_finishing_steps_run_after_every_machines_other_steps(journal):
     """``Step.finish``: online data migrations run once every service is verified (outside the
     window), machine by machine; a resume after the window goes on with them alone."""
-    def machine(name: str, broken: str = "") -> ServiceMachine:
-        def run(step: str):
-            def go(ctx: Ctx) -> dict:
-                ctx.calls.append(step)
-                if step == broken:
-                    raise StepError(f"{step} broke on purpose")
-                return {}
-            return go
-        return ServiceMachine(name, [Step(f"{name}.stop_source", "s", run(f"{name}.stop_source")),
-                                     Step(f"{name}.verify", "v", run(f"{name}.verify")),
-                                     Step(f"{name}.online_migrations", "o", run(f"{name}.online_migrations"),
+    def machine(name: str) -> ServiceMachine:
+        return ServiceMachine(name, [Step(f"{name}.stop_source", "s", _work(f"{name}.stop_source", name, 0)),
+                                     Step(f"{name}.verify", "v", _work(f"{name}.verify", name, 0)),
+                                     Step(f"{name}.online_migrations", "o", _work(f"{name}.online_migrations", name, 0),
                                           finish=True)])
 
     run_id = journal.create_run({}, "x", None, "a", "b", None)
-    ctx = Ctx()
+    ctx = Ctx(broken={"cinder.online_migrations"})
     with pytest.raises(RunFailed):
-        Runner(journal, run_id, [machine("nova"), machine("cinder", broken="cinder.online_migrations")],
-               ctx).forward()
+        Runner(journal, run_id, [machine("nova"), machine("cinder")], ctx).forward()
     assert ctx.calls == ["nova.stop_source", "nova.verify", "cinder.stop_source", "cinder.verify",
                          "nova.online_migrations", "cinder.online_migrations"]
     ctx.calls.clear()
+    ctx.broken.clear()
     Runner(journal, run_id, [machine("nova"), machine("cinder")], ctx).forward()
     assert ctx.calls == ["cinder.online_migrations"]
     assert journal.run(run_id)["status"] == "completed"
@@ -253,27 +240,22 @@ def test_finishing_steps_run_after_every_machines_other_steps(journal):
 def test_preparation_steps_of_every_machine_run_before_any_other_step(journal):
     """``Step.prepare``: every machine's leading preparation steps first (the target prepared for
     all services before the first source stops), then the machines in order; resume keeps it."""
-    def machine(name: str, broken: str = "") -> ServiceMachine:
-        def run(step: str):
-            def go(ctx: Ctx) -> dict:
-                ctx.calls.append(step)
-                if step == broken:
-                    raise StepError(f"{step} broke on purpose")
-                return {}
-            return go
-        return ServiceMachine(name, [Step(f"{name}.stop_target", "t", run(f"{name}.stop_target"), prepare=True),
-                                     Step(f"{name}.backup_target", "b", run(f"{name}.backup_target"), prepare=True),
-                                     Step(f"{name}.stop_source", "s", run(f"{name}.stop_source")),
-                                     Step(f"{name}.verify", "v", run(f"{name}.verify"))])
+    def machine(name: str) -> ServiceMachine:
+        return ServiceMachine(name, [Step(f"{name}.stop_target", "t", _work(f"{name}.stop_target", name, 0),
+                                          prepare=True),
+                                     Step(f"{name}.backup_target", "b", _work(f"{name}.backup_target", name, 0),
+                                          prepare=True),
+                                     Step(f"{name}.stop_source", "s", _work(f"{name}.stop_source", name, 0)),
+                                     Step(f"{name}.verify", "v", _work(f"{name}.verify", name, 0))])
 
     run_id = journal.create_run({}, "x", None, "a", "b", None)
-    ctx = Ctx()
+    ctx = Ctx(broken={"glance.backup_target"})
     with pytest.raises(RunFailed):
-        Runner(journal, run_id, [machine("keystone"), machine("glance", broken="glance.backup_target")],
-               ctx).forward()
+        Runner(journal, run_id, [machine("keystone"), machine("glance")], ctx).forward()
     assert ctx.calls == ["keystone.stop_target", "keystone.backup_target", "glance.stop_target",
                          "glance.backup_target"]  # no source stopped while a preparation failed
     ctx.calls.clear()
+    ctx.broken.clear()
     Runner(journal, run_id, [machine("keystone"), machine("glance")], ctx).forward()
     assert ctx.calls == ["glance.backup_target", "keystone.stop_source", "keystone.verify", "glance.stop_source",
                          "glance.verify"]

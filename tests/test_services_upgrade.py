@@ -373,9 +373,10 @@ def _in_flight(events: list[dict]) -> set[str]:
     return set(open_)
 
 
-def test_killed_while_two_services_overlap_resumes_as_an_uninterrupted_run(stacks, tmp_path):
+def test_killed_while_two_services_overlap_or_in_the_finishing_phase_resumes_exactly(stacks, tmp_path):
     """service_pool 2 (the default): glance and placement run side by side. Killed inside placement's
-    import while glance is mid-step, the resumed run ends where an uninterrupted one does, and the
+    import while glance is mid-step, then (another run) in the finishing phase, every service verified
+    and nova's online migrations begun: each resumed run ends where an uninterrupted one does, and the
     revert leaves the target as before."""
     old, new, _ids, _base = stacks
     tgt_before = {db: new.db.checksums(db) for db in ALL_DBS}
@@ -385,16 +386,23 @@ def test_killed_while_two_services_overlap_resumes_as_an_uninterrupted_run(stack
     want = (rows(new.db), _heads(new.db), tree_digest(new.root / "etc"))
     assert upgrade("revert", "--journal", str(tmp_path / "straight" / "journal"), timeout=900).returncode == 0
 
-    plan = write_plan(tmp_path / "killed", old, new)
-    journal = tmp_path / "killed" / "journal"
-    res = upgrade("run", str(plan), failpoint="placement.import_db:inside", timeout=1500)
-    assert res.returncode != 0
-    assert _in_flight(_events(journal)) == {"glance", "placement"}  # two machines cut at once
-    res = upgrade("resume", "--journal", str(journal), timeout=1500)
-    assert res.returncode == 0, res.stdout + res.stderr
-    ev = _events(journal)
-    for step in {e["step"] for e in ev if e["kind"] == "done"}:
-        assert sum(1 for e in ev if e["step"] == step and e["kind"] == "done") == 1, step
-    assert (rows(new.db), _heads(new.db), tree_digest(new.root / "etc")) == want
-    assert upgrade("revert", "--journal", str(journal), timeout=900).returncode == 0
-    assert {db: new.db.checksums(db) for db in ALL_DBS} == tgt_before
+    for name, point, cut in (("overlap", "placement.import_db:inside", {"glance", "placement"}),
+                             ("finish", "nova.online_migrations:before", {"nova"})):
+        plan = write_plan(tmp_path / name, old, new)
+        journal = tmp_path / name / "journal"
+        res = upgrade("run", str(plan), failpoint=point, timeout=1500)
+        assert res.returncode != 0
+        ev = _events(journal)
+        assert _in_flight(ev) == cut, point  # the overlap: two machines cut at once
+        if name == "finish":  # after the window: every service verified, the online migrations in order
+            done = {e["step"] for e in ev if e["kind"] == "done"}
+            assert {f"{s}.verify" for s in SERVICES} <= done and "placement.online_migrations" in done
+            assert not any(e["step"] == "cinder.online_migrations" for e in ev)
+        res = upgrade("resume", "--journal", str(journal), timeout=1500)
+        assert res.returncode == 0, res.stdout + res.stderr
+        ev = _events(journal)
+        for step in {e["step"] for e in ev if e["kind"] == "done"}:
+            assert sum(1 for e in ev if e["step"] == step and e["kind"] == "done") == 1, step
+        assert (rows(new.db), _heads(new.db), tree_digest(new.root / "etc")) == want, point
+        assert upgrade("revert", "--journal", str(journal), timeout=900).returncode == 0
+        assert {db: new.db.checksums(db) for db in ALL_DBS} == tgt_before, point
