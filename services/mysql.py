@@ -78,11 +78,22 @@ def db_exists(ep: DBEndpoint, db: str) -> bool:
 
 
 def db_charset(ep: DBEndpoint, db: str) -> tuple[str, str]:
-    rows = query(ep, "SELECT default_character_set_name, default_collation_name FROM "
-                     "information_schema.schemata WHERE schema_name=%s", (db,))
-    if not rows:
+    conn = connect(ep)
+    try:
+        with conn.cursor() as cur:
+            return _charset(cur, ep, db)
+    finally:
+        conn.close()
+
+
+def _charset(cur: Any, ep: DBEndpoint, db: str) -> tuple[str, str]:
+    """The database's default charset and collation, through an open cursor."""
+    cur.execute("SELECT default_character_set_name, default_collation_name FROM "
+                "information_schema.schemata WHERE schema_name=%s", (db,))
+    row = cur.fetchone()
+    if not row:
         raise StepError(f"database {db!r} does not exist on {ep.address}:{ep.port}", host=ep.address)
-    return rows[0][0], rows[0][1]
+    return row[0], row[1]
 
 
 #: tables per checksum statement (one UNION ALL of counts, one CHECKSUM TABLE list)
@@ -135,18 +146,14 @@ def db_facts(ep: DBEndpoint, db: str) -> DBFacts:
     conn = connect(ep, db)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT default_character_set_name, default_collation_name FROM "
-                        "information_schema.schemata WHERE schema_name=%s", (db,))
-            row = cur.fetchone()
-            if not row:
-                raise StepError(f"database {db!r} does not exist on {ep.address}:{ep.port}", host=ep.address)
+            charset, collation = _charset(cur, ep, db)
             sums = _checksums(cur, db)
             cur.execute("SELECT table_name, table_collation FROM information_schema.tables WHERE "
                         "table_schema=%s AND table_type='BASE TABLE' ORDER BY table_name", (db,))
             collations = {r[0]: r[1] or "" for r in cur.fetchall()}
     finally:
         conn.close()
-    return DBFacts(row[0], row[1], sums, collations)
+    return DBFacts(charset, collation, sums, collations)
 
 
 def recreate_db(ep: DBEndpoint, db: str, charset: str, collation: str) -> None:

@@ -102,9 +102,12 @@ def db_user(lab: Lab, service: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+def _args(cmd: releases.Cmd, etc: Path) -> list[str]:
+    return [a.format(etc=etc, plugin=etc / "neutron/plugins/ml2/ml2_conf.ini") for a in cmd.args]
+
+
 def _fmt(cmd: releases.Cmd, bin_dir: str, etc: Path) -> str:
-    args = [a.format(etc=etc, plugin=etc / "neutron/plugins/ml2/ml2_conf.ini") for a in cmd.args]
-    return shlex.join([f"{bin_dir}/{cmd.tool}", *args])
+    return shlex.join([f"{bin_dir}/{cmd.tool}", *_args(cmd, etc)])
 
 
 def _run(cmd: releases.Cmd, bin_dir: str, etc: Path) -> str:
@@ -155,7 +158,7 @@ def status(lab: Lab, service: str) -> list[str]:
     accepted = lab.status_accept.get(service) or ()
     ok = "0 1" + (" 2" if accepted else "")
     if service == "keystone":
-        args = shlex.join(_fmt(cmd, lab.new_bin, lab.new / "etc").split()[1:])
+        args = shlex.join(_args(cmd, lab.new / "etc"))
         return [f"ks_status '{ok}' {shlex.quote(lab.new_bin + '/python')} {args} -- {line}"]
     return [f"accept '{ok}' {line}"]
 
