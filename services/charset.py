@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
@@ -98,22 +98,15 @@ class ColumnScan:
     ascii: int = 0
     utf8: int = 0
     native: int = 0
-    #: keys of the rows holding a character utf8mb3 cannot store (a 4-byte UTF-8 sequence)
+    #: rows holding a character utf8mb3 cannot store (a 4-byte UTF-8 sequence), and the first keys
+    wide: int = 0
     four_byte: list[str] = field(default_factory=list)
-    #: for a mixed column, the keys of its UTF-8 rows and of its native rows (the smaller side first
-    #: is what an operator fixes by hand)
-    utf8_rows: list[str] = field(default_factory=list)
+    #: for a mixed column, the first keys of its native rows: those the operator turns into UTF-8 bytes
     native_rows: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return f"{self.table}.{self.column}"
-
-    def row(self) -> dict[str, Any]:
-        out = asdict(self)
-        for k in ("four_byte", "utf8_rows", "native_rows"):
-            out[k] = out[k][:SHOWN]
-        return out
 
     def counts(self) -> str:
         parts = [f"{self.utf8} UTF-8" if self.utf8 else "", f"{self.native} {self.charset}" if self.native else "",
@@ -190,16 +183,18 @@ def scan_column(cur: Any, table: str, column: str, charset: str, keys: list[str]
                 text = bytes(raw).decode("utf-8")
             except UnicodeDecodeError:
                 scan.native += 1
-                scan.native_rows.append(name)
+                if len(scan.native_rows) < SHOWN:
+                    scan.native_rows.append(name)
                 continue
             scan.utf8 += 1
-            scan.utf8_rows.append(name)
             if has_4byte(text):
-                scan.four_byte.append(name)
+                scan.wide += 1
+                if len(scan.four_byte) < SHOWN:
+                    scan.four_byte.append(name)
     scan.kind = ("mixed" if scan.utf8 and scan.native else "utf8" if scan.utf8 else
                  "native" if scan.native else "ascii")
     if scan.kind != "mixed":
-        scan.utf8_rows, scan.native_rows = [], []
+        scan.native_rows = []
     return scan
 
 
@@ -231,18 +226,14 @@ def refusals(db: str, scans: Iterable[ColumnScan], target_charset: str) -> list[
     for s in scans:
         where = f"{db}.{s.name}"
         if s.kind == "mixed":
-            few, what, other = ((s.native_rows, f"{s.charset} text", "UTF-8") if s.native <= s.utf8
-                                else (s.utf8_rows, "UTF-8 bytes", f"{s.charset} text"))
-            n = min(s.native, s.utf8)
-            shown = ", ".join(few[:SHOWN]) + (f" and {n - SHOWN} more" if n > SHOWN else "")
-            out.append(f"{where} is mixed: {s.utf8} value(s) are UTF-8 bytes, {s.native} are {s.charset} text; the "
-                       f"{n} row(s) holding {what} (key {shown}) would be corrupted by either conversion — fix them "
-                       f"by hand on the source so the column holds {other} only (e.g. UPDATE {s.table} SET {s.column} "
-                       f"= CONVERT(CAST(CONVERT({s.column} USING utf8mb4) AS BINARY) USING {s.charset}) WHERE ... "
-                       f"for {s.charset} text that should be UTF-8 bytes), then run `upgrade check` again")
-        elif s.four_byte and target_charset != "utf8mb4":
-            shown = ", ".join(s.four_byte[:SHOWN]) + (f" and {len(s.four_byte) - SHOWN} more"
-                                                      if len(s.four_byte) > SHOWN else "")
+            shown = ", ".join(s.native_rows) + (f" and {s.native - SHOWN} more" if s.native > SHOWN else "")
+            out.append(f"{where} is mixed: {s.utf8} value(s) are UTF-8 bytes, {s.native} are {s.charset} text (key "
+                       f"{shown}); either conversion would corrupt one of the two — fix the {s.charset} rows by hand "
+                       f"on the source so the column holds UTF-8 bytes only (UPDATE {s.table} SET {s.column} = "
+                       f"CONVERT(CAST(CONVERT({s.column} USING utf8mb4) AS BINARY) USING {s.charset}) WHERE <key> IN "
+                       "(...)), then run `upgrade check` again")
+        elif s.wide and target_charset != "utf8mb4":
+            shown = ", ".join(s.four_byte) + (f" and {s.wide - len(s.four_byte)} more" if s.wide > SHOWN else "")
             out.append(f"{where} holds characters outside the BMP (4-byte UTF-8, e.g. emoji) in row(s) {shown}; the "
                        f"target release takes {target_charset} (3 bytes at most), which would store them as '?' — "
                        "replace those characters on the source, then run `upgrade check` again")
@@ -474,7 +465,7 @@ def repair_rows(src: DBEndpoint, db: str, targets: list[tuple[str, str | None]],
     return out
 
 
-def apply_repair(ep: DBEndpoint, db: str, plan: list[dict[str, Any]], field_: str) -> None:
+def apply_repair(ep: DBEndpoint, db: str, plan: list[dict[str, Any]], which: str) -> None:
     """Set every planned row of the target to its ``repaired`` (run) or ``stored`` (undo) text, in one
     transaction: a kill leaves all or nothing, and doing it again has the effect of doing it once."""
     conn = mysql.connect(ep, db)
@@ -485,7 +476,7 @@ def apply_repair(ep: DBEndpoint, db: str, plan: list[dict[str, Any]], field_: st
                 where = " AND ".join(f"{_q(k)} = %s" for k in col["keys"])
                 for r in col["rows"]:
                     cur.execute(f"UPDATE {_q(col['table'])} SET {_q(col['column'])} = %s WHERE {where}",
-                                (r[field_], *r["key"]))
+                                (r[which], *r["key"]))
         conn.commit()
     except BaseException:
         conn.rollback()

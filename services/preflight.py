@@ -94,7 +94,8 @@ def charset_findings(ep: DBEndpoint, name: str, jump: Jump, settings: Any,
         if not mysql.db_exists(ep, db):
             continue  # database_errors names it
         tables = charset.non_utf8_tables(ep, db)
-        scans = charset.scan_db(ep, db) if tables else []
+        # the values are read only where they matter: a conversion, or the full report of `upgrade check`
+        scans = charset.scan_db(ep, db) if tables and (target or doubles) else []
         found = CharsetFindings(db, target, tables, scans, charset.refusals(db, scans, target) if target else [])
         if doubles:
             found.doubles = charset.scan_double(ep, db, {s.name: s.kind for s in scans})
