@@ -174,6 +174,13 @@ def _state(old: Stack, new: Stack) -> tuple[Any, ...]:
 
 
 # ---------------------------------------------------------------------- detection
+def test_release_table_says_which_targets_take_utf8mb4():
+    from services.releases import convert_charset
+    assert [convert_charset("glance", r) for r in ("icehouse", "juno", "2026.1")] == ["utf8mb4"] * 3
+    assert (convert_charset("keystone", "icehouse"), convert_charset("keystone", "juno")) == ("utf8", "")
+    assert convert_charset("nova", "icehouse") == ""  # nova's non-utf8 tables are carried as they are
+
+
 def test_detection_per_column_on_the_source(lab):
     old, _new, _seeded = lab
     scans = {s.name: s for s in charset.scan_db(ep(old.db), "glance")}
@@ -364,30 +371,89 @@ def _definitions(db: MariaDB, schema: str) -> tuple[Any, ...]:
     return cols, idx, fks
 
 
-def test_havana_schema_keeps_its_definitions(lab, tmp_path):
+#: a Havana keystone table (latin1) for the jump whose target takes only utf8mb3
+KEYSTONE_HAVANA = """CREATE TABLE project (
+  id varchar(64) NOT NULL, name varchar(64) NOT NULL, extra text, description text, enabled tinyint(1) DEFAULT NULL,
+  domain_id varchar(64) NOT NULL, PRIMARY KEY (id), UNIQUE KEY ixu_project_name_domain_id (domain_id, name)
+) ENGINE=InnoDB DEFAULT CHARSET=latin1"""
+
+
+@pytest.fixture(scope="module")
+def havana(lab):
+    """glance_havana and keystone_havana on the source: Havana's DDL (latin1, InnoDB, its foreign keys)
+    holding UTF-8 bytes (with a 4-byte character), latin1 text and ASCII."""
+    old = lab[0]
+    for schema in ("glance_havana", "keystone_havana"):
+        old.db.execute(f"CREATE DATABASE {schema} CHARACTER SET latin1")
+    try:
+        for ddl in HAVANA:
+            old.db.execute(ddl, db="glance_havana")
+        img = str(uuid.uuid4())
+        old.db.execute("INSERT INTO images (id, name, status, is_public, created_at, deleted, min_disk, min_ram) "
+                       "VALUES (%s, CONVERT(UNHEX(%s) USING latin1), 'active', 1, %s, 0, 0, 0)", db="glance_havana",
+                       args=(img, "Łódź 🚀 東京".encode().hex(), WHEN))
+        old.db.execute("INSERT INTO image_properties (image_id, name, value, created_at, deleted) VALUES "
+                       "(%s, 'os_distro', %s, %s, 0)", db="glance_havana", args=(img, "Ærø straße", WHEN))
+        old.db.execute("INSERT INTO image_locations (image_id, value, created_at, deleted, meta_data) VALUES "
+                       "(%s, CONVERT(UNHEX(%s) USING latin1), %s, 0, '{}')", db="glance_havana",
+                       args=(img, "file:///var/lib/glance/images/żółw".encode().hex(), WHEN))
+        old.db.execute("INSERT INTO image_members (image_id, member, can_share, created_at, deleted) VALUES "
+                       "(%s, 'tenant-b', 0, %s, 0)", db="glance_havana", args=(img, WHEN))
+        old.db.execute("INSERT INTO migrate_version VALUES ('Glance Migrations', '/usr/lib/glance/migrate_repo', 29)",
+                       db="glance_havana")
+        old.db.execute(KEYSTONE_HAVANA, db="keystone_havana")
+        project = "b5f0c9a1e3d24f6b8c7d9e0f1a2b3c4d"
+        old.db.execute("INSERT INTO project (id, name, extra, enabled, domain_id) VALUES (%s, CONVERT(UNHEX(%s) "
+                       "USING latin1), '{}', 1, 'default'), ('a1', 'admin', '{}', 1, 'default')", db="keystone_havana",
+                       args=(project, "Zespół 🚀".encode().hex()))
+        yield {"image": img, "project": project}
+    finally:
+        for schema in ("glance_havana", "keystone_havana"):
+            old.db.execute(f"DROP DATABASE IF EXISTS {schema}")
+
+
+def test_havana_icehouse_detects_and_refuses_what_utf8mb3_cannot_hold(lab, havana, tmp_path):
+    """havana -> icehouse: glance's text goes to utf8mb4 (a 4-byte character survives), keystone's to
+    utf8 (utf8mb3): its 4-byte character is refused by `upgrade check` and by `upgrade run`, naming
+    the row, with nothing changed."""
+    old, new, _seeded = lab
+    tmp_path.mkdir(exist_ok=True)
+    write_key(tmp_path / "dump.key")
+    plan = tmp_path / "plan.toml"
+    plan.write_text(
+        '[upgrade]\nfrom = "havana"\nto = "icehouse"\nservices = ["keystone", "glance"]\njournal = "journal"\n\n'
+        '[vault]\nkey_file = "dump.key"\n\n'
+        + side_table("source", old.root, old.venv, "127.0.0.1", old.db.port, DBAdmin(ADMIN, password=ADMIN_PW))
+        + side_table("target", new.root, new.venv, "127.0.0.1", new.db.port, DBAdmin(ADMIN, password=ADMIN_PW))
+        + '[services.keystone]\nunit = "keystone"\ndb_name = "keystone_havana"\nowner = "root:root"\n'
+          'grant_hosts = ["127.0.0.1"]\n\n'
+        + '[services.glance]\nunits = ["glance-api"]\ndb_name = "glance_havana"\nowner = "root:root"\n'
+          'grant_hosts = ["127.0.0.1"]\n')
+    before = old.db.checksums("glance_havana"), old.db.checksums("keystone_havana"), _state(old, new)
+    code, rows, out = _check(plan)
+    assert code == 2, out
+    status, detail = rows["charset keystone"]
+    assert status == "FAIL" and "keystone_havana.project.name" in detail and havana["project"] in detail, detail
+    assert "4-byte" in detail and "utf8" in detail
+    status, detail = rows["charset glance"]
+    assert status == "OK" and "converted to utf8mb4" in detail, detail
+    assert "images.name (1 UTF-8)" in detail and "image_properties.value (1 latin1" in detail
+    assert "image_members.member (1 ASCII-only)" in detail
+    res = upgrade("run", str(plan))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "keystone_havana.project.name" in res.stderr and havana["project"] in res.stderr
+    assert (old.db.checksums("glance_havana"), old.db.checksums("keystone_havana"), _state(old, new)) == before
+    assert not (tmp_path / "journal" / "journal.db").exists()
+
+
+def test_havana_schema_keeps_its_definitions(lab, havana, tmp_path):
     """Havana's glance DDL with each kind of text, dumped and imported for real, converted to
     utf8mb4 by the import's own code: every column keeps type, length, NULL and default (TEXT stays
     TEXT where it held UTF-8 bytes), every index and foreign key stays, and the text means the same."""
     from services.common import foreign_keys
     old, new, _seeded = lab
     schema = "glance_havana"
-    old.db.execute(f"CREATE DATABASE {schema} CHARACTER SET latin1")
     try:
-        for ddl in HAVANA:
-            old.db.execute(ddl, db=schema)
-        img = str(uuid.uuid4())
-        old.db.execute("INSERT INTO images (id, name, status, is_public, created_at, deleted, min_disk, min_ram) "
-                       "VALUES (%s, CONVERT(UNHEX(%s) USING latin1), 'active', 1, %s, 0, 0, 0)", db=schema,
-                       args=(img, "Łódź 🚀 東京".encode().hex(), WHEN))
-        old.db.execute("INSERT INTO image_properties (image_id, name, value, created_at, deleted) VALUES "
-                       "(%s, 'os_distro', %s, %s, 0)", db=schema, args=(img, "Ærø straße", WHEN))
-        old.db.execute("INSERT INTO image_locations (image_id, value, created_at, deleted, meta_data) VALUES "
-                       "(%s, CONVERT(UNHEX(%s) USING latin1), %s, 0, '{}')", db=schema,
-                       args=(img, "file:///var/lib/glance/images/żółw".encode().hex(), WHEN))
-        old.db.execute("INSERT INTO image_members (image_id, member, can_share, created_at, deleted) VALUES "
-                       "(%s, 'tenant-b', 0, %s, 0)", db=schema, args=(img, WHEN))
-        old.db.execute("INSERT INTO migrate_version VALUES ('Glance Migrations', '/usr/lib/glance/migrate_repo', 29)",
-                       db=schema)
         scans = charset.scan_db(ep(old.db), schema)
         kinds = {s.name: s.kind for s in scans}
         assert kinds["images.name"] == "utf8" and kinds["image_locations.value"] == "utf8"
@@ -414,5 +480,4 @@ def test_havana_schema_keeps_its_definitions(lab, tmp_path):
         assert new.db.execute("SELECT value FROM image_locations", db=schema) == \
             [("file:///var/lib/glance/images/żółw",)]
     finally:
-        old.db.execute(f"DROP DATABASE IF EXISTS {schema}")
         new.db.execute(f"DROP DATABASE IF EXISTS {schema}")
