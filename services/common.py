@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from journal import vault
-from services import control, mysql, together, transfer
+from services import charset, control, mysql, together, transfer
 from services.config import db_url_credentials, get_value, rewrite_db_url, rewrite_paths, set_value, with_database
 from services.context import UpgradeContext
 from services.host import check, command_text, wait_pipe
@@ -448,9 +448,6 @@ def restore_config(ctx: UpgradeContext, name: str) -> None:
 
 
 # ---------------------------------------------------------------------- import
-UTF8 = ("utf8", "utf8_general_ci")
-
-
 def foreign_keys(ep: Any, db: str) -> list[dict[str, Any]]:
     """The foreign keys of *db*: name, child table and columns, parent table and columns, rules."""
     rows = mysql.query(ep, "SELECT rc.constraint_name, rc.table_name, rc.referenced_table_name, rc.update_rule, "
@@ -465,40 +462,18 @@ def foreign_keys(ep: Any, db: str) -> list[dict[str, Any]]:
              "columns": r[5].split(","), "parent_columns": r[6].split(",")} for r in rows]
 
 
-def utf8_epilogue(tables: list[str], fks: list[dict[str, Any]] = ()) -> bytes:  # type: ignore[assignment]
-    """SQL run at the end of the import session: the runbook's charset conversion (glance).
-
-    Foreign key checks are off in this session only (``SET SESSION``), never globally: other
-    clients of the server keep their checks while the tables are converted. MariaDB refuses to
-    change the charset of a column a foreign key uses even then (error 1832), so the foreign keys
-    that touch a converted table are dropped first and re-created unchanged after.
-    """
-    if not tables:
-        return b""
-    q = mysql.quote_ident
-    touched = [fk for fk in fks if fk["table"] in tables or fk["parent"] in tables]
-    lines = ["SET SESSION foreign_key_checks = 0;"]
-    lines += [f"ALTER TABLE {q(fk['table'])} DROP FOREIGN KEY {q(fk['name'])};" for fk in touched]
-    lines += [f"ALTER TABLE {q(t)} CONVERT TO CHARACTER SET {UTF8[0]} COLLATE {UTF8[1]};" for t in tables]
-    lines += [f"ALTER TABLE {q(fk['table'])} ADD CONSTRAINT {q(fk['name'])} FOREIGN KEY "
-              f"({', '.join(map(q, fk['columns']))}) REFERENCES {q(fk['parent'])} "
-              f"({', '.join(map(q, fk['parent_columns']))}) ON DELETE {fk['on_delete']} ON UPDATE {fk['on_update']};"
-              for fk in touched]
-    lines.append("SET SESSION foreign_key_checks = 1;")
-    return ("\n" + "\n".join(lines) + "\n").encode()
-
-
-def content_digest(ep: Any, db: str, table: str) -> list[Any]:
-    """[row count, sha256 of every row as text] — equal on both sides iff every character survived,
-    whatever the bytes of the charset (CHECKSUM TABLE differs after a charset conversion)."""
-    conn = mysql.connect(ep, db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"SELECT * FROM {mysql.quote_ident(table)}")
-            rows = sorted(repr(r) for r in cur.fetchall())
-    finally:
-        conn.close()
-    return [len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest()]
+def _verify_converted(ctx: UpgradeContext, db: str, tables: list[str], kinds: dict[str, dict[str, str]],
+                      where: str) -> None:
+    """Every converted table reads the same *text* on both sides: the source decoded as what its
+    columns hold, the target as it is, both over utf8mb4 (CHECKSUM TABLE differs after any conversion,
+    and reading the source's UTF-8 bytes as latin1 would pass a double-encoded result)."""
+    for table in tables:
+        cols = charset.table_columns(ctx.source.db, db, table)
+        src = charset.meaning_digest(ctx.source.db, db, table, cols, kinds.get(table, {}))
+        dst = charset.meaning_digest(ctx.target.db, db, table, cols, {})
+        if src != dst:
+            raise StepError(f"after the charset conversion of {where}.{table} its text differs from the source's "
+                            f"(source {src}, target {dst})", host=where)
 
 
 def _grants_shown(db: str, hosts: tuple[str, ...]) -> list[str]:
@@ -508,7 +483,9 @@ def _grants_shown(db: str, hosts: tuple[str, ...]) -> list[str]:
 
 
 def import_db_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = None,
-                   convert_utf8: bool = False) -> Step:
+                   convert_utf8: str = "") -> Step:
+    """``convert_utf8``: the charset the target release takes for the source's non-utf8 tables
+    (``utf8mb4``, or ``utf8`` where only utf8mb3 fits; empty: tables are imported as they are)."""
     specs = dbs or _dbs_default((conn,))
 
     def run(ctx: UpgradeContext) -> Result:
@@ -522,32 +499,43 @@ def import_db_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = 
             d = dump[db]
             user, password = db_credentials(ctx, name, spec, specs)
             art = d["artifact"]
+            convert = sorted(d.get("non_utf8_tables", {})) if convert_utf8 else []
+            kinds: dict[str, dict[str, str]] = {}
+            if convert:
+                # what every column holds, read from the stopped source (the dump's rows) before the
+                # target is touched: a mixed column, or a 4-byte character the target cannot hold, stops here
+                with tally.timed("checks"):
+                    scans = charset.scan_db(ctx.source.db, db)
+                if problems := charset.refusals(db, scans, convert_utf8):
+                    raise StepError("; ".join(problems), host=ctx.source.host.name)
+                for s in scans:
+                    kinds.setdefault(s.table, {})[s.column] = s.kind
             # the whole dump is proved intact before the target is touched, so the import need not again
             tally.add("vault", vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"]).seconds)
-            convert = sorted(d.get("non_utf8_tables", {})) if convert_utf8 else []
-            charset, collation = (d["charset"], d["collation"])
-            if convert_utf8 and not charset.startswith("utf8"):
-                charset, collation = UTF8
-            mysql.recreate_db(t.db, db, charset, collation)
+            cs, collation = (d["charset"], d["collation"])
+            if convert_utf8 and not charset.is_utf8(cs):
+                cs, collation = convert_utf8, charset.collation_for(collation, convert_utf8)
+            mysql.recreate_db(t.db, db, cs, collation)
             ctx.failpoint(f"{name}.import_db:inside")
             stats = mysql.import_from_vault(
                 t.host, t.db, CLIENT_TOOL, db, art["path"], ctx.key, art["bytes"], art["sha256"],
-                progress=ctx.progress_for(name), verified=True,
-                epilogue=utf8_epilogue(convert, foreign_keys(ctx.source.db, db) if convert else []))
+                progress=ctx.progress_for(name), verified=True)
             tally.add("vault", stats.seconds)
+            if convert:
+                flat = {f"{tb}.{c}": k for tb, cols in kinds.items() for c, k in cols.items()}
+                charset.convert(t.db, db, convert, flat, convert_utf8,
+                                foreign_keys(ctx.source.db, db),
+                                after_table=lambda _t: ctx.failpoint(f"{name}.import_db:converting"))
             mysql.grant_service_user(t.db, db, user, password, st.grant_hosts)
             where = f"{t.db.address}:{t.db.port}/{db}"
             with tally.timed("checks"):
                 after = mysql.checksums(t.db, db)
                 compare_checksums({k: v for k, v in d["checksums"].items() if k not in convert},
                                   {k: v for k, v in after.items() if k not in convert}, where)
-            for table in convert:
-                src, dst = content_digest(ctx.source.db, db, table), content_digest(t.db, db, table)
-                if src != dst:
-                    raise StepError(f"after the utf8 conversion of {where}.{table} the rows differ from the "
-                                    f"source (source {src}, target {dst})", host=where)
+                _verify_converted(ctx, db, convert, kinds, where)
             out["databases"][db] = {"tables": len(after), "rows": sum(v[0] or 0 for v in after.values()),
-                                    "checksums_equal": True, "converted_to_utf8": convert}
+                                    "checksums_equal": True, "converted_to_utf8": convert,
+                                    **({"charset": convert_utf8, "columns": kinds} if convert else {})}
             out["grants"] += [f"{user}@{h} on {db}" for h in st.grant_hosts]
         out["overhead"] = tally.result()
         return out
@@ -560,16 +548,19 @@ def import_db_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = 
         out = []
         for spec in specs:
             db = mysql.quote_ident(spec.db_name(st))
+            if convert_utf8:
+                out.append(f"SQL: for every text column of every non-utf8 table of {db} on the source: UTF-8 bytes, "
+                           "true latin1 text, ASCII only, or mixed (refused, rows named)")
             out += [f"SQL: DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} (the source's charset and collation"
-                    + ("; utf8 if it is not utf8)" if convert_utf8 else ")"),
+                    + (f"; {convert_utf8} if it is not utf8)" if convert_utf8 else ")"),
                     _import_shown(spec.db_name(st), f"{name}-source-db{spec.suffix()}")]
             if convert_utf8:
-                out.append(f"  same session, for every non-utf8 table T of {db}: SET SESSION foreign_key_checks = 0; "
-                           "ALTER TABLE .. DROP FOREIGN KEY (those touching T); "
-                           "ALTER TABLE T CONVERT TO CHARACTER SET utf8 COLLATE utf8_general_ci; "
-                           "ALTER TABLE .. ADD CONSTRAINT (the same foreign keys); SET SESSION foreign_key_checks = 1")
+                out += charset.conversion_shown(db, convert_utf8)
             out += [*_grants_shown(db, st.grant_hosts),
                     f"SQL: SELECT COUNT(*), CHECKSUM TABLE for every table of {db}, compared with the source"]
+            if convert_utf8:
+                out.append(f"SQL: SELECT every row of every converted table of {db} on both sides, compared as text "
+                           "(the source decoded as what each column holds)")
         return out
 
     return Step(f"{name}.import_db", "db_imported", run, undo, host="target",
@@ -767,7 +758,7 @@ def run_manage(side: Side, argv: list[str], what: str, ok: tuple[int, ...] = (0,
 
 def standard_steps(name: str, conns: tuple[ConfigKey, ...], schema: Step, verify: Step,
                    extra: Callable[[], list[Step]] | None = None, *, dbs: tuple[DBSpec, ...] | None = None,
-                   units: UnitsFn | None = None, edits: tuple[ConfigEdit, ...] = (), convert_utf8: bool = False,
+                   units: UnitsFn | None = None, edits: tuple[ConfigEdit, ...] = (), convert_utf8: str = "",
                    before_schema: tuple[Step, ...] = (), after_schema: tuple[Step, ...] = (),
                    new_dbs: tuple[DBSpec, ...] = (), finish: tuple[Step, ...] = ()) -> list[Step]:
     """The runbook's sequence for one service with its own schema upgrade and verification.

@@ -1,6 +1,7 @@
 """Glance: API and registry (registry only while the release has it), the file store copied with
-checksums, non-utf8 tables converted inside the import session (the runbook's ALTER TABLE ...
-CONVERT TO CHARACTER SET utf8, facts §1.5/§3.3), ``glance-manage db sync`` and ``db check``,
+checksums, non-utf8 tables converted to utf8mb4 right after the import, each column by what it
+holds (the runbook's ALTER TABLE ... CONVERT TO only for true latin1 text; services/charset.py,
+facts §1.5/§3.3), ``glance-manage db sync`` and ``db check``,
 ``glance-status upgrade check`` where it exists.
 
 Image files are immutable and named by image id, and they can be large: they are pre-copied before
@@ -51,5 +52,5 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
         NAME, dbs[0].conns, schema,
         api_verify_step(NAME, "image"),
         dbs=dbs, units=units_fn(NAME, jump), edits=(legacy_config.edit(jump.target),),
-        convert_utf8=bool(releases.pick(releases.CONVERT_TO_UTF8.get(NAME, ()), jump.target)),
+        convert_utf8=releases.convert_charset(NAME, jump.target),
         after_schema=tuple(after))

@@ -73,5 +73,5 @@ def steps(jump: Jump = DEFAULT_JUMP, options: dict | None = None) -> list[Step]:
     status = keystone_extra.status_check_step(jump)
     return standard_steps(NAME, dbs[0].conns, schema, verify_step, dbs=dbs,
                           edits=(legacy_config.edit(jump.target),),
-                          convert_utf8=bool(releases.pick(releases.CONVERT_TO_UTF8[NAME], jump.target)),
+                          convert_utf8=releases.convert_charset(NAME, jump.target),
                           after_schema=(*endpoints, *((status,) if status else ())))

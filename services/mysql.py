@@ -379,11 +379,9 @@ class SandboxStrip:
 
 def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str, key: vault.Key,
                       expected_bytes: int | None, expected_sha256: str | None,
-                      progress: Callable[[int], None] | None = None, epilogue: bytes = b"",
+                      progress: Callable[[int], None] | None = None,
                       verified: bool = False) -> vault.StreamStats:
     """Verify the artifact completely, then stream it decrypted into ``mysql db`` on *host*.
-
-    *epilogue* is SQL run in the same session after the dump (glance's utf8 conversion).
 
     The full verification first means a corrupt or truncated artifact is refused before the
     target database is touched at all. ``verified``: the caller verified it already, before it
@@ -396,8 +394,6 @@ def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str,
     try:
         sink = _Counted(SandboxStrip(proc.stdin) if ep.flavor == "mysql" else proc.stdin, progress)
         stats = vault.decrypt_stream(src, key, sink)
-        if epilogue:
-            sink.write(epilogue)
         sink.close()
     except BrokenPipeError:
         proc.wait()

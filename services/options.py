@@ -32,20 +32,26 @@ STATUS_ACCEPT = Option("status_accept", list, [], "names of `<service>-status up
                                                  "Failure is accepted (recorded as a warning), e.g. [\"Placement "
                                                  "API\"] while placement is not reachable yet", "a list of check names")
 
+REPAIR = Option("repair_double_encoded", list, [], "text an earlier bad conversion double-encoded (`upgrade "
+                                                 "check` names it: CafÃ© for Café) to repair on the target right "
+                                                 "after the import, as [\"DATABASE.TABLE\", "
+                                                 "\"DATABASE.TABLE.COLUMN\"]; journaled, undone by revert",
+                "a list of DATABASE.TABLE[.COLUMN] names")
+
 OPTIONS: dict[str, tuple[Option, ...]] = {
     "keystone": (
-        STATUS_ACCEPT,
+        STATUS_ACCEPT, REPAIR,
         Option("old_address", str, "", "the old controller's address as endpoint URLs hold it: they are reported"),
         Option("new_address", str, "", "when it differs from old_address, endpoint URLs are rewritten to it"),
     ),
     "glance": (
-        UNITS, STATUS_ACCEPT,
+        UNITS, STATUS_ACCEPT, REPAIR,
         Option("images_dir", str, "glance/images", "the file store, relative to the controller's lib "
                                                    "(copied with checksums)"),
     ),
-    "placement": (UNITS, STATUS_ACCEPT),
+    "placement": (UNITS, STATUS_ACCEPT, REPAIR),
     "nova": (
-        UNITS, STATUS_ACCEPT, OLD_HOST, NEW_HOST,
+        UNITS, STATUS_ACCEPT, REPAIR, OLD_HOST, NEW_HOST,
         Option("api_db_name", str, "", "the API database (default <db_name>_api)"),
         Option("cell0_db_name", str, "", "cell0's database (default <db_name>_cell0)"),
         Option("metadata", str, "auto", "who serves the metadata API: \"neutron\" (its metadata agent: "
@@ -54,12 +60,12 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
     ),
     "nova-unpin": (UNITS,),
     "neutron": (
-        UNITS, STATUS_ACCEPT, OLD_HOST,
+        UNITS, STATUS_ACCEPT, REPAIR, OLD_HOST,
         Option("plugin_config", str, "", "the plugin config neutron-db-manage reads, relative to /etc/neutron; "
                                          "default: the one core_plugin names in neutron.conf"),
     ),
     "cinder": (
-        UNITS, STATUS_ACCEPT, OLD_HOST, NEW_HOST,
+        UNITS, STATUS_ACCEPT, REPAIR, OLD_HOST, NEW_HOST,
         Option("iscsi_address_from", str, "", "the iSCSI target address volumes were exported on"),
         Option("iscsi_address_to", str, "", "the new iSCSI target address; when it differs, cinder.conf, "
                                             "provider_location and every connection_info are rewritten"),

@@ -1,7 +1,7 @@
 """What `upgrade check` asks of the controllers and their databases, read-only.
 
 The knowledge lives here, next to the steps that need it: which privileges a dump and an import
-need, how big the dumps will be, where a DB server keeps its data, which tables are not utf8,
+need, how big the dumps will be, where a DB server keeps its data, what the non-utf8 text holds,
 and which release a service's ``*-manage`` belongs to. Nothing here changes anything.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from services import mysql, registry, releases
+from services import charset, mysql, registry, releases
 from services.config import sections
 from services.host import Host
 from services.releases import MANAGE_COMMAND
@@ -68,12 +69,48 @@ def datadir(ep: DBEndpoint) -> str:
     return str(mysql.query(ep, "SELECT @@datadir")[0][0])
 
 
-def non_utf8_tables(ep: DBEndpoint, db: str) -> list[str]:
-    """``db.table (collation)`` for every table whose collation is not a utf8 one."""
-    rows = mysql.query(ep, "SELECT table_name, table_collation FROM information_schema.tables WHERE "
-                           "table_schema=%s AND table_type='BASE TABLE' AND table_collation NOT LIKE 'utf8%%' "
-                           "ORDER BY table_name", (db,))
-    return [f"{db}.{t} ({c})" for t, c in rows]
+@dataclass
+class CharsetFindings:
+    """What `upgrade check` and the run's preflight learn of one database's text: its non-utf8 tables,
+    what each of their text columns holds, why they cannot be converted, and double-encoded text."""
+
+    db: str
+    #: the charset the run converts the non-utf8 tables to ("": they are carried over as they are)
+    target: str
+    tables: dict[str, str]
+    scans: list[charset.ColumnScan]
+    refusals: list[str]
+    doubles: list[charset.DoubleScan] = field(default_factory=list)
+
+
+def charset_findings(ep: DBEndpoint, name: str, jump: Jump, settings: Any,
+                     doubles: bool = True) -> list[CharsetFindings]:
+    """Per source database of *name*: every non-utf8 text column classified (UTF-8 bytes, true latin1,
+    ASCII only, mixed), the refusals for the jump's conversion, and (``doubles``) the columns holding
+    text an earlier conversion double-encoded. Read-only."""
+    target = releases.convert_charset(name, jump.target)
+    out = []
+    for db in registry.databases(name, jump, settings):
+        if not mysql.db_exists(ep, db):
+            continue  # database_errors names it
+        tables = charset.non_utf8_tables(ep, db)
+        # the values are read only where they matter: a conversion, or the full report of `upgrade check`
+        scans = charset.scan_db(ep, db) if tables and (target or doubles) else []
+        found = CharsetFindings(db, target, tables, scans, charset.refusals(db, scans, target) if target else [])
+        if doubles:
+            found.doubles = charset.scan_double(ep, db, {s.name: s.kind for s in scans})
+        out.append(found)
+    return out
+
+
+def repair_errors(name: str, jump: Jump, settings: Any) -> list[str]:
+    """The plan's ``repair_double_encoded`` entries that name no database of the service."""
+    try:
+        charset.parse_targets(settings.options.get("repair_double_encoded") or [],
+                              registry.databases(name, jump, settings))
+    except ValueError as exc:
+        return [f"services.{name}.{exc}"]
+    return []
 
 
 def is_loopback(address: str) -> bool:

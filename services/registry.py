@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from services import cinder, glance, horizon, keystone, neutron, nova, placement, releases
+from services import cinder, glance, horizon, keystone, neutron, nova, placement, releases, textrepair
 from services.runbook import DEFAULT_JUMP, Jump
 from statemachine.runner import ParallelGroup
 from statemachine.step import Step
@@ -61,11 +61,13 @@ NO_DATABASE = ("horizon", "nova-unpin")
 
 def steps_for(name: str, jump: Jump | None = None, options: Mapping[str, Any] | None = None) -> list[Step]:
     """The steps of *name* for *jump* (default: the lab's 2025.2 -> 2026.1) and the service's plan
-    options (a few steps exist only when the plan asks for them, e.g. keystone's endpoint report)."""
+    options (a few steps exist only when the plan asks for them, e.g. keystone's endpoint report or
+    the repair of double-encoded text)."""
     jump = jump or DEFAULT_JUMP
-    if name == "keystone":
-        return keystone.steps(jump, dict(options or {}))
-    return SERVICES[name](jump)
+    steps = keystone.steps(jump, dict(options or {})) if name == "keystone" else SERVICES[name](jump)
+    if (options or {}).get(textrepair.OPTION) and name not in NO_DATABASE:
+        steps = textrepair.with_repair(name, jump, steps)
+    return steps
 
 
 def unsupported(name: str, jump: Jump) -> str | None:

@@ -123,9 +123,24 @@ def source_errors(plan: Plan) -> dict[str, list[str]]:
             for name, st in plan.service_settings.items()}
 
 
+def charset_errors(plan: Plan) -> list[str]:
+    """Why the source's text cannot be carried over unchanged (a mixed column, a 4-byte character
+    the target's utf8mb3 cannot hold, a repair entry naming no database of the service): refused
+    before anything stops, each with its rows and fix. Double-encoded text is `upgrade check`'s."""
+    jump = Jump(plan.from_release, plan.to_release)
+    out = []
+    for name, st in plan.service_settings.items():
+        if name in registry.NO_DATABASE:
+            continue
+        out += preflight.repair_errors(name, jump, st)
+        for found in preflight.charset_findings(plan.source.db, name, jump, st, doubles=False):
+            out += found.refusals
+    return [f"{p} (plan {plan.path})" for p in out]
+
+
 def preflight_db(plan: Plan) -> None:
-    """Every SSH host answers, both DB servers are reachable with the plan's credentials, and the
-    source holds every service DB."""
+    """Every SSH host answers, both DB servers are reachable with the plan's credentials, the
+    source holds every service DB, and its text can be carried over unchanged."""
     fleet.preflight_hosts(plan)
     for spec in (plan.source, plan.target):
         try:
@@ -135,6 +150,8 @@ def preflight_db(plan: Plan) -> None:
     for errors in source_errors(plan).values():
         if errors:
             raise UserError("\n".join(errors))
+    if problems := charset_errors(plan):
+        raise UserError("\n".join(problems))
     target = side(plan.target)
     for name in plan.service_settings:
         tool = registry.TOOLS.get(name)

@@ -18,9 +18,11 @@ from typing import Any
 from rich.filesize import decimal
 
 from journal import vault
+from services import charset as charset_mod
 from services import network as net
-from services import preflight
+from services import preflight, registry
 from services.releases import MANAGE_COMMAND, expected_major, jump_error, release_of
+from services.runbook import Jump
 from statemachine.step import StepError
 from upgrade import app, guards
 from upgrade import plan as plan_mod
@@ -143,18 +145,55 @@ def db_access(plan: Plan) -> Iterator[Result]:
                                            f"{plan.from_release} -> {plan.to_release}")
 
 
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
 def charset(plan: Plan) -> Iterator[Result]:
+    """Per service with databases: what its non-utf8 text columns hold (counts per table and column),
+    refusals (a mixed column, a 4-byte character where the target takes only utf8mb3) and text an
+    earlier conversion double-encoded. Every database of the jump, every service."""
+    jump = Jump(plan.from_release, plan.to_release)
     for name, st in plan.service_settings.items():
-        try:
-            bad = preflight.non_utf8_tables(plan.source.db, st.db_name)
-        except StepError:
+        if name in registry.NO_DATABASE:
             continue
-        if bad:
-            shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-            yield Result(f"charset {name}", WARN, f"not utf8: {shown}",
-                         "convert them to utf8 before the upgrade (ALTER TABLE ... CONVERT TO CHARACTER SET utf8)")
-        else:
-            yield Result(f"charset {name}", OK, f"every table of {st.db_name} is utf8")
+        label = f"charset {name}"
+        try:
+            found = preflight.charset_findings(plan.source.db, name, jump, st)
+        except StepError:
+            continue  # the DB server: reported by db source
+        repair = set(st.options.get("repair_double_encoded") or [])
+        rows: list[tuple[str, str, str]] = []
+        for err in preflight.repair_errors(name, jump, st):
+            rows.append((FAIL, err, f"fix [services.{name}] repair_double_encoded in {plan.path}"))
+        for f in found:
+            if f.refusals:
+                rows.append((FAIL, "; ".join(f.refusals), "fix the rows named on the source (nothing was changed)"))
+            elif f.tables and f.target:
+                rows.append((OK, f"{len(f.tables)} non-utf8 table(s) of {f.db} are converted to {f.target}, each "
+                                 f"column by what it holds — {charset_mod.summary(f.scans) or 'no text columns'}", ""))
+            elif f.tables:
+                mixed = [s.name for s in f.scans if s.kind == "mixed"]
+                rows.append((WARN, f"not utf8, carried over byte for byte: {', '.join(sorted(f.tables))} — "
+                                   f"{charset_mod.summary(f.scans) or 'no text columns'}",
+                             "convert them by hand before the upgrade, each column by what it holds"
+                             + (f" (the mixed columns {', '.join(mixed)} first: fix their rows)" if mixed else "")))
+            for d in f.doubles:
+                entry = f"{f.db}.{d.name}"
+                seen = f"{d.rows} row(s) of {entry} look double-encoded (key {', '.join(d.keys[:3])}" \
+                       f"{', …' if d.rows > 3 else ''}: {_short(d.sample[0])!r} would read {_short(d.sample[1])!r})"
+                if entry in repair or f"{f.db}.{d.table}" in repair:
+                    rows.append((OK, seen + "; repaired on the target after the import (repair_double_encoded)", ""))
+                else:
+                    rows.append((WARN, seen, f"add \"{entry}\" to repair_double_encoded in [services.{name}] to "
+                                             "repair it on the target (journaled, undone by revert), or leave it"))
+            if not f.tables and not f.doubles:
+                rows.append((OK, f"every table of {f.db} is utf8", ""))
+        if not rows:
+            continue
+        status = FAIL if any(r[0] == FAIL for r in rows) else WARN if any(r[0] == WARN for r in rows) else OK
+        yield Result(label, status, "; ".join(r[1] for r in rows),
+                     "; ".join(r[2] for r in rows if r[2] and r[0] != OK))
 
 
 # ---------------------------------------------------------------------- space
