@@ -8,6 +8,7 @@ One check failing never stops the others: the operator gets the whole list at on
 from __future__ import annotations
 
 import os
+import shlex
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -249,8 +250,8 @@ def key(plan: Plan) -> Iterator[Result]:
     try:
         k = vault.Key.from_file(plan.key_file)
     except vault.VaultError as exc:
-        yield Result("vault key", FAIL, str(exc), f"create it with `upgrade keygen {plan.key_file}` or fix "
-                                                  "vault.key_file")
+        keygen = f"upgrade keygen {shlex.quote(str(plan.key_file))}"
+        yield Result("vault key", FAIL, str(exc), f"create it with `{keygen}` or fix vault.key_file")
         return
     yield Result("vault key", OK, f"{plan.key_file} is private (0600), key id {k.key_id}")
 
