@@ -115,7 +115,8 @@ class Runner:
         for m in self.machines:
             mv = view.machine(m.name)
             names = [s.name for s in m.steps]
-            ran = set(mv.committed) | ({mv.attempted} if mv.attempted else set())
+            # undone steps count: a revert that went past a failed target-side undo leaves gaps
+            ran = set(mv.committed) | mv.undone | ({mv.attempted} if mv.attempted else set())
             unknown = sorted(ran - set(names))
             done = [n for n in names if n in ran]
             if unknown or names[:len(done)] != done:

@@ -54,7 +54,7 @@ def _jump(path: Path) -> Result:
     try:
         up = tomllib.loads(path.read_text()).get("upgrade", {})
         src, dst = up["from"], up["to"]
-    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+    except (OSError, ValueError, KeyError, AttributeError, TypeError, RecursionError):
         return Result("release jump", SKIP, "the plan names no readable upgrade.from and upgrade.to")
     if (msg := jump_error(str(src), str(dst))) is not None:
         return Result("release jump", FAIL, msg, "set upgrade.to to a supported target (`upgrade init` shows one)")

@@ -1,0 +1,239 @@
+"""The plan as hostile or careless input: every value that reaches a command line, a statement or a
+host is held to a grammar, a secret never shows in an error, whatever its type, deep nesting is a
+plan error, and the tool's secret variables reach no child process.
+
+Refusals run the command line in-process (``upgrade.cli.main``): no process is needed to refuse a
+plan, and each case checks the exit code (2), the message, that no secret is shown and that
+nothing changed (every file under the test directory hashed before and after, no journal made,
+the injected command never ran). The cases that need real processes (the ssh client, a run
+against the keystone lab, a revert whose target side fails) run them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from scripts.lab import svc
+from tests.conftest import (
+    REPO,
+    SECRETS,
+    SOURCE_DB_PASSWORD,
+    TARGET_DB_PASSWORD,
+    TARGET_PW_ENV,
+    tree_digest,
+    upgrade,
+)
+from upgrade import cli, commands
+
+MARK = "INJECTED-RAN"
+
+# A plan that loads (its DB servers do not exist, which no refusal reaches).
+BASE = f"""\
+[upgrade]
+from = "2025.2"
+to = "2026.1"
+services = ["keystone"]
+journal = "journal"
+
+[vault]
+key_file = "dump.key"
+
+[source]
+host = "local"
+etc = "/srv/old/etc"
+service_control = "template"
+control = ["svc", "{{action}}", "{{unit}}"]
+[source.db]
+address = "127.0.0.1"
+port = 13306
+admin_user = "osu_admin"
+admin_password = "{SOURCE_DB_PASSWORD}"
+
+[target]
+host = "local"
+etc = "/srv/new/etc"
+[target.db]
+address = "127.0.0.1"
+port = 13307
+admin_password_env = "{TARGET_PW_ENV}"
+
+[services.keystone]
+unit = "keystone"
+"""
+
+NETWORK = """
+[network]
+addresses = [{address = "198.51.100.10/24", device = "eth0", name = "management"}]
+
+[[computes]]
+name = "compute1"
+host = "ssh://root@198.51.100.21"
+units = ["nova-compute"]
+"""
+
+
+def _inject(d: Path) -> str:
+    """A command that leaves a mark if it ever runs."""
+    return f"touch {d / MARK}"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    edit: Callable[[Path, str], str]   # (test dir, BASE) -> plan text
+    needles: tuple[str, ...]
+    hidden: tuple[str, ...] = ()       # must not appear in the message (a secret's parts)
+
+
+def _rep(old: str, new: str | Callable[[Path], str]) -> Callable[[Path, str], str]:
+    def edit(d: Path, text: str) -> str:
+        assert old in text, old
+        return text.replace(old, new(d) if callable(new) else new, 1)
+    return edit
+
+
+def _append(extra: str | Callable[[Path], str]) -> Callable[[Path, str], str]:
+    return lambda d, text: text + (extra(d) if callable(extra) else extra)
+
+
+def _services(names: str, table: str) -> Callable[[Path, str], str]:
+    return lambda d, text: text.replace('services = ["keystone"]', f"services = {names}", 1) + table
+
+
+CASES = [
+    # ------------------------------------------------------------------ argument injection (hosts)
+    Case("host-is-an-ssh-option", _rep('host = "local"', lambda d: f'host = "ssh://-oProxyCommand={_inject(d)}"'),
+         ("`source.host`",)),
+    Case("host-is-an-ssh-option-without-a-path", _rep('host = "local"', 'host = "ssh://-oProxyCommand=sh"'),
+         ("`source.host`", "the address '-oproxycommand=sh' is not a host name")),
+    Case("host-user-is-an-ssh-option", _rep('host = "local"', 'host = "ssh://-oProxyCommand=sh@oldctl"'),
+         ("`source.host`", "the user '-oProxyCommand=sh' is not a login name")),
+    Case("target-host-with-a-space", _rep('host = "local"\netc = "/srv/new', 'host = "ssh://new ctl"\netc = "/srv/new'),
+         ("`target.host`",)),
+    Case("compute-host-is-an-ssh-option", _append(lambda d: NETWORK.replace(
+        "ssh://root@198.51.100.21", f"ssh://-oProxyCommand={_inject(d)}")), ("`computes[0].host`",)),
+    Case("check-from-is-an-ssh-option", _append(lambda d: NETWORK.replace(
+        'name = "management"}]', f'name = "management"}}]\ncheck_from = "ssh://-oProxyCommand={_inject(d)}"')),
+         ("`network.check_from`",)),
+    Case("db-address-is-an-option", _rep('address = "127.0.0.1"', 'address = "--plugin-dir=/tmp"'),
+         ("`source.db.address` is '--plugin-dir=/tmp'", "a host name")),
+    Case("db-address-with-a-line-break", _rep('address = "127.0.0.1"', 'address = "127.0.0.1\\nplugin-dir=/tmp"'),
+         ("`source.db.address`", "control character")),
+    # ------------------------------------------------------------------ argument injection (other values)
+    Case("unit-is-an-option", _rep('unit = "keystone"', 'unit = "--force"'),
+         ("`services.keystone.unit` is '--force'", "unit name")),
+    Case("unit-with-a-space", _rep('unit = "keystone"', 'unit = "keystone; touch x"'),
+         ("`services.keystone.unit`",)),
+    Case("compute-unit-is-an-option", _append(NETWORK.replace('units = ["nova-compute"]', 'units = ["-x"]')),
+         ("`computes[0].units` holds '-x'",)),
+    Case("device-is-an-option", _append(NETWORK.replace('device = "eth0"', 'device = "-batch"')),
+         ("`network.addresses[0].device` is '-batch'", "interface name")),
+    Case("owner-is-an-option", _rep('unit = "keystone"', 'unit = "keystone"\nowner = "--reference=/etc:root"'),
+         ("`services.keystone.owner`", "USER:GROUP")),
+    Case("admin-user-is-an-option", _rep('admin_user = "osu_admin"', 'admin_user = "-uroot"'),
+         ("`source.db.admin_user` is '-uroot'",)),
+    Case("etc-with-a-line-break", _rep('etc = "/srv/old/etc"', 'etc = "/srv/old/etc\\n--x"'),
+         ("`source.etc`", "control character")),
+    Case("images-dir-leaves-lib", _services('["keystone", "glance"]', '[services.glance]\nimages_dir = "../../etc"\n'),
+         ("`services.glance.images_dir` is '../../etc'", "without '..'")),
+    # ------------------------------------------------------------------ SQL identifiers
+    Case("db-name-with-a-backtick", _rep('unit = "keystone"', 'unit = "keystone"\ndb_name = "key`stone"'),
+         ("`services.keystone.db_name` is 'key`stone'", "database name")),
+    Case("db-name-is-an-option", _rep('unit = "keystone"', 'unit = "keystone"\ndb_name = "--all-databases"'),
+         ("`services.keystone.db_name`",)),
+    Case("nova-api-db-name-with-a-backtick", _services(
+        '["keystone", "nova"]', '[services.nova]\napi_db_name = "nova`; DROP DATABASE keystone; --"\n'),
+         ("`services.nova.api_db_name`", "database name")),
+    Case("db-user-with-a-quote", _rep('unit = "keystone"', 'unit = "keystone"\ndb_user = "ks\'@\'%"'),
+         ("`services.keystone.db_user`",)),
+    Case("grant-host-with-a-quote", _rep('unit = "keystone"', 'unit = "keystone"\ngrant_hosts = ["%\' OR \'1"]'),
+         ("`services.keystone.grant_hosts` holds",)),
+    # ------------------------------------------------------------------ secrets in errors
+    Case("secret-as-a-number", _rep(f'admin_password = "{SOURCE_DB_PASSWORD}"', "admin_password = 987654321"),
+         ("`source.db.admin_password` is ***", "expected str"), ("987654321",)),
+    Case("secret-as-a-list", _rep(f'admin_password = "{SOURCE_DB_PASSWORD}"', 'admin_password = ["lst-pw-4242"]'),
+         ("`source.db.admin_password` is ***",), ("lst-pw-4242",)),
+    Case("secret-as-a-table", _rep(f'admin_password = "{SOURCE_DB_PASSWORD}"', 'admin_password = {v = "tb-pw-51"}'),
+         ("`source.db.admin_password` is ***",), ("tb-pw-51",)),
+    Case("service-secret-as-a-bool", _rep('unit = "keystone"', 'unit = "keystone"\ndb_password = true'),
+         ("`services.keystone.db_password` is ***",), ("True",)),
+    Case("toml-error-on-a-secret-with-spaces", _rep(f'admin_password = "{SOURCE_DB_PASSWORD}"',
+                                                    'admin_password = "first-7 second-8 third-9'),
+         ("not valid TOML", "line 19: admin_password = ***"), ("first-7", "second-8", "third-9")),
+    Case("toml-error-after-a-secret", _rep(f'admin_password = "{SOURCE_DB_PASSWORD}"',
+                                           'admin_password = "sp ace-pw-1" junk'),
+         ("not valid TOML", "admin_password = ***"), ("sp ace", "ace-pw-1", "junk")),
+    Case("toml-error-in-an-inline-table", _append('extra = { db_password = "in line-pw-77", x = }\n'),
+         ("not valid TOML", "extra = { db_password = ***"), ("in line", "line-pw-77")),
+    Case("toml-error-inside-a-secret-array", _append('db_password = [\n  "arr pw-1",\n  "arr-pw-2" junk,\n]\n'),
+         ("not valid TOML", "line 31: ***"), ("arr pw-1", "arr-pw-2", "junk")),
+    # ------------------------------------------------------------------ nesting
+    Case("nested-past-the-parser", _append("deep = " + "[" * 3000 + "]" * 3000 + "\n"),
+         ("nested far too deeply",)),
+    Case("nested-past-the-plan", _append("deep = " + "[" * 40 + "]" * 40 + "\n"),
+         ("`services.keystone.deep[0][0]", "nested more than 16 levels")),
+]
+
+
+def _state(d: Path) -> dict:
+    return tree_digest(d)
+
+
+def _main(capfd, *argv: str) -> tuple[int, str]:
+    rc = cli.main(list(argv))
+    out = capfd.readouterr()
+    return rc, out.out + out.err
+
+
+@pytest.fixture
+def plan_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv(TARGET_PW_ENV, TARGET_DB_PASSWORD)
+    assert cli.main(["keygen", str(tmp_path / "dump.key")]) == 0
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("verb", ["check", "run"])
+def test_bad_plan_values_are_refused_and_change_nothing(plan_dir, capfd, case, verb):
+    plan = plan_dir / "plan.toml"
+    plan.write_text(case.edit(plan_dir, BASE))
+    capfd.readouterr()
+    before = _state(plan_dir)
+    if verb == "check":  # the verb's function: its table goes to the stream it is given
+        buf = io.StringIO()
+        rc = commands.check_cmd(str(plan), out=buf)
+        out = buf.getvalue() + capfd.readouterr().err
+    else:
+        rc, out = _main(capfd, verb, str(plan))
+    assert rc == 2, out
+    for n in case.needles:
+        assert n in out, f"{n!r} not in:\n{out}"
+    for s in (*SECRETS, *case.hidden):
+        assert s not in out, f"{s!r} shown in:\n{out}"
+    assert "Traceback" not in out and "internal error" not in out
+    assert _state(plan_dir) == before          # no journal, no mark, no file changed
+    assert not (plan_dir / MARK).exists() and not (plan_dir / "journal").exists()
+
+
+def test_printed_commands_quote_paths(tmp_path, capfd):
+    odd = tmp_path / "plans $(touch x) & co"
+    odd.mkdir()
+    rc, out = _main(capfd, "run", str(odd / "new plan.toml"))
+    assert rc == 2
+    assert f"`upgrade init > '{odd}/new plan.toml'`" in out, out
+    journal = tmp_path / "my journal"
+    journal.mkdir(mode=0o755)
+    journal.chmod(0o755)
+    rc, out = _main(capfd, "status", "--journal", str(journal))
+    assert rc == 2
+    assert f"chmod 700 '{journal}'" in out, out
