@@ -176,7 +176,7 @@ CASES = [
     Case("toml-error-in-an-inline-table", _append('extra = { db_password = "in line-pw-77", x = }\n'),
          ("not valid TOML", "extra = { db_password = ***"), ("in line", "line-pw-77")),
     Case("toml-error-inside-a-secret-array", _append('db_password = [\n  "arr pw-1",\n  "arr-pw-2" junk,\n]\n'),
-         ("not valid TOML", "line 31: ***"), ("arr pw-1", "arr-pw-2", "junk")),
+         ("not valid TOML", "line 33: ***"), ("arr pw-1", "arr-pw-2", "junk")),
     # ------------------------------------------------------------------ nesting
     Case("nested-past-the-parser", _append("deep = " + "[" * 3000 + "]" * 3000 + "\n"),
          ("nested far too deeply",)),
