@@ -15,8 +15,6 @@ import io
 import os
 import shutil
 import stat
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,6 @@ import pytest
 
 from scripts.lab import svc
 from tests.conftest import (
-    REPO,
     SECRETS,
     SOURCE_DB_PASSWORD,
     TARGET_DB_PASSWORD,
@@ -237,3 +234,150 @@ def test_printed_commands_quote_paths(tmp_path, capfd):
     rc, out = _main(capfd, "status", "--journal", str(journal))
     assert rc == 2
     assert f"chmod 700 '{journal}'" in out, out
+
+
+# ---------------------------------------------------------------------- real children, real lab
+PASSPHRASE_ENV = "OSU_TEST_VAULT_PASSPHRASE"
+PASSPHRASE = "vault-Pass-phrase-6161"
+
+
+def _recorder(directory: Path) -> Path:
+    """A program that records its environment and arguments (NUL-separated) under *directory*,
+    then execs the rest of its command line: put in front of a real program, it shows what the
+    tool handed that program."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rec = directory / "record-env"
+    rec.write_text('#!/bin/sh\nname=$1; shift\nenv -0 > "' + str(directory) + '/$name.$$.env"\n'
+                   'printf "%s\\0" "$@" > "' + str(directory) + '/$name.$$.argv"\nexec "$@"\n')
+    rec.chmod(0o755)
+    return rec
+
+
+def _wrap(rec: Path, bindir: Path, name: str, real: str) -> None:
+    bindir.mkdir(parents=True, exist_ok=True)
+    w = bindir / name
+    w.write_text(f'#!/bin/sh\nexec {rec} {name} {real} "$@"\n')
+    w.chmod(w.stat().st_mode | stat.S_IXUSR)
+
+
+def _records(directory: Path, name: str) -> list[tuple[dict[str, str], list[str]]]:
+    out = []
+    for env in sorted(directory.glob(f"{name}.*.env")):
+        pairs = [e.split("=", 1) for e in env.read_bytes().decode().split("\0") if "=" in e]
+        argv = env.with_suffix(".argv").read_bytes().decode().split("\0")[:-1]
+        out.append(({k: v for k, v in pairs}, argv))
+    return out
+
+
+def _no_secret(env: dict[str, str], where: str) -> None:
+    for name in (TARGET_PW_ENV, PASSPHRASE_ENV):
+        assert name not in env, f"{where} inherited ${name}"
+    blob = "\n".join(f"{k}={v}" for k, v in env.items())
+    for s in (*SECRETS, PASSPHRASE):
+        assert s not in blob, f"{where}'s environment holds a secret"
+
+
+def test_the_ssh_client_gets_no_secret_and_reads_the_destination_after_a_double_dash(tmp_path):
+    """The ssh client the tool starts (plumbum's session and the tool's own diagnosis) is real; it
+    runs without the plan's secret variables, and ``--`` stands before the destination."""
+    rec = _recorder(tmp_path / "rec")
+    _wrap(rec, tmp_path / "path", "ssh", shutil.which("ssh") or "ssh")
+    assert cli.main(["keygen", str(tmp_path / "dump.key")]) == 0
+    from scripts.lab.mariadb import free_port
+
+    dead = free_port()
+    plan = tmp_path / "plan.toml"
+    plan.write_text(BASE.replace('host = "local"', f'host = "ssh://osu@127.0.0.1:{dead}"', 1)
+                    .replace('key_file = "dump.key"', f'passphrase_env = "{PASSPHRASE_ENV}"'))
+    res = upgrade("check", str(plan), env={"PATH": f"{tmp_path / 'path'}:{os.environ['PATH']}",
+                                           PASSPHRASE_ENV: PASSPHRASE})
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "cannot reach" in res.stdout and "127.0.0.1" in res.stdout, res.stdout
+    seen = _records(tmp_path / "rec", "ssh")
+    assert seen, "the tool started no ssh client"
+    for env, argv in seen:
+        _no_secret(env, f"ssh {argv}")
+        assert "osu@127.0.0.1" in argv and argv[argv.index("osu@127.0.0.1") - 1] == "--", argv
+
+
+def test_children_and_started_services_inherit_no_secret(lab, tmp_path):
+    """A real run with the target's DB password and the vault passphrase in the tool's environment:
+    the DB clients, keystone-manage and keystone-status, the service control command of both
+    controllers and the keystone the new controller starts see neither variable nor value."""
+    rec = _recorder(tmp_path / "rec")
+    path_dir, bindir = tmp_path / "path", tmp_path / "target-bin"
+    bindir.mkdir()
+    for tool in ("mysqldump", "mysql", "mariadb-dump", "mariadb"):
+        if (real := shutil.which(tool)) is not None:
+            _wrap(rec, path_dir, tool, real)
+    for tool in (lab.new.venv / "bin").iterdir():
+        if tool.name.endswith(("-manage", "-status")):
+            _wrap(rec, bindir, tool.name, str(tool))
+        else:
+            (bindir / tool.name).symlink_to(tool)
+    plan = lab.write_plan(tmp_path)
+    text = (plan.read_text().replace('key_file = "dump.key"', f'passphrase_env = "{PASSPHRASE_ENV}"')
+            .replace(f'bin = "{lab.new.venv}/bin"', f'bin = "{bindir}"')
+            .replace('control = ["env"', f'control = ["{rec}", "control", "env"'))
+    assert text.count(f'"{rec}", "control"') == 2
+    plan.write_text(text)
+    res = upgrade("run", str(plan), env={"PATH": f"{path_dir}:{os.environ['PATH']}", PASSPHRASE_ENV: PASSPHRASE})
+    assert res.returncode == 0, res.stdout + res.stderr
+    for name in ("mysqldump", "mysql", "keystone-manage", "keystone-status", "control"):
+        seen = _records(tmp_path / "rec", name)
+        assert seen, f"the run started no {name}"
+        for env, argv in seen:
+            _no_secret(env, f"{name} {argv[:4]}")
+    pid = svc.service_pid(lab.new.root, "keystone")
+    assert pid, "the new controller's keystone does not run"
+    env = dict(e.split("=", 1) for e in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in e)
+    _no_secret(env, "the new controller's keystone")
+
+
+def test_a_bad_database_name_stops_nothing(lab, tmp_path, monkeypatch, capfd):
+    """A backtick in a database name: `check` and `run` refuse it before anything stops; the old
+    keystone still serves and neither controller changed."""
+    monkeypatch.setenv(TARGET_PW_ENV, TARGET_DB_PASSWORD)
+    plan = lab.write_plan(tmp_path, db_name="keystone`; DROP DATABASE keystone; -- ")
+    before, files = lab.state(), tree_digest(tmp_path)
+    buf = io.StringIO()
+    assert commands.check_cmd(str(plan), out=buf) == 2
+    assert "`services.keystone.db_name` is 'keystone`; DROP" in buf.getvalue(), buf.getvalue()
+    rc, out = _main(capfd, "run", str(plan))
+    assert rc == 2 and "`services.keystone.db_name`" in out and "database name" in out, out
+    assert lab.state() == before and tree_digest(tmp_path) == files
+    assert svc.status(lab.old.root, "keystone")
+
+
+def test_revert_brings_the_old_controller_back_when_a_target_undo_fails(lab, tmp_path):
+    """The new controller's DB server is down when the revert comes: restoring the target's
+    database fails. The revert reports it (journal, message, exit 1), still starts the old
+    keystone, and a second revert, once the server is back, finishes the new controller."""
+    before = lab.state()
+    plan = lab.write_plan(tmp_path)
+    journal = tmp_path / "journal"
+    res = upgrade("run", str(plan))
+    assert res.returncode == 0, res.stderr
+    assert not svc.status(lab.old.root, "keystone")
+    lab.db_new.stop()
+    try:
+        rev = upgrade("revert", "--journal", str(journal))
+        assert rev.returncode == 1, rev.stdout + rev.stderr
+        assert "keystone.import_db failed" in rev.stderr, rev.stderr
+        assert "old controller's services were started again" in rev.stderr
+        assert "upgrade revert --journal" in rev.stderr
+        assert not any(s in rev.stdout + rev.stderr for s in SECRETS)
+        # the old controller serves, untouched
+        assert svc.status(lab.old.root, "keystone")
+        assert lab.db_old.checksums("keystone") == before["source_db"]
+        assert tree_digest(lab.old.root / "etc") == before["source_etc"]
+        events = upgrade("journal", "export", "--journal", str(journal)).stdout
+        assert '"kind": "undo_failed"' in events and "keystone.import_db" in events
+        st = upgrade("status", "--journal", str(journal))
+        assert "revert_failed" in st.stdout, st.stdout
+    finally:
+        lab.db_new.start()
+    again = upgrade("revert", "--journal", str(journal))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert lab.state() == before
+    assert svc.status(lab.old.root, "keystone")
