@@ -236,6 +236,19 @@ def test_printed_commands_quote_paths(tmp_path, capfd):
     assert f"chmod 700 '{journal}'" in out, out
 
 
+
+def test_upgrade_plan_quotes_paths(plan_dir):
+    plan = plan_dir / "plan.toml"
+    plan.write_text(BASE.replace('etc = "/srv/new/etc"', 'etc = "/srv/new etc"\nbin = "/opt/my venv/bin"'))
+    buf = io.StringIO()
+    assert commands.plan_cmd(str(plan), None, out=buf) == 0
+    out = buf.getvalue()
+    for shown in ("$ mkdir -p '/srv/new etc/keystone'", "tar -C '/srv/new etc' --numeric-owner -xpf -",
+                  "rewrite paths in '/srv/new etc/keystone/keystone.conf'",
+                  "$ '/opt/my venv/bin/keystone-manage' --config-file '/srv/new etc/keystone/keystone.conf' db_sync"):
+        assert shown in out, f"{shown!r} not in:\n{out}"
+
+
 # ---------------------------------------------------------------------- real children, real lab
 PASSPHRASE_ENV = "OSU_TEST_VAULT_PASSPHRASE"
 PASSPHRASE = "vault-Pass-phrase-6161"
