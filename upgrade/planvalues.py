@@ -28,6 +28,8 @@ _DEVICE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}$")
 _DB_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.$-]{0,79}$")
 #: a MySQL host pattern of a grant: an address, a name, ``%`` and ``_`` wildcards, a netmask
 _GRANT_HOST = re.compile(r"^[A-Za-z0-9_%:.*/-]{1,255}$")
+#: an LVM volume group (lvm's own rule: [A-Za-z0-9+_.-], not starting with '-')
+_VG = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$")
 #: characters that have no place in any plan value (a line break would start a new option in a
 #: config or option file, a NUL ends a C string early)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -91,6 +93,20 @@ def device(value: str) -> str | None:
     if _DEVICE.match(value):
         return None
     return "an interface name like \"eth0\" (at most 15 letters, digits, '.', '_', ':', '@' and '-', not " \
+           "starting with '-')"
+
+
+def device_path(value: str) -> str | None:
+    """A block device (``/dev/...``): absolute, so never an option of ``dd`` or ``lvcreate``."""
+    if value.startswith("/") and ".." not in value.split("/") and not control(value) and " " not in value:
+        return None
+    return "an absolute device path like \"/dev/cinder-volumes/volume-1\" (no spaces, no '..')"
+
+
+def volume_group(value: str) -> str | None:
+    if _VG.match(value):
+        return None
+    return "an LVM volume group name like \"cinder-volumes\" (letters, digits, '+', '_', '.' and '-', not " \
            "starting with '-')"
 
 
