@@ -319,6 +319,23 @@ def test_the_ssh_client_gets_no_secret_and_reads_the_destination_after_a_double_
         assert "osu@127.0.0.1" in argv and argv[argv.index("osu@127.0.0.1") - 1] == "--", argv
 
 
+def test_graphviz_gets_no_secret(tmp_path):
+    """`upgrade plan --graph` runs graphviz's `dot` through a library, with the process environment."""
+    rec = _recorder(tmp_path / "rec")
+    _wrap(rec, tmp_path / "path", "dot", shutil.which("dot") or "dot")
+    assert cli.main(["keygen", str(tmp_path / "dump.key")]) == 0
+    plan = tmp_path / "plan.toml"
+    plan.write_text(BASE.replace('key_file = "dump.key"', f'passphrase_env = "{PASSPHRASE_ENV}"'))
+    res = upgrade("plan", str(plan), "--graph", str(tmp_path / "m.svg"),
+                  env={"PATH": f"{tmp_path / 'path'}:{os.environ['PATH']}", PASSPHRASE_ENV: PASSPHRASE})
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "m.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+    seen = _records(tmp_path / "rec", "dot")
+    assert seen, "no dot ran"
+    for env, argv in seen:
+        _no_secret(env, f"dot {argv}")
+
+
 def test_children_and_started_services_inherit_no_secret(lab, tmp_path):
     """A real run with the target's DB password and the vault passphrase in the tool's environment:
     the DB clients, keystone-manage and keystone-status, the service control command of both

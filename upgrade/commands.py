@@ -19,7 +19,7 @@ from journal.store import Journal, JournalError
 from statemachine.machine import INITIAL, ServiceMachine
 from statemachine.replay import replay
 from statemachine.runner import RevertFailed, RunFailed, StepsChanged
-from upgrade import app, check, guards, logs, planinit, planview, progress, tables, window
+from upgrade import app, check, guards, hosts, logs, planinit, planview, progress, tables, window
 from upgrade import plan as plan_mod
 from upgrade.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BusyError, UserError
 
@@ -432,6 +432,7 @@ def plan_cmd(plan_path: str, graph: str | None = None, out: TextIO = sys.stdout)
     plan = plan_mod.load(plan_path)
     planview.render(plan, out)
     if graph:
-        path = planview.graph(plan, graph)
+        with hosts.secrets_hidden():  # graphviz runs `dot` with the process environment
+            path = planview.graph(plan, graph)
         out.write(f"drew the service machines to {path}\n")
     return EXIT_OK

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,18 @@ def hide_from_children(names: Iterable[str]) -> None:
         for name in names:
             _SECRET_ENV.add(name)
             local.env.pop(name, None)  # plumbum's copy of the environment, which every plumbum child gets
+
+
+@contextlib.contextmanager
+def secrets_hidden() -> Iterator[None]:
+    """While a library spawns its own children with the process environment (graphviz's ``dot``),
+    the secret variables are out of it; they are back afterwards, for the tool to read."""
+    with _SECRET_ENV_LOCK:
+        saved = {k: os.environ.pop(k) for k in list(_SECRET_ENV) if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
