@@ -63,7 +63,7 @@ class Redactor:
             out = {}
             for k, v in value.items():
                 # only string values: a table named "password" with its checksums is not a secret
-                if isinstance(k, str) and _is_secret_key(k) and isinstance(v, str) and v:
+                if isinstance(k, str) and is_secret_key(k) and isinstance(v, str) and v:
                     out[k] = MASK
                 else:
                     out[k] = self.data(v)
@@ -77,7 +77,7 @@ class Redactor:
         return self.data(event_dict)
 
 
-def _is_secret_key(key: str) -> bool:
+def is_secret_key(key: str) -> bool:
     k = key.lower()
     if k.endswith(("_env", "_file", "_id")):
         # names of where a secret lives (an environment variable, a key file) or its public id

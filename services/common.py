@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import subprocess
 import time
 import urllib.error
@@ -416,10 +417,10 @@ def install_config_step(name: str, conns: tuple[ConfigKey, ...], dbs: tuple[DBSp
         moved = [f"{a} -> {b}" for a, b in zip(s.layout().values(), t.layout().values(), strict=True) if a != b]
         for f in files:
             if moved:
-                out.append(f"rewrite paths in {t.etc}/{name}/{f}: {', '.join(moved)}")
+                out.append(f"rewrite paths in {shlex.quote(f'{t.etc}/{name}/{f}')}: {', '.join(moved)}")
         for spec in specs:
             for c in spec.conns:
-                out.append(f"set [{c.section}] {c.key} in {t.etc}/{name}/{c.file} to "
+                out.append(f"set [{c.section}] {c.key} in {shlex.quote(f'{t.etc}/{name}/{c.file}')} to "
                            f"mysql+pymysql://USER:***@{t.db.address_for_services}:{t.db.port}/{spec.db_name(st)}"
                            " (if present; USER and password from the source config or the plan)")
         for edit in edits:
@@ -690,7 +691,7 @@ def new_db_config_edit(name: str, new: tuple[DBSpec, ...], dbs: tuple[DBSpec, ..
 
     def shown(ctx: Any) -> list[str]:
         t = ctx.target
-        return [f"set [{c.section}] {c.key} in {t.etc}/{name}/{c.file} to mysql+pymysql://USER:***@"
+        return [f"set [{c.section}] {c.key} in {shlex.quote(f'{t.etc}/{name}/{c.file}')} to mysql+pymysql://USER:***@"
                 f"{t.db.address_for_services}:{t.db.port}/{spec.db_name(_svc(ctx, name))} (server, USER and password "
                 f"of the {main.db_name(_svc(ctx, name))} connection; new in the target release)"
                 for spec, c in options]

@@ -210,7 +210,7 @@ def _address_steps(m: AddressMove, settings: NetworkSettings, check_host: Host) 
              describe=f"record who holds {m.address} (ip -j addr on both controllers)"),
         Step(f"{base}.remove_old", f"{m.name}_removed_from_old", remove_old, remove_old_undo, host="source",
              describe=f"ip addr del {m.address} dev {m.device} on the old controller (via its own address)"),
-        Step(f"{base}.add_new", f"{m.name}_added_to_new", add_new, add_new_undo, host="target",
+        Step(f"{base}.add_new", f"{m.name}_added_to_new", add_new, add_new_undo, host="target", revert_stops=True,
              describe=f"ip addr add {m.address} dev {m.device} on the new controller"),
         Step(f"{base}.announce", f"{m.name}_announced", announce_run, host="target",
              describe=f"gratuitous ARP for {m.ip} from the new controller"),

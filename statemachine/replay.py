@@ -21,6 +21,7 @@ class MachineView:
     attempted: str | None = None        # a step started (or failed) but not committed
     last_error: str | None = None
     undoing: str | None = None          # a step whose undo started but did not finish
+    undone: set[str] = field(default_factory=set)  # steps done once and undone since (by a revert)
     last_event: Event | None = None
 
 
@@ -59,6 +60,7 @@ def replay(events: Iterable[Event]) -> RunView:
             mv.undoing = e.step
         elif e.kind == "undone":
             mv.committed.pop(e.step, None)
+            mv.undone.add(e.step)
             if mv.attempted == e.step:
                 mv.attempted = None
             mv.undoing = None

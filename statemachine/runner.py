@@ -56,7 +56,10 @@ class RunFailed(Exception):
 
 
 class RevertFailed(RunFailed):
-    """An undo failed; the revert stops where it is and can be run again."""
+    """An undo failed; the revert stops where it is and can be run again. ``partial``: only target-side
+    undos failed, and the revert went on to undo everything else (the old controller serves again)."""
+
+    partial = False
 
 
 class StepsChanged(Exception):
@@ -112,7 +115,8 @@ class Runner:
         for m in self.machines:
             mv = view.machine(m.name)
             names = [s.name for s in m.steps]
-            ran = set(mv.committed) | ({mv.attempted} if mv.attempted else set())
+            # undone steps count: a revert that went past a failed target-side undo leaves gaps
+            ran = set(mv.committed) | mv.undone | ({mv.attempted} if mv.attempted else set())
             unknown = sorted(ran - set(names))
             done = [n for n in names if n in ran]
             if unknown or names[:len(done)] != done:
@@ -312,21 +316,54 @@ class Runner:
 
     # ------------------------------------------------------------------ revert
     def revert(self) -> None:
-        """Undo committed (and interrupted) steps backwards, services in reverse order."""
+        """Undo committed (and interrupted) steps backwards, services in reverse order.
+
+        The old controller must come back whatever happens on the new one (DESIGN.md §9.3): a
+        failing undo of a target-side step (``Step.host == "target"``, unless ``revert_stops``) is
+        journaled (``undo_failed``) and the revert goes on, leaving that machine's remaining
+        target-side steps for the next revert (in their order) and still undoing its other steps
+        (starting the old service) and every other machine. The revert then fails naming what
+        failed, and `upgrade revert` again finishes the new controller. Any other failure stops
+        the revert where it is."""
         view = self.view()
         self._restore(view)
         self.journal.set_status(self.run_id, "reverting")
+        failed: list[RevertFailed] = []
         for m in reversed(self.machines):
             mv = view.machine(m.name)
             todo = [s for s in m.steps if s.name in mv.committed or s.name == mv.attempted]
+            target_failed = False
             for step in reversed(todo):
-                result = mv.committed.get(step.name)
-                if step.name not in mv.committed:
-                    # interrupted or failed: nudge the machine into that step's state so the
-                    # inverse transition applies; its undo receives None (effect maybe partial)
-                    m.set_state(step.state)
-                self._undo(m, step, result)
+                if target_failed and self._target_side(step):
+                    continue  # after this machine's failed target undo, in order, by the next revert
+                # the machine stands in the step's state: a step interrupted or failed forward, or one
+                # left behind by an earlier revert's failed target undo, is undone from there too; an
+                # uncommitted step's undo receives None (its effect may be partial)
+                m.set_state(step.state)
+                try:
+                    self._undo(m, step, mv.committed.get(step.name))
+                except RevertFailed as err:
+                    if err.interrupted or not self._target_side(step):
+                        raise
+                    failed.append(err)
+                    target_failed = True
+                    self.observer.note(m.name, f"{step.name} could not be undone ({err}); going on with the "
+                                               "old controller's steps")
+        if failed:
+            self.journal.set_status(self.run_id, "revert_failed")
+            first = failed[0]
+            more = [f"{f.step} on {f.host}: {f}" for f in failed[1:]]
+            first.args = (f"{first}" + (f"; also {'; '.join(more)}" if more else "")
+                          + " — every other step was undone, the old controller's included; what stays to undo is "
+                            "on the new controller",)
+            first.partial = True
+            raise first
         self.journal.set_status(self.run_id, "reverted")
+
+    @staticmethod
+    def _target_side(step: Step) -> bool:
+        """A step whose undo acts on the new controller only: its failure must not keep the old one down."""
+        return step.host == "target" and not step.revert_stops
 
     def _undo(self, m: ServiceMachine, step: Step, result: Any) -> None:
         before = m.state

@@ -68,6 +68,9 @@ class Step:
     #: migrations), so the runner runs every machine's trailing finishing steps after every other
     #: step: after the last API is verified, outside the maintenance window
     finish: bool = False
+    #: a target-side step whose failed undo stops the revert: going on to the source's steps would harm
+    #: the old controller (an address still on the new controller must not be added back to the old one)
+    revert_stops: bool = False
 
     def command_lines(self, ctx: Any) -> list[str]:
         """The commands of this step for *ctx* (see ``commands``)."""

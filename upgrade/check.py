@@ -8,6 +8,7 @@ One check failing never stops the others: the operator gets the whole list at on
 from __future__ import annotations
 
 import os
+import shlex
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -55,7 +56,7 @@ def _jump(path: Path) -> Result:
     try:
         up = tomllib.loads(path.read_text()).get("upgrade", {})
         src, dst = up["from"], up["to"]
-    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+    except (OSError, ValueError, KeyError, AttributeError, TypeError, RecursionError):
         return Result("release jump", SKIP, "the plan names no readable upgrade.from and upgrade.to")
     if (msg := jump_error(str(src), str(dst))) is not None:
         return Result("release jump", FAIL, msg, "set upgrade.to to a supported target (`upgrade init` shows one)")
@@ -288,8 +289,8 @@ def key(plan: Plan) -> Iterator[Result]:
     try:
         k = vault.Key.from_file(plan.key_file)
     except vault.VaultError as exc:
-        yield Result("vault key", FAIL, str(exc), f"create it with `upgrade keygen {plan.key_file}` or fix "
-                                                  "vault.key_file")
+        keygen = f"upgrade keygen {shlex.quote(str(plan.key_file))}"
+        yield Result("vault key", FAIL, str(exc), f"create it with `{keygen}` or fix vault.key_file")
         return
     yield Result("vault key", OK, f"{plan.key_file} is private (0600), key id {k.key_id}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from journal.store import Journal, JournalError
 from statemachine.machine import INITIAL, ServiceMachine
 from statemachine.replay import replay
 from statemachine.runner import RevertFailed, RunFailed, StepsChanged
-from upgrade import app, check, guards, logs, planinit, planview, progress, tables, window
+from upgrade import app, check, guards, hosts, logs, planinit, planview, progress, tables, window
 from upgrade import plan as plan_mod
 from upgrade.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BusyError, UserError
 
@@ -40,12 +41,12 @@ def _run_row(journal: Journal, run_id: str) -> dict[str, Any]:
 
 def _failure(exc: RunFailed, journal_dir: Path, state: str | None) -> UserError:
     verb = "revert" if isinstance(exc, RevertFailed) else "run"
+    jd = shlex.quote(str(journal_dir))  # the commands below are meant to be copied into a shell
     if exc.interrupted:
         again = "revert" if verb == "revert" else "resume"
         err = UserError(f"interrupted (Ctrl-C) during {exc.step} on {exc.host}; {exc.machine} stays in state "
                         f"{state or '?'} and the journal records where — continue with `upgrade {again} --journal "
-                        f"{journal_dir}`" + ("" if verb == "revert" else f" or undo with `upgrade revert --journal "
-                                                                          f"{journal_dir}`"))
+                        f"{jd}`" + ("" if verb == "revert" else f" or undo with `upgrade revert --journal {jd}`"))
         err.exit_code = EXIT_INTERRUPTED
         return err
     text = f"{exc.step} failed on {exc.host}: {exc}"
@@ -54,11 +55,15 @@ def _failure(exc: RunFailed, journal_dir: Path, state: str | None) -> UserError:
         text += f"\n--- output (tail) ---\n{tail}\n---"
     if verb == "run":
         text += (f"\nThe run stopped with {exc.machine} in state {state or '?'}; nothing after that step ran."
-                 f"\nEither fix the cause and continue: upgrade resume --journal {journal_dir}"
-                 f"\nor undo everything, back to the old controller serving: upgrade revert --journal {journal_dir}")
+                 f"\nEither fix the cause and continue: upgrade resume --journal {jd}"
+                 f"\nor undo everything, back to the old controller serving: upgrade revert --journal {jd}")
+    elif getattr(exc, "partial", False):
+        text += ("\nThe revert went on past it: the old controller's services were started again. What failed "
+                 "stays to be undone on the new controller; fix the cause and run the revert again to finish it: "
+                 f"upgrade revert --journal {jd}")
     else:
         text += (f"\nThe revert stopped at {exc.step}; fix the cause and run it again: "
-                 f"upgrade revert --journal {journal_dir}")
+                 f"upgrade revert --journal {jd}")
     text += f"\nLog: {journal_dir / 'upgrade.log'}"
     err = UserError(text)
     err.exit_code = EXIT_FAILED
@@ -115,9 +120,10 @@ def run(plan_path: str, quiet: bool = False) -> int:
     lk = app.lock(journal.dir, "run")
     try:
         if (open_run := journal.unfinished_run()) is not None:
+            jd = shlex.quote(str(journal.dir))
             raise BusyError(f"run {open_run['id']} in {journal.dir} (plan {open_run['plan_path']}) is unfinished "
-                            f"({open_run['status']}) — finish it with `upgrade resume --journal {journal.dir}` or "
-                            f"undo it with `upgrade revert --journal {journal.dir}` before starting another")
+                            f"({open_run['status']}) — finish it with `upgrade resume --journal {jd}` or "
+                            f"undo it with `upgrade revert --journal {jd}` before starting another")
         run_id = journal.create_run(plan.raw, plan.sha256, str(plan.path), plan.from_release, plan.to_release,
                                     key.key_id)
         logs.get().info("run_started", run=run_id, plan=str(plan.path), services=list(plan.services),
@@ -142,7 +148,7 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
     status = run_row["status"]
     if verb == "resume" and status in ("reverting", "revert_failed"):
         raise UserError(f"run {run_row['id']} is being reverted; finish that with `upgrade revert --journal "
-                        f"{journal.dir}` (a revert is not resumed forward)")
+                        f"{shlex.quote(str(journal.dir))}` (a revert is not resumed forward)")
     if verb == "resume" and status in ("completed", "reverted"):
         raise UserError(f"nothing to resume: run {run_row['id']} is {status}")
     if verb == "revert" and status == "reverted":
@@ -426,6 +432,7 @@ def plan_cmd(plan_path: str, graph: str | None = None, out: TextIO = sys.stdout)
     plan = plan_mod.load(plan_path)
     planview.render(plan, out)
     if graph:
-        path = planview.graph(plan, graph)
+        with hosts.secrets_hidden():  # graphviz runs `dot` with the process environment
+            path = planview.graph(plan, graph)
         out.write(f"drew the service machines to {path}\n")
     return EXIT_OK

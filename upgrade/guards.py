@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import stat
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def private_dir_problem(directory: Path, what: str = "journal directory") -> str
         return f"cannot inspect the {what} {directory}: {exc.strerror}"
     if mode & 0o077:
         return (f"the {what} {directory} is open to other users (mode {stat.filemode(mode)}); it holds the journal, "
-                f"the log and the encrypted dumps — make it private: chmod 700 {directory}")
+                f"the log and the encrypted dumps — make it private: chmod 700 {shlex.quote(str(directory))}")
     return None
 
 

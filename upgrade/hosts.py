@@ -2,7 +2,9 @@
 
 Implements the ``services.host.Host`` protocol. Commands are argument lists; for SSH they are
 quoted for the remote shell with ``shlex`` and never assembled from input as shell text. The
-environment of the tool never carries a secret into them.
+environment of the tool never carries a secret into them: every child (local commands, and the
+``ssh`` client itself, which could pass variables on with ``SendEnv``) gets :func:`child_env`, the
+tool's environment without the variables the plan names for its secrets (``*_env``).
 
 SSH goes through the system ``ssh`` (plumbum ``SshMachine``), so ``~/.ssh/config``, an
 ``ssh_config`` named in the plan, agents and jump hosts all work. Every connection is
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import re
 import shlex
@@ -24,6 +27,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from plumbum.commands.processes import CommandNotFound
 
 from services.host import Completed, command_text
 from statemachine.step import StepError
+from upgrade import planvalues
 
 #: seconds for a TCP connection and SSH handshake; then keepalives every 2 s, 3 missed = dead
 CONNECT_TIMEOUT = 10
@@ -43,6 +48,42 @@ CONTROL_PERSIST = 60
 
 
 _SETPRIV = shutil.which("setpriv") is not None
+
+#: the environment variables that hold the tool's secrets (every ``*_env`` a plan names)
+_SECRET_ENV: set[str] = set()
+_SECRET_ENV_LOCK = threading.Lock()
+
+
+def hide_from_children(names: Iterable[str]) -> None:
+    """Keep the variables *names* (a plan's ``admin_password_env``, ``passphrase_env``, ...) out of
+    every child's environment from now on. The tool reads them itself; a child that needs a
+    secret gets it on a file descriptor (services/mysql.py), never by inheritance, where any
+    ``mysqldump``, ``keystone-manage`` or service it starts could read or pass it on."""
+    with _SECRET_ENV_LOCK:
+        for name in names:
+            _SECRET_ENV.add(name)
+            local.env.pop(name, None)  # plumbum's copy of the environment, which every plumbum child gets
+
+
+@contextlib.contextmanager
+def secrets_hidden() -> Iterator[None]:
+    """While a library spawns its own children with the process environment (graphviz's ``dot``),
+    the secret variables are out of it; they are back afterwards, for the tool to read."""
+    with _SECRET_ENV_LOCK:
+        saved = {k: os.environ.pop(k) for k in list(_SECRET_ENV) if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process: the tool's own, less its secret variables, plus *extra*."""
+    with _SECRET_ENV_LOCK:
+        hidden = set(_SECRET_ENV)
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
+    env.update(extra or {})
+    return env
 
 
 class LocalHost:
@@ -71,9 +112,7 @@ class LocalHost:
         # The child dies with the tool: a run killed mid-`db_sync` must not leave that db_sync running
         # while `upgrade resume` starts another one (setpriv is util-linux, on every Debian).
         cmd = local["setpriv"]["--pdeathsig", "KILL", "--", *argv] if _SETPRIV else self._cmd(argv)
-        kwargs: dict[str, Any] = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
-        if env:
-            kwargs["env"] = {**os.environ, **env}
+        kwargs: dict[str, Any] = {"stdin": stdin, "stdout": stdout, "stderr": stderr, "env": child_env(env)}
         try:
             return cmd.popen(**kwargs)
         except FileNotFoundError:
@@ -154,6 +193,11 @@ class HostSpec:
             port = parts.port
         except ValueError:
             raise HostSpecError(f"{self.url!r} has an invalid port") from None
+        # ssh would read "-oProxyCommand=..." as an option: the address and the user are names, never options
+        if (why := planvalues.host(parts.hostname)) is not None:
+            raise HostSpecError(f"{self.url!r}: the address {parts.hostname!r} is not {why}")
+        if parts.username is not None and (why := planvalues.user(parts.username)) is not None:
+            raise HostSpecError(f"{self.url!r}: the user {parts.username!r} is not {why}")
         return parts.username, parts.hostname, port
 
 
@@ -219,6 +263,21 @@ sync -- "$t" 2>/dev/null || true
 mv -f -- "$t" "$p"'''
 
 
+@functools.cache
+def _ssh_machine_class() -> type:
+    """plumbum's ``SshMachine`` with ``--`` between ssh's options and the destination: whatever the
+    address, ssh reads it as the host, never as an option (plumbum puts the destination right
+    after the options). Its ssh client runs with plumbum's environment, which
+    :func:`hide_from_children` keeps free of the tool's secrets."""
+    from plumbum.machines.ssh_machine import SshMachine
+
+    class SafeSshMachine(SshMachine):
+        def popen(self, args: Any, ssh_opts: Any = (), env: Any = None, cwd: Any = None, **kwargs: Any) -> Any:
+            return super().popen(args, (*ssh_opts, "--"), env=env, cwd=cwd, **kwargs)
+
+    return SafeSshMachine
+
+
 class SshHost:
     """A host reached over SSH (plumbum ``SshMachine`` over the system ssh client).
 
@@ -261,10 +320,8 @@ class SshHost:
         """The plumbum SshMachine, connected on first use."""
         with self._lock:
             if self._machine is None:
-                from plumbum.machines.ssh_machine import SshMachine
-
                 try:
-                    self._machine = SshMachine(self.address, user=self.user, port=self.port,
+                    self._machine = _ssh_machine_class()(self.address, user=self.user, port=self.port,
                                                ssh_opts=self.ssh_options(), scp_opts=self.ssh_options(),
                                                connect_timeout=CONNECT_TIMEOUT + 5)
                 except Exception as exc:  # plumbum raises several types; all mean "not connected"
@@ -274,8 +331,9 @@ class SshHost:
     def _diagnose(self, exc: Exception) -> str:
         """ssh's own words for a failed connection (plumbum often reports only a broken pipe)."""
         try:
-            res = subprocess.run(["ssh", *self.ssh_options(), self.where_for_ssh(), "true"], capture_output=True,
-                                 text=True, timeout=CONNECT_TIMEOUT + 5, stdin=subprocess.DEVNULL)
+            res = subprocess.run(["ssh", *self.ssh_options(), "--", self.where_for_ssh(), "true"],
+                                 capture_output=True, text=True, timeout=CONNECT_TIMEOUT + 5,
+                                 stdin=subprocess.DEVNULL, env=child_env())
             said = ssh_failure(res.returncode, res.stderr) or res.stderr.strip()
         except (OSError, subprocess.TimeoutExpired) as err:
             said = str(err)
@@ -293,12 +351,12 @@ class SshHost:
         if m is None:
             return
         with contextlib.suppress(Exception):  # this process's command tracking: untracked, or it would recreate it
-            subprocess.run(["ssh", *self.ssh_options(), self.where_for_ssh(),
+            subprocess.run(["ssh", *self.ssh_options(), "--", self.where_for_ssh(),
                             shlex.join(["sh", "-c", 'rm -rf -- "${TMPDIR:-/tmp}/$0"', f"{tmp_prefix()}{PROCS}"])],
-                           capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+                           capture_output=True, timeout=10, stdin=subprocess.DEVNULL, env=child_env())
         with contextlib.suppress(Exception):
-            subprocess.run(["ssh", *self.ssh_options(), "-O", "exit", self.where_for_ssh()],
-                           capture_output=True, timeout=10)
+            subprocess.run(["ssh", *self.ssh_options(), "-O", "exit", "--", self.where_for_ssh()],
+                           capture_output=True, timeout=10, env=child_env())
         with contextlib.suppress(Exception):
             m.close()
 

@@ -10,21 +10,27 @@ import difflib
 import hashlib
 import os
 import re
+import shlex
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from journal.redact import MASK, is_secret_key
 from services import options as service_options
 from services.registry import ORDER, SERVICES, unsupported
 from services.releases import jump_error
 from services.runbook import Jump
 from services.settings import DBEndpoint, ServiceControl, ServiceSettings
-from upgrade import planhosts
+from upgrade import planhosts, planvalues
 from upgrade.errors import UserError
-from upgrade.hosts import HostSpec
+from upgrade.hosts import HostSpec, hide_from_children
 
 CONTROL_KINDS = ("systemd", "sysvinit", "template")
+#: tables in tables: a plan needs four levels ([services.nova] volumes = [{...}]); far deeper is an error,
+#: not a RecursionError in whatever reads the plan next (the redactor, the journal's JSON)
+MAX_DEPTH = 16
 
 
 class PlanError(UserError):
@@ -91,7 +97,15 @@ class _Reader:
             return default
         v = self.table[key]
         if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-            raise self.err(key, f"is {v!r}; expected {expected or getattr(typ, '__name__', typ)}")
+            shown = MASK if is_secret_key(key) else repr(v)  # a secret is masked whatever its type
+            raise self.err(key, f"is {shown}; expected {expected or getattr(typ, '__name__', typ)}")
+        return v
+
+    def checked(self, key: str, default: Any, grammar: Callable[[str], str | None], expected: str = "") -> Any:
+        """A string that reaches a command line or a statement (``get`` then *grammar*, see planvalues)."""
+        v = self.get(key, str, default, expected)
+        if isinstance(v, str) and (v or default is ...) and (why := grammar(v)) is not None:
+            raise self.err(key, f"is {v!r}; expected {why}")
         return v
 
     def sub(self, key: str, required: bool = True) -> _Reader:
@@ -118,7 +132,8 @@ class _Reader:
                                      f"known keys: {', '.join(sorted(allowed))}")
 
     def abspath(self, key: str, default: str) -> str:
-        """A directory of a controller: absolute, since it names a place on that host, not here."""
+        """A directory of a controller: absolute, since it names a place on that host, not here (and
+        so never read as an option by the commands it reaches)."""
         v = self.get(key, str, default)
         if v and not v.startswith("/"):
             raise self.err(key, f"is {v!r}; expected an absolute path like {default or '/usr/bin'!r}")
@@ -143,10 +158,11 @@ def _side(r: _Reader, role: str) -> SideSpec:
     port = d.get("port", int, 3306)
     if not 0 < port < 65536:
         raise d.err("port", f"is {port}; expected a TCP port 1-65535")
-    db = DBEndpoint(address=d.get("address", str, expected="the DB server address, e.g. \"127.0.0.1\""),
-                    port=port, admin_user=d.get("admin_user", str, "root"),
-                    admin_password=d.secret("admin_password"), service_address=d.get("service_address", str, ""),
-                    flavor=flavor)
+    db = DBEndpoint(address=d.checked("address", ..., planvalues.host,
+                                      expected="the DB server address, e.g. \"127.0.0.1\""),
+                    port=port, admin_user=d.checked("admin_user", "root", planvalues.db_user),
+                    admin_password=d.secret("admin_password"),
+                    service_address=d.checked("service_address", "", planvalues.host), flavor=flavor)
     kind = s.get("service_control", str, "systemd")
     if kind not in CONTROL_KINDS:
         raise s.err("service_control", f"is {kind!r}; expected one of {', '.join(CONTROL_KINDS)}")
@@ -170,14 +186,50 @@ def _service(r: _Reader, name: str) -> ServiceSettings:
     hosts = s.get("grant_hosts", list, ["%", "localhost"])
     if not hosts or not all(isinstance(h, str) and h for h in hosts):
         raise s.err("grant_hosts", "must be a non-empty list of MySQL host patterns, e.g. [\"%\", \"localhost\"]")
-    owner = s.get("owner", str, f"{name}:{name}")
-    if ":" not in owner:
-        raise s.err("owner", f"is {owner!r}; expected USER:GROUP")
-    return ServiceSettings(name=name, unit=s.get("unit", str, f"openstack-{name}"),
-                           db_name=s.get("db_name", str, name), owner=owner,
+    for h in hosts:
+        if (why := planvalues.grant_host(h)) is not None:
+            raise s.err("grant_hosts", f"holds {h!r}; expected {why}")
+    owner = s.checked("owner", f"{name}:{name}", planvalues.owner)
+    options = service_options.read(name, s.get)
+    _names_in_options(s, options)
+    return ServiceSettings(name=name, unit=s.checked("unit", f"openstack-{name}", planvalues.unit),
+                           db_name=s.checked("db_name", name, planvalues.db_name), owner=owner,
                            verify_url=s.get("verify_url", str, ""), grant_hosts=tuple(hosts),
-                           db_user=s.get("db_user", str, ""), db_password=s.secret("db_password"),
-                           options=service_options.read(name, s.get))
+                           db_user=s.checked("db_user", "", planvalues.db_user), db_password=s.secret("db_password"),
+                           options=options)
+
+
+#: service options that name a path below a controller's directory (services/options.py)
+_RELATIVE_PATHS = ("images_dir", "plugin_config", "local_settings")
+
+
+def _names_in_options(s: _Reader, options: dict[str, Any]) -> None:
+    """The service options that reach a command or a statement: database names (``*_db_name``),
+    unit names (``units``) and relative paths."""
+    for key, v in options.items():
+        if key.endswith("_db_name") and v:
+            s.checked(key, "", planvalues.db_name)
+        elif key in _RELATIVE_PATHS and v:
+            s.checked(key, "", planvalues.relative_path)
+        elif key == "volumes" and v:
+            _volumes(s, v)
+        elif key == "units" and v is not None:
+            for u in v:
+                if not isinstance(u, str) or (why := planvalues.unit(u)) is not None:
+                    raise s.err("units", f"holds {u!r}; expected {why or 'a unit name'}")
+
+
+def _volumes(s: _Reader, volumes: list[Any]) -> None:
+    """cinder's ``volumes``: the devices and volume groups reach ``dd`` and ``lvcreate``."""
+    for i, v in enumerate(volumes):
+        if not isinstance(v, dict) or "source" not in v or len({"target", "target_vg"} & set(v)) != 1 \
+                or set(v) - {"source", "target", "target_vg"}:
+            raise s.err(f"volumes[{i}]", "must be a table {source = \"/dev/...\", target = \"/dev/...\"} or "
+                                         "{source = \"/dev/...\", target_vg = \"VG\"}")
+        for k, grammar in (("source", planvalues.device_path), ("target", planvalues.device_path),
+                           ("target_vg", planvalues.volume_group)):
+            if k in v and (not isinstance(v[k], str) or (why := grammar(v[k])) is not None):
+                raise s.err(f"volumes[{i}].{k}", f"is {v[k]!r}; expected {why or 'a string'}")
 
 
 def load(path: str | Path) -> Plan:
@@ -185,13 +237,18 @@ def load(path: str | Path) -> Plan:
     try:
         data = p.read_bytes()
     except FileNotFoundError:
-        raise PlanError(f"plan file {p} does not exist — write one with `upgrade init > {p}`") from None
+        raise PlanError(f"plan file {p} does not exist — write one with "
+                        f"`upgrade init > {shlex.quote(str(p))}`") from None
     except OSError as exc:
         raise PlanError(f"cannot read plan file {p}: {exc.strerror}") from None
     try:
         raw = tomllib.loads(data.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PlanError(f"{p}: not valid TOML: {exc}{_toml_line(data, str(exc))} — fix that line") from None
+    except RecursionError:
+        raise PlanError(f"{p}: arrays or tables nested far too deeply (the parser gave up) — a plan nests at "
+                        f"most {MAX_DEPTH} levels; fix the file") from None
+    hide_from_children(_values(p, raw))
     r = _Reader(p, raw, "")
     r.unknown({"upgrade", "vault", "source", "target", "services", "ssh", "network", "computes", "compute_defaults"})
     u = r.sub("upgrade")
@@ -241,6 +298,32 @@ def load(path: str | Path) -> Plan:
     )
 
 
+def _values(p: Path, raw: dict[str, Any]) -> list[str]:
+    """Walk the whole plan once (iteratively: depth is what is checked): refuse nesting deeper than
+    MAX_DEPTH and control characters (a line break, a NUL) in any value but a secret, and return the
+    environment variables it names for secrets (every ``*_env`` key), which no child may inherit."""
+    env: list[str] = []
+    todo: list[tuple[str, Any, int]] = [("", raw, 0)]
+    while todo:
+        where, v, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise PlanError(f"{p}: key `{where}` is nested more than {MAX_DEPTH} levels deep — a plan nests tables "
+                            "and arrays a few levels at most; fix the file")
+        if isinstance(v, dict):
+            for k, sub in v.items():
+                key = f"{where}.{k}" if where else str(k)
+                if isinstance(sub, str) and str(k).endswith("_env"):
+                    env.append(sub)
+                if not (is_secret_key(str(k)) and isinstance(sub, str)):
+                    todo.append((key, sub, depth + 1))
+        elif isinstance(v, list):
+            todo += [(f"{where}[{i}]", sub, depth + 1) for i, sub in enumerate(v)]
+        elif isinstance(v, str) and planvalues.control(v):
+            raise PlanError(f"{p}: key `{where}` is {v!r}, which holds a control character (a line break, tab or "
+                            "NUL) — no plan value needs one; fix the value")
+    return env
+
+
 def _distinct(p: Path, source: SideSpec, target: SideSpec) -> None:
     """The old and the new controller must be two: an upgrade onto itself would drop the data it reads."""
     if source.host == target.host and source.etc.rstrip("/") == target.etc.rstrip("/"):
@@ -253,12 +336,44 @@ def _distinct(p: Path, source: SideSpec, target: SideSpec) -> None:
 
 
 def _toml_line(data: bytes, message: str) -> str:
-    """The offending line of a TOML error, quoted, so the operator sees it without opening the file."""
+    """The offending line of a TOML error, quoted, so the operator sees it without opening the file;
+    a secret's value in it is masked (see :func:`_masked_lines`)."""
     m = re.search(r"at line (\d+), column (\d+)", message)
     if not m:
         return ""
-    lines = data.decode(errors="replace").splitlines()
+    lines = _masked_lines(data.decode(errors="replace").splitlines())
     n, col = int(m.group(1)), int(m.group(2))
     # found at the start of a line, the cause is usually the end of the one before (an unclosed [ or ")
     shown = [k for k in ((n - 1, n) if col == 1 else (n,)) if 0 < k <= len(lines)]
     return "".join(f"\n  line {k}: {lines[k - 1]}" for k in shown)
+
+
+#: ``key =`` of a TOML line, bare or quoted, also inside an inline table (``db = {admin_password = ...``)
+_TOML_KEY = re.compile(r"""(?:^|[{,\s])(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_.-]+))\s*=""")
+
+
+def _masked_lines(lines: list[str]) -> list[str]:
+    """*lines* with everything after a secret-named key's ``=`` masked, whatever the value's type or
+    shape, including the following lines of a value that goes on (a multi-line string or array): a
+    broken file is not parsed, so its values are masked by where they stand, not by what they are."""
+    out: list[str] = []
+    closing: str | None = None  # the value of a secret goes on until this
+    for line in lines:
+        if closing is not None:
+            out.append(MASK)
+            if closing in line:
+                closing = None
+            continue
+        hit = next((m for m in _TOML_KEY.finditer(line)
+                    if is_secret_key((m.group(1) or m.group(2) or m.group(3)).rsplit(".", 1)[-1])), None)
+        if hit is None:
+            out.append(line)
+            continue
+        value = line[hit.end():].strip()
+        out.append(f"{line[:hit.end()]} {MASK}")
+        for opening, close in (('"""', '"""'), ("'''", "'''"), ("[", "]")):
+            if value.startswith(opening) and close not in value[len(opening):]:
+                closing = close
+                break
+    return out
+

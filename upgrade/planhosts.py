@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from services.compute import ComputeSettings
 from services.network import AddressMove, NetworkSettings
 from services.settings import ServiceControl
+from upgrade import planvalues
 from upgrade.hosts import HostSpec, HostSpecError
 
 if TYPE_CHECKING:
@@ -132,6 +133,9 @@ def computes(r: _Reader, defaults: SshDefaults) -> tuple[ComputePlan, ...]:
         units = c.get("units", list, expected='the units to restart, e.g. ["nova-compute"]')
         if not units or not all(isinstance(u, str) and u for u in units):
             raise c.err("units", "must be a non-empty list of unit names, nova-compute first")
+        for u in units:
+            if (why := planvalues.unit(u)) is not None:
+                raise c.err("units", f"holds {u!r}; expected {why}")
         host = c.get("host", str, expected='"ssh://root@ADDRESS" or "local"')
         out.append(ComputePlan(ComputeSettings(name=name, units=tuple(units), control=control(c)),
                                spec(c, host, defaults, alias=name)))
@@ -173,7 +177,9 @@ def network(r: _Reader, defaults: SshDefaults, comp: tuple[ComputePlan, ...],
         if not re.match(r"^[a-z0-9_]+$", name):
             raise n.err(f"addresses[{i}].name", f"is {name!r}; expected lowercase letters, digits and _ "
                                                 "(it names the journal steps)")
-        moves.append(AddressMove(name=name, address=str(iface), device=str(a["device"])))
+        if not isinstance(a["device"], str) or (why := planvalues.device(a["device"])) is not None:
+            raise n.err(f"addresses[{i}].device", f"is {a['device']!r}; expected {why or 'an interface name'}")
+        moves.append(AddressMove(name=name, address=str(iface), device=a["device"]))
     if not moves:
         raise n.err("addresses", "is empty; name at least one address to move, or leave out [network]")
     if len({m.name for m in moves}) != len(moves) or len({m.ip for m in moves}) != len(moves):
