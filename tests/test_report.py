@@ -357,3 +357,45 @@ def test_bad_input_is_refused_and_writes_nothing(pages, tmp_path, capsys, monkey
     with pytest.raises(SystemExit) as exc:
         cli.main(["report", "--journal", journal])         # --output is required
     assert exc.value.code == 2
+
+
+# ---------------------------------------------------------------------- a failure, drawn (no lab needed)
+def test_a_failed_step_and_its_retry_are_drawn_from_the_journal(tmp_path):
+    """A real journal (the tool's own store) holding a failure and the resume that retried the step."""
+    from journal.store import Journal
+
+    j = Journal(tmp_path / "journal")
+    rid = j.create_run({"upgrade": {"services": ["keystone"], "from": "2025.2", "to": "2026.1"}}, "ab" * 32,
+                       "plan.toml", "2025.2", "2026.1", "kid")
+    j.append(rid, "keystone", "intent", step="keystone.stop_source", host="source")
+    j.append(rid, "keystone", "done", step="keystone.stop_source", host="source", result={"seconds": 0.5})
+    intent = j.append(rid, "keystone", "intent", step="keystone.dump_source", host="source")
+    failed = j.append(rid, "keystone", "failed", step="keystone.dump_source", host="source", rc=2,
+                      output="mysqldump: Got error: 2013: Lost connection\nmore")
+    j.append(rid, "keystone", "note", step="keystone.dump_source",
+             output="keystone.dump_source was interrupted before it finished; its effect is unknown; running it again")
+    j.append(rid, "keystone", "intent", step="keystone.dump_source", host="source")
+    j.append(rid, "keystone", "done", step="keystone.dump_source", host="source", result={"seconds": 1.25})
+    j.set_status(rid, "failed")
+    j.close()
+    out = tmp_path / "r.html"
+    assert cli.main(["report", "--journal", str(tmp_path / "journal"), "--output", str(out)]) == 0
+    bars = _parse(out.read_text()).bars
+    assert [(b["data-step"], b["data-outcome"]) for b in bars] == [
+        ("keystone.stop_source", "done"), ("keystone.dump_source", "failed"), ("keystone.dump_source", "done")]
+    assert float(bars[1]["data-seconds"]) == pytest.approx(failed.ts - intent.ts, abs=1e-6)
+    assert float(bars[2]["data-seconds"]) == 1.25
+    text = out.read_text()
+    assert 'class="tl-failed"' in text and 'class="tl-retry"' in text and "tl-resumed" in text
+    assert "mysqldump: Got error: 2013: Lost connection" in text and "1 failed" in text
+
+
+def test_long_idle_stretches_are_cut_out_of_the_axis():
+    """Hours with nothing running take GAP_PX, not the whole width: the steps either side stay readable."""
+    sc = gantt.Scale([(0, 10), (10_000, 10_010)], 0, 10_010, 0, 1000)
+    assert len(sc.cuts) == 1
+    assert sc.x(0) == 0 and sc.x(10_010) == pytest.approx(1000)
+    assert sc.x(10_000) - sc.x(10) == pytest.approx(gantt.GAP_PX)
+    assert sc.x(10) == pytest.approx((1000 - gantt.GAP_PX) / 2)
+    assert not sc.visible(5000) and sc.visible(5)
+    assert gantt.Scale([(0, 10), (30, 40)], 0, 40, 0, 400).cuts == []   # a short pause stays to scale

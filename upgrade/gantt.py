@@ -28,10 +28,10 @@ COLOURS = {"prepare": "#b0bec5", "stop": "#8c564b", "dump": "#1f77b4", "import":
 FAIL = "#d00000"
 WIDTH = 1200
 LABEL = 190          # the machines' names
-RIGHT = 90           # room for the last window's label
-ROW = 26
+RIGHT = 24
+ROW = 30
 BAR = 16
-TOP = 74             # title, axis, the cloud's window lane
+TOP = 84             # title, axis, the cloud's window lane
 GAP_PX = 36          # a stretch cut out of the axis
 
 
@@ -126,17 +126,23 @@ def _bar(b: Bar, sc: Scale, y: float) -> str:
     return "".join(out)
 
 
-def _window_band(w: window.Window, sc: Scale, y: float, t1: float, height: float, label: bool = True) -> str:
+def _window_band(w: window.Window, sc: Scale, y: float, t1: float, height: float) -> tuple[str, str]:
+    """The band of a window behind its row, and its duration for the row's label."""
     end = w.end if w.end is not None else t1
     x0, x1 = sc.x(w.start), sc.x(end)
     how = {"verified": "", "reverted": " (reverted)", None: " (open)"}[w.closed_by]
     text = f"{w.service} window {_span(w.seconds(t1))}{how}"
-    out = [f'<rect class="tl-window" data-service="{a(w.service)}" x="{x0:.1f}" y="{y:.1f}" '
-           f'width="{max(x1 - x0, 1):.1f}" height="{height:.1f}"><title>{a(text)}</title></rect>']
-    if label:
-        out.append(f'<text class="tl-wlabel" x="{x1 + 4:.1f}" y="{y + height / 2 + 4:.1f}">'
-                   f'{a(_span(w.seconds(t1)) + how)}</text>')
-    return "".join(out)
+    return (f'<rect class="tl-window" data-service="{a(w.service)}" x="{x0:.1f}" y="{y:.1f}" '
+            f'width="{max(x1 - x0, 1):.1f}" height="{height:.1f}"><title>{a(text)}</title></rect>',
+            f"window {_span(w.seconds(t1))}{how}")
+
+
+def _label(x: float, y: float, name: str, window_text: str | None) -> str:
+    """A row's name, right-aligned left of the axis, with its window's duration under it."""
+    if window_text is None:
+        return f'<text class="tl-machine" x="{x}" y="{y + ROW / 2 + 4:.1f}" text-anchor="end">{a(name)}</text>'
+    return (f'<text class="tl-machine" x="{x}" y="{y + ROW / 2 - 1:.1f}" text-anchor="end">{a(name)}</text>'
+            f'<text class="tl-wlabel" x="{x}" y="{y + ROW / 2 + 10:.1f}" text-anchor="end">{a(window_text)}</text>')
 
 
 def render(rep: Report) -> str:
@@ -156,16 +162,16 @@ def render(rep: Report) -> str:
         t = t0 + k * step
         if sc.visible(t):
             x = sc.x(t)
-            body.append(f'<line class="tl-grid" x1="{x:.1f}" y1="{TOP - 26}" x2="{x:.1f}" y2="{grid_bottom}"/>'
-                        f'<text class="tl-tick" x="{x:.1f}" y="{TOP - 30}" text-anchor="middle">'
+            body.append(f'<line class="tl-grid" x1="{x:.1f}" y1="{TOP - 34}" x2="{x:.1f}" y2="{grid_bottom}"/>'
+                        f'<text class="tl-tick" x="{x:.1f}" y="{TOP - 38}" text-anchor="middle">'
                         f'{_span(k * step)}</text>')
         k += 1
     for a_, b in sc.cuts:
         xa = sc.x(a_)
-        body.append(f'<rect class="tl-cut" x="{xa:.1f}" y="{TOP - 26}" width="{GAP_PX}" '
-                    f'height="{grid_bottom - TOP + 26}">'
+        body.append(f'<rect class="tl-cut" x="{xa:.1f}" y="{TOP - 34}" width="{GAP_PX}" '
+                    f'height="{grid_bottom - TOP + 34}">'
                     f'<title>{a(_span(b - a_))} in which no step ran (cut out of the axis)</title></rect>'
-                    f'<text class="tl-cutlabel" x="{xa + GAP_PX / 2:.1f}" y="{TOP - 30}" text-anchor="middle">'
+                    f'<text class="tl-cutlabel" x="{xa + GAP_PX / 2:.1f}" y="{TOP - 38}" text-anchor="middle">'
                     f'≈{a(_span(b - a_))}</text>')
     # the cloud's window, in its own lane, and its edges across every row
     rw = rep.windows
@@ -173,29 +179,26 @@ def render(rep: Report) -> str:
         whole = window.Window("cloud", rw.start or t0, rw.end, "verified" if rw.end else None)
         if rw.end is not None and all(w.closed_by == "reverted" for w in rw.services):
             whole.closed_by = "reverted"
-        body.append(f'<text class="tl-machine" x="{LABEL - 8}" y="{TOP - 7}" text-anchor="end">'
-                    'maintenance window</text>')
-        body.append(_window_band(whole, sc, TOP - 18, t1, 14).replace('class="tl-window"',
-                                                                      'class="tl-window tl-cloud"'))
+        band, text = _window_band(whole, sc, TOP - 26, t1, 20)
+        body.append(band.replace('class="tl-window"', 'class="tl-window tl-cloud"'))
+        body.append(_label(LABEL - 8, TOP - 31, "maintenance window", text))
         for t in (whole.start, whole.end if whole.end is not None else None):
             if t is not None:
-                body.append(f'<line class="tl-cloudedge" x1="{sc.x(t):.1f}" y1="{TOP - 18}" x2="{sc.x(t):.1f}" '
+                body.append(f'<line class="tl-cloudedge" x1="{sc.x(t):.1f}" y1="{TOP - 26}" x2="{sc.x(t):.1f}" '
                             f'y2="{grid_bottom}"/>')
     for name, i in rows.items():
         y = TOP + i * ROW
         if i % 2:
             body.append(f'<rect class="tl-stripe" x="0" y="{y}" width="{WIDTH}" height="{ROW}"/>')
-        body.append(f'<text class="tl-machine" x="{LABEL - 8}" y="{y + ROW / 2 + 4:.1f}" text-anchor="end">'
-                    f'{a(name)}</text>')
         w = rw.service(name)
-        if w is not None:
-            body.append(_window_band(w, sc, y + 2, t1, ROW - 4))
+        band, text = _window_band(w, sc, y + 2, t1, ROW - 4) if w is not None else ("", None)
+        body.append(band + _label(LABEL - 8, y, name, text))
     for b in rep.bars:
         body.append(_bar(b, sc, TOP + rows[b.machine] * ROW))
     for m in rep.markers:
         x = sc.x(m.ts)
         body.append(f'<g class="tl-marker tl-{m.label}"><title>{a(m.text)}</title>'
-                    f'<line x1="{x:.1f}" y1="{TOP - 18}" x2="{x:.1f}" y2="{grid_bottom + 4}"/>'
+                    f'<line x1="{x:.1f}" y1="{TOP - 26}" x2="{x:.1f}" y2="{grid_bottom + 4}"/>'
                     f'<text x="{x + 3:.1f}" y="{grid_bottom + 15}">{a(m.label)}</text></g>')
     body.append(_legend(grid_bottom + 30))
     title = (f"run {rep.run['id']}: {rep.run.get('from_release')} -> {rep.run.get('to_release')}, "
@@ -205,7 +208,7 @@ def render(rep: Report) -> str:
             f'font-size="11" role="img" aria-label="{a(title)}"><title>{a(title)}</title>{STYLE}'
             f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#fff"/>'
             f'<text class="tl-title" x="8" y="16">{a(title)}</text>'
-            f'<text class="tl-tick" x="8" y="{TOP - 30}">time since the first event</text>'
+            f'<text class="tl-tick" x="8" y="{TOP - 38}">time since the first event</text>'
             + "".join(body) + "</svg>")
 
 

@@ -115,13 +115,6 @@ class Report:
     def end(self) -> float:
         return self.events[-1]["ts"] if self.events else self.run["updated"]
 
-    @property
-    def resumed(self) -> bool:
-        return any(m.label == "resumed" for m in self.markers)
-
-    @property
-    def failures(self) -> list[Bar]:
-        return [b for b in self.bars if b.outcome in ("failed", "undo_failed", "killed")]
 
 
 def _event(e: dict[str, Any]) -> Event:
@@ -137,7 +130,7 @@ def _flags(plan: dict[str, Any]) -> dict[str, tuple[bool, bool]]:
     for name in plan.get("upgrade", {}).get("services", []):
         try:
             out.update({s.name: (s.prepare, s.finish) for s in steps_for_raw(plan, name)})
-        except Exception:  # noqa: BLE001 - the report shows what the journal holds, whatever built it
+        except Exception:  # a journal of another version: the report still shows what it holds
             continue
     return out
 
@@ -168,7 +161,7 @@ def bars(events: list[dict[str, Any]], flags: dict[str, tuple[bool, bool]]) -> l
                 continue
             bar.end, bar.end_seq, bar.outcome = e["ts"], e["seq"], kind
             recorded = (e["result"] or {}).get("seconds") if kind in ("done", "undone") else None
-            bar.seconds = recorded if recorded is not None else round(e["ts"] - bar.start, 3)
+            bar.seconds = recorded if recorded is not None else e["ts"] - bar.start
             if kind in ("failed", "undo_failed"):
                 bar.error = (e["output"] or "").strip().splitlines()[0] if e["output"] else None
                 unfinished.add((m, bar.step, bar.undo))
@@ -191,13 +184,14 @@ def _last_alive(events: list[dict[str, Any]], bar: Bar) -> float:
 
 
 def markers(events: list[dict[str, Any]]) -> list[Marker]:
-    """The tool taken up again (the runner notes every step it finds interrupted) and a revert begun."""
+    """The tool taken up again (the runner notes every step it finds interrupted or failed: the notes of
+    one resume, a second apart at most, make one marker) and a revert begun."""
     out: list[Marker] = []
     reverting = False
     for e in events:
-        if e["kind"] == "note" and e["step"] and "interrupted" in (e["output"] or ""):
+        if e["kind"] == "note" and e["step"]:
             if not out or out[-1].label != "resumed" or e["ts"] - out[-1].ts > 1.0:
-                out.append(Marker(e["ts"], e["seq"], "resumed", e["output"]))
+                out.append(Marker(e["ts"], e["seq"], "resumed", e["output"] or "resumed"))
         elif e["kind"] == "undo_intent" and not reverting:
             reverting = True
             out.append(Marker(e["ts"], e["seq"], "revert", f"revert begins: undo {e['step']}"))

@@ -70,7 +70,7 @@ def header(rep: Report) -> str:
         ("operator / host", e(run["operator"])), ("started", e(when(rep.start))), ("ended", e(when(rep.end))),
         ("duration", e(window.human(rep.end - rep.start))), ("maintenance window (cloud)", e(span)),
         ("vault key id", f"<code>{e(run.get('key_id'))}</code> (the key itself is never in the journal)"),
-        ("steps", e(f"{len(rep.bars)} attempts on {len(rep.machines)} machines, "
+        ("steps", e(f"{len(rep.bars)} attempts on {len(rep.machines)} machine(s), "
                     f"{sum(b.outcome in ('failed', 'undo_failed') for b in rep.bars)} failed, "
                     f"{sum(b.outcome == 'killed' for b in rep.bars)} cut by a killed tool")),
     ]
