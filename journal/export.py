@@ -11,6 +11,18 @@ from journal.store import Journal
 FORMATS = ("jsonl", "json", "csv")
 
 
+def document(journal: Journal, run_id: str | None = None) -> dict[str, Any]:
+    """The runs, events (with their hash chain) and artifacts of one run (or all runs), redacted once
+    more: what every export format writes, and all that `upgrade report` shows."""
+    red = journal.redactor
+    runs = [journal.run(run_id)] if run_id else journal.runs()
+    return {
+        "runs": [red.data(_run(r)) for r in runs],
+        "events": [red.data(_event(r)) for r in journal.event_rows(run_id)],
+        "artifacts": [red.data(a) for a in journal.artifacts(run_id)],
+    }
+
+
 def export(journal: Journal, out: TextIO, fmt: str = "jsonl", run_id: str | None = None) -> int:
     """Write the events of one run (or all runs) to *out*; returns the number of events written.
 
@@ -20,18 +32,12 @@ def export(journal: Journal, out: TextIO, fmt: str = "jsonl", run_id: str | None
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    red = journal.redactor
-    runs = [journal.run(run_id)] if run_id else journal.runs()
-    events = [red.data(_event(r)) for r in journal.event_rows(run_id)]
+    doc = document(journal, run_id)
+    events = doc["events"]
     if fmt == "jsonl":
         for e in events:
             out.write(json.dumps(e, sort_keys=True, ensure_ascii=False) + "\n")
     elif fmt == "json":
-        doc = {
-            "runs": [red.data(_run(r)) for r in runs],
-            "events": events,
-            "artifacts": [red.data(a) for a in journal.artifacts(run_id)],
-        }
         json.dump(doc, out, indent=2, sort_keys=True, ensure_ascii=False)
         out.write("\n")
     else:

@@ -40,6 +40,7 @@ from scripts.lab.proc import LabError
 REPO = Path(__file__).resolve().parents[1]
 STATE = "lab-state.json"  # what marks a directory as a lab (scripts/lab/__main__.py)
 EXPORT = "journal-export.jsonl"
+REPORT = "report.html"
 # Measured on a 2-core machine (full lab, 2025.2 -> 2026.1): lab up 49-70 s, upgrade run 51-80 s,
 # revert 11-22 s, the views, the journal and lab down ~15 s: 2-3.5 minutes. With the 2 cores busy
 # with other work (load 6): lab up 155 s, run 121 s, revert 36 s, 5.7 minutes.
@@ -422,6 +423,15 @@ def export_and_verify(lab: Path) -> Path:
     return path
 
 
+def write_report(lab: Path) -> Path:
+    """The run as one offline HTML page (`upgrade report`): its timeline, windows, checks and artifacts."""
+    path = lab / REPORT
+    must(upgrade("report", "--journal", str(lab / "journal"), "--output", str(path), "--key", str(lab / "dump.key"),
+                 "--force"), "upgrade report")
+    say(f"the report of the run (upgrade and revert, one page, opens offline): {path}")
+    return path
+
+
 # ---------------------------------------------------------------------- checks beyond the rows
 
 
@@ -503,7 +513,8 @@ It will, in {d}:
   3. run `upgrade run {d}/plan.toml` (its live progress below);
   4. show, per service: schema before -> after, the API or status check, the downtime;
   5. export and verify the journal (hash chain and encrypted dumps);
-  6. run `upgrade revert` and check the old controller serves again as before, its DBs untouched;
+  6. run `upgrade revert` and check the old controller serves again as before, its DBs untouched,
+     then write the run's report ({d}/{REPORT}: timeline, windows, checks, artifacts);
   7. {'leave the lab running (--keep)' if self.keep else 'stop the lab (--keep would leave it running)'}.
 It takes {ESTIMATE}. Everything runs on 127.0.0.1.
 The journal will be in {journal}, the tool's log in {journal / 'upgrade.log'},
@@ -564,15 +575,18 @@ the services' logs in {d}/old/var/log and {d}/new/var/log. Passwords are never p
         else:
             say(f"\nREVERT OK: the old controller ({lab.release('old')}) serves again what it served before, "
                 "its databases untouched.")
-        say("the journal now also holds the revert; exporting and verifying it once more:")
+        say("the journal now also holds the revert; exporting and verifying it once more, then its report:")
         export_and_verify(self.lab_dir)
+        write_report(self.lab_dir)
 
     def where(self) -> None:
         section("where things are")
         journal = self.lab_dir / "journal"
         say(table(("what", "path"), [
             ("journal (SQLite, hash-chained)", str(journal)), ("log of every run", str(journal / "upgrade.log")),
-            ("journal export (jsonl)", str(self.lab_dir / EXPORT)), ("plan", str(self.lab_dir / "plan.toml")),
+            ("journal export (jsonl)", str(self.lab_dir / EXPORT)),
+            ("report of the run (HTML, open it in a browser)", str(self.lab_dir / REPORT)),
+            ("plan", str(self.lab_dir / "plan.toml")),
             ("vault key (decrypts the dumps)", str(self.lab_dir / "dump.key")),
             ("services' logs", f"{self.lab_dir}/old/var/log, {self.lab_dir}/new/var/log"),
             ("the run's status and window", f"upgrade status --journal {journal}"),

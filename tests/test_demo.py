@@ -121,6 +121,12 @@ def test_demo_upgrades_checks_reverts_and_stops(tmp_path: Path) -> None:
         kinds = {(e["step"], e["kind"]) for e in events}
         for service in fullstack.ALL:
             assert (f"{service}.verify", "done") in kinds and (f"{service}.stop_source", "undone") in kinds
+        report = lab / "report.html"      # the run's report, written and named
+        assert report.exists() and f"the report of the run (upgrade and revert, one page, opens offline): {report}" \
+            in out
+        page = report.read_text()
+        assert "journal verified" in page and "cinder.verify" in page and 'data-undo="true"' in page
+        assert not [s for s in _secrets(lab) if s in page]
         _assert_nothing_left(lab)
     finally:
         if (lab / "lab-state.json").exists() and _processes_inside(lab):

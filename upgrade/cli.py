@@ -57,6 +57,15 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--journal", type=Path, default=commands.DEFAULT_JOURNAL,
                     help="journal directory (default: ./upgrade-journal)")
     sp.add_argument("-f", "--format", dest="fmt", choices=tables.FORMATS, default="table")
+    sp = sub.add_parser("report", help="a run as one offline HTML page (timeline, windows, checks, artifacts, "
+                        "verification), or its timeline alone as SVG/PNG")
+    journal_opts(sp)
+    sp.add_argument("--output", type=Path, metavar="FILE", required=True,
+                    help="write to FILE (0600): .html, .svg or .png")
+    sp.add_argument("--format", dest="fmt", choices=("html", "svg", "png"),
+                    help="html: the whole page; svg, png: the timeline alone (default: FILE's suffix, else html)")
+    sp.add_argument("--key", dest="key_file", help="vault key file: also authenticate every artifact")
+    sp.add_argument("--force", action="store_true", help="overwrite an existing --output file")
     sp = sub.add_parser("keygen", help="write a new vault key file (0600)")
     sp.add_argument("path", nargs="?", default="dump.key")
     jp = sub.add_parser("journal", help="audit trail: show, export, verify")
@@ -92,6 +101,8 @@ def dispatch(a: argparse.Namespace) -> int:
         return commands.revert(a.journal, a.run_id, a.plan_path, a.quiet)
     if a.verb == "status":
         return commands.status(a.journal, a.run_id, a.fmt)
+    if a.verb == "report":
+        return commands.report_cmd(a.output, a.journal, a.run_id, a.fmt, a.key_file, a.force)
     if a.verb == "keygen":
         return commands.keygen(a.path)
     if a.jverb == "show":

@@ -13,13 +13,28 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from journal import audit, vault
 from journal import export as journal_export
-from journal import vault
 from journal.store import Journal, JournalError
 from statemachine.machine import INITIAL, ServiceMachine
 from statemachine.replay import replay
 from statemachine.runner import RevertFailed, RunFailed, StepsChanged
-from upgrade import app, check, guards, hosts, logs, planinit, planview, progress, tables, window
+from upgrade import (
+    app,
+    browser,
+    check,
+    gantt,
+    guards,
+    hosts,
+    logs,
+    planinit,
+    planview,
+    progress,
+    report,
+    reportpage,
+    tables,
+    window,
+)
 from upgrade import plan as plan_mod
 from upgrade.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BusyError, UserError
 
@@ -325,8 +340,9 @@ def journal_show(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None,
     return EXIT_OK
 
 
-def _private_output(path: Path, force: bool) -> TextIO:
-    """A new 0600 file for an export (it holds the plan and the commands); never overwritten unless forced."""
+def _private_output(path: Path, force: bool, binary: bool = False) -> Any:
+    """A new 0600 file for an export or a report (they hold the plan and the commands); never overwritten
+    unless forced."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
     try:
         fd = os.open(path, flags, 0o600)
@@ -335,7 +351,7 @@ def _private_output(path: Path, force: bool) -> TextIO:
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror} — choose a writable path") from None
     os.fchmod(fd, 0o600)
-    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+    return os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
 
 
 def journal_export_cmd(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, fmt: str = "jsonl",
@@ -355,39 +371,53 @@ def journal_export_cmd(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None =
     return EXIT_OK
 
 
+def _key_for(journal: Journal, key_file: str | None) -> vault.Key | None:
+    """The vault key of the journal's runs, to authenticate artifacts (a key of another run is refused)."""
+    if not key_file:
+        return None
+    try:
+        key = vault.Key.from_file(key_file)
+    except vault.VaultError as exc:
+        raise UserError(str(exc)) from None
+    for run_row in journal.runs():
+        app.check_key(run_row, key)
+    return key
+
+
 def journal_verify(journal_dir: Path = DEFAULT_JOURNAL, key_file: str | None = None,
                    out: TextIO = sys.stdout) -> int:
     """Recompute the hash chain (and, given the key, authenticate every artifact); exit 1 on any fault."""
     journal = _open(journal_dir)
     broken = journal.verify_chain()
-    n = len(journal.events())
-    if broken:
-        out.write(f"TAMPERED: journal {journal.path}: first bad event seq {broken[0]}: {broken[1]}\n")
-        return EXIT_FAILED
-    bad = 0
-    key = None
-    if key_file:
-        try:
-            key = vault.Key.from_file(key_file)
-        except vault.VaultError as exc:
-            raise UserError(str(exc)) from None
-        for run_row in journal.runs():
-            app.check_key(run_row, key)
-    for art in journal.artifacts():
-        p = Path(art["path"])
-        if not p.exists():
-            out.write(f"MISSING: artifact {art['id']} at {p}\n")
-            bad += 1
-        elif key is not None:
-            try:
-                vault.verify_artifact(p, key, art["bytes"], art["sha256"])
-            except vault.VaultError as exc:
-                out.write(f"BAD: artifact {art['id']}: {exc}\n")
-                bad += 1
-    if bad:
-        return EXIT_FAILED
-    checked = "authenticated" if key else "present (pass --key to authenticate them)"
-    out.write(f"OK: {n} events, hash chain intact; {len(journal.artifacts())} artifacts {checked}\n")
+    key = None if broken else _key_for(journal, key_file)   # a tampered chain is reported before anything else
+    result = audit.verify(journal, key)
+    for line in result.lines():
+        out.write(line + "\n")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def report_cmd(output: Path, journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None,
+               fmt: str | None = None, key_file: str | None = None, force: bool = False) -> int:
+    """Render a run (default: the unfinished or latest) from the journal alone: one offline HTML page, or
+    its timeline alone as SVG or PNG (the format follows --format, else the file's suffix); 0600, like an export."""
+    journal = _open(journal_dir)
+    row = _run_row(journal, run_id) if run_id else (journal.unfinished_run() or journal.latest_run())
+    if row is None:
+        raise UserError(f"no run in {journal.dir} — start one with `upgrade run PLAN`")
+    fmt = fmt or {".svg": "svg", ".png": "png"}.get(Path(output).suffix.lower(), "html")
+    key = None if journal.verify_chain() else _key_for(journal, key_file)
+    rep = report.gather(journal, row["id"], audit.verify(journal, key))
+    if fmt == "html":
+        data = reportpage.render(rep, str(journal.dir)).encode()
+    else:
+        svg = gantt.render(rep)
+        data = svg.encode() if fmt == "svg" else browser.svg_png(svg)
+    with _private_output(Path(output), force, binary=True) as fh:
+        fh.write(data)
+    verdict = "TAMPERED journal, said in the page's header" if rep.verification.tampered else \
+        f"journal {'verified' if rep.verification.ok else 'NOT as recorded (see the header)'}"
+    sys.stderr.write(f"wrote the {'report' if fmt == 'html' else 'timeline'} of run {row['id']} ({row['status']}, "
+                     f"{len(rep.bars)} steps) to {output} ({fmt}, mode 0600); {verdict}\n")
     return EXIT_OK
 
 
