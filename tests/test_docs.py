@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from journal.store import Journal
+from journal.vault import Key
 from tests.conftest import REPO, upgrade
 from upgrade import plan as plan_mod
 from upgrade import planinit, planschema
@@ -108,7 +109,7 @@ def _snippet(tmp_path: Path) -> Path:
 
 def _journal(d: Path) -> tuple[Path, list[str]]:
     """A real journal with two runs whose events carry nested, non-ASCII and secret-looking data."""
-    j = Journal(d / "journal")
+    j = Journal(d / "journal", key=Key.from_bytes(bytes(32)))
     runs = []
     for n in range(2):
         rid = j.create_run({"upgrade": {"services": ["keystone"]}}, "0" * 64, "plan.toml", "2025.2", "2026.1", None)

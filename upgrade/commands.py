@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from journal import export as journal_export
-from journal import vault
+from journal import seal, vault
 from journal.store import Journal, JournalError
 from statemachine.machine import INITIAL, ServiceMachine
 from statemachine.replay import replay
@@ -108,12 +108,14 @@ def run(plan_path: str, quiet: bool = False) -> int:
     plan = plan_mod.load(plan_path)
     # everything that can refuse the plan runs before anything is created, even the journal
     guards.require_private_dir(plan.journal_dir)
-    key = app.load_key(plan, plan.journal_dir)
+    guards.require_private_dir(app.vault_dir(plan), "vault directory")
+    key = app.load_key(plan, plan.journal_dir, new_salt=not app.has_runs(plan.journal_dir))
     app.preflight_db(plan)
     journal = app.open_journal(plan.journal_dir, app.redactor_for(plan), create=True)
     logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet, progress=True)
     lk = app.lock(journal.dir, "run")
     try:
+        app.authenticate(journal, key)  # the runs before this one, before this one is added
         if (open_run := journal.unfinished_run()) is not None:
             raise BusyError(f"run {open_run['id']} in {journal.dir} (plan {open_run['plan_path']}) is unfinished "
                             f"({open_run['status']}) — finish it with `upgrade resume --journal {journal.dir}` or "
@@ -153,12 +155,14 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         raise UserError(f"the plan {plan.path} changed since run {run_row['id']} started (sha256 "
                         f"{run_row['plan_sha256'][:12]}… then, {plan.sha256[:12]}… now) — restore the plan as it "
                         "was (or pass it with --plan); a run never continues under a different plan")
+    guards.require_private_dir(app.vault_dir(plan), "vault directory")
     journal.redactor = app.redactor_for(plan)
     logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet, progress=True)
     lk = app.lock(journal.dir, verb)
     try:
         key = app.load_key(plan, journal.dir)
         app.check_key(run_row, key)
+        app.authenticate(journal, key)  # before any work: a journal edited without the key is refused
         rid = run_row["id"]
         logs.get().info(f"{verb}_started", run=rid, status=status)
         app.sweep_leftovers(plan)
@@ -320,13 +324,17 @@ def journal_show(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None,
 
 
 def _private_output(path: Path, force: bool) -> TextIO:
-    """A new 0600 file for an export (it holds the plan and the commands); never overwritten unless forced."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    """A new 0600 file for an export (it holds the plan and the commands); never overwritten unless forced,
+    and never through a symbolic link (--force replaces the file at *path*, not what a link points to)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if force else os.O_EXCL)
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
         raise UserError(f"{path} already exists — choose another file, or pass --force to overwrite it") from None
     except OSError as exc:
+        if os.path.islink(path):
+            raise UserError(f"{path} is a symbolic link (to {os.readlink(path)}); an export never writes through one "
+                            "— remove the link or choose another file") from None
         raise UserError(f"cannot write {path}: {exc.strerror} — choose a writable path") from None
     os.fchmod(fd, 0o600)
     return os.fdopen(fd, "w", encoding="utf-8", newline="")
@@ -350,24 +358,40 @@ def journal_export_cmd(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None =
 
 
 def journal_verify(journal_dir: Path = DEFAULT_JOURNAL, key_file: str | None = None,
-                   out: TextIO = sys.stdout) -> int:
-    """Recompute the hash chain (and, given the key, authenticate every artifact); exit 1 on any fault."""
+                   passphrase_env: str | None = None, unkeyed: bool = False, out: TextIO = sys.stdout) -> int:
+    """Authenticate the journal with the vault key (every event, run and artifact row and the head) and
+    every artifact; ``unkeyed``: the hash chain only. Exit 1 on any fault, or when it holds no run."""
     journal = _open(journal_dir)
-    broken = journal.verify_chain()
-    n = len(journal.events())
-    if broken:
-        out.write(f"TAMPERED: journal {journal.path}: first bad event seq {broken[0]}: {broken[1]}\n")
-        return EXIT_FAILED
-    bad = 0
+    if key_file is None and passphrase_env is None and not unkeyed:
+        raise UserError("journal verify authenticates the journal with the vault key: pass --key FILE (or "
+                        "--passphrase-env VAR when the runs used a passphrase); --unkeyed checks only the hash "
+                        "chain, which anyone who can write the journal could recompute")
     key = None
-    if key_file:
+    if not unkeyed:
+        key = app.key_from(Path(key_file) if key_file else None, passphrase_env, journal.dir, False,
+                           "--passphrase-env")
+        if journal.format < seal.FORMAT:
+            out.write(f"NOT AUTHENTICATED: journal {journal.path} has format {journal.format}, written by an earlier "
+                      "version without a key: nothing in it can be authenticated (`--unkeyed` checks its hash "
+                      "chain, which a writer could have recomputed)\n")
+            return EXIT_FAILED
         try:
-            key = vault.Key.from_file(key_file)
-        except vault.VaultError as exc:
+            journal.unlock(key)
+        except JournalError as exc:
             raise UserError(str(exc)) from None
         for run_row in journal.runs():
             app.check_key(run_row, key)
-    for art in journal.artifacts():
+    verdict = journal.verify()
+    if verdict.fault:
+        out.write(f"TAMPERED: journal {journal.path}: {verdict.fault}\n")
+        return EXIT_FAILED
+    if verdict.runs == 0 and verdict.events == 0:
+        out.write(f"NO RUNS: journal {journal.path} holds no run and no event — nothing to verify (if it held runs, "
+                  "they are gone: compare with earlier exports)\n")
+        return EXIT_FAILED
+    bad = 0
+    arts = journal.artifacts()
+    for art in arts:
         p = Path(art["path"])
         if not p.exists():
             out.write(f"MISSING: artifact {art['id']} at {p}\n")
@@ -380,8 +404,14 @@ def journal_verify(journal_dir: Path = DEFAULT_JOURNAL, key_file: str | None = N
                 bad += 1
     if bad:
         return EXIT_FAILED
-    checked = "authenticated" if key else "present (pass --key to authenticate them)"
-    out.write(f"OK: {n} events, hash chain intact; {len(journal.artifacts())} artifacts {checked}\n")
+    if key is None:
+        out.write(f"UNKEYED: {verdict.events} events, {verdict.runs} runs: hash chain intact — NOT authenticated "
+                  f"(anyone who can write the journal could have recomputed it; pass --key to authenticate); "
+                  f"{len(arts)} artifacts present\n")
+        return EXIT_OK
+    out.write(f"OK: {verdict.events} events, {verdict.runs} runs, {verdict.artifacts} artifacts: hash chain intact, "
+              f"authenticated with key id {key.key_id} (every event, run and artifact row and the head); "
+              f"{len(arts)} artifacts authenticated\n")
     return EXIT_OK
 
 

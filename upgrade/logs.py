@@ -19,8 +19,8 @@ class JsonFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.chmod(path, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)
         self.fh: TextIO = os.fdopen(fd, "a", buffering=1)
 
     def __call__(self, _logger: Any, _method: str, event_dict: dict) -> dict:
