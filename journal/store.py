@@ -113,6 +113,11 @@ def _mono() -> float:
     return round(time.clock_gettime(time.CLOCK_BOOTTIME), 6)
 
 
+def clock() -> tuple[float, float, str | None]:
+    """Now, as an event records it: wall time, monotonic clock, boot id."""
+    return _now(), _mono(), _BOOT
+
+
 T = TypeVar("T")
 
 

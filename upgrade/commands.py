@@ -115,11 +115,11 @@ def run(plan_path: str, quiet: bool = False) -> int:
     logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet, progress=True)
     lk = app.lock(journal.dir, "run")
     try:
-        app.authenticate(journal, key)  # the runs before this one, before this one is added
-        if (open_run := journal.unfinished_run()) is not None:
+        if (open_run := journal.unfinished_run()) is not None:  # read unauthenticated: it can only refuse
             raise BusyError(f"run {open_run['id']} in {journal.dir} (plan {open_run['plan_path']}) is unfinished "
                             f"({open_run['status']}) — finish it with `upgrade resume --journal {journal.dir}` or "
                             f"undo it with `upgrade revert --journal {journal.dir}` before starting another")
+        app.authenticate(journal, key)  # the runs before this one, before this one is added
         run_id = journal.create_run(plan.raw, plan.sha256, str(plan.path), plan.from_release, plan.to_release,
                                     key.key_id)
         logs.get().info("run_started", run=run_id, plan=str(plan.path), services=list(plan.services),
@@ -217,7 +217,7 @@ def status_data(journal_dir: Path, run_id: str | None) -> dict[str, Any]:
            "completed": "nothing; `upgrade revert` would undo it", "reverted": "nothing"}[status]
     return {"run": run_row["id"], "status": status, "from": run_row["from_release"], "to": run_row["to_release"],
             "journal": str(journal.dir), "next_action": nxt, "services": services,
-            "window": window.report(window.measure(events), time.time())}
+            "window": window.report(window.measure(events), window.now())}
 
 
 def _other_machines(events: list, view: Any, known: set[str]) -> list[dict[str, Any]]:
