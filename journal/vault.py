@@ -343,7 +343,8 @@ def _parse_kdf(kind: int, block: bytes, path: Path) -> Kdf:
 def _open_artifact(path: Path) -> BinaryIO:
     """Open an artifact for reading with a message that names it when that fails."""
     try:
-        return open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
+        # never through a symbolic link: an artifact is a file of the tool's own private vault directory
+        return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
     except FileNotFoundError:
         raise VaultError(f"artifact {path} does not exist; check the vault directory and the journal") from None
     except OSError as exc:

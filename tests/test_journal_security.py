@@ -25,7 +25,7 @@ from journal.chain import GENESIS, row_hash
 from journal.redact import Redactor
 from journal.store import Journal, JournalError
 from journal.vault import Key
-from tests.conftest import KEYSTONE_DB_PASSWORD, require, upgrade
+from tests.conftest import KEYSTONE_DB_PASSWORD, REPO, require, upgrade
 from upgrade import window
 from upgrade.errors import EXIT_FAILED, EXIT_USAGE
 
@@ -313,6 +313,22 @@ def test_disk_full_during_a_journal_write_is_a_clear_error(tiny_fs, tmp_path):
     assert "no space left on the disk holding the journal" in str(exc.value) and str(j.path) in str(exc.value)
 
 
+def test_an_internal_error_leaves_its_traceback_beside_the_journal(tmp_path):
+    """A run row without the plan's services (written by hand with the key: no real run does that)
+    makes `status` fail inside: the traceback goes beside the journal, never into the current directory."""
+    key = vault.generate_key_file(tmp_path / "dump.key")
+    j = Journal(tmp_path / "j", key=key)
+    j.create_run({}, "ab" * 32, None, "a", "b", key.key_id)
+    j.close()
+    cwd_log = REPO / "upgrade-journal" / "internal-error.log"
+    existed = cwd_log.exists()
+    code, text = _cli("status", "--journal", str(j.dir))
+    assert code == 70 and f"traceback in {j.dir / 'internal-error.log'}" in text, text
+    assert "Traceback" in (j.dir / "internal-error.log").read_text()
+    assert oct((j.dir / "internal-error.log").stat().st_mode & 0o777) == "0o600"
+    assert cwd_log.exists() == existed
+
+
 def test_export_force_never_writes_through_a_link(tmp_path):
     j, _run, _key = _journal(tmp_path)
     j.close()
@@ -413,3 +429,21 @@ def test_resume_refuses_a_journal_edited_to_accept_another_plan(lab, tmp_path):
         assert lab.state() == before and _rows(journal / "journal.db") == rows
     ver = upgrade("journal", "verify", "--journal", str(journal), "--key", str(tmp_path / "dump.key"))
     assert ver.returncode == EXIT_FAILED and "TAMPERED" in ver.stdout
+
+
+def test_a_full_disk_under_the_journal_stops_the_run_with_a_message_and_resume_finishes(lab, tmp_path, tiny_fs):
+    """The journal on a small filesystem (the vault elsewhere): the run stops with exit 1 and the fix, not
+    an internal error; with space freed `upgrade resume` finishes the run and the journal verifies."""
+    plan = lab.write_plan(tmp_path)
+    journal = tiny_fs / "journal"
+    text = plan.read_text().replace('journal = "journal"', f'journal = "{journal}"')
+    plan.write_text(text.replace('key_file = "dump.key"\n', f'key_file = "dump.key"\ndir = "{tmp_path / "vault"}"\n'))
+    res = upgrade("run", str(plan))
+    assert res.returncode == EXIT_FAILED, res.stderr
+    assert "no space left on the disk holding the journal" in res.stderr and "upgrade resume" in res.stderr
+    assert "internal error" not in res.stderr
+    subprocess.run(["mount", "-o", "remount,size=64m", str(tiny_fs)], check=True)
+    res = upgrade("resume", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    ver = upgrade("journal", "verify", "--journal", str(journal), "--key", str(tmp_path / "dump.key"))
+    assert ver.returncode == 0 and ver.stdout.startswith("OK"), ver.stdout + ver.stderr
