@@ -155,7 +155,7 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         raise UserError(f"the plan {plan.path} changed since run {run_row['id']} started (sha256 "
                         f"{run_row['plan_sha256'][:12]}… then, {plan.sha256[:12]}… now) — restore the plan as it "
                         "was (or pass it with --plan); a run never continues under a different plan")
-    guards.require_private_dir(app.vault_dir(plan), "vault directory")
+    guards.require_private_dir(plan.artifact_dir or journal.dir / "artifacts", "vault directory")
     journal.redactor = app.redactor_for(plan)
     logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet, progress=True)
     lk = app.lock(journal.dir, verb)
