@@ -350,6 +350,19 @@ def test_a_deleted_salt_is_reported_never_made_anew(tmp_path):
     assert not (j.dir / "vault.salt").exists()
 
 
+def test_the_salt_is_made_once_private_and_then_only_read(tmp_path, monkeypatch):
+    from upgrade import app
+
+    monkeypatch.setenv("OSU_TEST_PASSPHRASE", "a passphrase")
+    d = tmp_path / "new" / "journal"
+    first = app.key_from(None, "OSU_TEST_PASSPHRASE", d, True, "test")
+    salt = d / app.SALT_FILE
+    assert oct(salt.stat().st_mode & 0o777) == "0o600" and oct(d.stat().st_mode & 0o777) == "0o700"
+    assert oct((tmp_path / "new").stat().st_mode & 0o777) == "0o700"
+    again = app.key_from(None, "OSU_TEST_PASSPHRASE", d, False, "test")
+    assert again.key_id == first.key_id and salt.read_bytes() == first.kdf.salt
+
+
 def test_windows_never_go_negative_when_the_wall_clock_steps_back(tmp_path):
     """The wall clock is set back one hour between the stop and the verification: the window is what
     the monotonic clock measured."""
