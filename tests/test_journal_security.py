@@ -271,6 +271,33 @@ def test_the_vault_directory_is_created_private_at_every_level(tmp_path):
         _ = ctx.artifact_dir
 
 
+def test_before_values_are_merged_and_loaded_only_through_their_record(tmp_path):
+    """A fix-up's before-values (services.before): a re-run merges with the recorded first values and
+    writes beside, never over, the recorded file; a file that is not the recorded one is refused."""
+    from types import SimpleNamespace
+
+    from services import before
+    from services.context import UpgradeContext
+    from statemachine.step import StepError
+
+    j, run, key = _journal(tmp_path)
+    target = SimpleNamespace(host=SimpleNamespace(name="new"))
+    ctx = UpgradeContext(run_id=run, source=None, target=target, journal=j, key=key,  # type: ignore[arg-type]
+                         redactor=j.redactor, services={}, from_release="a", to_release="b",
+                         artifact_root=tmp_path / "vault")
+    step = "cinder.rewrite_iscsi"
+    first, art1 = before.keep(ctx, step, "iscsi-before", {"a": "original", "b": "original"})
+    merged, art2 = before.keep(ctx, step, "iscsi-before", {"a": "rewritten", "c": "new"})   # the re-run
+    assert merged == {"a": "original", "b": "original", "c": "new"}
+    assert art1["path"] != art2["path"] and Path(art1["path"]).exists()
+    assert before.load(ctx, art2, step) == merged
+    with pytest.raises(StepError, match="made by cinder.rewrite_iscsi, not by nova.update_cells"):
+        before.load(ctx, art2, "nova.update_cells")
+    shutil.copyfile(art1["path"], art2["path"])   # the older file over the recorded one
+    with pytest.raises(StepError, match=f"refusing artifact {art2['path']} .*decrypts to other content"):
+        before.load(ctx, art2, step)
+
+
 # ---------------------------------------------------------------------- item 9: the journal's own failures
 def test_a_damaged_page_is_a_message_not_an_internal_error(tmp_path):
     j, _run, _key = _journal(tmp_path, events=400)
