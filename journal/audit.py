@@ -1,33 +1,39 @@
-"""The journal's verification: the hash chain of every event, and every artifact of the vault present
-(and, given the key, authenticated). One check, shown by `upgrade journal verify` and in the header of
-`upgrade report`, so that the page says exactly what the command would."""
+"""The journal's verification: the hash chain of every event and, given the vault key, every MAC of the
+seal; every artifact of the vault present (and, given the key, authenticated). One check, shown by
+`upgrade journal verify` and in the header of `upgrade report`, so that the page says exactly what the
+command would."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from journal import vault
-from journal.store import Journal
+from journal import seal, vault
+from journal.store import Journal, Verdict
 
 PRESENT, AUTHENTICATED, MISSING = "present", "authenticated", "MISSING"
 
 
 @dataclass
 class Verification:
-    """What `journal verify` found. ``artifacts`` maps an artifact id to ``present``, ``authenticated``,
-    ``MISSING`` or ``BAD: <why>``; ``broken`` is the first bad event (seq, reason) of a tampered chain."""
+    """What `journal verify` found. ``verdict`` is the journal's own check (hash chain, and with the key
+    every MAC); ``artifacts`` maps an artifact id to ``present``, ``authenticated``, ``MISSING`` or
+    ``BAD: <why>``; ``old_format``: a key was given but the journal predates the seal."""
 
     journal: str
-    events: int
-    broken: tuple[int, str] | None
+    verdict: Verdict
     artifacts: dict[str, str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
-    key_given: bool = False
+    key_id: str | None = None
+    old_format: bool = False
 
     @property
     def tampered(self) -> bool:
-        return self.broken is not None
+        return self.verdict.fault is not None
+
+    @property
+    def empty(self) -> bool:
+        return self.verdict.runs == 0 and self.verdict.events == 0
 
     @property
     def bad_artifacts(self) -> dict[str, str]:
@@ -35,12 +41,20 @@ class Verification:
 
     @property
     def ok(self) -> bool:
-        return not self.tampered and not self.bad_artifacts
+        return not (self.tampered or self.empty or self.old_format or self.bad_artifacts)
 
     def lines(self) -> list[str]:
         """The verdict as `journal verify` prints it."""
-        if self.broken:
-            return [f"TAMPERED: journal {self.journal}: first bad event seq {self.broken[0]}: {self.broken[1]}"]
+        v = self.verdict
+        if self.old_format:
+            return [f"NOT AUTHENTICATED: journal {self.journal} has format {v.format}, written by an earlier version "
+                    "without a key: nothing in it can be authenticated (`--unkeyed` checks its hash chain, which a "
+                    "writer could have recomputed)"]
+        if v.fault:
+            return [f"TAMPERED: journal {self.journal}: {v.fault}"]
+        if self.empty:
+            return [f"NO RUNS: journal {self.journal} holds no run and no event — nothing to verify (if it held runs, "
+                    "they are gone: compare with earlier exports)"]
         bad = []
         for art, state in self.bad_artifacts.items():
             if state == MISSING:
@@ -49,19 +63,28 @@ class Verification:
                 bad.append(f"BAD: artifact {art}: {state.removeprefix('BAD: ')}")
         if bad:
             return bad
-        checked = "authenticated" if self.key_given else "present (pass --key to authenticate them)"
-        return [f"OK: {self.events} events, hash chain intact; {len(self.artifacts)} artifacts {checked}"]
+        if not v.authenticated:
+            return [f"UNKEYED: {v.events} events, {v.runs} runs: hash chain intact — NOT authenticated (anyone who "
+                    f"can write the journal could have recomputed it; pass --key to authenticate); "
+                    f"{len(self.artifacts)} artifacts present"]
+        return [f"OK: {v.events} events, {v.runs} runs, {v.artifacts} artifacts: hash chain intact, authenticated "
+                f"with key id {self.key_id} (every event, run and artifact row and the head); "
+                f"{len(self.artifacts)} artifacts authenticated"]
 
 
 def verify(journal: Journal, key: vault.Key | None = None) -> Verification:
-    """Recompute the whole journal's hash chain and look at every artifact (authenticate it with *key*)."""
-    v = Verification(str(journal.path), len(journal.events()), journal.verify_chain(), key_given=key is not None)
+    """Verify the whole journal — with *key*, every MAC (the journal is unlocked with it; a key of another
+    journal raises :class:`JournalError`) — and look at every artifact (authenticated with *key*)."""
+    old = key is not None and journal.format < seal.FORMAT
+    if key is not None and not old:
+        journal.unlock(key)
+    v = Verification(str(journal.path), journal.verify(), key_id=key.key_id if key else None, old_format=old)
     for art in journal.artifacts():
         p = Path(art["path"])
         v.paths[art["id"]] = art["path"]
         if not p.exists():
             v.artifacts[art["id"]] = MISSING
-        elif key is None:
+        elif key is None or v.tampered:
             v.artifacts[art["id"]] = PRESENT
         else:
             try:

@@ -9,25 +9,27 @@ from typing import Any
 
 GENESIS = "0" * 64
 
-#: The event columns covered by the hash, in a fixed order.
-HASHED_COLUMNS = (
+#: The event columns covered by the hash in journals of format 1 (before the seal) ...
+HASHED_COLUMNS_V1 = (
     "seq", "run", "ts", "machine", "step", "kind", "from_state", "to_state",
     "host", "command", "rc", "output", "result", "prev_hash",
 )
+#: ... and of format 2, which adds the monotonic clock reading and the boot it belongs to
+HASHED_COLUMNS = (*HASHED_COLUMNS_V1, "mono", "boot")
 
 
-def canonical(row: dict[str, Any]) -> bytes:
+def canonical(row: dict[str, Any], columns: tuple[str, ...] = HASHED_COLUMNS) -> bytes:
     """Canonical bytes of an event row: the hashed columns as sorted, compact JSON."""
-    return json.dumps({c: row.get(c) for c in HASHED_COLUMNS}, sort_keys=True,
+    return json.dumps({c: row.get(c) for c in columns}, sort_keys=True,
                       separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def row_hash(row: dict[str, Any]) -> str:
+def row_hash(row: dict[str, Any], columns: tuple[str, ...] = HASHED_COLUMNS) -> str:
     """sha256 of the row's canonical content (which includes ``prev_hash``)."""
-    return hashlib.sha256(canonical(row)).hexdigest()
+    return hashlib.sha256(canonical(row, columns)).hexdigest()
 
 
-def first_break(rows: list[dict[str, Any]]) -> tuple[int, str] | None:
+def first_break(rows: list[dict[str, Any]], columns: tuple[str, ...] = HASHED_COLUMNS) -> tuple[int, str] | None:
     """Walk rows in seq order; return (seq, reason) of the first row that breaks the chain, or None."""
     prev = GENESIS
     expected_seq = None
@@ -37,7 +39,7 @@ def first_break(rows: list[dict[str, Any]]) -> tuple[int, str] | None:
             return seq, f"sequence gap: expected seq {expected_seq}, found {seq} (a row was removed)"
         if row["prev_hash"] != prev:
             return seq, "prev_hash does not match the previous row (rows removed or reordered)"
-        if row_hash(row) != row["hash"]:
+        if row_hash(row, columns) != row["hash"]:
             return seq, "content does not match its hash (row edited)"
         prev = row["hash"]
         expected_seq = seq + 1

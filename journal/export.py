@@ -1,4 +1,4 @@
-"""Audit export of the journal: runs, events (with their hash chain) and artifacts."""
+"""Audit export of the journal: runs, events (with their hash chain and MACs), artifacts and the head."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ def document(journal: Journal, run_id: str | None = None) -> dict[str, Any]:
 def export(journal: Journal, out: TextIO, fmt: str = "jsonl", run_id: str | None = None) -> int:
     """Write the events of one run (or all runs) to *out*; returns the number of events written.
 
-    jsonl and csv hold one event per line, as the chain stores it (``prev_hash``/``hash`` included,
-    so an auditor can re-verify it); json is one document with the runs, events and artifacts.
+    jsonl and csv hold one event per line, as the chain stores it (``prev_hash``/``hash``/``mac``
+    included, so an auditor can re-verify it); json is one document with the runs, events, artifacts
+    and (for a whole-journal export) the head, whose MAC seals the number of events and every row.
     Everything passes the redactor once more on the way out.
     """
     if fmt not in FORMATS:
@@ -38,11 +39,13 @@ def export(journal: Journal, out: TextIO, fmt: str = "jsonl", run_id: str | None
         for e in events:
             out.write(json.dumps(e, sort_keys=True, ensure_ascii=False) + "\n")
     elif fmt == "json":
+        if run_id is None:
+            doc = {**doc, "head": journal.head()}
         json.dump(doc, out, indent=2, sort_keys=True, ensure_ascii=False)
         out.write("\n")
     else:
         cols = ["seq", "run", "ts", "machine", "step", "kind", "from_state", "to_state", "host",
-                "command", "rc", "output", "result", "prev_hash", "hash"]
+                "command", "rc", "output", "result", "prev_hash", "hash", "mono", "boot", "mac"]
         w = csv.DictWriter(out, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for e in events:

@@ -3,10 +3,15 @@
 Durability is the point of this module: every append is its own transaction on a WAL database
 with ``synchronous=FULL``, so an event the runner has been told about survives a SIGKILL or a
 power cut. Every text that enters the journal is redacted first.
+
+Trust is the other point: every write is sealed (``journal.seal``) with a MAC key derived from the
+vault key, in the same transaction, so a journal opened without the key is read-only, and one whose
+seal does not verify is refused before any work (:meth:`Journal.authenticate`).
 """
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
@@ -15,17 +20,19 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
-from journal.chain import GENESIS, first_break, row_hash
+from journal import private, seal, vault
+from journal.chain import GENESIS, HASHED_COLUMNS, HASHED_COLUMNS_V1, first_break, row_hash
 from journal.redact import Redactor
 
 JOURNAL_FILE = "journal.db"
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 EVENT_KINDS = ("intent", "done", "failed", "undo_intent", "undone", "undo_failed", "note")
 RUN_STATUSES = ("running", "failed", "completed", "reverting", "revert_failed", "reverted")
@@ -34,6 +41,26 @@ OUTPUT_TAIL = 4000
 
 class JournalError(Exception):
     """A journal that cannot be opened or trusted; the message names the file and the fix."""
+
+    #: the disk holding the journal is full: the run stopped there (not a bad input)
+    disk_full = False
+
+
+class JournalTampered(JournalError):
+    """The journal's seal does not verify: a row was edited, removed, added or put back."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What verifying a journal found: the first fault (None: intact), what was checked, and how."""
+
+    fault: str | None
+    events: int
+    runs: int
+    artifacts: int
+    format: int
+    #: the MACs were checked with the key; False: only the hash chain (anyone can recompute it)
+    authenticated: bool
 
 
 @dataclass(frozen=True)
@@ -51,6 +78,9 @@ class Event:
     rc: int | None
     output: str | None
     result: Any
+    #: the monotonic clock (CLOCK_BOOTTIME) at the event and the boot it belongs to (format 2)
+    mono: float | None = None
+    boot: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Event:
@@ -59,11 +89,60 @@ class Event:
             kind=row["kind"], from_state=row["from_state"], to_state=row["to_state"], host=row["host"],
             command=row["command"], rc=row["rc"], output=row["output"],
             result=json.loads(row["result"]) if row["result"] else None,
+            mono=row.get("mono"), boot=row.get("boot"),
         )
 
 
 def _now() -> float:
     return round(time.time(), 6)
+
+
+def _boot() -> str | None:
+    """This boot's id: monotonic readings compare only within one boot."""
+    try:
+        return BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
+
+
+_BOOT = _boot()
+
+
+def _mono() -> float:
+    """The monotonic clock (counts suspend too), for durations a wall clock stepping back cannot spoil."""
+    return round(time.clock_gettime(time.CLOCK_BOOTTIME), 6)
+
+
+def clock() -> tuple[float, float, str | None]:
+    """Now, as an event records it: wall time, monotonic clock, boot id."""
+    return _now(), _mono(), _BOOT
+
+
+T = TypeVar("T")
+
+
+def _journal_error(path: Path, exc: sqlite3.DatabaseError) -> JournalError:
+    """A clear error for a failing SQLite call: disk full, or a damaged file."""
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+        err = JournalError(f"no space left on the disk holding the journal {path} ({exc}): nothing more could be "
+                           "recorded and the run stopped there — free space on that disk, then continue with "
+                           "`upgrade resume` (or `upgrade revert`)")
+        err.disk_full = True
+        return err
+    return JournalError(f"journal {path} is not a readable SQLite journal: it is damaged ({exc}) — nothing was "
+                        "changed by this command; restore the journal directory from a copy, or point --journal at "
+                        "the right one")
+
+
+def _guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn SQLite failures inside a journal method into a :class:`JournalError` naming the file."""
+    @functools.wraps(method)
+    def wrapper(self: Journal, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise _journal_error(self.path, exc) from None
+    return wrapper
 
 
 def _tail(text: str | None) -> str | None:
@@ -73,23 +152,37 @@ def _tail(text: str | None) -> str | None:
 
 
 class Journal:
-    """One journal directory: ``journal.db`` (0600) in a 0700 directory, next to the vault and logs."""
+    """One journal directory: ``journal.db`` (0600) in a 0700 directory, next to the vault and logs.
 
-    def __init__(self, directory: str | Path, redactor: Redactor | None = None, create: bool = True) -> None:
+    Both must belong to the user running the tool and are opened without following symbolic links
+    (``journal.private``). Opened without *key*, the journal is read-only; with it, the key must be
+    the one the journal is sealed with, and every write is sealed.
+    """
+
+    def __init__(self, directory: str | Path, redactor: Redactor | None = None, create: bool = True,
+                 key: vault.Key | None = None) -> None:
         self.dir = Path(directory)
         self.path = self.dir / JOURNAL_FILE
         self.redactor = redactor or Redactor()
-        if not self.path.exists():
-            if not create:
-                raise JournalError(
-                    f"no journal at {self.path} — there is no run to continue here; "
-                    "pass --journal DIR pointing at the directory of the run, or start one with `upgrade run PLAN`"
-                )
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(self.dir, 0o700)
-            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
-        os.chmod(self.path, 0o600)
+        self._mac: bytes | None = None
+        self.key_id: str | None = None
+        try:
+            if create:
+                private.make_dir(self.dir)
+            else:
+                private.require_dir(self.dir)
+            os.close(private.open_file(self.path, os.O_RDWR | (os.O_CREAT if create else 0), "journal file",
+                                       repair_mode=True))
+            for side in ("-wal", "-shm"):
+                if os.path.lexists(extra := Path(str(self.path) + side)):
+                    os.close(private.open_file(extra, os.O_RDWR, "journal file", repair_mode=True))
+        except FileNotFoundError:
+            raise JournalError(
+                f"no journal at {self.path} — there is no run to continue here; "
+                "pass --journal DIR pointing at the directory of the run, or start one with `upgrade run PLAN`"
+            ) from None
+        except private.PrivatePathError as exc:
+            raise JournalError(str(exc)) from None
         try:
             # one connection, shared by the runner's thread and the steps' threads when machines overlap
             # (a step records its vault artifact): every transaction and step-side read holds _lock
@@ -101,43 +194,107 @@ class Journal:
             self.db = sqlite_utils.Database(conn)
             self._schema()
         except sqlite3.DatabaseError as exc:
-            raise JournalError(
-                f"journal {self.path} is not a readable SQLite journal ({exc}) — "
-                "restore it from a copy, or point --journal at the right directory"
-            ) from exc
-        for side in ("-wal", "-shm"):
-            p = Path(str(self.path) + side)
-            if p.exists():
-                os.chmod(p, 0o600)
+            raise _journal_error(self.path, exc) from None
+        if key is not None:
+            self.unlock(key)
 
     # ------------------------------------------------------------------ schema
+    SCHEMA = """
+        CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL,
+            operator TEXT NOT NULL, plan_path TEXT, plan TEXT NOT NULL, plan_sha256 TEXT NOT NULL,
+            from_release TEXT, to_release TEXT, key_id TEXT, status TEXT NOT NULL, mac TEXT);
+        CREATE TABLE IF NOT EXISTS events (
+            seq INTEGER PRIMARY KEY, run TEXT NOT NULL REFERENCES runs(id), ts REAL NOT NULL,
+            machine TEXT NOT NULL, step TEXT, kind TEXT NOT NULL, from_state TEXT, to_state TEXT,
+            host TEXT, command TEXT, rc INTEGER, output TEXT, result TEXT,
+            prev_hash TEXT NOT NULL, hash TEXT NOT NULL, mono REAL, boot TEXT, mac TEXT);
+        CREATE INDEX IF NOT EXISTS events_run ON events(run, seq);
+        CREATE TABLE IF NOT EXISTS artifacts (
+            id TEXT PRIMARY KEY, run TEXT NOT NULL REFERENCES runs(id), step TEXT, created REAL NOT NULL,
+            kind TEXT NOT NULL, service TEXT, host TEXT, path TEXT NOT NULL, bytes INTEGER,
+            sha256 TEXT, key_id TEXT, mac TEXT);
+        CREATE TABLE IF NOT EXISTS head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,
+            hash TEXT NOT NULL, mac TEXT);
+    """
+
     def _schema(self) -> None:
+        """Create a new journal in the current format; leave an earlier format's journal as it is (read-only).
+
+        A journal of format 1 has no ``meta`` table and no seal. One that holds nothing yet (an earlier
+        version created it and made no run) is simply recreated in the current format.
+        """
+        conn = self.db.conn
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "meta" not in tables:
+            if any(conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in ("runs", "events") if t in tables):
+                self.format = 1
+                return
+            with self.db.conn:
+                for t in ("head", "artifacts", "events", "runs"):
+                    conn.execute(f"DROP TABLE IF EXISTS {t}")
         with self.db.conn:
-            self.db.conn.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS runs (
-                    id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL,
-                    operator TEXT NOT NULL, plan_path TEXT, plan TEXT NOT NULL, plan_sha256 TEXT NOT NULL,
-                    from_release TEXT, to_release TEXT, key_id TEXT, status TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS events (
-                    seq INTEGER PRIMARY KEY, run TEXT NOT NULL REFERENCES runs(id), ts REAL NOT NULL,
-                    machine TEXT NOT NULL, step TEXT, kind TEXT NOT NULL, from_state TEXT, to_state TEXT,
-                    host TEXT, command TEXT, rc INTEGER, output TEXT, result TEXT,
-                    prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
-                CREATE INDEX IF NOT EXISTS events_run ON events(run, seq);
-                CREATE TABLE IF NOT EXISTS artifacts (
-                    id TEXT PRIMARY KEY, run TEXT NOT NULL REFERENCES runs(id), created REAL NOT NULL,
-                    kind TEXT NOT NULL, service TEXT, host TEXT, path TEXT NOT NULL, bytes INTEGER,
-                    sha256 TEXT, key_id TEXT);
-                CREATE TABLE IF NOT EXISTS head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,
-                    hash TEXT NOT NULL);
-                """
-            )
+            conn.executescript(self.SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('format', ?)", (str(seal.FORMAT),))
+        self.format = int(self._meta("format") or 1)
+
+    def _meta(self, name: str) -> str | None:
+        row = self.db.conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return row[0] if row else None
+
+    @property
+    def sealed_key_id(self) -> str | None:
+        """The id of the vault key the journal is sealed with (None: format 1, or nothing written yet)."""
+        return self._meta("key_id") if self.format >= 2 else None
+
+    # ------------------------------------------------------------------ the key
+    def unlock(self, key: vault.Key) -> None:
+        """Make the journal writable with *key*: it must be the key it is sealed with (checked by id).
+
+        Does not verify the seal (that is :meth:`authenticate`); refuses a journal of format 1, which
+        this version never writes to (a writer could have forged it, and sealing it now would vouch for it).
+        """
+        if self.format < seal.FORMAT:
+            raise JournalError(
+                f"journal {self.path} was written by an earlier version of the tool (format {self.format}: its hash "
+                "chain has no key, so anyone who could write the file could have rewritten it) — this version does "
+                "not continue it: finish its run with the version that started it, or start new runs in a new "
+                "journal directory; `upgrade journal verify --unkeyed` checks its chain")
+        sealed = self.sealed_key_id
+        if sealed is not None and sealed != key.key_id:
+            raise JournalError(
+                f"journal {self.path} is sealed with vault key id {sealed}, but the key given has id {key.key_id} — "
+                "use the key file (or passphrase) of its runs, or start new runs in a new journal directory")
+        self._mac = seal.mac_key(key.key)
+        self.key_id = key.key_id
+
+    def authenticate(self, key: vault.Key) -> Verdict:
+        """Unlock with *key* and verify the whole seal; raise :class:`JournalTampered` on any fault.
+
+        `resume` and `revert` call this before any work: a journal a writer without the key edited is
+        refused, with the first bad row named.
+        """
+        self.unlock(key)
+        verdict = self.verify()
+        if verdict.fault:
+            raise JournalTampered(
+                f"journal {self.path} does not verify with its key: {verdict.fault} — someone without the key "
+                "changed it (or it was damaged); nothing was done. Restore the journal directory from a copy, "
+                "and compare with `upgrade journal export`s taken before")
+        return verdict
+
+    def _need_key(self) -> bytes:
+        if self._mac is None:
+            raise JournalError(f"journal {self.path} was opened without the vault key: it is read-only here "
+                               "(only a holder of the key can add to it)")
+        return self._mac
 
     def close(self) -> None:
         self.db.conn.close()
 
     # ------------------------------------------------------------------ runs
+    @_guarded
     def create_run(self, plan: dict[str, Any], plan_sha256: str, plan_path: str | None,
                    from_release: str | None, to_release: str | None, key_id: str | None) -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -150,13 +307,19 @@ class Journal:
                 "plan_sha256": plan_sha256, "from_release": from_release, "to_release": to_release,
                 "key_id": key_id, "status": "running",
             })
+            self._seal_run(run_id)
+            self._seal_head()
         return run_id
 
+    @_guarded
     def set_status(self, run_id: str, status: str) -> None:
         assert status in RUN_STATUSES, status
         with self._tx():
             self.db.conn.execute("UPDATE runs SET status=?, updated=? WHERE id=?", (status, _now(), run_id))
+            self._seal_run(run_id)
+            self._seal_head()
 
+    @_guarded
     def run(self, run_id: str) -> dict[str, Any]:
         rows = list(self.db.query("SELECT * FROM runs WHERE id=?", [run_id]))
         if not rows:
@@ -165,9 +328,11 @@ class Journal:
                                "check the id with `upgrade runs`")
         return rows[0]
 
+    @_guarded
     def runs(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM runs ORDER BY created, id"))
 
+    @_guarded
     def unfinished_run(self) -> dict[str, Any] | None:
         """The run that still owns the deployment: one that is running, failed, or mid-revert."""
         rows = list(self.db.query(
@@ -175,11 +340,13 @@ class Journal:
             "ORDER BY created DESC, id DESC LIMIT 1"))
         return rows[0] if rows else None
 
+    @_guarded
     def latest_run(self) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM runs ORDER BY created DESC, id DESC LIMIT 1"))
         return rows[0] if rows else None
 
     # ------------------------------------------------------------------ events
+    @_guarded
     def append(self, run_id: str, machine: str, kind: str, step: str | None = None,
                from_state: str | None = None, to_state: str | None = None, host: str | None = None,
                command: str | None = None, rc: int | None = None, output: str | None = None,
@@ -188,23 +355,26 @@ class Journal:
         assert kind in EVENT_KINDS, kind
         r = self.redactor
         row: dict[str, Any] = {
-            "run": run_id, "ts": _now(), "machine": machine, "step": step, "kind": kind,
+            "run": run_id, "ts": _now(), "mono": _mono(), "boot": _BOOT, "machine": machine, "step": step, "kind": kind,
             "from_state": from_state, "to_state": to_state, "host": host,
             "command": r.text(command) if command else None, "rc": rc,
             "output": r.text(_tail(output)) if output else None,
             "result": json.dumps(r.data(result), sort_keys=True) if result is not None else None,
         }
-        with self._tx():
-            head = self.db.conn.execute("SELECT seq, hash FROM head WHERE id=1").fetchone()
+        with self._tx() as conn:
+            head = conn.execute("SELECT seq, hash FROM head WHERE id=1").fetchone()
             seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
             row["seq"] = seq
             row["prev_hash"] = prev
             row["hash"] = row_hash(row)
+            row["mac"] = seal.event_mac(self._need_key(), row["hash"])
             self.db["events"].insert(row)
-            self.db.conn.execute("INSERT OR REPLACE INTO head (id, seq, hash) VALUES (1, ?, ?)", (seq, row["hash"]))
-            self.db.conn.execute("UPDATE runs SET updated=? WHERE id=?", (row["ts"], run_id))
+            conn.execute("UPDATE runs SET updated=? WHERE id=?", (row["ts"], run_id))
+            self._seal_run(run_id)
+            self._seal_head(seq, row["hash"])
         return Event.from_row(row)
 
+    @_guarded
     def events(self, run_id: str | None = None) -> list[Event]:
         if run_id is None:
             rows = self.db.query("SELECT * FROM events ORDER BY seq")
@@ -212,27 +382,40 @@ class Journal:
             rows = self.db.query("SELECT * FROM events WHERE run=? ORDER BY seq", [run_id])
         return [Event.from_row(r) for r in rows]
 
-    def event_rows(self, run_id: str | None = None) -> Iterator[dict[str, Any]]:
-        """Raw rows (with hashes), for export and verification."""
+    @_guarded
+    def event_rows(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Raw rows (with hashes and MACs), for export and verification."""
         if run_id is None:
-            yield from self.db.query("SELECT * FROM events ORDER BY seq")
-        else:
-            yield from self.db.query("SELECT * FROM events WHERE run=? ORDER BY seq", [run_id])
+            return list(self.db.query("SELECT * FROM events ORDER BY seq"))
+        return list(self.db.query("SELECT * FROM events WHERE run=? ORDER BY seq", [run_id]))
+
+    @_guarded
+    def head(self) -> dict[str, Any] | None:
+        """The head row (seq, hash and MAC of the last event), for export and verification."""
+        rows = list(self.db.query("SELECT * FROM head WHERE id=1"))
+        return rows[0] if rows else None
 
     # ------------------------------------------------------------------ artifacts
+    @_guarded
     def add_artifact(self, run_id: str, artifact_id: str, kind: str, service: str | None, host: str | None,
-                     path: str, nbytes: int | None, sha256: str | None, key_id: str | None) -> None:
+                     path: str, nbytes: int | None, sha256: str | None, key_id: str | None,
+                     step: str | None = None) -> None:
+        """Record an artifact of *run_id* made by *step*: what every later import or restore checks it against."""
         with self._tx():
-            self.db["artifacts"].upsert({
-                "id": artifact_id, "run": run_id, "created": _now(), "kind": kind, "service": service,
-                "host": host, "path": path, "bytes": nbytes, "sha256": sha256, "key_id": key_id,
-            }, pk="id")
+            row = {"id": artifact_id, "run": run_id, "step": step, "created": _now(), "kind": kind,
+                   "service": service, "host": host, "path": path, "bytes": nbytes, "sha256": sha256,
+                   "key_id": key_id}
+            row["mac"] = seal.row_mac(self._need_key(), "artifacts", row)
+            self.db["artifacts"].upsert(row, pk="id")
+            self._seal_head()
 
+    @_guarded
     def artifact(self, artifact_id: str) -> dict[str, Any] | None:
         with self._lock:
             rows = list(self.db.query("SELECT * FROM artifacts WHERE id=?", [artifact_id]))
         return rows[0] if rows else None
 
+    @_guarded
     def artifacts(self, run_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             if run_id is None:
@@ -241,23 +424,91 @@ class Journal:
 
     # ------------------------------------------------------------------ verification
     def verify_chain(self) -> tuple[int, str] | None:
-        """First broken link as (seq, reason), or None when the chain and its head are intact."""
-        rows = list(self.event_rows())
-        broken = first_break(rows)
+        """First broken link of the unkeyed hash chain as (seq, reason), or None when it and its head agree.
+
+        Anyone can check this, and anyone who can write the file can recompute it: :meth:`verify`
+        with the key is what detects a forger.
+        """
+        rows = self.event_rows()
+        broken = first_break(rows, HASHED_COLUMNS if self.format >= 2 else HASHED_COLUMNS_V1)
         if broken:
             return broken
-        head = self.db.conn.execute("SELECT seq, hash FROM head WHERE id=1").fetchone()
+        head = self.head()
         last = rows[-1] if rows else None
         if head is None and last is None:
             return None
-        if head is None or last is None or head[0] != last["seq"] or head[1] != last["hash"]:
+        if head is not None and last is None and head["seq"] == 0:
+            return None
+        if head is None or last is None or head["seq"] != last["seq"] or head["hash"] != last["hash"]:
             seq = last["seq"] + 1 if last else 1
             return seq, "the last events were removed (the chain head records more events than remain)"
         return None
 
+    @_guarded
+    def verify(self) -> Verdict:
+        """Check the hash chain and, when unlocked with the key, every MAC: events, runs, artifacts, head."""
+        runs, arts = self.runs(), self.artifacts()
+        rows = self.event_rows()
+
+        def verdict(fault: str | None) -> Verdict:
+            return Verdict(fault, len(rows), len(runs), len(arts), self.format, self._mac is not None)
+
+        broken = self.verify_chain()
+        if broken:
+            return verdict(f"event seq {broken[0]}: {broken[1]}")
+        if self._mac is None:
+            return verdict(None)
+        key = self._mac
+        for r in rows:
+            if not seal.equal(r.get("mac"), seal.event_mac(key, r["hash"])):
+                return verdict(f"event seq {r['seq']}: its MAC does not match (the event, or the whole chain "
+                               "from it on, was rewritten without the key)")
+        for table, items in (("runs", runs), ("artifacts", arts)):
+            for item in items:
+                if not seal.equal(item.get("mac"), seal.row_mac(key, table, item)):
+                    return verdict(f"{table} row {item['id']}: its MAC does not match (the row was edited without "
+                                   "the key)")
+        head = self.head()
+        bound = self.sealed_key_id
+        if head is None:
+            return verdict(None if bound is None and not rows and not runs and not arts
+                           else "the head row is missing (it seals the number of events, runs and artifacts)")
+        fields = seal.head_fields(bound or "", head["seq"], head["hash"], len(rows), seal.digest(runs),
+                                  seal.digest(arts))
+        if not seal.equal(head.get("mac"), seal.head_mac(key, fields)):
+            return verdict(f"the head (seq {head['seq']}, {len(rows)} events, {len(runs)} runs, {len(arts)} "
+                           "artifacts) does not match its MAC: events at the end, runs or artifacts were removed, "
+                           "added or put back from an older copy")
+        return verdict(None)
+
+    def _seal_run(self, run_id: str) -> None:
+        """Inside a write transaction: the run row's MAC after a change to it."""
+        row = self.db.conn.execute(f"SELECT {', '.join(seal.RUN_COLUMNS)} FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is not None:
+            mac = seal.row_mac(self._need_key(), "runs", dict(zip(seal.RUN_COLUMNS, row, strict=True)))
+            self.db.conn.execute("UPDATE runs SET mac=? WHERE id=?", (mac, run_id))
+
+    def _seal_head(self, seq: int | None = None, last_hash: str | None = None) -> None:
+        """Inside a write transaction: bind the key id (first write) and seal the head anew."""
+        conn = self.db.conn
+        key = self._need_key()
+        conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('key_id', ?)", (self.key_id,))
+        if seq is None:
+            head = conn.execute("SELECT seq, hash FROM head WHERE id=1").fetchone()
+            seq, last_hash = head if head else (0, GENESIS)
+        runs = [{"id": i, "mac": m} for i, m in conn.execute("SELECT id, mac FROM runs")]
+        arts = [{"id": i, "mac": m} for i, m in conn.execute("SELECT id, mac FROM artifacts")]
+        # seq is the number of events: the chain is gapless from 1 (verify counts the rows themselves)
+        fields = seal.head_fields(self.sealed_key_id or "", seq, last_hash or GENESIS, seq, seal.digest(runs),
+                                  seal.digest(arts))
+        conn.execute("INSERT OR REPLACE INTO head (id, seq, hash, mac) VALUES (1, ?, ?, ?)",
+                     (seq, last_hash, seal.head_mac(key, fields)))
+
     # ------------------------------------------------------------------ helpers
-    def _tx(self):
-        """A write transaction that takes the write lock at once (BEGIN IMMEDIATE), one thread at a time."""
+    def _tx(self) -> _Immediate:
+        """A write transaction that takes the write lock at once (BEGIN IMMEDIATE), one thread at a time;
+        only with the key (every write is sealed in the same transaction)."""
+        self._need_key()
         return _Immediate(self.db.conn, self._lock)
 
 

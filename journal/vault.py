@@ -26,8 +26,6 @@ import hashlib
 import io
 import os
 import secrets
-import shlex
-import stat
 import struct
 import time
 import unicodedata
@@ -39,6 +37,8 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from journal import private
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -188,26 +188,17 @@ class Key:
 
 
 def _read_key_file(path: Path) -> bytes:
-    """Read a key file, checking permissions on the opened file (no check/use race)."""
+    """Read a key file: ours, private, not a symbolic link — checked on the opened file (no check/use race)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = private.open_file(path, os.O_RDONLY, "key file")
     except FileNotFoundError:
         raise KeyFileError(
             f"key file {path} does not exist; pass the key file the dumps were made with, "
             "or create a new one with `upgrade keygen`"
         ) from None
-    except OSError as exc:
-        raise KeyFileError(f"cannot open key file {path}: {exc.strerror}") from None
+    except private.PrivatePathError as exc:
+        raise KeyFileError(f"{exc} (the key unlocks every dump)") from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise KeyFileError(f"key file {path} is not a regular file")
-        if st.st_mode & 0o077:
-            mode = stat.S_IMODE(st.st_mode)
-            raise KeyFileError(
-                f"key file {path} is accessible by group or others (mode {mode:04o}); it "
-                f"unlocks every dump, so it must be private: run `chmod 600 {shlex.quote(str(path))}`"
-            )
         return _read_limited(fd, _KEY_FILE_READ_LIMIT)
     finally:
         os.close(fd)
@@ -352,7 +343,8 @@ def _parse_kdf(kind: int, block: bytes, path: Path) -> Kdf:
 def _open_artifact(path: Path) -> BinaryIO:
     """Open an artifact for reading with a message that names it when that fails."""
     try:
-        return open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
+        # never through a symbolic link: an artifact is a file of the tool's own private vault directory
+        return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
     except FileNotFoundError:
         raise VaultError(f"artifact {path} does not exist; check the vault directory and the journal") from None
     except OSError as exc:

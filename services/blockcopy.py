@@ -120,7 +120,8 @@ def transfer_step(name: str, volumes: Any) -> Step:
                     proc = t.host.popen(read_argv(dst), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                     stats = vault.encrypt_stream(proc.stdout, path, ctx.key)
                     wait_pipe(proc, t.host, read_argv(dst), f"backup of {dst}")
-                    entry["backup"] = ctx.record_artifact(f"{ctx.run_id}/{name}-volume-{i}-target", "backup", name,
+                    entry["backup"] = ctx.record_artifact(f"{ctx.run_id}/{name}-volume-{i}-target",
+                                                          f"{name}.transfer_volumes", "backup", name,
                                                           t.host.name, path, stats)
             reader = s.host.popen(read_argv(src), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             streamed = pump(reader.stdout, t.host, dst, size)
@@ -141,7 +142,7 @@ def transfer_step(name: str, volumes: Any) -> Step:
                 check(t.host, ["lvremove", "-y", e["target"]], f"removing {e['target']}")
             elif e.get("backup"):
                 art = e["backup"]
-                vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
+                ctx.verified_artifact(art, f"{name}.transfer_volumes")
                 argv = write_argv(e["target"])
                 proc = t.host.popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
                 vault.decrypt_stream(art["path"], ctx.key, proc.stdin)

@@ -114,7 +114,7 @@ def iscsi_rows_step() -> Step:
             labels[key] = label
         # the before-values hold CHAP secrets: the vault keeps them (first, so that a re-run after a
         # kill keeps the originals), the journal only ids and counts
-        before, art = keep_before(ctx, NAME, "iscsi-before", before)
+        before, art = keep_before(ctx, f"{NAME}.rewrite_iscsi", "iscsi-before", before)
         counts = {labels[k]: len(v) for k, v in before.items() if k in labels}
         for key, changes in planned.items():
             db, table, column = key.split(".")
@@ -134,7 +134,7 @@ def iscsi_rows_step() -> Step:
     def undo(ctx: Any, result: Result | None) -> None:
         if not result or not result.get("moved"):
             return  # interrupted: import_db's undo restores both databases whole
-        before = load_before(ctx, result["artifact"])
+        before = load_before(ctx, result["artifact"], f"{NAME}.rewrite_iscsi")
         for key, rows in before.items():
             db, table, column = key.split(".")
             if not rows or not mysql.db_exists(ctx.target.db, db):
@@ -180,7 +180,7 @@ def update_host_step() -> Step:
         db = ctx.services[NAME].db_name
         rows = mysql.query(ctx.target.db, "SELECT id, host FROM volumes WHERE deleted=0 AND (host=%s OR host LIKE "
                                           "%s OR host LIKE %s)", (old, f"{old}@%", f"{old}#%"), db=db)
-        first, _art = keep_before(ctx, NAME, "hosts-before", {i: h for i, h in rows})
+        first, _art = keep_before(ctx, f"{NAME}.update_host", "hosts-before", {i: h for i, h in rows})
         # update_host sets host to --newhost whole: keep each volume's @backend#pool
         for current in sorted({h for _i, h in rows}):
             run_cmd(ctx.target, cmd, {"current": current, "new": new + current[len(old):]})

@@ -235,8 +235,8 @@ def dump_source_step(name: str, dbs: tuple[DBSpec, ...] | None = None) -> Step:
                     facts = facts_of.result()
             tally.add("vault", stats.seconds)
             charset, collation, sums, collations = facts.charset, facts.collation, facts.checksums, facts.collations
-            art = ctx.record_artifact(f"{ctx.run_id}/{name}-source-db{spec.suffix()}", "dump", name,
-                                      ctx.source.host.name, path, stats)
+            art = ctx.record_artifact(f"{ctx.run_id}/{name}-source-db{spec.suffix()}", f"{name}.dump_source",
+                                      "dump", name, ctx.source.host.name, path, stats)
             out["databases"][db] = {
                 "artifact": art, "charset": charset, "collation": collation, "checksums": sums,
                 "non_utf8_tables": {t: c for t, c in collations.items() if not c.startswith("utf8")},
@@ -274,8 +274,8 @@ def backup_target_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | Non
                                             progress=ctx.progress_for(name))
                 out["databases"][db] = {"existed": True, "charset": charset, "collation": collation,
                                         "artifact": ctx.record_artifact(
-                                            f"{ctx.run_id}/{name}-target-db{spec.suffix()}", "backup", name,
-                                            t.host.name, path, stats)}
+                                            f"{ctx.run_id}/{name}-target-db{spec.suffix()}", f"{name}.backup_target",
+                                            "backup", name, t.host.name, path, stats)}
             else:
                 out["databases"][db] = {"existed": False}
         users = sorted({db_credentials(ctx, name, spec, specs)[0] for spec in specs})
@@ -283,7 +283,7 @@ def backup_target_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | Non
         upath = ctx.artifact_path(f"{name}-target-users")
         ustats = vault.encrypt_bytes(json.dumps(stmts).encode(), upath, ctx.key)
         out["users"] = {"users": users, "artifact": ctx.record_artifact(
-            f"{ctx.run_id}/{name}-target-users", "backup", name, t.host.name, upath, ustats)}
+            f"{ctx.run_id}/{name}-target-users", f"{name}.backup_target", "backup", name, t.host.name, upath, ustats)}
         cdir = f"{t.etc}/{name}"
         if t.host.exists(cdir):
             cpath = ctx.artifact_path(f"{name}-target-config")
@@ -292,7 +292,8 @@ def backup_target_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | Non
             cstats = vault.encrypt_stream(proc.stdout, cpath, ctx.key)
             wait_pipe(proc, t.host, argv, f"backup of {cdir}")
             out["config"] = {"existed": True, "artifact": ctx.record_artifact(
-                f"{ctx.run_id}/{name}-target-config", "backup", name, t.host.name, cpath, cstats)}
+                f"{ctx.run_id}/{name}-target-config", f"{name}.backup_target", "backup", name, t.host.name, cpath,
+                cstats)}
         else:
             out["config"] = {"existed": False}
         return out
@@ -440,7 +441,7 @@ def restore_config(ctx: UpgradeContext, name: str) -> None:
     if not backup["existed"]:
         return
     art = backup["artifact"]
-    vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
+    ctx.verified_artifact(art, f"{name}.backup_target")
     argv = tar_in(t.etc)
     proc = t.host.popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     vault.decrypt_stream(art["path"], ctx.key, proc.stdin)
@@ -512,7 +513,7 @@ def import_db_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = 
                 for s in scans:
                     kinds.setdefault(s.table, {})[s.column] = s.kind
             # the whole dump is proved intact before the target is touched, so the import need not again
-            tally.add("vault", vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"]).seconds)
+            tally.add("vault", ctx.verified_artifact(art, f"{name}.dump_source").seconds)
             cs, collation = (d["charset"], d["collation"])
             if convert_utf8 and not charset.is_utf8(cs):
                 cs, collation = convert_utf8, charset.collation_for(collation, convert_utf8)
@@ -581,10 +582,15 @@ def restore_db(ctx: UpgradeContext, name: str, dbs: tuple[DBSpec, ...] | None = 
     st = _svc(ctx, name)
     t = ctx.target
     backup = ctx.results[f"{name}.backup_target"]
-    for spec in dbs or _dbs_default(()):
-        restore_one_db(ctx, name, spec.db_name(st))
+    names = [spec.db_name(st) for spec in dbs or _dbs_default(())]
+    # every artifact of the restore is checked before the first database is touched
     users = backup["users"]
-    stmts = json.loads(vault.decrypt_bytes(users["artifact"]["path"], ctx.key).decode())
+    stmts = json.loads(ctx.artifact_bytes(users["artifact"], f"{name}.backup_target").decode())
+    for dbname in names:
+        if existed_on_target(ctx, name, dbname):
+            ctx.verified_artifact(backup["databases"][dbname]["artifact"], f"{name}.backup_target")
+    for dbname in names:
+        restore_one_db(ctx, name, dbname, verified=True)
     for user in users["users"]:
         mysql.restore_users(t.db, user, st.grant_hosts, stmts.get(user, []))
 
@@ -594,19 +600,21 @@ def existed_on_target(ctx: UpgradeContext, name: str, dbname: str) -> bool:
     return bool(ctx.results[f"{name}.backup_target"]["databases"][dbname]["existed"])
 
 
-def restore_one_db(ctx: UpgradeContext, name: str, dbname: str) -> None:
+def restore_one_db(ctx: UpgradeContext, name: str, dbname: str, verified: bool = False) -> None:
     """Put one target database back as backup_target found it: its dump re-imported, or dropped
-    when it was not there (a database that existed before is never left dropped)."""
+    when it was not there (a database that existed before is never left dropped). *verified*: the
+    caller passed its artifact through the gate already (the import pass still checks size and hash)."""
     t = ctx.target
     db = ctx.results[f"{name}.backup_target"]["databases"][dbname]
     if not db["existed"]:
         mysql.drop_db(t.db, dbname)
         return
     art = db["artifact"]
-    vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
+    if not verified:
+        ctx.verified_artifact(art, f"{name}.backup_target")
     mysql.recreate_db(t.db, dbname, db["charset"], db["collation"])
     mysql.import_from_vault(t.host, t.db, CLIENT_TOOL, dbname, art["path"], ctx.key,
-                            art["bytes"], art["sha256"], progress=ctx.progress_for(name))
+                            art["bytes"], art["sha256"], progress=ctx.progress_for(name), verified=True)
 
 
 # ---------------------------------------------------------------------- databases new in the target release

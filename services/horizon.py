@@ -134,8 +134,8 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
             proc = t.host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             stats = vault.encrypt_stream(proc.stdout, art_path, ctx.key)
             wait_pipe(proc, t.host, argv, f"backup of {out['dir']}")
-            out["backup"] = ctx.record_artifact(f"{ctx.run_id}/{NAME}-target-config", "backup", NAME, t.host.name,
-                                                art_path, stats)
+            out["backup"] = ctx.record_artifact(f"{ctx.run_id}/{NAME}-target-config", f"{NAME}.install_settings",
+                                                "backup", NAME, t.host.name, art_path, stats)
         check(t.host, ["mkdir", "-p", out["dir"]], f"creating {out['dir']}")
         src = s.host.popen(tar_out(s.etc, top), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         dst = t.host.popen(tar_in(t.etc), stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -162,7 +162,7 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
         check(t.host, ["rm", "-rf", d], f"removing {d}")
         art = (result or {}).get("backup")
         if art:
-            vault.verify_artifact(art["path"], ctx.key, art["bytes"], art["sha256"])
+            ctx.verified_artifact(art, f"{NAME}.install_settings")
             proc = t.host.popen(tar_in(t.etc), stdin=subprocess.PIPE, stderr=subprocess.PIPE)
             vault.decrypt_stream(art["path"], ctx.key, proc.stdin)
             proc.stdin.close()

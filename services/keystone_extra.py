@@ -69,8 +69,9 @@ def endpoints_step() -> Step:
             return {"old_address": None, "endpoints": [], "note": "no old_address in the plan: nothing to report"}
         db = ctx.services[NAME].db_name
         rows = mysql.query(ctx.target.db, "SELECT id, interface, url FROM endpoint ORDER BY id", db=db)
-        first, _art = keep_before(ctx, NAME, "endpoints-before", {i: {"id": i, "interface": iface, "url": url}
-                                                                  for i, iface, url in rows if _host_of(url) == old})
+        first, _art = keep_before(ctx, f"{NAME}.endpoints", "endpoints-before",
+                                  {i: {"id": i, "interface": iface, "url": url}
+                                   for i, iface, url in rows if _host_of(url) == old})
         hits = [first[k] for k in sorted(first)]
         rewrite = bool(new and new != old)
         if rewrite and hits:

@@ -191,8 +191,8 @@ def update_cells_step(jump: Jump) -> Step:
             _redact_urls(ctx, c["old_db"], c["new_db"], c["old_mq"], c["new_mq"])
         # the old URLs hold credentials: the vault keeps them for undo (first: a re-run after a kill keeps
         # the originals), the journal only the uuids
-        _kept, art = keep_before(ctx, NAME, "cell-mappings", {c["uuid"]: {"old_mq": c["old_mq"], "old_db": c["old_db"]}
-                                                               for c in cells})
+        _kept, art = keep_before(ctx, f"{NAME}.update_cells", "cell-mappings",
+                                 {c["uuid"]: {"old_mq": c["old_mq"], "old_db": c["old_db"]} for c in cells})
         # one mapping row per cell: the commands are independent, so they run side by side
         together.each(lambda c: run_cmd(ctx.target, cmd, {"cell_uuid": c["uuid"], "cell_db": c["new_db"],
                                                           "transport_url": c["new_mq"]}), cells)
@@ -201,7 +201,7 @@ def update_cells_step(jump: Jump) -> Step:
     def undo(ctx: Any, result: Result | None) -> None:
         if not result:
             return  # interrupted: import_db's undo restores the whole API database anyway
-        rows = load_before(ctx, result["artifact"])
+        rows = load_before(ctx, result["artifact"], f"{NAME}.update_cells")
         if not mysql.db_exists(ctx.target.db, api_db(ctx)):
             return
         conn = mysql.connect(ctx.target.db, api_db(ctx))
@@ -247,7 +247,7 @@ def stale_services_step(jump: Jump) -> Step:
         cols = "id, `binary`, host, deleted, deleted_at" + (", forced_down" if action == "force_down" else "")
         rows = mysql.query(ctx.target.db, f"SELECT {cols} FROM services WHERE host=%s AND deleted=0 ORDER BY id",
                            (old,), db=main_db(ctx))
-        first, _art = keep_before(ctx, NAME, "services-before", {
+        first, _art = keep_before(ctx, f"{NAME}.stale_services", "services-before", {
             str(r[0]): {"id": r[0], "binary": r[1], "deleted": r[3], "deleted_at": r[4].isoformat(sep=" ") if r[4]
                         else None, **({"forced_down": r[5]} if action == "force_down" else {})} for r in rows})
         before = [first[k] for k in sorted(first, key=int)]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from journal.store import Journal
+from journal.vault import Key
 from scripts.lab.mariadb import free_port
 from tests.conftest import (
     REPO,
@@ -88,7 +89,7 @@ def _binary_plan(d: Path) -> Path:
 
 def _journal_with_run(d: Path) -> Path:
     """A real journal holding one run (no lab needed to read it)."""
-    j = Journal(d / "journal")
+    j = Journal(d / "journal", key=Key.from_bytes(bytes(32)))
     rid = j.create_run({"upgrade": {"services": ["keystone"]}}, "0" * 64, str(d / "plan.toml"), "2025.2", "2026.1",
                        None)
     j.append(rid, "keystone", "intent", step="keystone.stop_source")

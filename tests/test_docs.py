@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from journal import vault
+from journal.chain import row_hash
 from journal.store import Journal
 from tests.conftest import REPO, upgrade
 from upgrade import plan as plan_mod
@@ -108,7 +110,7 @@ def _snippet(tmp_path: Path) -> Path:
 
 def _journal(d: Path) -> tuple[Path, list[str]]:
     """A real journal with two runs whose events carry nested, non-ASCII and secret-looking data."""
-    j = Journal(d / "journal")
+    j = Journal(d / "journal", key=vault.generate_key_file(d / "dump.key"))
     runs = []
     for n in range(2):
         rid = j.create_run({"upgrade": {"services": ["keystone"]}}, "0" * 64, "plan.toml", "2025.2", "2026.1", None)
@@ -122,8 +124,9 @@ def _journal(d: Path) -> tuple[Path, list[str]]:
     return d / "journal", runs
 
 
-def _verify(snippet: Path, export: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(snippet), str(export)], capture_output=True, text=True)
+def _verify(snippet: Path, export: Path, key: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(snippet), str(export), *([str(key)] if key else [])],
+                          capture_output=True, text=True)
 
 
 def test_the_auditors_snippet_verifies_a_real_export_and_catches_tampering(tmp_path):
@@ -133,7 +136,10 @@ def test_the_auditors_snippet_verifies_a_real_export_and_catches_tampering(tmp_p
     assert upgrade("journal", "export", "--journal", str(journal), "--output", str(export)).returncode == 0
     res = _verify(snippet, export)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.startswith("OK: 6 events, chain intact")
+    assert res.stdout.startswith("OK: 6 events, chain intact") and "not authenticated" in res.stdout
+    res = _verify(snippet, export, tmp_path / "dump.key")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.startswith("OK: 6 events, chain intact, every MAC authenticated")
     # a one-run export is a segment of the chain
     one = tmp_path / "run2.jsonl"
     assert upgrade("journal", "export", "--journal", str(journal), "--run", runs[1], "--output",
@@ -155,3 +161,15 @@ def test_the_auditors_snippet_verifies_a_real_export_and_catches_tampering(tmp_p
         assert res.returncode == 1, name
         assert res.stdout.startswith("BROKEN at seq "), res.stdout
     assert "seq 2" in _verify(snippet, tmp_path / "edited.jsonl").stdout
+    # a writer without the key recomputes the chain after the edit: only the key finds it
+    prev = "0" * 64
+    forged = []
+    for e in edited:
+        stored = {**e, "result": json.dumps(e["result"], sort_keys=True) if e["result"] is not None else None}
+        e["prev_hash"] = stored["prev_hash"] = prev
+        e["hash"] = prev = row_hash(stored)
+        forged.append(json.dumps(e))
+    (tmp_path / "forged.jsonl").write_text("\n".join(forged) + "\n")
+    assert _verify(snippet, tmp_path / "forged.jsonl").returncode == 0
+    res = _verify(snippet, tmp_path / "forged.jsonl", tmp_path / "dump.key")
+    assert res.returncode == 1 and res.stdout.startswith("BROKEN at seq 2: its MAC"), res.stdout

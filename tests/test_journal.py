@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from journal import vault
 from journal.export import export
 from journal.redact import Redactor
 from journal.store import Journal
@@ -22,9 +23,10 @@ SECRET = "s3cr3t-Passw0rd"
 
 
 def _journal(tmp_path, n=6):
-    j = Journal(tmp_path / "j", Redactor([SECRET]))
+    key = vault.generate_key_file(tmp_path / "dump.key")
+    j = Journal(tmp_path / "j", Redactor([SECRET]), key=key)
     run = j.create_run({"upgrade": {"services": ["keystone"]}, "db": {"admin_password": SECRET}}, "ab" * 32,
-                       "/plan.toml", "2025.2", "2026.1", "kid")
+                       "/plan.toml", "2025.2", "2026.1", key.key_id)
     for i in range(n):
         j.append(run, "keystone", "intent" if i % 2 == 0 else "done", step=f"keystone.s{i // 2}",
                  command=f"mysql -p{SECRET} --host x", output=f"connection = mysql+pymysql://ks:{SECRET}@h/ks",
@@ -84,13 +86,13 @@ def test_reordering_rows_is_caught(tmp_path):
 
 def test_cli_verify_exits_1_and_names_seq(tmp_path):
     j, _run = _journal(tmp_path)
-    ok = subprocess.run([sys.executable, "-m", "upgrade.cli", "journal", "verify", "--journal", str(j.dir)],
-                        capture_output=True, text=True)
+    verify = [sys.executable, "-m", "upgrade.cli", "journal", "verify", "--journal", str(j.dir),
+              "--key", str(tmp_path / "dump.key")]
+    ok = subprocess.run(verify, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert "hash chain intact" in ok.stdout
+    assert "hash chain intact, authenticated" in ok.stdout
     _sql(j, "UPDATE events SET host='elsewhere' WHERE seq=2")
-    bad = subprocess.run([sys.executable, "-m", "upgrade.cli", "journal", "verify", "--journal", str(j.dir)],
-                         capture_output=True, text=True)
+    bad = subprocess.run(verify, capture_output=True, text=True)
     assert bad.returncode == 1
     assert "seq 2" in bad.stdout
 

@@ -151,8 +151,8 @@ def make_ctx(lab: Lab, tmp: Path, jump: Jump) -> UpgradeContext:
         return Side(role=role, host=LocalHost(role), etc=str(etc), lib=str(tmp / "lib"), bin="",
                     db=lab.ep, control=ServiceControl("sysvinit"))
 
-    journal = Journal(tmp / "journal")
     key = vault.generate_key_file(tmp / "dump.key")
+    journal = Journal(tmp / "journal", key=key)
     run_id = journal.create_run({}, "0" * 64, None, jump.source, jump.target, key.key_id)
     st = ServiceSettings(name="nova", unit="openstack-nova-api", db_name="nova", owner="nova:nova")
     return UpgradeContext(run_id=run_id, source=side("source"), target=side("target"), journal=journal,

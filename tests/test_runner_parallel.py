@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from journal.store import Journal
+from journal.vault import Key
 from statemachine.machine import ServiceMachine
 from statemachine.replay import replay
 from statemachine.runner import ParallelGroup, RunFailed, Runner
@@ -71,7 +72,7 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
 
 @pytest.fixture
 def journal(tmp_path) -> Journal:
-    j = Journal(tmp_path / "journal")
+    j = Journal(tmp_path / "journal", key=Key.from_bytes(bytes(32)))
     yield j
     j.close()
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from journal.store import Journal
+from journal.vault import Key
 from statemachine.machine import ServiceMachine
 from statemachine.runner import RunFailed, Runner, StepsChanged
 from statemachine.step import Step, StepError
@@ -40,7 +41,7 @@ def _machine(names: list[str], broken: str = "") -> ServiceMachine:
 
 @pytest.mark.parametrize("verb", ["forward", "revert"])
 def test_a_new_step_before_those_the_run_went_through_is_refused(tmp_path, verb):
-    journal = Journal(tmp_path / "journal")
+    journal = Journal(tmp_path / "journal", key=Key.from_bytes(bytes(32)))
     run_id = journal.create_run({}, "x", None, "a", "b", None)
     with pytest.raises(RunFailed):
         Runner(journal, run_id, [_machine(["stop", "dump", "import"], broken="import")], Ctx()).forward()

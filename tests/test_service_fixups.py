@@ -11,17 +11,19 @@ import os
 import secrets
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from journal import vault
+from journal.redact import Redactor
+from journal.store import Journal
 from services import horizon, iscsi, releases
 from services.blockcopy import transfer_step
+from services.context import UpgradeContext
 from services.runbook import Jump, run_cmd
-from services.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
+from services.settings import DBEndpoint, ServiceControl, Side
 from statemachine.step import StepError
 from tests.conftest import require
 from upgrade.hosts import LocalHost
@@ -131,25 +133,13 @@ def test_local_settings_edited_through_ast_only_values_change() -> None:
 
 
 # ---------------------------------------------------------------------- block copy on loop devices
-@dataclass
-class Ctx:
-    """What the transfer step needs of the run's context: both sides, the vault, artifacts."""
-
-    source: Side
-    target: Side
-    key: vault.Key
-    dir: Path
-    run_id: str = "r1"
-    services: dict[str, ServiceSettings] = field(default_factory=dict)
-    artifacts: list[dict[str, Any]] = field(default_factory=list)
-
-    def artifact_path(self, name: str) -> Path:
-        return self.dir / f"{name}.osuv"
-
-    def record_artifact(self, aid: str, kind: str, service: str, host: str, path: Path, stats: Any) -> dict:
-        art = {"id": aid, "path": str(path), "bytes": stats.bytes, "sha256": stats.sha256}
-        self.artifacts.append(art)
-        return art
+def Ctx(source: Side, target: Side, key: vault.Key, directory: Path) -> UpgradeContext:  # noqa: N802
+    """The run's real context over a real journal: artifacts are recorded and checked as in a run."""
+    journal = Journal(directory / "journal", key=key)
+    run_id = journal.create_run({}, "0" * 64, None, "a", "b", key.key_id)
+    return UpgradeContext(run_id=run_id, source=source, target=target, journal=journal, key=key,
+                          redactor=Redactor(), services={}, from_release="a", to_release="b",
+                          artifact_root=directory / "vault")
 
 
 @pytest.fixture
@@ -191,6 +181,22 @@ def test_volume_blocks_copied_with_checksums_and_undone(tmp_path: Path, loops: A
     step.undo(ctx, json.loads(json.dumps(result)))  # the journal's copy of the result
     assert _sha(dst) == before
     assert _sha(src) == hashlib.sha256(payload).hexdigest()  # the source was only read
+
+
+def test_a_replaced_volume_backup_is_refused_and_the_volume_left_alone(tmp_path: Path, loops: Any) -> None:
+    """Another backup (validly encrypted with the run's key) in place of this run's: the undo refuses
+    it, naming the file, before one block is written."""
+    size = 2 << 20
+    src, dst = loops("src", size, secrets.token_bytes(size)), loops("dst", size, secrets.token_bytes(size))
+    ctx = Ctx(side(tmp_path, "source"), side(tmp_path), vault.Key.from_bytes(secrets.token_bytes(32)), tmp_path)
+    step = transfer_step("cinder", lambda c: [{"source": src, "target": dst}])
+    result = json.loads(json.dumps(step.run(ctx)))
+    art = Path(result["volumes"][0]["backup"]["path"])
+    vault.encrypt_bytes(secrets.token_bytes(size), art, ctx.key)
+    copied = _sha(dst)
+    with pytest.raises(StepError, match=f"refusing artifact {art} .*cinder.transfer_volumes.*recorded"):
+        step.undo(ctx, result)
+    assert _sha(dst) == copied
 
 
 def test_volume_of_another_size_is_refused(tmp_path: Path, loops: Any) -> None:

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from journal import vault
+from journal import private, vault
 from journal.redact import Redactor
-from journal.store import Journal, JournalError
+from journal.store import JOURNAL_FILE, Journal, JournalError
 from services import mysql, preflight, registry
 from services.context import UpgradeContext
 from services.host import Host
@@ -39,11 +39,43 @@ def redactor_for(plan: Plan | None) -> Redactor:
     return REDACTOR
 
 
+#: the journal directory this process opened last: an internal error's traceback goes beside it
+OPENED: list[Path] = []
+
+
 def open_journal(directory: Path, redactor: Redactor, create: bool) -> Journal:
+    """The journal, read-only until :func:`authenticate` (or :meth:`Journal.unlock`) gives it the key."""
     try:
-        return Journal(directory, redactor, create=create)
+        journal = Journal(directory, redactor, create=create)
     except JournalError as exc:
         raise UserError(str(exc)) from None
+    OPENED.append(journal.dir)
+    return journal
+
+
+def authenticate(journal: Journal, key: vault.Key) -> None:
+    """Unlock the journal with the run's key and verify its whole seal, before any work: a journal that a
+    writer without the key edited (or an earlier format's, or one sealed with another key) is refused."""
+    try:
+        journal.authenticate(key)
+    except JournalError as exc:
+        raise UserError(str(exc)) from None
+
+
+def has_runs(journal_dir: Path) -> bool:
+    """Whether *journal_dir* holds a journal with a run (a missing ``vault.salt`` is then an error)."""
+    if not os.path.lexists(journal_dir / JOURNAL_FILE):
+        return False
+    try:
+        journal = Journal(journal_dir, create=False)
+    except JournalError:
+        return True  # unreadable: never take it for a fresh one
+    try:
+        return bool(journal.runs())
+    except JournalError:
+        return True
+    finally:
+        journal.close()
 
 
 def lock(journal_dir: Path, verb: str) -> RunLock:
@@ -55,35 +87,72 @@ def lock(journal_dir: Path, verb: str) -> RunLock:
     return lk
 
 
-def load_key(plan: Plan, journal_dir: Path) -> vault.Key:
-    """The vault key named by the plan: a key file, or a passphrase whose salt lives with the journal."""
+def load_key(plan: Plan, journal_dir: Path, new_salt: bool = False) -> vault.Key:
+    """The vault key named by the plan: a key file, or a passphrase whose salt lives with the journal
+    (made only when *new_salt*: a journal with no run yet)."""
+    return key_from(plan.key_file, plan.passphrase_env, journal_dir, new_salt, f"{plan.path}: `vault.passphrase_env`")
+
+
+def key_from(key_file: Path | None, passphrase_env: str | None, journal_dir: Path, new_salt: bool,
+             where: str) -> vault.Key:
+    """A key file, or the passphrase in $*passphrase_env* (asked for on a terminal) with the journal's salt.
+
+    The salt is written once, when the first run of a journal starts; a ``vault.salt`` missing later is
+    reported, never recreated: a new salt would turn the same passphrase into another key.
+    """
     try:
-        if plan.key_file is not None:
-            return vault.Key.from_file(plan.key_file)
-        env = plan.passphrase_env or ""
+        if key_file is not None:
+            return vault.Key.from_file(key_file)
+        env = passphrase_env or ""
         passphrase = os.environ.get(env)
         if not passphrase and sys.stdin.isatty():
             passphrase = getpass.getpass(f"vault passphrase (${env} is not set): ")
         if not passphrase:
-            raise UserError(f"{plan.path}: `vault.passphrase_env` names {env!r}, which is not set — export it, "
+            raise UserError(f"{where} names {env!r}, which is not set — export it, "
                             "or run from a terminal to be asked for the passphrase")
-        salt_path = journal_dir / SALT_FILE
-        salt = salt_path.read_bytes() if salt_path.exists() else None
+        salt = _read_salt(journal_dir, new_salt)
         key = vault.Key.from_passphrase(passphrase, salt=salt)
         if salt is None:
-            journal_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(salt_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.write(fd, key.kdf.salt)
-            os.close(fd)
+            private.make_dir(journal_dir)
+            fd = private.open_file(journal_dir / SALT_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "vault salt file")
+            try:
+                os.write(fd, key.kdf.salt)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         return key
     except vault.VaultError as exc:
         raise UserError(str(exc)) from None
+    except private.PrivatePathError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _read_salt(journal_dir: Path, new_salt: bool) -> bytes | None:
+    """The journal's passphrase salt; None when there is none yet and one may be made."""
+    path = journal_dir / SALT_FILE
+    try:
+        fd = private.open_file(path, os.O_RDONLY, "vault salt file", repair_mode=True)
+    except FileNotFoundError:
+        if new_salt:
+            return None
+        raise UserError(f"{path} is missing: the journal's runs were made with a passphrase, and its salt was in that "
+                        "file (without it the same passphrase gives another key) — restore vault.salt from a copy of "
+                        "the journal directory; it is never made anew for a journal that holds runs") from None
+    try:
+        return os.read(fd, 64)
+    finally:
+        os.close(fd)
 
 
 def check_key(run: dict, key: vault.Key) -> None:
     if run["key_id"] and run["key_id"] != key.key_id:
         raise UserError(f"run {run['id']} was made with vault key id {run['key_id']}, but the key given now has "
                         f"id {key.key_id} — use the key file (or passphrase) of that run")
+
+
+def vault_dir(plan: Plan) -> Path:
+    """Where the plan's artifacts go: ``vault.dir``, or ``<journal>/artifacts``."""
+    return plan.artifact_dir or plan.journal_dir / "artifacts"
 
 
 def side(spec: SideSpec, host: Host | None = None) -> Side:

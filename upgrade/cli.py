@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
+from journal.store import JournalError
 from upgrade import app, commands, planinit, tables
-from upgrade.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UserError
+from upgrade.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, UserError
 
 EPILOG = __doc__.split("\n\n", 1)[1]
 
@@ -78,9 +80,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", dest="fmt", choices=("jsonl", "json", "csv"), default="jsonl")
     sp.add_argument("--output", type=Path, metavar="FILE", help="write to FILE (0600) instead of stdout")
     sp.add_argument("--force", action="store_true", help="overwrite an existing --output file")
-    sp = jsub.add_parser("verify", help="check the hash chain and the artifacts")
+    sp = jsub.add_parser("verify", help="authenticate the journal and the artifacts with the vault key")
     sp.add_argument("--journal", type=Path, default=commands.DEFAULT_JOURNAL)
-    sp.add_argument("--key", dest="key_file", help="vault key file: also authenticate every artifact")
+    how = sp.add_mutually_exclusive_group()
+    how.add_argument("--key", dest="key_file", help="the vault key file of the journal's runs")
+    how.add_argument("--passphrase-env", metavar="VAR", help="the variable holding the runs' vault passphrase")
+    how.add_argument("--unkeyed", action="store_true",
+                     help="without the key: check only the hash chain (a writer could have recomputed it)")
     return p
 
 
@@ -109,7 +115,7 @@ def dispatch(a: argparse.Namespace) -> int:
         return commands.journal_show(a.journal, a.run_id, a.fmt)
     if a.jverb == "export":
         return commands.journal_export_cmd(a.journal, a.run_id, a.fmt, output=a.output, force=a.force)
-    return commands.journal_verify(a.journal, a.key_file)
+    return commands.journal_verify(a.journal, a.key_file, a.passphrase_env, a.unkeyed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         sys.stderr.write(app.REDACTOR.text(f"upgrade {args.verb}: {exc}") + "\n")
         return exc.exit_code
+    except JournalError as exc:  # the journal failed under a verb: a damaged page (bad input) or a full disk
+        sys.stderr.write(app.REDACTOR.text(f"upgrade {args.verb}: {exc}") + "\n")
+        return EXIT_FAILED if exc.disk_full else EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("upgrade: interrupted; `upgrade status` shows where it stopped\n")
         return EXIT_INTERRUPTED
@@ -126,17 +135,27 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception:  # a bug: keep the console clean, keep the evidence
-        log = Path(getattr(args, "journal", commands.DEFAULT_JOURNAL)) / "internal-error.log"
+        text = app.REDACTOR.text(traceback.format_exc())
         try:
-            log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(app.REDACTOR.text(traceback.format_exc()))
-            where = f"traceback in {log}"
+            where = f"traceback in {_internal_error_file(text)}"
         except OSError:
-            where = "traceback:\n" + app.REDACTOR.text(traceback.format_exc())
+            where = "traceback:\n" + text
         sys.stderr.write(f"upgrade: internal error — please report it with the {where}\n")
         return EXIT_INTERNAL
+
+
+def _internal_error_file(text: str) -> Path:
+    """Write a traceback beside the journal this process opened (never into the current directory, which
+    may be anyone's), or to a new private file in the temporary directory when it opened none."""
+    if app.OPENED:
+        log = app.OPENED[-1] / "internal-error.log"
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    else:
+        fd, name = tempfile.mkstemp(prefix="upgrade-internal-error-", suffix=".log")
+        log = Path(name)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return log
 
 
 if __name__ == "__main__":

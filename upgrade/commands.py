@@ -128,7 +128,8 @@ def run(plan_path: str, quiet: bool = False) -> int:
     plan = plan_mod.load(plan_path)
     # everything that can refuse the plan runs before anything is created, even the journal
     guards.require_private_dir(plan.journal_dir)
-    key = app.load_key(plan, plan.journal_dir)
+    guards.require_private_dir(app.vault_dir(plan), "vault directory")
+    key = app.load_key(plan, plan.journal_dir, new_salt=not app.has_runs(plan.journal_dir))
     app.preflight_db(plan)
     journal = app.open_journal(plan.journal_dir, app.redactor_for(plan), create=True)
     logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet, progress=True)
@@ -139,6 +140,7 @@ def run(plan_path: str, quiet: bool = False) -> int:
             raise BusyError(f"run {open_run['id']} in {journal.dir} (plan {open_run['plan_path']}) is unfinished "
                             f"({open_run['status']}) — finish it with `upgrade resume --journal {jd}` or "
                             f"undo it with `upgrade revert --journal {jd}` before starting another")
+        app.authenticate(journal, key)  # the runs before this one, before this one is added
         run_id = journal.create_run(plan.raw, plan.sha256, str(plan.path), plan.from_release, plan.to_release,
                                     key.key_id)
         logs.get().info("run_started", run=run_id, plan=str(plan.path), services=list(plan.services),
@@ -174,12 +176,14 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         raise UserError(f"the plan {plan.path} changed since run {run_row['id']} started (sha256 "
                         f"{run_row['plan_sha256'][:12]}… then, {plan.sha256[:12]}… now) — restore the plan as it "
                         "was (or pass it with --plan); a run never continues under a different plan")
+    guards.require_private_dir(plan.artifact_dir or journal.dir / "artifacts", "vault directory")
     journal.redactor = app.redactor_for(plan)
     logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet, progress=True)
     lk = app.lock(journal.dir, verb)
     try:
         key = app.load_key(plan, journal.dir)
         app.check_key(run_row, key)
+        app.authenticate(journal, key)  # before any work: a journal edited without the key is refused
         rid = run_row["id"]
         logs.get().info(f"{verb}_started", run=rid, status=status)
         app.sweep_leftovers(plan)
@@ -234,7 +238,7 @@ def status_data(journal_dir: Path, run_id: str | None) -> dict[str, Any]:
            "completed": "nothing; `upgrade revert` would undo it", "reverted": "nothing"}[status]
     return {"run": run_row["id"], "status": status, "from": run_row["from_release"], "to": run_row["to_release"],
             "journal": str(journal.dir), "next_action": nxt, "services": services,
-            "window": window.report(window.measure(events), time.time())}
+            "window": window.report(window.measure(events), window.now())}
 
 
 def _other_machines(events: list, view: Any, known: set[str]) -> list[dict[str, Any]]:
@@ -342,13 +346,17 @@ def journal_show(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None,
 
 def _private_output(path: Path, force: bool, binary: bool = False) -> Any:
     """A new 0600 file for an export or a report (they hold the plan and the commands); never overwritten
-    unless forced."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    unless forced, and never through a symbolic link (--force replaces the file at *path*, not what a link
+    points to)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if force else os.O_EXCL)
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
         raise UserError(f"{path} already exists — choose another file, or pass --force to overwrite it") from None
     except OSError as exc:
+        if os.path.islink(path):
+            raise UserError(f"{path} is a symbolic link (to {os.readlink(path)}); an export never writes through one "
+                            "— remove the link or choose another file") from None
         raise UserError(f"cannot write {path}: {exc.strerror} — choose a writable path") from None
     os.fchmod(fd, 0o600)
     return os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
@@ -371,25 +379,28 @@ def journal_export_cmd(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None =
     return EXIT_OK
 
 
-def _key_for(journal: Journal, key_file: str | None) -> vault.Key | None:
-    """The vault key of the journal's runs, to authenticate artifacts (a key of another run is refused)."""
-    if not key_file:
-        return None
-    try:
-        key = vault.Key.from_file(key_file)
-    except vault.VaultError as exc:
-        raise UserError(str(exc)) from None
+def _key_for(journal: Journal, key_file: Path | None, passphrase_env: str | None) -> vault.Key:
+    """The vault key of the journal's runs (a key file, or a passphrase with the journal's salt), to
+    authenticate the journal and its artifacts; a key of another run or journal is refused."""
+    key = app.key_from(key_file, passphrase_env, journal.dir, False, "--passphrase-env")
     for run_row in journal.runs():
         app.check_key(run_row, key)
+    if journal.sealed_key_id not in (None, key.key_id):
+        raise UserError(f"journal {journal.path} is sealed with vault key id {journal.sealed_key_id}, but the key "
+                        f"given has id {key.key_id} — use the key file (or passphrase) of its runs")
     return key
 
 
 def journal_verify(journal_dir: Path = DEFAULT_JOURNAL, key_file: str | None = None,
-                   out: TextIO = sys.stdout) -> int:
-    """Recompute the hash chain (and, given the key, authenticate every artifact); exit 1 on any fault."""
+                   passphrase_env: str | None = None, unkeyed: bool = False, out: TextIO = sys.stdout) -> int:
+    """Authenticate the journal with the vault key (every event, run and artifact row and the head) and
+    every artifact; ``unkeyed``: the hash chain only. Exit 1 on any fault, or when it holds no run."""
     journal = _open(journal_dir)
-    broken = journal.verify_chain()
-    key = None if broken else _key_for(journal, key_file)   # a tampered chain is reported before anything else
+    if key_file is None and passphrase_env is None and not unkeyed:
+        raise UserError("journal verify authenticates the journal with the vault key: pass --key FILE (or "
+                        "--passphrase-env VAR when the runs used a passphrase); --unkeyed checks only the hash "
+                        "chain, which anyone who can write the journal could recompute")
+    key = None if unkeyed else _key_for(journal, Path(key_file) if key_file else None, passphrase_env)
     result = audit.verify(journal, key)
     for line in result.lines():
         out.write(line + "\n")
@@ -405,7 +416,7 @@ def report_cmd(output: Path, journal_dir: Path = DEFAULT_JOURNAL, run_id: str | 
     if row is None:
         raise UserError(f"no run in {journal.dir} — start one with `upgrade run PLAN`")
     fmt = fmt or {".svg": "svg", ".png": "png"}.get(Path(output).suffix.lower(), "html")
-    key = None if journal.verify_chain() else _key_for(journal, key_file)
+    key = _key_for(journal, Path(key_file), None) if key_file else None
     rep = report.gather(journal, row["id"], audit.verify(journal, key))
     if fmt == "html":
         data = reportpage.render(rep, str(journal.dir)).encode()

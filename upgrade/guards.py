@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import shlex
-import stat
 from pathlib import Path
 
+from journal import private
 from upgrade.errors import UserError
 
 
 def private_dir_problem(directory: Path, what: str = "journal directory") -> str | None:
-    """Why *directory* may not hold the journal (readable by group or others), or None."""
-    try:
-        mode = directory.stat().st_mode
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return f"cannot inspect the {what} {directory}: {exc.strerror}"
-    if mode & 0o077:
-        return (f"the {what} {directory} is open to other users (mode {stat.filemode(mode)}); it holds the journal, "
-                f"the log and the encrypted dumps — make it private: chmod 700 {shlex.quote(str(directory))}")
-    return None
+    """Why *directory* may not hold the journal (or the vault), or None: it must be the user's own
+    (not another user's, not a symbolic link) and closed to group and others. A missing one is fine:
+    the tool creates it 0700."""
+    return private.dir_problem(Path(directory), what)
 
 
-def require_private_dir(directory: Path) -> None:
-    if (problem := private_dir_problem(directory)) is not None:
+def require_private_dir(directory: Path, what: str = "journal directory") -> None:
+    if (problem := private_dir_problem(directory, what)) is not None:
         raise UserError(problem)

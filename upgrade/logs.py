@@ -3,11 +3,12 @@ console line and a JSON line in ``<journal>/upgrade.log`` (0600)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import structlog
 
@@ -19,12 +20,17 @@ class JsonFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.chmod(path, 0o600)
-        self.fh: TextIO = os.fdopen(fd, "a", buffering=1)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.fchmod(self.fd, 0o600)
 
     def __call__(self, _logger: Any, _method: str, event_dict: dict) -> dict:
-        self.fh.write(json.dumps(event_dict, default=str, sort_keys=True) + "\n")
+        line = (json.dumps(event_dict, default=str, sort_keys=True) + "\n").encode()
+        try:
+            os.write(self.fd, line)  # one append per line: lines never interleave or tear across processes
+        except OSError as exc:
+            # a full disk loses log lines, never the run: the journal (same disk) reports it with the fix
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
         return event_dict
 
 

@@ -50,6 +50,8 @@ def _verdict(v: audit.Verification) -> tuple[str, str]:
                             "after that event cannot be trusted. Restore the journal from a copy and compare exports.")
     if v.bad_artifacts:
         return "bad", f"ARTIFACTS NOT AS RECORDED — {lines}"
+    if not v.verdict.authenticated:
+        return "ok", f"journal not authenticated (its hash chain is intact; report --key authenticates it) — {lines}"
     return "ok", f"journal verified — {lines}"
 
 

@@ -7,8 +7,11 @@ no database — so the same function serves `upgrade status` (the actual window)
 (which learns the fixed per-service cost from the previous run). "Now" for an open window is the
 caller's business (:meth:`Window.seconds`).
 
-The window is wall time: when a run died and was resumed, the service stayed down while the tool
+The window is elapsed time: when a run died and was resumed, the service stayed down while the tool
 was not running, so that time counts. The part of a window no step accounts for is ``idle``.
+Durations come from the monotonic clock every event records (with the boot it belongs to), so a wall
+clock set back during a run never makes a negative window; across a reboot only the wall clock is
+left, and a span it would make negative counts as zero.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from journal.store import clock
 
 #: the step (by its name after ``<service>.``) whose intent opens a service's window ...
 OPENS = "stop_source"
@@ -37,12 +42,41 @@ RESUMED_NOTE = ("the run was resumed: the window counts the wall time of the who
 
 
 class EventLike(Protocol):
-    """What is read of a journal event (``journal.store.Event``); hand-built lists in tests fit too."""
+    """What is read of a journal event (``journal.store.Event``); hand-built lists in tests fit too
+    (without ``mono``/``boot``, their wall time ``ts`` is used)."""
 
     ts: float
     machine: str
     step: str | None
     kind: str
+
+
+@dataclass(frozen=True)
+class Instant:
+    """A moment as a journal event records it: wall time, and the monotonic clock of one boot."""
+
+    ts: float
+    mono: float | None = None
+    boot: str | None = None
+
+
+def now() -> Instant:
+    """This moment, comparable with the events' clocks (for a window still open)."""
+    return Instant(*clock())
+
+
+def elapsed(a: Any, b: Any) -> float:
+    """Seconds from *a* to *b* (events or instants): by the monotonic clock when both were read in the
+    same boot, else by the wall clock; never negative."""
+    am, bm, boot = getattr(a, "mono", None), getattr(b, "mono", None), getattr(a, "boot", None)
+    if am is not None and bm is not None and boot is not None and boot == getattr(b, "boot", None):
+        return max(0.0, bm - am)
+    return max(0.0, b.ts - a.ts)
+
+
+def _instant(when: Any) -> Any:
+    """*when* as something :func:`elapsed` reads: a bare wall time (float) becomes an :class:`Instant`."""
+    return Instant(float(when)) if isinstance(when, (int, float)) else when
 
 
 def step_kind(step: str) -> str:
@@ -65,16 +99,20 @@ class Window:
     closed_by: str | None = None
     phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 0.0))
     retried: int = 0
+    #: the events that opened and closed it (their monotonic clocks measure it)
+    opened: Any = None
+    closed: Any = None
 
     @property
     def open(self) -> bool:
         return self.end is None
 
-    def seconds(self, now: float) -> float:
-        """Duration so far: to its end, or to *now* while it is open."""
-        return (self.end if self.end is not None else max(now, self.start)) - self.start
+    def seconds(self, now: Any) -> float:
+        """Duration so far: to its end, or to *now* (an instant, or a wall time) while it is open."""
+        first = self.opened or Instant(self.start)
+        return elapsed(first, self.closed or Instant(self.end) if self.end is not None else _instant(now))
 
-    def idle(self, now: float) -> float:
+    def idle(self, now: Any) -> float:
         """Time in the window no finished step accounts for: between steps, and while the tool was dead."""
         return max(0.0, self.seconds(now) - sum(self.phases.values()))
 
@@ -106,12 +144,14 @@ class RunWindow:
     def retried(self) -> int:
         return sum(w.retried for w in self.services)
 
-    def seconds(self, now: float) -> float:
-        start = self.start
-        if start is None:
+    def seconds(self, now: Any) -> float:
+        if not self.services:
             return 0.0
-        end = self.end
-        return (end if end is not None else max(now, start)) - start
+        first = min(self.services, key=lambda w: w.start)
+        if self.open:
+            return elapsed(first.opened or Instant(first.start), _instant(now))
+        last = max(self.services, key=lambda w: w.end or 0.0)
+        return elapsed(first.opened or Instant(first.start), last.closed or Instant(last.end or first.start))
 
     def phases(self) -> dict[str, float]:
         return {k: sum(w.phases[k] for w in self.services) for k in KINDS}
@@ -128,7 +168,7 @@ def measure(events: Iterable[EventLike]) -> RunWindow:
     intent on a machine whose last attempt did not finish is a retry: the run was resumed.
     """
     windows: dict[str, Window] = {}
-    began: dict[str, tuple[str, float]] = {}      # machine -> (step, intent ts) of the attempt in flight
+    began: dict[str, tuple[str, Any]] = {}        # machine -> (step, intent event) of the attempt in flight
     unfinished: dict[str, str] = {}               # machine -> step whose last attempt failed or was cut
     for e in events:
         if e.step is None:
@@ -136,22 +176,22 @@ def measure(events: Iterable[EventLike]) -> RunWindow:
         m, w = e.machine, windows.get(e.machine)
         if e.kind == "intent":
             if w is None and opens_window(e.step):
-                w = windows[m] = Window(m, e.ts)
+                w = windows[m] = Window(m, e.ts, opened=e)
             if m in unfinished or m in began:
                 if w is not None and w.open:
                     w.retried += 1
                 unfinished.pop(m, None)
-            began[m] = (e.step, e.ts)
+            began[m] = (e.step, e)
         elif e.kind in ("done", "failed"):
-            step, ts = began.pop(m, (e.step, e.ts))
+            step, intent = began.pop(m, (e.step, e))
             if w is not None and w.open and step == e.step:
-                w.phases[step_kind(step)] += e.ts - ts
+                w.phases[step_kind(step)] += elapsed(intent, e)
             if e.kind == "failed":
                 unfinished[m] = e.step
             elif w is not None and w.open and e.step.split(".", 1)[-1] == CLOSES:
-                w.end, w.closed_by = e.ts, "verified"
+                w.end, w.closed, w.closed_by = e.ts, e, "verified"
         elif e.kind == "undone" and w is not None and w.open and opens_window(e.step):
-            w.end, w.closed_by = e.ts, "reverted"   # the old controller serves again
+            w.end, w.closed, w.closed_by = e.ts, e, "reverted"   # the old controller serves again
     return RunWindow(list(windows.values()))
 
 
@@ -180,7 +220,7 @@ def _row(name: str, start: float | None, end: float | None, is_open: bool, secon
             **{f"{k}_seconds": round(v, 1) for k, v in phases.items()}, "idle_seconds": round(idle, 1)}
 
 
-def report(rw: RunWindow, now: float) -> dict[str, Any]:
+def report(rw: RunWindow, now: Any) -> dict[str, Any]:
     """JSON-able: one row per service window and the total (a window still open counts up to *now*)."""
     rows = [_row(w.service, w.start, w.end, w.open, w.seconds(now), w.phases, w.idle(now), w.closed_by)
             for w in rw.services]

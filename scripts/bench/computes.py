@@ -36,6 +36,7 @@ def measure(lab_dir: Path, n: int, pool: int) -> dict:
     from dataclasses import dataclass, field
 
     from journal.store import Journal
+    from journal.vault import Key
     from services import compute
     from services.settings import ServiceControl
     from statemachine.runner import ParallelGroup, Runner
@@ -49,7 +50,7 @@ def measure(lab_dir: Path, n: int, pool: int) -> dict:
     names = [f"compute{i}" for i in range(1, n + 1)]
     control = ServiceControl("template", tuple(CONTROL))
     with tempfile.TemporaryDirectory() as tmp:
-        journal = Journal(Path(tmp) / "journal")
+        journal = Journal(Path(tmp) / "journal", key=Key.from_bytes(os.urandom(32)))
         run_id = journal.create_run({}, "bench", None, "2025.2", "2026.1", None)
         machines = [compute.machine(compute.ComputeSettings(h, UNITS, control),
                                     connect(HostSpec(f"ssh://root@{lab.hosts[h]}", alias=h,

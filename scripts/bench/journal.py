@@ -7,6 +7,7 @@ in <= 1 s with 100,000 events in the journal.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from journal.redact import Redactor
 from journal.store import Journal
+from journal.vault import Key
 from statemachine.replay import replay
 
 STEPS = ["stop_source", "dump_source", "stop_target", "backup_target", "install_config", "import_db",
@@ -27,7 +29,7 @@ def _pct(values: list[float], p: float) -> float:
 
 def durable_pairs(directory: Path, pairs: int) -> list[float]:
     """Seconds per intent+done pair, each event committed with synchronous=FULL."""
-    j = Journal(directory, Redactor(["bench-secret"]))
+    j = Journal(directory, Redactor(["bench-secret"]), key=Key.from_bytes(os.urandom(32)))
     run = j.create_run({"upgrade": {"services": ["keystone"]}}, "0" * 64, None, "2025.2", "2026.1", None)
     out = []
     for i in range(pairs):
@@ -43,7 +45,7 @@ def durable_pairs(directory: Path, pairs: int) -> list[float]:
 
 def resume_decision(directory: Path, events: int) -> tuple[float, float]:
     """Fill a journal with *events* events, then time open + replay (what resume does first)."""
-    j = Journal(directory, Redactor())
+    j = Journal(directory, Redactor(), key=Key.from_bytes(os.urandom(32)))
     run = j.create_run({"upgrade": {"services": ["keystone"]}}, "0" * 64, None, "2025.2", "2026.1", None)
     j.db.conn.execute("PRAGMA synchronous=OFF")  # filling only; the measured part reopens with FULL
     with j._tx():
