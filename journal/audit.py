@@ -95,45 +95,6 @@ def verify(journal: Journal, key: vault.Key | None = None) -> Verification:
     return v
 
 
-#: what an auditor runs on an export, offline (Python's standard library only); docs/journal-format.md
-#: shows the same text and its test runs it on real and tampered exports
-SNIPPET = """\
-import hashlib
-import json
-import sys
-
-COLUMNS = ("seq", "run", "ts", "machine", "step", "kind", "from_state", "to_state",
-           "host", "command", "rc", "output", "result", "prev_hash")
-
-
-def event_hash(event):
-    row = {c: event.get(c) for c in COLUMNS}
-    if row["result"] is not None:                    # stored as text: re-encode as the journal did
-        row["result"] = json.dumps(row["result"], sort_keys=True)
-    canonical = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def verify(path):
-    prev = seq = None
-    count = 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            e = json.loads(line)
-            if prev is None:                         # genesis, or where a one-run export begins
-                prev = "0" * 64 if e["seq"] == 1 else e["prev_hash"]
-            elif e["seq"] != seq + 1:
-                return f"BROKEN at seq {e['seq']}: expected seq {seq + 1} (a row was removed)"
-            if e["prev_hash"] != prev:
-                return f"BROKEN at seq {e['seq']}: prev_hash does not match (rows removed or reordered)"
-            if event_hash(e) != e["hash"]:
-                return f"BROKEN at seq {e['seq']}: content does not match its hash (row edited)"
-            prev, seq, count = e["hash"], e["seq"], count + 1
-    return f"OK: {count} events, chain intact, last hash {prev}"
-
-
-if __name__ == "__main__":
-    verdict = verify(sys.argv[1])
-    print(verdict)
-    sys.exit(0 if verdict.startswith("OK") else 1)
-"""
+#: what an auditor runs on an export, offline (Python's standard library only): the module
+#: journal/verify_export.py, whose text docs/journal-format.md shows and its tests run on real and tampered exports
+SNIPPET = (Path(__file__).parent / "verify_export.py").read_text(encoding="utf-8")
