@@ -59,6 +59,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("-f", "--format", dest="fmt", choices=tables.FORMATS, default="table")
     sp = sub.add_parser("keygen", help="write a new vault key file (0600)")
     sp.add_argument("path", nargs="?", default="dump.key")
+    cp = sub.add_parser("claim", help="the claim on the new controller: one run per cloud (show, clear)")
+    csub = cp.add_subparsers(dest="cverb", required=True, metavar="ACTION")
+    sp = csub.add_parser("show", help="which run claims the plan's target, from which journal, since when")
+    sp.add_argument("plan")
+    sp = csub.add_parser("clear", help="remove a stale claim (its journal is lost and no `upgrade` runs there)")
+    sp.add_argument("plan")
+    sp.add_argument("--run", dest="run_id", required=True, help="the run the claim names (`upgrade claim show`)")
     jp = sub.add_parser("journal", help="audit trail: show, export, verify")
     jsub = jp.add_subparsers(dest="jverb", required=True, metavar="ACTION")
     sp = jsub.add_parser("show", help="the timeline of a run: time, machine, step, kind, duration, host, rc")
@@ -94,6 +101,8 @@ def dispatch(a: argparse.Namespace) -> int:
         return commands.status(a.journal, a.run_id, a.fmt)
     if a.verb == "keygen":
         return commands.keygen(a.path)
+    if a.verb == "claim":
+        return commands.claim_show(a.plan) if a.cverb == "show" else commands.claim_clear(a.plan, a.run_id)
     if a.jverb == "show":
         return commands.journal_show(a.journal, a.run_id, a.fmt)
     if a.jverb == "export":
