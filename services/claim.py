@@ -71,8 +71,9 @@ class Claim:
 
     def describe(self) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(self.started))
-        return (f"run {self.run_id} ({self.state}) of the journal {self.journal_path} on {self.journal_host}, "
-                f"by {self.operator}, since {since}")
+        plan = f", plan {self.plan_path}" if self.plan_path else ""
+        return (f"run {self.run_id} ({self.state}) of the journal {self.journal_path} on {self.journal_host}"
+                f"{plan}, by {self.operator}, since {since}")
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode() + b"\n"

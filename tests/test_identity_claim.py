@@ -201,7 +201,8 @@ def test_completed_run_keeps_its_claim_and_a_stale_one_is_cleared(lab, tmp_path)
 def test_claim_race_has_one_winner(lab, tmp_path):
     """Two runs from two journals started together: one claims the target, the other is refused (exit 3)."""
     plans = [lab.write_plan(tmp_path / name) for name in ("a", "b")]
-    env = {**os.environ, TARGET_PW_ENV: TARGET_DB_PASSWORD, "OPENSTACK_UPGRADE_FAILPOINT": "keystone.stop_target:before"}
+    env = {**os.environ, TARGET_PW_ENV: TARGET_DB_PASSWORD,
+           "OPENSTACK_UPGRADE_FAILPOINT": "keystone.stop_target:before"}
     procs = [subprocess.Popen([sys.executable, "-m", "upgrade.cli", "run", str(p), "--quiet"], cwd=REPO, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in plans]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]

@@ -86,10 +86,10 @@ def _held_message(held: Claim, where: str, plan: Plan) -> str:
                f"(on {held.journal_host}), or, to upgrade this controller afresh, clear the claim with "
                f"`upgrade claim clear {plan.path} --run {held.run_id}`")
     else:
-        why = (f"finish that run where its journal is (`upgrade resume --journal {held.journal_path}` or "
-               f"`upgrade revert --journal {held.journal_path}` on {held.journal_host}); if that journal is lost "
-               f"and no `upgrade` runs there, `upgrade claim show {plan.path}` shows the claim and `upgrade claim "
-               f"clear {plan.path} --run {held.run_id}` removes it")
+        why = (f"that run is unfinished: finish it where its journal is (`upgrade resume --journal "
+               f"{held.journal_path}` or `upgrade revert --journal {held.journal_path}` on {held.journal_host}); "
+               f"if that journal is lost and no `upgrade` runs there, `upgrade claim show {plan.path}` shows the "
+               f"claim and `upgrade claim clear {plan.path} --run {held.run_id}` removes it")
     return f"{where} is claimed by {held.describe()} — one run per cloud: {why}"
 
 
