@@ -237,3 +237,20 @@ def test_marker_file_lives_in_target_lib(lab, tmp_path):
     assert Path(data["plan_path"]) == plan.resolve()
     assert upgrade("revert", "--journal", str(tmp_path / "journal")).returncode == 0
     assert not path.exists()
+
+
+def test_server_identity_rules():
+    """What counts as one server, on the identities the servers report (Galera needs no lab to state it)."""
+    from services.mysql import ServerIdentity
+
+    maria = ServerIdentity("", "ctl1", "/var/lib/mysql", 3306)
+    assert maria.same_as(ServerIdentity("", "ctl1", "/var/lib/mysql", 3306)) == maria.key
+    assert maria.same_as(ServerIdentity("", "ctl2", "/var/lib/mysql", 3306)) is None
+    assert maria.same_as(ServerIdentity("", "ctl1", "/var/lib/mysql", 3307)) is None
+    mysql_a, mysql_b = ServerIdentity("u-1", "h", "/d", 3306), ServerIdentity("u-2", "h", "/d", 3306)
+    assert mysql_a.same_as(mysql_b) is None  # MySQL's server_uuid decides, not the names
+    node1 = ServerIdentity("", "galera1", "/var/lib/mysql", 3306, cluster_uuid="c-1")
+    node2 = ServerIdentity("", "galera2", "/var/lib/mysql", 3306, cluster_uuid="c-1")
+    assert node1.same_as(node2) == "Galera cluster c-1"  # two nodes, one cluster: the same data
+    assert node1.same_as(ServerIdentity("", "galera3", "/var/lib/mysql", 3306, cluster_uuid="c-2")) is None
+    assert ServerIdentity.from_dict(node1.as_dict()) == node1

@@ -19,6 +19,7 @@ from journal.store import Journal
 from services import claim as claim_mod
 from services import identity, mysql
 from services.claim import Claim, ClaimHeld
+from services.registry import AFTER_COMPUTES
 from services.settings import Side
 from statemachine.step import StepError
 from upgrade import app, logs
@@ -102,6 +103,17 @@ def _where(side: Side, on_db: bool) -> str:
             else f"the target host ({claim_mod.file_path(side)} on {side.host.name})")
 
 
+def follow_up(plan: Plan) -> bool:
+    """A plan of follow-up services only (nova-unpin, once the computes run the new release): it finishes
+    a completed upgrade on its target, so that run's claim does not stop it, and it takes none of its own
+    while that claim stands. An unfinished run's claim stops it like any other."""
+    return all(name in AFTER_COMPUTES for name in plan.services)
+
+
+def _tolerated(c: Claim, plan: Plan) -> bool:
+    return c.state == "completed" and follow_up(plan)
+
+
 def refuse_if_claimed(plan: Plan, journal_dir: Path) -> None:
     """Before `run` creates anything: a target claimed by any run is refused (exit 3), read-only.
 
@@ -109,12 +121,8 @@ def refuse_if_claimed(plan: Plan, journal_dir: Path) -> None:
     journal's own and is taken over by the next run."""
     side = app.side(plan.target)
     host, path = journal_owner(journal_dir)
-    try:
-        held = claim_mod.read(side)
-    except StepError as exc:
-        raise UserError(f"cannot read the claim on the target: {exc}") from None
-    for on_db, c in zip((True, False), held, strict=True):
-        if c is not None and not _takeover(c, host, path):
+    for on_db, c in zip((True, False), _read(side), strict=True):
+        if c is not None and not _takeover(c, host, path) and not _tolerated(c, plan):
             raise BusyError(_held_message(c, _where(side, on_db), plan))
 
 
@@ -122,14 +130,18 @@ def _takeover(c: Claim, host: str, path: str) -> bool:
     return c.run_id.startswith(PENDING) and (c.journal_host, c.journal_path) == (host, path)
 
 
-def take(plan: Plan, journal_dir: Path) -> Claim:
-    """Claim the target for a run about to start (atomically; exit 3 when another run won)."""
+def take(plan: Plan, journal_dir: Path) -> Claim | None:
+    """Claim the target for a run about to start (atomically; exit 3 when another run won). None: a
+    follow-up run under a completed run's claim."""
     host, path = journal_owner(journal_dir)
+    side = app.side(plan.target)
+    if follow_up(plan) and any(c is not None and _tolerated(c, plan) for c in _read(side)):
+        return None
     now = time.time()
     c = Claim(run_id=f"{PENDING}{int(now)}", journal_host=host, journal_path=path, state="starting", started=now,
               updated=now, operator=f"{getpass.getuser()}@{host}", plan_path=str(plan.path))
     try:
-        claim_mod.take(app.side(plan.target), c, lambda held: _takeover(held, host, path))
+        claim_mod.take(side, c, lambda held: _takeover(held, host, path))
     except ClaimHeld as exc:
         raise _busy(exc, plan) from None
     except StepError as exc:
@@ -137,7 +149,16 @@ def take(plan: Plan, journal_dir: Path) -> Claim:
     return c
 
 
-def set_state(plan: Plan, c: Claim, **changes: str) -> Claim:
+def _read(side: Side) -> tuple[Claim | None, Claim | None]:
+    try:
+        return claim_mod.read(side)
+    except StepError as exc:
+        raise UserError(f"cannot read the claim on the target: {exc}") from None
+
+
+def set_state(plan: Plan, c: Claim | None, **changes: str) -> Claim | None:
+    if c is None:
+        return None
     new = replace(c, updated=time.time(), **changes)
     claim_mod.update(app.side(plan.target), new)
     return new
@@ -158,8 +179,10 @@ def hold(plan: Plan, journal: Journal, run_row: dict, verb: str) -> Claim | None
     try:
         held = claim_mod.read(side)
         for on_db, c in zip((True, False), held, strict=True):
-            if c is not None and not ours(c):
+            if c is not None and not ours(c) and not _tolerated(c, plan):
                 raise BusyError(_held_message(c, _where(side, on_db), plan))
+        if any(c is not None and not ours(c) for c in held):
+            return None  # a follow-up under the completed run's claim
         now = time.time()
         base = next((c for c in held if c is not None), None)
         mine = Claim(run_id=run_id, journal_host=host, journal_path=path, state=state,
@@ -194,22 +217,15 @@ def settle(plan: Plan, journal: Journal, run_id: str, c: Claim | None) -> None:
 # ---------------------------------------------------------------------- `upgrade claim show|clear`
 def describe(plan: Plan) -> list[str]:
     side = app.side(plan.target)
-    try:
-        held = claim_mod.read(side)
-    except StepError as exc:
-        raise UserError(f"cannot read the claim on the target: {exc}") from None
     return [f"{_where(side, on_db)}: " + (c.describe() if c else "no claim")
-            for on_db, c in zip((True, False), held, strict=True)]
+            for on_db, c in zip((True, False), _read(side), strict=True)]
 
 
 def clear(plan: Plan, run_id: str) -> list[str]:
     """Remove a stale claim: only the one named (``--run``), and never one whose journal on this host
     says its run is unfinished (resume or revert it there instead)."""
     side = app.side(plan.target)
-    try:
-        held = [c for c in claim_mod.read(side) if c is not None]
-    except StepError as exc:
-        raise UserError(f"cannot read the claim on the target: {exc}") from None
+    held = [c for c in _read(side) if c is not None]
     if not held:
         raise UserError(f"the target holds no claim (plan {plan.path}): nothing to clear")
     named = {c.run_id for c in held}
