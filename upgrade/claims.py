@@ -117,12 +117,12 @@ def _tolerated(c: Claim, plan: Plan) -> bool:
 def refuse_if_claimed(plan: Plan, journal_dir: Path) -> None:
     """Before `run` creates anything: a target claimed by any run is refused (exit 3), read-only.
 
-    A claim of this same journal whose run never got an id (a run killed while it started) is the
-    journal's own and is taken over by the next run."""
+    A claim of this same journal is left to the journal's own lock and unfinished-run check (they name
+    the process and the plan); `take` then refuses a completed run's claim of it."""
     side = app.side(plan.target)
     host, path = journal_owner(journal_dir)
     for on_db, c in zip((True, False), _read(side), strict=True):
-        if c is not None and not _takeover(c, host, path) and not _tolerated(c, plan):
+        if c is not None and (c.journal_host, c.journal_path) != (host, path) and not _tolerated(c, plan):
             raise BusyError(_held_message(c, _where(side, on_db), plan))
 
 
