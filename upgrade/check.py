@@ -305,7 +305,7 @@ def identity(plan: Plan) -> Iterator[Result]:
 def claim(plan: Plan) -> Iterator[Result]:
     """No other run claims the target (wherever its journal is)."""
     try:
-        claims.refuse_if_claimed(plan, plan.journal_dir)
+        claims.refuse_if_claimed(plan, plan.journal_dir, own=True)
     except BusyError as exc:
         yield Result("claim", FAIL, str(exc).split(" — ", 1)[0], str(exc).split(" — ", 1)[-1])
     except UserError as exc:

@@ -114,16 +114,20 @@ def _tolerated(c: Claim, plan: Plan) -> bool:
     return c.state == "completed" and follow_up(plan)
 
 
-def refuse_if_claimed(plan: Plan, journal_dir: Path) -> None:
+def refuse_if_claimed(plan: Plan, journal_dir: Path, own: bool = False) -> None:
     """Before `run` creates anything: a target claimed by any run is refused (exit 3), read-only.
 
     A claim of this same journal is left to the journal's own lock and unfinished-run check (they name
-    the process and the plan); `take` then refuses a completed run's claim of it."""
+    the process and the plan); `take` then refuses a completed run's claim of it. ``own``: refuse
+    those too (`upgrade check`, which takes no lock)."""
     side = app.side(plan.target)
     host, path = journal_owner(journal_dir)
     for on_db, c in zip((True, False), _read(side), strict=True):
-        if c is not None and (c.journal_host, c.journal_path) != (host, path) and not _tolerated(c, plan):
-            raise BusyError(_held_message(c, _where(side, on_db), plan))
+        if c is None or _tolerated(c, plan):
+            continue
+        if (c.journal_host, c.journal_path) == (host, path) and (not own or _takeover(c, host, path)):
+            continue  # this journal's own: its lock and unfinished-run check decide
+        raise BusyError(_held_message(c, _where(side, on_db), plan))
 
 
 def _takeover(c: Claim, host: str, path: str) -> bool:
