@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services import mysql
-from services.host import Host, command_text
+from services.host import Host
 from services.settings import Side
 from statemachine.step import StepError
 
@@ -60,8 +60,8 @@ def dir_identities(host: Host, paths: dict[str, str]) -> tuple[str, dict[str, Di
     res = host.run(argv, timeout=120)
     lines = res.stdout.split("\n")
     if res.rc != 0 or len(lines) < len(items) + 1:
-        raise StepError(f"cannot identify directories on {host.name}: `{command_text(argv[:3])} …` exited {res.rc}",
-                        host=host.name, rc=res.rc, output=res.output)
+        raise StepError(f"cannot identify the directories {', '.join(p for _k, p in items)} on {host.name}: "
+                        f"the stat script exited {res.rc}", host=host.name, rc=res.rc, output=res.output)
     out = {}
     for (key, path), line in zip(items, lines[1:], strict=False):
         inode, up, resolved = line.split("\t", 2)

@@ -192,9 +192,10 @@ def hold(plan: Plan, journal: Journal, run_row: dict, verb: str) -> Claim | None
         mine = Claim(run_id=run_id, journal_host=host, journal_path=path, state=state,
                      started=base.started if base else run_row["created"], updated=now,
                      operator=base.operator if base else f"{getpass.getuser()}@{host}", plan_path=str(plan.path))
-        if held[0] is None or held[1] is None:
+        if held[0] is None or held[1] is None:  # cleared by an operator: this run claims its target again
             claim_mod.take(side, mine, ours)
-        claim_mod.update(side, mine)
+        else:
+            claim_mod.update(side, mine)
         return mine
     except ClaimHeld as exc:
         raise _busy(exc, plan) from None
