@@ -243,3 +243,35 @@ def test_server_identity_rules():
     assert node1.same_as(node2) == "Galera cluster c-1"  # two nodes, one cluster: the same data
     assert node1.same_as(ServerIdentity("", "galera3", "/var/lib/mysql", 3306, cluster_uuid="c-2")) is None
     assert ServerIdentity.from_dict(node1.as_dict()) == node1
+
+
+def test_follow_up_run_goes_on_under_a_completed_claim(lab, tmp_path, monkeypatch):
+    """nova-unpin alone finishes a completed upgrade on its target: that run's claim lets it through and it
+    takes none of its own; an unfinished run's claim stops it like any other run."""
+    from dataclasses import replace
+
+    from services import claim as claim_mod
+    from upgrade import app, claims
+    from upgrade import plan as plan_mod
+    from upgrade.errors import BusyError
+
+    monkeypatch.setenv(TARGET_PW_ENV, TARGET_DB_PASSWORD)
+    upgrade_plan = plan_mod.load(lab.write_plan(tmp_path / "upgrade"))
+    unpin_path = lab.write_plan(tmp_path / "unpin")
+    unpin_path.write_text(unpin_path.read_text().replace('services = ["keystone"]', 'services = ["nova-unpin"]'))
+    unpin = plan_mod.load(unpin_path)
+    side = app.side(upgrade_plan.target)
+    done = claim_mod.Claim("20260101-000000-abcdef", "elsewhere", "/srv/journal", "completed", 1.0, 1.0, "op@elsewhere")
+    claim_mod.take(side, done, lambda _c: False)
+    try:
+        with pytest.raises(BusyError, match="that run completed"):
+            claims.refuse_if_claimed(upgrade_plan, upgrade_plan.journal_dir)
+        claims.refuse_if_claimed(unpin, unpin.journal_dir)
+        assert claims.take(unpin, unpin.journal_dir) is None
+        assert claim_mod.read(side) == (done, done)  # the completed run's claim stays as it was
+        claim_mod.update(side, replace(done, state="running"))
+        with pytest.raises(BusyError, match="that run is unfinished"):
+            claims.refuse_if_claimed(unpin, unpin.journal_dir)
+    finally:
+        claim_mod.clear(side)
+    assert lab.state()["target_claim"] == (False, False)
