@@ -3,7 +3,8 @@ and turns errors into one clear message and an exit code (never a traceback on t
 
 Exit codes: 0 success · 1 a step failed (resume or revert) or `journal verify` found a fault ·
 2 bad input (plan, arguments, key, journal) · 3 busy (another process holds the journal, or
-another run is unfinished) · 70 internal error (traceback in the log) · 130 interrupted.
+another run is unfinished, or another run claims the new controller) · 70 internal error
+(traceback in the log) · 130 interrupted.
 """
 
 from __future__ import annotations

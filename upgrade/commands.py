@@ -180,7 +180,8 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         lk.release()
 
 
-def _guard_continue(verb: str, plan: plan_mod.Plan, journal: Journal, run_row: dict[str, Any]) -> Any:
+def _guard_continue(verb: str, plan: plan_mod.Plan, journal: Journal,
+                    run_row: dict[str, Any]) -> claims.Claim | None:
     """Before any step of a resume or revert: the target is still not the source, still the DB server the
     run started on, and claimed by this run (taken again if it was cleared; another run's claim: exit 3).
 
