@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import uuid as uuid_mod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,95 @@ def recreate_db(ep: DBEndpoint, db: str, charset: str, collation: str) -> None:
 
 def drop_db(ep: DBEndpoint, db: str) -> None:
     execute_many(ep, [f"DROP DATABASE IF EXISTS {quote_ident(db)}"])
+
+
+# ---------------------------------------------------------------------- what a server is
+@dataclass(frozen=True)
+class ServerIdentity:
+    """A DB server as it names itself, whatever address reached it (DESIGN.md §9.1).
+
+    ``server_uuid`` is MySQL's (MariaDB has none: hostname + datadir + port stand for it);
+    ``cluster_uuid`` is the Galera cluster's when wsrep is on: every node of one cluster holds the
+    same data, so two nodes of one cluster are one server for the upgrade.
+    """
+
+    server_uuid: str
+    hostname: str
+    datadir: str
+    port: int
+    cluster_uuid: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"uuid {self.server_uuid}" if self.server_uuid else \
+            f"hostname {self.hostname}, datadir {self.datadir}, port {self.port}"
+
+    def describe(self) -> str:
+        return self.key + (f", Galera cluster {self.cluster_uuid}" if self.cluster_uuid else "")
+
+    def same_as(self, other: ServerIdentity) -> str | None:
+        """Why *other* holds the same data as this server (its description), or None."""
+        if self.cluster_uuid and self.cluster_uuid == other.cluster_uuid:
+            return f"Galera cluster {self.cluster_uuid}"
+        return self.key if self.key == other.key else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"server_uuid": self.server_uuid, "hostname": self.hostname, "datadir": self.datadir,
+                "port": self.port, "cluster_uuid": self.cluster_uuid}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ServerIdentity:
+        return cls(str(d.get("server_uuid") or ""), str(d.get("hostname") or ""), str(d.get("datadir") or ""),
+                   int(d.get("port") or 0), str(d.get("cluster_uuid") or ""))
+
+
+_NO_UUID = ("", "00000000-0000-0000-0000-000000000000")
+
+
+def server_identity(ep: DBEndpoint) -> ServerIdentity:
+    """``@@server_uuid`` (MySQL), ``@@hostname``, ``@@datadir``, ``@@port`` and, with wsrep on, the Galera
+    cluster's state UUID: the same statements work on MariaDB and MySQL (absent names are just absent)."""
+    conn = connect(ep)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+                        "('server_uuid', 'hostname', 'datadir', 'port', 'wsrep_on')")
+            var = {str(k).lower(): str(v) for k, v in cur.fetchall()}
+            cluster = ""
+            if var.get("wsrep_on", "").upper() == "ON":
+                cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                            "('wsrep_cluster_state_uuid', 'wsrep_local_state_uuid')")
+                status = {str(k).lower(): str(v) for k, v in cur.fetchall()}
+                cluster = next((status[k] for k in ("wsrep_cluster_state_uuid", "wsrep_local_state_uuid")
+                                if status.get(k, "") not in _NO_UUID), "")
+    finally:
+        conn.close()
+    uuid = var.get("server_uuid", "")
+    return ServerIdentity(server_uuid="" if uuid in _NO_UUID else uuid, hostname=var.get("hostname", ""),
+                          datadir=var.get("datadir", "").rstrip("/"), port=int(var.get("port") or 0),
+                          cluster_uuid=cluster)
+
+
+def shares_locks(a: DBEndpoint, b: DBEndpoint) -> bool:
+    """Whether *a* and *b* reach one running server: a named lock taken through *a* is seen through *b*.
+
+    Named locks live in the server's memory only (no table, no binlog, gone with the session), so the
+    probe changes nothing; it proves sameness even where the server's own names are unreliable (a
+    cloned VM with the same hostname keeps a different process).
+    """
+    name = f"openstack-upgrade-probe-{uuid_mod.uuid4().hex}"
+    first = connect(a)
+    try:
+        with first.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0)", (name,))
+            if (cur.fetchone() or (0,))[0] != 1:
+                return False
+            try:
+                return query(b, "SELECT IS_USED_LOCK(%s)", (name,))[0][0] is not None
+            finally:
+                cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
+    finally:
+        first.close()
 
 
 # ---------------------------------------------------------------------- users and grants

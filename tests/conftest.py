@@ -39,6 +39,8 @@ KEYSTONE_DB_PASSWORD = "ks-DB-pw-9981"         # in keystone.conf only
 TARGET_PW_ENV = "OSU_TEST_TARGET_DB_PASSWORD"
 #: every secret of the test lab: none may appear in output, logs, journal, exports or argv
 SECRETS = (SOURCE_DB_PASSWORD, TARGET_DB_PASSWORD, KEYSTONE_DB_PASSWORD, ADMIN_PASSWORD)
+#: the claim a run leaves on the target (services/claim.py): the schema on its DB server, the file in its lib
+CLAIM_SCHEMA, CLAIM_FILE = "openstack_upgrade", "openstack-upgrade.claim"
 
 
 def require(condition: bool, why: str) -> None:
@@ -94,6 +96,7 @@ class KeystoneLab:
         self.db_old.restore("keystone", self.snapshots["old.sql"])
         self.db_new.restore("keystone", self.snapshots["new.sql"])
         for db in (self.db_old, self.db_new):
+            db.execute(f"DROP DATABASE IF EXISTS {CLAIM_SCHEMA}")  # a completed run's claim on the target
             for (host,) in db.execute("SELECT host FROM mysql.user WHERE user='keystone' AND host<>'127.0.0.1'"):
                 db.execute("DROP USER %s@%s", args=("keystone", host))
             db.execute("ALTER USER 'keystone'@'127.0.0.1' IDENTIFIED BY %s", args=(KEYSTONE_DB_PASSWORD,))
@@ -112,7 +115,11 @@ class KeystoneLab:
                 "SELECT 1 FROM information_schema.schemata WHERE schema_name='keystone'") else None,
             "source_etc": tree_digest(self.old.root / "etc"),
             "target_etc": tree_digest(self.new.root / "etc"),
-            "target_lib": tree_digest(self.new.root / "var" / "lib"),
+            # the claim marker names its run: compared on its own (target_claim), not as bytes
+            "target_lib": {k: v for k, v in tree_digest(self.new.root / "var" / "lib").items() if k != CLAIM_FILE},
+            "target_claim": (bool(self.db_new.execute(
+                "SELECT 1 FROM information_schema.schemata WHERE schema_name=%s", args=(CLAIM_SCHEMA,))),
+                (self.new.root / "var" / "lib" / CLAIM_FILE).exists()),
             "target_users": self.db_new.execute(
                 "SELECT user, host FROM mysql.user WHERE user='keystone' ORDER BY host"),
         }

@@ -32,7 +32,8 @@ def test_clean_lab_passes_every_check_and_changes_nothing(lab, tmp_path):
     assert "all checks passed" in out
     expected = {"plan", "release jump", "host source", "host target", "db source", "db target", "db keystone",
                 "keystone target", "keystone source", "space journal", "space target datadir", "charset keystone",
-                "vault key", "journal", "clock source", "clock target", "addresses"}
+                "vault key", "journal", "clock source", "clock target", "addresses", "identity db", "identity dirs",
+                "claim"}
     assert set(rows) == expected, rows
     assert all(s == "OK" for name, (s, _d) in rows.items() if name != "addresses")
     assert rows["addresses"] == ("SKIP", "no addresses in the plan")

@@ -379,6 +379,38 @@ def test_killed_during_the_ip_move_resume_then_revert(shared_lab, tmp_path, poin
     assert len(dones) == len(set(dones))  # no committed step ran twice
 
 
+def test_target_that_is_the_old_controller_over_ssh_is_refused(shared_lab, tmp_path):
+    """The target host spelled as the old controller's address with an explicit port, its etc as `/etc/.`:
+    over SSH the directories are the same by device and inode (one kernel), and `check` and `run`
+    refuse it (exit 2) while the two DB servers are told apart; nothing changes on either controller."""
+    lab = shared_lab
+    old_addr = lab.hosts["oldctl"]
+    text = lab.plan.read_text()
+    target = text[text.index("[target]"):text.index("[target.db]")]
+    lines = [f'host = "ssh://root@{old_addr}:22"' if ln.startswith("host =") else 'name = "oldctl"'
+             if ln.startswith("name =") else 'etc = "/etc/."' if ln.startswith("etc =") else ln
+             for ln in target.splitlines()]
+    plan = tmp_path / "plan.toml"
+    plan.write_text(text.replace(target, "\n".join(lines) + "\n"))
+    shutil.copyfile(lab.dir / "dump.key", tmp_path / "dump.key")
+    (tmp_path / "dump.key").chmod(0o600)
+    old_etc, source_db = tree(lab.upper("oldctl") / "keystone"), checksums(lab, "oldctl")
+    res = tool(lab, "check", str(plan))
+    assert res.returncode == 2, res.stdout + res.stderr
+    rows = {ln.split()[1] + " " + ln.split()[2]: ln.split()[0] for ln in res.stdout.splitlines()
+            if ln.startswith(("OK", "FAIL", "SKIP", "WARN")) and ln.split()[1] == "identity"}
+    assert rows == {"identity db": "OK", "identity dirs": "FAIL"}, res.stdout
+    res = tool(lab, "run", str(plan))
+    assert res.returncode == 2, res.stderr
+    assert "`target.etc` (/etc/. -> /etc) is the same directory as `source.etc`" in res.stderr
+    assert "nothing was changed" in res.stderr and "Traceback" not in res.stderr
+    assert tree(lab.upper("oldctl") / "keystone") == old_etc and checksums(lab, "oldctl") == source_db
+    assert not lab.query("newctl", "SHOW DATABASES LIKE 'openstack_upgrade'")
+    assert not any((lab.upper(h, "varlib") / "openstack-upgrade.claim").exists() for h in ("oldctl", "newctl"))
+    assert not (tmp_path / "journal").exists()
+    assert vip_holders(lab) == ["oldctl"] and who_answers(lab) == "oldctl"
+
+
 # ---------------------------------------------------------------------- compute hosts
 def _overlap(events: list[dict], suffix: str) -> int:
     start = {e["step"]: e["ts"] for e in events if e["kind"] == "intent" and e["step"].endswith(suffix)}

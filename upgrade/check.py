@@ -20,13 +20,15 @@ from rich.filesize import decimal
 
 from journal import vault
 from services import charset as charset_mod
+from services import identity as ident
 from services import network as net
 from services import preflight, registry
 from services.releases import MANAGE_COMMAND, expected_major, jump_error, release_of
 from services.runbook import Jump
 from statemachine.step import StepError
-from upgrade import app, guards
+from upgrade import app, claims, guards
 from upgrade import plan as plan_mod
+from upgrade.errors import BusyError, UserError
 from upgrade.plan import Plan, SideSpec
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
@@ -315,6 +317,43 @@ def journal(plan: Plan) -> Iterator[Result]:
         yield Result("journal", OK, f"{d}: no unfinished run")
 
 
+def identity(plan: Plan) -> Iterator[Result]:
+    """The target is another controller: its DB server and directories are not the source's by identity."""
+    source, target = app.side(plan.source), app.side(plan.target)
+    try:
+        ids, same = ident.server_conflict(source, target)
+    except StepError:
+        yield Result("identity db", SKIP, "a DB server does not answer (reported above)")
+    else:
+        if same:
+            yield Result("identity db", FAIL, same, "the target must be the new controller's DB server")
+        else:
+            yield Result("identity db", OK, f"two servers: source {ids.source.describe()}; target "
+                                            f"{ids.target.describe()}")
+    try:
+        problems = ident.directory_conflicts(source, target, plan.services)
+    except StepError as exc:
+        yield Result("identity dirs", SKIP, f"cannot identify the directories: {exc}")
+        return
+    if problems:
+        yield Result("identity dirs", FAIL, "; ".join(problems), "the target's etc and lib must be the new "
+                                                                 "controller's own directories")
+    else:
+        yield Result("identity dirs", OK, "the target's etc and lib directories are not the source's")
+
+
+def claim(plan: Plan) -> Iterator[Result]:
+    """No other run claims the target (wherever its journal is)."""
+    try:
+        claims.refuse_if_claimed(plan, plan.journal_dir, own=True)
+    except BusyError as exc:
+        yield Result("claim", FAIL, str(exc).split(" — ", 1)[0], str(exc).split(" — ", 1)[-1])
+    except UserError as exc:
+        yield Result("claim", SKIP, str(exc))
+    else:
+        yield Result("claim", OK, "no run claims the target")
+
+
 def addresses(plan: Plan) -> Iterator[Result]:
     """The service addresses that move at cut-over are on the old controller and not on the new one."""
     network = getattr(plan, "network", None)
@@ -340,7 +379,7 @@ def addresses(plan: Plan) -> Iterator[Result]:
 
 
 CHECKS: tuple[Callable[[Plan], Iterator[Result]], ...] = (
-    hosts_reachable, db_access, releases, space, charset, key, journal, clock_skew, addresses)
+    hosts_reachable, db_access, identity, releases, space, charset, key, journal, claim, clock_skew, addresses)
 
 
 def run_checks(path: str | Path) -> list[Result]:

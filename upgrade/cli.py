@@ -3,7 +3,8 @@ and turns errors into one clear message and an exit code (never a traceback on t
 
 Exit codes: 0 success · 1 a step failed (resume or revert) or `journal verify` found a fault ·
 2 bad input (plan, arguments, key, journal) · 3 busy (another process holds the journal, or
-another run is unfinished) · 70 internal error (traceback in the log) · 130 interrupted.
+another run is unfinished, or another run claims the new controller) · 70 internal error
+(traceback in the log) · 130 interrupted.
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="overwrite an existing --output file")
     sp = sub.add_parser("keygen", help="write a new vault key file (0600)")
     sp.add_argument("path", nargs="?", default="dump.key")
+    cp = sub.add_parser("claim", help="the claim on the new controller: one run per cloud (show, clear)")
+    csub = cp.add_subparsers(dest="cverb", required=True, metavar="ACTION")
+    sp = csub.add_parser("show", help="which run claims the plan's target, from which journal, since when")
+    sp.add_argument("plan")
+    sp = csub.add_parser("clear", help="remove a stale claim (its journal is lost and no `upgrade` runs there)")
+    sp.add_argument("plan")
+    sp.add_argument("--run", dest="run_id", required=True, help="the run the claim names (`upgrade claim show`)")
     jp = sub.add_parser("journal", help="audit trail: show, export, verify")
     jsub = jp.add_subparsers(dest="jverb", required=True, metavar="ACTION")
     sp = jsub.add_parser("show", help="the timeline of a run: time, machine, step, kind, duration, host, rc")
@@ -111,6 +119,8 @@ def dispatch(a: argparse.Namespace) -> int:
         return commands.report_cmd(a.output, a.journal, a.run_id, a.fmt, a.key_file, a.force)
     if a.verb == "keygen":
         return commands.keygen(a.path)
+    if a.verb == "claim":
+        return commands.claim_show(a.plan) if a.cverb == "show" else commands.claim_clear(a.plan, a.run_id)
     if a.jverb == "show":
         return commands.journal_show(a.journal, a.run_id, a.fmt)
     if a.jverb == "export":

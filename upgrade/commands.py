@@ -23,6 +23,7 @@ from upgrade import (
     app,
     browser,
     check,
+    claims,
     gantt,
     guards,
     hosts,
@@ -131,6 +132,8 @@ def run(plan_path: str, quiet: bool = False) -> int:
     guards.require_private_dir(app.vault_dir(plan), "vault directory")
     key = app.load_key(plan, plan.journal_dir, new_salt=not app.has_runs(plan.journal_dir))
     app.preflight_db(plan)
+    ids = claims.guard_identity(plan)  # the target is not the source under another name (exit 2)
+    claims.refuse_if_claimed(plan, plan.journal_dir)  # no other run of this cloud (exit 3)
     journal = app.open_journal(plan.journal_dir, app.redactor_for(plan), create=True)
     logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet, progress=True)
     lk = app.lock(journal.dir, "run")
@@ -141,12 +144,18 @@ def run(plan_path: str, quiet: bool = False) -> int:
                             f"({open_run['status']}) — finish it with `upgrade resume --journal {jd}` or "
                             f"undo it with `upgrade revert --journal {jd}` before starting another")
         app.authenticate(journal, key)  # the runs before this one, before this one is added
+        held = claims.take(plan, journal.dir)
         run_id = journal.create_run(plan.raw, plan.sha256, str(plan.path), plan.from_release, plan.to_release,
                                     key.key_id)
+        held = claims.set_state(plan, held, run_id=run_id, state="running")
+        claims.record_identity(journal, run_id, ids)
         logs.get().info("run_started", run=run_id, plan=str(plan.path), services=list(plan.services),
                         jump=f"{plan.from_release}->{plan.to_release}", journal=str(journal.dir))
         display = progress.for_console(quiet)
-        return _drive(_session(plan, journal, key, run_id, display), "run", display)
+        try:
+            return _drive(_session(plan, journal, key, run_id, display), "run", display)
+        finally:
+            claims.settle(plan, journal, run_id, held)
     finally:
         lk.release()
 
@@ -185,12 +194,33 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         app.check_key(run_row, key)
         app.authenticate(journal, key)  # before any work: a journal edited without the key is refused
         rid = run_row["id"]
+        held = _guard_continue(verb, plan, journal, run_row)
         logs.get().info(f"{verb}_started", run=rid, status=status)
         app.sweep_leftovers(plan)
         display = progress.for_console(quiet)
-        return _drive(_session(plan, journal, key, rid, display), verb, display)
+        try:
+            return _drive(_session(plan, journal, key, rid, display), verb, display)
+        finally:
+            claims.settle(plan, journal, rid, held)
     finally:
         lk.release()
+
+
+def _guard_continue(verb: str, plan: plan_mod.Plan, journal: Journal,
+                    run_row: dict[str, Any]) -> claims.Claim | None:
+    """Before any step of a resume or revert: the target is still not the source, still the DB server the
+    run started on, and claimed by this run (taken again if it was cleared; another run's claim: exit 3).
+
+    A revert whose target cannot be reached goes on (the old controller must come back); a resume stops."""
+    try:
+        ids = claims.guard_identity(plan)
+    except claims.Unidentified as exc:
+        if verb != "revert":
+            raise
+        logs.get().warning("identity_unchecked", run=run_row["id"], error=str(exc))
+    else:
+        claims.check_target_unchanged(journal, run_row["id"], ids, plan)
+    return claims.hold(plan, journal, run_row, verb)
 
 
 def resume(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, plan_path: str | None = None,
@@ -476,4 +506,22 @@ def plan_cmd(plan_path: str, graph: str | None = None, out: TextIO = sys.stdout)
         with hosts.secrets_hidden():  # graphviz runs `dot` with the process environment
             path = planview.graph(plan, graph)
         out.write(f"drew the service machines to {path}\n")
+    return EXIT_OK
+
+
+def claim_show(plan_path: str, out: TextIO = sys.stdout) -> int:
+    """The claim on the plan's target (DB server and host): which run holds it, from which journal, since when."""
+    plan = plan_mod.load(plan_path)
+    app.redactor_for(plan)
+    for line in claims.describe(plan):
+        out.write(line + "\n")
+    return EXIT_OK
+
+
+def claim_clear(plan_path: str, run_id: str, out: TextIO = sys.stdout) -> int:
+    """Remove a stale claim from the plan's target: only the run named, never an unfinished run's of this host."""
+    plan = plan_mod.load(plan_path)
+    app.redactor_for(plan)
+    for line in claims.clear(plan, run_id):
+        out.write(line + "\n")
     return EXIT_OK
