@@ -364,11 +364,13 @@ def test_bad_input_is_refused_and_writes_nothing(pages, tmp_path, capsys, monkey
 # ---------------------------------------------------------------------- a failure, drawn (no lab needed)
 def test_a_failed_step_and_its_retry_are_drawn_from_the_journal(tmp_path):
     """A real journal (the tool's own store) holding a failure and the resume that retried the step."""
+    from journal import vault
     from journal.store import Journal
 
-    j = Journal(tmp_path / "journal")
+    key = vault.generate_key_file(tmp_path / "dump.key")
+    j = Journal(tmp_path / "journal", key=key)
     rid = j.create_run({"upgrade": {"services": ["keystone"], "from": "2025.2", "to": "2026.1"}}, "ab" * 32,
-                       "plan.toml", "2025.2", "2026.1", "kid")
+                       "plan.toml", "2025.2", "2026.1", key.key_id)
     j.append(rid, "keystone", "intent", step="keystone.stop_source", host="source")
     j.append(rid, "keystone", "done", step="keystone.stop_source", host="source", result={"seconds": 0.5})
     intent = j.append(rid, "keystone", "intent", step="keystone.dump_source", host="source")
