@@ -153,11 +153,11 @@ def test_second_run_or_resume_while_one_runs_fails_at_once(lab, tmp_path):
         _wait_for_intent(journal, "keystone.upgrade_schema", proc)
         for args in (("run", str(plan)), ("resume", "--journal", str(journal)),
                      ("revert", "--journal", str(journal))):
-            t0 = time.monotonic()
+            # refused while the lock is held (exit 3 naming the holder), not queued behind it: a call that
+            # waited for the lock would get it once the run ended and answer otherwise
             res = upgrade(*args)
             assert res.returncode == 3, res.stderr
             assert f"pid {proc.pid}" in res.stderr and "upgrade run" in res.stderr
-            assert time.monotonic() - t0 < 10
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
     finally:
         if proc.poll() is None:

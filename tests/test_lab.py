@@ -33,7 +33,8 @@ from scripts.lab.proc import read_pid
 
 REPO = Path(__file__).resolve().parents[1]
 OLD, NEW = "2025.2", "2026.1"
-ADMIN_PASSWORD = "lab-admin-pw"
+# starts with "-", as one random password in 64 does: keystone-manage must not take it for an option
+ADMIN_PASSWORD = "-lab-admin-pw"
 HEADS = {OLD: {"47147121", "c88cdce8f248"}, NEW: {"742c857f1dfb", "c88cdce8f248"}}
 
 
