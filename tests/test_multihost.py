@@ -267,7 +267,9 @@ def test_ip_switchover_seen_from_a_compute_host_and_reverted(lab, tmp_path):
         assert machines["network"]["last_step"] == "network.management.check", machines
         res = tool(lab, "revert", "--journal", str(lab.dir / "journal"))
         assert res.returncode == 0, res.stderr
-        time.sleep(0.3)
+        polled = len(out.read_text().splitlines())
+        wait_for("the client's next answer, from oldctl", lambda: any(
+            line.endswith(" oldctl") for line in out.read_text().splitlines()[polled:]))
     finally:
         stop.touch()
         proc.wait(timeout=10)
