@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -161,6 +162,31 @@ def upgrade(*args: str, failpoint: str | None = None, env: dict[str, str] | None
         e["OPENSTACK_UPGRADE_FAILPOINT"] = failpoint
     return subprocess.run([sys.executable, "-m", "upgrade.cli", *args], cwd=REPO, env=e, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def upgrade_in_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``upgrade ARGS`` through ``upgrade.cli.main`` in this process: the same parser, checks, messages and
+    exit code as :func:`upgrade` without starting an interpreter, for input that is refused before any
+    real work. A case that needs a process of its own (a signal, a lock, a fail point) uses :func:`upgrade`.
+    """
+    from upgrade import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.update({TARGET_PW_ENV: TARGET_DB_PASSWORD, **(env or {})})
+    os.environ.pop("OPENSTACK_UPGRADE_FAILPOINT", None)
+    os.chdir(REPO)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:  # argparse's own refusals
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["upgrade", *args], code, out.getvalue(), err.getvalue())
 
 
 def _admin_user(db: MariaDB, password: str) -> None:
