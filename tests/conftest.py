@@ -42,19 +42,21 @@ TARGET_PW_ENV = "OSU_TEST_TARGET_DB_PASSWORD"
 SECRETS = (SOURCE_DB_PASSWORD, TARGET_DB_PASSWORD, KEYSTONE_DB_PASSWORD, ADMIN_PASSWORD)
 
 
-#: test modules that share something of the whole machine run on one pytest-xdist worker, one after
-#: the other (``--dist loadgroup``): the multi-host lab's network namespaces, fixed addresses and root
-#: mounts, and the loop devices; modules whose module-scoped lab is dear are kept on one worker too, so
-#: that it is built once. Every other test is shared out one by one.
-XDIST_GROUPS = {
-    "test_multihost.py": "netns", "test_remote_orphans.py": "netns", "test_service_fixups.py": "netns",
-    "test_services_upgrade.py": "svclab", "test_vault_mysql.py": "vault-mysql", "test_lab.py": "lab-parts",
-    "test_new_databases.py": "new-databases",
-}
+#: tests that share something of the whole machine run on one pytest-xdist worker, one after the other
+#: (``--dist loadgroup``): the multi-host lab's network namespaces, fixed addresses and root mounts, and the
+#: loop devices. Tests of a dear module-scoped lab stay on one worker too, so that it is built once. Every
+#: other test is shared out one by one (the session's keystone lab is then built once per worker).
+XDIST_GROUP_BY_FIXTURE = {"hostlab_snapshot": "netns", "loops": "netns", "stacks": "svclab",
+                          "servers": "vault-mysql", "small_dump": "vault-mysql", "old_lab": "lab-parts"}
+#: the same by module, where the module's lab fixture has a name used elsewhere too
+XDIST_GROUP_BY_MODULE = {"test_new_databases.py": "new-databases"}
 #: fixtures that stand up real services (MariaDB, OpenStack releases, sshd, namespaces): marker ``lab``
 LAB_FIXTURES = frozenset({"keystone_lab", "lab", "hostlab_snapshot", "shared_lab", "lab20", "stacks", "full_lab",
                           "old_lab", "make_db", "servers", "db"})
-#: modules whose tests take minutes each (whole labs built, whole upgrades run): marker ``slow``
+#: tests (or whole modules) that build their labs themselves, without one of those fixtures
+LAB_TESTS = frozenset({"test_demo.py", "test_lab.py::test_lab_up_down",
+                       "test_services_upgrade.py::test_nova_slurp_runs_its_real_migrations"})
+#: modules whose lab tests take minutes each (whole labs built, whole upgrades run): marker ``slow``
 SLOW_MODULES = frozenset({"test_demo.py", "test_real_openstack.py", "test_services_upgrade.py", "test_multihost.py",
                           "test_crash_resume_revert.py"})
 
@@ -63,12 +65,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark by what a test needs (``-m "not lab"`` runs the quick ones) and group for xdist."""
     for item in items:
         module = item.path.name
-        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())) or module in LAB_TESTS \
+                or f"{module}::{getattr(item, 'originalname', item.name)}" in LAB_TESTS:
             item.add_marker(pytest.mark.lab)
-        if module in SLOW_MODULES:
-            item.add_marker(pytest.mark.slow)
-        if module in XDIST_GROUPS and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS[module]))
+            if module in SLOW_MODULES:
+                item.add_marker(pytest.mark.slow)
+        group = next((g for f, g in XDIST_GROUP_BY_FIXTURE.items() if f in getattr(item, "fixturenames", ())),
+                     XDIST_GROUP_BY_MODULE.get(module))
+        if group and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def require(condition: bool, why: str) -> None:
