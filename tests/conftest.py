@@ -42,14 +42,15 @@ TARGET_PW_ENV = "OSU_TEST_TARGET_DB_PASSWORD"
 SECRETS = (SOURCE_DB_PASSWORD, TARGET_DB_PASSWORD, KEYSTONE_DB_PASSWORD, ADMIN_PASSWORD)
 
 
-#: tests that share something of the whole machine run on one pytest-xdist worker, one after the other
-#: (``--dist loadgroup``): the multi-host lab's network namespaces, fixed addresses and root mounts, and the
-#: loop devices. Tests of a dear module-scoped lab stay on one worker too, so that it is built once. Every
-#: other test is shared out one by one (the session's keystone lab is then built once per worker).
-XDIST_GROUP_BY_FIXTURE = {"hostlab_snapshot": "netns", "loops": "netns", "stacks": "svclab",
-                          "servers": "vault-mysql", "small_dump": "vault-mysql", "old_lab": "lab-parts"}
-#: the same by module, where the module's lab fixture has a name used elsewhere too
-XDIST_GROUP_BY_MODULE = {"test_new_databases.py": "new-databases"}
+#: tests that share something of the whole machine run on one pytest-xdist worker, one after the other: the
+#: multi-host lab's network namespaces, fixed addresses and root mounts, and the loop devices. Modules with a
+#: dear module-scoped lab stay on one worker too, so that it is built once. Every other test is shared out
+#: one by one (the session's keystone lab is then built once per worker). By file: the scheduler sees node ids.
+XDIST_GROUPS = {
+    "test_multihost.py": "netns", "test_remote_orphans.py": "netns", "test_service_fixups.py": "netns",
+    "test_services_upgrade.py": "svclab", "test_vault_mysql.py": "vault-mysql", "test_lab.py": "lab-parts",
+    "test_new_databases.py": "new-databases",
+}
 #: fixtures that stand up real services (MariaDB, OpenStack releases, sshd, namespaces): marker ``lab``
 LAB_FIXTURES = frozenset({"keystone_lab", "lab", "hostlab_snapshot", "shared_lab", "lab20", "stacks", "full_lab",
                           "old_lab", "make_db", "servers", "db"})
@@ -62,7 +63,7 @@ SLOW_MODULES = frozenset({"test_demo.py", "test_real_openstack.py", "test_servic
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark by what a test needs (``-m "not lab"`` runs the quick ones) and group for xdist."""
+    """Mark by what a test needs (``-m "not lab"`` runs the quick ones); under xdist, slow tests first."""
     for item in items:
         module = item.path.name
         if LAB_FIXTURES & set(getattr(item, "fixturenames", ())) or module in LAB_TESTS \
@@ -70,10 +71,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.lab)
             if module in SLOW_MODULES:
                 item.add_marker(pytest.mark.slow)
-        group = next((g for f, g in XDIST_GROUP_BY_FIXTURE.items() if f in getattr(item, "fixturenames", ())),
-                     XDIST_GROUP_BY_MODULE.get(module))
-        if group and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(group))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # the scheduler hands out what comes first first: the long tests early, so that the short ones fill
+        # the gaps at the end instead of one worker finishing a long test alone (a stable sort: each
+        # module's tests keep their order)
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def _xdist_scope(nodeid: str) -> str:
+    """The unit of work a worker takes whole: a group of XDIST_GROUPS, else the one test."""
+    return XDIST_GROUPS.get(nodeid.split("::", 1)[0].rsplit("/", 1)[-1], nodeid)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` by XDIST_GROUPS: tests of one group on one worker, in order; others one by one.
+
+    xdist's own loadgroup reads ``xdist_group`` marks by renaming node ids, which pytest 9.2 no longer
+    allows; this scheduler is xdist's documented way to choose the units of work instead.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _xdist_scope(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 def require(condition: bool, why: str) -> None:
