@@ -124,9 +124,9 @@ def test_kill_chains_cover_every_point_once():
 
 @pytest.mark.parametrize("points", [REVERT_FROM[:6], REVERT_FROM[6:]], ids=["first-half", "second-half"])
 def test_revert_from_every_state_restores_both_controllers(lab, tmp_path, points):
-    """Each case from the seeded state, which the revert before it restored (checked): one lab reset."""
-    before = lab.state()
+    """Each case from the state the revert before it restored (checked): one lab reset."""
     for point in points:
+        before = lab.state()  # afresh: the logins that checked the last case wrote to keystone's DB
         d = tmp_path / (point or "finished").replace(":", "-")
         plan = lab.write_plan(d)
         journal = d / "journal"
@@ -144,9 +144,9 @@ def test_revert_from_every_state_restores_both_controllers(lab, tmp_path, points
 
 
 def test_killed_revert_runs_again_to_the_same_end(lab, tmp_path):
-    """Each case from the seeded state, which the revert before it restored (checked): one lab reset."""
-    before = lab.state()
+    """Each case from the state the revert before it restored (checked): one lab reset."""
     for point in REVERT_KILLS:
+        before = lab.state()  # afresh: the logins that checked the last case wrote to keystone's DB
         d = tmp_path / point.replace(":", "-")
         plan = lab.write_plan(d)
         journal = d / "journal"
