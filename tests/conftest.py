@@ -259,3 +259,33 @@ def keystone_lab(tmp_path_factory) -> Any:
 def lab(keystone_lab: KeystoneLab) -> KeystoneLab:
     keystone_lab.reset()
     return keystone_lab
+
+
+def _hostlab_requirements() -> None:
+    from scripts.lab import hosts as hostlab
+
+    require(os.geteuid() == 0, "the multi-host lab needs root (network namespaces, mounts, sshd)")
+    for tool in ("ip", "nsenter", "unshare", "ssh", "/usr/sbin/sshd", "arping", "mariadbd"):
+        require(shutil.which(tool) is not None, f"{tool} not installed (scripts/setup-system installs it)")
+    for rel in (OLD, NEW):
+        for cmd in hostlab.VENV_TOOLS:
+            require((DEFAULT_VENV_ROOT / rel / "bin" / cmd).exists(), f"{cmd} missing in venv {rel}")
+
+
+@pytest.fixture(scope="session")
+def hostlab_snapshot(tmp_path_factory) -> Path:
+    """The multi-host lab's controllers built and seeded once (keystone and glance 2025.2 serving on oldctl,
+    2026.1 installed on newctl); every test's lab starts from it (tests/test_multihost.py, and the modules
+    that use its lab). Here, not in one test module, so that it is built once per worker, not per module."""
+    from scripts.lab import hosts as hostlab
+
+    _hostlab_requirements()
+    base = tmp_path_factory.mktemp("hostlab-golden")
+    lab = base / "lab"
+    try:
+        hostlab.up(lab, computes=0)
+        snap = hostlab.snapshot(lab, base / "snapshot")
+    finally:
+        with contextlib.suppress(Exception):
+            hostlab.down(lab)
+    return snap
