@@ -35,7 +35,7 @@ CHAINS = [KILL_POINTS[:len(KILL_POINTS) // 2], KILL_POINTS[len(KILL_POINTS) // 2
 TARGET_KEYS = ("target_db", "target_etc", "target_lib", "target_users")
 #: a kill at `<step>:after` (every step's) and a finished run: the states a revert must start from
 REVERT_FROM = [f"keystone.{s}:after" for s in STEPS] + [None]
-#: kills inside a revert, each from a finished run
+#: kills inside the revert of a finished run, in the order a revert reaches them (steps backwards)
 REVERT_KILLS = ["keystone.start_target:undo_after", "keystone.import_db:undo_before", "keystone.import_db:undo_after",
                 "keystone.install_config:undo_after", "keystone.stop_source:undo_before"]
 
@@ -144,21 +144,29 @@ def test_revert_from_every_state_restores_both_controllers(lab, tmp_path, points
 
 
 def test_killed_revert_runs_again_to_the_same_end(lab, tmp_path):
-    """Each case from the state the revert before it restored (checked): one lab reset."""
+    """A chained kill schedule for the revert of a finished run: the revert dies at the first point, each
+    revert run again at the next (a resume is refused each time: a revert is finished, not resumed
+    forward), the last revert finishes and leaves both controllers as before the run."""
+    before = lab.state()
+    plan = lab.write_plan(tmp_path)
+    journal = tmp_path / "journal"
+    assert upgrade("run", str(plan)).returncode == 0
     for point in REVERT_KILLS:
-        before = lab.state()  # afresh: the logins that checked the last case wrote to keystone's DB
-        d = tmp_path / point.replace(":", "-")
-        plan = lab.write_plan(d)
-        journal = d / "journal"
-        assert upgrade("run", str(plan)).returncode == 0, point
+        events = _events(journal)
         _killed(upgrade("revert", "--journal", str(journal), failpoint=point), point)
+        step, where = point.split(":")
+        undo_intents = [e["step"] for e in _events(journal)[len(events):] if e["kind"] == "undo_intent"]
+        assert undo_intents[-1] == step, (point, undo_intents)  # it died in that step's undo
+        if where == "undo_after":  # the undo's effect done, its `undone` not yet committed
+            assert not any(e["step"] == step and e["kind"] == "undone" for e in _events(journal)[len(events):])
         assert _states(journal)["status"] == "reverting"
         res = upgrade("resume", "--journal", str(journal))
         assert res.returncode == 2 and "upgrade revert" in res.stderr  # a revert is finished, not resumed forward
-        res = upgrade("revert", "--journal", str(journal))
-        assert res.returncode == 0, (point, res.stderr)
-        assert lab.state() == before, point
-        _old_controller_serves(lab)
+    res = upgrade("revert", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    assert lab.state() == before
+    _old_controller_serves(lab)
+    assert _states(journal)["status"] == "reverted"
 
 
 def test_external_sigkill_mid_run_then_resume(lab, tmp_path, reference):

@@ -302,7 +302,7 @@ def test_lab_up_down(tmp_path: Path) -> None:
 
     try:
         t0 = time.monotonic()
-        up = cli("up")
+        up = cli("up", "--services", "keystone")  # the full lab's up and down: test_demo.py, test_real_openstack.py
         elapsed = time.monotonic() - t0
         assert up.returncode == 0, up.stderr
         summary = json.loads(up.stdout)
