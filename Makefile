@@ -33,8 +33,11 @@ openstack:
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# Two pytest-xdist workers (tests/conftest.py keeps what shares the machine on one worker); the 25
+# slowest tests are listed at the end. PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
 test: setup lint
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/python -m scripts.demo

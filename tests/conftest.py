@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -41,6 +42,64 @@ TARGET_PW_ENV = "OSU_TEST_TARGET_DB_PASSWORD"
 SECRETS = (SOURCE_DB_PASSWORD, TARGET_DB_PASSWORD, KEYSTONE_DB_PASSWORD, ADMIN_PASSWORD)
 #: the claim a run leaves on the target (services/claim.py): the schema on its DB server, the file in its lib
 CLAIM_SCHEMA, CLAIM_FILE = "openstack_upgrade", "openstack-upgrade.claim"
+
+
+#: tests that share something of the whole machine run on one pytest-xdist worker, one after the other: the
+#: multi-host lab's network namespaces, fixed addresses and root mounts, and the loop devices. Modules with a
+#: dear module-scoped lab stay on one worker too, so that it is built once. Every other test is shared out
+#: one by one (the session's keystone lab is then built once per worker). By file: the scheduler sees node ids.
+XDIST_GROUPS = {
+    "test_multihost.py": "netns", "test_remote_orphans.py": "netns", "test_service_fixups.py": "netns",
+    "test_services_upgrade.py": "svclab", "test_vault_mysql.py": "vault-mysql", "test_lab.py": "lab-parts",
+    "test_new_databases.py": "new-databases",
+}
+#: fixtures that stand up real services (MariaDB, OpenStack releases, sshd, namespaces): marker ``lab``
+LAB_FIXTURES = frozenset({"keystone_lab", "lab", "hostlab_snapshot", "shared_lab", "lab20", "stacks", "full_lab",
+                          "old_lab", "make_db", "servers", "db"})
+#: tests (or whole modules) that build their labs themselves, without one of those fixtures
+LAB_TESTS = frozenset({"test_demo.py", "test_lab.py::test_lab_up_down",
+                       "test_services_upgrade.py::test_nova_slurp_runs_its_real_migrations"})
+#: modules whose lab tests take minutes each (whole labs built, whole upgrades run): marker ``slow``
+SLOW_MODULES = frozenset({"test_demo.py", "test_real_openstack.py", "test_services_upgrade.py", "test_multihost.py",
+                          "test_crash_resume_revert.py"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark by what a test needs (``-m "not lab"`` runs the quick ones); under xdist, slow tests first."""
+    for item in items:
+        module = item.path.name
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())) or module in LAB_TESTS \
+                or f"{module}::{getattr(item, 'originalname', item.name)}" in LAB_TESTS:
+            item.add_marker(pytest.mark.lab)
+            if module in SLOW_MODULES:
+                item.add_marker(pytest.mark.slow)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # the scheduler hands out what comes first first: the long tests early, so that the short ones fill
+        # the gaps at the end instead of one worker finishing a long test alone (a stable sort: each
+        # module's tests keep their order)
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def _xdist_scope(nodeid: str) -> str:
+    """The unit of work a worker takes whole: a group of XDIST_GROUPS, else the one test."""
+    return XDIST_GROUPS.get(nodeid.split("::", 1)[0].rsplit("/", 1)[-1], nodeid)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` by XDIST_GROUPS: tests of one group on one worker, in order; others one by one.
+
+    xdist's own loadgroup reads ``xdist_group`` marks by renaming node ids, which pytest 9.2 no longer
+    allows; this scheduler is xdist's documented way to choose the units of work instead.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _xdist_scope(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 def require(condition: bool, why: str) -> None:
@@ -141,6 +200,31 @@ def upgrade(*args: str, failpoint: str | None = None, env: dict[str, str] | None
                           text=True, timeout=timeout)
 
 
+def upgrade_in_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``upgrade ARGS`` through ``upgrade.cli.main`` in this process: the same parser, checks, messages and
+    exit code as :func:`upgrade` without starting an interpreter, for input that is refused before any
+    real work. A case that needs a process of its own (a signal, a lock, a fail point) uses :func:`upgrade`.
+    """
+    from upgrade import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.update({TARGET_PW_ENV: TARGET_DB_PASSWORD, **(env or {})})
+    os.environ.pop("OPENSTACK_UPGRADE_FAILPOINT", None)
+    os.chdir(REPO)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:  # argparse's own refusals
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["upgrade", *args], code, out.getvalue(), err.getvalue())
+
+
 def _admin_user(db: MariaDB, password: str) -> None:
     db.execute("CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s", args=(DB_ADMIN, password))
     db.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'127.0.0.1' WITH GRANT OPTION", args=(DB_ADMIN,))
@@ -182,3 +266,33 @@ def keystone_lab(tmp_path_factory) -> Any:
 def lab(keystone_lab: KeystoneLab) -> KeystoneLab:
     keystone_lab.reset()
     return keystone_lab
+
+
+def _hostlab_requirements() -> None:
+    from scripts.lab import hosts as hostlab
+
+    require(os.geteuid() == 0, "the multi-host lab needs root (network namespaces, mounts, sshd)")
+    for tool in ("ip", "nsenter", "unshare", "ssh", "/usr/sbin/sshd", "arping", "mariadbd"):
+        require(shutil.which(tool) is not None, f"{tool} not installed (scripts/setup-system installs it)")
+    for rel in (OLD, NEW):
+        for cmd in hostlab.VENV_TOOLS:
+            require((DEFAULT_VENV_ROOT / rel / "bin" / cmd).exists(), f"{cmd} missing in venv {rel}")
+
+
+@pytest.fixture(scope="session")
+def hostlab_snapshot(tmp_path_factory) -> Path:
+    """The multi-host lab's controllers built and seeded once (keystone and glance 2025.2 serving on oldctl,
+    2026.1 installed on newctl); every test's lab starts from it (tests/test_multihost.py, and the modules
+    that use its lab). Here, not in one test module, so that it is built once per worker, not per module."""
+    from scripts.lab import hosts as hostlab
+
+    _hostlab_requirements()
+    base = tmp_path_factory.mktemp("hostlab-golden")
+    lab = base / "lab"
+    try:
+        hostlab.up(lab, computes=0)
+        snap = hostlab.snapshot(lab, base / "snapshot")
+    finally:
+        with contextlib.suppress(Exception):
+            hostlab.down(lab)
+    return snap

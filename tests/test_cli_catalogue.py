@@ -27,6 +27,7 @@ from tests.conftest import (
     TARGET_DB_PASSWORD,
     TARGET_PW_ENV,
     upgrade,
+    upgrade_in_process,
 )
 from tests.test_crash_resume_revert import _wait_for_intent
 
@@ -67,7 +68,7 @@ unit = "keystone"
 
 def _plan(d: Path, text: str = BASE, key: bool = True) -> Path:
     if key and not (d / "dump.key").exists():
-        assert upgrade("keygen", str(d / "dump.key")).returncode == 0
+        assert upgrade_in_process("keygen", str(d / "dump.key")).returncode == 0
     p = d / "plan.toml"
     p.write_text(text)
     return p
@@ -240,7 +241,7 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_without_the_lab(tmp_path, case):
     args = case.make(tmp_path)
-    res = upgrade(*args, env=dict(case.env))
+    res = upgrade_in_process(*args, env=dict(case.env))
     _refused(res, case.code, *case.needles)
     if case.id == "export-output-exists":
         assert (tmp_path / "out.jsonl").read_text() == "keep me\n"

@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 
 from scripts.lab import hosts as hostlab
-from scripts.lab.controller import DEFAULT_VENV_ROOT
-from tests.conftest import KEYSTONE_STEPS, REPO, require
+from tests.conftest import KEYSTONE_STEPS, REPO
 
 OLD, NEW = "2025.2", "2026.1"
 HEADS_NEW = {"742c857f1dfb", "c88cdce8f248"}
@@ -34,32 +33,7 @@ NETWORK_STEPS = ["network.nonlocal_bind"] + [f"network.management.{s}" for s in
                                              ("record", "remove_old", "add_new", "announce", "check")]
 
 
-# ---------------------------------------------------------------------- fixtures
-def _requirements() -> None:
-    require(os.geteuid() == 0, "the multi-host lab needs root (network namespaces, mounts, sshd)")
-    for tool in ("ip", "nsenter", "unshare", "ssh", "/usr/sbin/sshd", "arping", "mariadbd"):
-        require(shutil.which(tool) is not None, f"{tool} not installed (scripts/setup-system installs it)")
-    for rel in (OLD, NEW):
-        for cmd in hostlab.VENV_TOOLS:
-            require((DEFAULT_VENV_ROOT / rel / "bin" / cmd).exists(), f"{cmd} missing in venv {rel}")
-
-
-@pytest.fixture(scope="session")
-def hostlab_snapshot(tmp_path_factory) -> Path:
-    """Controllers built and seeded once (keystone and glance 2025.2 serving on oldctl, 2026.1 installed on
-    newctl); every test's lab starts from it."""
-    _requirements()
-    base = tmp_path_factory.mktemp("hostlab-golden")
-    lab = base / "lab"
-    try:
-        hostlab.up(lab, computes=0)
-        snap = hostlab.snapshot(lab, base / "snapshot")
-    finally:
-        with contextlib.suppress(Exception):
-            hostlab.down(lab)
-    return snap
-
-
+# ---------------------------------------------------------------------- fixtures (hostlab_snapshot: conftest)
 @contextlib.contextmanager
 def _lab(directory: Path, snapshot: Path, computes: int):
     hostlab.up(directory, computes=computes, snapshot_dir=snapshot)
@@ -267,7 +241,9 @@ def test_ip_switchover_seen_from_a_compute_host_and_reverted(lab, tmp_path):
         assert machines["network"]["last_step"] == "network.management.check", machines
         res = tool(lab, "revert", "--journal", str(lab.dir / "journal"))
         assert res.returncode == 0, res.stderr
-        time.sleep(0.3)
+        polled = len(out.read_text().splitlines())
+        wait_for("the client's next answer, from oldctl", lambda: any(
+            line.endswith(" oldctl") for line in out.read_text().splitlines()[polled:]))
     finally:
         stop.touch()
         proc.wait(timeout=10)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import REPO
-from tests.test_multihost import hostlab_snapshot, lab  # noqa: F401 (fixtures)
+from tests.test_multihost import lab  # noqa: F401 (fixture; hostlab_snapshot is conftest's)
 
 TICKS = "3131"  # a sleep nobody else runs: the stand-in for a remote db_sync
 

@@ -80,11 +80,8 @@ def journal(tmp_path) -> Journal:
 def test_group_runs_in_parallel_bounded_by_the_pool(journal):
     run_id = journal.create_run({}, "x", None, "a", "b", None)
     ctx = Ctx()
-    t0 = time.monotonic()
     _runner(journal, run_id, ctx, n=12, pool=4).forward()
-    took = time.monotonic() - t0
-    # 12 machines x 2 steps x 0.2 s in pools of 4: ~1.2 s, not 4.8 s
-    assert took < 3.0, took
+    # side by side (restarts overlap), never more than the pool: read from the journal, not a stopwatch
     overlap = _max_overlap(_intervals(journal, run_id, ".restart"))
     assert 2 <= overlap <= 4
     assert journal.verify_chain() is None

@@ -109,6 +109,7 @@ def test_run_then_revert(stacks, tmp_path):
 
     res = upgrade("run", str(plan), timeout=1500)
     assert res.returncode == 0, res.stdout + res.stderr
+    _STRAIGHT["end"] = _end_state(new)
     journal = tmp_path / "journal"
     ev = _events(journal)
 
@@ -325,38 +326,6 @@ def test_nova_slurp_runs_its_real_migrations(tmp_path_factory, tmp_path):
             db.stop()
 
 
-def test_iscsi_rewrite_killed_half_way_resumes_and_undoes_exactly(stacks, tmp_path):
-    """Killed after cinder's rows and before nova's: resume finishes the rewrite, and the undo still
-    restores the rows the killed attempt had changed (their before-values were in the vault first)."""
-    old, new, _ids, _base = stacks
-    tgt_before = {db: new.db.checksums(db) for db in ALL_DBS}
-    plan = write_plan(tmp_path, old, new)
-    res = upgrade("run", str(plan), failpoint="cinder.rewrite_iscsi:volume_attachment", timeout=1500)
-    assert res.returncode != 0
-    half = rows(new.db)
-    assert any(v[0] != _row_on_source(old.db, k)[0] for k, v in half.items() if k.startswith("cinder.volumes."))
-    assert all(v[0] == _row_on_source(old.db, k)[0] for k, v in half.items()
-               if k.startswith("nova.block_device_mapping."))
-    journal = tmp_path / "journal"
-    res = upgrade("resume", "--journal", str(journal), timeout=1500)
-    assert res.returncode == 0, res.stdout + res.stderr
-    ev = _events(journal)
-    assert _done(ev, "cinder.rewrite_iscsi")["counts"]["cinder volumes"] == 2  # the first attempt's rows too
-    done = rows(new.db)
-    assert all(f"{NEW_PORTAL}:3260".encode().hex().upper() in v[0] for k, v in done.items()
-               if k.startswith(("cinder.volumes.", "nova.block_device_mapping.")) and v[0]
-               and OLD_PORTAL.encode().hex().upper() not in v[0]
-               and b"203.0.113.7".hex().upper() not in v[0])
-    rev = upgrade("revert", "--journal", str(journal), failpoint="cinder.rewrite_iscsi:undo_after", timeout=900)
-    assert rev.returncode != 0
-    now = rows(new.db)
-    for k, v in now.items():
-        if k.startswith(("cinder.volumes.", "cinder.volume_attachment.", "nova.block_device_mapping.")):
-            assert v[0] == _row_on_source(old.db, k)[0], k
-    assert upgrade("revert", "--journal", str(journal), timeout=900).returncode == 0
-    assert {db: new.db.checksums(db) for db in ALL_DBS} == tgt_before
-
-
 def _heads(db: MariaDB) -> dict[str, list[str]]:
     return {name: sorted(r[0] for r in db.execute(f"SELECT version_num FROM `{name}`.alembic_version"))
             for name in ALL_DBS}
@@ -373,36 +342,75 @@ def _in_flight(events: list[dict]) -> set[str]:
     return set(open_)
 
 
-def test_killed_while_two_services_overlap_or_in_the_finishing_phase_resumes_exactly(stacks, tmp_path):
-    """service_pool 2 (the default): glance and placement run side by side. Killed inside placement's
-    import while glance is mid-step, then (another run) in the finishing phase, every service verified
-    and nova's online migrations begun: each resumed run ends where an uninterrupted one does, and the
-    revert leaves the target as before."""
+def _end_state(new: Stack) -> tuple[Any, ...]:
+    """What a finished run leaves on the target: the fix-ups' rows, the schema heads, the configs."""
+    return rows(new.db), _heads(new.db), tree_digest(new.root / "etc")
+
+
+#: the end state of test_run_then_revert's uninterrupted run, kept so that the chained test below need
+#: not run it again (it does when run alone)
+_STRAIGHT: dict[str, Any] = {}
+
+
+def test_killed_while_two_services_overlap_mid_fixup_or_in_the_finishing_phase_resumes_exactly(stacks, tmp_path):
+    """service_pool 2 (the default): glance and placement run side by side. A chained kill schedule, one
+    run: killed inside placement's import while glance is mid-step; the resume killed half-way through
+    cinder's iSCSI rewrite (cinder's rows rewritten, nova's not yet); the next resume killed in the
+    finishing phase, every service verified and nova's online migrations begun; the last resume ends
+    where an uninterrupted run does. Then the revert, killed right after the rewrite's undo: that undo
+    restored the rows the killed attempt had changed too (their before-values were in the vault first);
+    the revert run again leaves the target as before."""
     old, new, _ids, _base = stacks
     tgt_before = {db: new.db.checksums(db) for db in ALL_DBS}
-    straight = write_plan(tmp_path / "straight", old, new)
-    res = upgrade("run", str(straight), timeout=1500)
-    assert res.returncode == 0, res.stdout + res.stderr
-    want = (rows(new.db), _heads(new.db), tree_digest(new.root / "etc"))
-    assert upgrade("revert", "--journal", str(tmp_path / "straight" / "journal"), timeout=900).returncode == 0
-
-    for name, point, cut in (("overlap", "placement.import_db:inside", {"glance", "placement"}),
-                             ("finish", "nova.online_migrations:before", {"nova"})):
-        plan = write_plan(tmp_path / name, old, new)
-        journal = tmp_path / name / "journal"
-        res = upgrade("run", str(plan), failpoint=point, timeout=1500)
-        assert res.returncode != 0
-        ev = _events(journal)
-        assert _in_flight(ev) == cut, point  # the overlap: two machines cut at once
-        if name == "finish":  # after the window: every service verified, the online migrations in order
-            done = {e["step"] for e in ev if e["kind"] == "done"}
-            assert {f"{s}.verify" for s in SERVICES} <= done and "placement.online_migrations" in done
-            assert not any(e["step"] == "cinder.online_migrations" for e in ev)
-        res = upgrade("resume", "--journal", str(journal), timeout=1500)
+    if "end" not in _STRAIGHT:
+        straight = write_plan(tmp_path / "straight", old, new)
+        res = upgrade("run", str(straight), timeout=1500)
         assert res.returncode == 0, res.stdout + res.stderr
-        ev = _events(journal)
-        for step in {e["step"] for e in ev if e["kind"] == "done"}:
-            assert sum(1 for e in ev if e["step"] == step and e["kind"] == "done") == 1, step
-        assert (rows(new.db), _heads(new.db), tree_digest(new.root / "etc")) == want, point
-        assert upgrade("revert", "--journal", str(journal), timeout=900).returncode == 0
-        assert {db: new.db.checksums(db) for db in ALL_DBS} == tgt_before, point
+        _STRAIGHT["end"] = _end_state(new)
+        assert upgrade("revert", "--journal", str(tmp_path / "straight" / "journal"), timeout=900).returncode == 0
+        assert {db: new.db.checksums(db) for db in ALL_DBS} == tgt_before
+    want = _STRAIGHT["end"]
+
+    plan = write_plan(tmp_path / "chain", old, new)
+    journal = tmp_path / "chain" / "journal"
+    res = upgrade("run", str(plan), failpoint="placement.import_db:inside", timeout=1500)
+    assert res.returncode != 0
+    assert _in_flight(_events(journal)) == {"glance", "placement"}  # the overlap: two machines cut at once
+
+    res = upgrade("resume", "--journal", str(journal), failpoint="cinder.rewrite_iscsi:volume_attachment",
+                  timeout=1500)
+    assert res.returncode != 0
+    assert "cinder" in _in_flight(_events(journal))  # (another service may be mid-step beside it)
+    half = rows(new.db)
+    assert any(v[0] != _row_on_source(old.db, k)[0] for k, v in half.items() if k.startswith("cinder.volumes."))
+    assert all(v[0] == _row_on_source(old.db, k)[0] for k, v in half.items()
+               if k.startswith("nova.block_device_mapping."))
+
+    res = upgrade("resume", "--journal", str(journal), failpoint="nova.online_migrations:before", timeout=1500)
+    assert res.returncode != 0
+    ev = _events(journal)
+    assert _in_flight(ev) == {"nova"}
+    done = {e["step"] for e in ev if e["kind"] == "done"}  # after the window: every service verified
+    assert {f"{s}.verify" for s in SERVICES} <= done and "placement.online_migrations" in done
+    assert not any(e["step"] == "cinder.online_migrations" for e in ev)  # the online migrations in order
+
+    res = upgrade("resume", "--journal", str(journal), timeout=1500)
+    assert res.returncode == 0, res.stdout + res.stderr
+    ev = _events(journal)
+    for step in {e["step"] for e in ev if e["kind"] == "done"}:
+        assert sum(1 for e in ev if e["step"] == step and e["kind"] == "done") == 1, step
+    assert _done(ev, "cinder.rewrite_iscsi")["counts"]["cinder volumes"] == 2  # the first attempt's rows too
+    assert _end_state(new) == want
+    done_rows = rows(new.db)
+    assert all(f"{NEW_PORTAL}:3260".encode().hex().upper() in v[0] for k, v in done_rows.items()
+               if k.startswith(("cinder.volumes.", "nova.block_device_mapping.")) and v[0]
+               and OLD_PORTAL.encode().hex().upper() not in v[0]
+               and b"203.0.113.7".hex().upper() not in v[0])
+
+    rev = upgrade("revert", "--journal", str(journal), failpoint="cinder.rewrite_iscsi:undo_after", timeout=900)
+    assert rev.returncode != 0
+    for k, v in rows(new.db).items():
+        if k.startswith(("cinder.volumes.", "cinder.volume_attachment.", "nova.block_device_mapping.")):
+            assert v[0] == _row_on_source(old.db, k)[0], k
+    assert upgrade("revert", "--journal", str(journal), timeout=900).returncode == 0
+    assert {db: new.db.checksums(db) for db in ALL_DBS} == tgt_before

@@ -75,15 +75,17 @@ class Controller:
         desc = layout.read_descriptor(root)
         return cls(root=root, release=desc.release, venv=Path(desc.venv), db=db, keystone_port=desc.keystone_port)
 
-    def keystone_manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def keystone_manage(self, *args: str, check: bool = True, env: dict[str, str] | None = None
+                        ) -> subprocess.CompletedProcess:
         """``<venv>/bin/keystone-manage --config-file <keystone.conf> ARGS``, output captured as text.
 
         With ``check`` (default) a non-zero rc raises CommandFailed with the output tail; pass
-        ``check=False`` when the rc is the answer (``db_sync --check``: 0, 2 or 4).
+        ``check=False`` when the rc is the answer (``db_sync --check``: 0, 2 or 4). ``env`` adds
+        variables to the child's environment: how a secret reaches keystone-manage off its argv.
         """
         argv = [str(self.venv / "bin" / "keystone-manage"), "--config-file", str(self.keystone_conf), *args]
         result = subprocess.run(
-            argv, cwd=self.root, env=clean_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL
+            argv, cwd=self.root, env=clean_env(**(env or {})), capture_output=True, text=True, stdin=subprocess.DEVNULL
         )
         if check and result.returncode != 0:
             # With log_file set, keystone logs its errors there rather than on stderr.
@@ -208,10 +210,10 @@ def seed_keystone(ctl: Controller, admin_password: str, glance_url: str = GLANCE
     ctl.keystone_manage("fernet_setup", "--keystone-user", "root", "--keystone-group", "root")
     ctl.keystone_manage("credential_setup", "--keystone-user", "root", "--keystone-group", "root")
     endpoint = f"{ctl.keystone_url}/"
+    # The password goes in keystone's own OS_BOOTSTRAP_PASSWORD, not after --bootstrap-password: a random
+    # one that starts with '-' would be taken by argparse for an option (and argv is readable by anyone).
     ctl.keystone_manage(
         "bootstrap",
-        "--bootstrap-password",
-        admin_password,
         "--bootstrap-region-id",
         REGION,
         "--bootstrap-admin-url",
@@ -220,6 +222,7 @@ def seed_keystone(ctl: Controller, admin_password: str, glance_url: str = GLANCE
         endpoint,
         "--bootstrap-public-url",
         endpoint,
+        env={"OS_BOOTSTRAP_PASSWORD": admin_password},
     )
     timings["keystone_manage"] = time.monotonic() - t0
 
