@@ -118,7 +118,9 @@ def test_a_failing_step_stops_with_both_ways_on(lab, tmp_path):
 def test_no_secret_in_logs_journal_exports_or_argv(lab, tmp_path):
     plan = lab.write_plan(tmp_path)
     journal = tmp_path / "journal"
-    samples: dict[int, tuple[int, str]] = {}   # pid -> (ppid, argv) of every process seen
+    # pid -> every (ppid, argv) it was seen with: a child sampled between fork and exec still shows its
+    # parent's argv, and one re-parented shows another ppid, so no first sample may stand for the process
+    samples: dict[int, set[tuple[int, str]]] = {}
     stop = threading.Event()
 
     def watch_argv() -> None:
@@ -128,7 +130,7 @@ def test_no_secret_in_logs_journal_exports_or_argv(lab, tmp_path):
                     with contextlib.suppress(OSError, ValueError, IndexError):
                         argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
                         ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                        samples.setdefault(int(pid), (ppid, argv))
+                        samples.setdefault(int(pid), set()).add((ppid, argv))
             stop.wait(0.01)
 
     t = threading.Thread(target=watch_argv, daemon=True)
@@ -146,11 +148,11 @@ def test_no_secret_in_logs_journal_exports_or_argv(lab, tmp_path):
     tree, grew = {tool.pid}, True
     while grew:
         grew = False
-        for pid, (ppid, _argv) in samples.items():
-            if ppid in tree and pid not in tree:
+        for pid, seen_as in samples.items():
+            if pid not in tree and any(ppid in tree for ppid, _argv in seen_as):
                 tree.add(pid)
                 grew = True
-    seen = [argv for pid, (_ppid, argv) in samples.items() if pid in tree]
+    seen = [argv for pid, seen_as in samples.items() if pid in tree for _ppid, argv in seen_as]
     assert proc.returncode == 0, proc.stderr
     assert any("mysqldump" in c for c in seen) and any("keystone-manage" in c for c in seen)
     exports = [upgrade("journal", "export", "--journal", str(journal), "--format", f).stdout
