@@ -40,6 +40,40 @@ KEYSTONE_DB_PASSWORD = "ks-DB-pw-9981"         # in keystone.conf only
 TARGET_PW_ENV = "OSU_TEST_TARGET_DB_PASSWORD"
 #: every secret of the test lab: none may appear in output, logs, journal, exports or argv
 SECRETS = (SOURCE_DB_PASSWORD, TARGET_DB_PASSWORD, KEYSTONE_DB_PASSWORD, ADMIN_PASSWORD)
+
+#: a plan that loads: the DB servers behind it do not exist, which the input-refusal cases never reach
+LOADABLE_PLAN = f"""\
+[upgrade]
+from = "2025.2"
+to = "2026.1"
+services = ["keystone"]
+journal = "journal"
+
+[vault]
+key_file = "dump.key"
+
+[source]
+host = "local"
+etc = "/srv/old/etc"
+service_control = "template"
+control = ["svc", "{{action}}", "{{unit}}"]
+[source.db]
+address = "127.0.0.1"
+port = 13306
+admin_user = "osu_admin"
+admin_password = "{SOURCE_DB_PASSWORD}"
+
+[target]
+host = "local"
+etc = "/srv/new/etc"
+[target.db]
+address = "127.0.0.1"
+port = 13307
+admin_password_env = "{TARGET_PW_ENV}"
+
+[services.keystone]
+unit = "keystone"
+"""
 #: the claim a run leaves on the target (services/claim.py): the schema on its DB server, the file in its lib
 CLAIM_SCHEMA, CLAIM_FILE = "openstack_upgrade", "openstack-upgrade.claim"
 

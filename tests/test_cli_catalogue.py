@@ -21,6 +21,9 @@ from journal.store import Journal
 from journal.vault import Key
 from scripts.lab.mariadb import free_port
 from tests.conftest import (
+    LOADABLE_PLAN as BASE,
+)
+from tests.conftest import (
     REPO,
     SECRETS,
     SOURCE_DB_PASSWORD,
@@ -30,40 +33,6 @@ from tests.conftest import (
     upgrade_in_process,
 )
 from tests.test_crash_resume_revert import _wait_for_intent
-
-# A plan that loads: the DB servers behind it do not exist, which no case below reaches.
-BASE = f"""\
-[upgrade]
-from = "2025.2"
-to = "2026.1"
-services = ["keystone"]
-journal = "journal"
-
-[vault]
-key_file = "dump.key"
-
-[source]
-host = "local"
-etc = "/srv/old/etc"
-service_control = "template"
-control = ["svc", "{{action}}", "{{unit}}"]
-[source.db]
-address = "127.0.0.1"
-port = 13306
-admin_user = "osu_admin"
-admin_password = "{SOURCE_DB_PASSWORD}"
-
-[target]
-host = "local"
-etc = "/srv/new/etc"
-[target.db]
-address = "127.0.0.1"
-port = 13307
-admin_password_env = "{TARGET_PW_ENV}"
-
-[services.keystone]
-unit = "keystone"
-"""
 
 
 def _plan(d: Path, text: str = BASE, key: bool = True) -> Path:

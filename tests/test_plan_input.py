@@ -23,6 +23,9 @@ import pytest
 
 from scripts.lab import svc
 from tests.conftest import (
+    LOADABLE_PLAN as BASE,
+)
+from tests.conftest import (
     SECRETS,
     SOURCE_DB_PASSWORD,
     TARGET_DB_PASSWORD,
@@ -34,39 +37,6 @@ from upgrade import cli, commands
 
 MARK = "INJECTED-RAN"
 
-# A plan that loads (its DB servers do not exist, which no refusal reaches).
-BASE = f"""\
-[upgrade]
-from = "2025.2"
-to = "2026.1"
-services = ["keystone"]
-journal = "journal"
-
-[vault]
-key_file = "dump.key"
-
-[source]
-host = "local"
-etc = "/srv/old/etc"
-service_control = "template"
-control = ["svc", "{{action}}", "{{unit}}"]
-[source.db]
-address = "127.0.0.1"
-port = 13306
-admin_user = "osu_admin"
-admin_password = "{SOURCE_DB_PASSWORD}"
-
-[target]
-host = "local"
-etc = "/srv/new/etc"
-[target.db]
-address = "127.0.0.1"
-port = 13307
-admin_password_env = "{TARGET_PW_ENV}"
-
-[services.keystone]
-unit = "keystone"
-"""
 
 NETWORK = """
 [network]
