@@ -198,7 +198,7 @@ def test_killed_in_db_sync_and_in_image_copy_resumes_verifies_and_reverts(full_l
     assert res.returncode == -signal.SIGKILL, res.stdout + res.stderr
     events = _events(lab.journal)
     assert [e["kind"] for e in events if e["step"] == "glance.precopy_images"] == ["intent"]
-    assert not any(e["step"].endswith(".stop_source") for e in events)  # every old service still served
+    assert not any((e["step"] or "").endswith(".stop_source") for e in events)  # every old service still served
 
     argv = _kill_during_db_sync("resume", "--journal", str(lab.journal))
     assert b"--config-file" in argv
