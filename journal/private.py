@@ -55,15 +55,20 @@ def _problem(path: Path, st: os.stat_result, what: str, want_dir: bool) -> str |
     return None
 
 
-def dir_problem(path: Path, what: str = "journal directory") -> str | None:
-    """Why *path* may not be used as a private directory, or None (also None when it does not exist)."""
+def _existing_problem(path: Path, what: str, want_dir: bool) -> str | None:
+    """Why an existing *path* (never followed if a link) is not ours and private, or None (also when missing)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
         return f"cannot inspect the {what} {path}: {exc.strerror}"
-    return _problem(path, st, what, want_dir=True)
+    return _problem(Path(path), st, what, want_dir=want_dir)
+
+
+def dir_problem(path: Path, what: str = "journal directory") -> str | None:
+    """Why *path* may not be used as a private directory, or None (also None when it does not exist)."""
+    return _existing_problem(path, what, want_dir=True)
 
 
 def require_dir(path: Path, what: str = "journal directory") -> None:
@@ -127,10 +132,4 @@ def open_file(path: Path, flags: int, what: str, mode: int = 0o600, repair_mode:
 
 def file_problem(path: Path, what: str) -> str | None:
     """Why an existing file at *path* is not ours and private (or is a link), or None (also when missing)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return f"cannot inspect the {what} {path}: {exc.strerror}"
-    return _problem(Path(path), st, what, want_dir=False)
+    return _existing_problem(path, what, want_dir=False)
