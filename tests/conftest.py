@@ -144,6 +144,24 @@ def require(condition: bool, why: str) -> None:
     pytest.skip(why)
 
 
+def require_mariadb() -> None:
+    """The MariaDB server and client tools every lab starts its real servers with."""
+    for tool in ("mariadbd", "mariadb-install-db", "mariadb-dump", "mariadb"):
+        require(shutil.which(tool) is not None, f"{tool} not installed (make setup installs MariaDB)")
+
+
+@contextlib.contextmanager
+def tmpfs(directory: Path, size: str) -> Any:
+    """A real tmpfs of *size* (0700) mounted on *directory*, to fill a disk for real (needs root)."""
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)],
+                         capture_output=True, text=True)
+    require(res.returncode == 0, f"cannot mount a tmpfs (needs root): {res.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
 def tree_digest(root: Path) -> dict[str, tuple[str, int, int, int]]:
     """relpath -> (sha256 or 'dir', mode, uid, gid) for every entry under root."""
     out: dict[str, tuple[str, int, int, int]] = {}
@@ -266,8 +284,7 @@ def _admin_user(db: MariaDB, password: str) -> None:
 
 @pytest.fixture(scope="session")
 def keystone_lab(tmp_path_factory) -> Any:
-    for tool in ("mariadbd", "mariadb-install-db", "mariadb-dump", "mariadb"):
-        require(shutil.which(tool) is not None, f"{tool} not installed (make setup installs MariaDB)")
+    require_mariadb()
     for rel in (OLD, NEW):
         require((DEFAULT_VENV_ROOT / rel / "bin" / "keystone-manage").exists(),
                 f"keystone venv {rel} missing (make openstack builds it)")

@@ -16,7 +16,6 @@ through a real dump and import and converted in ``test_havana_schema_keeps_its_d
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import uuid
 from pathlib import Path
@@ -31,7 +30,7 @@ from scripts.lab.openstack import UNITS, Stack, insert, make_stack, to_latin1
 from scripts.lab.plan import DBAdmin, service_sections, side_table, write_key
 from services import charset
 from services.settings import DBEndpoint
-from tests.conftest import require, tree_digest, upgrade
+from tests.conftest import require, require_mariadb, tree_digest, upgrade
 
 OLD, NEW = "2025.2", "2026.1"
 ADMIN, ADMIN_PW = "osu_admin", "chr-lab-Admin-31"
@@ -138,8 +137,7 @@ def write_plan(directory: Path, old: Stack, new: Stack, repair: bool = True) -> 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    for tool in ("mariadbd", "mariadb-install-db", "mariadb-dump", "mariadb"):
-        require(shutil.which(tool) is not None, f"{tool} not installed (make setup installs MariaDB)")
+    require_mariadb()
     for rel in (OLD, NEW):
         require((DEFAULT_VENV_ROOT / rel / "bin" / "glance-manage").exists(), f"glance-manage {rel} missing")
     base = tmp_path_factory.mktemp("charset")

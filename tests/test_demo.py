@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 from scripts.lab import fullstack, ksapi
 from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.proc import pid_alive, read_pid
-from tests.conftest import NEW, OLD, REPO, require
+from tests.conftest import NEW, OLD, REPO, require, require_mariadb
 
 HEAD_2026_1 = "742c857f1dfb"
 TOOLS = {"keystone": "keystone-manage", "glance": "glance-api", "placement": "placement-manage",
@@ -33,8 +32,7 @@ TOOLS = {"keystone": "keystone-manage", "glance": "glance-api", "placement": "pl
 
 
 def _require_lab_parts(services: tuple[str, ...] = fullstack.ALL) -> None:
-    for tool in ("mariadbd", "mariadb-install-db", "mariadb-dump", "mariadb"):
-        require(shutil.which(tool) is not None, f"{tool} not installed (make setup installs MariaDB)")
+    require_mariadb()
     for rel in (OLD, NEW):
         for service in services:
             require((DEFAULT_VENV_ROOT / rel / "bin" / TOOLS[service]).exists(),

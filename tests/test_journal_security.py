@@ -25,7 +25,7 @@ from journal.chain import GENESIS, row_hash
 from journal.redact import Redactor
 from journal.store import Journal, JournalError
 from journal.vault import Key
-from tests.conftest import KEYSTONE_DB_PASSWORD, REPO, require, upgrade
+from tests.conftest import KEYSTONE_DB_PASSWORD, REPO, require, tmpfs, upgrade
 from upgrade import window
 from upgrade.errors import EXIT_FAILED, EXIT_USAGE
 
@@ -320,13 +320,8 @@ def test_a_damaged_page_is_a_message_not_an_internal_error(tmp_path):
 def tiny_fs(tmp_path):
     d = tmp_path / "tiny"
     d.mkdir(mode=0o700)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", str(d)],
-                         capture_output=True, text=True)
-    require(res.returncode == 0, f"cannot mount a tmpfs (needs root): {res.stderr.strip()}")
-    try:
+    with tmpfs(d, "512k"):
         yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], check=False)
 
 
 def test_disk_full_during_a_journal_write_is_a_clear_error(tiny_fs, tmp_path):

@@ -8,7 +8,6 @@ text, iSCSI connection_info with CHAP secrets, the old controller's services and
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.openstack import NEW_HOST, NEW_PORTAL, OLD_HOST, OLD_PORTAL, PASSWORDS, UNITS, Stack, make_stack, seed
 from scripts.lab.plan import DBAdmin, service_sections, side_table, write_key
-from tests.conftest import require, tree_digest, upgrade
+from tests.conftest import require, require_mariadb, tree_digest, upgrade
 
 OLD, NEW = "2025.2", "2026.1"
 ADMIN, ADMIN_PW = "osu_admin", "svc-lab-Admin-77"
@@ -61,8 +60,7 @@ def rows(db: MariaDB) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory):
-    for tool in ("mariadbd", "mariadb-install-db", "mariadb-dump", "mariadb"):
-        require(shutil.which(tool) is not None, f"{tool} not installed (make setup installs MariaDB)")
+    require_mariadb()
     for rel in (OLD, NEW):
         for tool in ("glance-manage", "placement-manage", "nova-manage", "neutron-db-manage", "cinder-manage"):
             require((DEFAULT_VENV_ROOT / rel / "bin" / tool).exists(), f"{tool} {rel} missing (make openstack)")

@@ -10,20 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require, upgrade
+from tests.conftest import tmpfs, upgrade
 
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
     d = tmp_path / "vault"
     d.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k,mode=0700", "tmpfs", str(d)],
-                         capture_output=True, text=True)
-    require(res.returncode == 0, f"cannot mount a tmpfs (needs root): {res.stderr.strip()}")
-    try:
+    with tmpfs(d, "16k"):
         yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], check=False)
 
 
 def test_disk_full_while_dumping_then_resume(lab, tmp_path, small_tmpfs):
