@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 
 #: a DNS name or an ssh_config alias: labels of letters, digits, ``_`` and ``-``, never a leading ``-``
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
@@ -35,6 +36,13 @@ _VG = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def _grammar(pattern: re.Pattern[str], expected: str) -> Callable[[str], str | None]:
+    """A check of one value against *pattern*: None when it matches, else *expected* for the message."""
+    def check(value: str) -> str | None:
+        return None if pattern.match(value) else expected
+    return check
+
+
 def host(value: str) -> str | None:
     """A host name, an ssh_config alias, or an IPv4/IPv6 address."""
     try:
@@ -47,31 +55,22 @@ def host(value: str) -> str | None:
     return "a host name (letters, digits, '-', '_' and dots, not starting with '-') or an IP address"
 
 
-def user(value: str) -> str | None:
-    if _USER.match(value):
-        return None
-    return "a login name (letters, digits, '.', '_' and '-', not starting with '-' or '.')"
+user = _grammar(_USER, "a login name (letters, digits, '.', '_' and '-', not starting with '-' or '.')")
 
 
-def unit(value: str) -> str | None:
-    if _UNIT.match(value):
-        return None
-    return "a unit name like \"openstack-keystone\" (letters, digits, '.', '_', '@', ':' and '-', not starting " \
-           "with '-')"
+unit = _grammar(
+    _UNIT, "a unit name like \"openstack-keystone\" (letters, digits, '.', '_', '@', ':' and '-', not starting "
+    "with '-')")
 
 
-def db_name(value: str) -> str | None:
-    if _DB_NAME.match(value):
-        return None
-    return "a database name like \"keystone\" or \"nova_api\" (letters, digits, '_', '$' and '-', at most 64, " \
-           "not starting with '-')"
+db_name = _grammar(
+    _DB_NAME, "a database name like \"keystone\" or \"nova_api\" (letters, digits, '_', '$' and '-', at most 64, "
+    "not starting with '-')")
 
 
-def db_user(value: str) -> str | None:
-    if _DB_USER.match(value):
-        return None
-    return "a DB account name like \"keystone\" (letters, digits, '.', '_', '$' and '-', at most 80, not " \
-           "starting with '-')"
+db_user = _grammar(
+    _DB_USER, "a DB account name like \"keystone\" (letters, digits, '.', '_', '$' and '-', at most 80, not "
+    "starting with '-')")
 
 
 def grant_host(value: str) -> str | None:
@@ -89,11 +88,9 @@ def owner(value: str) -> str | None:
            "with '-')"
 
 
-def device(value: str) -> str | None:
-    if _DEVICE.match(value):
-        return None
-    return "an interface name like \"eth0\" (at most 15 letters, digits, '.', '_', ':', '@' and '-', not " \
-           "starting with '-')"
+device = _grammar(
+    _DEVICE, "an interface name like \"eth0\" (at most 15 letters, digits, '.', '_', ':', '@' and '-', not "
+    "starting with '-')")
 
 
 def device_path(value: str) -> str | None:
@@ -103,11 +100,9 @@ def device_path(value: str) -> str | None:
     return "an absolute device path like \"/dev/cinder-volumes/volume-1\" (no spaces, no '..')"
 
 
-def volume_group(value: str) -> str | None:
-    if _VG.match(value):
-        return None
-    return "an LVM volume group name like \"cinder-volumes\" (letters, digits, '+', '_', '.' and '-', not " \
-           "starting with '-')"
+volume_group = _grammar(
+    _VG, "an LVM volume group name like \"cinder-volumes\" (letters, digits, '+', '_', '.' and '-', not "
+    "starting with '-')")
 
 
 def relative_path(value: str) -> str | None:
