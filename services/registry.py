@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from services import cinder, glance, horizon, keystone, neutron, nova, placement, releases, textrepair
-from services.runbook import DEFAULT_JUMP, Jump
+from services import releases
+from services.catalog import cinder, glance, horizon, keystone, neutron, nova, placement
+from services.steps import textrepair
+from services.steps.commands import DEFAULT_JUMP, Jump
 from statemachine.runner import ParallelGroup
 from statemachine.step import Step
 
@@ -82,7 +84,7 @@ def databases(name: str, jump: Jump, settings: Any) -> list[str]:
     """The database names *name* carries over for *jump* (checked on the source before a run)."""
     if name in NO_DATABASE:
         return []
-    from services.runbook import db_specs
+    from services.steps.commands import db_specs
     return [d.db_name(settings) for d in db_specs(name, jump)]
 
 
@@ -90,7 +92,7 @@ def new_databases(name: str, jump: Jump, settings: Any) -> list[str]:
     """The database names the target release of *name* adds (created on the target, never on the source)."""
     if name in NO_DATABASE:
         return []
-    from services.runbook import new_db_specs
+    from services.steps.commands import new_db_specs
     return [d.db_name(settings) for d in new_db_specs(name, jump)]
 
 

@@ -21,12 +21,13 @@ from journal import vault
 from journal.redact import Redactor
 from journal.store import Journal
 from scripts.lab.mariadb import MariaDB, free_port
-from services import mysql, preflight, releases
-from services.common import backup_target_step
-from services.context import UpgradeContext
+from services import releases
+from services.infra import mysql, preflight
+from services.infra.context import UpgradeContext
+from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
 from services.registry import steps_for
-from services.runbook import Jump, db_specs, new_db_specs
-from services.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
+from services.steps.commands import Jump, db_specs, new_db_specs
+from services.steps.dumps import backup_target_step
 from tests.conftest import require
 from tests.test_release_table import NOVA, ctx, render_plan
 from upgrade.hosts import LocalHost
@@ -250,7 +251,7 @@ def test_preflight_refuses_a_missing_source_database(db: Lab) -> None:
 
 def test_the_new_option_is_derived_from_the_rewritten_main_url() -> None:
     """install_config has pointed [database] connection at the target; [api_database] follows it."""
-    from services.common import new_db_config_edit
+    from services.steps.configs import new_db_config_edit
 
     jump = Jump("liberty", "mitaka")
     edit = new_db_config_edit("nova", new_db_specs("nova", jump), db_specs("nova", jump))

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from services import releases
+from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
 from services.registry import ORDER, steps_for, unsupported
-from services.runbook import Jump
-from services.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
+from services.steps.commands import Jump
 
 GOLDEN = Path(__file__).with_name("golden") / "havana-icehouse.txt"
 
@@ -162,7 +162,7 @@ def test_current_commands_follow_the_facts(src: str, dst: str) -> None:
 
 def test_renamed_options_follow_the_target_release() -> None:
     """sql_connection & co. and rabbit_* rewritten only where the target no longer reads them (§1.4)."""
-    from services.legacy_config import rewrite
+    from services.steps.legacy_config import rewrite
 
     havana = (b"[DEFAULT]\n# keep me\nsql_connection = mysql://nova:pw@10.0.0.3/nova\nrabbit_host = 10.0.0.3\n"
               b"rabbit_userid = nova\nrabbit_password = s3cret\nrpc_backend = nova.openstack.common.rpc.impl_kombu\n")

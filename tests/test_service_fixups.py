@@ -19,11 +19,13 @@ import pytest
 from journal import vault
 from journal.redact import Redactor
 from journal.store import Journal
-from services import horizon, iscsi, releases
-from services.blockcopy import transfer_step
-from services.context import UpgradeContext
-from services.runbook import Jump, run_cmd
-from services.settings import DBEndpoint, ServiceControl, Side
+from services import releases
+from services.catalog import horizon
+from services.infra import iscsi
+from services.infra.blockcopy import transfer_step
+from services.infra.context import UpgradeContext
+from services.infra.settings import DBEndpoint, ServiceControl, Side
+from services.steps.commands import Jump, run_cmd
 from statemachine.step import StepError
 from tests.conftest import require
 from upgrade.hosts import LocalHost

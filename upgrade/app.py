@@ -12,12 +12,13 @@ from pathlib import Path
 from journal import private, vault
 from journal.redact import Redactor
 from journal.store import JOURNAL_FILE, Journal, JournalError
-from services import mysql, preflight, registry
-from services.context import UpgradeContext
-from services.host import Host
+from services import registry
+from services.infra import mysql, preflight
+from services.infra.context import UpgradeContext
+from services.infra.host import Host
+from services.infra.settings import Side
 from services.registry import AFTER_COMPUTES, overlap_group, steps_for
-from services.runbook import Jump
-from services.settings import Side
+from services.steps.commands import Jump
 from statemachine.lock import LockHeld, RunLock
 from statemachine.machine import ServiceMachine
 from statemachine.runner import Runner

@@ -19,12 +19,13 @@ from typing import Any
 from rich.filesize import decimal
 
 from journal import vault
-from services import charset as charset_mod
-from services import identity as ident
-from services import network as net
-from services import preflight, registry
+from services import registry
+from services.fleet import network as net
+from services.infra import charset as charset_mod
+from services.infra import identity as ident
+from services.infra import preflight
 from services.releases import MANAGE_COMMAND, expected_major, jump_error, release_of
-from services.runbook import Jump
+from services.steps.commands import Jump
 from statemachine.step import StepError
 from upgrade import app, claims, guards
 from upgrade import plan as plan_mod

@@ -22,10 +22,10 @@ import pymysql
 from rich.filesize import decimal
 
 from journal.store import JOURNAL_FILE
-from services import mysql
+from services.infra import mysql
+from services.infra.settings import DBEndpoint
 from services.registry import databases, steps_for_plan
-from services.runbook import Jump
-from services.settings import DBEndpoint
+from services.steps.commands import Jump
 from statemachine.step import StepError
 from upgrade import app, guards, window
 from upgrade.errors import UserError

@@ -19,10 +19,10 @@ from typing import Any
 
 from journal.redact import MASK, is_secret_key
 from services import options as service_options
+from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings
 from services.registry import ORDER, SERVICES, unsupported
 from services.releases import jump_error
-from services.runbook import Jump
-from services.settings import DBEndpoint, ServiceControl, ServiceSettings
+from services.steps.commands import Jump
 from upgrade import planhosts, planvalues
 from upgrade.errors import UserError
 from upgrade.hosts import HostSpec, hide_from_children

@@ -13,8 +13,8 @@ from typing import Any, TextIO
 
 from rich.filesize import decimal
 
+from services.infra.settings import ServiceSettings, Side
 from services.registry import steps_for_plan
-from services.settings import ServiceSettings, Side
 from statemachine import diagram
 from statemachine.machine import ServiceMachine
 from upgrade import app, estimate, tables, window

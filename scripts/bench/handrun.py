@@ -30,9 +30,9 @@ from typing import Any
 
 from scripts.lab.openstack import NEW_HOST, NEW_PORTAL, OLD_HOST, OLD_PORTAL
 from services import releases
-from services.keystone_extra import STATUS_WORKAROUND
+from services.catalog.keystone.extra import STATUS_WORKAROUND
 from services.registry import ORDER
-from services.runbook import split_online
+from services.steps.commands import split_online
 
 REPO = Path(__file__).resolve().parents[2]
 #: databases of each service, and the config key whose URL names the DB user
