@@ -173,7 +173,11 @@ def _state(old: Stack, new: Stack) -> tuple[Any, ...]:
 
 # ---------------------------------------------------------------------- detection
 def test_release_table_says_which_targets_take_utf8mb4():
-    from services.releases import convert_charset
+    from services.registry import spec
+
+    def convert_charset(service: str, release: str) -> str:
+        return spec(service).charset_for(release)
+
     assert [convert_charset("glance", r) for r in ("icehouse", "juno", "2026.1")] == ["utf8mb4"] * 3
     assert (convert_charset("keystone", "icehouse"), convert_charset("keystone", "juno")) == ("utf8", "")
     assert convert_charset("nova", "icehouse") == ""  # nova's non-utf8 tables are carried as they are

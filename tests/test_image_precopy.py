@@ -23,7 +23,7 @@ import pytest
 
 from services.catalog import glance
 from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
-from services.steps.commands import Jump
+from services.releases import Jump
 from statemachine import failpoints
 from statemachine.step import Step, StepError
 from tests.conftest import REPO, tree_digest

@@ -25,7 +25,7 @@ from journal.store import JOURNAL_FILE
 from services.infra import mysql
 from services.infra.settings import DBEndpoint
 from services.registry import databases, steps_for_plan
-from services.steps.commands import Jump
+from services.releases import Jump
 from statemachine.step import StepError
 from upgrade import app, guards, window
 from upgrade.errors import UserError

@@ -9,35 +9,40 @@ changes; the runbook's LVM volume data copy; ``cinder-status upgrade check``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from services import releases
+from services import options, releases
 from services.infra import iscsi, mysql
 from services.infra.before import keep as keep_before
 from services.infra.before import load as load_before
 from services.infra.blockcopy import transfer_step
 from services.infra.config import get_value, set_value
+from services.options import Option
+from services.releases import DEFAULT_JUMP, Era, Jump
+from services.spec import ServiceSpec
 from services.steps import legacy_config
 from services.steps.commands import (
-    DEFAULT_JUMP,
-    Jump,
-    commands_step,
-    db_specs,
     online_migrations_step,
-    render,
     run_cmd,
+    schema_step,
     shown,
     split_online,
     status_step,
-    units_fn,
 )
 from services.steps.configs import ConfigEdit
+from services.steps.specs import db_specs, units_fn
 from services.steps.standard import standard_steps
 from services.steps.verify import api_verify_step
 from statemachine.step import Result, Step
 
 NAME = "cinder"
 CONF = "cinder.conf"
+CINDER_CONF = ("--config-file", "{etc}/cinder/cinder.conf")
+_c = releases.cmd
+#: the iSCSI target address option: iscsi_ip_address until Rocky (removed in Stein, renamed in
+#: Queens), target_ip_address from Queens (facts §7.4)
+ISCSI_OPTION: tuple[Era, ...] = (Era("havana", "pike", "iscsi_ip_address"), Era("queens", None, "target_ip_address"))
 
 
 def addresses(ctx: Any) -> tuple[str, str]:
@@ -52,7 +57,7 @@ def moves(ctx: Any) -> bool:
 
 # ---------------------------------------------------------------------- cinder.conf
 def iscsi_conf_edit(jump: Jump) -> ConfigEdit:
-    option = releases.pick(releases.CINDER_ISCSI_OPTION, jump.target)
+    option = releases.pick(ISCSI_OPTION, jump.target)
     legacy = "iscsi_ip_address"
 
     def apply(ctx: Any, path: str, data: bytes) -> tuple[bytes, list[str]]:
@@ -164,7 +169,9 @@ def iscsi_rows_step() -> Step:
                 "data.device_path",
                 "every before-value encrypted into <vault>/cinder-iscsi-before.osuv (the journal: ids, counts)"]
 
+    # nova's block devices are rewritten once nova's databases are imported and migrated
     return Step(f"{NAME}.rewrite_iscsi", "iscsi_rewritten", run, undo, host="target", commands=commands,
+                kind="fixup", requires=("nova:schema",),
                 describe="rewrite the iSCSI target address in provider_location and every connection_info")
 
 
@@ -209,7 +216,7 @@ def update_host_step() -> Step:
         return [shown(cmd, ctx.target, {"current": f"{old}@BACKEND#POOL", "new": f"{new}@BACKEND#POOL"})
                 + "   # for each distinct host of the old controller's volumes"]
 
-    return Step(f"{NAME}.update_host", "hosts_updated", run, undo, host="target", commands=commands,
+    return Step(f"{NAME}.update_host", "hosts_updated", run, undo, host="target", commands=commands, kind="fixup",
                 describe="move the old controller's volumes to the new host name (volume update_host)")
 
 
@@ -217,7 +224,7 @@ def update_host_step() -> Step:
 def previous_migrations_step(jump: Jump) -> Step | None:
     """The source release's online data migrations, run by the source's cinder-manage against the
     imported copy (the old controller's own database stays untouched)."""
-    base = releases.pick(releases.PREVIOUS_ONLINE_MIGRATIONS[NAME], jump.source)
+    base = SPEC.previous_online_migrations_for(jump.source)
     if base is None:
         return None
     cmd = releases.Cmd(base.tool, ("--config-file", "{conf}", *base.args[2:]), base.ok, base.loop)
@@ -241,28 +248,59 @@ def previous_migrations_step(jump: Jump) -> Step | None:
         return [f"source: {shown(cmd, ctx.source, {'conf': '<0600 file: [database] connection = the target copy>'})}"]
 
     return Step(f"{NAME}.previous_online_migrations", "previous_migrated", run, host="source", commands=commands,
+                kind="schema",
                 describe=f"finish {jump.source}'s online data migrations on the imported copy (before db sync)")
 
 
-def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
-    dbs = db_specs(NAME, jump)
+def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -> list[Step]:
+    dbs = db_specs(SPEC, jump)
     before = [s for s in (previous_migrations_step(jump),) if s]
-    cmds, online = split_online(releases.pick(releases.SCHEMA[NAME], jump.target))
-    schema = commands_step(NAME, "upgrade_schema", "schema_upgraded", cmds, "cinder-manage db sync",
+    cmds, online = split_online(SPEC.schema_for(jump.target))
+    schema = schema_step(NAME, cmds, "cinder-manage db sync",
                            dbs=lambda ctx: [ctx.services[NAME].db_name])
-    fix = releases.fixups(NAME, jump.target)
+    fix = SPEC.fixups_for(jump.target)
     candidates = [iscsi_rows_step(), update_host_step(),
                   transfer_step(NAME, lambda ctx: list(ctx.services[NAME].options.get("volumes") or []))]
     after: list[Step] = [s for s in candidates if s.name.split(".", 1)[1] in fix]
-    status = releases.pick(releases.STATUS[NAME], jump.target)
+    status = SPEC.status_for(jump.target)
     if status:
         after.append(status_step(NAME, status))
     return standard_steps(
         NAME, dbs[0].conns, schema,
-        api_verify_step(NAME, "volume"),
-        dbs=dbs, units=units_fn(NAME, jump), edits=(legacy_config.edit(jump.target), iscsi_conf_edit(jump)),
+        api_verify_step(NAME, "volume", requires=("keystone:api",)),
+        dbs=dbs, units=units_fn(SPEC, jump), edits=(legacy_config.edit(jump.target), iscsi_conf_edit(jump)),
         before_schema=tuple(before), after_schema=tuple(after),
         finish=(online_migrations_step(NAME, online, lambda ctx: [ctx.services[NAME].db_name]),) if online else ())
 
 
-__all__ = ["steps", "render"]
+
+
+SPEC = ServiceSpec(
+    name=NAME, order=60, steps=steps, tool="cinder-manage",
+    # the runbook starts api, volume, scheduler; upstream: scheduler, volume, backup, api (§7.1)
+    units=(Era("havana", None, ("openstack-cinder-api", "openstack-cinder-scheduler", "openstack-cinder-volume")),),
+    databases=(Era("havana", None, (("main", "{name}", "database"),)),),
+    config_files=(Era("havana", None, ("cinder.conf",)),),
+    schema=(
+        Era("havana", "newton", (_c("cinder-manage", *CINDER_CONF, "db", "sync"),)),
+        # online data migrations exist from Ocata [guess]; rc 0 done, 1 again, 2 errors (§7.1)
+        Era("ocata", None, (_c("cinder-manage", *CINDER_CONF, "db", "sync"),
+                            _c("cinder-manage", *CINDER_CONF, "db", "online_data_migrations", loop=True))),
+    ),
+    status=(Era("stein", None, _c("cinder-status", *CINDER_CONF, "upgrade", "check", ok=releases.STATUS_OK)),),
+    # the source release's, finished on the imported copy before the target's db sync ("you won't be
+    # able to apply N+1's schema migrations before completing N's", §7.1)
+    previous_online_migrations=(Era("ocata", None, _c("cinder-manage", *CINDER_CONF, "db", "online_data_migrations",
+                                                      loop=True)),),
+    options=(
+        options.UNITS, options.STATUS_ACCEPT, options.REPAIR, options.OLD_HOST, options.NEW_HOST,
+        Option("iscsi_address_from", str, "", "the iSCSI target address volumes were exported on"),
+        Option("iscsi_address_to", str, "", "the new iSCSI target address; when it differs, cinder.conf, "
+                                            "provider_location and every connection_info are rewritten"),
+        Option("nova_db_name", str, "nova", "nova's cell database holding block_device_mapping"),
+        Option("volumes", list, [], "volume data to copy: [{source = \"/dev/...\", target = \"/dev/...\"}] or "
+                                    "[{source = ..., target_vg = \"cinder-volumes\"}] (same size, sha256 "
+                                    "checked)", "a list of tables"),
+    ),
+    fixups=(Era("havana", None, ("rewrite_iscsi", "update_host", "transfer_volumes")),),
+)

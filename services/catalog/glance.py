@@ -12,17 +12,24 @@ copies of images deleted meanwhile (services/files.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from services import releases
+from services import options, releases
 from services.infra.files import copy_dir_step
+from services.options import Option
+from services.releases import DEFAULT_JUMP, Era, Jump
+from services.spec import ServiceSpec
 from services.steps import legacy_config
-from services.steps.commands import DEFAULT_JUMP, Jump, commands_step, db_specs, status_step, units_fn
+from services.steps.commands import schema_step, status_step
+from services.steps.specs import db_specs, units_fn
 from services.steps.standard import standard_steps
 from services.steps.verify import api_verify_step
 from statemachine.step import Step
 
 NAME = "glance"
+GL_CONF = ("--config-file", "{etc}/glance/glance-api.conf")
+_c = releases.cmd
 
 
 def _images_dir(ctx: Any) -> str:
@@ -30,16 +37,16 @@ def _images_dir(ctx: Any) -> str:
     return ctx.services[NAME].options.get("images_dir") or "glance/images"
 
 
-def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
-    dbs = db_specs(NAME, jump)
-    schema = commands_step(NAME, "upgrade_schema", "schema_upgraded", releases.pick(releases.SCHEMA[NAME], jump.target),
+def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -> list[Step]:
+    dbs = db_specs(SPEC, jump)
+    schema = schema_step(NAME, SPEC.schema_for(jump.target),
                            "glance-manage db sync of the target release (db check before and after where it exists)",
                            dbs=lambda ctx: [d.db_name(ctx.services[NAME]) for d in dbs])
     after: list[Step] = []
-    status = releases.pick(releases.STATUS[NAME], jump.target)
+    status = SPEC.status_for(jump.target)
     if status:
         after.append(status_step(NAME, status))
-    fixups = releases.fixups(NAME, jump.target)
+    fixups = SPEC.fixups_for(jump.target)
     first: list[Step] = []
     if "precopy_images" in fixups:
         first.append(copy_dir_step(NAME, "precopy_images", "images_precopied", _images_dir,
@@ -52,7 +59,36 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
                                    after=tuple(s.name for s in first)))
     return first + standard_steps(
         NAME, dbs[0].conns, schema,
-        api_verify_step(NAME, "image"),
-        dbs=dbs, units=units_fn(NAME, jump), edits=(legacy_config.edit(jump.target),),
-        convert_utf8=releases.convert_charset(NAME, jump.target),
+        api_verify_step(NAME, "image", requires=("keystone:api",)),
+        dbs=dbs, units=units_fn(SPEC, jump), edits=(legacy_config.edit(jump.target),),
+        convert_utf8=SPEC.charset_for(jump.target),
         after_schema=tuple(after))
+
+
+SPEC = ServiceSpec(
+    name=NAME, order=20, steps=steps, tool="glance-manage",
+    # the registry is gone from Victoria (§3.3)
+    units=(Era("havana", "ussuri", ("openstack-glance-api", "openstack-glance-registry")),
+           Era("victoria", None, ("openstack-glance-api",))),
+    databases=(Era("havana", None, (("main", "{name}", "database"),)),),
+    config_files=(Era("havana", "ussuri", ("glance-api.conf", "glance-registry.conf")),
+                  Era("victoria", None, ("glance-api.conf",))),
+    schema=(
+        Era("havana", "icehouse", (_c("glance-manage", *GL_CONF, "db_sync"),)),
+        Era("juno", "queens", (_c("glance-manage", *GL_CONF, "db", "sync"),)),
+        # db check: 0 current, 3 expand, 4 migrate, 5 contract (§3.1); [guess] present from Rocky
+        Era("rocky", None, (_c("glance-manage", *GL_CONF, "db", "check", ok=(0, 3, 4, 5)),
+                            _c("glance-manage", *GL_CONF, "db", "sync"),
+                            _c("glance-manage", *GL_CONF, "db", "check"))),
+    ),
+    status=(Era("stein", None, _c("glance-status", *GL_CONF, "upgrade", "check", ok=releases.STATUS_OK)),),
+    options=(
+        options.UNITS, options.STATUS_ACCEPT, options.REPAIR,
+        Option("images_dir", str, "glance/images", "the file store, relative to the controller's lib "
+                                                   "(copied with checksums)"),
+    ),
+    fixups=(Era("havana", None, ("precopy_images", "copy_images")),),
+    # utf8mb4 where the target release takes it: Icehouse's check asks only for a collation LIKE '%utf8%',
+    # and no later glance release handles the charset (§1.5), so 4-byte characters survive
+    convert_charset=(Era("havana", None, "utf8mb4"),),
+)

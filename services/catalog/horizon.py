@@ -12,18 +12,27 @@ from __future__ import annotations
 
 import ast
 import subprocess
+from collections.abc import Mapping
 from typing import Any
 
 from journal import vault
-from services import releases
+from services import options, releases
 from services.infra import control, mysql
 from services.infra.host import check, command_text, wait_pipe
+from services.options import Option
+from services.releases import DEFAULT_JUMP, Era, Jump
+from services.spec import ServiceSpec
 from services.steps.argv import tar_in, tar_out
-from services.steps.commands import DEFAULT_JUMP, Jump, units_fn
+from services.steps.specs import units_fn
 from services.steps.verify import http_ok
 from statemachine.step import Result, Step, StepError
 
 NAME = "horizon"
+#: OPENSTACK_KEYSTONE_DEFAULT_ROLE per release (facts §8)
+DEFAULT_ROLE: tuple[Era, ...] = (Era("havana", "havana", "Member"), Era("icehouse", "xena", "_member_"),
+                                 Era("yoga", None, "member"))
+#: the identity API version horizon talks: v2.0 APIs removed in Queens (facts §2.6)
+KEYSTONE_PATH: tuple[Era, ...] = (Era("havana", "pike", "/v2.0"), Era("queens", None, "/v3"))
 
 
 class SettingsError(StepError):
@@ -72,7 +81,7 @@ def keystone_url_expr(source: str, jump: Jump, host: str | None) -> str | None:
     node = assignments(source).get("OPENSTACK_KEYSTONE_URL")
     if node is None:
         return None
-    want = releases.pick(releases.HORIZON_KEYSTONE_PATH, jump.target)
+    want = releases.pick(KEYSTONE_PATH, jump.target)
     v = node.value
     if isinstance(v, ast.BinOp) and isinstance(v.op, ast.Mod) and isinstance(v.left, ast.Constant) \
             and isinstance(v.left.value, str):
@@ -98,7 +107,7 @@ def _versioned(url: str, want: str) -> str:
 
 def edit_settings(source: str, jump: Jump, host: str | None) -> tuple[str, list[str]]:
     notes = []
-    role = releases.pick(releases.HORIZON_DEFAULT_ROLE, jump.target)
+    role = releases.pick(DEFAULT_ROLE, jump.target)
     if host and value_of(source, "OPENSTACK_HOST") != host:
         source = replace_value(source, "OPENSTACK_HOST", repr(host))
         notes.append(f"OPENSTACK_HOST = {host!r}")
@@ -122,9 +131,9 @@ def _paths(ctx: Any) -> tuple[str, str, str]:
     return rel, top, f"{ctx.target.etc.rstrip('/')}/{rel}"
 
 
-def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
-    units = units_fn(NAME, jump)
-    role = releases.pick(releases.HORIZON_DEFAULT_ROLE, jump.target)
+def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -> list[Step]:
+    units = units_fn(SPEC, jump)
+    role = releases.pick(DEFAULT_ROLE, jump.target)
 
     def install(ctx: Any) -> Result:
         s, t = ctx.source, ctx.target
@@ -178,7 +187,7 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
                 f"source: {command_text(tar_out(s.etc, top))} | target: {command_text(tar_in(t.etc))}",
                 f"edit {path} (ast: values only): "
                 + (f"OPENSTACK_HOST = {host!r}; " if host else "")
-                + f"OPENSTACK_KEYSTONE_URL -> {releases.pick(releases.HORIZON_KEYSTONE_PATH, jump.target)}; "
+                + f"OPENSTACK_KEYSTONE_URL -> {releases.pick(KEYSTONE_PATH, jump.target)}; "
                 f"OPENSTACK_KEYSTONE_DEFAULT_ROLE = {role!r}"]
 
     def check_role(ctx: Any) -> Result:
@@ -213,18 +222,30 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
         return {"url": url or None, "http_status": http_ok(url) if url else None}
 
     return [
-        Step(f"{NAME}.install_settings", "settings_installed", install, uninstall, host="target",
+        Step(f"{NAME}.install_settings", "settings_installed", install, uninstall, host="target", kind="config",
              commands=install_commands, describe="copy the dashboard config from the source and edit local_settings"),
         Step(f"{NAME}.check_role", "role_checked", check_role, host="target",
              commands=lambda ctx: [f"SQL: SELECT id FROM {_keystone_db(ctx)}.role WHERE name={role!r}   # must exist"],
              describe="the default role exists in keystone"),
-        Step(f"{NAME}.restart_web", "web_restarted", restart, stop_web, host="target",
+        Step(f"{NAME}.restart_web", "web_restarted", restart, stop_web, host="target", kind="start",
              commands=lambda ctx: [c for u in units(ctx, "target") for c in
                                    (command_text(ctx.target.control.argv("stop", u)) + "   # if it runs",
                                     command_text(ctx.target.control.argv("start", u)))],
              describe="restart the web server"),
-        Step(f"{NAME}.verify", "verified", verify, host="target",
+        Step(f"{NAME}.verify", "verified", verify, host="target", kind="verify", window="closes", provides=("api",),
              commands=lambda ctx: [f"GET {ctx.services[NAME].verify_url}   # the login page answers"
                                    if ctx.services[NAME].verify_url else "(no verify_url: no page check)"],
              describe="the dashboard's login page answers"),
     ]
+
+
+SPEC = ServiceSpec(
+    name=NAME, order=70, steps=steps, after=frozenset({"keystone"}),  # its steps check keystone's roles
+    units=(Era("havana", None, ("httpd",)),),
+    options=(
+        options.UNITS,
+        Option("local_settings", str, "openstack-dashboard/local_settings", "relative to the controller's etc"),
+        Option("openstack_host", str, "", "OPENSTACK_HOST for the new controller (empty: kept)"),
+        Option("keystone_db_name", str, "keystone", "keystone's database (the default role must exist)"),
+    ),
+)

@@ -12,37 +12,66 @@ agent serves.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from services import releases
+from services import options, releases
 from services.infra import mysql, together
 from services.infra.before import keep as keep_before
 from services.infra.before import load as load_before
 from services.infra.config import get_value, rewrite_db_url, set_value, with_database
 from services.infra.host import command_text
+from services.options import Option
+from services.releases import DEFAULT_JUMP, Era, Jump
+from services.spec import RequiredSection, ServiceSpec
 from services.steps import legacy_config
 from services.steps.commands import (
-    DEFAULT_JUMP,
-    Jump,
     commands_step,
-    db_specs,
-    new_db_specs,
     online_migrations_step,
-    render,
     run_cmd,
+    schema_step,
     shown,
     split_online,
     status_step,
-    units_fn,
 )
 from services.steps.configs import ConfigEdit
 from services.steps.legacy_config import delete_key
+from services.steps.specs import db_specs, new_db_specs, units_fn
 from services.steps.standard import standard_steps
 from services.steps.verify import api_verify_step
 from statemachine.step import Result, Step, StepError
 
 NAME = "nova"
+NOVA_CONF = ("--config-file", "{etc}/nova/nova.conf")
+_c = releases.cmd
+
+#: cells v2 on a jump that creates nova_cell0 (newton -> ocata: "cell mappings required before Ocata",
+#: facts §4): after ``api_db sync``, cell0 mapped with its URL always explicit (§4.3 pitfall), the
+#: carried-over main database mapped as cell1; ``db sync`` then syncs cell0 too (§4.1 step 3)
+CELL1 = "cell1"
+CELL_SETUP: tuple[releases.Cmd, ...] = (
+    _c("nova-manage", *NOVA_CONF, "cell_v2", "map_cell0", "--database_connection", "{cell0_db}"),
+    _c("nova-manage", *NOVA_CONF, "cell_v2", "create_cell", "--name", CELL1, "--database_connection",
+       "{cell_db}", "--transport-url", "{transport_url}"),
+)
+#: after the main schema is current: map the computes of the carried-over DB into cell1 (§4.3; rc 0
+#: without --strict)
+DISCOVER_HOSTS = _c("nova-manage", *NOVA_CONF, "cell_v2", "discover_hosts")
+#: the unit that serves nova's metadata API (never started while neutron's metadata agent serves)
+METADATA_UNITS = ("openstack-nova-metadata-api", "nova-metadata", "nova-api-metadata")
+#: nova services rows of a replaced host: soft-deleted before Liberty (no forced_down column; the
+#: API's service-delete does the same), forced down from Liberty on (reversible) (facts §4.5, §4.6)
+STALE_SERVICE_ACTION: tuple[Era, ...] = (Era("havana", "kilo", "delete"), Era("liberty", None, "force_down"))
+#: `[upgrade_levels] compute` while the computes still run the source release (facts §4.5, §4.6)
+COMPUTE_PIN: tuple[Era, ...] = (Era("havana", "havana", "icehouse-compat"),)
+
+
+def compute_pin(source: str) -> str:
+    """The pin for computes of release *source*: ``icehouse-compat`` for Havana, else its alias."""
+    return releases.pick(COMPUTE_PIN, source) or releases.code_name(source)
+
 CELL0_UUID = "00000000-0000-0000-0000-000000000000"
 CONF = "nova.conf"
 
@@ -61,12 +90,12 @@ def neutron_serves_metadata(ctx: Any, settings: str = NAME) -> bool:
 
 
 def _units(jump: Jump, settings: str = NAME) -> Any:
-    base = units_fn(NAME, jump, settings)
+    base = units_fn(SPEC, jump, settings)
 
     def units(ctx: Any, role: str) -> list[str]:
         names = base(ctx, role)
         if role == "start" and neutron_serves_metadata(ctx, settings):
-            names = [u for u in names if u not in releases.NOVA_METADATA_UNITS and "metadata" not in u]
+            names = [u for u in names if u not in METADATA_UNITS and "metadata" not in u]
         return names
 
     return units
@@ -74,7 +103,7 @@ def _units(jump: Jump, settings: str = NAME) -> Any:
 
 # ---------------------------------------------------------------------- the compute RPC pin
 def pin_edit(jump: Jump) -> ConfigEdit:
-    pin = releases.compute_pin(jump.source)
+    pin = compute_pin(jump.source)
 
     def apply(ctx: Any, path: str, data: bytes) -> tuple[bytes, list[str]]:
         if not path.endswith(f"/{CONF}"):
@@ -104,7 +133,7 @@ def _redact_urls(ctx: Any, *urls: str) -> None:
 
 
 def _cell0_db(ctx: Any, jump: Jump) -> str:
-    return next(d.db_name(ctx.services[NAME]) for d in new_db_specs(NAME, jump) if d.label == "cell0")
+    return next(d.db_name(ctx.services[NAME]) for d in new_db_specs(SPEC, jump) if d.label == "cell0")
 
 
 def _setup_urls(ctx: Any, jump: Jump) -> dict[str, str]:
@@ -146,19 +175,19 @@ def cell_setup_step(jump: Jump, api_db: Any) -> Step:
             return None
         want = _setup_urls(ctx, jump)["cell_db"]
         rows = mysql.query(ctx.target.db, "SELECT uuid FROM cell_mappings WHERE name=%s AND database_connection=%s "
-                                          "AND uuid<>%s", (releases.NOVA_CELL1, want, CELL0_UUID), db=api_db(ctx))
-        return f"{releases.NOVA_CELL1} is already mapped to this database ({rows[0][0]})" if rows else None
+                                          "AND uuid<>%s", (CELL1, want, CELL0_UUID), db=api_db(ctx))
+        return f"{CELL1} is already mapped to this database ({rows[0][0]})" if rows else None
 
-    return commands_step(NAME, "cell_setup", "cells_set_up", releases.NOVA_CELL_SETUP,
+    return commands_step(NAME, "cell_setup", "cells_set_up", CELL_SETUP,
                          "cells v2 (required from ocata): map cell0 to the new cell0 database, the carried-over "
                          "main database as cell1", fill=lambda ctx: _setup_urls(ctx, jump),
                          shown_fill=_setup_shown(jump), skip=skip,
-                         dbs=lambda ctx: [api_db(ctx)])
+                         dbs=lambda ctx: [api_db(ctx)], kind="fixup")
 
 def _cell_urls(ctx: Any, jump: Jump) -> list[dict[str, str]]:
     """Every cell mapping with the URLs it must hold on the new controller."""
     st = ctx.services[NAME]
-    dbs = {d.label: d.db_name(st) for d in db_specs(NAME, jump)}
+    dbs = {d.label: d.db_name(st) for d in db_specs(SPEC, jump)}
     data = ctx.target.host.read_bytes(_conf(ctx.target))
     main_url = _main_url(data) or ""
     mq = get_value(data, "DEFAULT", "transport_url") or ""
@@ -187,7 +216,7 @@ def update_cells_step(jump: Jump) -> Step:
                                        "--transport-url", "{transport_url}"))
 
     def api_db(ctx: Any) -> str:
-        return next(d.db_name(ctx.services[NAME]) for d in db_specs(NAME, jump) if d.label == "api")
+        return next(d.db_name(ctx.services[NAME]) for d in db_specs(SPEC, jump) if d.label == "api")
 
     def run(ctx: Any) -> Result:
         cells = _cell_urls(ctx, jump)
@@ -220,7 +249,7 @@ def update_cells_step(jump: Jump) -> Step:
     def commands(ctx: Any) -> list[str]:
         t = ctx.target
         st = ctx.services[NAME]
-        dbs = {d.label: d.db_name(st) for d in db_specs(NAME, jump)}
+        dbs = {d.label: d.db_name(st) for d in db_specs(SPEC, jump)}
         base = f"mysql+pymysql://USER:***@{t.db.address_for_services}:{t.db.port}"
         return [f"SQL: SELECT uuid, transport_url, database_connection FROM {dbs['api']}.cell_mappings",
                 shown(cmd, t, {"cell_uuid": CELL0_UUID, "cell_db": f"{base}/{dbs['cell0']}",
@@ -228,13 +257,13 @@ def update_cells_step(jump: Jump) -> Step:
                 shown(cmd, t, {"cell_uuid": "<each other cell>", "cell_db": f"{base}/<its database>",
                                "transport_url": f"<[DEFAULT] transport_url of {_conf(t)}>"})]
 
-    return Step(f"{NAME}.update_cells", "cells_updated", run, undo, host="target", commands=commands,
+    return Step(f"{NAME}.update_cells", "cells_updated", run, undo, host="target", commands=commands, kind="fixup",
                 describe="point every cell mapping at the new DB server and message queue (cell_v2 update_cell)")
 
 
 # ---------------------------------------------------------------------- stale services rows
 def stale_services_step(jump: Jump) -> Step:
-    action = releases.pick(releases.NOVA_STALE_SERVICE_ACTION, jump.target)
+    action = releases.pick(STALE_SERVICE_ACTION, jump.target)
 
     def main_db(ctx: Any) -> str:
         return ctx.services[NAME].db_name
@@ -293,16 +322,17 @@ def stale_services_step(jump: Jump) -> Step:
                 f"SQL: UPDATE {db}.services {change} WHERE id IN (those rows)"]
 
     return Step(f"{NAME}.stale_services", "stale_services_handled", run, undo, host="target", commands=commands,
+                kind="fixup",
                 describe="list the old controller's services rows, then force them down (or soft-delete them "
                          "where the release has no forced_down)")
 
 
 # ---------------------------------------------------------------------- the steps
-def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
-    dbs = db_specs(NAME, jump)
-    new = new_db_specs(NAME, jump)  # nova_api on liberty -> mitaka, nova_cell0 on newton -> ocata
+def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -> list[Step]:
+    dbs = db_specs(SPEC, jump)
+    new = new_db_specs(SPEC, jump)  # nova_api on liberty -> mitaka, nova_cell0 on newton -> ocata
     labels = {d.label for d in dbs}
-    cmds = list(releases.pick(releases.SCHEMA[NAME], jump.target))
+    cmds = list(SPEC.schema_for(jump.target))
     api_cmds = [c for c in cmds if "api_db" in c.args]
     main_cmds = [c for c in cmds if "api_db" not in c.args]
 
@@ -312,44 +342,48 @@ def steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
     before: list[Step] = []
     if api_cmds:
         before.append(commands_step(NAME, "api_db_sync", "api_db_synced", api_cmds,
-                                    "nova-manage api_db sync of the target release",
+                                    "nova-manage api_db sync of the target release", kind="schema",
                                     dbs=lambda ctx: names(ctx, {"api"})))
-    fix = releases.fixups(NAME, jump.target)
+    fix = SPEC.fixups_for(jump.target)
     if "cell0" in labels and "update_cells" in fix:
         before.append(update_cells_step(jump))
     new_cells = any(d.label == "cell0" for d in new)
     if new_cells:
         before.append(cell_setup_step(jump, lambda ctx: names(ctx, {"api"})[0]))
     main_cmds, online = split_online(main_cmds)
-    schema = commands_step(NAME, "upgrade_schema", "schema_upgraded", main_cmds,
+    schema = schema_step(NAME, main_cmds,
                            "nova-manage db sync (cell0 too)", dbs=lambda ctx: names(ctx, {"main", "cell0"}))
     after: list[Step] = []
     if new_cells:
-        after.append(commands_step(NAME, "discover_hosts", "hosts_discovered", (releases.NOVA_DISCOVER_HOSTS,),
+        after.append(commands_step(NAME, "discover_hosts", "hosts_discovered", (DISCOVER_HOSTS,),
                                    "map the computes of the carried-over database into cell1 (cell_v2 "
-                                   "discover_hosts)", dbs=lambda ctx: names(ctx, {"api"})))
+                                   "discover_hosts)", dbs=lambda ctx: names(ctx, {"api"}), kind="fixup"))
     if "stale_services" in fix:
         after.append(stale_services_step(jump))
-    status = releases.pick(releases.STATUS[NAME], jump.target)
+    status = SPEC.status_for(jump.target)
     if status:
         after.append(status_step(NAME, status))
-    return standard_steps(
+    built = standard_steps(
         NAME, next(d for d in dbs if d.label == "main").conns, schema,
-        api_verify_step(NAME, "compute"),
+        api_verify_step(NAME, "compute", requires=("keystone:api",)),
         dbs=dbs, units=_units(jump),
         edits=(legacy_config.edit(jump.target), *((pin_edit(jump),) if "pin_compute" in fix else ())),
         before_schema=tuple(before), after_schema=tuple(after), new_dbs=new,
         finish=(online_migrations_step(NAME, online, lambda ctx: names(ctx, {"main", "cell0"})),) if online else ())
+    # the status check asks the placement API, and nova starts against it: "upgrade placement before
+    # any nova services" (facts §4.1)
+    return [replace(s, requires=(*s.requires, "placement:api"))
+            if s.name in (f"{NAME}.status_check", f"{NAME}.start_target") else s for s in built]
 
 
 # ---------------------------------------------------------------------- nova-unpin: after the computes
-def unpin_steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
+def unpin_steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -> list[Step]:
     """``nova-unpin``: once every compute runs the new release, drop ``[upgrade_levels] compute``
     and restart nova on the new controller (facts §4.1 step 6). Its own service in the plan, after
     the computes (the compute restarts of the plan, or a later run)."""
     from services.infra import control
 
-    units = _units(jump, "nova-unpin")
+    units = _units(jump, UNPIN.name)
 
     def restart(ctx: Any) -> None:
         for u in units(ctx, "target"):
@@ -387,4 +421,54 @@ def unpin_steps(jump: Jump = DEFAULT_JUMP) -> list[Step]:
                  describe="remove the compute RPC pin and restart nova (the computes run the new release)")]
 
 
-__all__ = ["steps", "unpin_steps", "render"]
+
+
+SPEC = ServiceSpec(
+    name=NAME, order=40, steps=steps, tool="nova-manage",
+    units=(Era("havana", "icehouse", ("openstack-nova-api", "openstack-nova-cert", "openstack-nova-conductor",
+                                      "openstack-nova-consoleauth", "openstack-nova-novncproxy",
+                                      "openstack-nova-scheduler")),
+           Era("juno", "stein", ("openstack-nova-api", "openstack-nova-conductor",
+                                 "openstack-nova-consoleauth", "openstack-nova-novncproxy",
+                                 "openstack-nova-scheduler")),
+           Era("train", None, ("openstack-nova-api", "openstack-nova-conductor", "openstack-nova-novncproxy",
+                               "openstack-nova-scheduler"))),
+    # nova_api from Mitaka, nova_cell0 from Ocata (its URL lives in nova_api.cell_mappings) (§4)
+    databases=(Era("havana", "liberty", (("main", "{name}", "database"),)),
+               Era("mitaka", "newton", (("api", "{name}_api", "api_database"), ("main", "{name}", "database"))),
+               Era("ocata", None, (("api", "{name}_api", "api_database"), ("main", "{name}", "database"),
+                                   ("cell0", "{name}_cell0", "")))),
+    config_files=(Era("havana", None, ("nova.conf",)),),
+    schema=(
+        Era("havana", "liberty", (_c("nova-manage", *NOVA_CONF, "db", "sync"),)),
+        # API DB required since Mitaka (§4); online data migrations loop from Mitaka [guess: Mitaka]
+        Era("mitaka", None, (_c("nova-manage", *NOVA_CONF, "api_db", "sync"),
+                             _c("nova-manage", *NOVA_CONF, "db", "sync"),
+                             _c("nova-manage", *NOVA_CONF, "db", "online_data_migrations", loop=True))),
+    ),
+    # nova-status from Ocata (§1.2)
+    status=(Era("ocata", None, _c("nova-status", *NOVA_CONF, "upgrade", "check", ok=releases.STATUS_OK)),),
+    options=(
+        options.UNITS, options.STATUS_ACCEPT, options.REPAIR, options.OLD_HOST, options.NEW_HOST,
+        Option("api_db_name", str, "", "the API database (default <db_name>_api)"),
+        Option("cell0_db_name", str, "", "cell0's database (default <db_name>_cell0)"),
+        Option("metadata", str, "auto", "who serves the metadata API: \"neutron\" (its metadata agent: "
+                                        "nova's metadata unit is never started), \"nova\", or \"auto\" "
+                                        "(neutron when it is in the plan)"),
+    ),
+    fixups=(Era("havana", "newton", ("pin_compute", "stale_services")),
+            Era("ocata", None, ("pin_compute", "update_cells", "stale_services"))),
+    # nova needs the placement API from Ocata (until Stein it is part of nova: nova-placement-api, its
+    # tables in nova_api; facts §5 history)
+    required_sections=(RequiredSection(
+        "ocata", "nova.conf", "placement",
+        "from ocata nova-compute and the scheduler need the placement API (part of nova until stein: "
+        "nova-placement-api, its tables in nova_api) — deploy it on the source's release and configure "
+        "[placement] in nova.conf (auth_url, auth_type, credentials, os_region_name) before the upgrade"),),
+)
+
+#: ``nova-unpin``: the second service of this module, after the compute hosts (facts §4.1 step 6)
+UNPIN = ServiceSpec(
+    name="nova-unpin", order=90, steps=unpin_steps, tool="nova-manage", units=SPEC.units,
+    options=(options.UNITS,), after_computes=True,
+)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from services.infra.context import UpgradeContext
 from services.infra.host import Host, check
 from statemachine import failpoints
+from statemachine.deps import needed
 from statemachine.machine import ServiceMachine
 from statemachine.step import Result, Step, StepError
 
@@ -149,9 +150,10 @@ def _steps(settings: NetworkSettings, check_host: Host) -> list[Step]:
 
 def _address_steps(m: AddressMove, settings: NetworkSettings, check_host: Host) -> list[Step]:
     base = f"{MACHINE}.{m.name}"
+    holder = f"{m.name}.holder"  # what record provides: who held the address before the switch
 
     def recorded(ctx: UpgradeContext) -> Result:
-        return ctx.results[f"{base}.record"]
+        return needed(ctx.results, MACHINE, holder)
 
     def record(ctx: UpgradeContext) -> Result:
         old, new = link_state(ctx.source.host, m.device), link_state(ctx.target.host, m.device)
@@ -206,15 +208,18 @@ def _address_steps(m: AddressMove, settings: NetworkSettings, check_host: Host) 
         return {"from": check_host.name, "mac": mac, "seconds": seconds}
 
     return [
-        Step(f"{base}.record", f"{m.name}_recorded", record, host="source",
+        Step(f"{base}.record", f"{m.name}_recorded", record, host="source", kind="switch", provides=(holder,),
              describe=f"record who holds {m.address} (ip -j addr on both controllers)"),
         Step(f"{base}.remove_old", f"{m.name}_removed_from_old", remove_old, remove_old_undo, host="source",
+             kind="switch", requires=(holder,),
              describe=f"ip addr del {m.address} dev {m.device} on the old controller (via its own address)"),
         Step(f"{base}.add_new", f"{m.name}_added_to_new", add_new, add_new_undo, host="target", revert_stops=True,
+             kind="switch", requires=(holder,),
              describe=f"ip addr add {m.address} dev {m.device} on the new controller"),
-        Step(f"{base}.announce", f"{m.name}_announced", announce_run, host="target",
+        Step(f"{base}.announce", f"{m.name}_announced", announce_run, host="target", kind="switch",
              describe=f"gratuitous ARP for {m.ip} from the new controller"),
-        Step(f"{base}.check", f"{m.name}_answering_from_new", check_run, host="local",
+        Step(f"{base}.check", f"{m.name}_answering_from_new", check_run, host="local", kind="switch",
+             requires=(holder,),
              describe=f"{m.ip} answers from the new controller's MAC, seen from the check host"),
     ]
 

@@ -164,4 +164,5 @@ def transfer_step(name: str, volumes: Any) -> Step:
         return out or ["(no volumes in the plan: nothing to copy)"]
 
     return Step(f"{name}.transfer_volumes", "volumes_transferred", run, undo, host="target", commands=commands,
+                kind="copy",
                 describe="copy volume blocks to same-size volumes on the target, sha256 checked")

@@ -287,4 +287,5 @@ def copy_dir_step(name: str, action: str, state: str, rel: Callable[[Any], str],
                 f"target: rm {dst}/FILE   # each file this run copied earlier that the source no longer has",
                 f"target: find {dst} -type f -exec sha256sum {{}} +   # every file equal to the source's"]
 
-    return Step(step, state, run, undo, host="target", describe=describe, commands=commands, prepare=live)
+    return Step(step, state, run, undo, host="target", describe=describe, commands=commands, prepare=live,
+                kind="copy")

@@ -8,6 +8,9 @@ lists, never shell strings built from input (DESIGN.md §6).
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -44,6 +47,21 @@ class Host(Protocol):
     def remove(self, path: str) -> None: ...
 
     def private_tmpdir(self) -> str: ...
+
+
+#: what the command about to run means (its exit-code contract, its condition), set by the step library
+#: around a command: a real host ignores it; a recording host (`upgrade plan`) shows it beside the command
+NOTE: ContextVar[str] = ContextVar("NOTE", default="")
+
+
+@contextmanager
+def noted(text: str) -> Iterator[None]:
+    """Commands run inside carry *text* as their note (see :data:`NOTE`)."""
+    token = NOTE.set(text)
+    try:
+        yield
+    finally:
+        NOTE.reset(token)
 
 
 def command_text(argv: list[str] | tuple[str, ...]) -> str:

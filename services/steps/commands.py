@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from services import releases
 from services.infra import mysql
-from services.infra.host import check, command_text
+from services.infra.host import check, command_text, noted
 from services.releases import Cmd
 from statemachine.step import Result, Step, StepError
 
@@ -21,21 +20,6 @@ from statemachine.step import Result, Step, StepError
 MAX_LOOPS = 100
 TIMEOUT = 3600
 
-
-@dataclass(frozen=True)
-class Jump:
-    """The release jump of a plan: what the step lists and commands are built for."""
-
-    source: str
-    target: str
-
-    def __post_init__(self) -> None:
-        if (msg := releases.jump_error(self.source, self.target)) is not None:
-            raise ValueError(msg)
-
-
-#: steps built without a plan (e.g. `upgrade status` listing step names) use the lab's jump
-DEFAULT_JUMP = Jump("2025.2", "2026.1")
 
 Fill = Callable[[Any], dict[str, str]]
 
@@ -52,7 +36,11 @@ def render(cmd: Cmd, side: Any, fill: dict[str, str] | None = None) -> list[str]
 
 def shown(cmd: Cmd, side: Any, fill: dict[str, str] | None = None) -> str:
     """The command as `upgrade plan` prints it, with its condition and exit-code contract."""
-    text = command_text(render(cmd, side, fill))
+    return command_text(render(cmd, side, fill)) + note(cmd)
+
+
+def note(cmd: Cmd) -> str:
+    """The comment `upgrade plan` shows after *cmd*: its condition and exit-code contract."""
     notes = []
     if cmd.when:
         notes.append(f"only if {cmd.when}")
@@ -60,7 +48,7 @@ def shown(cmd: Cmd, side: Any, fill: dict[str, str] | None = None) -> str:
         notes.append("repeated while it exits 1, until 0; any other exit fails")
     elif cmd.ok != (0,):
         notes.append(f"accepted exits {'/'.join(map(str, cmd.ok))}")
-    return text + (f"   # {'; '.join(notes)}" if notes else "")
+    return f"   # {'; '.join(notes)}" if notes else ""
 
 
 def run_cmd(side: Any, cmd: Cmd, fill: dict[str, str] | None = None) -> dict[str, Any]:
@@ -72,10 +60,12 @@ def run_cmd(side: Any, cmd: Cmd, fill: dict[str, str] | None = None) -> dict[str
     argv = render(cmd, side, fill)
     what = command_text(argv)
     if not cmd.loop:
-        res = check(side.host, argv, what, ok=cmd.ok, timeout=TIMEOUT)
+        with noted(note(cmd)):
+            res = check(side.host, argv, what, ok=cmd.ok, timeout=TIMEOUT)
         return {"command": what, "rc": res.rc, "output": res.output[-2000:]}
     for round_ in range(1, MAX_LOOPS + 1):
-        res = side.host.run(argv, timeout=TIMEOUT)
+        with noted(note(cmd)):
+            res = side.host.run(argv, timeout=TIMEOUT)
         if res.rc == 0:
             return {"command": what, "rc": 0, "rounds": round_, "output": res.output[-2000:]}
         if res.rc != 1:
@@ -103,7 +93,7 @@ def commands_step(name: str, action: str, state: str, cmds: Sequence[Cmd], descr
                   fill: Fill = lambda ctx: {}, dbs: Callable[[Any], list[str]] = lambda ctx: [],
                   skip: Callable[[Any, Cmd], str | None] = lambda ctx, cmd: None,
                   side_of: Callable[[Any], Any] = lambda ctx: ctx.target, host: str = "target",
-                  shown_fill: Fill | None = None) -> Step:
+                  shown_fill: Fill | None = None, kind: str = "other", provides: tuple[str, ...] = ()) -> Step:
     """A step that runs release commands in order on one controller, recording each command's rc
     and the schema revisions of *dbs* before and after. ``skip(ctx, cmd)`` returns a reason to
     leave a conditional command out (neutron's stamp when the DB is already under alembic).
@@ -112,26 +102,39 @@ def commands_step(name: str, action: str, state: str, cmds: Sequence[Cmd], descr
 
     The commands are idempotent (db sync, online migrations, status checks), so the step is;
     it has no undo of its own: the database it changes is restored by import_db's undo.
+
+    Its commands in `upgrade plan` are what ``issue`` runs against recording hosts (``Step.acts``):
+    every command, a conditional one with its condition noted (``skip`` asks the database, which
+    `upgrade plan` never does), its placeholders filled by ``shown_fill``.
     """
 
-    def run(ctx: Any) -> Result:
+    def issue(ctx: Any, values: dict[str, str], check_skip: bool) -> list[dict[str, Any]]:
         side = side_of(ctx)
-        values = fill(ctx)
-        before = {db: revisions(ctx.target.db, db) for db in dbs(ctx)}
         done: list[dict[str, Any]] = []
         for cmd in cmds:
-            reason = skip(ctx, cmd)
+            reason = skip(ctx, cmd) if check_skip else None
             if reason:
                 done.append({"command": command_text(render(cmd, side, values)), "skipped": reason})
                 continue
             done.append(run_cmd(side, cmd, values))
+        return done
+
+    def run(ctx: Any) -> Result:
+        values = fill(ctx)
+        before = {db: revisions(ctx.target.db, db) for db in dbs(ctx)}
+        done = issue(ctx, values, True)
         after = {db: revisions(ctx.target.db, db) for db in dbs(ctx)}
         return {"commands": done, "revisions_before": before, "revisions_after": after}
 
-    def commands(ctx: Any) -> list[str]:
-        return [shown(c, side_of(ctx), (shown_fill or fill)(ctx)) for c in cmds]
+    return Step(f"{name}.{action}", state, run, host=host, describe=describe, kind=kind, provides=provides,
+                acts=lambda ctx: issue(ctx, (shown_fill or fill)(ctx), False))
 
-    return Step(f"{name}.{action}", state, run, host=host, describe=describe, commands=commands)
+
+def schema_step(name: str, cmds: Sequence[Cmd], describe: str, **kw: Any) -> Step:
+    """``<name>.upgrade_schema``: the target release's schema commands (a :func:`commands_step` of kind
+    ``schema``); it provides ``schema`` (what waits for the service's migrated databases reads)."""
+    return commands_step(name, "upgrade_schema", "schema_upgraded", cmds, describe, kind="schema",
+                         provides=("schema",), **kw)
 
 
 def split_online(cmds: Sequence[Cmd] | None) -> tuple[list[Cmd], list[Cmd]]:
@@ -148,7 +151,7 @@ def online_migrations_step(name: str, cmds: Sequence[Cmd], dbs: Callable[[Any], 
     step = commands_step(name, "online_migrations", "online_migrated", cmds,
                          "online_data_migrations until exit 0, with the service up (outside the window)",
                          dbs=dbs)
-    return replace(step, finish=True)
+    return replace(step, finish=True, kind="migrate")
 
 
 _CHECK = re.compile(r"^\|\s*Check:\s*(?P<name>.*?)\s*\|\s*$")
@@ -177,7 +180,8 @@ def status_run(ctx: Any, cmd: Cmd, values: dict[str, str] | None = None,
     known to be broken (keystone-status from a venv, lab-recipes §4.5)."""
     t = ctx.target
     argv = render(cmd, t, values)
-    res = t.host.run(argv, timeout=TIMEOUT)
+    with noted(note(cmd) + STATUS_NOTE):
+        res = t.host.run(argv, timeout=TIMEOUT)
     out: dict[str, Any] = {"command": command_text(argv), "rc": res.rc}
     if fallback is not None:
         alt = fallback(ctx, res)
@@ -199,68 +203,24 @@ def status_run(ctx: Any, cmd: Cmd, values: dict[str, str] | None = None,
     return out
 
 
+STATUS_NOTE = "   # 0 success, 1 warning (recorded), 2 failure, 255 error"
+
+
 def status_shown(cmd: Cmd, side: Any, values: dict[str, str] | None = None) -> str:
-    return shown(cmd, side, values) + "   # 0 success, 1 warning (recorded), 2 failure, 255 error"
+    return shown(cmd, side, values) + STATUS_NOTE
 
 
 def status_step(name: str, cmd: Cmd, fill: Fill = lambda ctx: {},
                 fallback: Callable[[Any, Any], dict[str, Any] | None] | None = None) -> Step:
-    """The status check as a step of its own (before the service starts, as nova's docs order it)."""
+    """The status check as a step of its own (before the service starts, as nova's docs order it). Its
+    commands in `upgrade plan` are what ``run`` issues against a recording host (``Step.acts``; the
+    recorder answers 0, so a ``fallback`` never runs there)."""
     def run(ctx: Any) -> Result:
         return status_run(ctx, cmd, fill(ctx), fallback, ctx.services[name].options.get("status_accept") or ())
 
-    return Step(f"{name}.status_check", "status_checked", run,
+    return Step(f"{name}.status_check", "status_checked", run, kind="status",
                 host="target", describe=f"{cmd.tool} upgrade check of the target release",
-                commands=lambda ctx: [status_shown(cmd, ctx.target, fill(ctx))])
-
-
-# ---------------------------------------------------------------------- release data -> generic step inputs
-def units_fn(name: str, jump: Jump, settings: str | None = None) -> Callable[[Any, str], list[str]]:
-    """A service's units on each side: the plan's ``units`` (of the ``settings`` service, default
-    *name*), else the release table's for that side."""
-
-    def units(ctx: Any, role: str) -> list[str]:
-        st = ctx.services.get(settings or name)
-        given = st.options.get("units") if st is not None else None
-        if given:
-            return list(given)
-        return list(releases.pick(releases.UNITS[name], jump.source if role == "source" else jump.target, ()))
-
-    return units
-
-
-def _specs(name: str, rows: Any, files_release: str) -> tuple[Any, ...]:
-    """DBSpecs for release-table *rows*, each with every option that may name it in every config
-    file of the service in *files_release* (old aliases included while that release reads them)."""
-    from services.steps.databases import ConfigKey, DBSpec
-
-    files = releases.pick(releases.CONFIG_FILES.get(name, ()), files_release, ())
-    out = []
-    for label, template, section in rows:
-        if not section:
-            out.append(DBSpec(label, template, ()))
-            continue
-        keys = [(section, "connection")]
-        if section == "database" and not all(releases.at_least(files_release, r.removed_in)
-                                             for r in releases.RENAMES):
-            keys = list(releases.DB_OPTION_ALIASES)  # the source may still name its DB the old way
-        out.append(DBSpec(label, template, tuple(ConfigKey(f, s, k) for f in files for s, k in keys)))
-    return tuple(out)
-
-
-def db_specs(name: str, jump: Jump) -> tuple[Any, ...]:
-    """The service's databases for the jump (the source's: that is what is carried over), each with
-    every option that may name it in every config file of the service (old aliases included)."""
-    return _specs(name, releases.pick(releases.DATABASES[name], jump.source, ()), jump.source)
-
-
-def new_db_specs(name: str, jump: Jump) -> tuple[Any, ...]:
-    """The databases the target release has and the source release has not (nova_api on liberty ->
-    mitaka, nova_cell0 on newton -> ocata): nothing to carry over, so they are created on the target
-    and the release's own commands give them their schema."""
-    had = {label for label, _t, _s in releases.pick(releases.DATABASES[name], jump.source, ())}
-    rows = [r for r in releases.pick(releases.DATABASES[name], jump.target, ()) if r[0] not in had]
-    return _specs(name, rows, jump.target)
+                acts=lambda ctx: status_run(ctx, cmd, fill(ctx)))
 
 
 def run_manage(side: Any, argv: list[str], what: str, ok: tuple[int, ...] = (0,)) -> Any:

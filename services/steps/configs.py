@@ -24,6 +24,7 @@ from services.steps.databases import (
     main_spec,
     svc,
 )
+from statemachine.deps import needed
 from statemachine.step import Result, Step, StepError
 
 
@@ -142,14 +143,15 @@ def install_config_step(name: str, conns: tuple[ConfigKey, ...], dbs: tuple[DBSp
             out += edit.shown(ctx)
         return out
 
-    return Step(f"{name}.install_config", "config_installed", run, undo, host="target",
+    return Step(f"{name}.install_config", "config_installed", run, undo, host="target", kind="config",
+                requires=("target_backup",),
                 describe=f"copy /etc/{name} from source to target, pointing its DB connection at the target DB",
                 commands=commands)
 
 
 def restore_config(ctx: UpgradeContext, name: str) -> None:
     t = ctx.target
-    backup = ctx.results[f"{name}.backup_target"]["config"]
+    backup = needed(ctx.results, name, "target_backup")["config"]
     cdir = f"{t.etc}/{name}"
     check(t.host, ["rm", "-rf", cdir], f"removing {cdir}")
     if not backup["existed"]:

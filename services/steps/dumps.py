@@ -68,7 +68,7 @@ def dump_source_step(name: str, dbs: tuple[DBSpec, ...] | None = None) -> Step:
                     dump_shown(db, f"{name}-source-db{spec.suffix()}")]
         return out
 
-    return Step(f"{name}.dump_source", "source_dumped", run, host="source",
+    return Step(f"{name}.dump_source", "source_dumped", run, host="source", kind="dump", provides=("source_dump",),
                 describe=f"dump the {name} database(s) of the source controller into the vault", commands=commands)
 
 
@@ -122,6 +122,7 @@ def backup_target_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | Non
                 f"{command_text(tar_out(ctx.target.etc, name))} | encrypt > {VAULT_SHOWN}/{name}-target-config.osuv"
                 "   # if it exists"]
 
-    return Step(f"{name}.backup_target", "target_backed_up", run, host="target",
+    return Step(f"{name}.backup_target", "target_backed_up", run, host="target", kind="backup",
+                provides=("target_backup",),
                 describe=f"back up the {name} database, users and /etc/{name} of the target controller into the vault",
                 commands=commands, prepare=True)

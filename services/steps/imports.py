@@ -19,6 +19,7 @@ from services.steps.databases import (
     main_spec,
     svc,
 )
+from statemachine.deps import needed
 from statemachine.step import Result, Step, StepError
 
 
@@ -66,7 +67,7 @@ def import_db_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = 
     def run(ctx: UpgradeContext) -> Result:
         st = svc(ctx, name)
         t = ctx.target
-        dump = ctx.results[f"{name}.dump_source"]["databases"]
+        dump = needed(ctx.results, name, "source_dump")["databases"]
         out: dict[str, Any] = {"databases": {}, "grants": []}
         tally = Tally()
         for spec in specs:
@@ -138,7 +139,8 @@ def import_db_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | None = 
                            "(the source decoded as what each column holds)")
         return out
 
-    return Step(f"{name}.import_db", "db_imported", run, undo, host="target",
+    return Step(f"{name}.import_db", "db_imported", run, undo, host="target", kind="import",
+                requires=("source_dump", "target_backup"), provides=("imported",),
                 describe=f"drop, create and import the {name} database(s) on the target; recreate the grants",
                 commands=commands)
 
@@ -154,7 +156,7 @@ def compare_checksums(before: dict[str, list], after: dict[str, list], where: st
 def restore_db(ctx: UpgradeContext, name: str, dbs: tuple[DBSpec, ...] | None = None) -> None:
     st = svc(ctx, name)
     t = ctx.target
-    backup = ctx.results[f"{name}.backup_target"]
+    backup = needed(ctx.results, name, "target_backup")
     names = [spec.db_name(st) for spec in dbs or default_dbs(())]
     # every artifact of the restore is checked before the first database is touched
     users = backup["users"]
@@ -170,7 +172,7 @@ def restore_db(ctx: UpgradeContext, name: str, dbs: tuple[DBSpec, ...] | None = 
 
 def existed_on_target(ctx: UpgradeContext, name: str, dbname: str) -> bool:
     """Whether *dbname* was on the target before the upgrade touched it (backup_target's record)."""
-    return bool(ctx.results[f"{name}.backup_target"]["databases"][dbname]["existed"])
+    return bool(needed(ctx.results, name, "target_backup")["databases"][dbname]["existed"])
 
 
 def restore_one_db(ctx: UpgradeContext, name: str, dbname: str, verified: bool = False) -> None:
@@ -178,7 +180,7 @@ def restore_one_db(ctx: UpgradeContext, name: str, dbname: str, verified: bool =
     when it was not there (a database that existed before is never left dropped). *verified*: the
     caller passed its artifact through the gate already (the import pass still checks size and hash)."""
     t = ctx.target
-    db = ctx.results[f"{name}.backup_target"]["databases"][dbname]
+    db = needed(ctx.results, name, "target_backup")["databases"][dbname]
     if not db["existed"]:
         mysql.drop_db(t.db, dbname)
         return
@@ -236,5 +238,6 @@ def create_db_step(name: str, new: tuple[DBSpec, ...], dbs: tuple[DBSpec, ...]) 
 
     names = ", ".join(s.template.format(name=name) for s in new)
     return Step(f"{name}.create_databases", "databases_created", run, undo, host="target", commands=commands,
+                kind="create", requires=("target_backup",),
                 describe=f"create the database(s) new in the target release ({names}) empty on the target, "
                          "with the service user's grants")

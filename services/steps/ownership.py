@@ -40,6 +40,6 @@ def ownership_step(name: str) -> Step:
         paths = (f"{t.etc}/{name}", f"{t.lib}/{name}")
         return [command_text(chown_argv(owner, p)) + "   # if it exists" for p in paths]
 
-    return Step(f"{name}.fix_ownership", "ownership_fixed", run, undo, host="target",
+    return Step(f"{name}.fix_ownership", "ownership_fixed", run, undo, host="target", kind="ownership",
                 describe=f"chown -R the service owner on /etc/{name} and /var/lib/{name} of the target",
                 commands=commands)

@@ -12,21 +12,24 @@ from __future__ import annotations
 from typing import Any
 
 from services.infra import charset
-from services.steps.commands import Jump, db_specs
+from services.releases import Jump
+from services.steps.specs import db_specs
+from statemachine.deps import needed
 from statemachine.step import Result, Step, StepError
 
 OPTION = "repair_double_encoded"
 
 
-def _plans(ctx: Any, name: str, jump: Jump) -> dict[str, list[dict[str, Any]]]:
+def _plans(ctx: Any, spec: Any, jump: Jump) -> dict[str, list[dict[str, Any]]]:
     """Per database of the service: the double-encoded rows of the columns the plan names."""
+    name = spec.name
     st = ctx.services[name]
-    names = [d.db_name(st) for d in db_specs(name, jump)]
+    names = [d.db_name(st) for d in db_specs(spec, jump)]
     try:
         targets = charset.parse_targets(st.options.get(OPTION) or [], names)
     except ValueError as exc:
         raise StepError(f"services.{name}.{exc}") from None
-    imported = ctx.results.get(f"{name}.import_db", {}).get("databases", {})
+    imported = needed(ctx.results, name, "imported").get("databases", {})
     out = {}
     for db in names:
         mine = [(t, c) for d, t, c in targets if d == db]
@@ -37,10 +40,12 @@ def _plans(ctx: Any, name: str, jump: Jump) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def repair_step(name: str, jump: Jump) -> Step:
+def repair_step(spec: Any, jump: Jump) -> Step:
+    name = spec.name
+
     def run(ctx: Any) -> Result:
         out: dict[str, Any] = {"databases": {}}
-        for db, plan in _plans(ctx, name, jump).items():
+        for db, plan in _plans(ctx, spec, jump).items():
             sets = charset.column_charsets(ctx.target.db, db)
             for col in plan:
                 where = f"{col['table']}.{col['column']}"
@@ -61,7 +66,7 @@ def repair_step(name: str, jump: Jump) -> Step:
         return out
 
     def undo(ctx: Any, result: Result | None) -> None:
-        for db, plan in _plans(ctx, name, jump).items():
+        for db, plan in _plans(ctx, spec, jump).items():
             charset.apply_repair(ctx.target.db, db, plan, "stored")
 
     def commands(ctx: Any) -> list[str]:
@@ -71,10 +76,12 @@ def repair_step(name: str, jump: Jump) -> Step:
                 "BINARY) USING utf8mb4) for each of those rows, by key   # undo: the stored text back"]
 
     return Step(f"{name}.repair_text", "text_repaired", run, undo, host="target", commands=commands,
+                kind="fixup", requires=("imported",),
                 describe=f"repair the {name} text an earlier conversion double-encoded (the plan's {OPTION})")
 
 
-def with_repair(name: str, jump: Jump, steps: list[Step]) -> list[Step]:
+def with_repair(spec: Any, jump: Jump, steps: list[Step]) -> list[Step]:
     """*steps* with the repair right after the import (the schema upgrade then sees the repaired text)."""
+    name = spec.name
     at = next(i for i, s in enumerate(steps) if s.name == f"{name}.import_db") + 1
-    return [*steps[:at], repair_step(name, jump), *steps[at:]]
+    return [*steps[:at], repair_step(spec, jump), *steps[at:]]

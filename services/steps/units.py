@@ -23,6 +23,9 @@ def single_unit(ctx: Any, role: str, name: str) -> list[str]:
 
 # ---------------------------------------------------------------------- stop / start
 def stop_step(name: str, role: str, units: UnitsFn | None = None) -> Step:
+    """Stop the service's units on one side (the source's stop opens the window). Its commands are
+    written out (``Step.commands``), not recorded: what it stops depends on what the status command
+    answers, which a recording host cannot say."""
     def side(ctx: UpgradeContext) -> Side:
         return ctx.source if role == "source" else ctx.target
 
@@ -68,7 +71,8 @@ def stop_step(name: str, role: str, units: UnitsFn | None = None) -> Step:
                     command_text(side(ctx).control.argv("stop", unit)) + "   # if it runs"]
         return out
 
-    return Step(f"{name}.stop_{role}", f"{role}_stopped", run, undo, probe, host=role,
+    return Step(f"{name}.stop_{role}", f"{role}_stopped", run, undo, probe, host=role, kind="stop",
+                window="opens" if role == "source" else "",
                 describe=f"stop {name} on the {role} controller", commands=commands,
                 prepare=role == "target")  # the new controller serves nothing yet
 
@@ -93,8 +97,6 @@ def start_target_step(name: str, units: UnitsFn | None = None) -> Step:
     def probe(ctx: UpgradeContext) -> bool:
         return all(control.is_running(ctx.target, u) for u in names(ctx))
 
-    def commands(ctx: UpgradeContext) -> list[str]:
-        return [command_text(ctx.target.control.argv("start", u)) for u in names(ctx)]
-
-    return Step(f"{name}.start_target", "target_started", run, undo, probe, host="target",
-                describe=f"start {name} on the target controller", commands=commands)
+    # its commands in `upgrade plan`: what run issues against a recording host (it only starts units)
+    return Step(f"{name}.start_target", "target_started", run, undo, probe, host="target", kind="start", acts=run,
+                describe=f"start {name} on the target controller")

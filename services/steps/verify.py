@@ -32,11 +32,14 @@ def http_ok(url: str, timeout: float = 60.0) -> int:
 
 
 def api_verify_step(name: str, api: str, extra: Callable[[Any], Result] | None = None,
-                    extra_shown: Callable[[Any], list[str]] | None = None, also: str = "") -> Step:
+                    extra_shown: Callable[[Any], list[str]] | None = None, also: str = "",
+                    requires: tuple[str, ...] = ()) -> Step:
     """``<name>.verify``, the step that closes the service's maintenance window: its API answers on the
     plan's verify URL (2xx/3xx). The schema is not checked again here: the schema step checked it
     right after the migration, and nothing since (ownership, start) changes it. ``extra`` adds what
-    only this service verifies (keystone: its key repositories and status check)."""
+    only this service verifies (keystone: its key repositories and status check). It provides ``api``
+    (the service serves); ``requires`` names what it waits for (``keystone:api``: every API
+    authenticates with keystone)."""
 
     def run(ctx: Any) -> Result:
         url = ctx.services[name].verify_url
@@ -48,5 +51,6 @@ def api_verify_step(name: str, api: str, extra: Callable[[Any], Result] | None =
         return [f"GET {url}   # until it answers 2xx/3xx, 60 s at most" if url else "(no verify_url: no API check)",
                 *(extra_shown(ctx) if extra_shown else [])]
 
-    return Step(f"{name}.verify", "verified", run, host="target", commands=commands,
+    return Step(f"{name}.verify", "verified", run, host="target", commands=commands, kind="verify",
+                window="closes", provides=("api",), requires=requires,
                 describe=f"the {api} API answers on its verify URL{also}")

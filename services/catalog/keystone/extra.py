@@ -17,7 +17,7 @@ from services.infra.before import keep as keep_before
 from services.infra.config import get_value
 from services.infra.files import sums
 from services.infra.host import Completed
-from services.steps.commands import Jump, render, status_step, tool
+from services.steps.commands import render, status_step, tool
 from statemachine.step import Result, Step, StepError
 
 NAME = "keystone"
@@ -106,7 +106,7 @@ def endpoints_step() -> Step:
             out.append(f"SQL: UPDATE {db}.endpoint SET url = <url with host {new}> WHERE id IN (those)")
         return out
 
-    return Step(f"{NAME}.endpoints", "endpoints_checked", run, undo, host="target", commands=commands,
+    return Step(f"{NAME}.endpoints", "endpoints_checked", run, undo, host="target", commands=commands, kind="fixup",
                 describe="report endpoint URLs on the old controller's address; rewrite them if the address changes")
 
 
@@ -142,7 +142,8 @@ def status_fallback(ctx: Any, res: Completed) -> dict[str, Any] | None:
     """Re-run keystone-status with the workaround when the stock one trips over the default path."""
     if res.rc not in (0, 2) and "fernet-keys" in res.output and "does not exist" in res.output:
         t = ctx.target
-        cmd = releases.pick(releases.STATUS[NAME], ctx.to_release) if hasattr(ctx, "to_release") else None
+        from services.catalog.keystone import SPEC
+        cmd = SPEC.status_for(ctx.to_release) if hasattr(ctx, "to_release") else None
         args = render(cmd, t)[1:] if cmd else ["--config-file", f"{t.etc.rstrip('/')}/keystone/keystone.conf",
                                                "upgrade", "check"]
         alt = t.host.run([tool(t, "python"), "-c", STATUS_WORKAROUND, *args], timeout=600)
@@ -161,8 +162,7 @@ def verify_extra_shown(ctx: Any) -> list[str]:
     return [KEYS_SHOWN]
 
 
-def status_check_step(jump: Jump) -> Step | None:
+def status_check_step(cmd: releases.Cmd | None) -> Step | None:
     """keystone-status upgrade check before keystone starts, like every service's (with the venv
-    workaround, lab-recipes §4.5), where the release has it (Stein on)."""
-    cmd = releases.pick(releases.STATUS[NAME], jump.target)
+    workaround, lab-recipes §4.5), where the release has it (Stein on): *cmd* is the spec's."""
     return status_step(NAME, cmd, fallback=status_fallback) if cmd is not None else None
