@@ -257,7 +257,7 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
     before = [s for s in (previous_migrations_step(jump),) if s]
     cmds, online = split_online(SPEC.schema_for(jump.target))
     schema = schema_step(NAME, cmds, "cinder-manage db sync",
-                           dbs=lambda ctx: [ctx.services[NAME].db_name])
+                         dbs=lambda ctx: [ctx.services[NAME].db_name])
     fix = SPEC.fixups_for(jump.target)
     candidates = [iscsi_rows_step(), update_host_step(),
                   transfer_step(NAME, lambda ctx: list(ctx.services[NAME].options.get("volumes") or []))]

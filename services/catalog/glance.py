@@ -40,8 +40,8 @@ def _images_dir(ctx: Any) -> str:
 def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -> list[Step]:
     dbs = db_specs(SPEC, jump)
     schema = schema_step(NAME, SPEC.schema_for(jump.target),
-                           "glance-manage db sync of the target release (db check before and after where it exists)",
-                           dbs=lambda ctx: [d.db_name(ctx.services[NAME]) for d in dbs])
+                         "glance-manage db sync of the target release (db check before and after where it exists)",
+                         dbs=lambda ctx: [d.db_name(ctx.services[NAME]) for d in dbs])
     after: list[Step] = []
     status = SPEC.status_for(jump.target)
     if status:

@@ -128,8 +128,8 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
         return {}
 
     schema = schema_step(NAME, SPEC.schema_for(jump.target),
-                           "neutron-db-manage with neutron.conf and the deployment's plugin config", fill=values,
-                           dbs=lambda ctx: [ctx.services[NAME].db_name], skip=skip)
+                         "neutron-db-manage with neutron.conf and the deployment's plugin config", fill=values,
+                         dbs=lambda ctx: [ctx.services[NAME].db_name], skip=skip)
     inner = schema.run
 
     def run_schema(ctx: Any) -> Result:

@@ -352,7 +352,7 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
         before.append(cell_setup_step(jump, lambda ctx: names(ctx, {"api"})[0]))
     main_cmds, online = split_online(main_cmds)
     schema = schema_step(NAME, main_cmds,
-                           "nova-manage db sync (cell0 too)", dbs=lambda ctx: names(ctx, {"main", "cell0"}))
+                         "nova-manage db sync (cell0 too)", dbs=lambda ctx: names(ctx, {"main", "cell0"}))
     after: list[Step] = []
     if new_cells:
         after.append(commands_step(NAME, "discover_hosts", "hosts_discovered", (DISCOVER_HOSTS,),

@@ -26,7 +26,7 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
     dbs = db_specs(SPEC, jump)
     cmds, online = split_online(SPEC.schema_for(jump.target))
     schema = schema_step(NAME, cmds, "placement-manage db sync",
-                           dbs=lambda ctx: [ctx.services[NAME].db_name])
+                         dbs=lambda ctx: [ctx.services[NAME].db_name])
     status = SPEC.status_for(jump.target)
 
     return standard_steps(

@@ -70,14 +70,16 @@ def _schema_commands(ctx: UpgradeContext) -> list[str]:
 def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -> list[Step]:
     dbs = db_specs(SPEC, jump)
     if releases.at_least(jump.target, "pike"):
+        # written out (``commands``), not recorded: the run reads the schema revisions and fails on what
+        # ``db_sync --check`` answers after the sync, which a recording host cannot answer
         schema = Step(f"{NAME}.upgrade_schema", "schema_upgraded", _upgrade_schema, host="target", kind="schema",
                       provides=("schema",),
                       describe="keystone-manage db_sync of the target release, checked with db_sync --check",
                       commands=_schema_commands)
     else:  # db_sync (+ extensions for Havana/Icehouse), no --check before Pike (facts §2.4)
         schema = schema_step(NAME, SPEC.schema_for(jump.target),
-                               "keystone-manage db_sync of the target release (and its extensions)",
-                               dbs=lambda ctx: [ctx.services[NAME].db_name])
+                             "keystone-manage db_sync of the target release (and its extensions)",
+                             dbs=lambda ctx: [ctx.services[NAME].db_name])
 
     verify_step = api_verify_step(NAME, "identity", keystone_extra.verify_extra, keystone_extra.verify_extra_shown,
                                   " and the key repositories hold the source's keys")
