@@ -167,7 +167,7 @@ class Estimate:
 
 def windowed(plan: Plan) -> list[str]:
     """The plan's services that have a maintenance window (a stop on the old controller)."""
-    return [n for n in plan.services if any(window.opens_window(s.name) for s in steps_for_plan(plan, n))]
+    return [n for n in plan.services if any(s.window == "opens" for s in steps_for_plan(plan, n))]
 
 
 def estimate(plan: Plan) -> Estimate:
