@@ -31,6 +31,7 @@ DUMP_TOOL = "mysqldump"
 CLIENT_TOOL = "mysql"
 VAULT_SHOWN = "<vault>"
 
+
 def dump_shown(db: str, artifact: str) -> str:
     return f"{command_text(mysql.dump_argv(DUMP_TOOL, db))} | encrypt > {VAULT_SHOWN}/{artifact}.osuv"
 
@@ -78,6 +79,8 @@ class DBSpec:
 
 
 #: who resolves a service's units: (ctx, role) -> units in stop order (started in reverse)
+
+
 def default_dbs(conns: tuple[ConfigKey, ...]) -> tuple[DBSpec, ...]:
     return (DBSpec("main", "{name}", conns[:1]),)
 
@@ -93,6 +96,7 @@ def db_credentials(ctx: UpgradeContext, name: str, spec: DBSpec, dbs: tuple[DBSp
                 return service_db_credentials(ctx, name, conn)
     first = (spec.conns or specs[-1].conns)[0]
     return service_db_credentials(ctx, name, first)  # raises the clear "names no database" error
+
 
 def main_spec(dbs: tuple[DBSpec, ...]) -> DBSpec:
     return next(d for d in dbs if d.label == "main")

@@ -5,9 +5,7 @@ from __future__ import annotations
 from services.infra.context import UpgradeContext
 from services.infra.host import check, command_text
 from services.steps.argv import chown_argv
-from services.steps.databases import (
-    svc,
-)
+from services.steps.databases import svc
 from statemachine.step import Result, Step
 
 

@@ -10,9 +10,7 @@ from services.infra.context import UpgradeContext
 from services.infra.host import command_text
 from services.infra.overhead import Tally
 from services.infra.settings import Side
-from services.steps.databases import (
-    svc,
-)
+from services.steps.databases import svc
 from statemachine.step import Result, Step, StepError
 
 UnitsFn = Callable[[Any, str], list[str]]
@@ -20,6 +18,7 @@ UnitsFn = Callable[[Any, str], list[str]]
 
 def single_unit(ctx: Any, role: str, name: str) -> list[str]:
     return [svc(ctx, name).unit]
+
 
 # ---------------------------------------------------------------------- stop / start
 def stop_step(name: str, role: str, units: UnitsFn | None = None) -> Step:
