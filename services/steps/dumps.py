@@ -29,6 +29,9 @@ from statemachine.step import Result, Step
 
 # ---------------------------------------------------------------------- dump / backup
 def dump_source_step(name: str, dbs: tuple[DBSpec, ...] | None = None) -> Step:
+    """Dump the source's databases into the vault (provides ``source_dump``). Its commands are written
+    out: it streams through the vault and reads the tables' counts and checksums over a DB connection,
+    which no recording host stands in for (the same holds for the backup, import and restore steps)."""
     def run(ctx: UpgradeContext) -> Result:
         st = svc(ctx, name)
         ep = ctx.source.db

@@ -11,6 +11,9 @@ from statemachine.step import Result, Step
 
 # ---------------------------------------------------------------------- ownership
 def ownership_step(name: str) -> Step:
+    """chown -R the service owner on its target directories, the owners before kept for undo. Its
+    commands are written out, not recorded: it chowns only the directories that exist and reads their
+    owners first, which a recording host cannot answer."""
     def paths(ctx: UpgradeContext) -> list[str]:
         t = ctx.target
         return [p for p in (f"{t.etc}/{name}", f"{t.lib}/{name}") if t.host.exists(p)]
