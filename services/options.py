@@ -1,13 +1,14 @@
 """The service-specific keys of a plan's ``[services.<name>]`` table, as data.
 
-``upgrade/plan.py`` validates them through :func:`read` (type errors name the file and key);
-the service modules read them from ``ServiceSettings.options``. Common keys (unit, db_name,
-owner, …) stay in the plan loader.
+Each service's spec lists the keys it takes (``ServiceSpec.options``): its own, and the shared ones
+defined here. ``upgrade/plan.py`` validates them through :func:`read` (type errors name the file
+and key); the service modules read them from ``ServiceSettings.options``. Common keys (unit,
+db_name, owner, …) stay in the plan loader.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,59 +39,15 @@ REPAIR = Option("repair_double_encoded", list, [], "text an earlier bad conversi
                                                  "\"DATABASE.TABLE.COLUMN\"]; journaled, undone by revert",
                 "a list of DATABASE.TABLE[.COLUMN] names")
 
-OPTIONS: dict[str, tuple[Option, ...]] = {
-    "keystone": (
-        STATUS_ACCEPT, REPAIR,
-        Option("old_address", str, "", "the old controller's address as endpoint URLs hold it: they are reported"),
-        Option("new_address", str, "", "when it differs from old_address, endpoint URLs are rewritten to it"),
-    ),
-    "glance": (
-        UNITS, STATUS_ACCEPT, REPAIR,
-        Option("images_dir", str, "glance/images", "the file store, relative to the controller's lib "
-                                                   "(copied with checksums)"),
-    ),
-    "placement": (UNITS, STATUS_ACCEPT, REPAIR),
-    "nova": (
-        UNITS, STATUS_ACCEPT, REPAIR, OLD_HOST, NEW_HOST,
-        Option("api_db_name", str, "", "the API database (default <db_name>_api)"),
-        Option("cell0_db_name", str, "", "cell0's database (default <db_name>_cell0)"),
-        Option("metadata", str, "auto", "who serves the metadata API: \"neutron\" (its metadata agent: "
-                                        "nova's metadata unit is never started), \"nova\", or \"auto\" "
-                                        "(neutron when it is in the plan)"),
-    ),
-    "nova-unpin": (UNITS,),
-    "neutron": (
-        UNITS, STATUS_ACCEPT, REPAIR, OLD_HOST,
-        Option("plugin_config", str, "", "the plugin config neutron-db-manage reads, relative to /etc/neutron; "
-                                         "default: the one core_plugin names in neutron.conf"),
-    ),
-    "cinder": (
-        UNITS, STATUS_ACCEPT, REPAIR, OLD_HOST, NEW_HOST,
-        Option("iscsi_address_from", str, "", "the iSCSI target address volumes were exported on"),
-        Option("iscsi_address_to", str, "", "the new iSCSI target address; when it differs, cinder.conf, "
-                                            "provider_location and every connection_info are rewritten"),
-        Option("nova_db_name", str, "nova", "nova's cell database holding block_device_mapping"),
-        Option("volumes", list, [], "volume data to copy: [{source = \"/dev/...\", target = \"/dev/...\"}] or "
-                                    "[{source = ..., target_vg = \"cinder-volumes\"}] (same size, sha256 "
-                                    "checked)", "a list of tables"),
-    ),
-    "horizon": (
-        UNITS,
-        Option("local_settings", str, "openstack-dashboard/local_settings", "relative to the controller's etc"),
-        Option("openstack_host", str, "", "OPENSTACK_HOST for the new controller (empty: kept)"),
-        Option("keystone_db_name", str, "keystone", "keystone's database (the default role must exist)"),
-    ),
-}
+def names(options: Sequence[Option]) -> set[str]:
+    return {o.name for o in options}
 
 
-def names(service: str) -> set[str]:
-    return {o.name for o in OPTIONS.get(service, ())}
-
-
-def read(service: str, get: Callable[..., Any]) -> dict[str, Any]:
-    """The options of *service* through the plan reader's typed ``get(key, type, default, expected=)``."""
+def read(options: Sequence[Option], get: Callable[..., Any]) -> dict[str, Any]:
+    """The *options* of a service (its spec's) through the plan reader's typed ``get(key, type, default,
+    expected=)``."""
     out: dict[str, Any] = {}
-    for o in OPTIONS.get(service, ()):
+    for o in options:
         value = get(o.name, o.type, o.default, expected=o.expected or getattr(o.type, "__name__", ""))
         if o.name == "units" and value is not None and (not value or not all(isinstance(u, str) and u
                                                                              for u in value)):

@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services import charset, mysql, registry, releases
-from services.config import sections
-from services.host import Host
-from services.releases import MANAGE_COMMAND
-from services.runbook import Jump, db_specs
-from services.settings import DBEndpoint
+from services import registry
+from services.infra import charset, mysql
+from services.infra.config import sections
+from services.infra.host import Host
+from services.infra.settings import DBEndpoint
+from services.releases import Jump
+from services.steps.specs import db_specs
 from statemachine.step import StepError
 
 #: what the tool's DB account needs: mysqldump --single-transaction --routines --triggers --events
@@ -88,7 +89,7 @@ def charset_findings(ep: DBEndpoint, name: str, jump: Jump, settings: Any,
     """Per source database of *name*: every non-utf8 text column classified (UTF-8 bytes, true latin1,
     ASCII only, mixed), the refusals for the jump's conversion, and (``doubles``) the columns holding
     text an earlier conversion double-encoded. Read-only."""
-    target = releases.convert_charset(name, jump.target)
+    target = registry.spec(name).charset_for(jump.target)
     out = []
     for db in registry.databases(name, jump, settings):
         if not mysql.db_exists(ep, db):
@@ -125,7 +126,7 @@ def is_loopback(address: str) -> bool:
 
 def manage_version(host: Host, bin_dir: str, service: str) -> str:
     """``<bin>/<service>-manage --version`` on *host*: the installed version (raises StepError when absent)."""
-    tool = MANAGE_COMMAND.get(service, f"{service}-manage")
+    tool = registry.spec(service).manage_command
     argv = [f"{bin_dir.rstrip('/')}/{tool}" if bin_dir else tool, "--version"]
     res = host.run(argv, timeout=120)
     text = (res.stdout or res.stderr).strip()
@@ -150,7 +151,7 @@ def database_errors(ep: DBEndpoint, name: str, jump: Jump, settings: Any, plan: 
     """
     where = f"the source DB server {ep.address}:{ep.port}"
     out = []
-    carried = () if name in registry.NO_DATABASE else db_specs(name, jump)
+    carried = () if name in registry.NO_DATABASE else db_specs(registry.spec(name), jump)
     for spec in carried:
         db = spec.db_name(settings)
         if not mysql.db_exists(ep, db):
@@ -169,7 +170,7 @@ def config_errors(read: Callable[[str], bytes | None], etc: str, name: str, jump
     """Config sections the target release needs that the source release did without (nova's
     ``[placement]`` from ocata): *read(path)* gives a source config file, or None when it is absent."""
     out = []
-    for file, section, why in releases.required_sections(name, jump.source, jump.target):
+    for file, section, why in registry.spec(name).sections_needed(jump.source, jump.target):
         path = f"{etc.rstrip('/')}/{name}/{file}"
         data = read(path)
         if data is None or section not in sections(data):

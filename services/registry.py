@@ -1,62 +1,66 @@
-"""The services the tool knows, in the order the runbook upgrades them, and their step lists for
-a plan's jump. Placement comes before nova where it exists (facts §4.1); ``nova-unpin`` comes
-last: it drops nova's compute RPC pin once the computes run the new release.
+"""The services the tool knows: every :class:`~services.spec.ServiceSpec` a module of
+``services/catalog/`` exports, found by walking that package (a new service is one new module, no
+table to edit), in their ``order`` — the runbook's: placement before nova where it exists (facts
+§4.1); ``nova-unpin`` last: it drops nova's compute RPC pin once the computes run the new release.
+
+A module exports its spec as ``SPEC`` and may export more (``UNPIN``: nova's second service):
+every module-level :class:`ServiceSpec` is one service.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import importlib
+import pkgutil
+from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
-from services import cinder, glance, horizon, keystone, neutron, nova, placement, releases, textrepair
-from services.runbook import DEFAULT_JUMP, Jump
+from services import catalog, releases
+from services.releases import DEFAULT_JUMP, Jump
+from services.spec import ServiceSpec
+from services.steps import textrepair
+from services.steps.specs import db_specs, new_db_specs
+from statemachine.deps import cross_waits
 from statemachine.runner import ParallelGroup
 from statemachine.step import Step
 
-ORDER = ("keystone", "glance", "placement", "nova", "neutron", "cinder", "horizon", "nova-unpin")
 
-SERVICES: dict[str, Callable[..., list[Step]]] = {
-    "keystone": keystone.steps,
-    "glance": glance.steps,
-    "placement": placement.steps,
-    "nova": nova.steps,
-    "neutron": neutron.steps,
-    "cinder": cinder.steps,
-    "horizon": horizon.steps,
-    "nova-unpin": nova.unpin_steps,
-}
+class CatalogError(Exception):
+    """The catalog's specs contradict each other (two with one name or one order): a programming error."""
 
-#: what each service's machine waits for as a whole when services overlap (``[upgrade] service_pool``
-#: > 1; only services in the plan count): horizon's steps check keystone's roles and sessions.
-AFTER: dict[str, frozenset[str]] = {"horizon": frozenset({"keystone"})}
-#: the steps that wait for another service's step when services overlap: every API is verified once
-#: keystone answers (each authenticates with it); nova's status check asks the placement API, which
-#: is upgraded first (facts §4.1: "upgrade placement before any nova services"); cinder's iSCSI
-#: rewrite edits nova's block devices, so nova's databases are imported and migrated first. Their
-#: databases are otherwise independent: stops, dumps, imports and migrations run side by side.
-WAITS: dict[str, frozenset[str]] = {
-    **{f"{s}.verify": frozenset({"keystone.verify"}) for s in ("glance", "placement", "nova", "neutron", "cinder")},
-    "nova.status_check": frozenset({"placement.verify"}),
-    "nova.start_target": frozenset({"placement.verify"}),
-    "cinder.rewrite_iscsi": frozenset({"nova.upgrade_schema"}),
-}
+
+def discover(package: Any = catalog) -> dict[str, ServiceSpec]:
+    """Every spec of the modules (and packages) under *package*, by name, in their ``order``."""
+    found: list[ServiceSpec] = []
+    for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+        module = importlib.import_module(info.name)
+        found += [v for v in vars(module).values() if isinstance(v, ServiceSpec)]
+    by_name: dict[str, ServiceSpec] = {}
+    for spec in sorted(found, key=lambda s: s.order):
+        if spec.name in by_name and by_name[spec.name] is not spec:
+            raise CatalogError(f"two specs are named {spec.name!r}")
+        by_name[spec.name] = spec
+    orders = [s.order for s in by_name.values()]
+    if len(set(orders)) != len(orders):
+        raise CatalogError(f"specs share an order: {sorted((s.order, s.name) for s in by_name.values())}")
+    return by_name
+
+
+#: every service by name, in the runbook's order
+SERVICES: Mapping[str, ServiceSpec] = discover()
+ORDER = tuple(SERVICES)
 #: services that never overlap: nova-unpin runs alone, after the compute hosts
-AFTER_COMPUTES = ("nova-unpin",)
-
-
-def overlap_group(services: Sequence[str], pool: int) -> ParallelGroup | None:
-    """The services of a plan that run side by side (at most ``pool`` at once), or None for the
-    runbook's strict sequence (pool 1, or fewer than two services)."""
-    names = [s for s in services if s not in AFTER_COMPUTES]
-    if pool < 2 or len(names) < 2:
-        return None
-    return ParallelGroup(frozenset(names), pool, {s: AFTER.get(s, frozenset()) for s in names}, WAITS)
-
-
-#: the first release a service exists in (placement was split from nova in Stein)
-SINCE = {"placement": "stein"}
+AFTER_COMPUTES = tuple(n for n, s in SERVICES.items() if s.after_computes)
 #: services without a database of their own
-NO_DATABASE = ("horizon", "nova-unpin")
+NO_DATABASE = tuple(n for n, s in SERVICES.items() if not s.has_database)
+#: the command that proves a service is installed on a controller
+TOOLS = {n: s.tool for n, s in SERVICES.items() if s.tool}
+#: the keys each service's ``[services.<name>]`` table takes beyond the common ones
+OPTIONS = {n: s.options for n, s in SERVICES.items()}
+
+
+def spec(name: str) -> ServiceSpec:
+    return SERVICES[name]
 
 
 def steps_for(name: str, jump: Jump | None = None, options: Mapping[str, Any] | None = None) -> list[Step]:
@@ -64,39 +68,45 @@ def steps_for(name: str, jump: Jump | None = None, options: Mapping[str, Any] | 
     options (a few steps exist only when the plan asks for them, e.g. keystone's endpoint report or
     the repair of double-encoded text)."""
     jump = jump or DEFAULT_JUMP
-    steps = keystone.steps(jump, dict(options or {})) if name == "keystone" else SERVICES[name](jump)
-    if (options or {}).get(textrepair.OPTION) and name not in NO_DATABASE:
-        steps = textrepair.with_repair(name, jump, steps)
+    s = SERVICES[name]
+    steps = s.steps(jump, dict(options or {}))
+    if (options or {}).get(textrepair.OPTION) and s.has_database:
+        steps = textrepair.with_repair(s, jump, steps)
     return steps
+
+
+def waits(steps: Mapping[str, Sequence[Step]]) -> dict[str, frozenset[str]]:
+    """What each step of the services *steps* holds waits for in other services' machines when services
+    overlap: the steps providing its cross-service ``requires`` (``keystone.api``: keystone's verify),
+    where that service is in the run (a service not in the run serves already)."""
+    return cross_waits(steps)
+
+
+def overlap_group(steps: Mapping[str, Sequence[Step]], pool: int) -> ParallelGroup | None:
+    """The services of a plan (name -> its steps, in order) that run side by side (at most ``pool`` at
+    once), or None for the runbook's strict sequence (pool 1, or fewer than two services)."""
+    names = [s for s in steps if s not in AFTER_COMPUTES]
+    if pool < 2 or len(names) < 2:
+        return None
+    return ParallelGroup(frozenset(names), pool, {s: SERVICES[s].after for s in names},
+                         waits({n: steps[n] for n in names}))
 
 
 def unsupported(name: str, jump: Jump) -> str | None:
     """Why *name* cannot be upgraded across *jump*, or None."""
-    since = SINCE.get(name)
-    if since and not releases.at_least(jump.source, since):
-        return f"{name} does not exist before {since} (the plan upgrades {jump.source} -> {jump.target})"
-    return None
+    return SERVICES[name].unsupported(jump)
 
 
 def databases(name: str, jump: Jump, settings: Any) -> list[str]:
     """The database names *name* carries over for *jump* (checked on the source before a run)."""
-    if name in NO_DATABASE:
-        return []
-    from services.runbook import db_specs
-    return [d.db_name(settings) for d in db_specs(name, jump)]
+    s = SERVICES[name]
+    return [d.db_name(settings) for d in db_specs(s, jump)] if s.has_database else []
 
 
 def new_databases(name: str, jump: Jump, settings: Any) -> list[str]:
     """The database names the target release of *name* adds (created on the target, never on the source)."""
-    if name in NO_DATABASE:
-        return []
-    from services.runbook import new_db_specs
-    return [d.db_name(settings) for d in new_db_specs(name, jump)]
-
-
-#: the manage command that proves a service is installed on a controller
-TOOLS = {"keystone": "keystone-manage", "glance": "glance-manage", "placement": "placement-manage",
-         "nova": "nova-manage", "neutron": "neutron-db-manage", "cinder": "cinder-manage", "nova-unpin": "nova-manage"}
+    s = SERVICES[name]
+    return [d.db_name(settings) for d in new_db_specs(s, jump)] if s.has_database else []
 
 
 def steps_for_plan(plan: Any, name: str) -> list[Step]:
@@ -111,3 +121,20 @@ def steps_for_raw(raw: Mapping[str, Any], name: str) -> list[Step]:
     up = raw.get("upgrade", {})
     table = raw.get("services", {}).get(name, {})
     return steps_for(name, Jump(up.get("from", DEFAULT_JUMP.source), up.get("to", DEFAULT_JUMP.target)), table)
+
+
+@cache
+def every_step() -> Mapping[str, Step]:
+    """Every step any supported jump builds for any service, by name, with the options that add steps
+    (``ServiceSpec.step_options`` and the text repair): what a journal's step names are looked up in
+    (the window's kinds, ``upgrade/window.py``). A step name means one step whatever the jump."""
+    out: dict[str, Step] = {}
+    for name, s in SERVICES.items():
+        extra = {**s.step_options, **({textrepair.OPTION: ["x.y"]} if s.has_database else {})}
+        for source in releases.NAMES:
+            for target in releases.allowed_targets(source):
+                jump = Jump(source, target)
+                if s.unsupported(jump) is None:
+                    for opts in ({}, extra):
+                        out.update((st.name, st) for st in steps_for(name, jump, opts))
+    return out

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from transitions import Machine
 
+from statemachine.deps import check_machine
 from statemachine.step import Step
 
 INITIAL = "pending"
@@ -35,6 +36,7 @@ class ServiceMachine:
         names = [s.name for s in self.steps]
         if len(set(names)) != len(names):
             raise MachineDefinitionError(f"machine {name}: step names are not unique: {names}")
+        check_machine(name, self.steps)  # every requirement of its own met by an earlier step
         self.machine = Machine(model=self, states=states, initial=INITIAL, auto_transitions=False,
                                model_attribute="state")
         for before, step in zip(states, self.steps, strict=False):

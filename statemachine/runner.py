@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 from journal.store import Journal
-from statemachine import failpoints
+from statemachine import deps, failpoints
 from statemachine.machine import INITIAL, ServiceMachine
 from statemachine.replay import RunView, replay
 from statemachine.step import Step, StepError
@@ -105,6 +105,8 @@ class Runner:
         self.observer = observer or Observer()
         self.log = log or (lambda *a, **k: None)
         self.groups = list(groups)
+        # every requirement met by an earlier step (a programming error otherwise), before anything runs
+        deps.cross_waits({m.name: m.steps for m in self.machines})
 
     # ------------------------------------------------------------------ state
     def view(self) -> RunView:
@@ -133,6 +135,10 @@ class Runner:
         self._check_steps(view)
         self.ctx.results.clear()
         self.ctx.results.update(view.results)
+        for m in self.machines:
+            for step in m.steps:
+                if step.name in view.results:
+                    deps.publish(self.ctx.results, m.name, step, view.results[step.name])
         for m in self.machines:
             mv = view.machine(m.name)
             state = INITIAL
@@ -309,7 +315,7 @@ class Runner:
         result.setdefault("seconds", round(time.monotonic() - started, 3))
         self.journal.append(self.run_id, m.name, "done", step=step.name, from_state=before,
                             to_state=step.state, host=step.host, result=result)
-        self.ctx.results[step.name] = result
+        deps.publish(self.ctx.results, m.name, step, result)
         m.advance(step)
         self.observer.step_finished(m.name, step, undo=False, seconds=time.monotonic() - started)
         self.log("step_done", machine=m.name, step=step.name, seconds=result["seconds"])

@@ -31,6 +31,15 @@ def _no_undo(ctx: Any, result: Result | None) -> None:
     """Read-only steps have nothing to undo."""
 
 
+#: what a step does: stop or start units, back up the target, dump the source, carry config over,
+#: import, create databases, upgrade the schema, run a status check, a data fix-up, set ownership,
+#: copy files or data, verify the API, run online data migrations, or anything else
+KINDS = ("stop", "backup", "dump", "config", "import", "create", "schema", "status", "fixup", "ownership",
+         "start", "copy", "verify", "migrate", "switch", "other")
+#: a step's part in its service's maintenance window
+WINDOW_EDGES = ("", "opens", "closes")
+
+
 @dataclass(frozen=True)
 class Step:
     """One step of a service upgrade.
@@ -49,7 +58,23 @@ class Step:
     commands: the exact commands ``run`` issues, as an operator would type them, for `upgrade plan`:
             a tuple, or ``commands(ctx) -> list[str]`` when they depend on the plan. That ``ctx`` has the
             ``source``, ``target`` and ``services`` of the run's context but may have nothing else: it
-            builds text from the same argv helpers ``run`` uses and never acts.
+            builds text from the same argv helpers ``run`` uses and never acts. Hand-written only where
+            the commands cannot be recorded: see ``acts``.
+    acts:   the part of ``run`` that acts on the controllers through their hosts alone (no database
+            connection, no file read), ``acts(ctx) -> Any``: `upgrade plan` runs it against recording
+            hosts that collect each command instead of running it, so plan and run cannot drift
+            (``services/infra/recording.py``). A step with ``acts`` needs no ``commands``.
+    kind:   what the step does (one of :data:`KINDS`): the maintenance window's breakdown reads it.
+    window: ``opens`` for the step whose intent opens the service's maintenance window (the first
+            stop of the old controller's API), ``closes`` for the one whose done closes it (the API
+            verified on the new one), "" otherwise.
+    requires: names of results the step reads (like a taskflow atom's): each is ``provides``d by an
+            earlier step of its machine, or, as ``<service>:<name>``, by a step of another service
+            earlier in the run (a wait when services overlap; ignored when that service is not in
+            the run). Checked when the machine is built (``statemachine/deps.py``): a missing one is a
+            programming error before anything runs, never a KeyError in the middle of a revert. Read
+            with ``statemachine.deps.needed``.
+    provides: names of what the step's result gives later steps.
     """
 
     name: str
@@ -71,6 +96,17 @@ class Step:
     #: a target-side step whose failed undo stops the revert: going on to the source's steps would harm
     #: the old controller (an address still on the new controller must not be added back to the old one)
     revert_stops: bool = False
+    acts: Callable[[Any], Any] | None = None
+    kind: str = "other"
+    window: str = ""
+    requires: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"step {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.window not in WINDOW_EDGES:
+            raise ValueError(f"step {self.name}: window {self.window!r} is not one of {WINDOW_EDGES}")
 
     def command_lines(self, ctx: Any) -> list[str]:
         """The commands of this step for *ctx* (see ``commands``)."""

@@ -28,8 +28,8 @@ from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.openstack import UNITS, Stack, insert, make_stack, to_latin1
 from scripts.lab.plan import DBAdmin, service_sections, side_table, write_key
-from services import charset
-from services.settings import DBEndpoint
+from services.infra import charset
+from services.infra.settings import DBEndpoint
 from tests.conftest import require, require_mariadb, tree_digest, upgrade
 
 OLD, NEW = "2025.2", "2026.1"
@@ -173,7 +173,11 @@ def _state(old: Stack, new: Stack) -> tuple[Any, ...]:
 
 # ---------------------------------------------------------------------- detection
 def test_release_table_says_which_targets_take_utf8mb4():
-    from services.releases import convert_charset
+    from services.registry import spec
+
+    def convert_charset(service: str, release: str) -> str:
+        return spec(service).charset_for(release)
+
     assert [convert_charset("glance", r) for r in ("icehouse", "juno", "2026.1")] == ["utf8mb4"] * 3
     assert (convert_charset("keystone", "icehouse"), convert_charset("keystone", "juno")) == ("utf8", "")
     assert convert_charset("nova", "icehouse") == ""  # nova's non-utf8 tables are carried as they are
@@ -448,7 +452,7 @@ def test_havana_schema_keeps_its_definitions(lab, havana, tmp_path):
     """Havana's glance DDL with each kind of text, dumped and imported for real, converted to
     utf8mb4 by the import's own code: every column keeps type, length, NULL and default (TEXT stays
     TEXT where it held UTF-8 bytes), every index and foreign key stays, and the text means the same."""
-    from services.common import foreign_keys
+    from services.steps.imports import foreign_keys
     old, new, _seeded = lab
     schema = "glance_havana"
     try:

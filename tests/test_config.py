@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.config import db_url_credentials, get_value, rewrite_db_url, set_value
+from services.infra.config import db_url_credentials, get_value, rewrite_db_url, set_value
 
 CONF = (b"# keystone.conf -- managed by hand\n"
         b"[DEFAULT]\n"

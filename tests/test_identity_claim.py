@@ -230,7 +230,7 @@ def test_claim_verbs_need_a_plan_and_a_run(tmp_path):
 
 def test_server_identity_rules():
     """What counts as one server, on the identities the servers report (Galera needs no lab to state it)."""
-    from services.mysql import ServerIdentity
+    from services.infra.mysql import ServerIdentity
 
     maria = ServerIdentity("", "ctl1", "/var/lib/mysql", 3306)
     assert maria.same_as(ServerIdentity("", "ctl1", "/var/lib/mysql", 3306)) == maria.key
@@ -250,7 +250,7 @@ def test_follow_up_run_goes_on_under_a_completed_claim(lab, tmp_path, monkeypatc
     takes none of its own; an unfinished run's claim stops it like any other run."""
     from dataclasses import replace
 
-    from services import claim as claim_mod
+    from services.infra import claim as claim_mod
     from upgrade import app, claims
     from upgrade import plan as plan_mod
     from upgrade.errors import BusyError

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from services import glance
-from services.runbook import Jump
-from services.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
+from services.catalog import glance
+from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
+from services.releases import Jump
 from statemachine import failpoints
 from statemachine.step import Step, StepError
 from tests.conftest import REPO, tree_digest

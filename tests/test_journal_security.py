@@ -256,7 +256,7 @@ def test_a_key_file_of_another_user_is_refused(tmp_path):
 
 
 def test_the_vault_directory_is_created_private_at_every_level(tmp_path):
-    from services.context import UpgradeContext
+    from services.infra.context import UpgradeContext
 
     j, run, key = _journal(tmp_path)
     root = tmp_path / "srv" / "upgrade" / "vault"
@@ -276,8 +276,8 @@ def test_before_values_are_merged_and_loaded_only_through_their_record(tmp_path)
     writes beside, never over, the recorded file; a file that is not the recorded one is refused."""
     from types import SimpleNamespace
 
-    from services import before
-    from services.context import UpgradeContext
+    from services.infra import before
+    from services.infra.context import UpgradeContext
     from statemachine.step import StepError
 
     j, run, key = _journal(tmp_path)

@@ -21,18 +21,23 @@ from journal import vault
 from journal.redact import Redactor
 from journal.store import Journal
 from scripts.lab.mariadb import MariaDB, free_port
-from services import mysql, preflight, releases
-from services.common import backup_target_step
-from services.context import UpgradeContext
-from services.registry import steps_for
-from services.runbook import Jump, db_specs, new_db_specs
-from services.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
+from services import preflight
+from services.infra import mysql, recording
+from services.infra.context import UpgradeContext
+from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
+from services.registry import spec, steps_for
+from services.releases import Jump
+from services.steps.dumps import backup_target_step
+from services.steps.specs import db_specs, new_db_specs
+from statemachine import deps
 from tests.conftest import require
 from tests.test_release_table import NOVA, ctx, render_plan
 from upgrade.hosts import LocalHost
 
 NOVA_DB_PASSWORD = "nova-DB-pw-5512"
 NOVA_CONF = f"[DEFAULT]\n[database]\nconnection = mysql+pymysql://nova:{NOVA_DB_PASSWORD}@10.0.0.3/nova\n"
+
+NOVA_SPEC = spec("nova")
 
 
 def step_names(jump: Jump) -> list[str]:
@@ -42,13 +47,13 @@ def step_names(jump: Jump) -> list[str]:
 def lines(jump: Jump, step: str) -> list[str]:
     c = ctx(jump, ("nova",))
     s = next(s for s in steps_for("nova", jump) if s.name == f"nova.{step}")
-    return s.command_lines(c)
+    return recording.command_lines(s, c)
 
 
 # ---------------------------------------------------------------------- plan level
 def test_liberty_mitaka_creates_nova_api_and_names_it_in_nova_conf() -> None:
     jump = Jump("liberty", "mitaka")
-    assert [d.label for d in new_db_specs("nova", jump)] == ["api"]
+    assert [d.label for d in new_db_specs(NOVA_SPEC, jump)] == ["api"]
     assert step_names(jump)[:9] == ["stop_target", "backup_target", "stop_source", "dump_source", "install_config",
                                     "import_db", "create_databases", "api_db_sync", "upgrade_schema"]
     assert lines(jump, "backup_target")[1].endswith("nova_api | encrypt > <vault>/nova-target-db-api.osuv"
@@ -70,7 +75,7 @@ def test_liberty_mitaka_creates_nova_api_and_names_it_in_nova_conf() -> None:
 
 def test_newton_ocata_creates_cell0_and_sets_up_cells_v2_in_order() -> None:
     jump = Jump("newton", "ocata")
-    assert [d.label for d in new_db_specs("nova", jump)] == ["cell0"]
+    assert [d.label for d in new_db_specs(NOVA_SPEC, jump)] == ["cell0"]
     names = step_names(jump)
     assert names[5:13] == ["import_db", "create_databases", "api_db_sync", "cell_setup", "upgrade_schema",
                            "discover_hosts", "stale_services", "status_check"]
@@ -91,7 +96,7 @@ def test_newton_ocata_creates_cell0_and_sets_up_cells_v2_in_order() -> None:
 @pytest.mark.parametrize(("src", "dst"), [("kilo", "liberty"), ("mitaka", "newton"), ("ocata", "pike"),
                                           ("2025.2", "2026.1")])
 def test_jumps_without_new_databases_create_none(src: str, dst: str) -> None:
-    assert new_db_specs("nova", Jump(src, dst)) == ()
+    assert new_db_specs(NOVA_SPEC, Jump(src, dst)) == ()
     assert not {"create_databases", "cell_setup", "discover_hosts"} & set(step_names(Jump(src, dst)))
 
 
@@ -101,7 +106,7 @@ def test_placement_is_required_when_the_jump_reaches_ocata() -> None:
     files = {"/etc/nova/nova.conf": NOVA_CONF.encode()}
     errors = preflight.config_errors(files.get, "/etc", "nova", Jump("newton", "ocata"))
     assert errors == [f"/etc/nova/nova.conf on the source has no [placement] section: "
-                      f"{releases.REQUIRED_SECTIONS['nova'][0][3]}"]
+                      f"{NOVA_SPEC.required_sections[0].why}"]
     assert "nova-placement-api" in errors[0]
     files["/etc/nova/nova.conf"] += b"[placement]\nauth_url = http://10.0.0.3:5000/v3\n"
     assert preflight.config_errors(files.get, "/etc", "nova", Jump("newton", "ocata")) == []
@@ -161,7 +166,7 @@ def make_ctx(lab: Lab, tmp: Path, jump: Jump) -> UpgradeContext:
 
 
 def run_step(c: UpgradeContext, step: Any) -> dict[str, Any]:
-    c.results[step.name] = step.run(c)
+    deps.publish(c.results, "nova", step, step.run(c))  # as the runner does: by name, and what it provides
     return c.results[step.name]
 
 
@@ -174,7 +179,7 @@ def create_step(jump: Jump) -> Any:
 
 
 def backup_step(jump: Jump) -> Any:
-    dbs, new = db_specs("nova", jump), new_db_specs("nova", jump)
+    dbs, new = db_specs(NOVA_SPEC, jump), new_db_specs(NOVA_SPEC, jump)
     return backup_target_step("nova", dbs[0].conns[0], (*dbs, *new))
 
 
@@ -250,10 +255,10 @@ def test_preflight_refuses_a_missing_source_database(db: Lab) -> None:
 
 def test_the_new_option_is_derived_from_the_rewritten_main_url() -> None:
     """install_config has pointed [database] connection at the target; [api_database] follows it."""
-    from services.common import new_db_config_edit
+    from services.steps.configs import new_db_config_edit
 
     jump = Jump("liberty", "mitaka")
-    edit = new_db_config_edit("nova", new_db_specs("nova", jump), db_specs("nova", jump))
+    edit = new_db_config_edit("nova", new_db_specs(NOVA_SPEC, jump), db_specs(NOVA_SPEC, jump))
     c = ctx(jump, ("nova",))
     data = b"[DEFAULT]\n# kept\n[database]\nconnection = mysql+pymysql://nova:s%40cret@10.0.0.4:3306/nova?charset=utf8\n"
     new, notes = edit.apply(c, "/etc/nova/nova.conf", data)

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from services import releases
+from services.infra import recording
+from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
 from services.registry import ORDER, steps_for, unsupported
-from services.runbook import Jump
-from services.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
+from services.releases import Jump
 
 GOLDEN = Path(__file__).with_name("golden") / "havana-icehouse.txt"
 
@@ -83,7 +84,7 @@ def ctx(jump: Jump, services: tuple[str, ...], units: dict[str, list[str]] | Non
 
 def commands(name: str, jump: Jump, c: PlanCtx, step: str) -> list[str]:
     s = next(s for s in steps_for(name, jump, c.services[name].options) if s.name == f"{name}.{step}")
-    return [line.split("   #")[0] for line in s.command_lines(c)]
+    return [line.split("   #")[0] for line in recording.command_lines(s, c)]
 
 
 # ---------------------------------------------------------------------- every service, every jump
@@ -100,7 +101,7 @@ def test_every_service_builds_for_every_jump_with_commands(src: str, dst: str) -
         assert len({s.name for s in steps}) == len(steps)
         for s in steps:
             assert s.name.startswith(f"{name}."), s.name
-            assert s.command_lines(c), f"{s.name} shows no command for {src} -> {dst}"
+            assert recording.command_lines(s, c), f"{s.name} shows no command for {src} -> {dst}"
 
 
 M = "/usr/bin"
@@ -162,7 +163,7 @@ def test_current_commands_follow_the_facts(src: str, dst: str) -> None:
 
 def test_renamed_options_follow_the_target_release() -> None:
     """sql_connection & co. and rabbit_* rewritten only where the target no longer reads them (§1.4)."""
-    from services.legacy_config import rewrite
+    from services.steps.legacy_config import rewrite
 
     havana = (b"[DEFAULT]\n# keep me\nsql_connection = mysql://nova:pw@10.0.0.3/nova\nrabbit_host = 10.0.0.3\n"
               b"rabbit_userid = nova\nrabbit_password = s3cret\nrpc_backend = nova.openstack.common.rpc.impl_kombu\n")
@@ -193,7 +194,7 @@ def render_plan(jump: Jump, c: PlanCtx, names: tuple[str, ...]) -> list[str]:
         out.append(f"== {name} ==")
         for s in steps_for(name, jump, c.services[name].options):
             out.append(f"{s.name} [{s.host}]")
-            out += [f"  {line}" for line in s.command_lines(c)]
+            out += [f"  {line}" for line in recording.command_lines(s, c)]
     return out
 
 

@@ -123,7 +123,7 @@ def test_revert_undoes_group_machines(journal):
 
 # ---------------------------------------------------------------------- services that overlap
 SERVICE_ORDER = ("keystone", "glance", "placement", "nova", "neutron", "cinder")
-#: the step names of the real services that ``services.registry.WAITS`` names, in their real order
+#: the step names of the real services whose declared cross-service requires make waits, in their real order
 SERVICE_STEPS = {"nova": ("stop_source", "upgrade_schema", "status_check", "start_target", "verify"),
                  "cinder": ("stop_source", "upgrade_schema", "rewrite_iscsi", "start_target", "verify")}
 
@@ -134,9 +134,9 @@ def _service_machine(name: str, seconds: float = 0.1) -> ServiceMachine:
 
 
 def _service_runner(journal: Journal, run_id: str, ctx: Ctx, pool: int = 2) -> Runner:
-    from services.registry import overlap_group
+    from services.registry import overlap_group, steps_for
 
-    group = overlap_group(SERVICE_ORDER, pool)
+    group = overlap_group({s: steps_for(s) for s in SERVICE_ORDER}, pool)
     assert group is not None
     return Runner(journal, run_id, [_service_machine(s) for s in SERVICE_ORDER], ctx, groups=[group])
 
@@ -152,9 +152,11 @@ def _at(journal: Journal, run_id: str, step: str, kind: str) -> float:
 
 def test_services_overlap_and_each_step_waits_only_for_what_it_needs(journal):
     """A service's machine does not wait for the whole of the services before it: only the steps
-    ``services.registry.WAITS`` names wait (every API's verify for keystone's, nova's status check
+    whose declared ``requires`` name another service wait (every API's verify for keystone's, nova's status check
     and start for placement's verify, cinder's iSCSI rewrite of nova's rows for nova's migration)."""
-    from services.registry import WAITS
+    from services.registry import steps_for, waits
+
+    WAITS = waits({s: steps_for(s) for s in SERVICE_ORDER})
 
     run_id = journal.create_run({}, "x", None, "a", "b", None)
     _service_runner(journal, run_id, Ctx()).forward()

@@ -19,11 +19,14 @@ import pytest
 from journal import vault
 from journal.redact import Redactor
 from journal.store import Journal
-from services import horizon, iscsi, releases
-from services.blockcopy import transfer_step
-from services.context import UpgradeContext
-from services.runbook import Jump, run_cmd
-from services.settings import DBEndpoint, ServiceControl, Side
+from services.catalog import horizon
+from services.infra import iscsi
+from services.infra.blockcopy import transfer_step
+from services.infra.context import UpgradeContext
+from services.infra.settings import DBEndpoint, ServiceControl, Side
+from services.registry import spec
+from services.releases import Jump
+from services.steps.commands import run_cmd
 from statemachine.step import StepError
 from tests.conftest import require
 from upgrade.hosts import LocalHost
@@ -49,7 +52,7 @@ def fake_manage(tmp: Path, codes: list[int]) -> Path:
     return prog
 
 
-ODM = releases.pick(releases.SCHEMA["nova"], "2026.1")[-1]
+ODM = spec("nova").schema_for("2026.1")[-1]
 
 
 def test_online_migrations_run_until_exit_0(tmp_path: Path) -> None:

@@ -33,8 +33,8 @@ import pytest
 from journal import vault
 from scripts.bench.vault import generate_blob_db, recreate_like, run_tool
 from scripts.lab.mariadb import MariaDB, free_port
-from services import mysql
-from services.settings import DBEndpoint
+from services.infra import mysql
+from services.infra.settings import DBEndpoint
 from tests.conftest import require
 from upgrade.hosts import LocalHost
 

@@ -12,12 +12,14 @@ from pathlib import Path
 from journal import private, vault
 from journal.redact import Redactor
 from journal.store import JOURNAL_FILE, Journal, JournalError
-from services import mysql, preflight, registry
-from services.context import UpgradeContext
-from services.host import Host
+from services import preflight, registry
+from services.infra import mysql
+from services.infra.context import UpgradeContext
+from services.infra.host import Host
+from services.infra.settings import Side
 from services.registry import AFTER_COMPUTES, overlap_group, steps_for
-from services.runbook import Jump
-from services.settings import Side
+from services.releases import Jump
+from statemachine.deps import cross_waits
 from statemachine.lock import LockHeld, RunLock
 from statemachine.machine import ServiceMachine
 from statemachine.runner import Runner
@@ -241,17 +243,26 @@ class Session:
     runner: Runner
 
 
+def service_machines(plan: Plan) -> dict[str, ServiceMachine]:
+    """The machine of every service of *plan*, in its order. Building them checks what their steps
+    require (``statemachine/deps.py``): a step list that cannot run is a programming error raised here,
+    before a run journals anything."""
+    jump = Jump(plan.from_release, plan.to_release)
+    machines = {name: ServiceMachine(name, steps_for(name, jump, plan.service_settings[name].options))
+                for name in plan.services}
+    cross_waits({n: m.steps for n, m in machines.items()})
+    return machines
+
+
 def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, observer=None,
                  progress: Callable[[int], None] | None = None) -> Runner:
     ctx = UpgradeContext(run_id=run_id, source=side(plan.source), target=side(plan.target), journal=journal,
                          key=key, redactor=journal.redactor, services=plan.service_settings,
                          from_release=plan.from_release, to_release=plan.to_release,
                          artifact_root=plan.artifact_dir, progress=progress)
-    jump = Jump(plan.from_release, plan.to_release)
-    machines = {name: ServiceMachine(name, steps_for(name, jump, plan.service_settings[name].options))
-                for name in plan.services}
+    machines = service_machines(plan)
     extra, groups = fleet.machines(plan)  # the IP switchover, then the compute hosts (in parallel)
-    overlap = overlap_group(plan.services, plan.service_pool)
+    overlap = overlap_group({n: m.steps for n, m in machines.items()}, plan.service_pool)
     if overlap is not None:
         groups = [overlap, *groups]
     # nova-unpin last: it drops the compute pin once the computes run the new release

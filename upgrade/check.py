@@ -19,12 +19,11 @@ from typing import Any
 from rich.filesize import decimal
 
 from journal import vault
-from services import charset as charset_mod
-from services import identity as ident
-from services import network as net
 from services import preflight, registry
-from services.releases import MANAGE_COMMAND, expected_major, jump_error, release_of
-from services.runbook import Jump
+from services.fleet import network as net
+from services.infra import charset as charset_mod
+from services.infra import identity as ident
+from services.releases import Jump, jump_error
 from statemachine.step import StepError
 from upgrade import app, claims, guards
 from upgrade import plan as plan_mod
@@ -254,9 +253,10 @@ def space(plan: Plan) -> Iterator[Result]:
 def releases(plan: Plan) -> Iterator[Result]:
     for name in plan.services:
         for spec, release, status in ((plan.target, plan.to_release, FAIL), (plan.source, plan.from_release, WARN)):
-            tool = MANAGE_COMMAND.get(name, f"{name}-manage")
+            svc = registry.spec(name)
+            tool = svc.manage_command
             label = f"{name} {spec.role}"
-            want = expected_major(name, release)
+            want = svc.expected_major(release)
             try:
                 version = preflight.manage_version(app.side(spec).host, spec.bin, name)
             except (StepError, OSError, ValueError) as exc:
@@ -269,7 +269,7 @@ def releases(plan: Plan) -> Iterator[Result]:
                 yield Result(label, WARN, f"{tool} is {version}; the release table does not know {name} {release}",
                              "check the version by hand")
             elif got != want:
-                seen = release_of(name, got) if got is not None else None
+                seen = svc.release_of(got) if got is not None else None
                 yield Result(label, status, f"{tool} in {spec.bin or 'PATH'} is {version}"
                              f"{f' ({seen})' if seen else ''}; the plan says {release} (major {want})",
                              f"install {name} {release} there, or fix {spec.role}.bin or upgrade."

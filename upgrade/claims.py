@@ -16,11 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from journal.store import Journal
-from services import claim as claim_mod
-from services import identity, mysql
-from services.claim import Claim, ClaimHeld
+from services.infra import claim as claim_mod
+from services.infra import identity, mysql
+from services.infra.claim import Claim, ClaimHeld
+from services.infra.settings import Side
 from services.registry import AFTER_COMPUTES
-from services.settings import Side
 from statemachine.step import StepError
 from upgrade import app, logs
 from upgrade.errors import BusyError, UserError

@@ -132,6 +132,7 @@ def run(plan_path: str, quiet: bool = False) -> int:
     guards.require_private_dir(app.vault_dir(plan), "vault directory")
     key = app.load_key(plan, plan.journal_dir, new_salt=not app.has_runs(plan.journal_dir))
     app.preflight_db(plan)
+    app.service_machines(plan)  # the steps' declared dependencies hold (a programming error otherwise)
     ids = claims.guard_identity(plan)  # the target is not the source under another name (exit 2)
     claims.refuse_if_claimed(plan, plan.journal_dir)  # no other run of this cloud (exit 3)
     journal = app.open_journal(plan.journal_dir, app.redactor_for(plan), create=True)

@@ -22,10 +22,10 @@ import pymysql
 from rich.filesize import decimal
 
 from journal.store import JOURNAL_FILE
-from services import mysql
+from services.infra import mysql
+from services.infra.settings import DBEndpoint
 from services.registry import databases, steps_for_plan
-from services.runbook import Jump
-from services.settings import DBEndpoint
+from services.releases import Jump
 from statemachine.step import StepError
 from upgrade import app, guards, window
 from upgrade.errors import UserError
@@ -167,7 +167,7 @@ class Estimate:
 
 def windowed(plan: Plan) -> list[str]:
     """The plan's services that have a maintenance window (a stop on the old controller)."""
-    return [n for n in plan.services if any(window.opens_window(s.name) for s in steps_for_plan(plan, n))]
+    return [n for n in plan.services if any(s.window == "opens" for s in steps_for_plan(plan, n))]
 
 
 def estimate(plan: Plan) -> Estimate:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from services import compute, network
+from services.fleet import compute, network
 from statemachine.machine import ServiceMachine
 from statemachine.runner import ParallelGroup
 from statemachine.step import StepError

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from plumbum import local
 from plumbum.commands.processes import CommandNotFound
 
-from services.host import Completed, command_text
+from services.infra.host import Completed, command_text
 from statemachine.step import StepError
 from upgrade import planvalues
 

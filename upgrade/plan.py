@@ -19,10 +19,9 @@ from typing import Any
 
 from journal.redact import MASK, is_secret_key
 from services import options as service_options
-from services.registry import ORDER, SERVICES, unsupported
-from services.releases import jump_error
-from services.runbook import Jump
-from services.settings import DBEndpoint, ServiceControl, ServiceSettings
+from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings
+from services.registry import OPTIONS, ORDER, SERVICES, unsupported
+from services.releases import Jump, jump_error
 from upgrade import planhosts, planvalues
 from upgrade.errors import UserError
 from upgrade.hosts import HostSpec, hide_from_children
@@ -70,7 +69,7 @@ class Plan:
     network: planhosts.NetworkPlan | None = None
     computes: tuple[planhosts.ComputePlan, ...] = ()
     compute_pool: int = 10
-    #: services upgraded side by side (1: the runbook's strict sequence), see services.registry.AFTER
+    #: services upgraded side by side (1: the runbook's strict sequence), see ServiceSpec.after
     service_pool: int = 2
 
     @property
@@ -182,7 +181,7 @@ def _side(r: _Reader, role: str) -> SideSpec:
 def _service(r: _Reader, name: str) -> ServiceSettings:
     s = r.sub("services", required=False).sub(name, required=False)
     s.unknown({"unit", "db_name", "owner", "verify_url", "grant_hosts", "db_user", "db_password", "db_password_env"}
-              | service_options.names(name))
+              | service_options.names(OPTIONS[name]))
     hosts = s.get("grant_hosts", list, ["%", "localhost"])
     if not hosts or not all(isinstance(h, str) and h for h in hosts):
         raise s.err("grant_hosts", "must be a non-empty list of MySQL host patterns, e.g. [\"%\", \"localhost\"]")
@@ -190,7 +189,7 @@ def _service(r: _Reader, name: str) -> ServiceSettings:
         if (why := planvalues.grant_host(h)) is not None:
             raise s.err("grant_hosts", f"holds {h!r}; expected {why}")
     owner = s.checked("owner", f"{name}:{name}", planvalues.owner)
-    options = service_options.read(name, s.get)
+    options = service_options.read(OPTIONS[name], s.get)
     _names_in_options(s, options)
     return ServiceSettings(name=name, unit=s.checked("unit", f"openstack-{name}", planvalues.unit),
                            db_name=s.checked("db_name", name, planvalues.db_name), owner=owner,

@@ -33,9 +33,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from services.compute import ComputeSettings
-from services.network import AddressMove, NetworkSettings
-from services.settings import ServiceControl
+from services.fleet.compute import ComputeSettings
+from services.fleet.network import AddressMove, NetworkSettings
+from services.infra.settings import ServiceControl
 from upgrade import planvalues
 from upgrade.hosts import HostSpec, HostSpecError
 

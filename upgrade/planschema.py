@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services import options as service_options
+from services import registry
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def service_keys(service: str) -> tuple[Key, ...]:
     """The keys of a ``[services.<service>]`` table: the common ones, then its own (services/options.py)."""
     own = tuple(Key(o.name, _TYPES.get(o.type, "value") if isinstance(o.type, type) else "value",
                     f"{o.default!r}".replace("'", '"') if o.default not in (None, "", [], ()) else "(none)", o.doc)
-                for o in service_options.OPTIONS.get(service, ()))
+                for o in registry.OPTIONS.get(service, ()))
     return table("services.<name>").keys + own
 
 
@@ -196,7 +196,7 @@ def reference_markdown() -> str:
 def _service_options() -> list[str]:
     """Per service, the keys only it takes (from services/options.py)."""
     out = []
-    for service, opts in service_options.OPTIONS.items():
+    for service, opts in registry.OPTIONS.items():
         if not opts:
             continue
         out += [f"##### `[services.{service}]` also takes", "", "| key | type | default | meaning |",

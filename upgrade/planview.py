@@ -13,8 +13,9 @@ from typing import Any, TextIO
 
 from rich.filesize import decimal
 
+from services.infra import recording
+from services.infra.settings import ServiceSettings, Side
 from services.registry import steps_for_plan
-from services.settings import ServiceSettings, Side
 from statemachine import diagram
 from statemachine.machine import ServiceMachine
 from upgrade import app, estimate, tables, window
@@ -66,7 +67,7 @@ def steps(plan: Plan) -> list[dict[str, Any]]:
                          "host": f"{step.host} ({spec.host})" if spec else step.host,
                          "phase": "before" if step.prepare else "after" if step.finish else "",
                          "describe": red.text(step.describe),
-                         "commands": [red.text(c) for c in step.command_lines(ctx)]})
+                         "commands": [red.text(c) for c in recording.command_lines(step, ctx)]})
     return rows
 
 

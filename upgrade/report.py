@@ -21,7 +21,7 @@ from upgrade import window
 
 #: the colours of the timeline, in the runbook's order: what the step does to the cloud
 KINDS = ("prepare", "stop", "dump", "import", "schema", "status", "start", "verify", "finish", "other")
-#: steps named for what they do, beyond the window's breakdown (``window.KIND_OF_STEP``: dump, import,
+#: steps named for what they do, beyond the window's breakdown (``window.PHASE_OF_KIND``: dump, import,
 #: schema), which counts status checks with verifications and stops and starts as ``other``
 ACTION_KIND = {"stop_source": "stop", "stop_target": "stop", "status_check": "status", "start_target": "start",
                "restart": "start", "restart_web": "start", "verify": "verify", "check": "verify"}
@@ -253,7 +253,7 @@ def service_facts(name: str, events: list[dict[str, Any]], win: dict[str, Any] |
             continue
         if e["kind"] == "done":
             done[e["step"]] = e["result"] or {}
-        elif e["kind"] == "undone" and e["step"].endswith(f".{window.OPENS}"):
+        elif e["kind"] == "undone" and window.opens_window(e["step"]):
             sf.reverted = True
     for step, res in done.items():
         sf.revisions += _revisions(step, res, name)

@@ -1,7 +1,8 @@
 """The maintenance window of a run, measured from the journal's events alone (issue #8).
 
 A service is down from the moment the tool stops its first API unit on the old controller (the
-``intent`` of ``<service>.stop_source``) until its verification on the new one is ``done``; the
+``intent`` of the step declared ``window="opens"``, ``<service>.stop_source``) until its verification
+on the new one (declared ``window="closes"``) is ``done``; the
 run's window spans the first such stop to the last verification. Only events are read — no clock,
 no database — so the same function serves `upgrade status` (the actual window) and `upgrade plan`
 (which learns the fixed per-service cost from the previous run). "Now" for an open window is the
@@ -17,25 +18,26 @@ left, and a span it would make negative counts as zero.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from journal.store import clock
+from services import registry
+from statemachine.step import Step
 
-#: the step (by its name after ``<service>.``) whose intent opens a service's window ...
-OPENS = "stop_source"
-#: ... and the one whose done closes it
-CLOSES = "verify"
-
-#: what each step counts as in the breakdown; every other step of the window counts as ``other``
-KIND_OF_STEP = {
-    "dump_source": "dump",
-    "import_db": "import",
-    "upgrade_schema": "schema", "api_db_sync": "schema", "previous_online_migrations": "schema",
-    "verify": "verify", "status_check": "verify",
-}
+#: what a step of each declared kind (``Step.kind``) counts as in the breakdown; every other step of the
+#: window counts as ``other``
+PHASE_OF_KIND = {"dump": "dump", "import": "import", "schema": "schema", "verify": "verify", "status": "verify"}
 KINDS = ("dump", "import", "schema", "verify", "other")
+
+#: what the window knows of a step by its journal name: its declared ``kind`` and ``window``
+Steps = Mapping[str, Step]
+
+
+def catalog() -> Steps:
+    """Every step the catalog's services build, by name (the steps a journal's events name)."""
+    return registry.every_step()
 
 RESUMED_NOTE = ("the run was resumed: the window counts the wall time of the whole outage, including "
                 "the time the tool was not running (the service stayed down)")
@@ -79,13 +81,23 @@ def _instant(when: Any) -> Any:
     return Instant(float(when)) if isinstance(when, (int, float)) else when
 
 
-def step_kind(step: str) -> str:
-    """``keystone.import_db`` -> ``import``."""
-    return KIND_OF_STEP.get(step.split(".", 1)[-1], "other")
+def step_kind(step: str, steps: Steps | None = None) -> str:
+    """``keystone.import_db`` -> ``import``: the phase of the step's declared kind (``other`` for a step
+    the catalog does not build, such as a compute host's)."""
+    found = (catalog() if steps is None else steps).get(step)
+    return PHASE_OF_KIND.get(found.kind, "other") if found is not None else "other"
 
 
-def opens_window(step: str) -> bool:
-    return step.split(".", 1)[-1] == OPENS
+def opens_window(step: str, steps: Steps | None = None) -> bool:
+    """Whether the step is declared to open its service's window (``Step.window``)."""
+    found = (catalog() if steps is None else steps).get(step)
+    return found is not None and found.window == "opens"
+
+
+def closes_window(step: str, steps: Steps | None = None) -> bool:
+    """Whether the step is declared to close its service's window."""
+    found = (catalog() if steps is None else steps).get(step)
+    return found is not None and found.window == "closes"
 
 
 @dataclass
@@ -160,13 +172,15 @@ class RunWindow:
         return next((w for w in self.services if w.service == name), None)
 
 
-def measure(events: Iterable[EventLike]) -> RunWindow:
-    """Every service window of one run's events (in journal order).
+def measure(events: Iterable[EventLike], steps: Steps | None = None) -> RunWindow:
+    """Every service window of one run's events (in journal order); *steps* says what each named step
+    declares (default: every step of the catalog).
 
     A step's time is counted from each of its intents to the done or failed that ends it; an
     attempt killed with the tool has no end and is not counted (its time shows as idle). A new
     intent on a machine whose last attempt did not finish is a retry: the run was resumed.
     """
+    steps = catalog() if steps is None else steps
     windows: dict[str, Window] = {}
     began: dict[str, tuple[str, Any]] = {}        # machine -> (step, intent event) of the attempt in flight
     unfinished: dict[str, str] = {}               # machine -> step whose last attempt failed or was cut
@@ -175,7 +189,7 @@ def measure(events: Iterable[EventLike]) -> RunWindow:
             continue
         m, w = e.machine, windows.get(e.machine)
         if e.kind == "intent":
-            if w is None and opens_window(e.step):
+            if w is None and opens_window(e.step, steps):
                 w = windows[m] = Window(m, e.ts, opened=e)
             if m in unfinished or m in began:
                 if w is not None and w.open:
@@ -185,12 +199,12 @@ def measure(events: Iterable[EventLike]) -> RunWindow:
         elif e.kind in ("done", "failed"):
             step, intent = began.pop(m, (e.step, e))
             if w is not None and w.open and step == e.step:
-                w.phases[step_kind(step)] += elapsed(intent, e)
+                w.phases[step_kind(step, steps)] += elapsed(intent, e)
             if e.kind == "failed":
                 unfinished[m] = e.step
-            elif w is not None and w.open and e.step.split(".", 1)[-1] == CLOSES:
+            elif w is not None and w.open and closes_window(e.step, steps):
                 w.end, w.closed, w.closed_by = e.ts, e, "verified"
-        elif e.kind == "undone" and w is not None and w.open and opens_window(e.step):
+        elif e.kind == "undone" and w is not None and w.open and opens_window(e.step, steps):
             w.end, w.closed, w.closed_by = e.ts, e, "reverted"   # the old controller serves again
     return RunWindow(list(windows.values()))
 

@@ -37,8 +37,8 @@ def measure(lab_dir: Path, n: int, pool: int) -> dict:
 
     from journal.store import Journal
     from journal.vault import Key
-    from services import compute
-    from services.settings import ServiceControl
+    from services.fleet import compute
+    from services.infra.settings import ServiceControl
     from statemachine.runner import ParallelGroup, Runner
     from upgrade.hosts import HostSpec, connect
 

@@ -30,9 +30,10 @@ from typing import Any
 
 from scripts.lab.openstack import NEW_HOST, NEW_PORTAL, OLD_HOST, OLD_PORTAL
 from services import releases
-from services.keystone_extra import STATUS_WORKAROUND
-from services.registry import ORDER
-from services.runbook import split_online
+from services.catalog import nova
+from services.catalog.keystone.extra import STATUS_WORKAROUND
+from services.registry import ORDER, spec
+from services.steps.commands import split_online
 
 REPO = Path(__file__).resolve().parents[2]
 #: databases of each service, and the config key whose URL names the DB user
@@ -131,10 +132,10 @@ def schema(lab: Lab, service: str) -> list[str]:
     """The target release's schema commands of ``service`` (nova: api_db first, then the cells)."""
     etc = lab.new / "etc"
     out: list[str] = []
-    prev = releases.pick(releases.PREVIOUS_ONLINE_MIGRATIONS.get(service, ()), lab.source)
+    prev = spec(service).previous_online_migrations_for(lab.source)
     for cmd in _cmds(prev):
         out.append(_run(cmd, lab.old_bin, etc))
-    cmds, _online = split_online(_cmds(releases.pick(releases.SCHEMA[service], lab.target)))
+    cmds, _online = split_online(_cmds(spec(service).schema_for(lab.target)))
     if service == "nova":
         first = [c for c in cmds if "api_db" in c.args]
         out += [_run(c, lab.new_bin, etc) for c in first] + nova_cells(lab)
@@ -144,14 +145,14 @@ def schema(lab: Lab, service: str) -> list[str]:
 
 def online(lab: Lab, service: str) -> list[str]:
     """The target release's online data migrations, run once the service is up."""
-    _cmds_before, after = split_online(_cmds(releases.pick(releases.SCHEMA[service], lab.target)))
+    _cmds_before, after = split_online(_cmds(spec(service).schema_for(lab.target)))
     return [_run(c, lab.new_bin, lab.new / "etc") for c in after]
 
 
 def status(lab: Lab, service: str) -> list[str]:
     """``<service>-status upgrade check``: 0 or 1 (warning) goes on; 2 only with the checks the lab's
     plan accepts by name (nova's Placement API: no placement API in the lab)."""
-    cmd = releases.pick(releases.STATUS[service], lab.target)
+    cmd = spec(service).status_for(lab.target)
     if cmd is None:
         return []
     line = _fmt(cmd, lab.new_bin, lab.new / "etc")
@@ -208,7 +209,7 @@ def config(lab: Lab, service: str) -> list[str]:
              f"find {new} -type f \\( -name '*.conf' -o -name '*.ini' \\) -exec sed -i "
              + " ".join(f"-e {shlex.quote(s)}" for s in seds) + " {} +"]
     if service == "nova":
-        pin = releases.compute_pin(lab.source)
+        pin = nova.compute_pin(lab.source)
         lines.append(f"printf '\\n[upgrade_levels]\\ncompute = {pin}\\n' >> {new / 'nova.conf'}")
     return lines
 

@@ -158,8 +158,8 @@ def _worker() -> None:
     import resource
 
     from journal import vault
-    from services import mysql
-    from services.settings import DBEndpoint
+    from services.infra import mysql
+    from services.infra.settings import DBEndpoint
     from upgrade.hosts import LocalHost
 
     spec = json.loads(sys.stdin.read())
@@ -205,7 +205,7 @@ def _client_file(directory: Path, server: MariaDB) -> Path:
 
 def raw_pipe(work: Path, source: MariaDB, target: MariaDB, db: str) -> float:
     """Seconds of ``mariadb-dump | mariadb`` with the tool's dump options: the baseline to beat."""
-    from services.mysql import DUMP_OPTIONS
+    from services.infra.mysql import DUMP_OPTIONS
 
     src_cnf = _client_file(work, source)
     dst_cnf = _client_file(work, target)

@@ -1,0 +1,2 @@
+"""The machines beside the catalog's services: the compute hosts restarted against the new control plane,
+and the switchover of the controller's addresses."""

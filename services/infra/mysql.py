@@ -1,0 +1,505 @@
+"""MySQL/MariaDB operations of an upgrade: credentials on a pipe, streaming dump and import through
+the vault, users and grants, and table checksums.
+
+Passwords reach ``mysqldump``/``mysql`` through a pipe on fd 3 of the host that runs them (never a file,
+never argv; DESIGN.md §6). Queries from the tool itself go through PyMySQL.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import uuid as uuid_mod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from journal import vault
+from services.infra.host import Host, command_text, wait_pipe
+from services.infra.settings import DBEndpoint
+from statemachine.step import StepError
+
+DUMP_OPTIONS = ("--single-transaction", "--routines", "--triggers", "--events", "--hex-blob",
+                "--add-drop-table", "--skip-comments")
+
+
+class DBConnectError(StepError):
+    """The tool cannot reach or log in to a database server."""
+
+
+def connect(ep: DBEndpoint, db: str | None = None) -> pymysql.connections.Connection:
+    try:
+        return pymysql.connect(host=ep.address, port=ep.port, user=ep.admin_user, password=ep.admin_password,
+                               database=db, autocommit=True, connect_timeout=10, read_timeout=600,
+                               write_timeout=600, charset="utf8mb4")
+    except pymysql.err.OperationalError as exc:
+        code = exc.args[0] if exc.args else None
+        if code == 1045:
+            fix = f"check the admin user and password for {ep.address}:{ep.port} in the plan"
+        elif code == 1049:
+            fix = f"database {db!r} does not exist on {ep.address}:{ep.port}"
+        else:
+            fix = f"check that the DB server at {ep.address}:{ep.port} runs and is reachable from this host"
+        raise DBConnectError(f"cannot connect to the database at {ep.address}:{ep.port} as "
+                             f"{ep.admin_user!r}: {exc.args[-1] if exc.args else exc} — {fix}",
+                             host=f"{ep.address}:{ep.port}") from None
+
+
+def query(ep: DBEndpoint, sql: str, args: Any = None, db: str | None = None) -> list[tuple]:
+    conn = connect(ep, db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def execute_many(ep: DBEndpoint, statements: list[str], db: str | None = None) -> None:
+    conn = connect(ep, db)
+    try:
+        with conn.cursor() as cur:
+            for stmt in statements:
+                cur.execute(stmt)
+    finally:
+        conn.close()
+
+
+def quote_ident(name: str) -> str:
+    if not name or "`" in name or "\x00" in name:
+        raise ValueError(f"invalid identifier {name!r}")
+    return f"`{name}`"
+
+
+def db_exists(ep: DBEndpoint, db: str) -> bool:
+    return bool(query(ep, "SELECT 1 FROM information_schema.schemata WHERE schema_name=%s", (db,)))
+
+
+def db_charset(ep: DBEndpoint, db: str) -> tuple[str, str]:
+    conn = connect(ep)
+    try:
+        with conn.cursor() as cur:
+            return _charset(cur, ep, db)
+    finally:
+        conn.close()
+
+
+def _charset(cur: Any, ep: DBEndpoint, db: str) -> tuple[str, str]:
+    """The database's default charset and collation, through an open cursor."""
+    cur.execute("SELECT default_character_set_name, default_collation_name FROM "
+                "information_schema.schemata WHERE schema_name=%s", (db,))
+    row = cur.fetchone()
+    if not row:
+        raise StepError(f"database {db!r} does not exist on {ep.address}:{ep.port}", host=ep.address)
+    return row[0], row[1]
+
+
+#: tables per checksum statement (one UNION ALL of counts, one CHECKSUM TABLE list)
+CHECKSUM_BATCH = 100
+
+
+def checksums(ep: DBEndpoint, db: str) -> dict[str, list[int | None]]:
+    """Per table: [row count, CHECKSUM TABLE]. Compared after import to prove nothing was lost."""
+    conn = connect(ep, db)
+    try:
+        with conn.cursor() as cur:
+            return _checksums(cur, db)
+    finally:
+        conn.close()
+
+
+def _checksums(cur: Any, db: str) -> dict[str, list[int | None]]:
+    cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema=%s "
+                "AND table_type='BASE TABLE' ORDER BY table_name", (db,))
+    tables = [r[0] for r in cur.fetchall()]
+    out: dict[str, list[int | None]] = {}
+    # a few statements for all the tables, not two per table: a schema of 200 tables costs
+    # a handful of round trips (the work per row stays the server's)
+    for i in range(0, len(tables), CHECKSUM_BATCH):
+        batch = tables[i:i + CHECKSUM_BATCH]
+        cur.execute(" UNION ALL ".join(f"SELECT {n}, COUNT(*) FROM {quote_ident(t)}" for n, t in enumerate(batch)))
+        counts = dict(cur.fetchall())
+        cur.execute("CHECKSUM TABLE " + ", ".join(quote_ident(t) for t in batch))
+        sums = [r[1] for r in cur.fetchall()]
+        if len(sums) != len(batch) or len(counts) != len(batch):
+            raise RuntimeError(f"{db}: the server answered for {len(sums)} of {len(batch)} tables")
+        for n, t in enumerate(batch):
+            out[t] = [counts[n], sums[n]]
+    return out
+
+
+@dataclass(frozen=True)
+class DBFacts:
+    """What the dump step records of a source database, read through one connection (each new
+    connection costs a TLS context set-up in PyMySQL): its charset and collation, per table its
+    row count and checksum, and its collation (the charset audit)."""
+
+    charset: str
+    collation: str
+    checksums: dict[str, list[int | None]]
+    collations: dict[str, str]
+
+
+def db_facts(ep: DBEndpoint, db: str) -> DBFacts:
+    conn = connect(ep, db)
+    try:
+        with conn.cursor() as cur:
+            charset, collation = _charset(cur, ep, db)
+            sums = _checksums(cur, db)
+            cur.execute("SELECT table_name, table_collation FROM information_schema.tables WHERE "
+                        "table_schema=%s AND table_type='BASE TABLE' ORDER BY table_name", (db,))
+            collations = {r[0]: r[1] or "" for r in cur.fetchall()}
+    finally:
+        conn.close()
+    return DBFacts(charset, collation, sums, collations)
+
+
+def recreate_db(ep: DBEndpoint, db: str, charset: str, collation: str) -> None:
+    execute_many(ep, [f"DROP DATABASE IF EXISTS {quote_ident(db)}",
+                      f"CREATE DATABASE {quote_ident(db)} CHARACTER SET {charset} COLLATE {collation}"])
+
+
+def drop_db(ep: DBEndpoint, db: str) -> None:
+    execute_many(ep, [f"DROP DATABASE IF EXISTS {quote_ident(db)}"])
+
+
+# ---------------------------------------------------------------------- what a server is
+@dataclass(frozen=True)
+class ServerIdentity:
+    """A DB server as it names itself, whatever address reached it (DESIGN.md §9.1).
+
+    ``server_uuid`` is MySQL's (MariaDB has none: hostname + datadir + port stand for it);
+    ``cluster_uuid`` is the Galera cluster's when wsrep is on: every node of one cluster holds the
+    same data, so two nodes of one cluster are one server for the upgrade.
+    """
+
+    server_uuid: str
+    hostname: str
+    datadir: str
+    port: int
+    cluster_uuid: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"uuid {self.server_uuid}" if self.server_uuid else \
+            f"hostname {self.hostname}, datadir {self.datadir}, port {self.port}"
+
+    def describe(self) -> str:
+        return self.key + (f", Galera cluster {self.cluster_uuid}" if self.cluster_uuid else "")
+
+    def same_as(self, other: ServerIdentity) -> str | None:
+        """Why *other* holds the same data as this server (its description), or None."""
+        if self.cluster_uuid and self.cluster_uuid == other.cluster_uuid:
+            return f"Galera cluster {self.cluster_uuid}"
+        return self.key if self.key == other.key else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"server_uuid": self.server_uuid, "hostname": self.hostname, "datadir": self.datadir,
+                "port": self.port, "cluster_uuid": self.cluster_uuid}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ServerIdentity:
+        return cls(str(d.get("server_uuid") or ""), str(d.get("hostname") or ""), str(d.get("datadir") or ""),
+                   int(d.get("port") or 0), str(d.get("cluster_uuid") or ""))
+
+
+_NO_UUID = ("", "00000000-0000-0000-0000-000000000000")
+
+
+def server_identity(ep: DBEndpoint) -> ServerIdentity:
+    """``@@server_uuid`` (MySQL), ``@@hostname``, ``@@datadir``, ``@@port`` and, with wsrep on, the Galera
+    cluster's state UUID: the same statements work on MariaDB and MySQL (absent names are just absent)."""
+    conn = connect(ep)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+                        "('server_uuid', 'hostname', 'datadir', 'port', 'wsrep_on')")
+            var = {str(k).lower(): str(v) for k, v in cur.fetchall()}
+            cluster = ""
+            if var.get("wsrep_on", "").upper() == "ON":
+                cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                            "('wsrep_cluster_state_uuid', 'wsrep_local_state_uuid')")
+                status = {str(k).lower(): str(v) for k, v in cur.fetchall()}
+                cluster = next((status[k] for k in ("wsrep_cluster_state_uuid", "wsrep_local_state_uuid")
+                                if status.get(k, "") not in _NO_UUID), "")
+    finally:
+        conn.close()
+    uuid = var.get("server_uuid", "")
+    return ServerIdentity(server_uuid="" if uuid in _NO_UUID else uuid, hostname=var.get("hostname", ""),
+                          datadir=var.get("datadir", "").rstrip("/"), port=int(var.get("port") or 0),
+                          cluster_uuid=cluster)
+
+
+def shares_locks(a: DBEndpoint, b: DBEndpoint) -> bool:
+    """Whether *a* and *b* reach one running server: a named lock taken through *a* is seen through *b*.
+
+    Named locks live in the server's memory only (no table, no binlog, gone with the session), so the
+    probe changes nothing; it proves sameness even where the server's own names are unreliable (a
+    cloned VM with the same hostname keeps a different process).
+    """
+    name = f"openstack-upgrade-probe-{uuid_mod.uuid4().hex}"
+    first = connect(a)
+    try:
+        with first.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0)", (name,))
+            if (cur.fetchone() or (0,))[0] != 1:
+                return False
+            try:
+                return query(b, "SELECT IS_USED_LOCK(%s)", (name,))[0][0] is not None
+            finally:
+                cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
+    finally:
+        first.close()
+
+
+# ---------------------------------------------------------------------- users and grants
+def user_statements(ep: DBEndpoint, user: str, hosts: tuple[str, ...]) -> list[str]:
+    """SHOW CREATE USER + SHOW GRANTS for every existing user@host: replaying them restores the users."""
+    out: list[str] = []
+    for h in hosts:
+        if not query(ep, "SELECT 1 FROM mysql.user WHERE user=%s AND host=%s", (user, h)):
+            continue
+        out += [r[0] for r in query(ep, "SHOW CREATE USER %s@%s", (user, h))]
+        out += [r[0] for r in query(ep, "SHOW GRANTS FOR %s@%s", (user, h))]
+    return out
+
+
+def restore_users(ep: DBEndpoint, user: str, hosts: tuple[str, ...], statements: list[str]) -> None:
+    conn = connect(ep)
+    try:
+        with conn.cursor() as cur:
+            for h in hosts:
+                cur.execute("DROP USER IF EXISTS %s@%s", (user, h))
+            for stmt in statements:
+                cur.execute(stmt)
+    finally:
+        conn.close()
+
+
+def grant_service_user(ep: DBEndpoint, db: str, user: str, password: str, hosts: tuple[str, ...]) -> None:
+    """Dumps of one database carry no users: (re)create the service user and its grants."""
+    conn = connect(ep)
+    try:
+        with conn.cursor() as cur:
+            for h in hosts:
+                cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, h, password))
+                cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, h, password))
+                cur.execute(f"GRANT ALL PRIVILEGES ON {quote_ident(db)}.* TO %s@%s", (user, h))
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------- client programs on a host
+def _cnf_value(v: str) -> str:
+    """Option files read ``#`` as a comment and ``\\`` as an escape: quote and escape every value."""
+    if "\n" in v or "\r" in v:
+        raise StepError("a DB user or password with a line break cannot be passed in an option file — change it")
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+#: Where the client programs read their credentials: a pipe, never a file on disk.
+CREDENTIALS_FD = "/dev/fd/3"
+
+#: Reads the ``[client]`` options from stdin up to a NUL byte into fd 3 (a bash here-string, which is
+#: a pipe for anything this small), then execs the client. The password is in no argv and in no file,
+#: so a SIGKILL at any moment leaves nothing behind, locally and over SSH alike; the rest of stdin
+#: (the dump, for an import) goes to the client untouched because ``read`` consumes byte by byte.
+_WITH_CREDENTIALS = 'IFS= read -r -d "" cnf; exec 3<<<"$cnf"; unset cnf; exec "$@"'
+
+
+def credentials(ep: DBEndpoint) -> bytes:
+    """The ``[client]`` option text for *ep*, NUL-terminated, to be written first to the client's stdin."""
+    body = (f"[client]\nuser={_cnf_value(ep.admin_user)}\npassword={_cnf_value(ep.admin_password)}\n"
+            f"host={ep.address}\nport={ep.port}\nprotocol=TCP\n")
+    return body.encode() + b"\0"
+
+
+def with_credentials(argv: list[str]) -> list[str]:
+    """Wrap a client command so that it reads its credentials from stdin (see ``_WITH_CREDENTIALS``)."""
+    return ["bash", "-c", _WITH_CREDENTIALS, "osu-db-client", *argv]
+
+
+class _Drain(threading.Thread):
+    """Collects a child's stderr so a chatty process never blocks on a full pipe."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.chunks: list[bytes] = []
+
+    def run(self) -> None:
+        for line in iter(self.stream.readline, b""):
+            if sum(len(c) for c in self.chunks) < 65536:
+                self.chunks.append(line)
+
+    @property
+    def text(self) -> str:
+        self.join(timeout=5)
+        return b"".join(self.chunks).decode(errors="replace")
+
+
+class _Tap:
+    """A reader that calls *hook* once after the first chunk has gone through (for fail points)."""
+
+    def __init__(self, src: Any, hook: Callable[[], None]) -> None:
+        self.src = src
+        self.hook = hook
+        self.fired = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read(n)
+        if data and not self.fired:
+            self.fired = True
+            self.hook()
+        return data
+
+
+class _Counted:
+    """A reader or writer that reports the bytes passing through (live progress); it buffers nothing."""
+
+    def __init__(self, stream: Any, progress: Callable[[int], None] | None) -> None:
+        self.stream = stream
+        self.progress = progress or (lambda _n: None)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        if data:
+            self.progress(len(data))
+        return data
+
+    def write(self, data: bytes) -> int:
+        n = self.stream.write(data)
+        self.progress(len(data) if n is None else n)
+        return n
+
+    def flush(self) -> None:
+        if hasattr(self.stream, "flush"):
+            self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def dump_argv(mysqldump: str, db: str) -> list[str]:
+    """The dump command; its credentials arrive on CREDENTIALS_FD."""
+    return [mysqldump, f"--defaults-extra-file={CREDENTIALS_FD}", *DUMP_OPTIONS, db]
+
+
+def import_argv(mysql: str, db: str) -> list[str]:
+    """The import command; credentials on CREDENTIALS_FD, the decrypted dump on stdin."""
+    return [mysql, f"--defaults-extra-file={CREDENTIALS_FD}", db]
+
+
+def _start_client(host: Host, ep: DBEndpoint, argv: list[str], stdout: Any) -> tuple[Any, _Drain]:
+    """Start a DB client on *host* with its stderr drained and its credentials already on stdin."""
+    proc = host.popen(with_credentials(argv), stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE)
+    drain = _Drain(proc.stderr)
+    drain.start()
+    try:
+        proc.stdin.write(credentials(ep))
+    except BrokenPipeError:
+        pass  # the client died at once: its exit code and stderr tell why (wait_pipe)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, drain
+
+
+def dump_to_vault(host: Host, ep: DBEndpoint, mysqldump: str, db: str, dest: str, key: vault.Key,
+                  inside: Callable[[], None] = lambda: None,
+                  progress: Callable[[int], None] | None = None) -> vault.StreamStats:
+    """Stream ``mysqldump db`` on *host* into an encrypted artifact at *dest* (on the tool's host)."""
+    argv = dump_argv(mysqldump, db)
+    proc, drain = _start_client(host, ep, argv, subprocess.PIPE)
+    try:
+        proc.stdin.close()
+        stats = vault.encrypt_stream(_Counted(_Tap(proc.stdout, inside), progress), dest, key)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    try:
+        wait_pipe(proc, host, argv, f"dump of database {db}", drain.text)
+    except BaseException:
+        Path(dest).unlink(missing_ok=True)  # a truncated dump must never sit under the final name
+        raise
+    return stats
+
+
+#: Exactly what mariadb-dump writes as its first line (note the space after the comment).
+SANDBOX_LINE = b"/*M!999999\\- enable the sandbox mode */ "
+_SANDBOX_PROBE = len(SANDBOX_LINE) + 16
+
+
+class SandboxStrip:
+    """A writer that drops MariaDB's sandbox-mode first line (mariadb-dump >= 10.5.25/10.6.18/10.11.8).
+
+    MySQL and older MariaDB clients fail on it (``Unknown command '\\-'``). It is only ever the
+    very first line, so only the first bytes are examined; everything else passes untouched.
+    """
+
+    def __init__(self, dst: Any) -> None:
+        self.dst = dst
+        self.head = b""
+        self.decided = False
+
+    def write(self, data: bytes) -> int:
+        if self.decided:
+            return self.dst.write(data)
+        self.head += data
+        if b"\n" not in self.head and len(self.head) < _SANDBOX_PROBE:
+            return len(data)
+        self.decided = True
+        first, sep, rest = self.head.partition(b"\n")
+        out = rest if sep and first.rstrip(b" \t\r") == SANDBOX_LINE.rstrip() else first + sep + rest
+        self.head = b""
+        if out:
+            self.dst.write(out)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.decided and self.head:
+            self.dst.write(self.head)
+        self.dst.close()
+
+
+def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str, key: vault.Key,
+                      expected_bytes: int | None, expected_sha256: str | None,
+                      progress: Callable[[int], None] | None = None,
+                      verified: bool = False) -> vault.StreamStats:
+    """Verify the artifact completely, then stream it decrypted into ``mysql db`` on *host*.
+
+    The full verification first means a corrupt or truncated artifact is refused before the
+    target database is touched at all. ``verified``: the caller verified it already, before it
+    touched the target (one full decryption less); the import pass still checks size and hash.
+    The result's ``seconds`` is the vault's own time of both passes.
+    """
+    checked = 0.0 if verified else vault.verify_artifact(src, key, expected_bytes, expected_sha256).seconds
+    argv = import_argv(mysql, db)
+    proc, drain = _start_client(host, ep, argv, subprocess.DEVNULL)
+    try:
+        sink = _Counted(SandboxStrip(proc.stdin) if ep.flavor == "mysql" else proc.stdin, progress)
+        stats = vault.decrypt_stream(src, key, sink)
+        sink.close()
+    except BrokenPipeError:
+        proc.wait()
+        raise StepError(f"import into {db} failed on {host.name}: `{command_text(argv)}` stopped reading "
+                        f"(exit {proc.returncode})", host=host.name, command=command_text(argv),
+                        rc=proc.returncode, output=drain.text) from None
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    wait_pipe(proc, host, argv, f"import of database {db}", drain.text)
+    if (expected_bytes is not None and stats.bytes != expected_bytes) or \
+            (expected_sha256 is not None and stats.sha256 != expected_sha256):
+        # the file changed between the verification pass and the import pass
+        raise StepError(f"artifact {src} changed while it was imported into {db}: it no longer matches the "
+                        "recorded dump — the import step will redo it from a good dump; check who writes there",
+                        host=host.name)
+    stats.seconds += checked
+    return stats
