@@ -18,7 +18,7 @@ from journal import export as journal_export
 from journal.store import Journal, JournalError
 from statemachine.machine import INITIAL, ServiceMachine
 from statemachine.replay import replay
-from statemachine.runner import RevertFailed, RunFailed, StepsChanged
+from statemachine.runner import RevertFailed, RunFailed
 from upgrade import (
     app,
     browser,
@@ -106,8 +106,6 @@ def _drive(session: app.Session, verb: str, display: progress.Display) -> int:
             session.runner.revert()
         else:
             session.runner.forward()
-    except StepsChanged as exc:
-        raise UserError(str(exc)) from None
     except RunFailed as exc:
         state = next((m.state for m in session.runner.machines if m.name == exc.machine), None)
         log.error(f"{verb}_failed", run=session.run_id, step=exc.step, error=str(exc), interrupted=exc.interrupted)
@@ -464,10 +462,7 @@ def report_cmd(output: Path, journal_dir: Path = DEFAULT_JOURNAL, run_id: str | 
 
 def keygen(path: str) -> int:
     """Write a new 32-byte vault key (0600); never overwrites an existing file."""
-    try:
-        key = vault.generate_key_file(path)
-    except vault.VaultError as exc:
-        raise UserError(str(exc)) from None
+    key = vault.generate_key_file(path)  # a KeyFileError is a UserError: exit 2 with its message
     sys.stdout.write(f"wrote key {path} (key id {key.key_id}); keep a copy: dumps cannot be read without it\n")
     return EXIT_OK
 

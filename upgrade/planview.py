@@ -18,7 +18,6 @@ from services.settings import ServiceSettings, Side
 from statemachine import diagram
 from statemachine.machine import ServiceMachine
 from upgrade import app, estimate, tables, window
-from upgrade.errors import UserError
 from upgrade.plan import Plan
 
 
@@ -130,7 +129,5 @@ def render_estimate(plan: Plan, out: TextIO) -> None:
 
 
 def graph(plan: Plan, path: str | Path) -> Path:
-    try:
-        return diagram.write(machines(plan), path)
-    except diagram.DiagramError as exc:
-        raise UserError(str(exc)) from None
+    """Draw the plan's machines to *path*; a DiagramError (a user error) says what is missing."""
+    return diagram.write(machines(plan), path)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from journal.errors import UserError
 
-class VaultError(Exception):
+
+class VaultError(UserError):
     """User-facing message naming the artifact path (or key file) and the fix."""
 
 
