@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from scripts.lab.mariadb import MariaDB, free_port
-from upgrade import tables
 
 REPO = Path(__file__).resolve().parents[2]
 #: 64 KiB per row: big enough that the server does the work, small enough for 16 MiB packets.
@@ -288,6 +287,9 @@ def measure(work: Path, source: MariaDB, target: MariaDB, db: str, size_mb: int,
 
 def render(results: list[Measurement]) -> str:
     """The Markdown section: one row per size, then whether the targets were met."""
+    # here, not at the top: the measured child (run_tool) imports this module and loads only what the tool does
+    from upgrade import tables
+
     lines = [
         "## Vault throughput and memory",
         "",
