@@ -17,8 +17,10 @@ import shlex
 import stat
 from pathlib import Path
 
+from journal.errors import UserError
 
-class PrivatePathError(Exception):
+
+class PrivatePathError(UserError):
     """A path that is not the tool's own private place; the message names the path and the fix."""
 
 

@@ -29,6 +29,7 @@ import sqlite_utils
 
 from journal import private, seal, vault
 from journal.chain import GENESIS, HASHED_COLUMNS, HASHED_COLUMNS_V1, first_break, row_hash
+from journal.errors import EXIT_FAILED, EXIT_USAGE, UserError
 from journal.redact import Redactor
 
 JOURNAL_FILE = "journal.db"
@@ -39,11 +40,16 @@ RUN_STATUSES = ("running", "failed", "completed", "reverting", "revert_failed", 
 OUTPUT_TAIL = 4000
 
 
-class JournalError(Exception):
+class JournalError(UserError):
     """A journal that cannot be opened or trusted; the message names the file and the fix."""
 
     #: the disk holding the journal is full: the run stopped there (not a bad input)
     disk_full = False
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        """A full disk stopped a run (1: free space, then resume); anything else is a bad journal (2)."""
+        return EXIT_FAILED if self.disk_full else EXIT_USAGE
 
 
 class JournalTampered(JournalError):

@@ -36,6 +36,7 @@ import pymysql
 from scripts.lab import units, verify
 from scripts.lab.mariadb import MariaDB
 from scripts.lab.proc import LabError
+from upgrade import tables
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = "lab-state.json"  # what marks a directory as a lab (scripts/lab/__main__.py)
@@ -74,23 +75,9 @@ def section(title: str) -> None:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain text table, standard library only; a cell may hold several lines (``\\n``).
-
-    Rows with several lines are set apart by an empty line, so each service reads as a block.
-    """
-    split = [[cell.split("\n") for cell in row] for row in rows]
-    widths = [max(len(h), *(len(line) for r in split for line in r[i])) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    tall = any(len(cell) > 1 for r in split for cell in r)
-    out = [line(headers), "  ".join("-" * w for w in widths)]
-    for i, r in enumerate(split):
-        if tall and i:
-            out.append("")
-        out += [line([c[n] if n < len(c) else "" for c in r]) for n in range(max(len(c) for c in r))]
-    return "\n".join(out)
+    """The tool's own plain text table (``upgrade.tables``); a cell may hold several lines (``\\n``),
+    and rows with several lines are set apart by an empty line, so each service reads as a block."""
+    return "\n".join(tables.text(headers, rows))
 
 
 def heads(revisions: list[str]) -> str:

@@ -16,12 +16,13 @@ import graphviz
 from transitions import State
 from transitions.extensions import GraphMachine
 
+from journal.errors import UserError
 from statemachine.machine import INITIAL, ServiceMachine
 
 FORMATS = ("svg", "png", "dot")
 
 
-class DiagramError(Exception):
+class DiagramError(UserError):
     """The drawing cannot be made (unknown format, graphviz's `dot` missing); the message says the fix."""
 
 

@@ -14,8 +14,10 @@ import socket
 import time
 from pathlib import Path
 
+from journal.errors import BusyError
 
-class LockHeld(Exception):
+
+class LockHeld(BusyError):
     """Another process holds the journal; the message names it and what to do."""
 
 

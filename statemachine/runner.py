@@ -28,6 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
+from journal.errors import UserError
 from journal.store import Journal
 from statemachine import deps, failpoints
 from statemachine.machine import INITIAL, ServiceMachine
@@ -62,7 +63,7 @@ class RevertFailed(RunFailed):
     partial = False
 
 
-class StepsChanged(Exception):
+class StepsChanged(UserError):
     """The journal's run was made with other step lists than this version of the tool builds: replaying
     it would put machines in states their steps never reached. Nothing was changed."""
 

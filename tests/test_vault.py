@@ -20,7 +20,6 @@ from journal.vault import (
     KeyFileError,
     VaultError,
     WrongKeyError,
-    _nonce,
     decrypt_bytes,
     decrypt_stream,
     encrypt_bytes,
@@ -30,6 +29,7 @@ from journal.vault import (
     read_header,
     verify_artifact,
 )
+from journal.vault.fileformat import nonce as _nonce
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK = 64

@@ -20,11 +20,11 @@ from services.infra.settings import Side
 from services.registry import AFTER_COMPUTES, overlap_group, steps_for
 from services.releases import Jump
 from statemachine.deps import cross_waits
-from statemachine.lock import LockHeld, RunLock
+from statemachine.lock import RunLock
 from statemachine.machine import ServiceMachine
 from statemachine.runner import Runner
 from upgrade import fleet, hosts, logs
-from upgrade.errors import BusyError, UserError
+from upgrade.errors import UserError
 from upgrade.plan import Plan, SideSpec
 
 SALT_FILE = "vault.salt"
@@ -81,11 +81,9 @@ def has_runs(journal_dir: Path) -> bool:
 
 
 def lock(journal_dir: Path, verb: str) -> RunLock:
+    """The journal's run lock; another holder is a BusyError (exit 3) naming it (``statemachine.lock``)."""
     lk = RunLock(journal_dir)
-    try:
-        lk.acquire(verb)
-    except LockHeld as exc:
-        raise BusyError(str(exc)) from None
+    lk.acquire(verb)
     return lk
 
 
@@ -102,31 +100,26 @@ def key_from(key_file: Path | None, passphrase_env: str | None, journal_dir: Pat
     The salt is written once, when the first run of a journal starts; a ``vault.salt`` missing later is
     reported, never recreated: a new salt would turn the same passphrase into another key.
     """
-    try:
-        if key_file is not None:
-            return vault.Key.from_file(key_file)
-        env = passphrase_env or ""
-        passphrase = os.environ.get(env)
-        if not passphrase and sys.stdin.isatty():
-            passphrase = getpass.getpass(f"vault passphrase (${env} is not set): ")
-        if not passphrase:
-            raise UserError(f"{where} names {env!r}, which is not set — export it, "
-                            "or run from a terminal to be asked for the passphrase")
-        salt = _read_salt(journal_dir, new_salt)
-        key = vault.Key.from_passphrase(passphrase, salt=salt)
-        if salt is None:
-            private.make_dir(journal_dir)
-            fd = private.open_file(journal_dir / SALT_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "vault salt file")
-            try:
-                os.write(fd, key.kdf.salt)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        return key
-    except vault.VaultError as exc:
-        raise UserError(str(exc)) from None
-    except private.PrivatePathError as exc:
-        raise UserError(str(exc)) from None
+    if key_file is not None:
+        return vault.Key.from_file(key_file)
+    env = passphrase_env or ""
+    passphrase = os.environ.get(env)
+    if not passphrase and sys.stdin.isatty():
+        passphrase = getpass.getpass(f"vault passphrase (${env} is not set): ")
+    if not passphrase:
+        raise UserError(f"{where} names {env!r}, which is not set — export it, "
+                        "or run from a terminal to be asked for the passphrase")
+    salt = _read_salt(journal_dir, new_salt)
+    key = vault.Key.from_passphrase(passphrase, salt=salt)
+    if salt is None:
+        private.make_dir(journal_dir)
+        fd = private.open_file(journal_dir / SALT_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "vault salt file")
+        try:
+            os.write(fd, key.kdf.salt)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return key
 
 
 def _read_salt(journal_dir: Path, new_salt: bool) -> bytes | None:

@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rich.filesize import decimal
 
@@ -25,7 +25,7 @@ from services.infra import charset as charset_mod
 from services.infra import identity as ident
 from services.releases import Jump, jump_error
 from statemachine.step import StepError
-from upgrade import app, claims, guards
+from upgrade import app, claims, guards, tables
 from upgrade import plan as plan_mod
 from upgrade.errors import BusyError, UserError
 from upgrade.plan import Plan, SideSpec
@@ -49,6 +49,24 @@ class Result:
 def exit_code(results: list[Result]) -> int:
     statuses = {r.status for r in results}
     return 2 if FAIL in statuses else 1 if WARN in statuses else 0
+
+
+#: the last line of the table: what the exit code means for `upgrade run`
+VERDICT = {0: "all checks passed", 1: "warnings: `upgrade run` would proceed; read them first",
+           2: "failures: `upgrade run` would fail or is unsafe; fix them first"}
+
+
+def write(results: list[Result], plan_path: str | Path, fmt: str, out: TextIO) -> None:
+    """The checks as a table (status, check, detail; the remedy under the detail of a warning or a
+    failure) between a title and the verdict, or as json or value rows of every field."""
+    if fmt != "table":
+        tables.render([r.row() for r in results], ("check", "status", "detail", "remedy"), fmt, out)
+        return
+    rows = [(r.status, r.check, r.detail + (f"\nremedy: {r.remedy}" if r.remedy and r.status in (WARN, FAIL) else ""))
+            for r in results]
+    out.write(f"upgrade check {plan_path}\n")
+    out.write("".join(line + "\n" for line in tables.text(("status", "check", "detail"), rows)))
+    out.write(VERDICT[exit_code(results)] + "\n")
 
 
 # ---------------------------------------------------------------------- plan and release

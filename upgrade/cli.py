@@ -16,9 +16,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from journal.store import JournalError
 from upgrade import app, commands, planinit, tables
-from upgrade.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, UserError
+from upgrade.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UserError
 
 EPILOG = __doc__.split("\n\n", 1)[1]
 
@@ -132,12 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return dispatch(args)
-    except UserError as exc:
+    except UserError as exc:  # the one root (journal.errors): plan, key, journal, vault, lock, claim, failed step
         sys.stderr.write(app.REDACTOR.text(f"upgrade {args.verb}: {exc}") + "\n")
         return exc.exit_code
-    except JournalError as exc:  # the journal failed under a verb: a damaged page (bad input) or a full disk
-        sys.stderr.write(app.REDACTOR.text(f"upgrade {args.verb}: {exc}") + "\n")
-        return EXIT_FAILED if exc.disk_full else EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("upgrade: interrupted; `upgrade status` shows where it stopped\n")
         return EXIT_INTERRUPTED

@@ -5,20 +5,16 @@ Each returns an exit code or raises :class:`UserError`; ``upgrade.cli`` turns th
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from journal import audit, vault
 from journal import export as journal_export
 from journal.store import Journal, JournalError
-from statemachine.machine import INITIAL, ServiceMachine
-from statemachine.replay import replay
-from statemachine.runner import RevertFailed, RunFailed, StepsChanged
+from statemachine.runner import RevertFailed, RunFailed
 from upgrade import (
     app,
     browser,
@@ -33,8 +29,7 @@ from upgrade import (
     progress,
     report,
     reportpage,
-    tables,
-    window,
+    runview,
 )
 from upgrade import plan as plan_mod
 from upgrade.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BusyError, UserError
@@ -106,8 +101,6 @@ def _drive(session: app.Session, verb: str, display: progress.Display) -> int:
             session.runner.revert()
         else:
             session.runner.forward()
-    except StepsChanged as exc:
-        raise UserError(str(exc)) from None
     except RunFailed as exc:
         state = next((m.state for m in session.runner.machines if m.name == exc.machine), None)
         log.error(f"{verb}_failed", run=session.run_id, step=exc.step, error=str(exc), interrupted=exc.interrupted)
@@ -236,142 +229,34 @@ def revert(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, plan_
     return _continue("revert", journal_dir, run_id, plan_path, quiet)
 
 
-def status_data(journal_dir: Path, run_id: str | None) -> dict[str, Any]:
-    journal = _open(journal_dir)
-    run_row = _run_row(journal, run_id) if run_id else (journal.unfinished_run() or journal.latest_run())
-    if run_row is None:
+def _chosen_run(journal: Journal, run_id: str | None) -> dict[str, Any]:
+    """The run named, else the unfinished one, else the latest: what status, journal show and report read."""
+    row = _run_row(journal, run_id) if run_id else (journal.unfinished_run() or journal.latest_run())
+    if row is None:
         raise UserError(f"no run in {journal.dir} — start one with `upgrade run PLAN`")
-    from services.registry import steps_for_raw
-
-    plan = json.loads(run_row["plan"])
-    events = journal.events(run_row["id"])
-    view = replay(events)
-    services = []
-    for name in plan["upgrade"]["services"]:
-        m = ServiceMachine(name, steps_for_raw(plan, name))
-        mv = view.machine(name)
-        state, last = INITIAL, None
-        for step in m.steps:
-            if step.name in mv.committed:
-                state, last = step.state, step.name
-            else:
-                break
-        nxt = next((s.name for s in m.steps if s.name not in mv.committed), None)
-        seconds = sum((r or {}).get("seconds", 0) for r in mv.committed.values())
-        services.append({"service": name, "state": state, "last_step": last, "next_step": nxt,
-                         "interrupted_step": mv.attempted, "seconds": round(seconds, 1),
-                         "last_error": (mv.last_error or "").splitlines()[0] if mv.last_error else None})
-    services += _other_machines(events, view, {s["service"] for s in services})
-    status = run_row["status"]
-    nxt = {"running": "the run is in progress, or its process died: `upgrade resume` continues it",
-           "failed": "`upgrade resume` after fixing the cause, or `upgrade revert`",
-           "reverting": "`upgrade revert` to finish undoing", "revert_failed": "`upgrade revert` after fixing",
-           "completed": "nothing; `upgrade revert` would undo it", "reverted": "nothing"}[status]
-    return {"run": run_row["id"], "status": status, "from": run_row["from_release"], "to": run_row["to_release"],
-            "journal": str(journal.dir), "next_action": nxt, "services": services,
-            "window": window.report(window.measure(events), window.now())}
-
-
-def _other_machines(events: list, view: Any, known: set[str]) -> list[dict[str, Any]]:
-    """Machines that are not services (the IP switchover, compute hosts): their steps come from the
-    plan's network and compute sections, so their state is read from the journal's transitions."""
-    rows: dict[str, dict[str, Any]] = {}
-    for e in events:
-        if e.machine in known or e.step is None:
-            continue
-        row = rows.setdefault(e.machine, {"service": e.machine, "state": INITIAL, "last_step": None,
-                                          "next_step": None, "interrupted_step": None, "seconds": 0.0,
-                                          "last_error": None})
-        if e.kind in ("done", "undone"):
-            row["state"], row["last_step"] = e.to_state or row["state"], e.step if e.kind == "done" else None
-            row["seconds"] = round(row["seconds"] + ((e.result or {}).get("seconds", 0) if e.kind == "done" else 0), 1)
-    for name, row in rows.items():
-        mv = view.machine(name)
-        row["interrupted_step"] = mv.attempted
-        row["next_step"] = mv.attempted
-        row["last_error"] = (mv.last_error or "").splitlines()[0] if mv.last_error else None
-    return list(rows.values())
+    return row
 
 
 def status(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, fmt: str = "table",
            out: TextIO = sys.stdout) -> int:
     """Where each service stands: state, last step, time spent, last error, what to do next, and the
     maintenance window actually taken (per service and in total, broken down by step kind)."""
-    data = status_data(journal_dir, run_id)
-    if fmt == "json":
-        json.dump(data, out, indent=2)
-        out.write("\n")
-        return EXIT_OK
-    win = data["window"]
-    if fmt == "value":
-        # service, state, next step, then its window (start, end, seconds, seconds per step kind); a last
-        # row "total" for the run's window, its state the run's status
-        spans = {r["service"]: r for r in [*win["services"], *([win["total"]] if win["total"] else [])]}
-        rows = [{**s, **_value_span(spans.get(s["service"]))} for s in data["services"]]
-        if win["total"]:
-            rows.append({**_value_span(win["total"]), "state": data["status"]})
-        tables.render(rows, ("service", "state", "next_step", *VALUE_WINDOW), "value", out)
-        return EXIT_OK
-    out.write(f"run {data['run']}  {data['from']} -> {data['to']}  status: {data['status']}\n")
-    tables.render(data["services"], ("service", "state", "last_step", "next_step", "seconds", "last_error"),
-                  "table", out)
-    if win["services"]:
-        out.write("\nmaintenance window (first stop on the old controller -> verification on the new):\n")
-        tables.render(window.table_rows(win), window.TABLE_COLUMNS, "table", out)
-        if win["note"]:
-            out.write(f"note: {win['note']}\n")
-    out.write(f"next: {data['next_action']}\n")
+    journal = _open(journal_dir)
+    runview.write_status(runview.status_data(journal, _chosen_run(journal, run_id)), fmt, out)
     return EXIT_OK
-
-
-def _value_span(span: dict[str, Any] | None) -> dict[str, Any]:
-    """A window's cells for `-f value`: an open one ends "running"."""
-    return {**span, "end": "running"} if span and span["running"] else (span or {})
-
-
-#: the window's cells of a service in `status -f value`, after service, state and next step
-VALUE_WINDOW = ("start", "end", "seconds", *(f"{k}_seconds" for k in window.KINDS), "idle_seconds")
-
-
-def _time(ts: float | None) -> str | None:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else None
 
 
 def runs(journal_dir: Path = DEFAULT_JOURNAL, fmt: str = "table", out: TextIO = sys.stdout) -> int:
     """Every run of the journal: id, status, releases, operator, created and last changed."""
-    journal = _open(journal_dir)
-    rows = [{"id": r["id"], "status": r["status"], "from": r["from_release"], "to": r["to_release"],
-             "created": _time(r["created"]), "updated": _time(r["updated"]), "operator": r["operator"],
-             "plan": r["plan_path"]} for r in journal.runs()]
-    tables.render(rows, ("id", "status", "from", "to", "created", "updated", "operator", "plan"), fmt, out)
+    runview.write_runs(_open(journal_dir), fmt, out)
     return EXIT_OK
-
-
-def timeline(journal: Journal, run_id: str) -> list[dict[str, Any]]:
-    """The run's events with how long each step (or undo) took: from its intent to its end event."""
-    began: dict[tuple[str, str | None], float] = {}
-    rows = []
-    for e in journal.events(run_id):
-        if e.kind in ("intent", "undo_intent"):
-            began[(e.machine, e.step)] = e.ts
-        start = began.get((e.machine, e.step)) if e.kind in ("done", "failed", "undone", "undo_failed") else None
-        rows.append({"seq": e.seq, "time": _time(e.ts), "machine": e.machine, "step": e.step, "kind": e.kind,
-                     "duration": f"{e.ts - start:.2f}s" if start is not None else None, "host": e.host,
-                     "rc": e.rc})
-    return rows
 
 
 def journal_show(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, fmt: str = "table",
                  out: TextIO = sys.stdout) -> int:
     """The timeline of a run (default: the unfinished or latest): time, machine, step, kind, duration, host, rc."""
     journal = _open(journal_dir)
-    row = _run_row(journal, run_id) if run_id else (journal.unfinished_run() or journal.latest_run())
-    if row is None:
-        raise UserError(f"no run in {journal.dir} — start one with `upgrade run PLAN`")
-    if fmt == "table":
-        out.write(f"run {row['id']}  {row['from_release']} -> {row['to_release']}  status: {row['status']}\n")
-    tables.render(timeline(journal, row["id"]), ("time", "machine", "step", "kind", "duration", "host", "rc"),
-                  fmt, out)
+    runview.write_timeline(journal, _chosen_run(journal, run_id), fmt, out)
     return EXIT_OK
 
 
@@ -443,9 +328,7 @@ def report_cmd(output: Path, journal_dir: Path = DEFAULT_JOURNAL, run_id: str | 
     """Render a run (default: the unfinished or latest) from the journal alone: one offline HTML page, or
     its timeline alone as SVG or PNG (the format follows --format, else the file's suffix); 0600, like an export."""
     journal = _open(journal_dir)
-    row = _run_row(journal, run_id) if run_id else (journal.unfinished_run() or journal.latest_run())
-    if row is None:
-        raise UserError(f"no run in {journal.dir} — start one with `upgrade run PLAN`")
+    row = _chosen_run(journal, run_id)
     fmt = fmt or {".svg": "svg", ".png": "png"}.get(Path(output).suffix.lower(), "html")
     key = _key_for(journal, Path(key_file), None) if key_file else None
     rep = report.gather(journal, row["id"], audit.verify(journal, key))
@@ -465,10 +348,7 @@ def report_cmd(output: Path, journal_dir: Path = DEFAULT_JOURNAL, run_id: str | 
 
 def keygen(path: str) -> int:
     """Write a new 32-byte vault key (0600); never overwrites an existing file."""
-    try:
-        key = vault.generate_key_file(path)
-    except vault.VaultError as exc:
-        raise UserError(str(exc)) from None
+    key = vault.generate_key_file(path)  # a KeyFileError is a UserError: exit 2 with its message
     sys.stdout.write(f"wrote key {path} (key id {key.key_id}); keep a copy: dumps cannot be read without it\n")
     return EXIT_OK
 
@@ -483,20 +363,8 @@ def init(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_release:
 def check_cmd(plan_path: str, fmt: str = "table", out: TextIO = sys.stdout) -> int:
     """Pre-flight: a table of checks; exit 0 all OK, 1 warnings, 2 failures. Changes nothing."""
     results = check.run_checks(plan_path)
-    code = check.exit_code(results)
-    if fmt != "table":
-        tables.render([r.row() for r in results], ("check", "status", "detail", "remedy"), fmt, out)
-        return code
-    # details are long: status and check in columns, the detail beside them, the remedy under a problem
-    width = max(len(r.check) for r in results)
-    out.write(f"upgrade check {plan_path}\n{'status':<6}  {'check':<{width}}  detail\n")
-    for r in results:
-        out.write(f"{r.status:<6}  {r.check:<{width}}  {r.detail}\n")
-        if r.remedy and r.status in (check.WARN, check.FAIL):
-            out.write(f"{'':<6}  {'':<{width}}  remedy: {r.remedy}\n")
-    out.write({0: "all checks passed\n", 1: "warnings: `upgrade run` would proceed; read them first\n",
-               2: "failures: `upgrade run` would fail or is unsafe; fix them first\n"}[code])
-    return code
+    check.write(results, plan_path, fmt, out)
+    return check.exit_code(results)
 
 
 def plan_cmd(plan_path: str, graph: str | None = None, out: TextIO = sys.stdout) -> int:

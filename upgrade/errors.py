@@ -1,20 +1,22 @@
-"""Errors a user can cause or fix, each with an exit code and a message that says what to do."""
+"""Errors a user can cause or fix, each with an exit code and a message that says what to do.
+
+The root and the codes are defined at the bottom layer (``journal.errors``) so that the journal's,
+the vault's and the engine's errors derive from the same root; this module is where the CLI's
+layer takes them from.
+"""
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_FAILED = 1      # a step failed (resume after fixing, or revert), or verification found tampering
-EXIT_USAGE = 2       # bad input: plan, arguments, key, journal
-EXIT_BUSY = 3        # another process holds the journal, or another run is unfinished
-EXIT_INTERNAL = 70   # a bug: the traceback is in the log file
-EXIT_INTERRUPTED = 130
+from journal.errors import (
+    EXIT_BUSY,
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    BusyError,
+    UserError,
+)
 
-
-class UserError(Exception):
-    """An error with a message for the operator (what happened — where — what to do)."""
-
-    exit_code = EXIT_USAGE
-
-
-class BusyError(UserError):
-    exit_code = EXIT_BUSY
+__all__ = ["EXIT_BUSY", "EXIT_FAILED", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "BusyError",
+           "UserError"]

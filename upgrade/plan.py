@@ -6,13 +6,10 @@ recorded in the run, so a plan edited under an unfinished run is refused (DESIGN
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import os
 import re
 import shlex
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,17 +20,12 @@ from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings
 from services.registry import OPTIONS, ORDER, SERVICES, unsupported
 from services.releases import Jump, jump_error
 from upgrade import planhosts, planvalues
-from upgrade.errors import UserError
 from upgrade.hosts import HostSpec, hide_from_children
+from upgrade.planreader import PlanError, Reader, did_you_mean
 
-CONTROL_KINDS = ("systemd", "sysvinit", "template")
 #: tables in tables: a plan needs four levels ([services.nova] volumes = [{...}]); far deeper is an error,
 #: not a RecursionError in whatever reads the plan next (the redactor, the journal's JSON)
 MAX_DEPTH = 16
-
-
-class PlanError(UserError):
-    """The plan is missing, unreadable or invalid."""
 
 
 @dataclass(frozen=True)
@@ -79,73 +71,7 @@ class Plan:
         return [s for s in out if s]
 
 
-class _Reader:
-    """Typed access to a TOML table with errors that say file, key and expectation."""
-
-    def __init__(self, path: Path, table: dict[str, Any], prefix: str) -> None:
-        self.path, self.table, self.prefix = path, table, prefix
-
-    def err(self, key: str, expected: str) -> PlanError:
-        full = f"{self.prefix}.{key}" if self.prefix else key
-        return PlanError(f"{self.path}: key `{full}` {expected}")
-
-    def get(self, key: str, typ: type | tuple[type, ...], default: Any = ..., expected: str = "") -> Any:
-        if key not in self.table:
-            if default is ...:
-                raise self.err(key, f"is missing; expected {expected or typ.__name__}")  # type: ignore[union-attr]
-            return default
-        v = self.table[key]
-        if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-            shown = MASK if is_secret_key(key) else repr(v)  # a secret is masked whatever its type
-            raise self.err(key, f"is {shown}; expected {expected or getattr(typ, '__name__', typ)}")
-        return v
-
-    def checked(self, key: str, default: Any, grammar: Callable[[str], str | None], expected: str = "") -> Any:
-        """A string that reaches a command line or a statement (``get`` then *grammar*, see planvalues)."""
-        v = self.get(key, str, default, expected)
-        if isinstance(v, str) and (v or default is ...) and (why := grammar(v)) is not None:
-            raise self.err(key, f"is {v!r}; expected {why}")
-        return v
-
-    def sub(self, key: str, required: bool = True) -> _Reader:
-        v = self.table.get(key)
-        if v is None and not required:
-            return _Reader(self.path, {}, f"{self.prefix}.{key}" if self.prefix else key)
-        if not isinstance(v, dict):
-            raise self.err(key, "is missing or not a table; see `upgrade init` for a complete example")
-        return _Reader(self.path, v, f"{self.prefix}.{key}" if self.prefix else key)
-
-    def secret(self, key: str) -> str:
-        """A secret given inline (``key``) or by environment variable (``key_env``)."""
-        env = self.get(f"{key}_env", str, None)
-        if env is not None:
-            if env not in os.environ:
-                raise self.err(f"{key}_env", f"names environment variable {env!r}, which is not set — export it")
-            return os.environ[env]
-        return self.get(key, str, "")
-
-    def unknown(self, allowed: set[str]) -> None:
-        extra = sorted(set(self.table) - allowed)
-        if extra:
-            raise self.err(extra[0], f"is not a known key here;{did_you_mean(extra[0], allowed)} "
-                                     f"known keys: {', '.join(sorted(allowed))}")
-
-    def abspath(self, key: str, default: str) -> str:
-        """A directory of a controller: absolute, since it names a place on that host, not here (and
-        so never read as an option by the commands it reaches)."""
-        v = self.get(key, str, default)
-        if v and not v.startswith("/"):
-            raise self.err(key, f"is {v!r}; expected an absolute path like {default or '/usr/bin'!r}")
-        return v
-
-
-def did_you_mean(word: str, choices: set[str] | tuple[str, ...]) -> str:
-    """' did you mean `x`?' for a near miss (difflib), else ''."""
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return f" did you mean `{close[0]}`?" if close else ""
-
-
-def _side(r: _Reader, role: str) -> SideSpec:
+def _side(r: Reader, role: str) -> SideSpec:
     s = r.sub(role)
     s.unknown({"host", "etc", "lib", "log", "bin", "service_control", "control", "db"} | planhosts.HOST_KEYS)
     d = s.sub("db")
@@ -162,23 +88,14 @@ def _side(r: _Reader, role: str) -> SideSpec:
                     port=port, admin_user=d.checked("admin_user", "root", planvalues.db_user),
                     admin_password=d.secret("admin_password"),
                     service_address=d.checked("service_address", "", planvalues.host), flavor=flavor)
-    kind = s.get("service_control", str, "systemd")
-    if kind not in CONTROL_KINDS:
-        raise s.err("service_control", f"is {kind!r}; expected one of {', '.join(CONTROL_KINDS)}")
-    template: tuple[str, ...] = ()
-    if kind == "template":
-        t = s.get("control", list, expected='a list like ["svcctl", "{action}", "{unit}"]')
-        if not t or not all(isinstance(a, str) for a in t) or not any("{action}" in a for a in t):
-            raise s.err("control", "must be a non-empty list of strings containing \"{action}\"")
-        template = tuple(t)
     host = s.get("host", str, "local")
     host_spec = planhosts.side_host(s, planhosts.ssh_defaults(r))
     return SideSpec(role=role, host=host, etc=s.abspath("etc", "/etc"), lib=s.abspath("lib", "/var/lib"),
-                    bin=s.abspath("bin", ""), db=db, control=ServiceControl(kind, template),
+                    bin=s.abspath("bin", ""), db=db, control=planhosts.control(s),
                     log=s.abspath("log", "/var/log"), host_spec=host_spec)
 
 
-def _service(r: _Reader, name: str) -> ServiceSettings:
+def _service(r: Reader, name: str) -> ServiceSettings:
     s = r.sub("services", required=False).sub(name, required=False)
     s.unknown({"unit", "db_name", "owner", "verify_url", "grant_hosts", "db_user", "db_password", "db_password_env"}
               | service_options.names(OPTIONS[name]))
@@ -202,7 +119,7 @@ def _service(r: _Reader, name: str) -> ServiceSettings:
 _RELATIVE_PATHS = ("images_dir", "plugin_config", "local_settings")
 
 
-def _names_in_options(s: _Reader, options: dict[str, Any]) -> None:
+def _names_in_options(s: Reader, options: dict[str, Any]) -> None:
     """The service options that reach a command or a statement: database names (``*_db_name``),
     unit names (``units``) and relative paths."""
     for key, v in options.items():
@@ -218,7 +135,7 @@ def _names_in_options(s: _Reader, options: dict[str, Any]) -> None:
                     raise s.err("units", f"holds {u!r}; expected {why or 'a unit name'}")
 
 
-def _volumes(s: _Reader, volumes: list[Any]) -> None:
+def _volumes(s: Reader, volumes: list[Any]) -> None:
     """cinder's ``volumes``: the devices and volume groups reach ``dd`` and ``lvcreate``."""
     for i, v in enumerate(volumes):
         if not isinstance(v, dict) or "source" not in v or len({"target", "target_vg"} & set(v)) != 1 \
@@ -248,7 +165,7 @@ def load(path: str | Path) -> Plan:
         raise PlanError(f"{p}: arrays or tables nested far too deeply (the parser gave up) — a plan nests at "
                         f"most {MAX_DEPTH} levels; fix the file") from None
     hide_from_children(_values(p, raw))
-    r = _Reader(p, raw, "")
+    r = Reader(p, raw, "")
     r.unknown({"upgrade", "vault", "source", "target", "services", "ssh", "network", "computes", "compute_defaults"})
     u = r.sub("upgrade")
     u.unknown({"from", "to", "services", "journal", "compute_pool", "service_pool"})

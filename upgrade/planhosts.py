@@ -1,7 +1,8 @@
 """The plan's host-related parts: SSH host specs, ``[network]`` (IP switchover) and ``[[computes]]``.
 
-Kept apart from ``upgrade/plan.py`` so that the plan loader stays small; the functions take its
-typed table readers, so every error still names the file, the key and what is expected.
+Kept apart from ``upgrade/plan.py`` so that the plan loader stays small; both read through the typed
+table readers of ``upgrade/planreader.py``, so every error still names the file, the key and what is
+expected, and neither module imports the other's internals.
 
     [ssh]                                   # defaults for every ssh:// host below
     config = "/etc/openstack-upgrade/ssh_config"
@@ -31,18 +32,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from services.fleet.compute import ComputeSettings
 from services.fleet.network import AddressMove, NetworkSettings
 from services.infra.settings import ServiceControl
 from upgrade import planvalues
 from upgrade.hosts import HostSpec, HostSpecError
+from upgrade.planreader import CONTROL_KINDS, Reader
 
-if TYPE_CHECKING:
-    from upgrade.plan import _Reader
-
-CONTROL_KINDS = ("systemd", "sysvinit", "template")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 HOST_KEYS = {"host", "name", "ssh_config", "ssh_options"}
 
@@ -65,20 +63,20 @@ class ComputePlan:
     host: HostSpec
 
 
-def _options(r: _Reader, key: str) -> tuple[str, ...] | None:
+def _options(r: Reader, key: str) -> tuple[str, ...] | None:
     v = r.get(key, list, None, expected='a list of ssh arguments like ["-o", "Ciphers=aes128-gcm@openssh.com"]')
     if v is not None and not all(isinstance(a, str) and a for a in v):
         raise r.err(key, "must be a list of non-empty strings (ssh arguments)")
     return tuple(v) if v is not None else None
 
 
-def ssh_defaults(r: _Reader) -> SshDefaults:
+def ssh_defaults(r: Reader) -> SshDefaults:
     s = r.sub("ssh", required=False)
     s.unknown({"config", "options"})
     return SshDefaults(config=s.get("config", str, None), options=_options(s, "options") or ())
 
 
-def spec(r: _Reader, url: str, defaults: SshDefaults, key: str = "host", alias: str = "") -> HostSpec:
+def spec(r: Reader, url: str, defaults: SshDefaults, key: str = "host", alias: str = "") -> HostSpec:
     """A HostSpec from *url* plus the table's ``name``/``ssh_config``/``ssh_options`` over ``[ssh]``."""
     try:
         if url != "local":
@@ -91,7 +89,7 @@ def spec(r: _Reader, url: str, defaults: SshDefaults, key: str = "host", alias: 
                     ssh_options=options if options is not None else defaults.options)
 
 
-def side_host(r: _Reader, defaults: SshDefaults) -> HostSpec:
+def side_host(r: Reader, defaults: SshDefaults) -> HostSpec:
     """``host``/``name``/``ssh_config``/``ssh_options`` of a ``[source]`` or ``[target]`` table."""
     name = r.get("name", str, "")
     if name and not NAME.match(name):
@@ -99,7 +97,7 @@ def side_host(r: _Reader, defaults: SshDefaults) -> HostSpec:
     return spec(r, r.get("host", str, "local"), defaults, alias=name)
 
 
-def control(r: _Reader, base: dict[str, Any] | None = None) -> ServiceControl:
+def control(r: Reader, base: dict[str, Any] | None = None) -> ServiceControl:
     """``service_control`` and its ``control`` template, falling back to *base* (``[compute_defaults]``)."""
     base = base or {}
     kind = r.get("service_control", str, base.get("service_control", "systemd"))
@@ -113,7 +111,7 @@ def control(r: _Reader, base: dict[str, Any] | None = None) -> ServiceControl:
     return ServiceControl(kind, tuple(t))
 
 
-def computes(r: _Reader, defaults: SshDefaults) -> tuple[ComputePlan, ...]:
+def computes(r: Reader, defaults: SshDefaults) -> tuple[ComputePlan, ...]:
     raw = r.table.get("computes", [])
     if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
         raise r.err("computes", "must be an array of tables: [[computes]] name = ... host = ...")
@@ -122,9 +120,7 @@ def computes(r: _Reader, defaults: SshDefaults) -> tuple[ComputePlan, ...]:
     out: list[ComputePlan] = []
     seen: set[str] = set()
     for i, table in enumerate(raw):
-        from upgrade.plan import _Reader
-
-        c = _Reader(r.path, {**{k: v for k, v in base_r.table.items()}, **table}, f"computes[{i}]")
+        c = Reader(r.path, {**{k: v for k, v in base_r.table.items()}, **table}, f"computes[{i}]")
         c.unknown({"name", "host", "units", "service_control", "control", "ssh_config", "ssh_options"})
         name = c.get("name", str, expected='the compute host\'s name, e.g. "compute1"')
         if not NAME.match(name) or name in seen:
@@ -142,7 +138,7 @@ def computes(r: _Reader, defaults: SshDefaults) -> tuple[ComputePlan, ...]:
     return tuple(out)
 
 
-def pool(r: _Reader, key: str = "compute_pool", default: int = 10, most: int = 256,
+def pool(r: Reader, key: str = "compute_pool", default: int = 10, most: int = 256,
          what: str = "parallel compute hosts") -> int:
     """A pool size of ``[upgrade]``: ``compute_pool`` (compute hosts restarted at the same time) or
     ``service_pool`` (services upgraded side by side)."""
@@ -152,7 +148,7 @@ def pool(r: _Reader, key: str = "compute_pool", default: int = 10, most: int = 2
     return n
 
 
-def network(r: _Reader, defaults: SshDefaults, comp: tuple[ComputePlan, ...],
+def network(r: Reader, defaults: SshDefaults, comp: tuple[ComputePlan, ...],
             sides: tuple[tuple[str, HostSpec], ...]) -> NetworkPlan | None:
     """``[network]``: the addresses to move from the old controller to the new one, as the last machine."""
     if "network" not in r.table:

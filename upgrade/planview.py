@@ -19,7 +19,6 @@ from services.registry import steps_for_plan
 from statemachine import diagram
 from statemachine.machine import ServiceMachine
 from upgrade import app, estimate, tables, window
-from upgrade.errors import UserError
 from upgrade.plan import Plan
 
 
@@ -131,7 +130,5 @@ def render_estimate(plan: Plan, out: TextIO) -> None:
 
 
 def graph(plan: Plan, path: str | Path) -> Path:
-    try:
-        return diagram.write(machines(plan), path)
-    except diagram.DiagramError as exc:
-        raise UserError(str(exc)) from None
+    """Draw the plan's machines to *path*; a DiagramError (a user error) says what is missing."""
+    return diagram.write(machines(plan), path)

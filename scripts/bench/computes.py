@@ -25,6 +25,7 @@ from pathlib import Path
 
 from scripts.lab import hosts as hostlab
 from scripts.lab.hostplan import CONTROL
+from upgrade import tables
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = ((1, 1), (1, 10), (10, 1), (10, 10), (50, 1), (50, 10))
@@ -110,13 +111,13 @@ def run() -> str:
              "supervisor over SSH) then `verify` (status until running), each step journaled. One host alone: "
              f"{single:.2f} s (median of 3, connection included). Ideal = ceil(N/pool) x one host; target: "
              "within 1.2x.", "",
-             "| hosts | pool | phase (s) | ideal (s) | ratio | median per host (s) | CPU busy (all cores) "
-             "| tool CPU (s) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        ideal = math.ceil(r["n"] / r["pool"]) * single
-        lines.append(f"| {r['n']} | {r['pool']} | {r['seconds']:.2f} | {ideal:.2f} | {r['seconds'] / ideal:.2f}x "
-                     f"| {r['per_host_median']:.2f} | {r['cpu_busy']:.0%} | {r['tool_cpu']:.1f} |")
+             *tables.markdown(("hosts", "pool", "phase (s)", "ideal (s)", "ratio", "median per host (s)",
+                               "CPU busy (all cores)", "tool CPU (s)"),
+                              [(str(r["n"]), str(r["pool"]), f"{r['seconds']:.2f}", f"{ideal:.2f}",
+                                f"{r['seconds'] / ideal:.2f}x", f"{r['per_host_median']:.2f}", f"{r['cpu_busy']:.0%}",
+                                f"{r['tool_cpu']:.1f}")
+                               for r, ideal in ((r, math.ceil(r["n"] / r["pool"]) * single) for r in rows)],
+                              right=range(8))]
     lines += ["", f"Machine: {os.cpu_count()} cores, shared by every host of the lab and the tool; CPU busy is "
               "machine-wide during the phase (anything else running on the machine counts too). Every remote "
               "command is a short process on the host (the lab supervisor is a Python program, ~40 ms of CPU per "

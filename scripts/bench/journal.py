@@ -17,6 +17,7 @@ from journal.redact import Redactor
 from journal.store import Journal
 from journal.vault import Key
 from statemachine.replay import replay
+from upgrade import tables
 
 STEPS = ["stop_source", "dump_source", "stop_target", "backup_target", "install_config", "import_db",
          "upgrade_schema", "fix_ownership", "start_target", "verify"]
@@ -86,8 +87,7 @@ def run(pairs: int = 500, events: int = 100_000) -> str:
     out = ["## Journal: durable events and resume start-up", "",
            f"{pairs} intent+done pairs on this machine's disk (WAL, synchronous=FULL, fsync per commit); "
            f"a synthetic journal of {events:,} events for the resume decision.", "",
-           "| measure | result | target |", "|---|---|---|"]
-    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+           *tables.markdown(("measure", "result", "target"), rows)]
     return "\n".join(out) + "\n"
 
 

@@ -287,6 +287,9 @@ def measure(work: Path, source: MariaDB, target: MariaDB, db: str, size_mb: int,
 
 def render(results: list[Measurement]) -> str:
     """The Markdown section: one row per size, then whether the targets were met."""
+    # here, not at the top: the measured child (run_tool) imports this module and loads only what the tool does
+    from upgrade import tables
+
     lines = [
         "## Vault throughput and memory",
         "",
@@ -297,15 +300,15 @@ def render(results: list[Measurement]) -> str:
         f"holds the given MiB of {BLOB_BYTES // 1024} KiB LONGBLOB rows plus an "
         f"{BATCH_ROWS * BLOB_BYTES >> 20} MiB seed table they are copied from.",
         "",
-        "| DB size (MiB of BLOBs) | rows | dump bytes | raw pipe MB/s | tool MB/s (dump s + import s) "
-        "| ratio | tool peak RSS (MiB) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        *tables.markdown(
+            ("DB size (MiB of BLOBs)", "rows", "dump bytes", "raw pipe MB/s", "tool MB/s (dump s + import s)",
+             "ratio", "tool peak RSS (MiB)"),
+            [(str(m.size_mb), str(m.rows), str(m.plain_bytes), f"{m.raw_mbps:.1f}",
+              f"{m.tool_mbps:.1f} ({m.tool['dump_s']:.1f} + {m.tool['import_s']:.1f})", f"{m.ratio:.2f}",
+              f"{m.rss_mb:.1f}") for m in results],
+            right=range(7),
+        ),
     ]
-    for m in results:
-        lines.append(
-            f"| {m.size_mb} | {m.rows} | {m.plain_bytes} | {m.raw_mbps:.1f} | {m.tool_mbps:.1f} "
-            f"({m.tool['dump_s']:.1f} + {m.tool['import_s']:.1f}) | {m.ratio:.2f} | {m.rss_mb:.1f} |"
-        )
     worst = min(m.ratio for m in results)
     rss = [m.rss_mb for m in results]
     lines += [

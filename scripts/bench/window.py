@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.bench import handrun
+from upgrade import tables
 
 REPO = Path(__file__).resolve().parents[2]
 UPGRADE = REPO / ".venv" / "bin" / "upgrade"
@@ -363,14 +364,14 @@ def med(trials: list[Trial], service: str, key: str) -> float:
 
 def table(by: dict[str, list[Trial]], services: list[str]) -> list[str]:
     """Median seconds per service and kind, one row per service and variant."""
-    lines = ["| service | variant | window (s) | dump+import (s) | dump / import (s) | schema (s) | verify (s) "
-             "| other (s) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = []
     for s in [*services, "total"]:
         for v, ts in by.items():
             split = "-" if v == "a" else f"{med(ts, s, 'dump'):.1f} / {med(ts, s, 'import'):.1f}"
-            lines.append(f"| {s} | ({v}) | {med(ts, s, 'window'):.1f} | {med(ts, s, 'dump+import'):.1f} | {split} "
-                         f"| {med(ts, s, 'schema'):.1f} | {med(ts, s, 'verify'):.1f} | {med(ts, s, 'other'):.1f} |")
-    return lines
+            rows.append((s, f"({v})", f"{med(ts, s, 'window'):.1f}", f"{med(ts, s, 'dump+import'):.1f}", split,
+                         f"{med(ts, s, 'schema'):.1f}", f"{med(ts, s, 'verify'):.1f}", f"{med(ts, s, 'other'):.1f}"))
+    return tables.markdown(("service", "variant", "window (s)", "dump+import (s)", "dump / import (s)", "schema (s)",
+                            "verify (s)", "other (s)"), rows, right=range(2, 8))
 
 
 def ratios(by: dict[str, list[Trial]]) -> dict[str, list[float]]:
@@ -462,11 +463,10 @@ def render(res: dict[str, Any], large: dict[str, Any] | None, trials: int) -> st
              "online migrations of the services before the last one included):", "", *table(by, services), "",
              f"After the window (medians): the script's last online migrations {o['after_a']:.1f} s, the tool's "
              f"finishing steps (all online migrations) {o['after_b']:.1f} s: the services serve meanwhile.", "",
-             "| trial | variant | window (s) | load 1-min (start -> end) | tool peak RSS (MiB) |",
-             "|---:|---|---:|---|---:|"]
-    for t in res["trials"]:
-        lines.append(f"| {t.index} | ({t.variant}) | {t.window:.1f} | {t.load[0]:.2f} -> {t.load[1]:.2f} | "
-                     f"{'-' if t.rss_mb is None else f'{t.rss_mb:.1f}'} |")
+             *tables.markdown(("trial", "variant", "window (s)", "load 1-min (start -> end)", "tool peak RSS (MiB)"),
+                              [(str(t.index), f"({t.variant})", f"{t.window:.1f}",
+                                f"{t.load[0]:.2f} -> {t.load[1]:.2f}", "-" if t.rss_mb is None else f"{t.rss_mb:.1f}")
+                               for t in res["trials"]], right=(0, 2, 4))]
     lines += ["", f"Ratios of the windows per round (min / median / max): (b)/(a) {stats(r['b'])}, "
               f"(c)/(a) {stats(r['c'])}.", "", *overhead_lines(o), "", *large_lines(large), "",
               *reason_lines(by, o), "", *target_lines(r, o, rss, large), ""]
@@ -515,13 +515,13 @@ def large_lines(large: dict[str, Any] | None) -> list[str]:
              "sizes are InnoDB data + index, `information_schema`); the dumps are "
              f"{large.get('nova_dump', '?')} (nova) and {large.get('keystone_dump', '?')} (keystone) of SQL. "
              f"{len(by['a'])} round(s) of (a) (b) (c):", "",
-             "| variant | window (s) | dump+import (s) | schema (s) | verify (s) | tool peak RSS (MiB) | load 1-min |",
-             "|---|---:|---:|---:|---:|---:|---|"]
-    for v, ts in by.items():
-        rss = max((t.rss_mb or 0) for t in ts)
-        lines.append(f"| ({v}) | {med(ts, 'total', 'window'):.1f} | {med(ts, 'total', 'dump+import'):.1f} | "
-                     f"{med(ts, 'total', 'schema'):.1f} | {med(ts, 'total', 'verify'):.1f} | "
-                     f"{'-' if v == 'a' else f'{rss:.1f}'} | {ts[0].load[0]:.2f} -> {ts[0].load[1]:.2f} |")
+             *tables.markdown(("variant", "window (s)", "dump+import (s)", "schema (s)", "verify (s)",
+                               "tool peak RSS (MiB)", "load 1-min"),
+                              [(f"({v})", f"{med(ts, 'total', 'window'):.1f}", f"{med(ts, 'total', 'dump+import'):.1f}",
+                                f"{med(ts, 'total', 'schema'):.1f}", f"{med(ts, 'total', 'verify'):.1f}",
+                                "-" if v == "a" else f"{max((t.rss_mb or 0) for t in ts):.1f}",
+                                f"{ts[0].load[0]:.2f} -> {ts[0].load[1]:.2f}") for v, ts in by.items()],
+                              right=range(1, 6))]
     r = ratios(by)
     own = {v: [(t.overhead.get("checks", 0.0) + t.overhead.get("vault", 0.0) + (t.idle if v == "b" else 0.0),
                 t.overhead.get("vault", 0.0), t.window) for t in by[v]] for v in ("b", "c")}

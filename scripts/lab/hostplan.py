@@ -15,13 +15,31 @@ management address the old, stopped glance would be asked). The image files go f
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
 from scripts.lab.hostside import DB_ADMIN, DB_PORT, GLANCE_PORT, KEYSTONE_PORT
 from scripts.lab.plan import service_sections
 
-if TYPE_CHECKING:
-    from scripts.lab.hosts import Lab
+
+class LabFacts(Protocol):
+    """What a plan needs to know of a running lab (``scripts.lab.hosts.Lab`` has it): declared here, so
+    that ``hosts`` imports this module and not the other way round."""
+
+    dir: Path
+    state: dict[str, Any]
+
+    @property
+    def hosts(self) -> dict[str, str]: ...
+
+    @property
+    def computes(self) -> list[str]: ...
+
+    @property
+    def ssh_config(self) -> Path: ...
+
+    def ns(self, host: str) -> str: ...
+
 
 #: the lab supervisor, as the tool runs it on a host over SSH (the repository is mounted there)
 CONTROL = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.svc", "--root", "/", "{action}",
@@ -29,7 +47,7 @@ CONTROL = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.svc"
 COMPUTE_UNITS = ["nova-compute", "neutron-agent"]
 
 
-def plan_text(lab: Lab, compute_pool: int = 10, check_from: str | None = None,
+def plan_text(lab: LabFacts, compute_pool: int = 10, check_from: str | None = None,
               services: tuple[str, ...] = ("keystone",)) -> str:
     """The plan upgrading ``services`` (keystone first; glance may follow), then the management
     address and the compute hosts."""

@@ -50,7 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from scripts.lab import netns
+from scripts.lab.hostplan import plan_text
 from scripts.lab.hostside import GLANCE_PORT, UNITS
+from scripts.lab.plan import write_key
 from scripts.lab.proc import LabError, pid_alive, tail
 
 REPO = Path(__file__).resolve().parents[2]
@@ -481,9 +483,6 @@ def _build_controllers(info: Lab, old: str, new: str, venv_root: Path) -> None:
 
 def _write_plan(info: Lab) -> None:
     """Every plan of ``PLANS``, 0600: the DB admin passwords are inline."""
-    from scripts.lab.hostplan import plan_text
-    from scripts.lab.plan import write_key
-
     write_key(info.dir / "dump.key")
     for name, services in PLANS.items():
         fd = os.open(info.dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
