@@ -74,6 +74,7 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
                                     "[{source = ..., target_vg = \"cinder-volumes\"}] (same size, sha256 "
                                     "checked)", "a list of tables"),
     ),
+    "heat": (UNITS, STATUS_ACCEPT, REPAIR),
     "horizon": (
         UNITS,
         Option("local_settings", str, "openstack-dashboard/local_settings", "relative to the controller's etc"),

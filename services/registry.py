@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from services import cinder, glance, horizon, keystone, neutron, nova, placement, releases, textrepair
+from services import cinder, glance, heat, horizon, keystone, neutron, nova, placement, releases, textrepair
 from services.runbook import DEFAULT_JUMP, Jump
 from statemachine.runner import ParallelGroup
 from statemachine.step import Step
 
-ORDER = ("keystone", "glance", "placement", "nova", "neutron", "cinder", "horizon", "nova-unpin")
+ORDER = ("keystone", "glance", "placement", "nova", "neutron", "cinder", "heat", "horizon", "nova-unpin")
 
 SERVICES: dict[str, Callable[..., list[Step]]] = {
     "keystone": keystone.steps,
@@ -22,6 +22,7 @@ SERVICES: dict[str, Callable[..., list[Step]]] = {
     "nova": nova.steps,
     "neutron": neutron.steps,
     "cinder": cinder.steps,
+    "heat": heat.steps,
     "horizon": horizon.steps,
     "nova-unpin": nova.unpin_steps,
 }
@@ -35,7 +36,8 @@ AFTER: dict[str, frozenset[str]] = {"horizon": frozenset({"keystone"})}
 #: rewrite edits nova's block devices, so nova's databases are imported and migrated first. Their
 #: databases are otherwise independent: stops, dumps, imports and migrations run side by side.
 WAITS: dict[str, frozenset[str]] = {
-    **{f"{s}.verify": frozenset({"keystone.verify"}) for s in ("glance", "placement", "nova", "neutron", "cinder")},
+    **{f"{s}.verify": frozenset({"keystone.verify"}) for s in ("glance", "placement", "nova", "neutron", "cinder",
+                                                                    "heat")},
     "nova.status_check": frozenset({"placement.verify"}),
     "nova.start_target": frozenset({"placement.verify"}),
     "cinder.rewrite_iscsi": frozenset({"nova.upgrade_schema"}),
@@ -96,7 +98,8 @@ def new_databases(name: str, jump: Jump, settings: Any) -> list[str]:
 
 #: the manage command that proves a service is installed on a controller
 TOOLS = {"keystone": "keystone-manage", "glance": "glance-manage", "placement": "placement-manage",
-         "nova": "nova-manage", "neutron": "neutron-db-manage", "cinder": "cinder-manage", "nova-unpin": "nova-manage"}
+         "nova": "nova-manage", "neutron": "neutron-db-manage", "cinder": "cinder-manage", "nova-unpin": "nova-manage",
+         "heat": heat.TOOL}
 
 
 def steps_for_plan(plan: Any, name: str) -> list[Step]:

@@ -261,6 +261,7 @@ CONFIG_FILES: dict[str, tuple[Era, ...]] = {
     "nova": (Era("havana", None, ("nova.conf",)),),
     "neutron": (Era("havana", None, ("neutron.conf",)),),
     "cinder": (Era("havana", None, ("cinder.conf",)),),
+    "heat": (Era("havana", None, ("heat.conf",)),),  # heat: the rest of its facts live in services/heat.py
 }
 
 #: cinder's iSCSI target address option: iscsi_ip_address until Rocky (removed in Stein, renamed
@@ -302,6 +303,7 @@ DATABASES: dict[str, tuple[Era, ...]] = {
                                  ("cell0", "{name}_cell0", "")))),
     "neutron": (Era("havana", None, (("main", "{name}", "database"),)),),
     "cinder": (Era("havana", None, (("main", "{name}", "database"),)),),
+    "heat": (Era("havana", None, (("main", "{name}", "database"),)),),  # heat: see services/heat.py
     "horizon": (Era("havana", None, ()),),
 }
 

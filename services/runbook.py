@@ -214,16 +214,18 @@ def status_step(name: str, cmd: Cmd, fill: Fill = lambda ctx: {},
 
 
 # ---------------------------------------------------------------------- release data -> generic step inputs
-def units_fn(name: str, jump: Jump, settings: str | None = None) -> Callable[[Any, str], list[str]]:
+def units_fn(name: str, jump: Jump, settings: str | None = None,
+             eras: Sequence[releases.Era] | None = None) -> Callable[[Any, str], list[str]]:
     """A service's units on each side: the plan's ``units`` (of the ``settings`` service, default
-    *name*), else the release table's for that side."""
+    *name*), else the release table's for that side (``eras``: a service module's own table)."""
+    table = releases.UNITS[name] if eras is None else eras
 
     def units(ctx: Any, role: str) -> list[str]:
         st = ctx.services.get(settings or name)
         given = st.options.get("units") if st is not None else None
         if given:
             return list(given)
-        return list(releases.pick(releases.UNITS[name], jump.source if role == "source" else jump.target, ()))
+        return list(releases.pick(table, jump.source if role == "source" else jump.target, ()))
 
     return units
 
