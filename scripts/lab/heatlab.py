@@ -285,7 +285,8 @@ def start(root: Path, unit: str) -> None:
             raise LabError(f"{unit} exited with rc {proc.returncode} during start; {log}:\n{tail(log)}")
         if _ready(root, unit):
             return
-        time.sleep(0.3)
+        # the engine's probe is a rabbitmqctl call (an Erlang VM of its own): ask less often than an API
+        time.sleep(1.0 if unit == "heat-engine" else 0.3)
     terminate(proc.pid, STOP_TIMEOUT)
     _pid_file(root, unit).unlink(missing_ok=True)
     raise LabError(f"{unit} was not ready within {START_TIMEOUT:.0f} s; {log}:\n{tail(log)}")
