@@ -268,9 +268,9 @@ def down(lab: Path) -> list[str]:
     running: dict[str, list[str]] = {}
     for side in SIDES:
         root = Path(state[side]["root"])
-        for unit in _units(state):
+        for unit in reversed(_units(state)):  # the reverse of the start order: heat's engine before its broker
             if units.alive(root, unit):
-                running.setdefault(side, []).append(unit)
+                running.setdefault(side, []).insert(0, unit)  # kept in start order, for 'up'
                 stopped.append(f"{side}/{unit}")
             units.stop(root, unit)
     for side in SIDES:
