@@ -100,6 +100,8 @@ def test_stack_survives_upgrade_and_revert(heat_lab: HeatLab, tmp_path: Path) ->
     assert target_heads
     assert old_sums["stack"][0] == 1 and old_sums["resource"][0] == 2  # the stack and its two resources
 
+    chk = upgrade("check", str(lab.plan))  # the pre-flight knows heat: its tool on both sides, its database
+    assert chk.returncode in (0, 1) and "heat" in chk.stdout, chk.stdout[-3000:] + chk.stderr[-3000:]
     res = upgrade("run", str(lab.plan), timeout=1200)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert lab.serving("new") == on and lab.serving("old") == off
