@@ -330,14 +330,6 @@ def start_all(root: Path) -> None:
         start(root, unit)
 
 
-def stop_all(root: Path) -> list[str]:
-    """Stop every unit (APIs first, the broker last); returns those that ran."""
-    was = [u for u in UNITS if alive(root, u)]
-    for unit in UNITS:
-        stop(root, unit)
-    return was
-
-
 def plan_section(s: Settings) -> str:
     """``[services.heat]`` of a lab plan: the lab's units, verified through the orchestration API."""
     return (f"[services.{NAME}]\n"
