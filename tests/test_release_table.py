@@ -131,6 +131,8 @@ CURRENT = {
     ("cinder", "online_migrations"): [f"{CINDER} db online_data_migrations"],
     ("keystone", "status_check"): [f"{M}/keystone-status --config-file /etc/keystone/keystone.conf upgrade check"],
     ("cinder", "status_check"): [f"{M}/cinder-status --config-file /etc/cinder/cinder.conf upgrade check"],
+    ("heat", "upgrade_schema"): [f"{M}/heat-manage --config-file /etc/heat/heat.conf db_sync"],
+    ("heat", "status_check"): [f"{M}/heat-status --config-file /etc/heat/heat.conf upgrade check"],
 }
 
 
@@ -138,7 +140,7 @@ CURRENT = {
                                           ("2025.1", "2026.1"), ("2026.1", "2026.2")])
 def test_current_commands_follow_the_facts(src: str, dst: str) -> None:
     jump = Jump(src, dst)
-    c = ctx(jump, ("keystone", "glance", "placement", "nova", "neutron", "cinder"),
+    c = ctx(jump, ("keystone", "glance", "placement", "nova", "neutron", "cinder", "heat"),
             neutron={"plugin_config": "plugins/ml2/ml2_conf.ini"})
     for (name, step), want in CURRENT.items():
         if want is not None:
@@ -159,6 +161,21 @@ def test_current_commands_follow_the_facts(src: str, dst: str) -> None:
                     "copy>' db online_data_migrations"]
     # placement before nova in the registry order
     assert ORDER.index("placement") < ORDER.index("nova")
+
+
+def test_heat_status_check_from_stein_and_its_units_per_release() -> None:
+    """heat-status exists from Stein (the upgrade-checkers goal); heat-api-cloudwatch went in Queens."""
+    def names(jump: Jump) -> list[str]:
+        return [s.name for s in steps_for("heat", jump)]
+
+    assert "heat.status_check" not in names(Jump("queens", "rocky"))
+    assert names(Jump("rocky", "stein")).index("heat.status_check") == names(Jump("rocky", "stein")).index(
+        "heat.upgrade_schema") + 1
+    jump = Jump("pike", "queens")
+    c = ctx(jump, ("heat",))
+    assert "openstack-heat-api-cloudwatch" in " ".join(commands("heat", jump, c, "stop_source"))
+    assert "openstack-heat-api-cloudwatch" not in " ".join(commands("heat", jump, c, "start_target"))
+    assert commands("heat", jump, c, "start_target")[-1] == "service openstack-heat-api start"  # in reverse
 
 
 def test_renamed_options_follow_the_target_release() -> None:

@@ -19,7 +19,8 @@ at cut-over, so the URLs in the keystone catalog stay valid. Only one side can s
 glance serve their real APIs (seeded through them: projects, users, roles, a credential, the
 catalog, images with bytes); placement, nova, neutron and cinder run their real schema and
 ``*-status`` commands with representative rows, their units are stand-ins (no message queue).
-``--services keystone`` builds the quick keystone-only lab.
+``--services keystone`` builds the quick keystone-only lab. ``heat`` (not in the default) adds heat
+serving for real with its RabbitMQ (``scripts.lab.heatlab``): ``--services keystone,heat``.
 
 ``down`` stops every process the lab started (by pid files) and keeps all files; ``up`` on
 the same DIR starts the databases and the services that were running at ``down`` again.
@@ -39,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import fullstack, svc, units
+from scripts.lab import fullstack, heatlab, svc, units
 from scripts.lab.controller import DEFAULT_VENV_ROOT, GLANCE_URL, Controller, make_controller, seed_keystone
 from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.openstack import Api
@@ -102,6 +103,7 @@ def _summary(lab: Path, state: dict[str, Any]) -> dict[str, Any]:
         "keystone_port": state["keystone_port"],
         "keystone_url": f"http://127.0.0.1:{state['keystone_port']}/v3",
         "glance_url": f"http://127.0.0.1:{glance}" if glance else None,
+        "heat_url": heatlab.Settings(**state["heat"]).api_url if "heat" in state else None,
         "services": _services(state),
         **{side: {**state[side], "keystone_running": running[side]} for side in SIDES},
         "seed": state.get("seed", {}),
@@ -113,9 +115,14 @@ def _services(state: dict[str, Any]) -> tuple[str, ...]:
     return tuple(state.get("services", ["keystone"]))
 
 
+#: what a lab may run: the full lab's services, and heat on request (it brings a broker)
+KNOWN = (*fullstack.ALL, heatlab.NAME)
+
+
 def _units(state: dict[str, Any]) -> list[str]:
-    """Every unit of the lab's controllers, keystone first."""
-    return ["keystone", *fullstack.unit_names(_services(state))]
+    """Every unit of the lab's controllers, keystone first (heat's broker before heat)."""
+    heat = list(reversed(heatlab.UNITS)) if heatlab.NAME in _services(state) else []
+    return ["keystone", *fullstack.unit_names(_services(state)), *heat]
 
 
 def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...] = fullstack.ALL) -> dict[str, Any]:
@@ -135,12 +142,12 @@ def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...]
             _write_lab_plan(lab, built)
         return _summary(lab, built)
 
-    unknown = sorted(set(services) - set(fullstack.ALL))
+    unknown = sorted(set(services) - set(KNOWN))
     if unknown or "keystone" not in services:
         raise LabError(f"--services {','.join(services)}: the lab runs keystone plus any of "
-                       f"{', '.join(fullstack.STACK)} (unknown: {', '.join(unknown) or 'none'})")
+                       f"{', '.join(KNOWN[1:])} (unknown: {', '.join(unknown) or 'none'})")
     tools = {"keystone": "keystone-manage", "glance": "glance-api", "placement": "placement-manage",
-             "nova": "nova-manage", "neutron": "neutron-db-manage", "cinder": "cinder-manage"}
+             "nova": "nova-manage", "neutron": "neutron-db-manage", "cinder": "cinder-manage", "heat": "heat-manage"}
     for release in (old, new):  # fail in a second, not after seeding the old side
         for service in services:
             if not (venv_root / release / "bin" / tools[service]).exists():
@@ -149,7 +156,7 @@ def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...]
     db_old_port, db_new_port, ks_port, glance_port = _distinct_ports(4)
     state: dict[str, Any] = {
         "complete": False,
-        "services": [s for s in fullstack.ALL if s in services],
+        "services": [s for s in KNOWN if s in services],
         "admin_password": secrets.token_urlsafe(12),
         "glance_password": secrets.token_urlsafe(12),
         "keystone_port": ks_port,
@@ -159,6 +166,10 @@ def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...]
     }
     for side in SIDES:
         state[side]["keystone_port"] = ks_port
+    if heatlab.NAME in services:  # shared ports (the management address) and secrets, 0600 like the rest
+        api, cfn, mq, dist_old, dist_new = _distinct_ports(5)
+        state["heat"] = heatlab.settings_dict(heatlab.Settings.new(ks_port, api, cfn, mq))
+        state["old"]["mq_dist_port"], state["new"]["mq_dist_port"] = dist_old, dist_new
     _save(lab, state)  # first, so that 'down' can clean up after a failed 'up'
     try:
         _build(lab, state, venv_root)
@@ -187,11 +198,19 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
     glance_url = f"http://127.0.0.1:{glance_port}" if glance_port else GLANCE_URL
     state["seed"] = seed_keystone(old_ctl, state["admin_password"], glance_url)
     state["seed"].update(fullstack.seed_old(old_stack, state["seed"], services))
+    if "heat" in state:
+        heat = heatlab.Settings(**state["heat"])
+        heatlab.install(old_root, old, old_ctl.venv, _db(state, "old"), heat, state["old"]["mq_dist_port"])
+        state["seed"]["heat"] = heatlab.register(heat, state["seed"]["admin_token"])
+        heatlab.start_all(old_root)
     timings["seed_old"] = time.monotonic() - t2
     t3 = time.monotonic()
     new_root = Path(state["new"]["root"])
-    make_controller(new_root, new, _db(state, "new"), ks_port, venv_root, glance_port=glance_port)
+    new_ctl = make_controller(new_root, new, _db(state, "new"), ks_port, venv_root, glance_port=glance_port)
     fullstack.build(new_root, new, _db(state, "new"), venv_root, services, api)
+    if "heat" in state:
+        heatlab.install(new_root, new, new_ctl.venv, _db(state, "new"), heatlab.Settings(**state["heat"]),
+                        state["new"]["mq_dist_port"])
     timings["make_new"] = time.monotonic() - t3
     t4 = time.monotonic()
     _write_lab_plan(lab, state)
@@ -229,8 +248,12 @@ def _write_lab_plan(lab: Path, state: dict[str, Any]) -> Path:
     _private_file(lab / PLAN)  # write_plan truncates and keeps the mode: never readable by others
     try:
         glance = state.get("glance_port")
-        return write_plan(lab, ctl["old"], ctl["new"], admins["old"], admins["new"], journal="journal",
+        plan = write_plan(lab, ctl["old"], ctl["new"], admins["old"], admins["new"], journal="journal",
                           services=_services(state), glance_url=f"http://127.0.0.1:{glance}" if glance else None)
+        if "heat" in state:
+            with plan.open("a") as f:
+                f.write(heatlab.plan_section(heatlab.Settings(**state["heat"])))
+        return plan
     except subprocess.CalledProcessError as exc:  # `upgrade keygen` for dump.key
         raise LabError(f"`upgrade keygen {lab / 'dump.key'}` failed (rc {exc.returncode}): "
                        f"{(exc.stderr or b'').decode(errors='replace').strip()} — run this with the project "
@@ -245,9 +268,9 @@ def down(lab: Path) -> list[str]:
     running: dict[str, list[str]] = {}
     for side in SIDES:
         root = Path(state[side]["root"])
-        for unit in _units(state):
+        for unit in reversed(_units(state)):  # the reverse of the start order: heat's engine before its broker
             if units.alive(root, unit):
-                running.setdefault(side, []).append(unit)
+                running.setdefault(side, []).insert(0, unit)  # kept in start order, for 'up'
                 stopped.append(f"{side}/{unit}")
             units.stop(root, unit)
     for side in SIDES:
@@ -284,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--new", default="2026.1", help="release of the new controller")
     p_up.add_argument("--venv-root", type=Path, default=DEFAULT_VENV_ROOT)
     p_up.add_argument("--services", default=",".join(fullstack.ALL),
-                      help="comma-separated: keystone plus any of " + ", ".join(fullstack.STACK) + " (default: all)")
+                      help="comma-separated: keystone plus any of " + ", ".join(KNOWN[1:])
+                      + " (default: all but heat)")
     for name, text in (("down", "stop every lab process, keep the files"), ("status", "which lab processes run")):
         sub.add_parser(name, help=text).add_argument("dir", type=Path)
     args = parser.parse_args(argv)

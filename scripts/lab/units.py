@@ -3,9 +3,9 @@
     python -m scripts.lab.units --root ROOT {start|stop|status} UNIT
 
 ``keystone`` (and ``glance-api`` where the controller's lab.json gives glance a port) is served
-for real by ``scripts.lab.svc``; every other unit is a stand-in process
-(``standin.py``; ``httpd`` answers HTTP on the port ``ROOT/units.json`` names), tracked by pid
-file and command line, never by name. ``status``: 0 running, 3 stopped.
+for real by ``scripts.lab.svc``, heat's units and its broker by ``scripts.lab.heatlab``; every
+other unit is a stand-in process (``standin.py``; ``httpd`` answers HTTP on the port
+``ROOT/units.json`` names), tracked by pid file and command line, never by name. ``status``: 0 running, 3 stopped.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.lab import layout, svc
+from scripts.lab import heatlab, layout, svc
 from scripts.lab.proc import LabError, pid_alive, port_open, read_pid, terminate, write_pid
 
 STANDIN = Path(__file__).resolve().with_name("standin.py")
@@ -45,6 +45,9 @@ def pid(root: Path, unit: str) -> int | None:
 
 
 def start(root: Path, unit: str) -> None:
+    if heatlab.owns(root, unit):
+        heatlab.start(root, unit)
+        return
     if svc.serves(root, unit):
         svc.start(root, unit)
         return
@@ -69,6 +72,9 @@ def start(root: Path, unit: str) -> None:
 
 
 def stop(root: Path, unit: str) -> None:
+    if heatlab.owns(root, unit):
+        heatlab.stop(root, unit)
+        return
     if svc.serves(root, unit):
         svc.stop(root, unit)
         return
@@ -80,12 +86,16 @@ def stop(root: Path, unit: str) -> None:
 
 def alive(root: Path, unit: str) -> bool:
     """The unit's process exists (answering or not): what ``down`` must stop."""
+    if heatlab.owns(root, unit):
+        return heatlab.alive(root, unit)
     if svc.serves(root, unit):
         return svc.service_pid(root, unit) is not None
     return pid(root, unit) is not None
 
 
 def status(root: Path, unit: str) -> bool:
+    if heatlab.owns(root, unit):
+        return heatlab.status(root, unit)
     if svc.serves(root, unit):
         return svc.status(root, unit)
     return pid(root, unit) is not None
@@ -98,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("unit")
     args = parser.parse_args(argv)
     root = args.root.resolve()
-    known = {*svc.SERVICES, *(u for names in layout.UNITS.values() for u in names)}
+    known = {*svc.SERVICES, *heatlab.UNITS, *(u for names in layout.UNITS.values() for u in names)}
     if args.unit not in known:  # a usage error, never "stopped": the caller must not take it for a stopped unit
         print(f"{args.unit}: unknown unit (known: {', '.join(sorted(known))})", file=sys.stderr)
         return 2

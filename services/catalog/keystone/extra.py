@@ -138,12 +138,11 @@ KEYS_SHOWN = "source and target: find KEY_REPOSITORY -type f -exec sha256sum {} 
              "[fernet_receipts], [credential]: the same keys on both"
 
 
-def status_fallback(ctx: Any, res: Completed) -> dict[str, Any] | None:
-    """Re-run keystone-status with the workaround when the stock one trips over the default path."""
+def status_fallback(ctx: Any, res: Completed, cmd: releases.Cmd | None = None) -> dict[str, Any] | None:
+    """Re-run keystone-status (*cmd*, the target release's) with the workaround when the stock one
+    trips over the default path."""
     if res.rc not in (0, 2) and "fernet-keys" in res.output and "does not exist" in res.output:
         t = ctx.target
-        from services.catalog.keystone import SPEC
-        cmd = SPEC.status_for(ctx.to_release) if hasattr(ctx, "to_release") else None
         args = render(cmd, t)[1:] if cmd else ["--config-file", f"{t.etc.rstrip('/')}/keystone/keystone.conf",
                                                "upgrade", "check"]
         alt = t.host.run([tool(t, "python"), "-c", STATUS_WORKAROUND, *args], timeout=600)
@@ -165,4 +164,6 @@ def verify_extra_shown(ctx: Any) -> list[str]:
 def status_check_step(cmd: releases.Cmd | None) -> Step | None:
     """keystone-status upgrade check before keystone starts, like every service's (with the venv
     workaround, lab-recipes §4.5), where the release has it (Stein on): *cmd* is the spec's."""
-    return status_step(NAME, cmd, fallback=status_fallback) if cmd is not None else None
+    if cmd is None:
+        return None
+    return status_step(NAME, cmd, fallback=lambda ctx, res: status_fallback(ctx, res, cmd))

@@ -1,0 +1,190 @@
+"""RabbitMQ for a lab controller, without systemd: the broker heat-api and heat-engine talk RPC through.
+
+Each controller tree has its own node (its name derived from the tree, so two labs on one machine
+never meet), its own mnesia, log and config files under ``ROOT/var/lib/rabbitmq`` and
+``ROOT/var/log/rabbitmq``, and its own Erlang cookie (``HOME`` is that directory, for the server and
+for ``rabbitmqctl`` alike). Both controllers of a lab listen on one loopback port: like keystone's,
+it stands for the management address, which moves to the new controller at cut-over, so the
+``transport_url`` carried over in the services' configs stays valid. Only one side runs at a time.
+
+The broker's one user (``openstack``, full rights on vhost ``/``) is created by the node itself at its
+first boot from ``default_user``/``default_pass`` in its 0600 ``rabbitmq.conf``: the password is
+never on a command line, in the environment of a child or in a log. Both controllers get the same
+user and password, as an operator sets up the new controller's broker for the carried-over URL.
+
+Readiness is a condition, never a sleep: ``rabbitmqctl wait PIDFILE`` returns once the node has
+booted its applications, and the AMQP port then accepts connections. Stop is SIGTERM to the process
+group found by its pid file (the node's own clean shutdown, as systemd stops it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.lab import layout
+from scripts.lab.proc import LabError, clean_env, pid_alive, port_open, read_pid, tail, terminate, write_pid
+
+SBIN = Path("/usr/lib/rabbitmq/bin")
+USER = "openstack"
+START_TIMEOUT = 120.0
+#: the launcher script (its process group holds the Erlang VM); the pid file is per tree
+MARKER = "rabbitmq-server"
+UNIT = "rabbitmq-server"
+
+
+@dataclass(frozen=True)
+class Broker:
+    """One controller's broker: its tree, the shared AMQP port and the node's own distribution port."""
+
+    root: Path
+    port: int
+    dist_port: int
+
+    @property
+    def home(self) -> Path:
+        return layout.var_lib(self.root, "rabbitmq")
+
+    @property
+    def logs(self) -> Path:
+        return layout.log_dir(self.root, "rabbitmq")
+
+    @property
+    def conf(self) -> Path:
+        return self.home / "rabbitmq.conf"
+
+    @property
+    def node(self) -> str:
+        """``lab-<hash of the tree>@localhost``: unique per controller tree on this machine."""
+        return f"lab-{hashlib.sha256(str(self.root).encode()).hexdigest()[:12]}@localhost"
+
+    @property
+    def pid_file(self) -> Path:
+        return layout.pid_file(self.root, UNIT)
+
+    def env(self) -> dict[str, str]:
+        """Everything the server and rabbitmqctl read, under the tree: nothing from /etc/rabbitmq or
+        /var/lib/rabbitmq (the Debian package's own node), nothing secret."""
+        h = self.home
+        return clean_env(
+            HOME=str(h), RABBITMQ_NODENAME=self.node, RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(self.port), RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_MNESIA_BASE=str(h / "mnesia"), RABBITMQ_LOG_BASE=str(self.logs),
+            RABBITMQ_CONFIG_FILE=str(self.conf), RABBITMQ_ADVANCED_CONFIG_FILE=str(h / "advanced.config"),
+            RABBITMQ_CONF_ENV_FILE=str(h / "rabbitmq-env.conf"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(h / "enabled_plugins"), RABBITMQ_PID_FILE=str(h / "node.pid"))
+
+
+def broker(root: Path) -> Broker:
+    """The broker of the controller at *root*, from its ``rabbitmq.json`` (written by :func:`install`)."""
+    path = layout.var_lib(Path(root), "rabbitmq") / "rabbitmq.json"
+    try:
+        data = json.loads(path.read_text())
+        return Broker(Path(root).resolve(), int(data["port"]), int(data["dist_port"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise LabError(f"{root} has no lab broker ({path}: {exc})") from exc
+
+
+def install(root: Path, port: int, dist_port: int, password: str) -> Broker:
+    """The broker's files on a controller tree (not started): config with the one user, no plugins."""
+
+    b = Broker(Path(root).resolve(), port, dist_port)
+    for d in (b.home, b.logs, layout.run_dir(b.root)):
+        d.mkdir(parents=True, exist_ok=True)
+    b.home.chmod(0o700)
+    fd = os.open(b.conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"# the lab broker of {b.root}: loopback only, its own user (made at first boot)\n"
+                f"listeners.tcp.default = {port}\n"
+                f"default_user = {USER}\n"
+                f"default_pass = {password}\n"
+                "default_vhost = /\n"
+                "default_permissions.configure = .*\n"
+                "default_permissions.read = .*\n"
+                "default_permissions.write = .*\n"
+                "log.console = false\n"
+                "log.file.level = info\n")
+    (b.home / "enabled_plugins").write_text("[].\n")
+    (b.home / "advanced.config").write_text("[].\n")
+    (b.home / "rabbitmq-env.conf").write_text("")
+    (b.home / "rabbitmq.json").write_text(json.dumps({"port": port, "dist_port": dist_port}) + "\n")
+    return b
+
+
+def transport_url(port: int, password: str) -> str:
+    """The ``transport_url`` a service of the lab names the broker with (the management address)."""
+    return f"rabbit://{USER}:{password}@127.0.0.1:{port}/"
+
+
+def pid(b: Broker) -> int | None:
+    p = read_pid(b.pid_file)
+    return p if pid_alive(p, (MARKER,)) else None
+
+
+def ctl(b: Broker, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``rabbitmqctl -n NODE ARGS`` with the node's own cookie (its HOME)."""
+    return subprocess.run([str(SBIN / "rabbitmqctl"), "-n", b.node, *args], env=b.env(), capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+
+
+def start(root: Path) -> int:
+    """Start the controller's node detached and wait until it has booted and accepts AMQP; its pid."""
+    b = broker(root)
+    running = pid(b)
+    if running:
+        return running
+    if port_open(b.port):
+        raise LabError(f"{UNIT}: 127.0.0.1:{b.port} is already in use by another process")
+    log = b.logs / "rabbitmq-server.out"
+    with log.open("ab") as out:
+        out.write(f"--- lab rabbit start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+        out.flush()
+        proc = subprocess.Popen([str(SBIN / "rabbitmq-server")], env=b.env(), cwd=b.home, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    write_pid(b.pid_file, proc.pid)
+    # `wait PIDFILE` blocks until the node has written its pid file and booted its applications
+    res = ctl(b, "--timeout", str(int(START_TIMEOUT)), "wait", str(b.home / "node.pid"), timeout=START_TIMEOUT + 30)
+    if proc.poll() is not None or res.returncode != 0:
+        if proc.poll() is None:
+            terminate(proc.pid, 30)
+        b.pid_file.unlink(missing_ok=True)
+        raise LabError(f"{UNIT} of {b.root} did not start (rc {proc.returncode}, await_startup rc {res.returncode}: "
+                       f"{(res.stdout + res.stderr).strip()[-500:]}); {log}:\n{tail(log)}")
+    if not port_open(b.port):
+        raise LabError(f"{UNIT} of {b.root} booted but does not accept AMQP on 127.0.0.1:{b.port}; {log}:\n{tail(log)}")
+    return proc.pid
+
+
+def stop(root: Path) -> bool:
+    """SIGTERM to the node's process group (the node shuts down cleanly on it, as under systemd, without
+    the cost of a ``rabbitmqctl`` VM), SIGKILL after a minute; True if it was running."""
+    b = broker(root)
+    p = pid(b)
+    if p:
+        terminate(p, 60)
+    b.pid_file.unlink(missing_ok=True)
+    return p is not None
+
+
+def status(root: Path) -> bool:
+    """Running and accepting AMQP connections."""
+    b = broker(root)
+    return pid(b) is not None and port_open(b.port)
+
+
+def consumers(root: Path, queue: str) -> int:
+    """How many consumers the node's *queue* has (0 when it does not exist): an RPC server such as
+    heat-engine is ready once it consumes its topic."""
+    res = ctl(broker(root), "-q", "list_queues", "name", "consumers", timeout=60)
+    if res.returncode != 0:
+        return 0
+    for line in res.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == queue and parts[1].isdigit():
+            return int(parts[1])
+    return 0
