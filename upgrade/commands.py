@@ -34,6 +34,7 @@ from upgrade import (
     report,
     reportpage,
     tables,
+    unplanned,
     window,
 )
 from upgrade import plan as plan_mod
@@ -132,6 +133,7 @@ def run(plan_path: str, quiet: bool = False) -> int:
     guards.require_private_dir(app.vault_dir(plan), "vault directory")
     key = app.load_key(plan, plan.journal_dir, new_salt=not app.has_runs(plan.journal_dir))
     app.preflight_db(plan)
+    unplanned.refuse(plan)  # every service the old controller runs is upgraded or ignored (exit 2)
     ids = claims.guard_identity(plan)  # the target is not the source under another name (exit 2)
     claims.refuse_if_claimed(plan, plan.journal_dir)  # no other run of this cloud (exit 3)
     journal = app.open_journal(plan.journal_dir, app.redactor_for(plan), create=True)

@@ -18,7 +18,7 @@ import json
 from typing import TYPE_CHECKING
 
 from scripts.lab.hostside import DB_ADMIN, DB_PORT, GLANCE_PORT, KEYSTONE_PORT
-from scripts.lab.plan import service_sections
+from scripts.lab.plan import lab_ignore, service_sections
 
 if TYPE_CHECKING:
     from scripts.lab.hosts import Lab
@@ -57,7 +57,7 @@ def plan_text(lab: Lab, compute_pool: int = 10, check_from: str | None = None,
             f"# services: {', '.join(services)}; run it inside the deploy host: ip netns exec "
             f"{lab.ns('deploy')} upgrade run {lab.dir}/THIS-FILE\n"
             f"[upgrade]\nfrom = \"{ctl['old']}\"\nto = \"{ctl['new']}\"\nservices = {json.dumps(list(services))}\n"
-            f"journal = \"journal\"\ncompute_pool = {compute_pool}\n\n"
+            f"journal = \"journal\"\ncompute_pool = {compute_pool}\n{lab_ignore(services)}\n"
             "[vault]\nkey_file = \"dump.key\"\n\n"
             f"[ssh]\nconfig = \"{lab.ssh_config}\"\n\n"
             + side("source", "oldctl", ctl["old"]) + side("target", "newctl", ctl["new"])
