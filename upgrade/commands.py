@@ -33,6 +33,7 @@ from upgrade import (
     progress,
     report,
     reportpage,
+    revertguard,
     tables,
     unplanned,
     window,
@@ -107,6 +108,7 @@ def _drive(session: app.Session, verb: str, display: progress.Display) -> int:
             session.runner.revert()
         else:
             session.runner.forward()
+            revertguard.record_baseline(session.plan, session.journal, session.run_id)  # what revert compares
     except StepsChanged as exc:
         raise UserError(str(exc)) from None
     except RunFailed as exc:
@@ -162,7 +164,8 @@ def run(plan_path: str, quiet: bool = False) -> int:
         lk.release()
 
 
-def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str | None, quiet: bool) -> int:
+def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str | None, quiet: bool,
+              discard_new_writes: bool = False) -> int:
     journal = _open(journal_dir)
     run_row = _run_row(journal, run_id) if run_id else journal.unfinished_run()
     if run_row is None and verb == "revert":
@@ -196,6 +199,8 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         app.check_key(run_row, key)
         app.authenticate(journal, key)  # before any work: a journal edited without the key is refused
         rid = run_row["id"]
+        if verb == "revert" and status == "completed":  # tenants may have written to the new cloud (exit 2)
+            revertguard.guard(plan, journal, key, rid, discard_new_writes)
         held = _guard_continue(verb, plan, journal, run_row)
         logs.get().info(f"{verb}_started", run=rid, status=status)
         app.sweep_leftovers(plan)
@@ -232,9 +237,10 @@ def resume(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, plan_
 
 
 def revert(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, plan_path: str | None = None,
-           quiet: bool = False) -> int:
-    """Undo a run's committed steps backwards until the old controller serves as before."""
-    return _continue("revert", journal_dir, run_id, plan_path, quiet)
+           quiet: bool = False, discard_new_writes: bool = False) -> int:
+    """Undo a run's committed steps backwards until the old controller serves as before. A completed run
+    whose new controller took writes since is refused, unless they are dumped into the vault first."""
+    return _continue("revert", journal_dir, run_id, plan_path, quiet, discard_new_writes)
 
 
 def status_data(journal_dir: Path, run_id: str | None) -> dict[str, Any]:
@@ -373,6 +379,9 @@ def journal_show(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None,
         out.write(f"run {row['id']}  {row['from_release']} -> {row['to_release']}  status: {row['status']}\n")
     tables.render(timeline(journal, row["id"]), ("time", "machine", "step", "kind", "duration", "host", "rc"),
                   fmt, out)
+    if fmt == "table" and (arts := journal.artifacts(row["id"])):
+        out.write("\nartifacts (encrypted in the vault, readable with the run's key):\n")
+        tables.render(arts, ("id", "kind", "service", "bytes", "path"), "table", out)
     return EXIT_OK
 
 

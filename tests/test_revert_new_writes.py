@@ -1,0 +1,93 @@
+"""Revert after tenants wrote to the new cloud (real keystone lab): an idle completed run reverts as it is; a
+project created through the new keystone's API after the run makes `upgrade revert` refuse (exit 2, nothing
+changed on either controller, in the journal or the vault), and `--discard-new-writes` dumps the new
+controller's databases into the vault (the project readable there with the run's key) before reverting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from journal import vault
+from scripts.lab import ksapi, svc
+from tests.conftest import ADMIN_PASSWORD, tree_digest, upgrade
+
+#: rewritten by every run/resume/revert whatever it does: the lock's holder and the log
+BOOKKEEPING = ("lock", "upgrade.log")
+
+
+def _journal_files(journal: Path) -> dict:
+    return {k: v for k, v in tree_digest(journal).items() if k not in BOOKKEEPING}
+
+
+def _run(lab, tmp_path) -> tuple[Path, Path]:
+    plan = lab.write_plan(tmp_path)
+    res = upgrade("run", str(plan))
+    assert res.returncode == 0, res.stderr
+    return plan, tmp_path / "journal"
+
+
+def _baseline_note(journal: Path) -> dict:
+    exp = upgrade("journal", "export", "--journal", str(journal), "--format", "jsonl")
+    assert exp.returncode == 0, exp.stderr
+    notes = [json.loads(line) for line in exp.stdout.splitlines()]
+    return next(e["result"]["new_writes_baseline"] for e in notes
+                if e["kind"] == "note" and "new_writes_baseline" in (e["result"] or {}))
+
+
+def test_idle_completed_run_reverts_without_the_flag(lab, tmp_path):
+    before = lab.state()
+    _plan, journal = _run(lab, tmp_path)
+    base = _baseline_note(journal)
+    assert set(base) == {"keystone"} and "project" in base["keystone"]["keystone"]
+    # logins on the new cloud are no tenant writes
+    url = lab.seed["keystone_url"]
+    assert ksapi.issue_token(url, "admin", ADMIN_PASSWORD, project="admin").status == 201
+    assert ksapi.issue_token(url, "demo", lab.seed["demo_password"], project="demo").status == 201
+    res = upgrade("revert", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    after = lab.state()
+    assert after["source_db"] == before["source_db"] and after["source_etc"] == before["source_etc"]
+    assert svc.status(lab.old.root, "keystone") and not svc.status(lab.new.root, "keystone")
+    shown = upgrade("journal", "show", "--journal", str(journal))
+    assert "new-writes" not in shown.stdout
+
+
+def test_revert_after_a_tenant_write_refuses_then_keeps_it_in_the_vault(lab, tmp_path):
+    source_before = lab.state()
+    _plan, journal = _run(lab, tmp_path)
+    url = lab.seed["keystone_url"]
+    token = ksapi.get_token(url, "admin", ADMIN_PASSWORD, project="admin")
+    ksapi.call("POST", f"{url}/projects", token, {"project": {"name": "written-after-cutover",
+                                                              "domain_id": "default"}})
+    state, files = lab.state(), _journal_files(journal)
+
+    res = upgrade("revert", "--journal", str(journal))
+    assert res.returncode == 2, res.stderr
+    assert "tenants wrote to the new controller" in res.stderr and "nothing was changed" in res.stderr
+    assert "  keystone:" in res.stderr
+    line = next(x.strip() for x in res.stderr.splitlines() if x.strip().startswith("keystone.project:"))
+    n = lab.db_new.execute("SELECT COUNT(*) FROM keystone.project")[0][0]
+    assert line == f"keystone.project: {n - 1} -> {n} rows (+1)"
+    assert "--discard-new-writes" in res.stderr
+    # nothing changed: both controllers' databases and trees, the journal and the vault
+    assert lab.state() == state and _journal_files(journal) == files
+    assert svc.status(lab.new.root, "keystone") and not svc.status(lab.old.root, "keystone")
+
+    res = upgrade("revert", "--journal", str(journal), "--discard-new-writes")
+    assert res.returncode == 0, res.stderr
+    after = lab.state()
+    assert after["source_db"] == source_before["source_db"] and after["source_etc"] == source_before["source_etc"]
+    assert svc.status(lab.old.root, "keystone") and not svc.status(lab.new.root, "keystone")
+    # the old cloud never had the project; the vault has it, listed by `journal show`, readable with the key
+    assert not lab.db_old.execute("SELECT 1 FROM keystone.project WHERE name='written-after-cutover'")
+    shown = upgrade("journal", "show", "--journal", str(journal))
+    assert shown.returncode == 0, shown.stderr
+    rows = [x.split() for x in shown.stdout.splitlines() if " new-writes " in x]
+    assert len(rows) == 1 and rows[0][2] == "keystone", shown.stdout
+    path = Path(rows[0][-1])
+    assert path.is_file() and b"written-after-cutover" not in path.read_bytes()
+    dump = vault.decrypt_bytes(path, vault.Key.from_file(tmp_path / "dump.key"))
+    assert b"written-after-cutover" in dump and b"CREATE TABLE `project`" in dump
+    verify = upgrade("journal", "verify", "--journal", str(journal), "--key", str(tmp_path / "dump.key"))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
