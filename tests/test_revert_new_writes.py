@@ -10,7 +10,9 @@ from pathlib import Path
 
 from journal import vault
 from scripts.lab import ksapi, svc
-from tests.conftest import ADMIN_PASSWORD, tree_digest, upgrade
+from services import newwrites
+from services.settings import DBEndpoint
+from tests.conftest import ADMIN_PASSWORD, DB_ADMIN, TARGET_DB_PASSWORD, tree_digest, upgrade
 
 #: rewritten by every run/resume/revert whatever it does: the lock's holder and the log
 BOOKKEEPING = ("lock", "upgrade.log")
@@ -91,3 +93,35 @@ def test_revert_after_a_tenant_write_refuses_then_keeps_it_in_the_vault(lab, tmp
     assert b"written-after-cutover" in dump and b"CREATE TABLE `project`" in dump
     verify = upgrade("journal", "verify", "--journal", str(journal), "--key", str(tmp_path / "dump.key"))
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_what_an_idle_cloud_writes_is_no_tenant_write(keystone_lab):
+    """Heartbeats and revocations change nothing that counts; a changed flag, a renamed row, a new row do
+    (real MariaDB, the markers the baseline records)."""
+    db = keystone_lab.db_new
+    ep = DBEndpoint("127.0.0.1", db.port, DB_ADMIN, TARGET_DB_PASSWORD)
+    name, ks = "osu_newwrites_nova", "osu_newwrites_keystone"
+    for stmt in (f"DROP DATABASE IF EXISTS {name}", f"DROP DATABASE IF EXISTS {ks}", f"CREATE DATABASE {name}",
+                 f"CREATE DATABASE {ks}",
+                 f"CREATE TABLE {name}.services (id INT PRIMARY KEY, host VARCHAR(64), disabled TINYINT, "
+                 "updated_at DATETIME NULL, report_count INT, last_seen_up DATETIME NULL)",
+                 f"INSERT INTO {name}.services VALUES (1, 'newctl', 0, NULL, 1, NULL)",
+                 f"CREATE TABLE {name}.instances (id INT PRIMARY KEY, display_name VARCHAR(64) NULL)",
+                 f"INSERT INTO {name}.instances VALUES (1, 'vm1'), (2, NULL)",
+                 f"CREATE TABLE {ks}.revocation_event (id INT PRIMARY KEY, user_id VARCHAR(64))"):
+        db.execute(stmt)
+    try:
+        base = newwrites.baseline(ep, {"nova": [name], "keystone": [ks]})
+        assert set(base["nova"][name]) == {"services", "instances"} and base["keystone"][ks] == {}
+        db.execute(f"UPDATE {name}.services SET updated_at=NOW(), report_count=report_count+7, last_seen_up=NOW()")
+        db.execute(f"INSERT INTO {ks}.revocation_event VALUES (1, 'u1')")
+        assert newwrites.changes(ep, base) == {}
+        db.execute(f"UPDATE {name}.services SET disabled=1")
+        db.execute(f"UPDATE {name}.instances SET display_name='' WHERE id=2")  # NULL -> empty is a change
+        assert newwrites.changes(ep, base) == {"nova": [f"{name}.instances: 2 rows, content changed",
+                                                        f"{name}.services: 1 rows, content changed"]}
+        db.execute(f"INSERT INTO {name}.services VALUES (2, 'compute9', 0, NOW(), 1, NOW())")
+        assert f"{name}.services: 1 -> 2 rows (+1)" in newwrites.changes(ep, base)["nova"]
+    finally:
+        db.execute(f"DROP DATABASE IF EXISTS {name}")
+        db.execute(f"DROP DATABASE IF EXISTS {ks}")

@@ -53,29 +53,29 @@ def recorded_baseline(journal: Journal, run_id: str) -> newwrites.Baseline | Non
 def guard(plan: Plan, journal: Journal, key: vault.Key, run_id: str, discard: bool) -> None:
     """Before a completed run is reverted: refuse (nothing changed) when tenants wrote to the new controller,
     unless *discard*, in which case the new controller's databases are dumped into the vault first."""
-    jd = shlex.quote(str(journal.dir))
-    flag = f"upgrade revert --journal {jd} --discard-new-writes"
+    flag = f"upgrade revert --journal {shlex.quote(str(journal.dir))} --discard-new-writes"
     base = recorded_baseline(journal, run_id)
-    if base is None:
-        if not discard:
-            raise UserError(f"run {run_id} completed without a record of what its import left on the new controller "
-                            "(the tool stopped right after the run, or an earlier version ran it): whether tenants "
-                            "wrote to the new cloud cannot be told, and a revert would lose what they wrote — nothing "
-                            f"was changed; to keep their writes in the vault and revert: {flag}")
-        base = {s: {db: {} for db in dbs}
-                for s, dbs in newwrites.imported(replay(journal.events(run_id)).results, plan.services).items()}
-        changed = {s: ["no baseline recorded: dumped whole"] for s in base}
-    else:
-        try:
+    if base is None and not discard:
+        raise UserError(f"run {run_id} completed without a record of what its import left on the new controller "
+                        "(the tool stopped right after the run, or an earlier version ran it): whether tenants "
+                        "wrote to the new cloud cannot be told, and a revert would lose what they wrote — nothing "
+                        f"was changed; to keep their writes in the vault and revert: {flag}")
+    try:
+        if base is not None:
             changed = newwrites.changes(plan.target.db, base)
-        except StepError as exc:
-            if not discard:
-                raise UserError(f"cannot compare the new controller's databases with what run {run_id} left: {exc} "
-                                "— nothing was changed; bring its DB server back and revert again, or revert without "
-                                f"keeping what tenants may have written there: {flag}") from None
-            logs.get().warning("new_writes_unchecked", run=run_id, error=str(exc))
-            _note(journal, run_id, {}, {}, f"the new controller's DB server does not answer ({exc}): nothing dumped")
-            return
+        else:  # dump every database the run imported, whole
+            mysql.query(plan.target.db, "SELECT 1")
+            base = {s: {db: {} for db in dbs} for s, dbs in
+                    newwrites.imported(replay(journal.events(run_id)).results, plan.services).items()}
+            changed = {s: ["no baseline recorded: dumped whole"] for s in base}
+    except StepError as exc:
+        if not discard:
+            raise UserError(f"cannot compare the new controller's databases with what run {run_id} left: {exc} "
+                            "— nothing was changed; bring its DB server back and revert again, or revert without "
+                            f"keeping what tenants may have written there: {flag}") from None
+        logs.get().warning("new_writes_unchecked", run=run_id, error=str(exc))
+        _note(journal, run_id, {}, {}, f"the new controller's DB server does not answer ({exc}): nothing dumped")
+        return
     if not changed:
         logs.get().info("no_new_writes", run=run_id)
         return
@@ -87,8 +87,12 @@ def guard(plan: Plan, journal: Journal, key: vault.Key, run_id: str, discard: bo
         lines.append("Keep serving from the new controller, or dump its databases into the vault (encrypted with the "
                      f"run's key) and revert: {flag}")
         raise UserError("\n".join(lines))
-    dumped = dump(plan, journal, key, run_id, base)
-    _note(journal, run_id, changed, dumped, f"the new controller's writes are kept in the vault: "
+    try:
+        dumped = dump(plan, journal, key, run_id, base)
+    except (StepError, vault.VaultError) as exc:
+        raise UserError(f"could not keep the new controller's writes in the vault: {exc} — nothing was reverted; "
+                        f"fix the cause (the message names it) and run again: {flag}") from None
+    _note(journal, run_id, changed, dumped, "the new controller's writes are kept in the vault: "
                                             f"{', '.join(a['path'] for d in dumped.values() for a in d.values())}")
 
 
