@@ -199,7 +199,7 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         app.check_key(run_row, key)
         app.authenticate(journal, key)  # before any work: a journal edited without the key is refused
         rid = run_row["id"]
-        if verb == "revert" and status == "completed":  # tenants may have written to the new cloud (exit 2)
+        if verb == "revert" and revertguard.needed(status, journal, rid):  # tenants' writes on the new cloud
             revertguard.guard(plan, journal, key, rid, discard_new_writes)
         held = _guard_continue(verb, plan, journal, run_row)
         logs.get().info(f"{verb}_started", run=rid, status=status)

@@ -26,6 +26,8 @@ from upgrade.errors import UserError
 from upgrade.plan import Plan
 
 BASELINE = "new_writes_baseline"
+#: the result key of the note each revert leaves on how it settled the new writes
+CHECK = "new_writes_check"
 #: the artifacts' kind and the step they are recorded under
 KIND = "new-writes"
 STEP = "revert.new_writes"
@@ -50,9 +52,29 @@ def recorded_baseline(journal: Journal, run_id: str) -> newwrites.Baseline | Non
     return None
 
 
+def _last_check(journal: Journal, run_id: str) -> str | None:
+    """How the last revert of the run settled the new writes: ``checked``, ``dumped``, ``unchecked`` or None."""
+    last = None
+    for e in journal.events(run_id):
+        if e.machine == NOTE_MACHINE and e.kind == "note" and isinstance(e.result, dict) and CHECK in e.result:
+            last = e.result[CHECK]
+    return last
+
+
+def needed(status: str, journal: Journal, run_id: str) -> bool:
+    """Whether this revert compares: a completed run's, or one whose earlier revert could not (its target's DB
+    server did not answer, so the databases were not restored either and tenants' writes may still be there)."""
+    return status == "completed" or (status in ("reverting", "revert_failed")
+                                     and _last_check(journal, run_id) == "unchecked")
+
+
 def guard(plan: Plan, journal: Journal, key: vault.Key, run_id: str, discard: bool) -> None:
     """Before a completed run is reverted: refuse (nothing changed) when tenants wrote to the new controller,
-    unless *discard*, in which case the new controller's databases are dumped into the vault first."""
+    unless *discard*, in which case the new controller's databases are dumped into the vault first.
+
+    A target DB server that does not answer cannot be compared, nor can its databases be restored: the
+    revert goes on (the old controller must come back, DESIGN.md §9.3), noted ``unchecked``, and the next
+    revert, once the server answers, compares before it restores them."""
     flag = f"upgrade revert --journal {shlex.quote(str(journal.dir))} --discard-new-writes"
     base = recorded_baseline(journal, run_id)
     if base is None and not discard:
@@ -60,24 +82,22 @@ def guard(plan: Plan, journal: Journal, key: vault.Key, run_id: str, discard: bo
                         "(the tool stopped right after the run, or an earlier version ran it): whether tenants "
                         "wrote to the new cloud cannot be told, and a revert would lose what they wrote — nothing "
                         f"was changed; to keep their writes in the vault and revert: {flag}")
+    view = replay(journal.events(run_id))
+    if base is None:  # dump every database the run imported, whole
+        base = {s: {db: {} for db in dbs} for s, dbs in newwrites.imported(view.results, plan.services).items()}
+    # only databases no revert restored yet: what a partial revert restored is the old data again
+    base = {s: dbs for s, dbs in base.items() if f"{s}.import_db" in view.machine(s).committed}
     try:
-        if base is not None:
-            changed = newwrites.changes(plan.target.db, base)
-        else:  # dump every database the run imported, whole
-            mysql.query(plan.target.db, "SELECT 1")
-            base = {s: {db: {} for db in dbs} for s, dbs in
-                    newwrites.imported(replay(journal.events(run_id)).results, plan.services).items()}
-            changed = {s: ["no baseline recorded: dumped whole"] for s in base}
+        mysql.query(plan.target.db, "SELECT 1")
+        changed = newwrites.changes(plan.target.db, base) if recorded_baseline(journal, run_id) is not None \
+            else {s: ["no baseline recorded: dumped whole"] for s in base}
     except StepError as exc:
-        if not discard:
-            raise UserError(f"cannot compare the new controller's databases with what run {run_id} left: {exc} "
-                            "— nothing was changed; bring its DB server back and revert again, or revert without "
-                            f"keeping what tenants may have written there: {flag}") from None
         logs.get().warning("new_writes_unchecked", run=run_id, error=str(exc))
-        _note(journal, run_id, {}, {}, f"the new controller's DB server does not answer ({exc}): nothing dumped")
+        _note(journal, run_id, "unchecked", {}, {}, f"the new controller's DB server does not answer ({exc}): its "
+              "databases were neither compared nor dumped; the next revert compares them before restoring them")
         return
     if not changed:
-        logs.get().info("no_new_writes", run=run_id)
+        _note(journal, run_id, "checked", {}, {}, "the new controller's databases are as the run left them")
         return
     if not discard:
         lines = [f"tenants wrote to the new controller after run {run_id} completed; reverting would lose their "
@@ -92,8 +112,8 @@ def guard(plan: Plan, journal: Journal, key: vault.Key, run_id: str, discard: bo
     except (StepError, vault.VaultError) as exc:
         raise UserError(f"could not keep the new controller's writes in the vault: {exc} — nothing was reverted; "
                         f"fix the cause (the message names it) and run again: {flag}") from None
-    _note(journal, run_id, changed, dumped, "the new controller's writes are kept in the vault: "
-                                            f"{', '.join(a['path'] for d in dumped.values() for a in d.values())}")
+    _note(journal, run_id, "dumped", changed, dumped, "the new controller's writes are kept in the vault: "
+          f"{', '.join(a['path'] for d in dumped.values() for a in d.values())}")
 
 
 def dump(plan: Plan, journal: Journal, key: vault.Key, run_id: str, base: newwrites.Baseline) -> dict[str, Any]:
@@ -120,6 +140,8 @@ def dump(plan: Plan, journal: Journal, key: vault.Key, run_id: str, base: newwri
     return out
 
 
-def _note(journal: Journal, run_id: str, changed: dict[str, list[str]], dumped: dict[str, Any], text: str) -> None:
-    journal.append(run_id, NOTE_MACHINE, "note", output=text, result={"new_writes": changed, "dumped": dumped})
-    logs.get().info("new_writes_dumped", run=run_id, services=sorted(dumped))
+def _note(journal: Journal, run_id: str, how: str, changed: dict[str, list[str]], dumped: dict[str, Any],
+          text: str) -> None:
+    journal.append(run_id, NOTE_MACHINE, "note", output=text,
+                   result={CHECK: how, "new_writes": changed, "dumped": dumped})
+    logs.get().info("new_writes_" + how, run=run_id, services=sorted(changed))
