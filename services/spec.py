@@ -67,6 +67,10 @@ class ServiceSpec:
     settings_of: the service whose ``[services.<name>]`` settings it reads (nova-unpin: its own).
     step_options: plan options that add steps, with a value that adds them: ``every_step`` builds with
                  them so that the catalog of steps (window kinds) is complete.
+    idle_writes: what the service writes by itself while nobody uses it (heartbeats, login bookkeeping):
+                 ``{table: columns}`` left out of the change marker `upgrade revert` compares, or
+                 ``{table: ()}`` for a table never compared (services/infra/newwrites.py); applies to
+                 every database of the service.
     """
 
     name: str
@@ -88,6 +92,7 @@ class ServiceSpec:
     after: frozenset[str] = frozenset()
     after_computes: bool = False
     step_options: Mapping[str, Any] = field(default_factory=dict)
+    idle_writes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ per release
     @property

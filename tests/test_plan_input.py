@@ -153,6 +153,18 @@ CASES = [
     # ------------------------------------------------------------------ nesting
     Case("nested-past-the-parser", _append("deep = " + "[" * 3000 + "]" * 3000 + "\n"),
          ("nested far too deeply",)),
+    Case("ignore-name-with-a-space", _rep('services = ["keystone"]', 'services = ["keystone"]\nignore = '
+                                                                     '{"swift proxy" = "own nodes"}'),
+         ("`upgrade.ignore`", "'swift proxy'", "a service name like \"swift\"")),
+    Case("ignore-without-a-reason", _rep('services = ["keystone"]', 'services = ["keystone"]\nignore = {swift = " "}'),
+         ("`upgrade.ignore.swift`", "a reason in words")),
+    Case("ignore-reason-not-a-string", _rep('services = ["keystone"]', 'services = ["keystone"]\nignore = {heat = 1}'),
+         ("`upgrade.ignore.heat`", "a reason in words")),
+    Case("ignore-an-upgraded-service", _rep('services = ["keystone"]', 'services = ["keystone"]\nignore = '
+                                                                        '{keystone = "later"}'),
+         ("`upgrade.ignore.keystone`", "which upgrade.services upgrades", "remove it from one of the two")),
+    Case("ignore-not-a-table", _rep('services = ["keystone"]', 'services = ["keystone"]\nignore = ["swift"]'),
+         ("`upgrade.ignore`", "expected a table like {swift = ")),
     Case("nested-past-the-plan", _append("deep = " + "[" * 40 + "]" * 40 + "\n"),
          ("`services.keystone.deep[0][0]", "nested more than 16 levels")),
 ]

@@ -38,7 +38,7 @@ from services.infra.settings import DBEndpoint
 from tests.conftest import require
 from upgrade.hosts import LocalHost
 
-MYSQLDUMP = "mysqldump"  # the names the upgrade steps use (services/common.py)
+MYSQLDUMP = "mysqldump"  # the names the upgrade steps use (services/steps/databases.py)
 MYSQL = "mysql"
 SMALL_CHUNK = 4096
 #: The memory test's database: 1 GiB of LONGBLOB rows (2 GiB of --hex-blob dump).

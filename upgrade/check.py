@@ -25,7 +25,7 @@ from services.infra import charset as charset_mod
 from services.infra import identity as ident
 from services.releases import Jump, jump_error
 from statemachine.step import StepError
-from upgrade import app, claims, guards, tables
+from upgrade import app, claims, guards, tables, unplanned
 from upgrade import plan as plan_mod
 from upgrade.errors import BusyError, UserError
 from upgrade.plan import Plan, SideSpec
@@ -396,8 +396,25 @@ def addresses(plan: Plan) -> Iterator[Result]:
         yield Result("addresses", FAIL, str(exc), "make both controllers reachable, then check again")
 
 
+def unplanned_services(plan: Plan) -> Iterator[Result]:
+    """Every service the source runs (keystone catalog, daemons) is upgraded by the plan or ignored with a reason."""
+    try:
+        found = unplanned.findings(plan)
+    except (StepError, OSError) as exc:
+        yield Result("services", SKIP, f"cannot inventory the old controller: {exc}")
+        return
+    for f in found:
+        yield Result(f"service {f.name}", FAIL, f"the old controller runs {f.describe()}, which the plan does not "
+                     "name: it would keep running against the moved address", unplanned.fix(plan, f))
+    if not found:
+        ignored = f"; ignored: {', '.join(f'{k} ({v})' for k, v in plan.ignore.items())}" if plan.ignore else ""
+        yield Result("services", OK, "every service in the old controller's catalog and among its daemons is in "
+                                     f"the plan{ignored}")
+
+
 CHECKS: tuple[Callable[[Plan], Iterator[Result]], ...] = (
-    hosts_reachable, db_access, identity, releases, space, charset, key, journal, claim, clock_skew, addresses)
+    hosts_reachable, db_access, identity, releases, space, charset, key, journal, claim, clock_skew, addresses,
+    unplanned_services)
 
 
 def run_checks(path: str | Path) -> list[Result]:

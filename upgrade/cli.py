@@ -52,6 +52,10 @@ def parser() -> argparse.ArgumentParser:
         journal_opts(sp)
         sp.add_argument("--plan", dest="plan_path", help="the plan, if it moved since the run started")
         sp.add_argument("--quiet", action="store_true", help="print nothing but errors")
+        if verb == "revert":
+            sp.add_argument("--discard-new-writes", action="store_true",
+                            help="revert a completed run even though the new controller took writes since: its "
+                                 "databases are first dumped into the vault (encrypted, `upgrade journal show`)")
     sp = sub.add_parser("status", help="where each service stands")
     journal_opts(sp)
     sp.add_argument("-f", "--format", dest="fmt", choices=tables.FORMATS, default="table")
@@ -111,7 +115,7 @@ def dispatch(a: argparse.Namespace) -> int:
     if a.verb == "resume":
         return commands.resume(a.journal, a.run_id, a.plan_path, a.quiet)
     if a.verb == "revert":
-        return commands.revert(a.journal, a.run_id, a.plan_path, a.quiet)
+        return commands.revert(a.journal, a.run_id, a.plan_path, a.quiet, a.discard_new_writes)
     if a.verb == "status":
         return commands.status(a.journal, a.run_id, a.fmt)
     if a.verb == "report":

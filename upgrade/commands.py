@@ -29,7 +29,9 @@ from upgrade import (
     progress,
     report,
     reportpage,
+    revertguard,
     runview,
+    unplanned,
 )
 from upgrade import plan as plan_mod
 from upgrade.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BusyError, UserError
@@ -101,6 +103,7 @@ def _drive(session: app.Session, verb: str, display: progress.Display) -> int:
             session.runner.revert()
         else:
             session.runner.forward()
+            revertguard.record_baseline(session.plan, session.journal, session.run_id)  # what revert compares
     except RunFailed as exc:
         state = next((m.state for m in session.runner.machines if m.name == exc.machine), None)
         log.error(f"{verb}_failed", run=session.run_id, step=exc.step, error=str(exc), interrupted=exc.interrupted)
@@ -126,6 +129,7 @@ def run(plan_path: str, quiet: bool = False) -> int:
     key = app.load_key(plan, plan.journal_dir, new_salt=not app.has_runs(plan.journal_dir))
     app.preflight_db(plan)
     app.service_machines(plan)  # the steps' declared dependencies hold (a programming error otherwise)
+    unplanned.refuse(plan)  # every service the old controller runs is upgraded or ignored (exit 2)
     ids = claims.guard_identity(plan)  # the target is not the source under another name (exit 2)
     claims.refuse_if_claimed(plan, plan.journal_dir)  # no other run of this cloud (exit 3)
     journal = app.open_journal(plan.journal_dir, app.redactor_for(plan), create=True)
@@ -154,7 +158,8 @@ def run(plan_path: str, quiet: bool = False) -> int:
         lk.release()
 
 
-def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str | None, quiet: bool) -> int:
+def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str | None, quiet: bool,
+              discard_new_writes: bool = False) -> int:
     journal = _open(journal_dir)
     run_row = _run_row(journal, run_id) if run_id else journal.unfinished_run()
     if run_row is None and verb == "revert":
@@ -188,6 +193,8 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         app.check_key(run_row, key)
         app.authenticate(journal, key)  # before any work: a journal edited without the key is refused
         rid = run_row["id"]
+        if verb == "revert" and revertguard.needed(status, journal, rid):  # tenants' writes on the new cloud
+            revertguard.guard(plan, journal, key, rid, discard_new_writes)
         held = _guard_continue(verb, plan, journal, run_row)
         logs.get().info(f"{verb}_started", run=rid, status=status)
         app.sweep_leftovers(plan)
@@ -224,9 +231,10 @@ def resume(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, plan_
 
 
 def revert(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, plan_path: str | None = None,
-           quiet: bool = False) -> int:
-    """Undo a run's committed steps backwards until the old controller serves as before."""
-    return _continue("revert", journal_dir, run_id, plan_path, quiet)
+           quiet: bool = False, discard_new_writes: bool = False) -> int:
+    """Undo a run's committed steps backwards until the old controller serves as before. A completed run
+    whose new controller took writes since is refused, unless they are dumped into the vault first."""
+    return _continue("revert", journal_dir, run_id, plan_path, quiet, discard_new_writes)
 
 
 def _chosen_run(journal: Journal, run_id: str | None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import hashlib
 import re
 import shlex
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ class Plan:
     compute_pool: int = 10
     #: services upgraded side by side (1: the runbook's strict sequence), see ServiceSpec.after
     service_pool: int = 2
+    #: services the source runs that the plan leaves alone on purpose, with the reason (``[upgrade] ignore``)
+    ignore: dict[str, str] = field(default_factory=dict)
 
     @property
     def secrets(self) -> list[str]:
@@ -168,7 +170,7 @@ def load(path: str | Path) -> Plan:
     r = Reader(p, raw, "")
     r.unknown({"upgrade", "vault", "source", "target", "services", "ssh", "network", "computes", "compute_defaults"})
     u = r.sub("upgrade")
-    u.unknown({"from", "to", "services", "journal", "compute_pool", "service_pool"})
+    u.unknown({"from", "to", "services", "journal", "compute_pool", "service_pool", "ignore"})
     src_rel = u.get("from", str, expected='a release like "2025.2"')
     dst_rel = u.get("to", str, expected='a release like "2026.1"')
     if (msg := jump_error(src_rel, dst_rel)) is not None:
@@ -211,7 +213,23 @@ def load(path: str | Path) -> Plan:
         service_settings={s: _service(r, s) for s in ordered}, raw=raw,
         network=network, computes=computes, compute_pool=planhosts.pool(u),
         service_pool=planhosts.pool(u, "service_pool", 2, 8, "services upgraded side by side"),
+        ignore=_ignore(u, ordered),
     )
+
+
+def _ignore(u: Reader, services: tuple[str, ...]) -> dict[str, str]:
+    """``[upgrade] ignore = {swift = "reason"}``: services the source runs that this plan leaves alone,
+    each with its reason; a service cannot be both upgraded and ignored."""
+    table = u.get("ignore", dict, {}, expected='a table like {swift = "swift stays on its own nodes"}')
+    for name, reason in table.items():
+        if (why := planvalues.service_name(name)) is not None:
+            raise u.err("ignore", f"names {name!r}; expected {why}")
+        if not isinstance(reason, str) or (why := planvalues.ignore_reason(reason)) is not None:
+            raise u.err(f"ignore.{name}", f"is {reason!r}; expected {why or 'a reason in words'}")
+        if name in services:
+            raise u.err(f"ignore.{name}", f"names {name!r}, which upgrade.services upgrades — remove it from one "
+                                          "of the two")
+    return dict(table)
 
 
 def _values(p: Path, raw: dict[str, Any]) -> list[str]:

@@ -55,6 +55,12 @@ TABLES: tuple[Table, ...] = (
                                              "for keystone's, nova's status check and start for placement's "
                                              "verify, cinder's iSCSI rewrite for nova's schema migration), each "
                                              "step still journaled, resume and revert unchanged"),
+        Key("ignore", "table", "{}", "services the old controller runs that this plan leaves alone on purpose, "
+                                     "each with its reason: {swift = \"swift stays on its own storage nodes\", "
+                                     "cinder-backup = \"backups are moved by hand\"}. `upgrade check` and `upgrade "
+                                     "run` refuse a service seen in the source keystone's catalog or among its "
+                                     "running daemons that is neither in services nor here: it would keep running "
+                                     "against the moved address"),
     )),
     Table("vault", "the key that encrypts every dump and backup (AES-256-GCM); exactly one of key_file and "
                    "passphrase_env", (

@@ -31,6 +31,8 @@ _DB_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.$-]{0,79}$")
 _GRANT_HOST = re.compile(r"^[A-Za-z0-9_%:.*/-]{1,255}$")
 #: an LVM volume group (lvm's own rule: [A-Za-z0-9+_.-], not starting with '-')
 _VG = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$")
+#: a service's project name as a catalog or a daemon names it (``swift``, ``cinder-backup``)
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 #: characters that have no place in any plan value (a line break would start a new option in a
 #: config or option file, a NUL ends a C string early)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -71,6 +73,18 @@ db_name = _grammar(
 db_user = _grammar(
     _DB_USER, "a DB account name like \"keystone\" (letters, digits, '.', '_', '$' and '-', at most 80, not "
     "starting with '-')")
+
+
+service_name = _grammar(
+    _SERVICE_NAME, "a service name like \"swift\" or \"cinder-backup\" (lowercase letters, digits, '_' and '-', "
+    "starting with a letter)")
+
+
+def ignore_reason(value: str) -> str | None:
+    """Why the plan leaves a service the source runs alone: said in words, so the next reader knows."""
+    if value.strip() and not control(value):
+        return None
+    return "a reason in words (not empty, one line), e.g. \"swift stays on its own storage nodes\""
 
 
 def grant_host(value: str) -> str | None:

@@ -141,3 +141,6 @@ def write_timeline(journal: Journal, run_row: dict[str, Any], fmt: str, out: Tex
         out.write(f"run {run_row['id']}  {run_row['from_release']} -> {run_row['to_release']}  "
                   f"status: {run_row['status']}\n")
     tables.render(timeline(journal, run_row["id"]), TIMELINE_COLUMNS, fmt, out)
+    if fmt == "table" and (arts := journal.artifacts(run_row["id"])):
+        out.write("\nartifacts (encrypted in the vault, readable with the run's key):\n")
+        tables.render(arts, ("id", "kind", "service", "bytes", "path"), "table", out)

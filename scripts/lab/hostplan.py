@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from scripts.lab.hostside import DB_ADMIN, DB_PORT, GLANCE_PORT, KEYSTONE_PORT
-from scripts.lab.plan import service_sections
+from scripts.lab.plan import lab_ignore, service_sections
 
 
 class LabFacts(Protocol):
@@ -75,7 +75,7 @@ def plan_text(lab: LabFacts, compute_pool: int = 10, check_from: str | None = No
             f"# services: {', '.join(services)}; run it inside the deploy host: ip netns exec "
             f"{lab.ns('deploy')} upgrade run {lab.dir}/THIS-FILE\n"
             f"[upgrade]\nfrom = \"{ctl['old']}\"\nto = \"{ctl['new']}\"\nservices = {json.dumps(list(services))}\n"
-            f"journal = \"journal\"\ncompute_pool = {compute_pool}\n\n"
+            f"journal = \"journal\"\ncompute_pool = {compute_pool}\n{lab_ignore(services)}\n"
             "[vault]\nkey_file = \"dump.key\"\n\n"
             f"[ssh]\nconfig = \"{lab.ssh_config}\"\n\n"
             + side("source", "oldctl", ctl["old"]) + side("target", "newctl", ctl["new"])

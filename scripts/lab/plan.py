@@ -58,6 +58,14 @@ def service_sections(services: tuple[str, ...], glance_url: str | None = None) -
     return "".join(f"[services.{s}]\n{tables[s]}\n" for s in tables if s in services)
 
 
+def lab_ignore(services: tuple[str, ...] | list[str]) -> str:
+    """``[upgrade] ignore`` of a lab plan: the seeded catalog names glance (and the full lab runs it),
+    which a plan without glance leaves on the old controller on purpose."""
+    if "glance" in services:
+        return ""
+    return 'ignore = {glance = "the lab\'s glance is not part of this upgrade"}\n'
+
+
 def side_table(role: str, root: Path, venv: Path, db_host: str, db_port: int, admin: DBAdmin) -> str:
     """``[source]``/``[target]`` of a lab plan: a local controller tree driven by the lab's units."""
     pw = (f'admin_password_env = "{admin.password_env}"' if admin.password_env
@@ -86,7 +94,7 @@ def plan_text(old: Controller, new: Controller, old_admin: DBAdmin, new_admin: D
     extra = "".join(f'{k} = "{v}"\n' for k, v in (extra_service_keys or {}).items())
     return (f"# openstack-upgrade plan for the built-in lab: {old.release} -> {new.release}\n"
             f"[upgrade]\nfrom = \"{old.release}\"\nto = \"{new.release}\"\n"
-            f"services = {json.dumps(list(services))}\njournal = \"{journal}\"\n\n"
+            f"services = {json.dumps(list(services))}\njournal = \"{journal}\"\n{lab_ignore(services)}\n"
             f"[vault]\nkey_file = \"dump.key\"\n\n"
             + side("source", old, old_admin) + side("target", new, new_admin)
             + "[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"

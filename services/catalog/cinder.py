@@ -303,4 +303,5 @@ SPEC = ServiceSpec(
                                     "checked)", "a list of tables"),
     ),
     fixups=(Era("havana", None, ("rewrite_iscsi", "update_host", "transfer_volumes")),),
+    idle_writes={"services": ("updated_at", "report_count")},  # the heartbeat
 )

@@ -179,4 +179,6 @@ SPEC = ServiceSpec(
                                          "default: the one core_plugin names in neutron.conf"),
     ),
     fixups=(Era("havana", None, ("agents",)),),
+    # agents report their state every 30 s: the heartbeat, the configuration and load they report
+    idle_writes={"agents": ("heartbeat_timestamp", "started_at", "configurations", "resource_versions", "load")},
 )

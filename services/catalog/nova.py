@@ -465,6 +465,14 @@ SPEC = ServiceSpec(
         "from ocata nova-compute and the scheduler need the placement API (part of nova until stein: "
         "nova-placement-api, its tables in nova_api) — deploy it on the source's release and configure "
         "[placement] in nova.conf (auth_url, auth_type, credentials, os_region_name) before the upgrade"),),
+    idle_writes={
+        # every service's heartbeat (report_interval, 10 s)
+        "services": ("updated_at", "report_count", "last_seen_up"),
+        # the resource tracker's periodic save of the hypervisor's numbers
+        "compute_nodes": ("updated_at",),
+        # _heal_instance_info_cache refreshes every instance's network info once a minute
+        "instance_info_caches": ("updated_at",),
+    },
 )
 
 #: ``nova-unpin``: the second service of this module, after the compute hosts (facts §4.1 step 6)

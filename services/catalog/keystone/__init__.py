@@ -15,6 +15,7 @@ from services.catalog.keystone import extra as keystone_extra
 from services.infra import mysql
 from services.infra.context import UpgradeContext
 from services.infra.host import command_text
+from services.infra.newwrites import EPHEMERAL
 from services.infra.settings import Side
 from services.options import Option
 from services.releases import DEFAULT_JUMP, Era, Jump
@@ -126,4 +127,14 @@ SPEC = ServiceSpec(
     # keystone's majors follow its release series
     major_versions={"2025.1": 27, "2025.2": 28, "2026.1": 29},
     step_options={"old_address": "192.0.2.1"},
+    idle_writes={
+        # revocations of tokens (logout, expiry sweeps): they guard tokens, they hold no tenant data
+        "revocation_event": EPHEMERAL,
+        # UUID/PKI tokens of old releases: issued at every login
+        "token": EPHEMERAL,
+        # written at every login (PCI-DSS lockout and inactivity): not a change of the account
+        "local_user": ("failed_auth_count", "failed_auth_at"),
+        "user": ("last_active_at",),
+        "expiring_user_group_membership": ("last_verified",),
+    },
 )
