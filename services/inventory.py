@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from services.infra import mysql
+from services.infra.host import check
 from services.infra.settings import DBEndpoint, Side
 
 #: catalog service types -> the project that serves them (the name a plan's ``services`` or ``ignore`` uses)
@@ -113,17 +114,17 @@ def running(side: Side) -> list[tuple[str, str]]:
     """(project, what) for every daemon of a known project running on *side*: processes (``ps``), and
     running systemd units when the controller uses systemd."""
     found: list[tuple[str, str]] = []
-    res = side.host.run(["ps", "-eo", "args="], timeout=60)
-    if res.rc == 0:
-        for line in res.stdout.splitlines():
-            args = line.split()
-            if not args or not _owned(line, side):
-                continue
-            # a Python daemon shows as `python3 /usr/bin/heat-engine ...`: its script is the second word
-            for word in args[:2]:
-                if (project := daemon_project(word)) is not None:
-                    found.append((project, f"process {word.rsplit('/', 1)[-1]}"))
-                    break
+    # -ww: whole lines, never cut at 80 columns; a failed ps is an error, never taken as "nothing runs"
+    res = check(side.host, ["ps", "-ww", "-eo", "args="], "listing the processes", timeout=60)
+    for line in res.stdout.splitlines():
+        args = line.split()
+        if not args or not _owned(line, side):
+            continue
+        # a Python daemon shows as `python3 /usr/bin/heat-engine ...`: its script is the second word
+        for word in args[:2]:
+            if (project := daemon_project(word)) is not None:
+                found.append((project, f"process {word.rsplit('/', 1)[-1]}"))
+                break
     if side.control.kind == "systemd":
         res = side.host.run(["systemctl", "list-units", "--type=service", "--state=running", "--plain",
                              "--no-legend", "--no-pager"], timeout=60)

@@ -126,13 +126,19 @@ def test_stack_survives_upgrade_and_revert(heat_lab: HeatLab, tmp_path: Path) ->
     carried = (lab.root("new") / "etc/heat/heat.conf").read_text()
     assert f"127.0.0.1:{lab.state['new']['db_port']}/heat" in carried  # the new DB server, the rest as it was
 
-    rev = upgrade("revert", "--journal", str(lab.journal), timeout=1200)
+    # the stack made on the new controller is a tenant's write: revert refuses to drop it silently, and
+    # with --discard-new-writes keeps it in the vault before the old controller comes back
+    refused = upgrade("revert", "--journal", str(lab.journal), timeout=1200)
+    assert refused.returncode == 2, refused.stdout[-3000:] + refused.stderr[-3000:]
+    assert "heat.stack: 1 -> 2 rows (+1)" in refused.stderr and "--discard-new-writes" in refused.stderr
+    assert lab.serving("new") == on and lab.serving("old") == off  # nothing changed
+    rev = upgrade("revert", "--journal", str(lab.journal), "--discard-new-writes", timeout=1200)
     assert rev.returncode == 0, rev.stdout[-3000:] + rev.stderr[-3000:]
     # heat's secrets (service and domain-admin passwords, DB and broker passwords, the encryption key) are in
     # no output of the tool, no journal row and no log of either controller
     secrets = [v for k, v in lab.state["heat"].items() if k.endswith(("password", "key"))]
     assert len(secrets) == 5
-    seen = res.stdout + res.stderr + rev.stdout + rev.stderr + exp.stdout
+    seen = res.stdout + res.stderr + refused.stdout + refused.stderr + rev.stdout + rev.stderr + exp.stdout
     logs = [p for side in ("old", "new") for p in (lab.root(side) / "var" / "log").rglob("*") if p.is_file()]
     assert logs and not [s for s in secrets if s in seen or any(s in p.read_text(errors="replace") for p in logs)]
     assert lab.serving("old") == on and lab.serving("new") == off
