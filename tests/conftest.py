@@ -104,7 +104,7 @@ XDIST_GROUPS = {
 LAB_FIXTURES = frozenset({"keystone_lab", "lab", "hostlab_snapshot", "shared_lab", "lab20", "stacks", "full_lab",
                           "old_lab", "make_db", "servers", "db"})
 #: tests (or whole modules) that build their labs themselves, without one of those fixtures
-LAB_TESTS = frozenset({"test_demo.py", "test_lab.py::test_lab_up_down",
+LAB_TESTS = frozenset({"test_demo.py",
                        "test_services_upgrade.py::test_nova_slurp_runs_its_real_migrations"})
 #: modules whose lab tests take minutes each (whole labs built, whole upgrades run): marker ``slow``
 SLOW_MODULES = frozenset({"test_demo.py", "test_real_openstack.py", "test_services_upgrade.py", "test_multihost.py",

@@ -21,7 +21,15 @@ from pathlib import Path
 import pytest
 
 from scripts.lab import ksapi, svc
-from tests.conftest import ADMIN_PASSWORD, KEYSTONE_STEPS, REPO, TARGET_DB_PASSWORD, TARGET_PW_ENV, upgrade
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    KEYSTONE_STEPS,
+    REPO,
+    TARGET_DB_PASSWORD,
+    TARGET_PW_ENV,
+    upgrade,
+    upgrade_in_process,
+)
 
 STEPS = KEYSTONE_STEPS
 INSIDE = ("dump_source", "install_config", "import_db")
@@ -35,13 +43,18 @@ CHAINS = [KILL_POINTS[:len(KILL_POINTS) // 2], KILL_POINTS[len(KILL_POINTS) // 2
 TARGET_KEYS = ("target_db", "target_etc", "target_lib", "target_users")
 #: a kill at `<step>:after` (every step's) and a finished run: the states a revert must start from
 REVERT_FROM = [f"keystone.{s}:after" for s in STEPS] + [None]
+#: the revert cases cut in two for the xdist workers: every other one, so that both halves reach as many late
+#: (long) states as early ones
+REVERT_HALVES = [REVERT_FROM[0::2], REVERT_FROM[1::2]]
 #: kills inside the revert of a finished run, in the order a revert reaches them (steps backwards)
 REVERT_KILLS = ["keystone.start_target:undo_after", "keystone.import_db:undo_before", "keystone.import_db:undo_after",
                 "keystone.install_config:undo_after", "keystone.stop_source:undo_before"]
 
 
 def _states(journal) -> dict:
-    res = upgrade("status", "--journal", str(journal), "-f", "json")
+    # read between the runs, in this process (the same command line, no interpreter started): only the runs
+    # that are killed, resumed and reverted need processes of their own
+    res = upgrade_in_process("status", "--journal", str(journal), "-f", "json")
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
 
@@ -51,7 +64,7 @@ def _killed(res: subprocess.CompletedProcess, point: str | None = None) -> None:
 
 
 def _events(journal) -> list[dict]:
-    exp = upgrade("journal", "export", "--journal", str(journal))
+    exp = upgrade_in_process("journal", "export", "--journal", str(journal))
     assert exp.returncode == 0, exp.stderr
     return [json.loads(line) for line in exp.stdout.splitlines()]
 
@@ -120,9 +133,11 @@ def test_killed_run_resumes_to_the_uninterrupted_end(lab, tmp_path, reference, c
 
 def test_kill_chains_cover_every_point_once():
     assert sorted(p for c in CHAINS for p in c) == sorted(KILL_POINTS) and len(KILL_POINTS) == 2 * len(STEPS) + 3
+    assert sorted(map(str, (p for h in REVERT_HALVES for p in h))) == sorted(map(str, REVERT_FROM))
+    assert len(REVERT_FROM) == len(STEPS) + 1
 
 
-@pytest.mark.parametrize("points", [REVERT_FROM[:6], REVERT_FROM[6:]], ids=["first-half", "second-half"])
+@pytest.mark.parametrize("points", REVERT_HALVES, ids=["even", "odd"])
 def test_revert_from_every_state_restores_both_controllers(lab, tmp_path, points):
     """Each case from the state the revert before it restored (checked): one lab reset."""
     for point in points:
