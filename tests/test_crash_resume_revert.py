@@ -200,8 +200,9 @@ def test_external_sigkill_mid_run_then_resume(lab, tmp_path, reference):
     finally:
         if proc.poll() is None:
             proc.kill()
-    # the killed tool's keystone-manage died with it: a resume never races a leftover db_sync
-    _wait_until(lambda: not _processes_with(conf), "the orphaned keystone-manage to die", timeout=1)
+    # the killed tool's keystone-manage died with it (its parent-death signal: no timer, no sweep), before any
+    # resume: a resume never races a leftover db_sync (the bound only ends the wait on a loaded machine)
+    _wait_until(lambda: not _processes_with(conf), "the orphaned keystone-manage to die", timeout=30)
     res = upgrade("resume", "--journal", str(journal))
     assert res.returncode == 0, res.stderr
     state = lab.state()
