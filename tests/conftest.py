@@ -274,6 +274,9 @@ def upgrade_in_process(*args: str, env: dict[str, str] | None = None) -> subproc
     """``upgrade ARGS`` through ``upgrade.cli.main`` in this process: the same parser, checks, messages and
     exit code as :func:`upgrade` without starting an interpreter, for input that is refused before any
     real work. A case that needs a process of its own (a signal, a lock, a fail point) uses :func:`upgrade`.
+    Only what is written to ``sys.stdout``/``sys.stderr`` as they stand at the call is captured: the read
+    commands (status, journal export) write to the stream bound when their module was imported, so a test
+    that parses their output runs them with :func:`upgrade`.
     """
     from upgrade import cli
 

@@ -21,15 +21,7 @@ from pathlib import Path
 import pytest
 
 from scripts.lab import ksapi, svc
-from tests.conftest import (
-    ADMIN_PASSWORD,
-    KEYSTONE_STEPS,
-    REPO,
-    TARGET_DB_PASSWORD,
-    TARGET_PW_ENV,
-    upgrade,
-    upgrade_in_process,
-)
+from tests.conftest import ADMIN_PASSWORD, KEYSTONE_STEPS, REPO, TARGET_DB_PASSWORD, TARGET_PW_ENV, upgrade
 
 STEPS = KEYSTONE_STEPS
 INSIDE = ("dump_source", "install_config", "import_db")
@@ -52,9 +44,7 @@ REVERT_KILLS = ["keystone.start_target:undo_after", "keystone.import_db:undo_bef
 
 
 def _states(journal) -> dict:
-    # read between the runs, in this process (the same command line, no interpreter started): only the runs
-    # that are killed, resumed and reverted need processes of their own
-    res = upgrade_in_process("status", "--journal", str(journal), "-f", "json")
+    res = upgrade("status", "--journal", str(journal), "-f", "json")
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
 
@@ -64,7 +54,7 @@ def _killed(res: subprocess.CompletedProcess, point: str | None = None) -> None:
 
 
 def _events(journal) -> list[dict]:
-    exp = upgrade_in_process("journal", "export", "--journal", str(journal))
+    exp = upgrade("journal", "export", "--journal", str(journal))
     assert exp.returncode == 0, exp.stderr
     return [json.loads(line) for line in exp.stdout.splitlines()]
 
