@@ -9,6 +9,7 @@ When a real part is missing the tests skip on a developer's machine and *fail* u
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import os
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,16 +357,26 @@ def _hostlab_requirements() -> None:
 def hostlab_snapshot(tmp_path_factory) -> Path:
     """The multi-host lab's controllers built and seeded once (keystone and glance 2025.2 serving on oldctl,
     2026.1 installed on newctl); every test's lab starts from it (tests/test_multihost.py, and the modules
-    that use its lab). Here, not in one test module, so that it is built once per worker, not per module."""
+    that use its lab). Here, not in one test module, and once per test run: it is only files, so the
+    pytest-xdist workers share one (the first to need it builds it under a lock, the others wait for it)."""
     from scripts.lab import hosts as hostlab
 
     _hostlab_requirements()
-    base = tmp_path_factory.mktemp("hostlab-golden")
-    lab = base / "lab"
-    try:
-        hostlab.up(lab, computes=0)
-        snap = hostlab.snapshot(lab, base / "snapshot")
-    finally:
-        with contextlib.suppress(Exception):
-            hostlab.down(lab)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's directory, above every worker's own
+    snap = root / "hostlab-golden" / "snapshot"
+    with (root / "hostlab-golden.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not snap.exists():  # made whole or not at all: a failed build leaves nothing for the next to trust
+            base = Path(tempfile.mkdtemp(prefix="hostlab-build-", dir=root))
+            lab = base / "lab"
+            try:
+                hostlab.up(lab, computes=0)
+                built = hostlab.snapshot(lab, base / "snapshot")
+            finally:
+                with contextlib.suppress(Exception):
+                    hostlab.down(lab)
+            snap.parent.mkdir(exist_ok=True)
+            built.rename(snap)
     return snap
