@@ -9,6 +9,7 @@ When a real part is missing the tests skip on a developer's machine and *fail* u
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import os
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,20 +80,33 @@ unit = "keystone"
 CLAIM_SCHEMA, CLAIM_FILE = "openstack_upgrade", "openstack-upgrade.claim"
 
 
-#: tests that share something of the whole machine run on one pytest-xdist worker, one after the other: the
-#: multi-host lab's network namespaces, fixed addresses and root mounts, and the loop devices. Modules with a
-#: dear module-scoped lab stay on one worker too, so that it is built once. Every other test is shared out
-#: one by one (the session's keystone lab is then built once per worker). By file: the scheduler sees node ids.
+#: tests that must run on one pytest-xdist worker, one after the other, by file or by ``file::test``: what shares
+#: something of the whole machine (the loop devices), and the users of a dear module-scoped fixture, so that it
+#: is built once and not once per worker. Every other test is shared out one by one (the session's labs are then
+#: built once per worker). The multi-host labs need no group: each lab has namespaces of its own (names prefixed
+#: per lab directory, its own bridge in its own switch namespace, so its 198.51.100.0/24 is its own segment),
+#: its own mount and pid namespaces and its own snapshot, so two workers run two labs side by side. By node id:
+#: the scheduler sees node ids.
 XDIST_GROUPS = {
-    "test_multihost.py": "netns", "test_remote_orphans.py": "netns", "test_service_fixups.py": "netns",
-    "test_services_upgrade.py": "svclab", "test_vault_mysql.py": "vault-mysql", "test_lab.py": "lab-parts",
-    "test_new_databases.py": "new-databases",
+    "test_service_fixups.py": "loop-devices", "test_vault_mysql.py": "vault-mysql", "test_lab.py": "lab-parts",
+    "test_new_databases.py": "new-databases", "test_report.py": "report-pages",
+    # the services lab (stacks); the nova SLURP test builds its own
+    **{f"test_services_upgrade.py::{name}": "svclab" for name in (
+        "test_run_then_revert", "test_bad_jumps_are_refused_before_anything_runs",
+        "test_service_not_installed_on_the_target_is_refused",
+        "test_killed_while_two_services_overlap_mid_fixup_or_in_the_finishing_phase_resumes_exactly")},
+    # the one lab of the address moves (shared_lab)
+    "test_multihost.py::test_killed_during_the_ip_move_resume_then_revert": "hostlab-moves",
+    "test_multihost.py::test_target_that_is_the_old_controller_over_ssh_is_refused": "hostlab-moves",
+    # the uninterrupted run the resumed runs are compared with (reference)
+    "test_crash_resume_revert.py::test_killed_run_resumes_to_the_uninterrupted_end": "crash-reference",
+    "test_crash_resume_revert.py::test_external_sigkill_mid_run_then_resume": "crash-reference",
 }
 #: fixtures that stand up real services (MariaDB, OpenStack releases, sshd, namespaces): marker ``lab``
 LAB_FIXTURES = frozenset({"keystone_lab", "lab", "hostlab_snapshot", "shared_lab", "lab20", "stacks", "full_lab",
                           "old_lab", "make_db", "servers", "db"})
 #: tests (or whole modules) that build their labs themselves, without one of those fixtures
-LAB_TESTS = frozenset({"test_demo.py", "test_lab.py::test_lab_up_down",
+LAB_TESTS = frozenset({"test_demo.py",
                        "test_services_upgrade.py::test_nova_slurp_runs_its_real_migrations"})
 #: modules whose lab tests take minutes each (whole labs built, whole upgrades run): marker ``slow``
 SLOW_MODULES = frozenset({"test_demo.py", "test_real_openstack.py", "test_services_upgrade.py", "test_multihost.py",
@@ -108,15 +123,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if module in SLOW_MODULES:
                 item.add_marker(pytest.mark.slow)
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        # the scheduler hands out what comes first first: the long tests early, so that the short ones fill
-        # the gaps at the end instead of one worker finishing a long test alone (a stable sort: each
-        # module's tests keep their order)
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+        # the scheduler hands out what comes first first: the long tests and the groups (a group is taken
+        # whole) early, so that the short ones fill the gaps at the end instead of one worker finishing a long
+        # unit alone (a stable sort: each module's tests keep their order)
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None
+                   and _xdist_scope(item.nodeid) == item.nodeid)
 
 
 def _xdist_scope(nodeid: str) -> str:
-    """The unit of work a worker takes whole: a group of XDIST_GROUPS, else the one test."""
-    return XDIST_GROUPS.get(nodeid.split("::", 1)[0].rsplit("/", 1)[-1], nodeid)
+    """The unit of work a worker takes whole: a group of XDIST_GROUPS (by test, else by file), else the one test."""
+    path, _, name = nodeid.partition("::")
+    module = path.rsplit("/", 1)[-1]
+    return XDIST_GROUPS.get(f"{module}::{name.split('[', 1)[0]}") or XDIST_GROUPS.get(module, nodeid)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -133,6 +151,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             return _xdist_scope(nodeid)
 
+    # the units in the order of the collection (slow tests first, see above), not the biggest groups first
+    config.option.loadscopereorder = False
     return GroupScheduling(config, log)
 
 
@@ -256,6 +276,9 @@ def upgrade_in_process(*args: str, env: dict[str, str] | None = None) -> subproc
     """``upgrade ARGS`` through ``upgrade.cli.main`` in this process: the same parser, checks, messages and
     exit code as :func:`upgrade` without starting an interpreter, for input that is refused before any
     real work. A case that needs a process of its own (a signal, a lock, a fail point) uses :func:`upgrade`.
+    Only what is written to ``sys.stdout``/``sys.stderr`` as they stand at the call is captured: the read
+    commands (status, journal export) write to the stream bound when their module was imported, so a test
+    that parses their output runs them with :func:`upgrade`.
     """
     from upgrade import cli
 
@@ -334,16 +357,26 @@ def _hostlab_requirements() -> None:
 def hostlab_snapshot(tmp_path_factory) -> Path:
     """The multi-host lab's controllers built and seeded once (keystone and glance 2025.2 serving on oldctl,
     2026.1 installed on newctl); every test's lab starts from it (tests/test_multihost.py, and the modules
-    that use its lab). Here, not in one test module, so that it is built once per worker, not per module."""
+    that use its lab). Here, not in one test module, and once per test run: it is only files, so the
+    pytest-xdist workers share one (the first to need it builds it under a lock, the others wait for it)."""
     from scripts.lab import hosts as hostlab
 
     _hostlab_requirements()
-    base = tmp_path_factory.mktemp("hostlab-golden")
-    lab = base / "lab"
-    try:
-        hostlab.up(lab, computes=0)
-        snap = hostlab.snapshot(lab, base / "snapshot")
-    finally:
-        with contextlib.suppress(Exception):
-            hostlab.down(lab)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's directory, above every worker's own
+    snap = root / "hostlab-golden" / "snapshot"
+    with (root / "hostlab-golden.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not snap.exists():  # made whole or not at all: a failed build leaves nothing for the next to trust
+            base = Path(tempfile.mkdtemp(prefix="hostlab-build-", dir=root))
+            lab = base / "lab"
+            try:
+                hostlab.up(lab, computes=0)
+                built = hostlab.snapshot(lab, base / "snapshot")
+            finally:
+                with contextlib.suppress(Exception):
+                    hostlab.down(lab)
+            snap.parent.mkdir(exist_ok=True)
+            built.rename(snap)
     return snap

@@ -35,6 +35,9 @@ CHAINS = [KILL_POINTS[:len(KILL_POINTS) // 2], KILL_POINTS[len(KILL_POINTS) // 2
 TARGET_KEYS = ("target_db", "target_etc", "target_lib", "target_users")
 #: a kill at `<step>:after` (every step's) and a finished run: the states a revert must start from
 REVERT_FROM = [f"keystone.{s}:after" for s in STEPS] + [None]
+#: the revert cases cut in two for the xdist workers: every other one, so that both halves reach as many late
+#: (long) states as early ones
+REVERT_HALVES = [REVERT_FROM[0::2], REVERT_FROM[1::2]]
 #: kills inside the revert of a finished run, in the order a revert reaches them (steps backwards)
 REVERT_KILLS = ["keystone.start_target:undo_after", "keystone.import_db:undo_before", "keystone.import_db:undo_after",
                 "keystone.install_config:undo_after", "keystone.stop_source:undo_before"]
@@ -93,8 +96,8 @@ def test_killed_run_resumes_to_the_uninterrupted_end(lab, tmp_path, reference, c
     plan = lab.write_plan(tmp_path)
     journal = tmp_path / "journal"
     _killed(upgrade("run", str(plan), failpoint=chain[0]), chain[0])
+    events = _events(journal)
     for i, point in enumerate(chain):
-        events = _events(journal)
         assert _open_intent(events) == point.split(":")[0], point  # it died in that step, before its done
         assert _states(journal)["status"] == "running", point   # the process died: nobody marked it failed
         if i + 1 < len(chain):
@@ -102,8 +105,10 @@ def test_killed_run_resumes_to_the_uninterrupted_end(lab, tmp_path, reference, c
         else:
             res = upgrade("resume", "--journal", str(journal))
             assert res.returncode == 0, res.stderr
-        notes = [e["step"] for e in _events(journal)[len(events):] if e["kind"] == "note"]
+        after = _events(journal)  # also where the next point starts from: nothing runs in between
+        notes = [e["step"] for e in after[len(events):] if e["kind"] == "note"]
         assert point.split(":")[0] in notes, (point, notes)  # the resume took up that step and ran it again
+        events = after
     state = lab.state()
     assert {k: state[k] for k in TARGET_KEYS} == reference["state"]
     end = _states(journal)
@@ -120,9 +125,11 @@ def test_killed_run_resumes_to_the_uninterrupted_end(lab, tmp_path, reference, c
 
 def test_kill_chains_cover_every_point_once():
     assert sorted(p for c in CHAINS for p in c) == sorted(KILL_POINTS) and len(KILL_POINTS) == 2 * len(STEPS) + 3
+    assert sorted(map(str, (p for h in REVERT_HALVES for p in h))) == sorted(map(str, REVERT_FROM))
+    assert len(REVERT_FROM) == len(STEPS) + 1
 
 
-@pytest.mark.parametrize("points", [REVERT_FROM[:6], REVERT_FROM[6:]], ids=["first-half", "second-half"])
+@pytest.mark.parametrize("points", REVERT_HALVES, ids=["even", "odd"])
 def test_revert_from_every_state_restores_both_controllers(lab, tmp_path, points):
     """Each case from the state the revert before it restored (checked): one lab reset."""
     for point in points:
@@ -185,8 +192,9 @@ def test_external_sigkill_mid_run_then_resume(lab, tmp_path, reference):
     finally:
         if proc.poll() is None:
             proc.kill()
-    # the killed tool's keystone-manage died with it: a resume never races a leftover db_sync
-    _wait_until(lambda: not _processes_with(conf), "the orphaned keystone-manage to die", timeout=1)
+    # the killed tool's keystone-manage died with it (its parent-death signal: no timer, no sweep), before any
+    # resume: a resume never races a leftover db_sync (the bound only ends the wait on a loaded machine)
+    _wait_until(lambda: not _processes_with(conf), "the orphaned keystone-manage to die", timeout=30)
     res = upgrade("resume", "--journal", str(journal))
     assert res.returncode == 0, res.stderr
     state = lab.state()

@@ -16,15 +16,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from scripts.lab import fullstack, ksapi
-from scripts.lab.controller import DEFAULT_VENV_ROOT
+from scripts.lab.controller import DEFAULT_VENV_ROOT, alembic_heads
+from scripts.lab.mariadb import MariaDB
 from scripts.lab.proc import pid_alive, read_pid
 from tests.conftest import NEW, OLD, REPO, require, require_mariadb
+from tests.test_lab import HEADS
 
 HEAD_2026_1 = "742c857f1dfb"
 TOOLS = {"keystone": "keystone-manage", "glance": "glance-api", "placement": "placement-manage",
@@ -138,11 +141,19 @@ def _up(lab: Path, *args: str) -> dict[str, Any]:
 
 
 def test_lab_up_writes_a_plan_that_upgrade_runs_and_down_stops_all(tmp_path: Path) -> None:
+    """`python -m scripts.lab up` and `down` through their command line (the quick lab: the full one's `up`
+    and `down` are the same code, run by the demo and tests/test_real_openstack.py)."""
     _require_lab_parts(("keystone",))
     lab = tmp_path / "lab"
     try:
         summary = _up(lab, "--services", "keystone")  # the quick lab: the plan and `down` are the same
         assert summary["services"] == ["keystone"] and summary["glance_url"] is None
+        # what `up` stood up: the old side serving, the new one installed at its release's heads, two servers
+        assert summary["old"]["keystone_running"] and not summary["new"]["keystone_running"]
+        assert summary["old"]["db_port"] != summary["new"]["db_port"]
+        assert alembic_heads(MariaDB(lab / "db-new", summary["new"]["db_port"])) == HEADS[NEW]
+        assert ksapi.issue_token(summary["keystone_url"], "admin", summary["admin_password"],
+                                 project="admin").status == 201  # the old controller, before the run
         plan = lab / "plan.toml"
         assert summary["plan"] == str(plan) and str(plan) in summary["run"]
         assert plan.stat().st_mode & 0o777 == 0o600  # the DB admin passwords are inline
@@ -162,4 +173,9 @@ def test_lab_up_writes_a_plan_that_upgrade_runs_and_down_stops_all(tmp_path: Pat
         down = _lab_cli("down", str(lab)) if (lab / "lab-state.json").exists() else None
     assert down is not None and down.returncode == 0, down and down.stderr
     _assert_nothing_left(lab)
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", summary["keystone_port"])) != 0  # nobody serves keystone's port
+    status = json.loads(_lab_cli("status", str(lab)).stdout)
+    assert not any(v for side in ("old", "new") for v in status[side].values()), status
     assert plan.exists() and (lab / "journal" / "upgrade.log").exists()  # down keeps the files
+    assert (lab / "old" / "etc" / "keystone" / "keystone.conf").exists()

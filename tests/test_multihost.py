@@ -253,8 +253,7 @@ def test_ip_switchover_seen_from_a_compute_host_and_reverted(lab, tmp_path):
     assert changes == ["oldctl", "newctl", "oldctl"], changes
     during_run = [x.split()[1] for x in after_run if x and x.split()[1] != "-"]
     assert during_run[0] == "oldctl" and during_run[-1] == "newctl"
-    # the move is quick: few failed polls (20 ms apart) while the address is in flight
-    assert seen.count("-") < 100, seen.count("-")
+    # how long the address was in flight is a measurement (make bench: the window), not asserted here
     assert vip_holders(lab) == ["oldctl"] and who_answers(lab) == "oldctl"
 
 

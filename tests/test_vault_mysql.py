@@ -4,8 +4,9 @@ Everything is real: two lab MariaDB servers on 127.0.0.1, the real ``mysqldump``
 clients started through ``LocalHost``, real files, a real tmpfs for the disk-full case. What is
 proved here is what the upgrade relies on when it replaces a controller: every column type an
 OpenStack schema uses survives the trip byte for byte, a damaged or foreign artifact is refused
-before the target database is touched, MariaDB's sandbox line never reaches a MySQL client, memory
-stays flat for a database larger than the tool may use, and a full disk leaves nothing behind.
+before the target database is touched, MariaDB's sandbox line never reaches a MySQL client, a database
+of many vault chunks streams through the tool's own process intact, and a full disk leaves nothing behind.
+(How fast, and in how much memory, is measured by ``make bench`` into BENCHMARKS.md, never asserted here.)
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import shlex
 import shutil
 import stat
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +41,9 @@ from upgrade.hosts import LocalHost
 MYSQLDUMP = "mysqldump"  # the names the upgrade steps use (services/steps/databases.py)
 MYSQL = "mysql"
 SMALL_CHUNK = 4096
-#: The memory test's database: 1 GiB of LONGBLOB rows (2 GiB of --hex-blob dump).
-BIG_MB = 1024
-RSS_LIMIT_KIB = 100 * 1000 * 1000 // 1024  # 100 MB
+#: The streamed database: 32 MiB of LONGBLOB rows, a 64 MiB --hex-blob dump of 64 vault chunks (the 1 GiB
+#: case and the tool's peak memory are measured by `make bench`: scripts/bench/vault.py, the same child)
+BIG_MB = 32
 
 
 @dataclass
@@ -503,15 +503,16 @@ def test_sandbox_strip_filter_mechanics(small_dump: SmallDump, size: int) -> Non
     assert _strip(b"", size) == b""
 
 
-# ------------------------------------------------------------------ 5. memory for a 1 GiB database
+# ------------------------------------------------------------------ 5. a database of many chunks, streamed
 
 BIG_DB = "big_blobs"
 
 
-def test_memory_stays_flat_for_a_big_database(
+def test_a_database_of_many_chunks_streams_through_the_tool_intact(
     servers: Servers, key: vault.Key, key_dir: Path, tmp_path: Path
 ) -> None:
-    started = time.monotonic()
+    """The child `make bench` measures (only the tool's modules loaded, one dump, one import): every row
+    arrives, byte for byte, across 64 chunks. Its memory and speed are the benchmark's, not asserted."""
     artifact = tmp_path / "big.vault"
     try:
         rows = generate_blob_db(servers.source, BIG_DB, BIG_MB)
@@ -521,12 +522,9 @@ def test_memory_stays_flat_for_a_big_database(
         assert vault.Key.from_file(key_file) == key
         result = run_tool(servers.source.port, servers.target.port, BIG_DB, artifact, key_file)
         assert result["bytes"] >= 2 * BIG_MB * 2**20  # --hex-blob: the dump is twice the BLOB bytes
-        assert result["maxrss_kib"] < RSS_LIMIT_KIB, result
-        assert result["vm_hwm_kib"] < RSS_LIMIT_KIB, result
         source_sums = mysql.checksums(servers.src, BIG_DB)
         assert source_sums["blobs"][0] == rows
         assert mysql.checksums(servers.dst, BIG_DB) == source_sums
-        print(f"\n1 GiB vault round trip: {json.dumps(result)}; test {time.monotonic() - started:.0f} s")
     finally:
         artifact.unlink(missing_ok=True)
         mysql.drop_db(servers.src, BIG_DB)

@@ -9,8 +9,8 @@ servers (the fastest a dump can move, nothing on disk) and (b) the tool's ``dump
 are checked by row count and CHECKSUM TABLE, so a fast but wrong run cannot pass as a result.
 
 The generator (``generate_blob_db``) and the child (``run_tool``) are shared with
-``tests/test_vault_mysql.py``: the memory test and this benchmark measure the same thing, one
-piece of code.
+``tests/test_vault_mysql.py``, which streams a smaller database through the same child and checks
+that it arrives intact: one piece of code; its memory and speed are measured here only.
 """
 
 from __future__ import annotations
