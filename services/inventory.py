@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from services.infra import mysql
+from services.infra.charset import table_columns
 from services.infra.host import check
 from services.infra.settings import DBEndpoint, Side
 
@@ -69,7 +70,12 @@ def catalog(ep: DBEndpoint, db: str) -> list[tuple[str, str, list[str]]]:
     pre-flight), and the database is what the run carries over."""
     if not mysql.db_exists(ep, db):
         return []
-    rows = mysql.query(ep, "SELECT s.id, s.type, s.extra, s.enabled, e.interface, e.url FROM service s "
+    columns = table_columns(ep, db, "service")
+    if not columns:  # not (yet) a keystone with a catalog: nothing is listed in it
+        return []
+    # ``service.enabled`` came in a later release than Havana's schema: without it every service is enabled
+    enabled = "s.enabled" if "enabled" in columns else "1"
+    rows = mysql.query(ep, f"SELECT s.id, s.type, s.extra, {enabled}, e.interface, e.url FROM service s "
                            "LEFT JOIN endpoint e ON e.service_id = s.id ORDER BY s.type, s.id, e.interface", db=db)
     out: dict[str, tuple[str, str, list[str]]] = {}
     for sid, typ, extra, enabled, interface, url in rows:

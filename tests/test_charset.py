@@ -163,6 +163,7 @@ def lab(tmp_path_factory):
 
 def _check(plan: Path) -> tuple[int, dict[str, tuple[str, str]], str]:
     res = upgrade("check", str(plan), "--format", "json")
+    assert res.stdout.startswith("["), res.stdout[-2000:] + res.stderr[-3000:]
     rows = {r["check"]: (r["status"], r["detail"] + " | " + r["remedy"]) for r in json.loads(res.stdout)}
     return res.returncode, rows, res.stdout + res.stderr
 

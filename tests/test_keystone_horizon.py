@@ -11,6 +11,7 @@ from pathlib import Path
 
 from scripts.lab import units
 from scripts.lab.mariadb import free_port
+from scripts.lab.plan import lab_ignore
 from tests.conftest import tree_digest, upgrade
 
 SETTINGS = '''\
@@ -27,6 +28,7 @@ OPENSTACK_KEYSTONE_DEFAULT_ROLE = "_member_"
 def _plan(lab, tmp_path: Path, services: list[str], port: int, **keystone: str) -> Path:
     plan = lab.write_plan(tmp_path, **keystone)
     text = plan.read_text().replace('services = ["keystone"]', f"services = {json.dumps(services)}")
+    text = text.replace(lab_ignore(["keystone"]), lab_ignore(services))  # the catalog's services left alone
     text = text.replace('"scripts.lab.svc"', '"scripts.lab.units"')  # keystone via svc, httpd as a stand-in
     text += (f'\n[services.horizon]\nunits = ["httpd"]\nowner = "root:root"\nopenstack_host = "127.0.0.1"\n'
              f'verify_url = "http://127.0.0.1:{port}/dashboard/auth/login/"\n')

@@ -58,12 +58,17 @@ def service_sections(services: tuple[str, ...], glance_url: str | None = None) -
     return "".join(f"[services.{s}]\n{tables[s]}\n" for s in tables if s in services)
 
 
+#: the services the lab's keystone catalog names (the seeded endpoints; the full lab runs them all)
+LAB_CATALOG = ("keystone", "glance")
+
+
 def lab_ignore(services: tuple[str, ...] | list[str]) -> str:
-    """``[upgrade] ignore`` of a lab plan: the seeded catalog names glance (and the full lab runs it),
-    which a plan without glance leaves on the old controller on purpose."""
-    if "glance" in services:
+    """``[upgrade] ignore`` of a lab plan: the seeded catalog names keystone and glance, which a plan
+    without them leaves on the old controller on purpose."""
+    left = [s for s in LAB_CATALOG if s not in services]
+    if not left:
         return ""
-    return 'ignore = {glance = "the lab\'s glance is not part of this upgrade"}\n'
+    return "ignore = {" + ", ".join(f'{s} = "the lab\'s {s} is not part of this upgrade"' for s in left) + "}\n"
 
 
 def side_table(role: str, root: Path, venv: Path, db_host: str, db_port: int, admin: DBAdmin) -> str:
