@@ -24,6 +24,7 @@ from statemachine.runner import Runner
 from statemachine.step import Step
 from tests.test_new_databases import lab  # noqa: F401 (the module's real MariaDB)
 from tests.test_runner_parallel import journal  # noqa: F401 (a journal in tmp_path)
+from tests.test_window import Ev
 from upgrade import window
 
 
@@ -102,14 +103,6 @@ def test_every_service_of_every_jump_builds_with_its_requirements_met() -> None:
 
 
 # ---------------------------------------------------------------------- the window reads declarations
-@dataclass(frozen=True)
-class Ev:
-    ts: float
-    machine: str
-    step: str | None
-    kind: str
-
-
 def test_window_kinds_and_edges_come_from_the_declarations_not_the_names() -> None:
     declared = {s.name: s for s in (
         Step("svc.halt", "halted", _ok, kind="stop", window="opens"),

@@ -21,25 +21,27 @@ from upgrade import window
 
 #: the colours of the timeline, in the runbook's order: what the step does to the cloud
 KINDS = ("prepare", "stop", "dump", "import", "schema", "status", "start", "verify", "finish", "other")
-#: steps named for what they do, beyond the window's breakdown (``window.PHASE_OF_KIND``: dump, import,
-#: schema), which counts status checks with verifications and stops and starts as ``other``
-ACTION_KIND = {"stop_source": "stop", "stop_target": "stop", "status_check": "status", "start_target": "start",
-               "restart": "start", "restart_web": "start", "verify": "verify", "check": "verify"}
+#: the report's colour of a step's declared kind (``Step.kind``), finer than the window's breakdown
+COLOUR_OF_KIND = {k: k for k in ("stop", "dump", "import", "schema", "status", "start", "verify")}
+#: the compute hosts' and the address move's steps are built from the plan's sections, not the catalog:
+#: their few actions by name
+FLEET_KIND = {"restart": "start", "verify": "verify", "check": "verify"}
 #: result keys that are not checks (durations, bulky data shown elsewhere)
 NOT_FACTS = ("seconds", "overhead", "revisions_before", "revisions_after", "revisions", "databases", "checksums",
              "output", "before", "units", "grants")
 
 
 def step_kind(step: str, prepare: bool = False, finish: bool = False) -> str:
-    """``keystone.dump_source`` -> ``dump``; a step the runner runs before the first stop (after the
-    last verify) is ``prepare`` (``finish``) whatever it does."""
+    """``keystone.dump_source`` -> ``dump``, from the step's declared kind; a step the runner runs before
+    the first stop (after the last verify) is ``prepare`` (``finish``) whatever it does."""
     if prepare:
         return "prepare"
     if finish:
         return "finish"
-    action = step.rsplit(".", 1)[-1]
-    measured = window.step_kind(step)
-    return ACTION_KIND.get(action) or (measured if measured in KINDS and measured != "verify" else "other")
+    found = window.catalog().get(step)
+    if found is not None:
+        return COLOUR_OF_KIND.get(found.kind, "other")
+    return FLEET_KIND.get(step.rsplit(".", 1)[-1], "other")
 
 
 @dataclass

@@ -12,23 +12,8 @@ in front the web server's config says it.
 from __future__ import annotations
 
 import sys
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """One thread per request: a stack create waits on the engine while other requests come in."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class FlushingHandler(WSGIRequestHandler):
-    """Access lines on stderr, flushed, so the log tail is current when a start fails."""
-
-    def log_message(self, format: str, *args: object) -> None:
-        sys.stderr.write(f"{self.address_string()} - {format % args}\n")
-        sys.stderr.flush()
+from wsgiserve import serve  # a sibling: this file runs by path with a release venv's python
 
 
 def main() -> None:
@@ -40,9 +25,7 @@ def main() -> None:
     else:
         from heat.api.cfn import wsgi  # type: ignore[no-redef]
     app = wsgi.init_application()
-    server = make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=FlushingHandler)
-    print(f"serving {sys.argv[0]} on {host}:{port}", flush=True)
-    server.serve_forever()
+    serve(app, host, port, f"serving {sys.argv[0]} on {host}:{port}")
 
 
 if __name__ == "__main__":

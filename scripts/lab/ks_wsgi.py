@@ -18,23 +18,8 @@ from __future__ import annotations
 
 import os
 import sys
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """One thread per request: token validation calls back into keystone while a request runs."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class QuietHandler(WSGIRequestHandler):
-    """Access lines go to stderr like wsgiref's default, but with a flush so the log tail is current."""
-
-    def log_message(self, format: str, *args: object) -> None:
-        sys.stderr.write(f"{self.address_string()} - {format % args}\n")
-        sys.stderr.flush()
+from wsgiserve import serve  # a sibling: this file runs by path with a release venv's python
 
 
 def main() -> None:
@@ -44,9 +29,7 @@ def main() -> None:
     from keystone.server import wsgi  # imported late: after the argv reset, inside the venv
 
     app = wsgi.initialize_public_application()
-    server = make_server(bind, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
-    print(f"serving keystone on {bind}:{port} (pid {os.getpid()})", flush=True)
-    server.serve_forever()
+    serve(app, bind, port, f"serving keystone on {bind}:{port} (pid {os.getpid()})")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,19 @@ def _columns(ep: Any, db: str, table: str, column: str) -> bool:
                                 "AND column_name=%s", (db, table, column)))
 
 
+def _set_values(ep: Any, db: str, table: str, column: str, values: Mapping[Any, Any]) -> None:
+    """``UPDATE table SET column = value WHERE id = ...`` for each id -> value: the rewrite of the iSCSI
+    addresses and its undo (which sets the values kept before it)."""
+    conn = mysql.connect(ep, db)
+    try:
+        with conn.cursor() as cur:
+            for i, value in values.items():
+                cur.execute(f"UPDATE {mysql.quote_ident(table)} SET {mysql.quote_ident(column)}=%s WHERE id=%s",
+                            (value, i))
+    finally:
+        conn.close()
+
+
 def iscsi_rows_step() -> Step:
     def run(ctx: Any) -> Result:
         if not moves(ctx):
@@ -128,14 +141,7 @@ def iscsi_rows_step() -> Step:
         for key, changes in planned.items():
             db, table, column = key.split(".")
             if changes:
-                conn = mysql.connect(ep, db)
-                try:
-                    with conn.cursor() as cur:
-                        for i, value in changes.items():
-                            cur.execute(f"UPDATE {mysql.quote_ident(table)} SET {mysql.quote_ident(column)}=%s "
-                                        "WHERE id=%s", (value, i))
-                finally:
-                    conn.close()
+                _set_values(ep, db, table, column, changes)
             ctx.failpoint(f"{NAME}.rewrite_iscsi:{table}")
         return {"moved": True, "from": old, "to": new, "counts": counts,
                 "ids": {k: sorted(v) for k, v in before.items()}, "skipped": skipped, "artifact": art}
@@ -148,14 +154,7 @@ def iscsi_rows_step() -> Step:
             db, table, column = key.split(".")
             if not rows or not mysql.db_exists(ctx.target.db, db):
                 continue
-            conn = mysql.connect(ctx.target.db, db)
-            try:
-                with conn.cursor() as cur:
-                    for i, value in rows.items():
-                        cur.execute(f"UPDATE {mysql.quote_ident(table)} SET {mysql.quote_ident(column)}=%s "
-                                    "WHERE id=%s", (value, i))
-            finally:
-                conn.close()
+            _set_values(ctx.target.db, db, table, column, rows)
 
     def commands(ctx: Any) -> list[str]:
         if not moves(ctx):
