@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from services.infra import mysql
-from services.infra.charset import table_columns
 from services.infra.host import check
 from services.infra.settings import DBEndpoint, Side
 
@@ -70,7 +69,7 @@ def catalog(ep: DBEndpoint, db: str) -> list[tuple[str, str, list[str]]]:
     pre-flight), and the database is what the run carries over."""
     if not mysql.db_exists(ep, db):
         return []
-    columns = table_columns(ep, db, "service")
+    columns = mysql.table_columns(ep, db, "service")
     if not columns:  # not (yet) a keystone with a catalog: nothing is listed in it
         return []
     # ``service.enabled`` came in a later release than Havana's schema: without it every service is enabled

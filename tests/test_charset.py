@@ -28,7 +28,7 @@ from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.openstack import UNITS, Stack, insert, make_stack, to_latin1
 from scripts.lab.plan import DBAdmin, service_sections, side_table, write_key
-from services.infra import charset
+from services.infra import charset, mysql
 from services.infra.settings import DBEndpoint
 from tests.conftest import require, require_mariadb, tree_digest, upgrade
 
@@ -474,7 +474,7 @@ def test_havana_schema_keeps_its_definitions(lab, havana, tmp_path):
         assert (idx, fks) == before[1:] and len(fks) == 4
         assert not charset.non_utf8_tables(ep(new.db), schema)
         for table in tables:
-            columns = charset.table_columns(ep(old.db), schema, table)
+            columns = mysql.table_columns(ep(old.db), schema, table)
             mine = {c: kinds.get(f"{table}.{c}", "") for c in columns}
             assert charset.meaning_digest(ep(old.db), schema, table, columns, mine) == \
                 charset.meaning_digest(ep(new.db), schema, table, columns, {})

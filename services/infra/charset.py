@@ -425,11 +425,6 @@ def meaning_digest(ep: DBEndpoint, db: str, table: str, columns: list[str], kind
     return [len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest()]
 
 
-def table_columns(ep: DBEndpoint, db: str, table: str) -> list[str]:
-    return [r[0] for r in mysql.query(ep, "SELECT column_name FROM information_schema.columns WHERE table_schema=%s "
-                                          "AND table_name=%s ORDER BY ordinal_position", (db, table))]
-
-
 # ---------------------------------------------------------------------- repair of double-encoded text
 def parse_targets(entries: Iterable[str], dbs: list[str]) -> list[tuple[str, str, str | None]]:
     """``db.table`` / ``db.table.column`` entries of the plan's ``repair_double_encoded`` → (db, table,

@@ -58,6 +58,12 @@ def query(ep: DBEndpoint, sql: str, args: Any = None, db: str | None = None) -> 
         conn.close()
 
 
+
+def table_columns(ep: DBEndpoint, db: str, table: str) -> list[str]:
+    """The columns of *db*.*table* in their order ([] when the table does not exist)."""
+    return [r[0] for r in query(ep, "SELECT column_name FROM information_schema.columns WHERE table_schema=%s "
+                                    "AND table_name=%s ORDER BY ordinal_position", (db, table))]
+
 def execute_many(ep: DBEndpoint, statements: list[str], db: str | None = None) -> None:
     conn = connect(ep, db)
     try:

@@ -59,9 +59,7 @@ def markers(ep: DBEndpoint, idle: Mapping[str, tuple[str, ...]], db: str) -> dic
     try:
         with conn.cursor() as cur:
             for table in subsets:
-                cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema=%s AND "
-                            "table_name=%s ORDER BY ordinal_position", (db, table))
-                cols = [r[0] for r in cur.fetchall() if r[0] not in idle[table]]
+                cols = [c for c in mysql.table_columns(ep, db, table) if c not in idle[table]]
                 out[table] = _subset_marker(cur, table, cols)
     finally:
         conn.close()

@@ -44,7 +44,7 @@ def _verify_converted(ctx: UpgradeContext, db: str, tables: list[str], kinds: di
     columns hold, the target as it is, both over utf8mb4 (CHECKSUM TABLE differs after any conversion,
     and reading the source's UTF-8 bytes as latin1 would pass a double-encoded result)."""
     for table in tables:
-        cols = charset.table_columns(ctx.source.db, db, table)
+        cols = mysql.table_columns(ctx.source.db, db, table)
         src = charset.meaning_digest(ctx.source.db, db, table, cols, kinds.get(table, {}))
         dst = charset.meaning_digest(ctx.target.db, db, table, cols, {})
         if src != dst:
