@@ -15,7 +15,7 @@ from typing import Any
 
 from services import registry
 from services.infra import charset, mysql
-from services.infra.config import sections
+from services.infra.config import ConfigSyntaxError, sections
 from services.infra.host import Host
 from services.infra.settings import DBEndpoint
 from services.releases import Jump
@@ -173,6 +173,11 @@ def config_errors(read: Callable[[str], bytes | None], etc: str, name: str, jump
     for file, section, why in registry.spec(name).sections_needed(jump.source, jump.target):
         path = f"{etc.rstrip('/')}/{name}/{file}"
         data = read(path)
-        if data is None or section not in sections(data):
+        try:
+            have = sections(data) if data is not None else set()
+        except ConfigSyntaxError as exc:
+            out.append(f"{path} on the source: {exc}")
+            continue
+        if section not in have:
             out.append(f"{path} on the source has no [{section}] section: {why}")
     return out

@@ -50,3 +50,70 @@ def test_rewrite_db_url_keeps_query_and_quotes_password():
     assert db_url_credentials(new) == ("keystone", "old@pw", "keystone")
     new = rewrite_db_url(url, "127.0.0.1", 3306, "ks2", "p:w/@")
     assert db_url_credentials(new) == ("ks2", "p:w/@", "keystone")
+
+
+# ---------------------------------------------------------------------- read as oslo.config reads
+ODD = (b"[DEFAULT]\n"
+       b"transport_url: rabbit://openstack:mq@198.51.100.5:5672/\n"
+       b"my_ip = \"198.51.100.9\"\n"
+       b"host:'new-ctl'\n"
+       b"[Database]\n"
+       b"connection = 'mysql+pymysql://nova:p%40ss@10.0.0.4/nova?charset=utf8'\n"
+       b"[filter_scheduler]\n"
+       b"enabled_filters = ComputeFilter,\n"
+       b"    ImagePropertiesFilter,\n"
+       b"\tServerGroupAntiAffinityFilter\n"
+       b"# after the value\n"
+       b"weight_classes = nova.scheduler.weights.all_weighers\n")
+
+
+def test_values_are_read_as_oslo_config_reads_them(tmp_path) -> None:
+    """Colon form, quoted values, continuation lines and group names in any case: the same values
+    oslo.config's own ConfigParser reads from the same file."""
+    from oslo_config import cfg
+
+    path = tmp_path / "nova.conf"
+    path.write_bytes(ODD)
+    seen: dict = {}
+    cfg.ConfigParser(str(path), seen).parse()
+    for section, keys in seen.items():
+        for key, values in keys.items():
+            assert get_value(ODD, section, key) == values[-1], (section, key)
+    assert get_value(ODD, "DEFAULT", "transport_url") == "rabbit://openstack:mq@198.51.100.5:5672/"
+    assert get_value(ODD, "DEFAULT", "my_ip") == "198.51.100.9"
+    assert get_value(ODD, "DEFAULT", "host") == "new-ctl"
+    assert get_value(ODD, "database", "connection") == "mysql+pymysql://nova:p%40ss@10.0.0.4/nova?charset=utf8"
+    assert get_value(ODD, "filter_scheduler", "enabled_filters") == (
+        "ComputeFilter,\nImagePropertiesFilter,\nServerGroupAntiAffinityFilter")
+
+
+def test_the_writer_keeps_the_form_it_finds() -> None:
+    """A colon-form or quoted value is rewritten in its own form; a value's continuation lines go with
+    it; every other byte stays."""
+    from services.infra.config import delete_key
+
+    out = set_value(ODD, "database", "connection", "mysql+pymysql://nova:new@198.51.100.20:3306/nova")
+    assert out == ODD.replace(b"'mysql+pymysql://nova:p%40ss@10.0.0.4/nova?charset=utf8'",
+                              b"'mysql+pymysql://nova:new@198.51.100.20:3306/nova'")
+    assert get_value(out, "database", "connection") == "mysql+pymysql://nova:new@198.51.100.20:3306/nova"
+    out = set_value(ODD, "DEFAULT", "transport_url", "rabbit://openstack:mq@198.51.100.9:5672/")
+    assert out == ODD.replace(b"@198.51.100.5:", b"@198.51.100.9:")
+    out = set_value(ODD, "filter_scheduler", "enabled_filters", "ComputeFilter")
+    assert out == ODD.replace(b"ComputeFilter,\n    ImagePropertiesFilter,\n\tServerGroupAntiAffinityFilter\n",
+                              b"ComputeFilter\n")
+    assert get_value(out, "filter_scheduler", "weight_classes") == "nova.scheduler.weights.all_weighers"
+    assert delete_key(ODD, "DEFAULT", "host") == ODD.replace(b"host:'new-ctl'\n", b"")
+    # a key added to a section whose name differs in case goes into that section
+    out = set_value(ODD, "database", "max_retries", "-1")
+    assert get_value(out, "Database", "max_retries") == "-1" and out.count(b"[") == ODD.count(b"[")
+
+
+def test_a_file_oslo_config_would_refuse_is_an_error_naming_the_line() -> None:
+    import pytest
+
+    from services.infra.config import ConfigSyntaxError
+
+    with pytest.raises(ConfigSyntaxError, match=r"at line 3, No ':' or '=' found in assignment: 'debug'"):
+        get_value(b"[DEFAULT]\nx = 1\ndebug\n", "DEFAULT", "x")
+    with pytest.raises(ConfigSyntaxError, match="Section must be started before assignment"):
+        get_value(b"x = 1\n[DEFAULT]\n", "DEFAULT", "x")

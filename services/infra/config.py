@@ -7,71 +7,149 @@ functions change the value on the line that holds the key and nothing else.
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-_SECTION = re.compile(rb"^\s*\[(?P<name>[^\]]+)\]\s*$")
-_KEY = re.compile(rb"^(?P<key>[A-Za-z0-9_.\-]+)(?P<sep>\s*=\s*)(?P<value>.*?)(?P<eol>\r?\n?)$")
+from oslo_config import iniparser
+
+from statemachine.step import StepError
+
+
+class ConfigSyntaxError(StepError):
+    """An INI file oslo.config would refuse to read (the service would not start with it either)."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One ``key = value`` (or ``key: value``) of an INI file as oslo.config reads it.
+
+    ``value`` is oslo.config's: surrounding quotes removed, continuation lines joined with a line
+    break. ``first``/``last`` are the indexes (in ``bytes.splitlines``) of the key's line and of its
+    last continuation line: what the byte-preserving writer replaces."""
+
+    section: str
+    key: str
+    value: str
+    first: int
+    last: int
+    sep: str
+
+
+def _normalized(section: str) -> str:
+    """oslo.config's group name: ``DEFAULT`` in any case is DEFAULT, any other name is lower case."""
+    return "DEFAULT" if section.upper() == "DEFAULT" else section.lower()
+
+
+class _Reader(iniparser.BaseParser):
+    """oslo.config's own line grammar (``oslo_config.iniparser``), remembering where each value stands."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.section: str | None = None
+        self.found: list[Assignment] = []
+        self.sections: list[tuple[str, int]] = []
+        self._start = 0
+
+    def new_section(self, section: str) -> None:
+        self.section = section
+        self.sections.append((section, self.lineno - 1))
+
+    def _split_key_value(self, line: str) -> tuple[str, list[str]]:
+        self._start = self.lineno - 1
+        return super()._split_key_value(line)
+
+    def assignment(self, key: str, value: list[str]) -> None:
+        if self.section is None:  # oslo.config refuses it too
+            raise self.parse_exc("Section must be started before assignment", self.lineno, "")
+        last = self._start
+        while last + 1 < len(self.lines) and self.lines[last + 1].rstrip() \
+                and self.lines[last + 1].startswith((" ", "\t")):
+            last += 1
+        line = self.lines[self._start]
+        colon, equal = line.find(":"), line.find("=")
+        sep = ":" if equal < 0 or (0 <= colon < equal) else "="
+        self.found.append(Assignment(self.section, key, "\n".join(value), self._start, last, sep))
+
+
+def _lines(data: bytes) -> list[bytes]:
+    return data.splitlines(keepends=True)
+
+
+def parse(data: bytes) -> _Reader:
+    """Every assignment and section of *data*, read by oslo.config's parser; ConfigSyntaxError if it
+    would not read the file."""
+    text = [line.decode("utf-8", errors="surrogateescape") for line in _lines(data)]
+    reader = _Reader(text)
+    try:
+        reader.parse(text)
+    except iniparser.ParseError as exc:
+        raise ConfigSyntaxError(f"not an INI file oslo.config reads: {exc} — fix that line") from None
+    return reader
+
+
+def assignments(data: bytes, section: str, key: str) -> list[Assignment]:
+    """Every assignment of *key* in *section* (oslo.config's group names: ``[database]`` is ``[Database]``)."""
+    want = _normalized(section)
+    return [a for a in parse(data).found if a.key == key and _normalized(a.section) == want]
 
 
 def get_value(data: bytes, section: str, key: str) -> str | None:
-    """The last value of *key* in *section* (oslo.config semantics: the last one wins)."""
-    found = None
-    current = None
-    for line in data.splitlines(keepends=True):
-        m = _SECTION.match(line)
-        if m:
-            current = m["name"].decode().strip()
-            continue
-        if current == section:
-            k = _KEY.match(line)
-            if k and k["key"].decode() == key:
-                found = k["value"].decode().strip()
-    return found
+    """The value of *key* in *section* as oslo.config reads it: ``key = value`` or ``key: value``,
+    quotes removed, continuation lines joined; the last one wins."""
+    found = assignments(data, section, key)
+    return found[-1].value if found else None
+
+
+def _line_for(a: Assignment, old: bytes, value: str) -> bytes:
+    """The key's first line with *value*, keeping the key, its separator and spacing, the quotes the
+    old value had, and the line ending."""
+    eol = old[len(old.rstrip(b"\r\n")):]
+    body = old[:len(old) - len(eol)]
+    cut = body.index(a.sep.encode()) + 1
+    head, rest = body[:cut], body[cut:]
+    head += rest[:len(rest) - len(rest.lstrip())]
+    raw = rest.strip()
+    quote_char = raw[:1] if raw[:1] in (b'"', b"'") and raw[-1:] == raw[:1] and len(raw) > 1 else b""
+    return head + quote_char + value.encode() + quote_char + (eol or b"")
 
 
 def set_value(data: bytes, section: str, key: str, value: str) -> bytes:
     """Return *data* with ``key = value`` in *section*; only the changed line(s) differ.
 
     Every occurrence of the key in the section is rewritten (oslo.config reads the last one, a
-    human the first: both must see the new value). A missing key is added at the end of its
-    section; a missing section is appended at the end of the file.
+    human the first: both must see the new value); its continuation lines go with its old value.
+    A missing key is added at the end of its section; a missing section is appended at the end of
+    the file.
     """
-    lines = data.splitlines(keepends=True)
-    out: list[bytes] = []
-    current = None
-    replaced = False
-    section_end: int | None = None
-    for line in lines:
-        m = _SECTION.match(line)
-        if m:
-            if current == section and section_end is None:
-                section_end = len(out)
-            current = m["name"].decode().strip()
-            out.append(line)
-            continue
-        k = _KEY.match(line) if current == section else None
-        if k and k["key"].decode() == key:
-            out.append(k["key"] + k["sep"] + value.encode() + (k["eol"] or b""))
-            replaced = True
-        else:
-            out.append(line)
-    if replaced:
-        return b"".join(out)
+    lines = _lines(data)
+    found = assignments(data, section, key)
+    if found:
+        drop: set[int] = set()
+        for a in found:
+            lines[a.first] = _line_for(a, lines[a.first], value)
+            drop.update(range(a.first + 1, a.last + 1))
+        return b"".join(line for i, line in enumerate(lines) if i not in drop)
     newline = b"\r\n" if b"\r\n" in data else b"\n"
-    if current == section and section_end is None:
-        section_end = len(out)
-    if section_end is not None:
-        # insert after the section's last non-blank line
-        i = section_end
-        while i > 0 and out[i - 1].strip() == b"":
+    reader = parse(data)
+    starts = [i for name, i in reader.sections if _normalized(name) == _normalized(section)]
+    if starts:
+        # insert after the section's last non-blank line (the section ends where the next one starts)
+        later = [i for _name, i in reader.sections if i > starts[-1]]
+        i = later[0] if later else len(lines)
+        while i > 0 and lines[i - 1].strip() == b"":
             i -= 1
-        if i > 0 and not out[i - 1].endswith(b"\n"):
-            out[i - 1] += newline
-        out.insert(i, f"{key} = {value}".encode() + newline)
-        return b"".join(out)
+        if i > 0 and not lines[i - 1].endswith((b"\n", b"\r")):
+            lines[i - 1] += newline
+        lines.insert(i, f"{key} = {value}".encode() + newline)
+        return b"".join(lines)
     tail = b"" if not data or data.endswith(b"\n") else newline
     return data + tail + f"{newline.decode()}[{section}]{newline.decode()}{key} = {value}{newline.decode()}".encode()
+
+
+def delete_key(data: bytes, section: str, key: str) -> bytes:
+    """*data* without the lines (continuation lines included) that set *key* in *section*."""
+    drop = {i for a in assignments(data, section, key) for i in range(a.first, a.last + 1)}
+    return b"".join(line for i, line in enumerate(_lines(data)) if i not in drop)
 
 
 def rewrite_paths(data: bytes, mapping: dict[str, str]) -> tuple[bytes, list[str]]:
@@ -87,23 +165,15 @@ def rewrite_paths(data: bytes, mapping: dict[str, str]) -> tuple[bytes, list[str
                    key=lambda ab: len(ab[0]), reverse=True)
     if not pairs:
         return data, []
-    out: list[bytes] = []
+    lines = _lines(data)
     changed: list[str] = []
-    section = ""
-    for line in data.splitlines(keepends=True):
-        m = _SECTION.match(line)
-        if m:
-            section = m["name"].decode().strip()
-        k = None if m else _KEY.match(line)
-        if k:
-            value = k["value"].decode()
-            for old, new in pairs:
-                if value == old or value.startswith(old + "/"):
-                    line = k["key"] + k["sep"] + (new + value[len(old):]).encode() + (k["eol"] or b"")
-                    changed.append(f"[{section}] {k['key'].decode()}")
-                    break
-        out.append(line)
-    return b"".join(out), changed
+    for a in parse(data).found:
+        for old, new in pairs:
+            if a.first == a.last and (a.value == old or a.value.startswith(old + "/")):
+                lines[a.first] = _line_for(a, lines[a.first], new + a.value[len(old):])
+                changed.append(f"[{a.section}] {a.key}")
+                break
+    return b"".join(lines), changed
 
 
 def rewrite_db_url(url: str, address: str, port: int, user: str | None = None, password: str | None = None) -> str:
@@ -132,4 +202,4 @@ def with_database(url: str, db: str) -> str:
 
 def sections(data: bytes) -> set[str]:
     """The names of the sections an INI file has."""
-    return {m["name"].decode().strip() for line in data.splitlines() if (m := _SECTION.match(line))}
+    return {name for name, _i in parse(data).sections}

@@ -9,29 +9,13 @@ Icehouse keeps ``sql_connection``, as the runbook does).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import quote
 
 from services import releases
-from services.infra.config import get_value, set_value
+from services.infra.config import delete_key, get_value, set_value
 
-_SECTION = re.compile(rb"^\s*\[(?P<name>[^\]]+)\]\s*$")
-_KEY = re.compile(rb"^(?P<key>[A-Za-z0-9_.\-]+)\s*=")
-
-
-def delete_key(data: bytes, section: str, key: str) -> bytes:
-    """*data* without the lines that set *key* in *section*."""
-    out, current = [], None
-    for line in data.splitlines(keepends=True):
-        m = _SECTION.match(line)
-        if m:
-            current = m["name"].decode().strip()
-        k = None if m else _KEY.match(line)
-        if k and current == section and k["key"].decode() == key:
-            continue
-        out.append(line)
-    return b"".join(out)
+__all__ = ["delete_key", "edit", "rewrite", "transport_url"]
 
 
 def transport_url(data: bytes) -> str | None:
