@@ -41,6 +41,16 @@ def at_least(release: str, since: str) -> bool:
     return index(release) >= index(since)
 
 
+#: the install guides write ``mysql+pymysql://`` from Liberty on, and the releases' packages (and the lab's venvs)
+#: carry PyMySQL, not MySQL-python: a carried ``mysql://`` would name a driver the target lacks
+PYMYSQL_FROM = "liberty"
+
+
+def db_scheme(target: str) -> str:
+    """The SQLAlchemy scheme a DB URL rewritten for *target* gets (``upgrade plan`` shows the same)."""
+    return "mysql+pymysql" if at_least(target, PYMYSQL_FROM) else "mysql"
+
+
 def code_name(release: str) -> str:
     return CODE_NAMES.get(release, release)
 

@@ -66,6 +66,8 @@ class PlanCtx:
     source: Side
     target: Side
     services: dict[str, ServiceSettings]
+    from_release: str = ""
+    to_release: str = ""
 
 
 def ctx(jump: Jump, services: tuple[str, ...], units: dict[str, list[str]] | None = None,
@@ -79,7 +81,7 @@ def ctx(jump: Jump, services: tuple[str, ...], units: dict[str, list[str]] | Non
         opts = {"units": (units or {}).get(name), **options.get(name.replace("-", "_"), {})}
         st[name] = ServiceSettings(name=name, unit=f"openstack-{name}", db_name=name, owner=f"{name}:{name}",
                                    options=opts)
-    return PlanCtx(side("source", "10.0.0.3"), side("target", "10.0.0.4"), st)
+    return PlanCtx(side("source", "10.0.0.3"), side("target", "10.0.0.4"), st, jump.source, jump.target)
 
 
 def commands(name: str, jump: Jump, c: PlanCtx, step: str) -> list[str]:

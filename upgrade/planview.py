@@ -39,6 +39,8 @@ class PlanContext:
     source: Side
     target: Side
     services: dict[str, ServiceSettings]
+    from_release: str = ""
+    to_release: str = ""
 
 
 #: how `upgrade plan` marks the steps the runner takes out of the maintenance window
@@ -55,7 +57,8 @@ def steps(plan: Plan) -> list[dict[str, Any]]:
     preparation run before the first stop; ``after`` it: finishing steps run once every service is
     verified; else empty), description, commands (redacted)."""
     ctx = PlanContext(source=app.side(plan.source, NamedHost(plan.source.host)),
-                      target=app.side(plan.target, NamedHost(plan.target.host)), services=plan.service_settings)
+                      target=app.side(plan.target, NamedHost(plan.target.host)), services=plan.service_settings,
+                      from_release=plan.from_release, to_release=plan.to_release)
     red = app.redactor_for(plan)
     specs = {"source": plan.source, "target": plan.target}
     rows = []

@@ -156,7 +156,7 @@ def _setup_shown(jump: Jump) -> Any:
     """What _setup_urls gives, masked, for `upgrade plan` (it reads the target's nova.conf at run time)."""
     def fill(ctx: Any) -> dict[str, str]:
         t = ctx.target
-        base = f"mysql+pymysql://USER:***@{t.db.address_for_services}:{t.db.port}"
+        base = f"{releases.db_scheme(jump.target)}://USER:***@{t.db.address_for_services}:{t.db.port}"
         return {"cell0_db": f"{base}/{_cell0_db(ctx, jump)}", "cell_db": f"{base}/{ctx.services[NAME].db_name}",
                 "transport_url": f"<[DEFAULT] transport_url of {_conf(t)}>"}
 
@@ -203,7 +203,8 @@ def _cell_urls(ctx: Any, jump: Jump) -> list[dict[str, str]]:
             if old.path.lstrip("/") == dbs["main"] or not old_db:
                 new_db = main_url
             else:
-                new_db = rewrite_db_url(old_db, ctx.target.db.address_for_services, ctx.target.db.port)
+                new_db = rewrite_db_url(old_db, ctx.target.db.address_for_services, ctx.target.db.port,
+                                        scheme=releases.db_scheme(jump.target))
             new_mq = mq or old_mq
         out.append({"uuid": uuid, "name": name or "", "old_mq": old_mq or "", "old_db": old_db or "",
                     "new_mq": new_mq, "new_db": new_db})
@@ -250,7 +251,7 @@ def update_cells_step(jump: Jump) -> Step:
         t = ctx.target
         st = ctx.services[NAME]
         dbs = {d.label: d.db_name(st) for d in db_specs(SPEC, jump)}
-        base = f"mysql+pymysql://USER:***@{t.db.address_for_services}:{t.db.port}"
+        base = f"{releases.db_scheme(jump.target)}://USER:***@{t.db.address_for_services}:{t.db.port}"
         return [f"SQL: SELECT uuid, transport_url, database_connection FROM {dbs['api']}.cell_mappings",
                 shown(cmd, t, {"cell_uuid": CELL0_UUID, "cell_db": f"{base}/{dbs['cell0']}",
                                "transport_url": "none:///"}) + "   # cell0: its URL always explicit",

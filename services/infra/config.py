@@ -176,8 +176,10 @@ def rewrite_paths(data: bytes, mapping: dict[str, str]) -> tuple[bytes, list[str
     return b"".join(lines), changed
 
 
-def rewrite_db_url(url: str, address: str, port: int, user: str | None = None, password: str | None = None) -> str:
-    """Point an SQLAlchemy URL at another server, keeping scheme, database name and query string."""
+def rewrite_db_url(url: str, address: str, port: int, user: str | None = None, password: str | None = None,
+                   scheme: str | None = None) -> str:
+    """Point an SQLAlchemy URL at another server, keeping database name and query string, and the
+    scheme unless *scheme* is given (the target release's driver, ``releases.db_scheme``)."""
     parts = urlsplit(url)
     old_user = unquote(parts.username or "")
     old_password = unquote(parts.password or "")
@@ -185,7 +187,7 @@ def rewrite_db_url(url: str, address: str, port: int, user: str | None = None, p
     p = quote(password if password else old_password, safe="")
     auth = f"{u}:{p}@" if p else (f"{u}@" if u else "")
     host = f"[{address}]" if ":" in address else address
-    return urlunsplit((parts.scheme, f"{auth}{host}:{port}", parts.path, parts.query, parts.fragment))
+    return urlunsplit((scheme or parts.scheme, f"{auth}{host}:{port}", parts.path, parts.query, parts.fragment))
 
 
 def db_url_credentials(url: str) -> tuple[str, str, str]:

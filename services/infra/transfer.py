@@ -37,13 +37,18 @@ def manifest(host: Host, base: str, name: str) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def verify_copy(src: Host, src_base: str, dst: Host, dst_base: str, name: str) -> dict[str, int]:
-    """Every entry of the source tree is on the target, same content, mode and owner; else StepError."""
-    before = manifest(src, src_base, name)
+def verify_copy(src: Host, src_base: str, dst: Host, dst_base: str, name: str, skip: frozenset[str] = frozenset(),
+                expect: dict[str, str] | None = None) -> dict[str, int]:
+    """Every entry of the source tree is on the target, same content, mode and owner; else StepError.
+    Entries in *skip* (``<name>/<path>``) were not copied; each of *expect* (the same keys) must be a
+    file on the target with that sha256 (a file the target keeps of its own)."""
+    before = {p: v for p, v in manifest(src, src_base, name).items() if p not in skip}
     after = manifest(dst, dst_base, name)
     bad = sorted(p for p, v in before.items() if after.get(p) != v)
+    bad += sorted(p for p, digest in (expect or {}).items() if after.get(p, ("",))[-1] != digest)
     if bad:
-        detail = "; ".join(f"{p}: source {before[p]}, target {after.get(p, 'missing')}" for p in bad[:5])
+        detail = "; ".join(f"{p}: {f'source {before[p]}' if p in before else f'kept sha256 {expect[p]}'}, "
+                           f"target {after.get(p, 'missing')}" for p in bad[:5])
         raise StepError(f"the copy of {src_base}/{name} from {src.name} to {dst.name} differs in {len(bad)} "
                         f"entr{'y' if len(bad) == 1 else 'ies'}: {detail}", host=dst.name)
     return {"entries": len(before), "files_checksummed": sum(1 for v in before.values() if v[5])}

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 
-def tar_out(etc: str, name: str) -> list[str]:
-    """Pack ``<etc>/<name>`` to stdout with numeric owners (config copy and backup)."""
-    return ["tar", "-C", etc, "--numeric-owner", "-cf", "-", name]
+def tar_out(etc: str, name: str, exclude: tuple[str, ...] = ()) -> list[str]:
+    """Pack ``<etc>/<name>`` to stdout with numeric owners (config copy and backup), leaving out the
+    files *exclude* names exactly (paths relative to ``<etc>/<name>``, no patterns)."""
+    if not exclude:
+        return ["tar", "-C", etc, "--numeric-owner", "-cf", "-", name]
+    return ["tar", "-C", etc, "--numeric-owner", "--anchored", "--no-wildcards",
+            *(f"--exclude={name}/{rel}" for rel in exclude), "-cf", "-", name]
 
 
 def tar_in(etc: str) -> list[str]:

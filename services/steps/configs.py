@@ -4,6 +4,7 @@ rewritten for the target, release edits applied; restored from the backup on und
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import shlex
 import subprocess
 from collections.abc import Callable
@@ -11,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from journal import vault
+from services import releases
 from services.infra import transfer
 from services.infra.config import db_url_credentials, get_value, rewrite_db_url, rewrite_paths, set_value, with_database
 from services.infra.context import UpgradeContext
 from services.infra.host import check, command_text, wait_pipe
+from services.steps import shipped
 from services.steps.argv import tar_in, tar_out
 from services.steps.databases import (
     ConfigKey,
@@ -30,11 +33,17 @@ from statemachine.step import Result, Step, StepError
 
 # ---------------------------------------------------------------------- config
 def _copy_tree(ctx: UpgradeContext, name: str) -> dict[str, Any]:
-    """Stream source:/etc/<name> into target:/etc/<name> (files of both: the source's win), then
-    prove it arrived: per-entry sha256, mode and owner compared on both hosts (services/transfer.py)."""
+    """Stream source:/etc/<name> into target:/etc/<name> (files of both: the source's win), except the
+    files the release ships that the target keeps (services/steps/shipped.py), then prove it arrived:
+    per-entry sha256, mode and owner compared on both hosts (services/transfer.py), and every file the
+    target keeps of its own unchanged."""
     s, t = ctx.source, ctx.target
+    before = _target_before(ctx, name)
+    source_files = {p[len(name) + 1:]: v[5] for p, v in transfer.manifest(s.host, s.etc, name).items() if v[0] == "f"}
+    decisions = shipped.decide(ctx, name, source_files, before)
+    skip = tuple(d.rel for d in decisions if not d.carried)
     check(t.host, ["mkdir", "-p", f"{t.etc}/{name}"], f"creating {t.etc}/{name}")
-    out_argv = tar_out(s.etc, name)
+    out_argv = tar_out(s.etc, name, skip)
     in_argv = tar_in(t.etc)
     src = s.host.popen(out_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     dst = t.host.popen(in_argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -56,8 +65,37 @@ def _copy_tree(ctx: UpgradeContext, name: str) -> dict[str, Any]:
         raise
     wait_pipe(src, s.host, out_argv, f"reading {s.etc}/{name}")
     wait_pipe(dst, t.host, in_argv, f"writing {t.etc}/{name}")
-    return {**transfer.verify_copy(s.host, s.etc, t.host, t.etc, name), "tar_bytes": size,
-            "tar_sha256": stream.hexdigest()}
+    expect = {f"{name}/{rel}": digest for rel, digest in before.items()
+              if shipped.is_shipped(rel) or rel not in source_files}
+    for d in decisions:
+        if d.action == "installed_target_default":
+            expect[f"{name}/{d.rel}"] = _install_default(t, name, d.rel)
+    verified = transfer.verify_copy(s.host, s.etc, t.host, t.etc, name, frozenset(f"{name}/{r}" for r in skip),
+                                    expect)
+    return {**verified, "tar_bytes": size, "tar_sha256": stream.hexdigest(),
+            "from_source": sorted(r for r in source_files if r not in skip),
+            "from_target": sorted(r for r in before if r in skip or r not in source_files),
+            "shipped": {d.rel: d.action for d in decisions},
+            "operator_changes": [{"file": f"{t.etc}/{name}/{d.rel}", "why": d.operator_change}
+                                 for d in decisions if d.operator_change]}
+
+
+def _target_before(ctx: UpgradeContext, name: str) -> dict[str, str]:
+    """relative path -> sha256 of the files the target's /etc/<name> held before the run: read from
+    the step's own backup in the vault, so a resumed step decides as the first attempt did."""
+    backup = needed(ctx.results, name, "target_backup")["config"]
+    if not backup["existed"]:
+        return {}
+    return shipped.tar_members(ctx.artifact_bytes(backup["artifact"], f"{name}.backup_target"), name)
+
+
+def _install_default(t: Any, name: str, rel: str) -> str:
+    """Copy the target release's shipped *rel* into the target's /etc/<name>; its sha256."""
+    data = t.host.read_bytes(f"{shipped.shipped_dir(t, name)}/{rel}")
+    path = f"{t.etc}/{name}/{rel}"
+    check(t.host, ["mkdir", "-p", posixpath.dirname(path)], f"creating the directory of {path}")
+    t.host.write_bytes(path, data, mode=0o640)
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -104,7 +142,8 @@ def install_config_step(name: str, conns: tuple[ConfigKey, ...], dbs: tuple[DBSp
                 if not url:
                     continue
                 user, password = creds[spec.label]
-                new = rewrite_db_url(url, t.db.address_for_services, t.db.port, user, password)
+                new = rewrite_db_url(url, t.db.address_for_services, t.db.port, user, password,
+                                     releases.db_scheme(ctx.to_release))
                 _u, _p, db = db_url_credentials(new)
                 if db != want:
                     key = "db_name" if spec.label == "main" else f"{spec.label}_db_name"
@@ -129,7 +168,9 @@ def install_config_step(name: str, conns: tuple[ConfigKey, ...], dbs: tuple[DBSp
         s, t = ctx.source, ctx.target
         st = svc(ctx, name)
         out = [command_text(["mkdir", "-p", f"{t.etc}/{name}"]),
-               f"source: {command_text(tar_out(s.etc, name))} | target: {command_text(tar_in(t.etc))}"]
+               f"source: {command_text(tar_out(s.etc, name, ('FILE',)))} | target: {command_text(tar_in(t.etc))}"
+               "   # one --exclude per shipped FILE the target keeps (below)",
+               *shipped.shown(ctx, name)]
         moved = [f"{a} -> {b}" for a, b in zip(s.layout().values(), t.layout().values(), strict=True) if a != b]
         for f in files:
             if moved:
@@ -137,7 +178,8 @@ def install_config_step(name: str, conns: tuple[ConfigKey, ...], dbs: tuple[DBSp
         for spec in specs:
             for c in spec.conns:
                 out.append(f"set [{c.section}] {c.key} in {shlex.quote(f'{t.etc}/{name}/{c.file}')} to "
-                           f"mysql+pymysql://USER:***@{t.db.address_for_services}:{t.db.port}/{spec.db_name(st)}"
+                           f"{releases.db_scheme(ctx.to_release)}://USER:***@{t.db.address_for_services}:{t.db.port}/"
+                           f"{spec.db_name(st)}"
                            " (if present; USER and password from the source config or the plan)")
         for edit in edits:
             out += edit.shown(ctx)
@@ -193,7 +235,8 @@ def new_db_config_edit(name: str, new: tuple[DBSpec, ...], dbs: tuple[DBSpec, ..
 
     def shown(ctx: Any) -> list[str]:
         t = ctx.target
-        return [f"set [{c.section}] {c.key} in {shlex.quote(f'{t.etc}/{name}/{c.file}')} to mysql+pymysql://USER:***@"
+        return [f"set [{c.section}] {c.key} in {shlex.quote(f'{t.etc}/{name}/{c.file}')} to "
+                f"{releases.db_scheme(ctx.to_release)}://USER:***@"
                 f"{t.db.address_for_services}:{t.db.port}/{spec.db_name(svc(ctx, name))} (server, USER and password "
                 f"of the {main.db_name(svc(ctx, name))} connection; new in the target release)"
                 for spec, c in options]
