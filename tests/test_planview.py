@@ -83,7 +83,7 @@ def test_plan_lists_every_step_with_host_and_command_and_no_secret(tmp_path):
         assert line in out, line
     for secret in (SOURCE_DB_PASSWORD, TARGET_DB_PASSWORD, ADMIN_PASSWORD):
         assert secret not in res.stdout + res.stderr
-    assert not (tmp_path / "journal").exists()
+    assert not (tmp_path / "journal").exists() and TARGET_DB_PASSWORD not in out
 
 
 def _svg_nodes(path: Path) -> list[str]:
@@ -118,3 +118,75 @@ def test_graph_dot_and_png(tmp_path):
     png = tmp_path / "machines.png"
     assert upgrade("plan", str(plan), "--graph", str(png)).returncode == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------- every machine of the run
+FLEET = PLAN.replace('services = ["keystone"]', 'services = ["keystone", "nova", "nova-unpin"]\ncompute_pool = 4') + """
+[network]
+addresses = [{address = "198.51.100.10/24", device = "eth0", name = "management"}]
+
+[[computes]]
+name = "compute1"
+host = "ssh://root@198.51.100.21"
+units = ["nova-compute"]
+
+[[computes]]
+name = "compute2"
+host = "ssh://root@198.51.100.22"
+units = ["nova-compute", "neutron-openvswitch-agent"]
+"""
+
+
+def test_plan_shows_every_machine_the_run_drives_in_its_order(tmp_path, monkeypatch):
+    """The switchover, the compute hosts and nova-unpin are in `upgrade plan`, in the order of the runner a
+    run builds from the same plan, step for step; the compute hosts' commands are recorded from the steps
+    (a recording host in place of each compute host: nothing connects); the DB URLs name the driver the
+    rewrite writes."""
+    import io
+
+    from journal import vault
+    from journal.store import Journal
+    from upgrade import app, planview
+    from upgrade import plan as plan_mod
+
+    p = tmp_path / "plan.toml"
+    p.write_text(FLEET)
+    vault.generate_key_file(tmp_path / "dump.key")
+    monkeypatch.setenv(TARGET_PW_ENV, TARGET_DB_PASSWORD)
+    plan = plan_mod.load(p)
+    buf = io.StringIO()
+    planview.render(plan, buf)
+    out = buf.getvalue()
+    key = vault.Key.from_file(tmp_path / "dump.key")
+    journal = Journal(tmp_path / "j", key=key)
+    runner = app.build_runner(plan, journal, key, journal.create_run({}, "0" * 64, None, "2025.2", "2026.1",
+                                                                     key.key_id))
+    ran = [(m.name, s.name) for m in runner.machines for s in m.steps]
+    shown = [(r["service"], r["step"]) for r in planview.steps(plan)]
+    assert shown == ran
+    machines = list(dict.fromkeys(m for m, _s in ran))
+    assert machines == ["keystone", "nova", "network", "compute.compute1", "compute.compute2", "nova-unpin"]
+    # each machine's heading, in that order, with when it runs
+    headings = ["\nkeystone\n", "\nnova\n", "\nnetwork   [after every service above]\n",
+                "\ncompute.compute1   [after every service above; side by side with the other 1 of its kind, "
+                "at most 4 at once]\n",
+                "\ncompute.compute2   [after every service above; side by side with the other 1 of its kind, "
+                "at most 4 at once]\n",
+                "\nnova-unpin   [after the hosts above]\n"]
+    at = [out.index(h) for h in headings]
+    assert at == sorted(at)
+    for line in ("network.management.remove_old  on source (local)",
+                 "ip addr del 198.51.100.10/24 dev eth0 on the old controller",
+                 "network.management.add_new  on target (local)",
+                 "network.management.check  on local",
+                 "compute.compute2.restart  on compute:compute2  -> restarted",
+                 "$ systemctl stop neutron-openvswitch-agent",
+                 "$ systemctl start neutron-openvswitch-agent",
+                 "compute.compute2.verify  on compute:compute2",
+                 "$ systemctl is-active nova-compute",
+                 "nova-unpin.unpin_compute  on target (local)",
+                 "remove [upgrade_levels] compute from /srv/new/etc/nova/nova.conf",
+                 "to mysql+pymysql://USER:***@127.0.0.1:13307/nova (if present",
+                 "to mysql+pymysql://USER:***@127.0.0.1:13307/nova_api (if present"):
+        assert line in out, line
+    assert not (tmp_path / "journal").exists() and TARGET_DB_PASSWORD not in out

@@ -202,3 +202,38 @@ def test_plan_commands_are_the_argv_a_run_issues_to_a_recording_host(lab) -> Non
                 compared[step.kind] = compared.get(step.kind, 0) + 1
     assert compared["schema"] >= 15 and compared["status"] >= 8 and compared["start"] >= 15
     assert compared["migrate"] >= 4
+
+
+def test_the_fleet_machines_commands_in_the_plan_are_the_argv_their_run_issues(tmp_path, monkeypatch) -> None:
+    """The machines beyond the services (compute hosts: their restart and verify), built as `upgrade plan`
+    builds them (each host a recording host), run for real: what they issue on their hosts is what the
+    plan shows for them."""
+    from journal import vault
+    from tests.conftest import TARGET_DB_PASSWORD, TARGET_PW_ENV
+    from tests.test_planview import FLEET
+    from upgrade import app, planview
+    from upgrade import plan as plan_mod
+    from upgrade.planview import NamedHost, PlanContext
+
+    p = tmp_path / "plan.toml"
+    p.write_text(FLEET)
+    vault.generate_key_file(tmp_path / "dump.key")
+    monkeypatch.setenv(TARGET_PW_ENV, TARGET_DB_PASSWORD)
+    plan = plan_mod.load(p)
+    log: list[recording.Recorded] = []
+    ctx = PlanContext(source=app.side(plan.source, NamedHost("source")), target=app.side(plan.target, NamedHost("t")),
+                      services=plan.service_settings, from_release=plan.from_release, to_release=plan.to_release)
+    compared = 0
+    for m in planview.machines(plan, log):
+        if m.name in plan.services:
+            continue
+        for step in m.steps:
+            if step.acts is None:
+                continue
+            shown = recording.command_lines(step, ctx, log)
+            log.clear()
+            step.run(replace(ctx, **{r: replace(getattr(ctx, r), host=recording.RecordingHost(r, r, log))
+                                     for r in ("source", "target")}))
+            assert shown and [(f"{r.role}: " if r.role != step.host else "") + r.text() for r in log] == shown
+            compared += 1
+    assert compared >= 4  # at least the restart and verify of both compute hosts

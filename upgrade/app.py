@@ -247,6 +247,14 @@ def service_machines(plan: Plan) -> dict[str, ServiceMachine]:
     return machines
 
 
+def run_order(plan: Plan, services: dict[str, ServiceMachine], extra: list[ServiceMachine]) -> list[ServiceMachine]:
+    """The order a run drives its machines in, which `upgrade plan` shows: the services, then the hosts
+    beyond the controllers (``fleet.machines``: the IP switchover, the compute hosts), then the services that
+    run after the computes (nova-unpin: it drops the compute pin once the computes run the new release)."""
+    return [services[n] for n in plan.services if n not in AFTER_COMPUTES and n in services] + extra \
+        + [services[n] for n in plan.services if n in AFTER_COMPUTES and n in services]
+
+
 def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, observer=None,
                  progress: Callable[[int], None] | None = None) -> Runner:
     ctx = UpgradeContext(run_id=run_id, source=side(plan.source), target=side(plan.target), journal=journal,
@@ -258,9 +266,7 @@ def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, obse
     overlap = overlap_group({n: m.steps for n, m in machines.items()}, plan.service_pool)
     if overlap is not None:
         groups = [overlap, *groups]
-    # nova-unpin last: it drops the compute pin once the computes run the new release
-    order = [machines[n] for n in plan.services if n not in AFTER_COMPUTES] + extra \
-        + [machines[n] for n in plan.services if n in AFTER_COMPUTES]
+    order = run_order(plan, machines, extra)
     log = logs.get()
     return Runner(journal, run_id, order, ctx, observer=observer,
                   log=lambda event, **kw: log.info(event, run=run_id, **kw), groups=groups)

@@ -9,8 +9,9 @@ error before anything changes, not a failed step half-way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from services.fleet import compute, network
 from statemachine.machine import ServiceMachine
@@ -23,14 +24,17 @@ if TYPE_CHECKING:
     from upgrade.plan import Plan
 
 
-def machines(plan: Plan) -> tuple[list[ServiceMachine], list[ParallelGroup]]:
+def machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Any] = hosts.connect,
+             ) -> tuple[list[ServiceMachine], list[ParallelGroup]]:
+    """The machines beyond the services and their parallel groups; *connect* gives each host (`upgrade plan`
+    passes one that records the commands instead of running them)."""
     out: list[ServiceMachine] = []
     groups: list[ParallelGroup] = []
     if plan.network is not None:
         spec = plan.network.check_from
-        check = hosts.connect(spec, f"check:{spec.alias or spec.url}")
+        check = connect(spec, f"check:{spec.alias or spec.url}")
         out.append(network.machine(plan.network.settings, check))
-    comp = [compute.machine(c.settings, hosts.connect(c.host, f"compute:{c.settings.name}")) for c in plan.computes]
+    comp = [compute.machine(c.settings, connect(c.host, f"compute:{c.settings.name}")) for c in plan.computes]
     if comp:
         groups.append(ParallelGroup(frozenset(m.name for m in comp), plan.compute_pool))
     return out + comp, groups

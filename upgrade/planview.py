@@ -1,8 +1,12 @@
-"""`upgrade plan PLAN`: every step of every service, on which host, with the exact commands.
+"""`upgrade plan PLAN`: every step of every machine a run drives, on which host, with the exact commands.
 
-The commands come from the steps themselves (``Step.commands``), built by the same argv helpers
-the steps run, so what is shown is what runs. Nothing connects anywhere: the controllers are
-given name-only hosts. Secrets pass the redactor on the way out.
+The machines are the run's own, in the run's order (``app.run_order``): the services, the IP
+switchover, the compute hosts, then the services after the computes (nova-unpin). A phase of the
+run is whatever machines ``fleet.machines`` builds, so a new one shows up here without code of its
+own. The commands come from the steps themselves (recorded from ``Step.acts``, else
+``Step.commands``), built by the same argv helpers the steps run, so what is shown is what runs.
+Nothing connects anywhere: the controllers are given name-only hosts, the other hosts are never
+used. Secrets pass the redactor on the way out.
 """
 
 from __future__ import annotations
@@ -15,10 +19,9 @@ from rich.filesize import decimal
 
 from services.infra import recording
 from services.infra.settings import ServiceSettings, Side
-from services.registry import steps_for_plan
 from statemachine import diagram
 from statemachine.machine import ServiceMachine
-from upgrade import app, estimate, tables, window
+from upgrade import app, estimate, fleet, tables, window
 from upgrade.plan import Plan
 
 
@@ -48,28 +51,55 @@ PHASE_NOTE = {"before": "   [before the window: every service's, before the firs
               "after": "   [after the window: once every service is verified]"}
 
 
-def machines(plan: Plan) -> list[ServiceMachine]:
-    return [ServiceMachine(name, steps_for_plan(plan, name)) for name in plan.services]
+def machines(plan: Plan, log: list[recording.Recorded] | None = None) -> list[ServiceMachine]:
+    """Every machine a run of *plan* drives, built as the run builds them, in the run's order; the hosts
+    beyond the controllers (compute hosts, the switchover's check host) record into *log*, never run."""
+    shared = [] if log is None else log
+    extra = fleet.machines(plan, lambda spec, name: recording.RecordingHost(name, name, shared))[0]
+    return app.run_order(plan, app.service_machines(plan), extra)
+
+
+def headings(plan: Plan, found: list[ServiceMachine]) -> dict[str, str]:
+    """What `upgrade plan` says of each of the run's machines (*found*) beyond its name: when it runs, if not in
+    the services' turn, and with how many others side by side."""
+    _extra, groups = fleet.machines(plan, lambda spec, name: recording.RecordingHost(name, name))
+    side_by_side = {m: g for g in groups for m in g.machines}
+    first_extra = next((i for i, m in enumerate(found) if m.name not in plan.services), None)
+    out = {}
+    for i, m in enumerate(found):
+        notes = []
+        if m.name not in plan.services:
+            notes.append("after every service above")
+        elif first_extra is not None and i > first_extra:
+            notes.append("after the hosts above")
+        if (g := side_by_side.get(m.name)) is not None and len(g.machines) > 1:
+            notes.append(f"side by side with the other {len(g.machines) - 1} of its kind, at most {g.pool} at once")
+        out[m.name] = f"   [{'; '.join(notes)}]" if notes else ""
+    return out
 
 
 def steps(plan: Plan) -> list[dict[str, Any]]:
-    """One row per step: service, number, step, state reached, host, phase (``before`` the window:
-    preparation run before the first stop; ``after`` it: finishing steps run once every service is
-    verified; else empty), description, commands (redacted)."""
+    """One row per step of every machine (services, the IP switchover, compute hosts, nova-unpin): machine
+    (``service``), number, step, state reached, host, phase (``before`` the window: preparation run before
+    the first stop; ``after`` it: finishing steps run once every service is verified; else empty),
+    description, commands (redacted)."""
     ctx = PlanContext(source=app.side(plan.source, NamedHost(plan.source.host)),
                       target=app.side(plan.target, NamedHost(plan.target.host)), services=plan.service_settings,
                       from_release=plan.from_release, to_release=plan.to_release)
+    log: list[recording.Recorded] = []
+    found = machines(plan, log)
+    notes = headings(plan, found)
     red = app.redactor_for(plan)
     specs = {"source": plan.source, "target": plan.target}
     rows = []
-    for m in machines(plan):
+    for m in found:
         for i, step in enumerate(m.steps, 1):
             spec = specs.get(step.host)
-            rows.append({"service": m.name, "n": i, "step": step.name, "state": step.state,
+            rows.append({"service": m.name, "note": notes[m.name], "n": i, "step": step.name, "state": step.state,
                          "host": f"{step.host} ({spec.host})" if spec else step.host,
                          "phase": "before" if step.prepare else "after" if step.finish else "",
                          "describe": red.text(step.describe),
-                         "commands": [red.text(c) for c in recording.command_lines(step, ctx)]})
+                         "commands": [red.text(c) for c in recording.command_lines(step, ctx, log)]})
     return rows
 
 
@@ -83,7 +113,7 @@ def render(plan: Plan, out: TextIO) -> None:
     for row in steps(plan):
         if row["service"] != service:
             service = row["service"]
-            out.write(f"\n{service}\n")
+            out.write(f"\n{service}{row['note']}\n")
         phase = PHASE_NOTE.get(row["phase"], "")
         out.write(f"  {row['n']:>2}. {row['step']}  on {row['host']}  -> {row['state']}{phase}\n"
                   f"      {row['describe']}\n")

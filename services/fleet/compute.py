@@ -75,8 +75,8 @@ def machine(s: ComputeSettings, host: Host) -> ServiceMachine:
         return {"units": list(s.units), "reported_in_after": round(time.monotonic() - started, 3)}
 
     return ServiceMachine(base, [
-        Step(f"{base}.restart", "restarted", restart_run, restart_undo, host=host.name,
+        Step(f"{base}.restart", "restarted", restart_run, restart_undo, host=host.name, acts=restart_run,
              describe=f"restart {', '.join(s.units)} on {s.name}"),
-        Step(f"{base}.verify", "reported_in", verify_run, host=host.name,
+        Step(f"{base}.verify", "reported_in", verify_run, host=host.name, acts=verify_run,
              describe=f"{', '.join(s.units)} on {s.name} report in"),
     ])

@@ -47,18 +47,23 @@ class RecordingHost:
         raise RuntimeError(f"a recording host only records commands (asked for {attr} on {self.name})")
 
 
-def record(acts: Any, ctx: Any) -> list[Recorded]:
-    """The commands *acts* issues with *ctx*'s source and target replaced by recording hosts, in order."""
-    log: list[Recorded] = []
+def record(acts: Any, ctx: Any, log: list[Recorded] | None = None) -> list[Recorded]:
+    """The commands *acts* issues with *ctx*'s source and target replaced by recording hosts, in order; with
+    *log*, the log that the step's other hosts (recording hosts too: a compute host) write, which is cleared
+    first, so that every command of the step is there in the order it was issued."""
+    if log is None:
+        log = []
+    log.clear()
     sides = {role: replace(getattr(ctx, role), host=RecordingHost(getattr(ctx, role).host.name, role, log))
              for role in ("source", "target")}
     acts(replace(ctx, **sides))
     return log
 
 
-def command_lines(step: Any, ctx: Any) -> list[str]:
-    """A step's commands as `upgrade plan` shows them: recorded from its ``acts``, else its ``commands``.
-    A command on the source of a target-side step (or the reverse) is marked with its side."""
+def command_lines(step: Any, ctx: Any, log: list[Recorded] | None = None) -> list[str]:
+    """A step's commands as `upgrade plan` shows them: recorded from its ``acts`` (*log*: see ``record``), else
+    its ``commands``. A command on another host than the step's (the source of a target-side step, or the
+    reverse) is marked with its host."""
     if step.acts is None:
         return step.command_lines(ctx)
-    return [(f"{r.role}: " if r.role != step.host else "") + r.text() for r in record(step.acts, ctx)]
+    return [(f"{r.role}: " if r.role != step.host else "") + r.text() for r in record(step.acts, ctx, log)]
