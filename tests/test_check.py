@@ -33,7 +33,7 @@ def test_clean_lab_passes_every_check_and_changes_nothing(lab, tmp_path):
     expected = {"plan", "release jump", "host source", "host target", "db source", "db target", "db keystone",
                 "keystone target", "keystone source", "space journal", "space target datadir", "charset keystone",
                 "vault key", "journal", "clock source", "clock target", "addresses", "identity db", "identity dirs",
-                "claim", "services"}
+                "claim", "services", "shipped config files"}
     assert set(rows) == expected, rows
     assert all(s == "OK" for name, (s, _d) in rows.items() if name != "addresses")
     assert rows["addresses"] == ("SKIP", "no addresses in the plan")

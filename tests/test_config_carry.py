@@ -77,6 +77,9 @@ def test_the_target_keeps_its_releases_shipped_files_and_takes_the_operators_con
     _put(dst / "target-only.txt", b"kept\n")
     source_before, target_before = tree_digest(src), tree_digest(dst)
     c = _ctx(db, tmp_path)
+    # `upgrade check` says it before the run
+    [why] = shipped.operator_changes(c, "nova")
+    assert why.startswith(f"{src}/api-paste.ini on the source differs from 2025.1's shipped copy")
     steps = {s.name: s for s in steps_for("nova", JUMP)}
     run_step(c, steps["nova.backup_target"])
     result = run_step(c, steps["nova.install_config"])
@@ -134,5 +137,11 @@ def test_an_unchanged_shipped_file_the_new_release_no_longer_ships_is_left_out(t
     assert (d.action, d.operator_change) == ("carried_source", "")
     [d] = shipped.decide(Ctx(), "nova", {"policy.json": sha(b"{1}\n")}, {"policy.json": sha(b"{2}\n")})
     assert d.action == "kept_target" and "differs from old's shipped copy" in d.operator_change
+    # the target holds its release's copy: the change is reported; a file of its own (merged): not any more
+    (tmp_path / "new" / "etc" / "nova" / "policy.json").write_bytes(b"{2}\n")
+    [d] = shipped.decide(Ctx(), "nova", {"policy.json": sha(b"{1}\n")}, {"policy.json": sha(b"{2}\n")})
+    assert d.action == "kept_target" and d.operator_change
+    [d] = shipped.decide(Ctx(), "nova", {"policy.json": sha(b"{1}\n")}, {"policy.json": sha(b"{1,2}\n")})
+    assert (d.action, d.operator_change) == ("kept_target", "")
     assert shipped.is_shipped("rootwrap.d/volume.filters") and shipped.is_shipped("glance-api-paste.ini")
     assert not shipped.is_shipped("policy.d/extra.yaml") and not shipped.is_shipped("sub/api-paste.ini")

@@ -24,6 +24,7 @@ from services.fleet import network as net
 from services.infra import charset as charset_mod
 from services.infra import identity as ident
 from services.releases import Jump, jump_error
+from services.steps import shipped
 from statemachine.step import StepError
 from upgrade import app, claims, guards, tables, unplanned
 from upgrade import plan as plan_mod
@@ -412,9 +413,32 @@ def unplanned_services(plan: Plan) -> Iterator[Result]:
                                      f"the plan{ignored}")
 
 
+def shipped_files(plan: Plan) -> Iterator[Result]:
+    """The operator's changes to the files a release ships (paste pipelines, policies, rootwrap filters) that
+    the target keeps its own release's copy of: the run carries them not, so they are said before it
+    (services/steps/shipped.py)."""
+    from types import SimpleNamespace
+
+    try:
+        ctx = SimpleNamespace(source=app.side(plan.source), target=app.side(plan.target),
+                              from_release=plan.from_release, to_release=plan.to_release)
+        found = {name: shipped.operator_changes(ctx, name) for name in plan.services}
+    except (StepError, OSError) as exc:
+        yield Result("shipped config files", SKIP, f"cannot compare them: {exc}")
+        return
+    for name, changes in found.items():
+        for why in changes:
+            yield Result(f"{name} config", WARN, why, "merge the change into the target's file, before the run or "
+                                                      "after it (a target file that differs from its release's "
+                                                      "shipped copy counts as merged: the warning goes)")
+    if not any(found.values()):
+        yield Result("shipped config files", OK, "no operator change to a paste, policy or rootwrap file that the "
+                                                 "target's release replaces")
+
+
 CHECKS: tuple[Callable[[Plan], Iterator[Result]], ...] = (
     hosts_reachable, db_access, identity, releases, space, charset, key, journal, claim, clock_skew, addresses,
-    unplanned_services)
+    unplanned_services, shipped_files)
 
 
 def run_checks(path: str | Path) -> list[Result]:

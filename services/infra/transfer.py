@@ -37,17 +37,22 @@ def manifest(host: Host, base: str, name: str) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def content(entry: tuple[str, ...]) -> str:
+    """What a manifest entry holds: a file's sha256, ``symlink to TARGET`` for a link, "" for the rest."""
+    return f"symlink to {entry[4]}" if entry[0] == "l" else entry[5]
+
+
 def verify_copy(src: Host, src_base: str, dst: Host, dst_base: str, name: str, skip: frozenset[str] = frozenset(),
                 expect: dict[str, str] | None = None) -> dict[str, int]:
     """Every entry of the source tree is on the target, same content, mode and owner; else StepError.
-    Entries in *skip* (``<name>/<path>``) were not copied; each of *expect* (the same keys) must be a
-    file on the target with that sha256 (a file the target keeps of its own)."""
+    Entries in *skip* (``<name>/<path>``) were not copied; each of *expect* (the same keys) must be on
+    the target with that :func:`content` (a file the target keeps of its own)."""
     before = {p: v for p, v in manifest(src, src_base, name).items() if p not in skip}
     after = manifest(dst, dst_base, name)
     bad = sorted(p for p, v in before.items() if after.get(p) != v)
-    bad += sorted(p for p, digest in (expect or {}).items() if after.get(p, ("",))[-1] != digest)
+    bad += sorted(p for p, want in (expect or {}).items() if p not in after or content(after[p]) != want)
     if bad:
-        detail = "; ".join(f"{p}: {f'source {before[p]}' if p in before else f'kept sha256 {expect[p]}'}, "
+        detail = "; ".join(f"{p}: {f'source {before[p]}' if p in before else f'kept {expect[p]}'}, "
                            f"target {after.get(p, 'missing')}" for p in bad[:5])
         raise StepError(f"the copy of {src_base}/{name} from {src.name} to {dst.name} differs in {len(bad)} "
                         f"entr{'y' if len(bad) == 1 else 'ies'}: {detail}", host=dst.name)

@@ -39,7 +39,8 @@ def _copy_tree(ctx: UpgradeContext, name: str) -> dict[str, Any]:
     target keeps of its own unchanged."""
     s, t = ctx.source, ctx.target
     before = _target_before(ctx, name)
-    source_files = {p[len(name) + 1:]: v[5] for p, v in transfer.manifest(s.host, s.etc, name).items() if v[0] == "f"}
+    source_files = {p[len(name) + 1:]: transfer.content(v) for p, v in transfer.manifest(s.host, s.etc, name).items()
+                    if v[0] in ("f", "l")}
     decisions = shipped.decide(ctx, name, source_files, before)
     skip = tuple(d.rel for d in decisions if not d.carried)
     check(t.host, ["mkdir", "-p", f"{t.etc}/{name}"], f"creating {t.etc}/{name}")

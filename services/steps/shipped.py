@@ -6,8 +6,8 @@ names its own middleware, its rootwrap filters its own commands, and an old rele
 (``services/steps/configs.py``) copies the service's own configuration from the source but keeps
 the target release's shipped files, deciding per file from what both sides hold:
 
-- the target held the file before the run (its packages installed it): the target's is kept,
-  byte for byte;
+- the target held the file before the run (its packages installed it, or the operator put the
+  merged file there): the target's is kept, byte for byte;
 - else the target release ships a copy (``<venv>/etc/<service>/`` beside ``target.bin``): that is
   installed;
 - else the source's is the old release's shipped copy unchanged: it is left out (the new release
@@ -16,9 +16,10 @@ the target release's shipped files, deciding per file from what both sides hold:
   their own): it is carried, like any other configuration.
 
 An operator's change to a shipped file (the source's differs from its release's shipped copy, in
-the venv beside ``source.bin``) that the target does not take is never dropped silently: it is
-reported in the step's result as an operator change to merge by hand, like the ``.rpmnew`` /
-``.dpkg-dist`` an operator knows from package upgrades. The source's file stays on the old
+the venv beside ``source.bin``) that the target does not take is never dropped silently: `upgrade
+check` warns of it before the run, and the step's result reports it as an operator change to merge
+by hand (a target file that differs from its own release's shipped copy counts as merged already),
+like the ``.rpmnew`` / ``.dpkg-dist`` an operator knows from package upgrades. The source's file stays on the old
 controller, which the run only reads, so nothing is lost and the two can be compared at any time.
 """
 
@@ -57,15 +58,27 @@ def shipped_dir(side: Side, name: str) -> str | None:
 
 
 def tar_members(data: bytes, name: str) -> dict[str, str]:
-    """relative path -> sha256 of every regular file under ``<name>/`` of a tar (the target's
-    config backup: what the target held before the run, the same on every resume)."""
+    """relative path -> sha256 of every regular file (``symlink to TARGET`` of every link) under ``<name>/``
+    of a tar: the target's config backup, what the target held before the run, the same on every resume."""
     out: dict[str, str] = {}
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         for m in tar:
-            if m.isfile() and m.name.startswith(f"{name}/"):
+            if not m.name.startswith(f"{name}/"):
+                continue
+            if m.issym():
+                out[m.name[len(name) + 1:]] = f"symlink to {m.linkname}"
+            elif m.isfile():
                 f = tar.extractfile(m)
                 out[m.name[len(name) + 1:]] = hashlib.sha256(f.read() if f else b"").hexdigest()
     return out
+
+
+def operator_changes(ctx: Any, name: str) -> list[str]:
+    """The operator's changes to shipped files of *name* that a carry-over now would not take (for
+    `upgrade check`: the target's /etc/<name> as it is now stands for what it holds before the run)."""
+    s, t = ctx.source, ctx.target
+    return [d.operator_change for d in decide(ctx, name, sums(s.host, f"{s.etc}/{name}"),
+                                               sums(t.host, f"{t.etc}/{name}")) if d.operator_change]
 
 
 @dataclass(frozen=True)
@@ -103,7 +116,8 @@ def decide(ctx: Any, name: str, source_files: dict[str, str], target_before: dic
         else:
             action, kept = "carried_source", digest
         why = ""
-        if kept != digest and old.get(rel) != digest and action != "left_out":
+        merged = action == "kept_target" and rel in new and kept != new[rel]  # the target's own, not its release's
+        if kept != digest and old.get(rel) != digest and action != "left_out" and not merged:
             where = f"{s.etc}/{name}/{rel}"
             why = (f"{where} on the source differs from {ctx.from_release}'s shipped copy ({old_dir}/{rel})"
                    if rel in old else
