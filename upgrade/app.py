@@ -22,7 +22,7 @@ from services.releases import Jump
 from statemachine.deps import cross_waits
 from statemachine.lock import RunLock
 from statemachine.machine import ServiceMachine
-from statemachine.runner import Runner
+from statemachine.runner import ParallelGroup, Runner
 from upgrade import fleet, hosts, logs
 from upgrade.errors import UserError
 from upgrade.plan import Plan, SideSpec
@@ -247,12 +247,21 @@ def service_machines(plan: Plan) -> dict[str, ServiceMachine]:
     return machines
 
 
-def run_order(plan: Plan, services: dict[str, ServiceMachine], extra: list[ServiceMachine]) -> list[ServiceMachine]:
-    """The order a run drives its machines in, which `upgrade plan` shows: the services, then the hosts
-    beyond the controllers (``fleet.machines``: the IP switchover, the compute hosts), then the services that
-    run after the computes (nova-unpin: it drops the compute pin once the computes run the new release)."""
-    return [services[n] for n in plan.services if n not in AFTER_COMPUTES and n in services] + extra \
-        + [services[n] for n in plan.services if n in AFTER_COMPUTES and n in services]
+def run_machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Host] = hosts.connect,
+                 ) -> tuple[list[ServiceMachine], list[ParallelGroup]]:
+    """Every machine a run of *plan* drives, in the run's order, and the groups that run side by side: what
+    the runner gets and what `upgrade plan` shows (with *connect* giving recording hosts), so the two cannot
+    differ. The order: the services, then the hosts beyond the controllers (``fleet.machines``: the IP
+    switchover, the compute hosts in parallel), then the services that run after the computes (nova-unpin:
+    it drops the compute pin once the computes run the new release)."""
+    machines = service_machines(plan)
+    extra, groups = fleet.machines(plan, connect=connect)
+    overlap = overlap_group({n: m.steps for n, m in machines.items()}, plan.service_pool)
+    if overlap is not None:
+        groups = [overlap, *groups]
+    order = [machines[n] for n in plan.services if n not in AFTER_COMPUTES] + extra \
+        + [machines[n] for n in plan.services if n in AFTER_COMPUTES]
+    return order, groups
 
 
 def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, observer=None,
@@ -261,12 +270,7 @@ def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, obse
                          key=key, redactor=journal.redactor, services=plan.service_settings,
                          from_release=plan.from_release, to_release=plan.to_release,
                          artifact_root=plan.artifact_dir, progress=progress)
-    machines = service_machines(plan)
-    extra, groups = fleet.machines(plan)  # the IP switchover, then the compute hosts (in parallel)
-    overlap = overlap_group({n: m.steps for n, m in machines.items()}, plan.service_pool)
-    if overlap is not None:
-        groups = [overlap, *groups]
-    order = run_order(plan, machines, extra)
+    order, groups = run_machines(plan)
     log = logs.get()
     return Runner(journal, run_id, order, ctx, observer=observer,
                   log=lambda event, **kw: log.info(event, run=run_id, **kw), groups=groups)

@@ -1,6 +1,6 @@
 """`upgrade plan PLAN`: every step of every machine a run drives, on which host, with the exact commands.
 
-The machines are the run's own, in the run's order (``app.run_order``): the services, the IP
+The machines are the run's own, in the run's order (``app.run_machines``): the services, the IP
 switchover, the compute hosts, then the services after the computes (nova-unpin). A phase of the
 run is whatever machines ``fleet.machines`` builds, so a new one shows up here without code of its
 own. The commands come from the steps themselves (recorded from ``Step.acts``, else
@@ -21,7 +21,7 @@ from services.infra import recording
 from services.infra.settings import ServiceSettings, Side
 from statemachine import diagram
 from statemachine.machine import ServiceMachine
-from upgrade import app, estimate, fleet, tables, window
+from upgrade import app, estimate, tables, window
 from upgrade.plan import Plan
 
 
@@ -55,15 +55,14 @@ def machines(plan: Plan, log: list[recording.Recorded] | None = None) -> list[Se
     """Every machine a run of *plan* drives, built as the run builds them, in the run's order; the hosts
     beyond the controllers (compute hosts, the switchover's check host) record into *log*, never run."""
     shared = [] if log is None else log
-    extra = fleet.machines(plan, lambda spec, name: recording.RecordingHost(name, name, shared))[0]
-    return app.run_order(plan, app.service_machines(plan), extra)
+    return app.run_machines(plan, lambda spec, name: recording.RecordingHost(name, name, shared))[0]
 
 
 def headings(plan: Plan, found: list[ServiceMachine]) -> dict[str, str]:
     """What `upgrade plan` says of each of the run's machines (*found*) beyond its name: when it runs, if not in
     the services' turn, and with how many others side by side."""
-    _extra, groups = fleet.machines(plan, lambda spec, name: recording.RecordingHost(name, name))
-    side_by_side = {m: g for g in groups for m in g.machines}
+    _order, groups = app.run_machines(plan, lambda spec, name: recording.RecordingHost(name, name))
+    side_by_side = {m: g for g in groups for m in g.machines if m not in plan.services}
     first_extra = next((i for i, m in enumerate(found) if m.name not in plan.services), None)
     out = {}
     for i, m in enumerate(found):
