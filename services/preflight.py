@@ -167,9 +167,19 @@ def database_errors(ep: DBEndpoint, name: str, jump: Jump, settings: Any, plan: 
 
 
 def config_errors(read: Callable[[str], bytes | None], etc: str, name: str, jump: Jump) -> list[str]:
-    """Config sections the target release needs that the source release did without (nova's
-    ``[placement]`` from ocata): *read(path)* gives a source config file, or None when it is absent."""
+    """Config files of the service that oslo.config would not read (the carry-over reads and edits them
+    the same way), and config sections the target release needs that the source release did without
+    (nova's ``[placement]`` from ocata): *read(path)* gives a source config file, or None when it is absent."""
     out = []
+    svc = registry.spec(name)
+    files = sorted({c.file for d in db_specs(svc, jump) for c in d.conns}) if svc.has_database else []
+    for file in files:
+        path = f"{etc.rstrip('/')}/{name}/{file}"
+        data = read(path)
+        try:
+            sections(data or b"")
+        except ConfigSyntaxError as exc:
+            out.append(f"{path} on the source: {exc}")
     for file, section, why in registry.spec(name).sections_needed(jump.source, jump.target):
         path = f"{etc.rstrip('/')}/{name}/{file}"
         data = read(path)

@@ -117,3 +117,16 @@ def test_a_file_oslo_config_would_refuse_is_an_error_naming_the_line() -> None:
         get_value(b"[DEFAULT]\nx = 1\ndebug\n", "DEFAULT", "x")
     with pytest.raises(ConfigSyntaxError, match="Section must be started before assignment"):
         get_value(b"x = 1\n[DEFAULT]\n", "DEFAULT", "x")
+
+
+def test_a_source_config_oslo_config_would_refuse_is_refused_before_the_run() -> None:
+    """The preflight (`upgrade check`, and `upgrade run` before anything changes) names the file and line."""
+    from services import preflight
+    from services.releases import Jump
+
+    files = {"/etc/nova/nova.conf": b"[DEFAULT]\n[database]\nconnection: mysql+pymysql://n:p@h/nova\nbroken line\n"}
+    assert preflight.config_errors(files.get, "/etc", "nova", Jump("2025.2", "2026.1")) == [
+        "/etc/nova/nova.conf on the source: not an INI file oslo.config reads: at line 4, No ':' or '=' found in "
+        "assignment: 'broken line' — fix that line"]
+    files["/etc/nova/nova.conf"] = files["/etc/nova/nova.conf"].replace(b"broken line", b"broken: line")
+    assert preflight.config_errors(files.get, "/etc", "nova", Jump("2025.2", "2026.1")) == []
