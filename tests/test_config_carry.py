@@ -11,6 +11,8 @@ reported, not dropped silently; undo gives the target's tree back exactly; the s
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 from pathlib import Path
 
 from journal import vault
@@ -143,5 +145,16 @@ def test_an_unchanged_shipped_file_the_new_release_no_longer_ships_is_left_out(t
     assert d.action == "kept_target" and d.operator_change
     [d] = shipped.decide(Ctx(), "nova", {"policy.json": sha(b"{1}\n")}, {"policy.json": sha(b"{1,2}\n")})
     assert (d.action, d.operator_change) == ("kept_target", "")
+    # the target's files before the run, from its backup (a tar): a symlink counts by where it points
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        link = tarfile.TarInfo("nova/api-paste.ini")
+        link.type, link.linkname = tarfile.SYMTYPE, "/usr/share/nova/api-paste.ini"
+        tar.addfile(link)
+        conf = tarfile.TarInfo("nova/nova.conf")
+        conf.size = 2
+        tar.addfile(conf, io.BytesIO(b"x\n"))
+    assert shipped.tar_members(buf.getvalue(), "nova") == {"api-paste.ini": "symlink to /usr/share/nova/api-paste.ini",
+                                                          "nova.conf": sha(b"x\n")}
     assert shipped.is_shipped("rootwrap.d/volume.filters") and shipped.is_shipped("glance-api-paste.ini")
     assert not shipped.is_shipped("policy.d/extra.yaml") and not shipped.is_shipped("sub/api-paste.ini")
