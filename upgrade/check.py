@@ -86,7 +86,10 @@ def _jump(path: Path) -> Result:
 def _commands(spec: SideSpec) -> list[str]:
     """The commands this controller must have (besides the service's *-manage, checked by release)."""
     control = spec.control.argv("status", "UNIT")[0]
-    tools = ["mysqldump", "tar"] if spec.role == "source" else ["mysqldump", "mysql", "tar", "chown", "stat", "mkdir"]
+    # mysql on the source: the old release's commands on the imported copy identify, from there, the server
+    # they reach (services/steps/oncopy.py)
+    tools = ["mysqldump", "mysql", "tar"] if spec.role == "source" else \
+        ["mysqldump", "mysql", "tar", "chown", "stat", "mkdir"]
     return [control, *tools]
 
 
