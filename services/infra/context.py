@@ -13,6 +13,7 @@ from journal import private, vault
 from journal.redact import Redactor
 from journal.store import Journal
 from services.infra.settings import ServiceSettings, Side
+from services.infra.writeguard import Claimed
 from statemachine import failpoints
 from statemachine.step import StepError
 
@@ -36,7 +37,7 @@ class UpgradeContext:
     progress: Callable[[str, int], None] | None = None
     #: the run whose claim on the target this run writes under, and both DB servers' identities when it
     #: started: what every writing step asserts (``services/infra/writeguard.py``); None: nothing is written
-    claimed: Any = None
+    claimed: Claimed | None = None
 
     def progress_for(self, machine: str) -> Callable[[int], None] | None:
         """The byte counter a dump or import of *machine* reports to (None: nobody watches)."""
