@@ -18,7 +18,7 @@ every step whose kind writes (:data:`DB_WRITES`, :data:`DIR_WRITES`) when a run 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.infra import claim as claim_mod
@@ -40,6 +40,9 @@ class Claimed:
 
     run_id: str
     servers: identity.Servers | None = None
+    #: the source's directories by service, identified at their first check in this process: the old
+    #: controller is only read, so only the target's are asked again before each write
+    source_dirs: dict[str, identity.SideDirs] = field(default_factory=dict, compare=False, hash=False)
 
 
 def _refuse(step: str, what: str, fix: str) -> StepError:
@@ -70,9 +73,13 @@ def assert_target_db(ctx: Any, step: str) -> None:
                             "this run claimed", fix)
 
 
-def assert_target_dirs(ctx: Any, step: str, services: Iterable[str]) -> None:
-    """The target's ``etc``/``lib`` and the services' directories in them are not the source's."""
-    problems = identity.directory_conflicts(ctx.source, ctx.target, services)
+def assert_target_dirs(ctx: Any, step: str, service: str) -> None:
+    """The target's ``etc``/``lib`` and the service's directories in them are not the source's."""
+    claimed: Claimed | None = getattr(ctx, "claimed", None)
+    cache = claimed.source_dirs if claimed is not None else {}
+    if service not in cache:
+        cache[service] = identity.side_dirs(ctx.source, [service])
+    problems = identity.conflicts(cache[service], identity.side_dirs(ctx.target, [service]), ctx.target)
     if problems:
         raise _refuse(step, "; ".join(problems), "point the plan's target directories at the new controller's")
 
@@ -82,7 +89,7 @@ def assert_target(ctx: Any, step: Step, service: str) -> None:
     if step.kind in DB_WRITES:
         assert_target_db(ctx, step.name)
     if step.kind in DIR_WRITES:
-        assert_target_dirs(ctx, step.name, [service])
+        assert_target_dirs(ctx, step.name, service)
 
 
 def guarded(service: str, steps: Iterable[Step]) -> list[Step]:
