@@ -191,3 +191,33 @@ def config_errors(read: Callable[[str], bytes | None], etc: str, name: str, jump
         if section not in have:
             out.append(f"{path} on the source has no [{section}] section: {why}")
     return out
+
+
+# ---------------------------------------------------------------------- installed versions the steps cannot trust
+#: target versions a service's steps cannot rely on, by the release that ships them: {(service, release):
+#: {version: why and the fix}}. Keystone 27.0.0's ``db_sync --check`` compares the database with itself
+#: (fixed by "Fix DB migrations after alembic integration": 27.0.1, 28.0.0; facts §2.1), so the schema
+#: step could not tell a finished upgrade from one not done.
+REFUSED_VERSIONS: dict[tuple[str, str], dict[str, str]] = {
+    ("keystone", "2025.1"): {"27.0.0": "its `keystone-manage db_sync --check` is unreliable (it compares the "
+                                       "database with itself; fixed in 27.0.1) — install keystone 27.0.1 or later "
+                                       "of stable/2025.1 on the target controller"},
+}
+
+
+def version_refusal(service: str, release: str, version: str) -> str | None:
+    """Why the installed *version* of *service* (of *release*) cannot be the target, or None."""
+    return REFUSED_VERSIONS.get((service, release), {}).get(version.strip())
+
+
+def refused_versions(host: Host, bin_dir: str, services: Iterable[str], release: str) -> list[str]:
+    """One message per service whose installed target version is refused; asks only where the release
+    ships such a version (one ``*-manage --version`` each), so other runs pay nothing."""
+    out = []
+    for name in services:
+        if (name, release) not in REFUSED_VERSIONS:
+            continue
+        version = manage_version(host, bin_dir, name)
+        if (why := version_refusal(name, release, version)) is not None:
+            out.append(f"{name} {version} on the target {host.name}: {why}")
+    return out

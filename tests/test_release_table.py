@@ -157,10 +157,13 @@ def test_current_commands_follow_the_facts(src: str, dst: str) -> None:
     # the compute RPC pin names the source release (facts §4.5)
     install = commands("nova", jump, c, "install_config")
     assert any(f"[upgrade_levels] compute = {releases.code_name(src)}" in line for line in install)
-    # cinder: the previous release's online migrations by the source's cinder-manage
+    # cinder: the previous release's online migrations by the source's cinder-manage, as a DB user only the
+    # target has, its server identified from the source host first
     prev = commands("cinder", jump, c, "previous_online_migrations")
-    assert prev == [f"source: {M}/cinder-manage --config-file '<0600 file: [database] connection = the target "
-                    "copy>' db online_data_migrations"]
+    assert prev[0].startswith("target SQL: CREATE USER osu_prev_<run>")
+    assert prev[-1] == "target SQL: DROP USER osu_prev_<run>"
+    assert prev[2] == (f"source: {M}/cinder-manage --config-file '<0600 file: [database] connection = that user at "
+                       "the target copy>' db online_data_migrations")
     # placement before nova in the registry order
     assert ORDER.index("placement") < ORDER.index("nova")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from journal import private, vault
 from journal.redact import Redactor
 from journal.store import JOURNAL_FILE, Journal, JournalError
-from services import preflight, registry
-from services.infra import mysql
+from services import novadb, preflight, registry
+from services.infra import mysql, writeguard
 from services.infra.context import UpgradeContext
 from services.infra.host import Host
 from services.infra.settings import Side
@@ -23,6 +23,7 @@ from statemachine.deps import cross_waits
 from statemachine.lock import RunLock
 from statemachine.machine import ServiceMachine
 from statemachine.runner import ParallelGroup, Runner
+from statemachine.step import StepError
 from upgrade import fleet, hosts, logs
 from upgrade.errors import UserError
 from upgrade.plan import Plan, SideSpec
@@ -184,6 +185,7 @@ def source_errors(plan: Plan) -> dict[str, list[str]]:
     read = lambda path: source.host.read_bytes(path) if source.host.exists(path) else None  # noqa: E731
     return {name: preflight.database_errors(plan.source.db, name, jump, st, str(plan.path))
             + preflight.config_errors(read, plan.source.etc, name, jump)
+            + (novadb.cell_errors(plan.source.db, st, jump, str(plan.path)) if name == "nova" else [])
             for name, st in plan.service_settings.items()}
 
 
@@ -223,6 +225,12 @@ def preflight_db(plan: Plan) -> None:
         if path and not target.host.exists(path):
             raise UserError(f"{name} is not installed on the target controller: {path} does not exist there — "
                             f"install {name} of {plan.to_release} on it (or fix target.bin in {plan.path})")
+    try:
+        refused = preflight.refused_versions(target.host, plan.target.bin, plan.services, plan.to_release)
+    except StepError as exc:
+        raise UserError(f"cannot read the target's installed versions: {exc} (plan {plan.path})") from None
+    if refused:
+        raise UserError("\n".join(f"{r} (plan {plan.path}; nothing was changed)" for r in refused))
 
 
 @dataclass
@@ -241,7 +249,9 @@ def service_machines(plan: Plan) -> dict[str, ServiceMachine]:
     require (``statemachine/deps.py``): a step list that cannot run is a programming error raised here,
     before a run journals anything."""
     jump = Jump(plan.from_release, plan.to_release)
-    machines = {name: ServiceMachine(name, steps_for(name, jump, plan.service_settings[name].options))
+    # every step that writes asserts, inside it, that it writes the claimed target (§9.1)
+    machines = {name: ServiceMachine(name, writeguard.guarded(name, steps_for(name, jump,
+                                                                              plan.service_settings[name].options)))
                 for name in plan.services}
     cross_waits({n: m.steps for n, m in machines.items()})
     return machines
@@ -265,11 +275,13 @@ def run_machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Host] = ho
 
 
 def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, observer=None,
-                 progress: Callable[[int], None] | None = None) -> Runner:
+                 progress: Callable[[int], None] | None = None,
+                 claimed: writeguard.Claimed | None = None) -> Runner:
+    """The runner of a run; *claimed* is what its writing steps check the target against."""
     ctx = UpgradeContext(run_id=run_id, source=side(plan.source), target=side(plan.target), journal=journal,
                          key=key, redactor=journal.redactor, services=plan.service_settings,
                          from_release=plan.from_release, to_release=plan.to_release,
-                         artifact_root=plan.artifact_dir, progress=progress)
+                         artifact_root=plan.artifact_dir, progress=progress, claimed=claimed)
     order, groups = run_machines(plan)
     log = logs.get()
     return Runner(journal, run_id, order, ctx, observer=observer,

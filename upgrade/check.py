@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from rich.filesize import decimal
 
 from journal import vault
-from services import preflight, registry
+from services import novadb, preflight, registry
 from services.fleet import network as net
 from services.infra import charset as charset_mod
 from services.infra import identity as ident
@@ -87,7 +87,10 @@ def _jump(path: Path) -> Result:
 def _commands(spec: SideSpec) -> list[str]:
     """The commands this controller must have (besides the service's *-manage, checked by release)."""
     control = spec.control.argv("status", "UNIT")[0]
-    tools = ["mysqldump", "tar"] if spec.role == "source" else ["mysqldump", "mysql", "tar", "chown", "stat", "mkdir"]
+    # mysql on the source: the old release's commands on the imported copy identify, from there, the server
+    # they reach (services/steps/oncopy.py)
+    tools = ["mysqldump", "mysql", "tar"] if spec.role == "source" else \
+        ["mysqldump", "mysql", "tar", "chown", "stat", "mkdir"]
     return [control, *tools]
 
 
@@ -293,8 +296,32 @@ def releases(plan: Plan) -> Iterator[Result]:
                              f"{f' ({seen})' if seen else ''}; the plan says {release} (major {want})",
                              f"install {name} {release} there, or fix {spec.role}.bin or upgrade."
                              f"{'to' if spec.role == 'target' else 'from'}")
+            elif spec.role == "target" and (why := preflight.version_refusal(name, release, version)) is not None:
+                yield Result(label, FAIL, f"{tool} in {spec.bin or 'PATH'} is {version}: {why.split(' — ')[0]}",
+                             why.split(" — ", 1)[-1])
             else:
                 yield Result(label, OK, f"{tool} {version} = {release}")
+
+
+# ---------------------------------------------------------------------- nova's compute rows
+def compute_rows(plan: Plan) -> Iterator[Result]:
+    """nova-compute rows of hosts that no longer exist (not among the plan's [[computes]] when it lists
+    any, else silent longer than nova's service_down_time): a warning, a failure when the new
+    nova-conductor would refuse to start because of them."""
+    if "nova" not in plan.services:
+        return
+    jump = Jump(plan.from_release, plan.to_release)
+    st = plan.service_settings["nova"]
+    try:
+        rows = novadb.stale_computes(plan.source.db, st, jump, [c.settings.name for c in plan.computes])
+    except StepError as exc:
+        yield Result("compute rows", SKIP, f"cannot read nova's services table: {exc}")
+        return
+    if not rows:
+        yield Result("compute rows", OK, "every nova-compute row that counts is of a host that exists")
+        return
+    detail, fix = novadb.describe(rows, st.db_name, jump)
+    yield Result("compute rows", FAIL if any(r.blocks for r in rows) else WARN, detail, fix)
 
 
 # ---------------------------------------------------------------------- key, journal
@@ -437,8 +464,8 @@ def shipped_files(plan: Plan) -> Iterator[Result]:
 
 
 CHECKS: tuple[Callable[[Plan], Iterator[Result]], ...] = (
-    hosts_reachable, db_access, identity, releases, space, charset, key, journal, claim, clock_skew, addresses,
-    unplanned_services, shipped_files)
+    hosts_reachable, db_access, identity, releases, compute_rows, space, charset, key, journal, claim, clock_skew,
+    addresses, unplanned_services, shipped_files)
 
 
 def run_checks(path: str | Path) -> list[Result]:

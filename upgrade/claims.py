@@ -160,6 +160,18 @@ def _read(side: Side) -> tuple[Claim | None, Claim | None]:
         raise UserError(f"cannot read the claim on the target: {exc}") from None
 
 
+def claimed_run(plan: Plan, held: Claim | None) -> str:
+    """The run whose claim the target holds for a run that holds *held*: its own, or (a follow-up run,
+    None) the completed run's it finishes. What every writing step finds on the target DB server."""
+    if held is not None:
+        return held.run_id
+    try:
+        c = claim_mod.read_db(app.side(plan.target))
+    except StepError:  # a revert whose target does not answer: its writing undos will say so
+        return ""
+    return c.run_id if c is not None else ""
+
+
 def set_state(plan: Plan, c: Claim | None, **changes: str) -> Claim | None:
     if c is None:
         return None

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from journal import audit, vault
 from journal import export as journal_export
 from journal.store import Journal, JournalError
+from services.infra import identity, writeguard
 from statemachine.runner import RevertFailed, RunFailed
 from upgrade import (
     app,
@@ -115,8 +116,8 @@ def _drive(session: app.Session, verb: str, display: progress.Display) -> int:
 
 
 def _session(plan: plan_mod.Plan, journal: Journal, key: vault.Key, run_id: str,
-             display: progress.Display) -> app.Session:
-    runner = app.build_runner(plan, journal, key, run_id, observer=display, progress=display.moved)
+             display: progress.Display, claimed: writeguard.Claimed | None) -> app.Session:
+    runner = app.build_runner(plan, journal, key, run_id, observer=display, progress=display.moved, claimed=claimed)
     return app.Session(plan, journal, key, run_id, runner)
 
 
@@ -151,7 +152,8 @@ def run(plan_path: str, quiet: bool = False) -> int:
                         jump=f"{plan.from_release}->{plan.to_release}", journal=str(journal.dir))
         display = progress.for_console(quiet)
         try:
-            return _drive(_session(plan, journal, key, run_id, display), "run", display)
+            claimed = writeguard.Claimed(claims.claimed_run(plan, held), ids)
+            return _drive(_session(plan, journal, key, run_id, display, claimed), "run", display)
         finally:
             claims.settle(plan, journal, run_id, held)
     finally:
@@ -195,12 +197,13 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         rid = run_row["id"]
         if verb == "revert" and revertguard.needed(status, journal, rid):  # tenants' writes on the new cloud
             revertguard.guard(plan, journal, key, rid, discard_new_writes)
-        held = _guard_continue(verb, plan, journal, run_row)
+        held, ids = _guard_continue(verb, plan, journal, run_row)
         logs.get().info(f"{verb}_started", run=rid, status=status)
         app.sweep_leftovers(plan)
         display = progress.for_console(quiet)
         try:
-            return _drive(_session(plan, journal, key, rid, display), verb, display)
+            claimed = writeguard.Claimed(claims.claimed_run(plan, held), ids)
+            return _drive(_session(plan, journal, key, rid, display, claimed), verb, display)
         finally:
             claims.settle(plan, journal, rid, held)
     finally:
@@ -208,11 +211,13 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
 
 
 def _guard_continue(verb: str, plan: plan_mod.Plan, journal: Journal,
-                    run_row: dict[str, Any]) -> claims.Claim | None:
+                    run_row: dict[str, Any]) -> tuple[claims.Claim | None, identity.Servers | None]:
     """Before any step of a resume or revert: the target is still not the source, still the DB server the
     run started on, and claimed by this run (taken again if it was cleared; another run's claim: exit 3).
+    Returns the claim and both servers' identities (None: unchecked), what the writing steps assert.
 
     A revert whose target cannot be reached goes on (the old controller must come back); a resume stops."""
+    ids = None
     try:
         ids = claims.guard_identity(plan)
     except claims.Unidentified as exc:
@@ -221,7 +226,7 @@ def _guard_continue(verb: str, plan: plan_mod.Plan, journal: Journal,
         logs.get().warning("identity_unchecked", run=run_row["id"], error=str(exc))
     else:
         claims.check_target_unchanged(journal, run_row["id"], ids, plan)
-    return claims.hold(plan, journal, run_row, verb)
+    return claims.hold(plan, journal, run_row, verb), ids
 
 
 def resume(journal_dir: Path = DEFAULT_JOURNAL, run_id: str | None = None, plan_path: str | None = None,

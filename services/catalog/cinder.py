@@ -21,7 +21,7 @@ from services.infra.config import get_value, set_value
 from services.options import Option
 from services.releases import DEFAULT_JUMP, Era, Jump
 from services.spec import ServiceSpec
-from services.steps import legacy_config
+from services.steps import legacy_config, oncopy
 from services.steps.commands import (
     online_migrations_step,
     run_cmd,
@@ -222,33 +222,16 @@ def update_host_step() -> Step:
 # ---------------------------------------------------------------------- N's online migrations
 def previous_migrations_step(jump: Jump) -> Step | None:
     """The source release's online data migrations, run by the source's cinder-manage against the
-    imported copy (the old controller's own database stays untouched)."""
+    imported copy — and only ever against it (``services/steps/oncopy.py``: a DB user only the new DB
+    server has, whose server is identified from the source host before anything runs)."""
     base = SPEC.previous_online_migrations_for(jump.source)
     if base is None:
         return None
     cmd = releases.Cmd(base.tool, ("--config-file", "{conf}", *base.args[2:]), base.ok, base.loop)
-
-    def run(ctx: Any) -> Result:
-        s, t = ctx.source, ctx.target
-        data = t.host.read_bytes(f"{t.etc.rstrip('/')}/cinder/{CONF}")
-        url = get_value(data, "database", "connection") or ""
-        from services.infra.config import rewrite_db_url
-        url = rewrite_db_url(url, t.db.address, t.db.port)  # as the tool's host reaches the target DB
-        d = s.host.private_tmpdir()
-        conf = f"{d}/cinder-previous.conf"
-        s.host.write_bytes(conf, f"[DEFAULT]\n[database]\nconnection = {url}\n".encode(), mode=0o600)
-        try:
-            return {"source_release": jump.source, **run_cmd(s, cmd, {"conf": conf})}
-        finally:
-            s.host.remove(conf)
-            s.host.remove(d)
-
-    def commands(ctx: Any) -> list[str]:
-        return [f"source: {shown(cmd, ctx.source, {'conf': '<0600 file: [database] connection = the target copy>'})}"]
-
-    return Step(f"{NAME}.previous_online_migrations", "previous_migrated", run, host="source", commands=commands,
-                kind="schema",
-                describe=f"finish {jump.source}'s online data migrations on the imported copy (before db sync)")
+    return oncopy.old_release_step(NAME, "previous_online_migrations", "previous_migrated", cmd,
+                                   lambda ctx: f"{ctx.target.etc.rstrip('/')}/cinder/{CONF}",
+                                   f"finish {jump.source}'s online data migrations on the imported copy (before "
+                                   "db sync)")
 
 
 def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -> list[Step]:

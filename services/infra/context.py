@@ -13,6 +13,7 @@ from journal import private, vault
 from journal.redact import Redactor
 from journal.store import Journal
 from services.infra.settings import ServiceSettings, Side
+from services.infra.writeguard import Claimed
 from statemachine import failpoints
 from statemachine.step import StepError
 
@@ -34,6 +35,9 @@ class UpgradeContext:
     #: told (machine, bytes) for every chunk that dumps and imports move, for the live progress display
     #: (machines may overlap: the display keeps one line per machine)
     progress: Callable[[str, int], None] | None = None
+    #: the run whose claim on the target this run writes under, and both DB servers' identities when it
+    #: started: what every writing step asserts (``services/infra/writeguard.py``); None: nothing is written
+    claimed: Claimed | None = None
 
     def progress_for(self, machine: str) -> Callable[[int], None] | None:
         """The byte counter a dump or import of *machine* reports to (None: nobody watches)."""

@@ -25,16 +25,16 @@ KINDS = ("etc", "lib")
 # A constant script; the paths are its arguments. Prints the kernel's boot id, then one line per path:
 # device:inode of the path (or "-" when it does not exist), those of every existing ancestor, the
 # resolved path (symlinks and ".." resolved: `readlink -m`, which needs no component to exist).
-_STAT = r'''cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo -
+_STAT = r'''ups() {  # device:inode of every existing ancestor of $1, nearest first, one stat for all
+  a=$1; set --
+  while [ "$a" != / ]; do a=${a%/*}; a=${a:-/}; set -- "$@" "$a"; done
+  [ $# -eq 0 ] || echo $(stat -L -c %d:%i -- "$@" 2>/dev/null)
+}
+cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo -
 for p do
   r=$(readlink -m -- "$p") || exit 3
   self=$(stat -L -c %d:%i -- "$r" 2>/dev/null) || self=-
-  up= a=$r
-  while [ "$a" != / ]; do
-    a=$(dirname -- "$a")
-    s=$(stat -L -c %d:%i -- "$a" 2>/dev/null) && up="$up $s"
-  done
-  printf '%s\t%s\t%s\n' "$self" "$up" "$r"
+  printf '%s\t%s\t%s\n' "$self" "$(ups "$r")" "$r"
 done'''
 
 
@@ -98,8 +98,21 @@ def directory_conflicts(source: Side, target: Side, services: Iterable[str]) -> 
     fine (a container tree under the old ``/var/lib``), as long as no service directory meets.
     """
     names = list(services)
-    boot_s, src = dir_identities(source.host, _paths(source, names))
-    boot_t, dst = dir_identities(target.host, _paths(target, names))
+    return conflicts(side_dirs(source, names), side_dirs(target, names), target)
+
+
+#: a controller's directories as :func:`side_dirs` finds them: (its boot id, {plan key: identity})
+SideDirs = tuple[str, dict[str, DirIdentity]]
+
+
+def side_dirs(side: Side, services: Iterable[str]) -> SideDirs:
+    """*side*'s ``etc``/``lib`` and each service's directory in them, identified on its host."""
+    return dir_identities(side.host, _paths(side, list(services)))
+
+
+def conflicts(source: SideDirs, target: SideDirs, side: Side) -> list[str]:
+    """:func:`directory_conflicts` of two sides' identified directories (*side*: the target)."""
+    (boot_s, src), (boot_t, dst) = source, target
     if boot_s != boot_t or boot_s == "-":
         return []  # two kernels: two machines, their directories cannot be one
     out = []
@@ -109,7 +122,7 @@ def directory_conflicts(source: Side, target: Side, services: Iterable[str]) -> 
         if rel is None or (rel != "is the same directory as" and "/" not in key.replace("`", "")):
             continue
         where = f" ({t.path} -> {t.resolved})" if t.resolved != t.path.rstrip("/") else f" ({t.path})"
-        out.append(f"{key}{where} {rel} {s.key} ({s.resolved}) on {target.host.name} (device:inode "
+        out.append(f"{key}{where} {rel} {s.key} ({s.resolved}) on {side.host.name} (device:inode "
                    f"{t.inode or '-'} / {s.inode or '-'}): the run would write into the old controller's files — "
                    f"point {key.split('/')[0]} at the new controller's directory")
     return out

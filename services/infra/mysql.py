@@ -215,28 +215,53 @@ class ServerIdentity:
 _NO_UUID = ("", "00000000-0000-0000-0000-000000000000")
 
 
+_IDENTITY_VARIABLES = ("SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+                       "('server_uuid', 'hostname', 'datadir', 'port', 'wsrep_on')")
+_CLUSTER_STATUS = ("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                   "('wsrep_cluster_state_uuid', 'wsrep_local_state_uuid')")
+
+
+def _identity(var: dict[str, str], status: dict[str, str]) -> ServerIdentity:
+    cluster = ""
+    if var.get("wsrep_on", "").upper() == "ON":
+        cluster = next((status[k] for k in ("wsrep_cluster_state_uuid", "wsrep_local_state_uuid")
+                        if status.get(k, "") not in _NO_UUID), "")
+    uuid = var.get("server_uuid", "")
+    return ServerIdentity(server_uuid="" if uuid in _NO_UUID else uuid, hostname=var.get("hostname", ""),
+                          datadir=var.get("datadir", "").rstrip("/"), port=int(var.get("port") or 0),
+                          cluster_uuid=cluster)
+
+
 def server_identity(ep: DBEndpoint) -> ServerIdentity:
     """``@@server_uuid`` (MySQL), ``@@hostname``, ``@@datadir``, ``@@port`` and, with wsrep on, the Galera
     cluster's state UUID: the same statements work on MariaDB and MySQL (absent names are just absent)."""
     conn = connect(ep)
     try:
         with conn.cursor() as cur:
-            cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN "
-                        "('server_uuid', 'hostname', 'datadir', 'port', 'wsrep_on')")
+            cur.execute(_IDENTITY_VARIABLES)
             var = {str(k).lower(): str(v) for k, v in cur.fetchall()}
-            cluster = ""
+            status: dict[str, str] = {}
             if var.get("wsrep_on", "").upper() == "ON":
-                cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN "
-                            "('wsrep_cluster_state_uuid', 'wsrep_local_state_uuid')")
+                cur.execute(_CLUSTER_STATUS)
                 status = {str(k).lower(): str(v) for k, v in cur.fetchall()}
-                cluster = next((status[k] for k in ("wsrep_cluster_state_uuid", "wsrep_local_state_uuid")
-                                if status.get(k, "") not in _NO_UUID), "")
     finally:
         conn.close()
-    uuid = var.get("server_uuid", "")
-    return ServerIdentity(server_uuid="" if uuid in _NO_UUID else uuid, hostname=var.get("hostname", ""),
-                          datadir=var.get("datadir", "").rstrip("/"), port=int(var.get("port") or 0),
-                          cluster_uuid=cluster)
+    return _identity(var, status)
+
+
+def server_identity_from(host: Host, ep: DBEndpoint, client: str = "mysql") -> ServerIdentity:
+    """The identity of the server *ep* reaches as *host* sees its address (``localhost`` on another
+    machine is another server): asked through the ``mysql`` client on *host*, credentials on a pipe.
+    Raises StepError with the client's message when it cannot log in there."""
+    argv = [client, f"--defaults-extra-file={CREDENTIALS_FD}", "--batch", "--skip-column-names",
+            "-e", f"{_IDENTITY_VARIABLES}; {_CLUSTER_STATUS}"]
+    res = host.run(with_credentials(argv), stdin=credentials(ep), timeout=120)
+    if res.rc != 0:
+        raise StepError(f"`{client}` on {host.name} cannot log in to {ep.address}:{ep.port} as {ep.admin_user}",
+                        host=host.name, rc=res.rc, output=res.output)
+    pairs = dict(line.split("\t", 1) for line in res.stdout.splitlines() if "\t" in line)
+    var = {k.lower(): v for k, v in pairs.items()}
+    return _identity(var, var)
 
 
 def shares_locks(a: DBEndpoint, b: DBEndpoint) -> bool:

@@ -2,7 +2,10 @@
 
 Schema upgrade with the target release's ``keystone-manage db_sync``, checked with
 ``db_sync --check`` (exit 0 up to date, 2 expand needed, 4 contract needed; facts §2.1), and the
-alembic revisions recorded before and after.
+alembic revisions recorded before and after. From Havana, the expired tokens of the SQL ``token``
+table are flushed first with Havana's own ``keystone-manage token_flush`` (§2.4) — on the imported
+copy, not before the dump: the old controller is only read (DESIGN.md §9.1), so the vault's dump
+keeps them and the new controller does not carry them into Icehouse's migrations.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from services.infra.settings import Side
 from services.options import Option
 from services.releases import DEFAULT_JUMP, Era, Jump
 from services.spec import ServiceSpec
-from services.steps import legacy_config
+from services.steps import legacy_config, oncopy
 from services.steps.commands import run_manage, schema_step
 from services.steps.databases import ConfigKey
 from services.steps.specs import db_specs
@@ -68,6 +71,18 @@ def _schema_commands(ctx: UpgradeContext) -> list[str]:
             command_text(_manage(t, "db_sync", "--check")) + "   # must exit 0"]
 
 
+#: Havana's token flush, by the source's keystone-manage (Havana reads ``[sql] connection``, §2.4)
+TOKEN_FLUSH = _c("keystone-manage", "--config-file", "{conf}", "token_flush")
+
+
+def flush_tokens_step() -> Step:
+    """Havana's ``keystone-manage token_flush`` on the imported copy, before Icehouse's db_sync."""
+    return oncopy.old_release_step(NAME, "flush_tokens", "tokens_flushed", TOKEN_FLUSH,
+                                   lambda ctx: f"{ctx.target.etc.rstrip('/')}/keystone/keystone.conf",
+                                   "delete the expired tokens of Havana's SQL token table on the imported copy "
+                                   "(Havana's token_flush)", section="sql")
+
+
 def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -> list[Step]:
     dbs = db_specs(SPEC, jump)
     if releases.at_least(jump.target, "pike"):
@@ -92,6 +107,7 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
     return standard_steps(NAME, dbs[0].conns, schema, verify_step, dbs=dbs,
                           edits=(legacy_config.edit(jump.target),),
                           convert_utf8=SPEC.charset_for(jump.target),
+                          before_schema=(flush_tokens_step(),) if jump.source == "havana" else (),
                           after_schema=(*endpoints, *((status,) if status else ())))
 
 
