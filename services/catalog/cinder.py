@@ -389,10 +389,11 @@ def refresh_attachments_step(jump: Jump) -> Step:
         """(instance, volume, connector JSON) of the shut-off instances' attachments to the old host's
         volumes, read on the target's imported copy."""
         st = ctx.services[NAME]
-        old = st.options.get("old_host") or ""
-        if not old:
+        # update_host has moved them to new_host on the target's copy when the name changes
+        host = st.options.get("new_host") or st.options.get("old_host") or ""
+        if not host:
             return []
-        vols = volumes.on_host(ctx.target.db, st.db_name, old, _nova_dbs(ctx))
+        vols = volumes.on_host(ctx.target.db, st.db_name, host, _nova_dbs(ctx))
         if not mysql.table_columns(ctx.target.db, st.db_name, "volume_attachment"):
             return []
         out = []
