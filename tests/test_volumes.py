@@ -28,6 +28,7 @@ from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.openstack import OLD_HOST, make_stack, seed
 from scripts.lab.plan import DBAdmin, side_table, write_key
+from services import releases
 from services.catalog import cinder
 from services.infra import exports
 from services.infra.context import UpgradeContext
@@ -126,7 +127,7 @@ def _sha(path: Path) -> str:
 
 
 def _devices(lab: Any) -> dict[str, str]:
-    return {p.name: _sha(p) for d in (lab["src"], lab["dst"]) for p in sorted(d.iterdir())}
+    return {f"{d.name}/{p.name}": _sha(p) for d in (lab["src"], lab["dst"]) for p in sorted(d.iterdir())}
 
 
 def _options(lab: Any, **more: Any) -> dict[str, Any]:
@@ -182,6 +183,11 @@ def test_running_instance_refuses_the_copy_and_nothing_changes(lab: Any, tmp_pat
         assert f"instance {inst}" in line and "vm_state active, power_state running" in line
         assert f"openstack server stop {inst}" in line
     assert lab["ids"]["volumes"][2] not in res.stderr
+    chk = upgrade_in_process("check", str(plan), "-f", "json")  # `upgrade check` names the same
+    assert chk.returncode == 2
+    rows = [r for r in json.loads(chk.stdout) if r["check"] == "volumes"]
+    assert sorted(r["status"] for r in rows) == ["FAIL", "FAIL"] and all("openstack server stop" in r["detail"]
+                                                                         for r in rows)
     assert (_sums(lab), tree_digest(s.root), tree_digest(target_root), _devices(lab), _exported(lab)) == before
     assert not (tmp_path / "journal").exists()
 
@@ -200,9 +206,9 @@ def test_copy_stops_exports_copies_and_revert_exports_again(lab: Any, tmp_path: 
     now = _exported(lab)
     assert vols[0] not in now and vols[1] not in now and f"volume-{vols[2]}" in now
     copied = json.loads(json.dumps(copy.run(ctx)))
-    assert [e["source"] for e in copied["volumes"]] == [str(lab["src"] / f"volume-{v}") for v in vols[:2]]
+    assert sorted(e["source"] for e in copied["volumes"]) == sorted(str(lab["src"] / f"volume-{v}") for v in vols[:2])
     for v in vols[:2]:
-        assert _sha(lab["dst"] / f"volume-{v}") == _sha(lab["src"] / f"volume-{v}") == src_before[f"volume-{v}"]
+        assert _sha(lab["dst"] / f"volume-{v}") == _sha(lab["src"] / f"volume-{v}") == src_before[f"src-vg/volume-{v}"]
     assert _sha(lab["dst"] / f"volume-{vols[2]}") == hashlib.sha256(bytes(SIZE)).hexdigest()  # not copied
     copy.undo(ctx, copied)
     stop.undo(ctx, stopped)
@@ -235,3 +241,25 @@ def test_old_host_service_rows_removed_by_cinder_manage_and_put_back(lab: Any, t
     assert str(res["artifact"]["path"]).startswith(str(tmp_path / "vault"))
     step.undo(ctx, res)
     assert db.checksums("cinder") == before
+
+
+@pytest.mark.parametrize(("src", "dst", "want"), [
+    ("havana", "icehouse", "restart tgtd"),
+    ("victoria", "wallaby", "restart tgtd"),
+    ("wallaby", "xena", "nova-manage --config-file /etc/nova/nova.conf volume_attachment refresh INSTANCE VOLUME"),
+    ("2025.2", "2026.1", "nova-manage --config-file /etc/nova/nova.conf volume_attachment refresh INSTANCE VOLUME"),
+])
+def test_attachments_are_refreshed_the_way_the_target_release_documents(src: str, dst: str, want: str) -> None:
+    """`nova-manage volume_attachment refresh` from Xena (its real argv: instance, volume, connector
+    file), tgtd restarted before; nothing when the address stays."""
+    from tests.test_release_table import commands, ctx
+
+    jump = Jump(src, dst)
+    moved = ctx(jump, ("cinder",), cinder={"iscsi_address_from": "192.168.1.4", "iscsi_address_to": "10.0.0.4"})
+    assert any(want in line for line in commands("cinder", jump, moved, "refresh_attachments"))
+    stays = ctx(jump, ("cinder",))
+    assert commands("cinder", jump, stays, "refresh_attachments") == ["(iSCSI target address unchanged: no "
+                                                                     "attachment to refresh)"]
+    names = [s.name for s in cinder.steps(jump)]
+    assert ("cinder.remove_old_services" in names) == (releases.at_least(dst, "liberty"))
+    assert "openstack-cinder-backup" in cinder.SPEC.units_for(dst)

@@ -487,11 +487,14 @@ def remove_old_services_step() -> Step:
         cols = result["columns"]
         names = ", ".join(mysql.quote_ident(c) for c in cols)
         marks = ", ".join(["%s"] * len(cols))
+        update = ", ".join(f"{mysql.quote_ident(c)}=VALUES({mysql.quote_ident(c)})" for c in cols)
         conn = mysql.connect(ctx.target.db, ctx.services[NAME].db_name)
-        try:  # the target's database only: the source's was never written
+        try:  # the target's database only: the source's was never written. In place, not REPLACE: the
+            # soft-deleted row stays the parent of its volumes (volumes.service_uuid)
             with conn.cursor() as cur:
                 for values in rows.values():
-                    cur.execute(f"REPLACE INTO services ({names}) VALUES ({marks})", values)
+                    cur.execute(f"INSERT INTO services ({names}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {update}",
+                                values)
         finally:
             conn.close()
 
