@@ -35,7 +35,7 @@ from services.infra.context import UpgradeContext
 from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings, Side
 from services.releases import Jump
 from statemachine.step import StepError
-from tests.conftest import require, require_mariadb, tree_digest, upgrade_in_process
+from tests.conftest import require, require_mariadb, tree_digest, upgrade, upgrade_in_process
 from upgrade.hosts import LocalHost
 
 REL = "2026.1"
@@ -45,7 +45,7 @@ SIZE = 4 << 20
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory) -> Any:
+def volume_lab(tmp_path_factory) -> Any:
     """One MariaDB with nova's and cinder's real schema and the lab's rows, a tgtd on loopback
     exporting a loop device per volume (the third volume lives on another host: never touched)."""
     require_mariadb()
@@ -156,9 +156,10 @@ def _step(name: str) -> Any:
     return next(s for s in cinder.steps(Jump("2025.2", REL)) if s.name == f"cinder.{name}")
 
 
-def test_running_instance_refuses_the_copy_and_nothing_changes(lab: Any, tmp_path: Path) -> None:
+def test_running_instance_refuses_the_copy_and_nothing_changes(volume_lab: Any, tmp_path: Path) -> None:
     """`upgrade run` refuses before it writes anything: each volume and its instance named with the
     fix, exit 2, both sides' databases, trees, devices and exports as they were."""
+    lab = volume_lab
     _states(lab, "active", 1)
     s = lab["stack"]
     write_key(tmp_path / "dump.key")
@@ -183,7 +184,7 @@ def test_running_instance_refuses_the_copy_and_nothing_changes(lab: Any, tmp_pat
         assert f"instance {inst}" in line and "vm_state active, power_state running" in line
         assert f"openstack server stop {inst}" in line
     assert lab["ids"]["volumes"][2] not in res.stderr
-    chk = upgrade_in_process("check", str(plan), "-f", "json")  # `upgrade check` names the same
+    chk = upgrade("check", str(plan), "-f", "json")  # `upgrade check` names the same (its own process: its stdout)
     assert chk.returncode == 2
     rows = [r for r in json.loads(chk.stdout) if r["check"] == "volumes"]
     assert sorted(r["status"] for r in rows) == ["FAIL", "FAIL"] and all("openstack server stop" in r["detail"]
@@ -192,9 +193,10 @@ def test_running_instance_refuses_the_copy_and_nothing_changes(lab: Any, tmp_pat
     assert not (tmp_path / "journal").exists()
 
 
-def test_copy_stops_exports_copies_and_revert_exports_again(lab: Any, tmp_path: Path) -> None:
+def test_copy_stops_exports_copies_and_revert_exports_again(volume_lab: Any, tmp_path: Path) -> None:
     """Shut-off instances: the old host's exports go down, their blocks land on the target with the
     same sha256, the other host's export stays; the undo puts every export back as it was."""
+    lab = volume_lab
     _states(lab, "stopped", 4)
     ctx = _ctx(lab, tmp_path)
     vols = lab["ids"]["volumes"]
@@ -213,10 +215,16 @@ def test_copy_stops_exports_copies_and_revert_exports_again(lab: Any, tmp_path: 
     copy.undo(ctx, copied)
     stop.undo(ctx, stopped)
     assert _exported(lab) == shown  # same tids, IQNs, backing stores, ACLs and CHAP accounts
+    # killed before its result was journaled: the undo restores what the step kept in the vault first
+    stop.run(ctx)
+    assert _exported(lab) != shown
+    stop.undo(ctx, None)
+    assert _exported(lab) == shown
     assert _devices(lab) == src_before  # targets zero again, sources only read
 
 
-def test_an_instance_started_after_the_preflight_stops_the_step(lab: Any, tmp_path: Path) -> None:
+def test_an_instance_started_after_the_preflight_stops_the_step(volume_lab: Any, tmp_path: Path) -> None:
+    lab = volume_lab
     _states(lab, "stopped", 4)
     lab["db"].execute("UPDATE instances SET vm_state='active', power_state=1 ORDER BY id LIMIT 1", db="nova")
     ctx = _ctx(lab, tmp_path)
@@ -227,9 +235,10 @@ def test_an_instance_started_after_the_preflight_stops_the_step(lab: Any, tmp_pa
     assert _exported(lab) == shown and _devices(lab) == devices
 
 
-def test_old_host_service_rows_removed_by_cinder_manage_and_put_back(lab: Any, tmp_path: Path) -> None:
+def test_old_host_service_rows_removed_by_cinder_manage_and_put_back(volume_lab: Any, tmp_path: Path) -> None:
     """The real `cinder-manage service remove` on the target's copy; the undo restores the rows byte
     for byte; the other host's row is never touched."""
+    lab = volume_lab
     ctx = _ctx(lab, tmp_path, new_host="new-ctl")
     db = lab["db"]
     before = db.checksums("cinder")

@@ -344,18 +344,25 @@ def stop_exports_step() -> Step:
             return {"exports": []}
         s, port = ctx.source, _tgt_port(ctx)
         wanted = {v.iqn for v in vols}
-        found = [t for t in exports.targets(s.host, port) if t["iqn"] in wanted]
-        out = []
-        for t in found:
-            exports.remove(s.host, port, t)
-            out.append(t)
-        return {"exports": out, "not_exported": sorted(wanted - {t["iqn"] for t in found})}
+        found = {t["iqn"]: t for t in exports.targets(s.host, port) if t["iqn"] in wanted}
+        # every export is kept before the first goes: a re-run after a kill merges what the interrupted
+        # attempt kept (the exports it already took down included), so revert restores them all
+        kept, art = keep_before(ctx, f"{NAME}.stop_exports", "exports-before", found)
+        for iqn in sorted(found):
+            exports.remove(s.host, port, found[iqn])
+        return {"exports": [kept[k] for k in sorted(kept)], "not_exported": sorted(wanted - set(kept)),
+                "artifact": art}
 
     def undo(ctx: Any, result: Result | None) -> None:
         s, port = ctx.source, _tgt_port(ctx)
-        if result is None:  # interrupted: what is gone is not known, and the source's volumes are untouched
-            return
-        for t in result.get("exports", []):
+        if result is None:  # interrupted: what it kept before taking any export down
+            art = ctx.journal.artifact(f"{ctx.run_id}/{NAME}-exports-before")
+            kept = load_before(ctx, {k: art[k] for k in ("id", "path", "bytes", "sha256")},
+                               f"{NAME}.stop_exports") if art is not None else {}
+            targets = [kept[k] for k in sorted(kept)]
+        else:
+            targets = result.get("exports", [])
+        for t in targets:
             exports.restore(s.host, port, t)
 
     def commands(ctx: Any) -> list[str]:
