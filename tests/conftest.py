@@ -88,7 +88,8 @@ CLAIM_SCHEMA, CLAIM_FILE = "openstack_upgrade", "openstack-upgrade.claim"
 #: its own mount and pid namespaces and its own snapshot, so two workers run two labs side by side. By node id:
 #: the scheduler sees node ids.
 XDIST_GROUPS = {
-    "test_service_fixups.py": "loop-devices", "test_vault_mysql.py": "vault-mysql", "test_lab.py": "lab-parts",
+    "test_service_fixups.py": "loop-devices", "test_volumes.py": "loop-devices", "test_vault_mysql.py": "vault-mysql",
+    "test_lab.py": "lab-parts",
     "test_new_databases.py": "new-databases", "test_report.py": "report-pages",
     # the services lab (stacks); the nova SLURP test builds its own
     **{f"test_services_upgrade.py::{name}": "svclab" for name in (
@@ -104,7 +105,7 @@ XDIST_GROUPS = {
 }
 #: fixtures that stand up real services (MariaDB, OpenStack releases, sshd, namespaces): marker ``lab``
 LAB_FIXTURES = frozenset({"keystone_lab", "lab", "hostlab_snapshot", "shared_lab", "lab20", "stacks", "full_lab",
-                          "old_lab", "make_db", "servers", "db"})
+                          "old_lab", "make_db", "servers", "db", "volume_lab"})
 #: tests (or whole modules) that build their labs themselves, without one of those fixtures
 LAB_TESTS = frozenset({"test_demo.py",
                        "test_services_upgrade.py::test_nova_slurp_runs_its_real_migrations"})

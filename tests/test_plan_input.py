@@ -113,12 +113,12 @@ CASES = [
          ("`source.etc`", "control character")),
     Case("images-dir-leaves-lib", _services('["keystone", "glance"]', '[services.glance]\nimages_dir = "../../etc"\n'),
          ("`services.glance.images_dir` is '../../etc'", "without '..'")),
-    Case("volume-group-is-an-option", _services(
-        '["keystone", "cinder"]', '[services.cinder]\nvolumes = [{source = "/dev/vg/v1", target_vg = "--force"}]\n'),
-         ("`services.cinder.volumes[0].target_vg` is '--force'", "volume group")),
-    Case("volume-source-is-an-operand", _services(
-        '["keystone", "cinder"]', '[services.cinder]\nvolumes = [{source = "of=/dev/sda", target = "/dev/vg/v1"}]\n'),
-         ("`services.cinder.volumes[0].source` is 'of=/dev/sda'", "absolute device path")),
+    Case("volume-dir-is-an-option", _services(
+        '["keystone", "cinder"]', '[services.cinder]\ncopy_volumes = true\nvolume_dir = "--force"\n'),
+         ("`services.cinder.volume_dir` is '--force'", "absolute device path")),
+    Case("target-volume-dir-is-an-operand", _services(
+        '["keystone", "cinder"]', '[services.cinder]\ntarget_volume_dir = "of=/dev/sda"\n'),
+         ("`services.cinder.target_volume_dir` is 'of=/dev/sda'", "absolute device path")),
     # ------------------------------------------------------------------ SQL identifiers
     Case("db-name-with-a-backtick", _rep('unit = "keystone"', 'unit = "keystone"\ndb_name = "key`stone"'),
          ("`services.keystone.db_name` is 'key`stone'", "database name")),

@@ -225,9 +225,8 @@ def test_havana_icehouse_reproduces_the_runbook() -> None:
     names = ("keystone", "glance", "nova", "neutron", "cinder", "horizon")
     c = ctx(jump, names, units={k: v for k, v in RUNBOOK_UNITS.items() if k != "keystone"},
             neutron={"plugin_config": "plugins/openvswitch/ovs_neutron_plugin.ini"},
-            cinder={"iscsi_address_from": "192.168.1.4", "iscsi_address_to": "10.0.0.4",
-                    "volumes": [{"source": "/dev/cinder-volumes/volume-f374f730-4adc-40f3-bfd4-67c4ac14ba76",
-                                 "target_vg": "cinder-volumes"}]},
+            cinder={"iscsi_address_from": "192.168.1.4", "iscsi_address_to": "10.0.0.4", "copy_volumes": True,
+                    "old_host": "controller"},
             horizon={"openstack_host": "10.0.0.4"}, nova={"metadata": "neutron"})
     got = render_plan(jump, c, names)
     want = [line for line in GOLDEN.read_text().splitlines() if line and not line.startswith("#")]

@@ -132,6 +132,11 @@ def test_run_then_revert(stacks, tmp_path):
     assert "online_data_migrations" in odm["command"] and odm["rc"] == 0 and odm["rounds"] >= 1
     assert _done(ev, "nova.status_check")["accepted_failures"] == ["Placement API"]
     assert _done(ev, "cinder.previous_online_migrations")["rc"] == 0
+    # the old host's service row removed by the real cinder-manage; the other host's kept
+    removed = _done(ev, "cinder.remove_old_services")["removed"]
+    assert removed == [{"binary": "cinder-volume", "host": f"{OLD_HOST}@lvm"}]
+    live = {h for (h,) in new.db.execute("SELECT host FROM services WHERE deleted=0", db="cinder")}
+    assert f"{OLD_HOST}@lvm" not in live and "other@ceph" in live
     assert _done(ev, "glance.status_check")["rc"] == 0
     assert _done(ev, "placement.status_check")["rc"] == 0
     placement = _done(ev, "placement.upgrade_schema")

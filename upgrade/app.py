@@ -204,6 +204,16 @@ def charset_errors(plan: Plan) -> list[str]:
     return [f"{p} (plan {plan.path})" for p in out]
 
 
+def volume_errors(plan: Plan) -> list[str]:
+    """Why cinder's volume copy cannot start: an in-use volume whose instance is not shut off (it could
+    write through the old controller's iSCSI target while the blocks are copied), an operation under
+    way on a volume (read on the source DB)."""
+    from services.catalog import cinder  # only plans with cinder pay for its import
+
+    st = plan.service_settings.get("cinder")
+    return cinder.copy_refusals(plan.source.db, st, str(plan.path)) if st is not None else []
+
+
 def preflight_db(plan: Plan) -> None:
     """Every SSH host answers, both DB servers are reachable with the plan's credentials, the
     source holds every service DB, and its text can be carried over unchanged."""
@@ -218,6 +228,8 @@ def preflight_db(plan: Plan) -> None:
             raise UserError("\n".join(errors))
     if problems := charset_errors(plan):
         raise UserError("\n".join(problems))
+    if problems := volume_errors(plan):
+        raise UserError("the volume copy cannot start, nothing was changed:\n  " + "\n  ".join(problems))
     target = side(plan.target)
     for name in plan.service_settings:
         tool = registry.TOOLS.get(name)

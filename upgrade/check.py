@@ -463,9 +463,27 @@ def shipped_files(plan: Plan) -> Iterator[Result]:
                                                  "target's release replaces")
 
 
+def volumes_in_use(plan: Plan) -> Iterator[Result]:
+    """cinder's volume copy: no instance that is not shut off has a copied volume attached, no volume
+    is in an operation (the refusals of `upgrade run`, read on the source DB)."""
+    st = plan.service_settings.get("cinder")
+    if st is None or not st.options.get("copy_volumes"):
+        return
+    try:
+        problems = app.volume_errors(plan)
+    except (StepError, OSError) as exc:
+        yield Result("volumes", SKIP, f"cannot read cinder's volumes: {exc}")
+        return
+    for p in problems:
+        yield Result("volumes", FAIL, p, "`upgrade run` refuses the copy until then (nothing is changed)")
+    if not problems:
+        yield Result("volumes", OK, "every volume the copy moves is at rest (no instance that is not shut off "
+                                    "has one attached)")
+
+
 CHECKS: tuple[Callable[[Plan], Iterator[Result]], ...] = (
     hosts_reachable, db_access, identity, releases, compute_rows, space, charset, key, journal, claim, clock_skew,
-    addresses, unplanned_services, shipped_files)
+    addresses, unplanned_services, shipped_files, volumes_in_use)
 
 
 def run_checks(path: str | Path) -> list[Result]:

@@ -119,6 +119,8 @@ def _service(r: Reader, name: str) -> ServiceSettings:
 
 #: service options that name a path below a controller's directory (services/options.py)
 _RELATIVE_PATHS = ("images_dir", "plugin_config", "local_settings")
+#: service options that name a directory of block devices (they reach ``dd`` and ``lvcreate``)
+_DEVICE_DIRS = ("volume_dir", "target_volume_dir")
 
 
 def _names_in_options(s: Reader, options: dict[str, Any]) -> None:
@@ -129,25 +131,12 @@ def _names_in_options(s: Reader, options: dict[str, Any]) -> None:
             s.checked(key, "", planvalues.db_name)
         elif key in _RELATIVE_PATHS and v:
             s.checked(key, "", planvalues.relative_path)
-        elif key == "volumes" and v:
-            _volumes(s, v)
+        elif key in _DEVICE_DIRS and v:
+            s.checked(key, "", planvalues.device_path)
         elif key == "units" and v is not None:
             for u in v:
                 if not isinstance(u, str) or (why := planvalues.unit(u)) is not None:
                     raise s.err("units", f"holds {u!r}; expected {why or 'a unit name'}")
-
-
-def _volumes(s: Reader, volumes: list[Any]) -> None:
-    """cinder's ``volumes``: the devices and volume groups reach ``dd`` and ``lvcreate``."""
-    for i, v in enumerate(volumes):
-        if not isinstance(v, dict) or "source" not in v or len({"target", "target_vg"} & set(v)) != 1 \
-                or set(v) - {"source", "target", "target_vg"}:
-            raise s.err(f"volumes[{i}]", "must be a table {source = \"/dev/...\", target = \"/dev/...\"} or "
-                                         "{source = \"/dev/...\", target_vg = \"VG\"}")
-        for k, grammar in (("source", planvalues.device_path), ("target", planvalues.device_path),
-                           ("target_vg", planvalues.volume_group)):
-            if k in v and (not isinstance(v[k], str) or (why := grammar(v[k])) is not None):
-                raise s.err(f"volumes[{i}].{k}", f"is {v[k]!r}; expected {why or 'a string'}")
 
 
 def load(path: str | Path) -> Plan:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from services import inventory
+from services import inventory, registry
 from services.registry import SERVICES
 from upgrade import app
 from upgrade.errors import UserError
@@ -13,8 +13,9 @@ from upgrade.plan import Plan
 def findings(plan: Plan) -> list[inventory.Unplanned]:
     """What the source runs, in its keystone catalog or as daemons, that the plan neither upgrades nor ignores."""
     keystone = plan.service_settings.get("keystone")
-    units = [u for st in plan.service_settings.values()
-             for u in (st.unit, *(st.options.get("units") or ()))]
+    # the plan's units, else the spec's for the source release (cinder's include cinder-backup)
+    units = [u for name, st in plan.service_settings.items()
+             for u in (st.unit, *(st.options.get("units") or registry.spec(name).units_for(plan.from_release)))]
     return inventory.unplanned(app.side(plan.source), keystone.db_name if keystone else "keystone",
                                plan.services, units, plan.ignore)
 

@@ -4,7 +4,10 @@ target address changes it is rewritten everywhere it is stored (cinder.conf's
 ``iscsi_ip_address``/``target_ip_address``, ``volumes.provider_location``, attachments' and
 nova's ``connection_info``), with every row's before-value in the vault (connection_info holds
 CHAP secrets: the journal gets ids and counts only); ``volume update_host`` when the host name
-changes; the runbook's LVM volume data copy; ``cinder-status upgrade check``.
+changes; the runbook's LVM volume data copy of the volumes cinder's database holds on the old
+host (refused while an instance that is not shut off may write to one; their iSCSI exports stopped
+first, re-exported by revert); the attachments refreshed where the storage address moved;
+``cinder-manage service remove`` of the old host's service rows; ``cinder-status upgrade check``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services import options, releases
-from services.infra import iscsi, mysql
+from services.infra import control, exports, iscsi, mysql, volumes
 from services.infra.before import keep as keep_before
 from services.infra.before import load as load_before
 from services.infra.blockcopy import transfer_step
@@ -34,7 +37,7 @@ from services.steps.configs import ConfigEdit
 from services.steps.specs import db_specs, units_fn
 from services.steps.standard import standard_steps
 from services.steps.verify import api_verify_step
-from statemachine.step import Result, Step
+from statemachine.step import Result, Step, StepError
 
 NAME = "cinder"
 CONF = "cinder.conf"
@@ -241,26 +244,270 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
     schema = schema_step(NAME, cmds, "cinder-manage db sync",
                          dbs=lambda ctx: [ctx.services[NAME].db_name])
     fix = SPEC.fixups_for(jump.target)
-    candidates = [iscsi_rows_step(), update_host_step(),
-                  transfer_step(NAME, lambda ctx: list(ctx.services[NAME].options.get("volumes") or []))]
+    candidates = [iscsi_rows_step(), update_host_step(), remove_old_services_step(), stop_exports_step(),
+                  transfer_step(NAME, _copy_list, shown=_copy_shown)]
     after: list[Step] = [s for s in candidates if s.name.split(".", 1)[1] in fix]
+    extra = [s for s in (refresh_attachments_step(jump),) if s.name.split(".", 1)[1] in fix]
     status = SPEC.status_for(jump.target)
     if status:
         after.append(status_step(NAME, status))
     return standard_steps(
         NAME, dbs[0].conns, schema,
         api_verify_step(NAME, "volume", requires=("keystone:api",)),
+        (lambda: extra) if extra else None,
         dbs=dbs, units=units_fn(SPEC, jump), edits=(legacy_config.edit(jump.target), iscsi_conf_edit(jump)),
         before_schema=tuple(before), after_schema=tuple(after),
         finish=(online_migrations_step(NAME, online, lambda ctx: [ctx.services[NAME].db_name]),) if online else ())
 
 
 
+# ---------------------------------------------------------------------- the volume copy
+def _source_nova_dbs(ep: Any, st: Any) -> list[str]:
+    main = st.options.get("nova_db_name") or "nova"
+    return [db for db in (main, f"{main}_cell0") if mysql.db_exists(ep, db)]
+
+
+def copied(ep: Any, st: Any) -> list[volumes.Volume]:
+    """The volumes the copy moves: every live volume cinder's database (on *ep*, read only) holds on
+    the old host, with the instances attached to each ([] when the plan copies none)."""
+    o = st.options
+    if not o.get("copy_volumes") or not o.get("old_host"):
+        return []
+    return volumes.on_host(ep, st.db_name, o["old_host"], _source_nova_dbs(ep, st))
+
+
+def copy_refusals(ep: Any, st: Any, plan: str = "the plan") -> list[str]:
+    """Why the copy cannot start (exit 2 before anything changes): no old host to list the volumes
+    of, an instance that may still write to a volume, an operation under way on one."""
+    if not st.options.get("copy_volumes"):
+        return []
+    if not st.options.get("old_host"):
+        return [f"services.cinder.copy_volumes needs services.cinder.old_host (the old controller's host name as "
+                f"cinder's volumes.host names it) in {plan}"]
+    return volumes.refusals(copied(ep, st))
+
+
+def _dirs(ctx: Any) -> tuple[str, str]:
+    o = ctx.services[NAME].options
+    src = (o.get("volume_dir") or "/dev/cinder-volumes").rstrip("/")
+    return src, (o.get("target_volume_dir") or src).rstrip("/")
+
+
+def _entry(ctx: Any, lv: str) -> dict[str, str]:
+    src, dst = _dirs(ctx)
+    vg = dst[len("/dev/"):] if dst.startswith("/dev/") and dst.count("/") == 2 else ""
+    return {"source": f"{src}/{lv}", "target": f"{dst}/{lv}", **({"target_vg": vg} if vg else {})}
+
+
+def _copy_list(ctx: Any) -> list[dict[str, str]]:
+    return [_entry(ctx, v.lv) for v in copied(ctx.source.db, ctx.services[NAME])]
+
+
+def _copy_shown(ctx: Any) -> list[dict[str, str]]:
+    """`upgrade plan`'s view: one line per command, ID standing for each volume the run reads."""
+    return [_entry(ctx, volumes.NAME_TEMPLATE.format(id="ID"))] if ctx.services[NAME].options.get("copy_volumes") \
+        else []
+
+
+def _tgt_port(ctx: Any) -> int:
+    return int(ctx.services[NAME].options.get("tgt_control_port") or 0)
+
+
+def stop_exports_step() -> Step:
+    """Take down the source's iSCSI export of each volume before its copy; undo exports it again."""
+
+    def run(ctx: Any) -> Result:
+        st = ctx.services[NAME]
+        vols = copied(ctx.source.db, st)
+        # asked again at the step: an instance started since the pre-flight must not lose writes
+        if problems := volumes.refusals(vols):
+            raise StepError("the volume copy cannot go on, nothing was changed by this step:\n  "
+                            + "\n  ".join(problems))
+        if not vols:
+            return {"exports": []}
+        s, port = ctx.source, _tgt_port(ctx)
+        wanted = {v.iqn for v in vols}
+        found = {t["iqn"]: t for t in exports.targets(s.host, port) if t["iqn"] in wanted}
+        # every export is kept before the first goes: a re-run after a kill merges what the interrupted
+        # attempt kept (the exports it already took down included), so revert restores them all
+        kept, art = keep_before(ctx, f"{NAME}.stop_exports", "exports-before", found)
+        for iqn in sorted(found):
+            exports.remove(s.host, port, found[iqn])
+        return {"exports": [kept[k] for k in sorted(kept)], "not_exported": sorted(wanted - set(kept)),
+                "artifact": art}
+
+    def undo(ctx: Any, result: Result | None) -> None:
+        s, port = ctx.source, _tgt_port(ctx)
+        if result is None:  # interrupted: what it kept before taking any export down
+            art = ctx.journal.artifact(f"{ctx.run_id}/{NAME}-exports-before")
+            kept = load_before(ctx, {k: art[k] for k in ("id", "path", "bytes", "sha256")},
+                               f"{NAME}.stop_exports") if art is not None else {}
+            targets = [kept[k] for k in sorted(kept)]
+        else:
+            targets = result.get("exports", [])
+        for t in targets:
+            exports.restore(s.host, port, t)
+
+    def commands(ctx: Any) -> list[str]:
+        if not ctx.services[NAME].options.get("copy_volumes"):
+            return ["(no volume copy: no export to stop)"]
+        port = _tgt_port(ctx)
+        return ["refused unless every in-use volume's instance is shut off (cinder volume_attachment, nova "
+                "block_device_mapping and instances, read on the source DB)",
+                f"source: {exports.shown(port, '--mode', 'target', '--op', 'show')}",
+                f"source: {exports.shown(port, '--mode', 'target', '--op', 'delete', '--force', '--tid', 'TID')}"
+                f"   # for the target {volumes.TARGET_PREFIX}volume-ID of each copied volume; undo: --op new, "
+                "logicalunit new, bind ACLs and accounts"]
+
+    return Step(f"{NAME}.stop_exports", "exports_stopped", run, undo, host="source", commands=commands,
+                kind="fixup", describe="stop the source's iSCSI export of each volume to copy (revert exports "
+                                       "them again)")
+
+
+# ---------------------------------------------------------------------- the attachments
+REFRESH = releases.Cmd("nova-manage", ("--config-file", "{etc}/nova/nova.conf", "volume_attachment", "refresh",
+                                       "{instance}", "{volume}", "{connector}"))
+#: how the attachments learn the new storage address: ``nova-manage volume_attachment refresh`` from
+#: Xena (facts §4.8), before it the runbook's restart of tgtd on the new controller
+REFRESH_WAY: tuple[Era, ...] = (Era("havana", "wallaby", "tgtd"), Era("xena", None, "nova-manage"))
+
+
+def refresh_attachments_step(jump: Jump) -> Step:
+    way = releases.pick(REFRESH_WAY, jump.target)
+
+    def attached(ctx: Any) -> list[tuple[str, str, str]]:
+        """(instance, volume, connector JSON) of the shut-off instances' attachments to the old host's
+        volumes, read on the target's imported copy."""
+        st = ctx.services[NAME]
+        # update_host has moved them to new_host on the target's copy when the name changes
+        host = st.options.get("new_host") or st.options.get("old_host") or ""
+        if not host:
+            return []
+        vols = volumes.on_host(ctx.target.db, st.db_name, host, _nova_dbs(ctx))
+        if not mysql.table_columns(ctx.target.db, st.db_name, "volume_attachment"):
+            return []
+        out = []
+        for v in vols:
+            for inst in v.instances:
+                if not inst.shut_off:
+                    continue
+                rows = mysql.query(ctx.target.db, "SELECT connector FROM volume_attachment WHERE deleted=0 AND "
+                                                  "volume_id=%s AND instance_uuid=%s", (v.id, inst.uuid),
+                                   db=st.db_name)
+                out.append((inst.uuid, v.id, str(next((r[0] for r in rows if r[0]), "") or "")))
+        return out
+
+    def run(ctx: Any) -> Result:
+        if not moves(ctx):
+            return {"moved": False}
+        t = ctx.target
+        if way == "tgtd":
+            control.stop(t, "tgtd")
+            control.start(t, "tgtd")
+            return {"moved": True, "way": "tgtd restarted"}
+        done, left = [], []
+        for inst, vol, connector in attached(ctx):
+            if not connector:
+                left.append({"instance": inst, "volume": vol, "why": "cinder holds no connector of its host"})
+                continue
+            d = t.host.private_tmpdir()
+            path = f"{d}/connector.json"
+            t.host.write_bytes(path, connector.encode(), mode=0o600)
+            try:
+                run_cmd(t, REFRESH, {"instance": inst, "volume": vol, "connector": path})
+            finally:
+                t.host.remove(path)
+                t.host.remove(d)
+            done.append({"instance": inst, "volume": vol})
+        return {"moved": True, "way": "nova-manage volume_attachment refresh", "refreshed": done, "left": left}
+
+    def commands(ctx: Any) -> list[str]:
+        if not moves(ctx):
+            return ["(iSCSI target address unchanged: no attachment to refresh)"]
+        if way == "tgtd":
+            return [f"target: restart tgtd   # {jump.target}: the exports are read again, as the runbook does"]
+        fill = {"instance": "INSTANCE", "volume": "VOLUME",
+                "connector": "<0600 file: the connector cinder holds for the attachment>"}
+        return [f"target: {shown(REFRESH, ctx.target, fill)}   # for each shut-off instance's attachment to the "
+                "old host's volumes"]
+
+    # the refresh asks the new cinder for a connection: it runs once cinder serves on the target; the
+    # imported databases (cinder's and nova's) are restored whole by the imports' undo
+    return Step(f"{NAME}.refresh_attachments", "attachments_refreshed", run, host="target", commands=commands,
+                kind="fixup", requires=("nova:schema",),
+                describe="refresh the attachments of the moved storage address (nova-manage volume_attachment "
+                         "refresh from Xena, tgtd restart before)")
+
+
+# ---------------------------------------------------------------------- the old host's services
+SERVICE_REMOVE = releases.Cmd("cinder-manage", ("--config-file", "{etc}/cinder/cinder.conf", "service", "remove",
+                                                "{binary}", "{host}"))
+
+
+def remove_old_services_step() -> Step:
+    """``cinder-manage service remove`` of every service row of the old host on the target (its old
+    versions make the new services fail with ServiceTooOld, facts §7.1); undo puts the rows back."""
+
+    def old_rows(ctx: Any) -> tuple[list[str], list[tuple]]:
+        st = ctx.services[NAME]
+        old, new = st.options.get("old_host") or "", st.options.get("new_host") or ""
+        if not old or old == new:
+            return [], []
+        cols = mysql.table_columns(ctx.target.db, st.db_name, "services")
+        rows = mysql.query(ctx.target.db, "SELECT * FROM services WHERE deleted=0 AND (host=%s OR host LIKE %s) "
+                                          "ORDER BY id", (old, f"{old}@%"), db=st.db_name)
+        return cols, rows
+
+    def run(ctx: Any) -> Result:
+        cols, rows = old_rows(ctx)
+        # the whole rows, first (a kill after a remove must not lose them): no secret in them
+        first, art = keep_before(ctx, f"{NAME}.remove_old_services", "services-before",
+                                 {str(r[cols.index("id")]): [None if x is None else str(x) for x in r] for r in rows})
+        removed = []
+        for r in rows:
+            binary, host = r[cols.index("binary")], r[cols.index("host")]
+            run_cmd(ctx.target, SERVICE_REMOVE, {"binary": binary, "host": host})
+            removed.append({"binary": binary, "host": host})
+        return {"removed": removed, "columns": cols, "ids": sorted(first), "artifact": art}
+
+    def undo(ctx: Any, result: Result | None) -> None:
+        if not result or not result.get("ids"):
+            return  # interrupted before anything was removed, or nothing to remove; import_db's undo covers the rest
+        rows = load_before(ctx, result["artifact"], f"{NAME}.remove_old_services")
+        cols = result["columns"]
+        names = ", ".join(mysql.quote_ident(c) for c in cols)
+        marks = ", ".join(["%s"] * len(cols))
+        update = ", ".join(f"{mysql.quote_ident(c)}=VALUES({mysql.quote_ident(c)})" for c in cols)
+        conn = mysql.connect(ctx.target.db, ctx.services[NAME].db_name)
+        try:  # the target's database only: the source's was never written. In place, not REPLACE: the
+            # soft-deleted row stays the parent of its volumes (volumes.service_uuid)
+            with conn.cursor() as cur:
+                for values in rows.values():
+                    cur.execute(f"INSERT INTO services ({names}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {update}",
+                                values)
+        finally:
+            conn.close()
+
+    def commands(ctx: Any) -> list[str]:
+        st = ctx.services[NAME]
+        old, new = st.options.get("old_host") or "", st.options.get("new_host") or ""
+        if not old or old == new:
+            return ["(host name unchanged: the new services take over the old rows)"]
+        return [shown(SERVICE_REMOVE, ctx.target, {"binary": "BINARY", "host": f"{old}[@BACKEND]"})
+                + "   # for each service row of the old host, after the old controller stopped; the rows are "
+                  "kept in the vault for revert"]
+
+    return Step(f"{NAME}.remove_old_services", "old_services_removed", run, undo, host="target", commands=commands,
+                kind="fixup", describe="remove the old host's cinder service rows (cinder-manage service remove) "
+                                       "so the new services do not fail with ServiceTooOld")
+
 
 SPEC = ServiceSpec(
     name=NAME, order=60, steps=steps, tool="cinder-manage",
-    # the runbook starts api, volume, scheduler; upstream: scheduler, volume, backup, api (§7.1)
-    units=(Era("havana", None, ("openstack-cinder-api", "openstack-cinder-scheduler", "openstack-cinder-volume")),),
+    # the runbook starts api, volume, scheduler; upstream: scheduler, volume, backup, api (§7.1);
+    # cinder-backup exists in every release of the table (since Grizzly)
+    units=(Era("havana", None, ("openstack-cinder-api", "openstack-cinder-backup", "openstack-cinder-scheduler",
+                                "openstack-cinder-volume")),),
     databases=(Era("havana", None, (("main", "{name}", "database"),)),),
     config_files=(Era("havana", None, ("cinder.conf",)),),
     schema=(
@@ -280,10 +527,19 @@ SPEC = ServiceSpec(
         Option("iscsi_address_to", str, "", "the new iSCSI target address; when it differs, cinder.conf, "
                                             "provider_location and every connection_info are rewritten"),
         Option("nova_db_name", str, "nova", "nova's cell database holding block_device_mapping"),
-        Option("volumes", list, [], "volume data to copy: [{source = \"/dev/...\", target = \"/dev/...\"}] or "
-                                    "[{source = ..., target_vg = \"cinder-volumes\"}] (same size, sha256 "
-                                    "checked)", "a list of tables"),
+        Option("copy_volumes", bool, False, "copy the blocks of every volume cinder's database holds on old_host "
+                                            "to a same-size volume on the target (sha256 checked); refused while "
+                                            "an instance that is not shut off has one attached"),
+        Option("volume_dir", str, "/dev/cinder-volumes", "where the source holds the volumes' block devices "
+                                                         "(volume-<id>, cinder's volume_name_template)"),
+        Option("target_volume_dir", str, "", "where the target holds them (empty: volume_dir); a missing one is "
+                                             "created with lvcreate when this is /dev/<volume group>"),
+        Option("tgt_control_port", int, 0, "the management port of the source's tgtd (tgtadm -C); 0: its default"),
     ),
-    fixups=(Era("havana", None, ("rewrite_iscsi", "update_host", "transfer_volumes")),),
+    # `cinder-manage service remove` exists from Liberty (facts §7.1)
+    fixups=(Era("havana", "kilo", ("rewrite_iscsi", "update_host", "stop_exports", "transfer_volumes",
+                                   "refresh_attachments")),
+            Era("liberty", None, ("rewrite_iscsi", "update_host", "remove_old_services", "stop_exports",
+                                  "transfer_volumes", "refresh_attachments"))),
     idle_writes={"services": ("updated_at", "report_count")},  # the heartbeat
 )

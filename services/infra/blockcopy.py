@@ -90,8 +90,10 @@ def pump(src: Any, host: Host, dev: str, size: int) -> str:
     return h.hexdigest()
 
 
-def transfer_step(name: str, volumes: Any) -> Step:
-    """``volumes(ctx)`` -> [{"source": dev, "target": dev} | {"source": dev, "target_vg": vg}]."""
+def transfer_step(name: str, volumes: Any, shown: Any = None) -> Step:
+    """``volumes(ctx)`` -> [{"source": dev, "target": dev} | {"source": dev, "target_vg": vg}] (with both
+    target and target_vg, the target is created in the group when it does not exist); ``shown(ctx)``
+    the same for `upgrade plan` when the list is only known at run time (read from a database)."""
 
     def target_of(v: dict[str, str]) -> str:
         return v.get("target") or f"/dev/{v['target_vg']}/{os.path.basename(v['source'])}"
@@ -104,7 +106,7 @@ def transfer_step(name: str, volumes: Any) -> Step:
             size = size_of(s.host, src)
             entry: dict[str, Any] = {"source": src, "target": dst, "bytes": size, "created": False}
             if v.get("target_vg") and not t.host.exists(dst):
-                lv = os.path.basename(src)
+                lv = os.path.basename(dst)
                 check(t.host, ["lvcreate", "-y", "-L", f"{size}b", "-n", lv, v["target_vg"]],
                       f"creating {dst}")
                 entry["created"] = True
@@ -153,15 +155,15 @@ def transfer_step(name: str, volumes: Any) -> Step:
 
     def commands(ctx: Any) -> list[str]:
         out = []
-        for v in volumes(ctx):
+        for v in (shown or volumes)(ctx):
             src, dst = v["source"], target_of(v)
             out.append(f"source: blockdev --getsize64 {src}")
             if v.get("target_vg"):
-                out.append(f"target: lvcreate -y -L <that size>b -n {os.path.basename(src)} {v['target_vg']}"
+                out.append(f"target: lvcreate -y -L <that size>b -n {os.path.basename(dst)} {v['target_vg']}"
                            "   # if it does not exist")
             out.append(f"source: {command_text(read_argv(src))} | sha256 | target: {command_text(write_argv(dst))}")
             out.append(f"target: dd if={dst} | sha256sum   # equal to the stream's")
-        return out or ["(no volumes in the plan: nothing to copy)"]
+        return out or ["(no volume copy in the plan)"]
 
     return Step(f"{name}.transfer_volumes", "volumes_transferred", run, undo, host="target", commands=commands,
                 kind="copy",
