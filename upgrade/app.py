@@ -254,7 +254,9 @@ def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, obse
                          from_release=plan.from_release, to_release=plan.to_release,
                          artifact_root=plan.artifact_dir, progress=progress)
     machines = service_machines(plan)
-    extra, groups = fleet.machines(plan)  # the IP switchover, then the compute hosts (in parallel)
+    stoppers = tuple(n for n in plan.services if n not in AFTER_COMPUTES
+                     and any("source_units" in s.provides for s in machines[n].steps))
+    extra, groups = fleet.machines(plan, stoppers)  # the IP switchover, then the compute hosts (in parallel)
     overlap = overlap_group({n: m.steps for n, m in machines.items()}, plan.service_pool)
     if overlap is not None:
         groups = [overlap, *groups]

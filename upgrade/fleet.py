@@ -12,7 +12,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from services.fleet import compute, network
+from services.fleet import addrconfig, compute, network
 from statemachine.machine import ServiceMachine
 from statemachine.runner import ParallelGroup
 from statemachine.step import StepError
@@ -23,13 +23,15 @@ if TYPE_CHECKING:
     from upgrade.plan import Plan
 
 
-def machines(plan: Plan) -> tuple[list[ServiceMachine], list[ParallelGroup]]:
+def machines(plan: Plan, stoppers: tuple[str, ...] = ()) -> tuple[list[ServiceMachine], list[ParallelGroup]]:
+    """*stoppers*: the service machines that stop units on the old controller (before the switchover),
+    which the network machine disables there after it."""
     out: list[ServiceMachine] = []
     groups: list[ParallelGroup] = []
     if plan.network is not None:
         spec = plan.network.check_from
         check = hosts.connect(spec, f"check:{spec.alias or spec.url}")
-        out.append(network.machine(plan.network.settings, check))
+        out.append(network.machine(plan.network.settings, check, stoppers))
     comp = [compute.machine(c.settings, hosts.connect(c.host, f"compute:{c.settings.name}")) for c in plan.computes]
     if comp:
         groups.append(ParallelGroup(frozenset(m.name for m in comp), plan.compute_pool))
@@ -64,3 +66,27 @@ def preflight_hosts(plan: Plan) -> None:
     if errors:
         more = f" (and {len(errors) - 1} more host(s) unreachable)" if len(errors) > 1 else ""
         raise UserError(f"{errors[0]}{more} — nothing was changed (plan {plan.path})")
+
+
+def address_problems(plan: Plan) -> list[tuple[str, str]]:
+    """Why the plan's addresses cannot leave the old controller for good (an HA manager owns them, or a
+    network configuration the tool does not edit names them), as (problem, fix) pairs. Read-only."""
+    if plan.network is None:
+        return []
+    spec = plan.source
+    name = f"source:{(spec.host_spec and spec.host_spec.alias) or spec.host}"
+    source = hosts.connect(spec.host_spec or spec.host, name)
+    return addrconfig.problems(source, plan.network.settings.addresses)
+
+
+def refuse_address_problems(plan: Plan) -> None:
+    """Before `upgrade run` writes anything: the moved addresses can be removed from the old controller
+    for good (exit 2 naming the file or the daemon, and the fix)."""
+    try:
+        found = address_problems(plan)
+    except StepError as exc:
+        raise UserError(f"cannot read the old controller's network configuration: {exc} — nothing was changed "
+                        f"(plan {plan.path})") from None
+    if found:
+        raise UserError("the switchover could not keep the old controller from taking its addresses back — "
+                        "nothing was changed:\n" + "\n".join(f"  {p} — {fix}" for p, fix in found))
