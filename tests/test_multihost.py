@@ -283,7 +283,7 @@ def test_ip_switchover_seen_from_a_compute_host_and_reverted(lab, tmp_path):
         events = journal_events(lab.dir / "journal")
         disabled = next(json.loads(e["result"]) for e in events
                         if e["step"] == "network.old_units.disable" and e["kind"] == "done")
-        assert disabled == {"disabled": [{"unit": "keystone", "before": "enabled", "actions": ["disable", "mask"]}]}
+        assert disabled["disabled"] == [{"unit": "keystone", "before": "enabled", "actions": ["disable", "mask"]}]
         res = tool(lab, "revert", "--journal", str(lab.dir / "journal"))
         assert res.returncode == 0, res.stderr
         # revert: exactly what the run disabled is enabled again, the file has its bytes back
@@ -448,19 +448,22 @@ def test_address_managed_by_keepalived_is_refused(shared_lab, tmp_path):
     old_etc, source_db = tree(lab.upper("oldctl") / "keystone"), checksums(lab, "oldctl")
     daemon = None
     try:
-        res = tool(lab, "check", str(plan))
+        res = tool(lab, "check", str(plan), "-f", "json")
         assert res.returncode == 2, res.stdout
-        assert f"{conf} on oldctl names {VIP}" in res.stdout, res.stdout
+        failed = [r for r in json.loads(res.stdout) if r["status"] == "FAIL"]
+        assert [r["check"] for r in failed] == ["address config"], failed
+        assert failed[0]["detail"].startswith(f"{conf} on source:oldctl names {VIP} (management)"), failed
+        assert "keepalived/pacemaker" in failed[0]["remedy"], failed
         res = tool(lab, "run", str(plan))
         assert res.returncode == 2, res.stderr
-        assert f"{conf} on oldctl names {VIP}" in res.stderr and "nothing was changed" in res.stderr, res.stderr
+        assert f"{conf} on source:oldctl names {VIP}" in res.stderr and "nothing was changed" in res.stderr, res.stderr
         lab.inside("oldctl", ["rm", "-f", conf])
         # no config names it, but the daemon runs (a process named keepalived, started detached in oldctl)
         daemon = lab.inside("oldctl", ["sh", "-c", "cp /bin/sleep /tmp/keepalived && "
                                                    "setsid /tmp/keepalived 600 >/dev/null 2>&1 & echo $!"])
         res = tool(lab, "run", str(plan))
         assert res.returncode == 2, res.stderr
-        assert "keepalived run(s) on oldctl" in res.stderr, res.stderr
+        assert "keepalived run(s) on source:oldctl" in res.stderr, res.stderr
     finally:
         lab.inside("oldctl", ["rm", "-f", conf])
         if daemon is not None and daemon.stdout.strip():

@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from services.fleet import addrconfig, compute, network
+from services.infra import enablement
+from services.infra.settings import Side
 from statemachine.machine import ServiceMachine
 from statemachine.runner import ParallelGroup
 from statemachine.step import StepError
@@ -76,7 +78,19 @@ def address_problems(plan: Plan) -> list[tuple[str, str]]:
     spec = plan.source
     name = f"source:{(spec.host_spec and spec.host_spec.alias) or spec.host}"
     source = hosts.connect(spec.host_spec or spec.host, name)
-    return addrconfig.problems(source, plan.network.settings.addresses)
+    out = addrconfig.problems(source, plan.network.settings.addresses)
+    # after the switchover the units stopped there are disabled: the controller's own means must say
+    # whether one starts at boot now, not only after the run stopped it (a template without the verbs)
+    side = Side(role="source", host=source, etc=spec.etc, lib=spec.lib, bin=spec.bin, db=spec.db,
+                control=spec.control, log=spec.log)
+    for unit in dict.fromkeys(s.unit for s in plan.service_settings.values() if s.unit):
+        try:
+            enablement.state(side, unit)
+        except StepError as exc:
+            out.append((f"{exc}", "the switchover disables the units it stopped on the old controller: give its "
+                                  "control the verbs is-enabled, disable, mask, enable and unmask (systemctl's), "
+                                  "or use service_control = \"systemd\" or \"sysvinit\""))
+    return out
 
 
 def refuse_address_problems(plan: Plan) -> None:
