@@ -375,8 +375,8 @@ def shared_lab(hostlab_snapshot, tmp_path_factory):
         yield running
 
 
-@pytest.mark.parametrize("point", ["network.management.remove_old:inside", "network.management.add_new:inside",
-                                   "network.management.announce:before"])
+@pytest.mark.parametrize("point", ["network.management.remove_old:inside", "network.management.persist:inside",
+                                   "network.management.add_new:inside", "network.management.announce:before"])
 def test_killed_during_the_ip_move_resume_then_revert(shared_lab, tmp_path, point):
     """SIGKILL mid-move: the address is on at most one controller; resume puts it on newctl, revert on oldctl.
 
@@ -388,15 +388,21 @@ def test_killed_during_the_ip_move_resume_then_revert(shared_lab, tmp_path, poin
     shutil.copyfile(lab.plan, plan)
     shutil.copyfile(lab.dir / "dump.key", tmp_path / "dump.key")
     (tmp_path / "dump.key").chmod(0o600)
+    write_inside(lab, "oldctl", "/etc/network/interfaces", INTERFACES)
     res = tool(lab, "run", str(plan), failpoint=point)
     assert res.returncode == -signal.SIGKILL, res.stderr
     assert len(vip_holders(lab)) <= 1
     res = tool(lab, "resume", "--journal", str(journal))
     assert res.returncode == 0, res.stderr
     assert vip_holders(lab) == ["newctl"] and who_answers(lab) == "newctl"
+    assert VIP.encode() + b"/24" not in b"".join(ln for ln in read_inside(lab, "oldctl", "/etc/network/interfaces")
+                                                 .splitlines() if not ln.startswith(b"#"))
+    assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "masked"
     res = tool(lab, "revert", "--journal", str(journal))
     assert res.returncode == 0, res.stderr
     assert vip_holders(lab) == ["oldctl"] and who_answers(lab) == "oldctl"
+    assert read_inside(lab, "oldctl", "/etc/network/interfaces") == INTERFACES  # restored, even after a kill
+    assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "enabled"
     assert lab.query("newctl", "SELECT @@hostname")  # still serving
     dones = [e["step"] for e in journal_events(journal) if e["kind"] == "done"]
     assert len(dones) == len(set(dones))  # no committed step ran twice

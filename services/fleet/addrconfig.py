@@ -23,12 +23,9 @@ import hashlib
 import re
 import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from services.infra.host import Host, check
-
-if TYPE_CHECKING:  # network.py imports this module
-    from services.fleet.network import AddressMove
 
 MARK = "#osu-removed# "
 IFUPDOWN = ("/etc/network/interfaces", "/etc/network/interfaces.d/*")
@@ -41,6 +38,22 @@ HA_CONFIGS = ("/etc/keepalived/keepalived.conf", "/etc/keepalived/conf.d/*", "/e
 HA_DAEMONS = ("keepalived", "pacemakerd", "corosync")
 _HOOK = re.compile(rb"^\s*(pre-up|up|post-up|down|pre-down|post-down)\s")
 _STANZA = re.compile(rb"^\s*(iface|mapping|auto|allow-\S+|source|source-directory)\b")
+
+
+class AddressMove(Protocol):
+    """What this module reads of ``services.fleet.network.AddressMove`` (which imports this module)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def ip(self) -> str: ...
 
 
 def _mentions(ip: str) -> re.Pattern[bytes]:
