@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from scripts.lab import svc
-from services.fleet.addrconfig import MARK, ifupdown_edit
+from services.fleet.addrconfig import MARK, ifupdown_edit, unmarked
 from services.fleet.network import AddressMove
 from services.infra import broker
 from tests.conftest import upgrade_in_process
@@ -81,3 +81,10 @@ def test_amqp_broker_key_is_validated(tmp_path, value):
                     f'[amqp]\nbroker = "{value}"\n')
     res = upgrade_in_process("run", str(plan))
     assert res.returncode == 2 and f"`amqp.broker` is {value!r}; expected HOST or HOST:PORT" in res.stderr, res.stderr
+
+
+def test_an_edit_made_again_after_a_kill_finds_the_file_as_it_was():
+    edit = ifupdown_edit("/etc/network/interfaces", HOOKS, MOVE)
+    assert unmarked(edit.after) == HOOKS
+    again = ifupdown_edit("/etc/network/interfaces", unmarked(edit.after), MOVE)
+    assert again.after == edit.after

@@ -146,14 +146,22 @@ def persist_removal(host: Host, move: AddressMove) -> list[dict]:
     done = []
     for f in files_naming(host, move.ip, IFUPDOWN):
         data = host.read_bytes(f)
-        edit = ifupdown_edit(f, data, move)
+        # a step killed after its write runs again: the file as it was is the one without the tool's marks
+        before = unmarked(data)
+        edit = ifupdown_edit(f, before, move)
         if isinstance(edit, str):
             raise ValueError(edit)
         if edit.after != data:
             host.write_bytes(f, edit.after, _mode(host, f))
-        done.append({"file": f, "lines": list(edit.lines), "before_b64": base64.b64encode(data).decode(),
+        done.append({"file": f, "lines": list(edit.lines), "before_b64": base64.b64encode(before).decode(),
                      "after_sha256": hashlib.sha256(edit.after).hexdigest()})
     return done
+
+
+def unmarked(data: bytes) -> bytes:
+    """*data* without the tool's marks: the lines :func:`ifupdown_edit` commented out, as they were."""
+    mark = MARK.encode()
+    return b"".join(ln[len(mark):] if ln.startswith(mark) else ln for ln in data.splitlines(keepends=True))
 
 
 def restore(host: Host, done: list[dict]) -> None:
@@ -176,6 +184,5 @@ def commented_back(host: Host, move: AddressMove) -> list[dict]:
         lines = data.splitlines(keepends=True)
         if not any(_mentions(move.ip).search(ln) for ln in lines if ln.startswith(MARK.encode())):
             continue
-        before = b"".join(ln[len(MARK):] if ln.startswith(MARK.encode()) else ln for ln in lines)
-        out.append({"file": f, "before_b64": base64.b64encode(before).decode()})
+        out.append({"file": f, "before_b64": base64.b64encode(unmarked(data)).decode()})
     return out
