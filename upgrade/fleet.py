@@ -83,7 +83,10 @@ def address_problems(plan: Plan) -> list[tuple[str, str]]:
     # whether one starts at boot now, not only after the run stopped it (a template without the verbs)
     side = Side(role="source", host=source, etc=spec.etc, lib=spec.lib, bin=spec.bin, db=spec.db,
                 control=spec.control, log=spec.log)
-    for unit in dict.fromkeys(s.unit for s in plan.service_settings.values() if s.unit):
+    # (systemctl, chkconfig and update-rc.d have them; an operator's template may not)
+    probe = [] if spec.control.kind != "template" else \
+        [u for s in plan.service_settings.values() for u in (s.options.get("units") or [s.unit]) if u][:1]
+    for unit in probe:
         try:
             enablement.state(side, unit)
         except StepError as exc:
