@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services import registry
-from services.infra import charset, mysql
+from services.infra import broker, charset, mysql
 from services.infra.config import ConfigSyntaxError, sections
 from services.infra.host import Host
 from services.infra.settings import DBEndpoint
@@ -221,3 +221,16 @@ def refused_versions(host: Host, bin_dir: str, services: Iterable[str], release:
         if (why := version_refusal(name, release, version)) is not None:
             out.append(f"{name} {version} on the target {host.name}: {why}")
     return out
+
+
+# ---------------------------------------------------------------------- the message queue
+def source_logins(host: Host, etc: str, names: Iterable[str]) -> list[broker.Login]:
+    """Every transport_url login in the ``*.conf`` files of ``/etc/<name>`` of the services *names* on the
+    source (what the config carry-over takes to the new controller). Read-only."""
+    paths: list[str] = []
+    for name in names:
+        d = f"{etc.rstrip('/')}/{name}"
+        res = host.run(["find", d, "-maxdepth", "1", "-type", "f", "-name", "*.conf"], timeout=60)
+        if res.rc == 0:
+            paths += sorted(res.stdout.split())
+    return broker.config_logins(lambda p: host.read_bytes(p) if host.exists(p) else None, paths)

@@ -33,10 +33,11 @@ def test_clean_lab_passes_every_check_and_changes_nothing(lab, tmp_path):
     expected = {"plan", "release jump", "host source", "host target", "db source", "db target", "db keystone",
                 "keystone target", "keystone source", "space journal", "space target datadir", "charset keystone",
                 "vault key", "journal", "clock source", "clock target", "addresses", "identity db", "identity dirs",
-                "claim", "services", "shipped config files"}
+                "claim", "services", "shipped config files", "amqp"}
     assert set(rows) == expected, rows
-    assert all(s == "OK" for name, (s, _d) in rows.items() if name != "addresses")
+    assert all(s == "OK" for name, (s, _d) in rows.items() if name not in ("addresses", "amqp"))
     assert rows["addresses"] == ("SKIP", "no addresses in the plan")
+    assert rows["amqp"] == ("SKIP", "no transport_url in the source configs of the plan's services")
     assert "29." in rows["keystone target"][1] and "2026.1" in rows["keystone target"][1]
     assert lab.state() == before
     assert not (tmp_path / "journal").exists()

@@ -30,7 +30,18 @@ OLD, NEW = "2025.2", "2026.1"
 HEADS_NEW = {"742c857f1dfb", "c88cdce8f248"}
 VIP = hostlab.VIP
 NETWORK_STEPS = ["network.nonlocal_bind"] + [f"network.management.{s}" for s in
-                                             ("record", "remove_old", "add_new", "announce", "check")]
+                                             ("record", "remove_old", "persist", "add_new", "announce", "check")] \
+    + ["network.old_units.record", "network.old_units.disable"]
+#: oldctl's ifupdown file naming the management address as an alias stanza (written by the tests that need it)
+INTERFACES = f"""auto lo
+iface lo inet loopback
+
+auto eth0:1
+iface eth0:1 inet static
+    address {VIP}/24
+
+# the host's own address comes from the lab
+""".encode()
 
 
 # ---------------------------------------------------------------------- fixtures (hostlab_snapshot: conftest)
@@ -119,6 +130,23 @@ def tree(root: Path) -> dict[str, tuple[str, int, int, int]]:
         kind = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
         out[str(p.relative_to(root))] = (kind, st.st_mode & 0o7777, st.st_uid, st.st_gid)
     return out
+
+
+def write_inside(lab: hostlab.Lab, host: str, path: str, data: bytes) -> None:
+    res = subprocess.run(["nsenter", "-t", str(lab.pid1(host)), "-a", "-r", "-w", "sh", "-c",
+                          'mkdir -p "$(dirname "$1")" && cat > "$1"', "sh", path], input=data, capture_output=True)
+    assert res.returncode == 0, res.stderr
+
+
+def read_inside(lab: hostlab.Lab, host: str, path: str) -> bytes:
+    return subprocess.run(["nsenter", "-t", str(lab.pid1(host)), "-a", "-r", "-w", "cat", path],
+                          capture_output=True, check=True).stdout
+
+
+def svc_inside(lab: hostlab.Lab, host: str, *args: str) -> subprocess.CompletedProcess:
+    """The lab supervisor of *host*, as the tool drives it over SSH."""
+    return lab.inside(host, ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.svc", "--root", "/",
+                             *args])
 
 
 def heads(lab: hostlab.Lab, host: str) -> set[str]:
@@ -231,6 +259,8 @@ def test_ip_switchover_seen_from_a_compute_host_and_reverted(lab, tmp_path):
               "        fh.flush(); time.sleep(0.02)\n")
     proc = subprocess.Popen(["ip", "netns", "exec", lab.ns("compute1"), sys.executable, "-c", poller, str(out),
                              str(stop), f"http://{VIP}:8080/"])
+    write_inside(lab, "oldctl", "/etc/network/interfaces", INTERFACES)
+    assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "enabled"
     try:
         wait_for("a first answer", lambda: out.exists() and out.read_text().strip())
         res = tool(lab, "run", str(lab.plan))
@@ -238,9 +268,27 @@ def test_ip_switchover_seen_from_a_compute_host_and_reverted(lab, tmp_path):
         after_run = out.read_text().split("\n")
         st = tool(lab, "status", "--journal", str(lab.dir / "journal"), "-f", "json")
         machines = {s["service"]: s for s in json.loads(st.stdout)["services"]}
-        assert machines["network"]["last_step"] == "network.management.check", machines
+        assert machines["network"]["last_step"] == "network.old_units.disable", machines
+        # the old controller cannot come back by itself: the address is out of its ifupdown file (the alias
+        # stanza commented out), keystone is disabled and masked, and a boot of the host leaves it stopped
+        persisted = read_inside(lab, "oldctl", "/etc/network/interfaces")
+        assert [ln for ln in persisted.splitlines() if VIP.encode() in ln] == [f"#osu-removed#     address {VIP}/24"
+                                                                               .encode()]
+        assert b"\n#osu-removed# auto eth0:1\n#osu-removed# iface eth0:1 inet static\n" in persisted
+        assert persisted.startswith(b"auto lo\n") and b"\n# the host's own address comes from the lab\n" in persisted
+        assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "masked"
+        assert svc_inside(lab, "oldctl", "start", "keystone").returncode == 1  # masked: not even by hand
+        booted = svc_inside(lab, "oldctl", "boot", "keystone")
+        assert booted.returncode == 0 and "started nothing" in booted.stderr, booted.stderr
+        events = journal_events(lab.dir / "journal")
+        disabled = next(json.loads(e["result"]) for e in events
+                        if e["step"] == "network.old_units.disable" and e["kind"] == "done")
+        assert disabled["disabled"] == [{"unit": "keystone", "before": "enabled", "actions": ["disable", "mask"]}]
         res = tool(lab, "revert", "--journal", str(lab.dir / "journal"))
         assert res.returncode == 0, res.stderr
+        # revert: exactly what the run disabled is enabled again, the file has its bytes back
+        assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "enabled"
+        assert read_inside(lab, "oldctl", "/etc/network/interfaces") == INTERFACES
         polled = len(out.read_text().splitlines())
         wait_for("the client's next answer, from oldctl", lambda: any(
             line.endswith(" oldctl") for line in out.read_text().splitlines()[polled:]))
@@ -327,8 +375,8 @@ def shared_lab(hostlab_snapshot, tmp_path_factory):
         yield running
 
 
-@pytest.mark.parametrize("point", ["network.management.remove_old:inside", "network.management.add_new:inside",
-                                   "network.management.announce:before"])
+@pytest.mark.parametrize("point", ["network.management.remove_old:inside", "network.management.persist:inside",
+                                   "network.management.add_new:inside", "network.management.announce:before"])
 def test_killed_during_the_ip_move_resume_then_revert(shared_lab, tmp_path, point):
     """SIGKILL mid-move: the address is on at most one controller; resume puts it on newctl, revert on oldctl.
 
@@ -340,15 +388,21 @@ def test_killed_during_the_ip_move_resume_then_revert(shared_lab, tmp_path, poin
     shutil.copyfile(lab.plan, plan)
     shutil.copyfile(lab.dir / "dump.key", tmp_path / "dump.key")
     (tmp_path / "dump.key").chmod(0o600)
+    write_inside(lab, "oldctl", "/etc/network/interfaces", INTERFACES)
     res = tool(lab, "run", str(plan), failpoint=point)
     assert res.returncode == -signal.SIGKILL, res.stderr
     assert len(vip_holders(lab)) <= 1
     res = tool(lab, "resume", "--journal", str(journal))
     assert res.returncode == 0, res.stderr
     assert vip_holders(lab) == ["newctl"] and who_answers(lab) == "newctl"
+    assert VIP.encode() + b"/24" not in b"".join(ln for ln in read_inside(lab, "oldctl", "/etc/network/interfaces")
+                                                 .splitlines() if not ln.startswith(b"#"))
+    assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "masked"
     res = tool(lab, "revert", "--journal", str(journal))
     assert res.returncode == 0, res.stderr
     assert vip_holders(lab) == ["oldctl"] and who_answers(lab) == "oldctl"
+    assert read_inside(lab, "oldctl", "/etc/network/interfaces") == INTERFACES  # restored, even after a kill
+    assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "enabled"
     assert lab.query("newctl", "SELECT @@hostname")  # still serving
     dones = [e["step"] for e in journal_events(journal) if e["kind"] == "done"]
     assert len(dones) == len(set(dones))  # no committed step ran twice
@@ -382,6 +436,47 @@ def test_target_that_is_the_old_controller_over_ssh_is_refused(shared_lab, tmp_p
     assert tree(lab.upper("oldctl") / "keystone") == old_etc and checksums(lab, "oldctl") == source_db
     assert not lab.query("newctl", "SHOW DATABASES LIKE 'openstack_upgrade'")
     assert not any((lab.upper(h, "varlib") / "openstack-upgrade.claim").exists() for h in ("oldctl", "newctl"))
+    assert not (tmp_path / "journal").exists()
+    assert vip_holders(lab) == ["oldctl"] and who_answers(lab) == "oldctl"
+
+
+def test_address_managed_by_keepalived_is_refused(shared_lab, tmp_path):
+    """keepalived's config naming the management address, then a running keepalived: `check` and `run`
+    refuse (exit 2) naming the file or the daemon; nothing changes on either controller."""
+    lab = shared_lab
+    shutil.copyfile(lab.dir / "dump.key", tmp_path / "dump.key")
+    (tmp_path / "dump.key").chmod(0o600)
+    plan = tmp_path / "plan.toml"
+    shutil.copyfile(lab.plan, plan)
+    conf = "/etc/keepalived/keepalived.conf"
+    write_inside(lab, "oldctl", conf, f"vrrp_instance VI_1 {{\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+                 .encode())
+    old_etc, source_db = tree(lab.upper("oldctl") / "keystone"), checksums(lab, "oldctl")
+    daemon = None
+    try:
+        res = tool(lab, "check", str(plan), "-f", "json")
+        assert res.returncode == 2, res.stdout
+        failed = [r for r in json.loads(res.stdout) if r["status"] == "FAIL"]
+        assert [r["check"] for r in failed] == ["address config"], failed
+        assert failed[0]["detail"].startswith(f"{conf} on source:oldctl names {VIP} (management)"), failed
+        assert "keepalived/pacemaker" in failed[0]["remedy"], failed
+        res = tool(lab, "run", str(plan))
+        assert res.returncode == 2, res.stderr
+        assert f"{conf} on source:oldctl names {VIP}" in res.stderr and "nothing was changed" in res.stderr, res.stderr
+        lab.inside("oldctl", ["rm", "-f", conf])
+        # no config names it, but the daemon runs (a process named keepalived, started detached in oldctl)
+        daemon = lab.inside("oldctl", ["sh", "-c", "cp /bin/sleep /tmp/keepalived && "
+                                                   "setsid /tmp/keepalived 600 >/dev/null 2>&1 & echo $!"])
+        res = tool(lab, "run", str(plan))
+        assert res.returncode == 2, res.stderr
+        assert "keepalived run(s) on source:oldctl" in res.stderr, res.stderr
+    finally:
+        lab.inside("oldctl", ["rm", "-f", conf])
+        if daemon is not None and daemon.stdout.strip():
+            lab.inside("oldctl", ["kill", daemon.stdout.strip()])
+    assert tree(lab.upper("oldctl") / "keystone") == old_etc and checksums(lab, "oldctl") == source_db
+    assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "enabled"
+    assert not lab.query("newctl", "SHOW DATABASES LIKE 'openstack_upgrade'")
     assert not (tmp_path / "journal").exists()
     assert vip_holders(lab) == ["oldctl"] and who_answers(lab) == "oldctl"
 

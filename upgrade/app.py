@@ -277,7 +277,9 @@ def run_machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Host] = ho
     switchover, the compute hosts in parallel), then the services that run after the computes (nova-unpin:
     it drops the compute pin once the computes run the new release)."""
     machines = service_machines(plan)
-    extra, groups = fleet.machines(plan, connect=connect)
+    stoppers = tuple(n for n in plan.services if n not in AFTER_COMPUTES
+                     and any("source_units" in s.provides for s in machines[n].steps))
+    extra, groups = fleet.machines(plan, stoppers, connect=connect)
     overlap = overlap_group({n: m.steps for n, m in machines.items()}, plan.service_pool)
     if overlap is not None:
         groups = [overlap, *groups]

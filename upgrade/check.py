@@ -21,12 +21,13 @@ from rich.filesize import decimal
 from journal import vault
 from services import novadb, preflight, registry
 from services.fleet import network as net
+from services.infra import broker
 from services.infra import charset as charset_mod
 from services.infra import identity as ident
 from services.releases import Jump, jump_error
 from services.steps import shipped
 from statemachine.step import StepError
-from upgrade import app, claims, guards, tables, unplanned
+from upgrade import amqpcheck, app, claims, fleet, guards, tables, unplanned
 from upgrade import plan as plan_mod
 from upgrade.errors import BusyError, UserError
 from upgrade.plan import Plan, SideSpec
@@ -422,6 +423,17 @@ def addresses(plan: Plan) -> Iterator[Result]:
                 yield Result(f"address {m.name}", OK, f"{m.address} on {src.name} {m.device}, free on {dst.name}")
     except StepError as exc:
         yield Result("addresses", FAIL, str(exc), "make both controllers reachable, then check again")
+    try:
+        found = fleet.address_problems(plan)
+    except StepError as exc:
+        yield Result("address config", FAIL, f"cannot read the old controller's network configuration: {exc}",
+                     "make the old controller reachable, then check again")
+        return
+    for problem, fix in found:
+        yield Result("address config", FAIL, problem, fix)
+    if not found:
+        yield Result("address config", OK, "no HA manager, and the old controller's network configuration "
+                                           "(if it names the addresses) is one the switchover edits")
 
 
 def unplanned_services(plan: Plan) -> Iterator[Result]:
@@ -481,9 +493,33 @@ def volumes_in_use(plan: Plan) -> Iterator[Result]:
                                     "has one attached)")
 
 
+def message_queue(plan: Plan) -> Iterator[Result]:
+    """Every transport_url the source configs carry over logs in on the new controller's broker, with its
+    vhost and permissions."""
+    try:
+        found = amqpcheck.logins(plan)
+    except StepError as exc:
+        yield Result("amqp", SKIP, f"cannot read the source configs: {exc}")
+        return
+    if not found:
+        yield Result("amqp", SKIP, "no transport_url in the source configs of the plan's services")
+        return
+    if not plan.amqp_broker:
+        yield Result("amqp", SKIP, f"{len(found)} transport_url login(s) in the source configs, not tried: the plan "
+                                   "names no [amqp] broker (the new controller's RabbitMQ)")
+        return
+    problems = broker.problems(found, plan.amqp_broker)
+    for problem, fix in problems:
+        yield Result("amqp", FAIL, problem, fix)
+    if not problems:
+        shown = sorted({lg.shown for lg in found})
+        yield Result("amqp", OK, f"the new controller's broker {plan.amqp_broker} takes {', '.join(shown)} "
+                                 "(login, vhost, configure/write/read)")
+
+
 CHECKS: tuple[Callable[[Plan], Iterator[Result]], ...] = (
     hosts_reachable, db_access, identity, releases, compute_rows, space, charset, key, journal, claim, clock_skew,
-    addresses, unplanned_services, shipped_files, volumes_in_use)
+    addresses, unplanned_services, shipped_files, volumes_in_use, message_queue)
 
 
 def run_checks(path: str | Path) -> list[Result]:

@@ -17,10 +17,12 @@ from journal.store import Journal, JournalError
 from services.infra import identity, writeguard
 from statemachine.runner import RevertFailed, RunFailed
 from upgrade import (
+    amqpcheck,
     app,
     browser,
     check,
     claims,
+    fleet,
     gantt,
     guards,
     hosts,
@@ -131,6 +133,8 @@ def run(plan_path: str, quiet: bool = False) -> int:
     app.preflight_db(plan)
     app.service_machines(plan)  # the steps' declared dependencies hold (a programming error otherwise)
     unplanned.refuse(plan)  # every service the old controller runs is upgraded or ignored (exit 2)
+    fleet.refuse_address_problems(plan)  # the moved addresses can leave the old controller for good (exit 2)
+    amqpcheck.refuse(plan)  # the new broker takes every carried-over transport_url (exit 2)
     ids = claims.guard_identity(plan)  # the target is not the source under another name (exit 2)
     claims.refuse_if_claimed(plan, plan.journal_dir)  # no other run of this cloud (exit 3)
     journal = app.open_journal(plan.journal_dir, app.redactor_for(plan), create=True)

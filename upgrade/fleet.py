@@ -13,7 +13,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from services.fleet import compute, network
+from services.fleet import addrconfig, compute, network
+from services.infra import enablement
+from services.infra.settings import Side
 from statemachine.machine import ServiceMachine
 from statemachine.runner import ParallelGroup
 from statemachine.step import StepError
@@ -24,16 +26,19 @@ if TYPE_CHECKING:
     from upgrade.plan import Plan
 
 
-def machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Any] = hosts.connect,
+def machines(plan: Plan, stoppers: tuple[str, ...] = (),
+             connect: Callable[[hosts.HostSpec, str], Any] = hosts.connect,
              ) -> tuple[list[ServiceMachine], list[ParallelGroup]]:
-    """The machines beyond the services and their parallel groups; *connect* gives each host (`upgrade plan`
-    passes one that records the commands instead of running them)."""
+    """The machines beyond the services and their parallel groups. *stoppers*: the service machines that
+    stop units on the old controller (before the switchover), which the network machine disables there
+    after it; *connect* gives each host (`upgrade plan` passes one that records the commands instead of
+    running them)."""
     out: list[ServiceMachine] = []
     groups: list[ParallelGroup] = []
     if plan.network is not None:
         spec = plan.network.check_from
         check = connect(spec, f"check:{spec.alias or spec.url}")
-        out.append(network.machine(plan.network.settings, check))
+        out.append(network.machine(plan.network.settings, check, stoppers))
     comp = [compute.machine(c.settings, connect(c.host, f"compute:{c.settings.name}")) for c in plan.computes]
     if comp:
         groups.append(ParallelGroup(frozenset(m.name for m in comp), plan.compute_pool))
@@ -68,3 +73,42 @@ def preflight_hosts(plan: Plan) -> None:
     if errors:
         more = f" (and {len(errors) - 1} more host(s) unreachable)" if len(errors) > 1 else ""
         raise UserError(f"{errors[0]}{more} — nothing was changed (plan {plan.path})")
+
+
+def address_problems(plan: Plan) -> list[tuple[str, str]]:
+    """Why the plan's addresses cannot leave the old controller for good (an HA manager owns them, or a
+    network configuration the tool does not edit names them), as (problem, fix) pairs. Read-only."""
+    if plan.network is None:
+        return []
+    spec = plan.source
+    name = f"source:{(spec.host_spec and spec.host_spec.alias) or spec.host}"
+    source = hosts.connect(spec.host_spec or spec.host, name)
+    out = addrconfig.problems(source, plan.network.settings.addresses)
+    # after the switchover the units stopped there are disabled: the controller's own means must say
+    # whether one starts at boot now, not only after the run stopped it (a template without the verbs)
+    side = Side(role="source", host=source, etc=spec.etc, lib=spec.lib, bin=spec.bin, db=spec.db,
+                control=spec.control, log=spec.log)
+    # (systemctl, chkconfig and update-rc.d have them; an operator's template may not)
+    probe = [] if spec.control.kind != "template" else \
+        [u for s in plan.service_settings.values() for u in (s.options.get("units") or [s.unit]) if u][:1]
+    for unit in probe:
+        try:
+            enablement.state(side, unit)
+        except StepError as exc:
+            out.append((f"{exc}", "the switchover disables the units it stopped on the old controller: give its "
+                                  "control the verbs is-enabled, disable, mask, enable and unmask (systemctl's), "
+                                  "or use service_control = \"systemd\" or \"sysvinit\""))
+    return out
+
+
+def refuse_address_problems(plan: Plan) -> None:
+    """Before `upgrade run` writes anything: the moved addresses can be removed from the old controller
+    for good (exit 2 naming the file or the daemon, and the fix)."""
+    try:
+        found = address_problems(plan)
+    except StepError as exc:
+        raise UserError(f"cannot read the old controller's network configuration: {exc} — nothing was changed "
+                        f"(plan {plan.path})") from None
+    if found:
+        raise UserError("the switchover could not keep the old controller from taking its addresses back — "
+                        "nothing was changed:\n" + "\n".join(f"  {p} — {fix}" for p, fix in found))

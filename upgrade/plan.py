@@ -65,6 +65,9 @@ class Plan:
     service_pool: int = 2
     #: services the source runs that the plan leaves alone on purpose, with the reason (``[upgrade] ignore``)
     ignore: dict[str, str] = field(default_factory=dict)
+    #: ``[amqp] broker``: the new controller's RabbitMQ (``host`` or ``host:port``), where every carried-over
+    #: transport_url is tried before anything stops (upgrade/amqpcheck.py); None: not tried
+    amqp_broker: str | None = None
 
     @property
     def secrets(self) -> list[str]:
@@ -157,7 +160,8 @@ def load(path: str | Path) -> Plan:
                         f"most {MAX_DEPTH} levels; fix the file") from None
     hide_from_children(_values(p, raw))
     r = Reader(p, raw, "")
-    r.unknown({"upgrade", "vault", "source", "target", "services", "ssh", "network", "computes", "compute_defaults"})
+    r.unknown({"upgrade", "vault", "source", "target", "services", "ssh", "network", "computes", "compute_defaults",
+               "amqp"})
     u = r.sub("upgrade")
     u.unknown({"from", "to", "services", "journal", "compute_pool", "service_pool", "ignore"})
     src_rel = u.get("from", str, expected='a release like "2025.2"')
@@ -202,8 +206,22 @@ def load(path: str | Path) -> Plan:
         service_settings={s: _service(r, s) for s in ordered}, raw=raw,
         network=network, computes=computes, compute_pool=planhosts.pool(u),
         service_pool=planhosts.pool(u, "service_pool", 2, 8, "services upgraded side by side"),
-        ignore=_ignore(u, ordered),
+        ignore=_ignore(u, ordered), amqp_broker=_amqp(r),
     )
+
+
+def _amqp(r: Reader) -> str | None:
+    """``[amqp] broker = "198.51.100.12"`` (or ``host:port``): the new controller's message queue."""
+    if "amqp" not in r.table:
+        return None
+    a = r.sub("amqp")
+    a.unknown({"broker"})
+    value = a.get("broker", str, expected='the new controller\'s RabbitMQ as this machine reaches it, like '
+                                          '"10.0.0.12" or "10.0.0.12:5672"')
+    host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    if not host or any(c.isspace() for c in value) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise a.err("broker", f"is {value!r}; expected HOST or HOST:PORT")
+    return value
 
 
 def _ignore(u: Reader, services: tuple[str, ...]) -> dict[str, str]:

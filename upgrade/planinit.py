@@ -145,6 +145,8 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
     w.key("network", "check_from", "local", commented=True)
     w.key("network", "nonlocal_bind", False, commented=True)
     w.key("network", "check_timeout", 30, commented=True)
+    w.table("amqp", "Optional.", commented=True)
+    w.key("amqp", "broker", "10.0.0.12", commented=True)
     w.table("compute_defaults", "Optional.", commented=True)
     w.key("compute_defaults", "service_control", lay.control, commented=True)
     w.key("compute_defaults", "control", ["svcctl", "{action}", "{unit}"], commented=True)

@@ -139,6 +139,11 @@ TABLES: tuple[Table, ...] = (
                                                  "services can bind the address before it arrives"),
         Key("check_timeout", "integer", "30", "seconds to wait for the moved address to answer"),
     )),
+    Table("amqp", "the new controller's message queue: every transport_url of the source configs is tried there "
+                  "by `upgrade check` and before `upgrade run` stops anything (leave the table out: not tried)", (
+        Key("broker", "string", None, "the new controller's RabbitMQ as this machine reaches it before the "
+                                      "cut-over: \"HOST\" (each URL's port) or \"HOST:PORT\""),
+    )),
     Table("compute_defaults", "keys every [[computes]] entry inherits", (
         Key("service_control", "string", "\"systemd\"", "as in [source]"),
         Key("control", "list of strings", "(none)", "as in [source]"),
@@ -179,7 +184,8 @@ def table(name: str) -> Table:
 
 def top_level() -> set[str]:
     """The plan's top-level tables."""
-    return {"upgrade", "vault", "source", "target", "services", "ssh", "network", "compute_defaults", "computes"}
+    return {"upgrade", "vault", "source", "target", "services", "ssh", "network", "compute_defaults", "computes",
+            "amqp"}
 
 
 #: the columns of every table of the plan reference

@@ -79,10 +79,10 @@ def controller(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def start(p: dict[str, Any]) -> dict[str, Any]:
-    """MariaDB, the ``units`` asked for (those that ran when the snapshot was taken) and the probe."""
+    """MariaDB, the ``units`` asked for (those that ran when the snapshot was taken) that are enabled, as a
+    booting host would, and the probe."""
     HostMariaDB(p["address"]).start()
-    for unit in p.get("units", ()):
-        svc.start(ROOT, unit)
+    svc.boot(ROOT, list(p.get("units", ())))
     svc.start(ROOT, "whoami")
     return {}
 

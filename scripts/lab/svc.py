@@ -1,11 +1,18 @@
 """The lab's service supervisor: start/stop/status of a controller's services, standing in for systemd.
 
     python -m scripts.lab.svc --root ROOT {start|stop|status} SERVICE
+    python -m scripts.lab.svc --root ROOT {enable|disable|mask|unmask|is-enabled} SERVICE
+    python -m scripts.lab.svc --root ROOT boot SERVICE...
 
 Exit codes follow LSB init scripts, so the tool can drive the lab exactly like a real host's
 service manager: ``start``/``stop`` 0 on success (also when there was nothing to do), 1 on
 failure; ``status`` 0 running and answering, 3 stopped, 1 alive but not answering. Messages
 are one line on stderr.
+
+Enablement follows systemd and persists in the host's ``/etc`` (``ROOT/etc/lab-svc/{disabled,masked}/
+SERVICE``, as systemd keeps its links in ``/etc/systemd/system``): ``is-enabled`` prints ``enabled``,
+``disabled`` or ``masked`` and exits 0 only for ``enabled``; a masked service refuses ``start``;
+``boot`` (what the lab runs when a host comes up) starts only the enabled services it is given.
 
 A service is a detached process (own session, output to ``var/log/<service>/<service>-api.out``)
 whose pid is kept in ``ROOT/run/<service>.pid``; it is found again only through that pid and
@@ -144,6 +151,8 @@ def start(root: Path, service: str) -> int:
     """Launch ``service`` detached and wait until it answers; returns its pid. No-op if already running."""
     root = Path(root).resolve()
     spec = _spec(service)
+    if enablement(root, service) == "masked":
+        raise LabError(f"{service} is masked (`svc unmask {service}` first)")
     desc = layout.read_descriptor(root)
     running = service_pid(root, service)
     if running:
@@ -181,6 +190,38 @@ def start(root: Path, service: str) -> int:
     raise LabError(f"{service} did not answer {url} within {START_TIMEOUT:.0f} s; {log}:\n{tail(log)}")
 
 
+def _mark(root: Path, kind: str, service: str) -> Path:
+    return Path(root) / "etc" / "lab-svc" / kind / service
+
+
+def enablement(root: Path, service: str) -> str:
+    """``masked``, ``disabled`` or ``enabled`` (what ``systemctl is-enabled`` would print)."""
+    root = Path(root).resolve()
+    for kind in ("masked", "disabled"):
+        if _mark(root, kind, service).exists():
+            return kind
+    return "enabled"
+
+
+def set_enablement(root: Path, action: str, service: str) -> None:
+    """enable/disable/mask/unmask, persisted under ROOT/etc (so it survives a reboot of the host)."""
+    kind = {"enable": "disabled", "disable": "disabled", "mask": "masked", "unmask": "masked"}[action]
+    mark = _mark(Path(root).resolve(), kind, service)
+    if action in ("disable", "mask"):
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.write_text(f"{action}d by `svc {action}`\n")
+    else:
+        mark.unlink(missing_ok=True)
+
+
+def boot(root: Path, services: list[str]) -> list[str]:
+    """Start the enabled ones of *services* (a host coming up); returns those started."""
+    started = [s for s in services if enablement(root, s) == "enabled"]
+    for s in started:
+        start(root, s)
+    return started
+
+
 def stop(root: Path, service: str) -> bool:
     """SIGTERM the service's process group, SIGKILL after 15 s; True if it was running."""
     root = Path(root).resolve()
@@ -202,11 +243,30 @@ def status(root: Path, service: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.lab.svc", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, type=Path, help="controller tree (contains lab.json)")
-    parser.add_argument("action", choices=("start", "stop", "status"))
-    parser.add_argument("service", choices=sorted(SERVICES))
+    parser.add_argument("action", choices=("start", "stop", "status", "enable", "disable", "mask", "unmask",
+                                           "is-enabled", "boot"))
+    parser.add_argument("service", nargs="+", choices=sorted(SERVICES))
     args = parser.parse_args(argv)
     root: Path = args.root.resolve()
-    name = args.service
+    if args.action == "boot":
+        try:
+            started = boot(root, args.service)
+        except LabError as exc:
+            print(f"boot failed: {' | '.join(str(exc).splitlines())}", file=sys.stderr)
+            return 1
+        print(f"boot: started {', '.join(started) or 'nothing'}", file=sys.stderr)
+        return 0
+    if len(args.service) != 1:
+        parser.error(f"{args.action} takes one service")
+    name = args.service[0]
+    if args.action == "is-enabled":
+        state = enablement(root, name)
+        print(state)
+        return 0 if state == "enabled" else 1
+    if args.action in ("enable", "disable", "mask", "unmask"):
+        set_enablement(root, args.action, name)
+        print(f"{name}: {enablement(root, name)}", file=sys.stderr)
+        return 0
     try:
         if args.action == "start":
             t0 = time.monotonic()

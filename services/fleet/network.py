@@ -7,11 +7,18 @@ each address, in journal steps of their own (``network.<name>.<action>``):
 2. ``remove_old``: ``ip addr del`` on the old controller, through the old controller's *own*
    admin address (the plan refuses a source host reached through a moved address: deleting the
    address that carries the tool's SSH session would hang it, lab-recipes §13.1);
+   ``persist``: the address leaves the old controller's ifupdown files too, so its next boot does not
+   take it back (``services/fleet/addrconfig.py``; other layouts are refused before the run);
 3. ``add_new``: ``ip addr add`` on the new controller;
 4. ``announce``: gratuitous ARP from the new controller (``arping -U -c 3``), or neighbours keep
    sending to the old MAC for up to ~50 s (§12);
 5. ``check``: from another host (a compute node, or the tool's own host) the address must answer
    ARP from the new controller's MAC — and from no other MAC (no duplicate address).
+
+After every address: ``old_units.record`` reads whether each unit the run stopped on the old
+controller starts at boot, and ``old_units.disable`` disables and masks them
+(``services/infra/enablement.py``): the old controller cannot come back by itself. Undo re-enables
+exactly what was enabled before.
 
 Undo walks back the same way: the address leaves the new controller, returns to the old one,
 which announces it, and the check host sees the old MAC again. At every point a crash leaves the
@@ -28,6 +35,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from services.fleet import addrconfig
+from services.infra import enablement
 from services.infra.context import UpgradeContext
 from services.infra.host import Host, check
 from statemachine import failpoints
@@ -125,7 +134,7 @@ def wait_answering(host: Host, ip: str, mac: str, who: str, timeout: float) -> f
         time.sleep(0.2)
 
 
-def _steps(settings: NetworkSettings, check_host: Host) -> list[Step]:
+def _steps(settings: NetworkSettings, check_host: Host, stoppers: tuple[str, ...] = ()) -> list[Step]:
     steps: list[Step] = []
     if settings.nonlocal_bind:
         key = "net.ipv4.ip_nonlocal_bind"
@@ -145,7 +154,49 @@ def _steps(settings: NetworkSettings, check_host: Host) -> list[Step]:
                           describe=f"sysctl {key}=1 on the new controller"))
     for move in settings.addresses:
         steps += _address_steps(move, settings, check_host)
-    return steps
+    return steps + _old_unit_steps(stoppers)
+
+
+def _old_unit_steps(stoppers: tuple[str, ...]) -> list[Step]:
+    """Disable and mask on the old controller every unit the run stopped there (the ``source_units`` of
+    each machine in *stoppers*), after the switchover: a reboot must not bring the old cloud back."""
+    requires = tuple(f"{m}:source_units" for m in stoppers)
+
+    def stopped(ctx: UpgradeContext) -> list[str]:
+        out: list[str] = []
+        for req in requires:
+            out += [u["unit"] for u in needed(ctx.results, MACHINE, req)["units"] if u["was_running"]]
+        return list(dict.fromkeys(out))
+
+    def record(ctx: UpgradeContext) -> Result:
+        return {"units": [{"unit": u, "before": enablement.state(ctx.source, u)} for u in stopped(ctx)]}
+
+    def disable_run(ctx: UpgradeContext) -> Result:
+        done = []
+        for u in needed(ctx.results, MACHINE, "old_units")["units"]:
+            actions = enablement.disable(ctx.source, u["unit"], u["before"])
+            failpoints.hit(f"{MACHINE}.old_units.disable:inside")
+            done.append({"unit": u["unit"], "before": u["before"], "actions": actions})
+        return {"disabled": done}
+
+    def disable_undo(ctx: UpgradeContext, result: Result | None) -> None:
+        # with or without a result (a crash inside): back to the state recorded before, unit by unit
+        for u in reversed(needed(ctx.results, MACHINE, "old_units")["units"]):
+            enablement.restore(ctx.source, u["unit"], u["before"])
+
+    def commands(ctx: UpgradeContext) -> list[str]:
+        verbs = "chkconfig UNIT off / update-rc.d UNIT disable" if ctx.source.control.kind == "sysvinit" \
+            else "disable + mask"
+        return [f"{verbs}: every unit stopped on the old controller ({', '.join(stoppers) or 'none'})"]
+
+    return [
+        Step(f"{MACHINE}.old_units.record", "old_units_recorded", record, host="source", kind="switch",
+             requires=requires, provides=("old_units",),
+             describe="record which stopped units of the old controller start at boot"),
+        Step(f"{MACHINE}.old_units.disable", "old_units_disabled", disable_run, disable_undo, host="source",
+             kind="switch", requires=("old_units",), commands=commands,
+             describe="disable and mask on the old controller every unit the run stopped"),
+    ]
 
 
 def _address_steps(m: AddressMove, settings: NetworkSettings, check_host: Host) -> list[Step]:
@@ -185,6 +236,19 @@ def _address_steps(m: AddressMove, settings: NetworkSettings, check_host: Host) 
             wait_answering(check_host, m.ip, rec["old_mac"], f"old controller {ctx.source.host.name}",
                            settings.check_timeout)
 
+    def persist(ctx: UpgradeContext) -> Result:
+        try:
+            edited = addrconfig.persist_removal(ctx.source.host, m)
+        except ValueError as exc:  # `upgrade check` and the run's preflight refuse this before anything
+            raise StepError(f"cannot drop {m.address} from the old controller's configuration: {exc}",
+                            host=ctx.source.host.name) from None
+        failpoints.hit(f"{base}.persist:inside")
+        return {"files": edited}
+
+    def persist_undo(ctx: UpgradeContext, result: Result | None) -> None:
+        host = ctx.source.host
+        addrconfig.restore(host, result["files"] if result else addrconfig.commented_back(host, m))
+
     def add_new(ctx: UpgradeContext) -> Result:
         added = add(ctx.target.host, m)
         failpoints.hit(f"{base}.add_new:inside")
@@ -213,6 +277,9 @@ def _address_steps(m: AddressMove, settings: NetworkSettings, check_host: Host) 
         Step(f"{base}.remove_old", f"{m.name}_removed_from_old", remove_old, remove_old_undo, host="source",
              kind="switch", requires=(holder,),
              describe=f"ip addr del {m.address} dev {m.device} on the old controller (via its own address)"),
+        Step(f"{base}.persist", f"{m.name}_removed_from_old_config", persist, persist_undo, host="source",
+             kind="switch",
+             describe=f"comment {m.ip} out of the old controller's /etc/network/interfaces (if it is there)"),
         Step(f"{base}.add_new", f"{m.name}_added_to_new", add_new, add_new_undo, host="target", revert_stops=True,
              kind="switch", requires=(holder,),
              describe=f"ip addr add {m.address} dev {m.device} on the new controller"),
@@ -224,6 +291,7 @@ def _address_steps(m: AddressMove, settings: NetworkSettings, check_host: Host) 
     ]
 
 
-def machine(settings: NetworkSettings, check_host: Host) -> ServiceMachine:
-    """The ``network`` machine: runs after every service machine."""
-    return ServiceMachine(MACHINE, _steps(settings, check_host))
+def machine(settings: NetworkSettings, check_host: Host, stoppers: tuple[str, ...] = ()) -> ServiceMachine:
+    """The ``network`` machine: runs after every service machine; *stoppers* are the machines whose
+    ``source_units`` (the units stopped on the old controller) it disables at the end."""
+    return ServiceMachine(MACHINE, _steps(settings, check_host, stoppers))

@@ -70,8 +70,9 @@ def stop_step(name: str, role: str, units: UnitsFn | None = None) -> Step:
                     command_text(side(ctx).control.argv("stop", unit)) + "   # if it runs"]
         return out
 
+    # the source's: what the switchover disables on the old controller (services/fleet/network.py)
     return Step(f"{name}.stop_{role}", f"{role}_stopped", run, undo, probe, host=role, kind="stop",
-                window="opens" if role == "source" else "",
+                provides=("source_units",) if role == "source" else (), window="opens" if role == "source" else "",
                 describe=f"stop {name} on the {role} controller", commands=commands,
                 prepare=role == "target")  # the new controller serves nothing yet
 

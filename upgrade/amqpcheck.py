@@ -1,0 +1,40 @@
+"""`upgrade check` and `upgrade run` ask the new controller's RabbitMQ to take the carried-over transport_urls.
+
+The plan's ``[amqp] broker`` is the new controller's broker as this machine reaches it before the
+cut-over; every ``transport_url`` in the source configs of the plan's services is tried there
+(``services/infra/broker.py``). Without ``[amqp]`` nothing is tried and `upgrade check` says so.
+"""
+
+from __future__ import annotations
+
+from services import preflight
+from services.infra import broker
+from statemachine.step import StepError
+from upgrade import app
+from upgrade.errors import UserError
+from upgrade.plan import Plan
+
+
+def logins(plan: Plan) -> list[broker.Login]:
+    """The logins of every transport_url in the source configs of the plan's services."""
+    src = app.side(plan.source)
+    return preflight.source_logins(src.host, src.etc, plan.services)
+
+
+def findings(plan: Plan) -> list[tuple[str, str]]:
+    """(problem, fix) for every login the new controller's broker refuses; [] without ``[amqp]``."""
+    if not plan.amqp_broker:
+        return []
+    return broker.problems(logins(plan), plan.amqp_broker)
+
+
+def refuse(plan: Plan) -> None:
+    """Before `upgrade run` stops anything: the new broker takes every carried-over login (exit 2)."""
+    try:
+        found = findings(plan)
+    except StepError as exc:
+        raise UserError(f"cannot read the source configs for their transport_url: {exc} — nothing was changed "
+                        f"(plan {plan.path})") from None
+    if found:
+        raise UserError("the new controller's message queue refuses what the services' configs carry over — "
+                        "nothing was changed:\n" + "\n".join(f"  {p} — fix: {fix}" for p, fix in found))
