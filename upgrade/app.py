@@ -252,7 +252,8 @@ def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, obse
     ctx = UpgradeContext(run_id=run_id, source=side(plan.source), target=side(plan.target), journal=journal,
                          key=key, redactor=journal.redactor, services=plan.service_settings,
                          from_release=plan.from_release, to_release=plan.to_release,
-                         artifact_root=plan.artifact_dir, progress=progress)
+                         artifact_root=plan.artifact_dir, progress=progress,
+                         dump_streams=plan.dump_streams)
     machines = service_machines(plan)
     extra, groups = fleet.machines(plan)  # the IP switchover, then the compute hosts (in parallel)
     overlap = overlap_group({n: m.steps for n, m in machines.items()}, plan.service_pool)

@@ -34,6 +34,9 @@ class UpgradeContext:
     #: told (machine, bytes) for every chunk that dumps and imports move, for the live progress display
     #: (machines may overlap: the display keeps one line per machine)
     progress: Callable[[str, int], None] | None = None
+    #: streams a database's dump and import are cut into, by table (the plan's ``dump_streams``; 0: as many
+    #: as the smaller of the two controllers has cores, fewer for a small database)
+    dump_streams: int = 0
 
     def progress_for(self, machine: str) -> Callable[[int], None] | None:
         """The byte counter a dump or import of *machine* reports to (None: nobody watches)."""
