@@ -389,6 +389,16 @@ class Journal:
         return [Event.from_row(r) for r in rows]
 
     @_guarded
+    def step_rows(self, run_id: str) -> list[tuple[str, str | None, str, str | None, str | None]]:
+        """(machine, step, kind, output, result JSON) of the run's step events in order, undecoded: what
+        ``statemachine.replay.replay_rows`` needs to decide where a resume or revert goes on."""
+        # outputs only of failures and results only of dones: the strings replay reads, nothing else
+        return self.db.conn.execute(
+            "SELECT machine, step, kind, CASE WHEN kind IN ('failed', 'undo_failed') THEN output END, "
+            "CASE kind WHEN 'done' THEN result END FROM events WHERE run=? AND step IS NOT NULL ORDER BY seq",
+            [run_id]).fetchall()
+
+    @_guarded
     def event_rows(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Raw rows (with hashes and MACs), for export and verification."""
         if run_id is None:

@@ -32,7 +32,7 @@ from journal.errors import UserError
 from journal.store import Journal
 from statemachine import deps, failpoints
 from statemachine.machine import INITIAL, ServiceMachine
-from statemachine.replay import RunView, replay
+from statemachine.replay import RunView, replay_rows
 from statemachine.step import Step, StepError
 
 
@@ -111,7 +111,7 @@ class Runner:
 
     # ------------------------------------------------------------------ state
     def view(self) -> RunView:
-        return replay(self.journal.events(self.run_id))
+        return replay_rows(self.journal.step_rows(self.run_id))
 
     def _check_steps(self, view: RunView) -> None:
         """What the run committed (and the step it was in) is a prefix of each machine's steps here."""
