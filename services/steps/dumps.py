@@ -98,9 +98,14 @@ def dump_source_step(name: str, dbs: tuple[DBSpec, ...] | None = None, convert_u
             for spec in specs:
                 db = spec.db_name(st)
                 out["databases"][db] = _dump_db(ctx, name, spec, db, convert_utf8, tally, touched)
-        except BaseException:
+        except BaseException as exc:
             if touched:  # never a half-imported target database: back to what backup_target found
-                restore_dbs(ctx, name, touched)
+                try:
+                    restore_dbs(ctx, name, touched)
+                except Exception as again:
+                    raise StepError(f"{exc}; then the target's database(s) {', '.join(touched)} could not be put "
+                                    f"back from the backup: {again} — `upgrade revert` (or `upgrade resume` once "
+                                    "the cause is fixed) does it again", host=ctx.target.host.name) from exc
             raise
         out["tables"] = sum(d["tables"] for d in out["databases"].values())
         out["rows"] = sum(d["rows"] for d in out["databases"].values())
@@ -188,14 +193,19 @@ def _dump_db(ctx: UpgradeContext, name: str, spec: DBSpec, db: str, convert_utf8
                 tally.add("checks", time.monotonic() - started)
         return art, sums
 
+    first: BaseException | None = None
     with ThreadPoolExecutor(max_workers=len(streams), thread_name_prefix="stream") as pool:
         futures = [pool.submit(one, k) for k in range(len(streams))]
-        for fut in as_completed(futures):
-            if fut.exception() is not None:
-                children.kill_all()  # the other streams stop now; the first error is the one reported
-        errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:
-            raise errors[0]
+        try:
+            for fut in as_completed(futures):
+                if fut.exception() is not None and first is None:
+                    first = fut.exception()
+                    children.kill_all()  # the other streams stop now; the first failure is the one reported
+        except BaseException:  # Ctrl-C while the streams run: they stop too
+            children.kill_all()
+            raise
+    if first is not None:
+        raise first
     arts = [f.result()[0] for f in futures]
     sums = {tb: v for f in futures for tb, v in f.result()[1].items()}
     return {"artifact": arts[0], **({"artifacts": arts, "streams": [list(s) for s in streams]} if n > 1 else {}),
