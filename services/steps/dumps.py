@@ -128,7 +128,7 @@ def dump_source_step(name: str, dbs: tuple[DBSpec, ...] | None = None, convert_u
                     "table in `dump_streams` streams, each its own artifact"]
         return out
 
-    return Step(f"{name}.dump_source", "source_dumped", run, undo, host="source", kind="dump",
+    return Step(f"{name}.dump_source", "source_dumped", run, undo, host="source", undo_host="target", kind="dump",
                 requires=("target_backup",), provides=("source_dump",),
                 describe=f"dump the {name} database(s) of the source controller into the vault and into the target",
                 commands=commands)
