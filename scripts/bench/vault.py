@@ -374,11 +374,12 @@ def lab_servers(base: Path) -> Iterator[tuple[MariaDB, MariaDB]]:
         target.stop()
 
 
-def run(size_mb: int = 1024) -> str:
-    """Measure 100 MB and ``size_mb`` (once if equal or smaller) and return the Markdown section."""
+def run(size_mb: int = 1024, small: bool = True) -> str:
+    """Measure 100 MB (unless not *small*) and ``size_mb`` (once if equal or smaller) and return the Markdown
+    section."""
     if size_mb < 1:
         raise ValueError(f"size_mb must be >= 1, got {size_mb}")
-    sizes = sorted({min(SMALL_MB, size_mb), size_mb})
+    sizes = sorted({min(SMALL_MB, size_mb), size_mb}) if small else [size_mb]
     base = Path(tempfile.mkdtemp(prefix="osu-bench-vault-"))
     try:
         with lab_servers(base) as (source, target):
@@ -393,12 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: print the Markdown section (or act as the measured child with --worker)."""
     parser = argparse.ArgumentParser(prog="python -m scripts.bench.vault", description=__doc__.split("\n")[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="database size in MiB of BLOB data")
+    parser.add_argument("--no-small", action="store_true", help=f"skip the {SMALL_MB} MB size")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         _worker()
         return 0
-    sys.stdout.write(run(args.size_mb))
+    sys.stdout.write(run(args.size_mb, not args.no_small))
     return 0
 
 
