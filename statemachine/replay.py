@@ -8,7 +8,8 @@ result each committed step returned. Nothing else is needed to continue or to un
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,6 @@ class MachineView:
     last_error: str | None = None
     undoing: str | None = None          # a step whose undo started but did not finish
     undone: set[str] = field(default_factory=set)  # steps done once and undone since (by a revert)
-    last_event: Event | None = None
 
 
 @dataclass
@@ -41,29 +41,46 @@ class RunView:
 
 
 def replay(events: Iterable[Event]) -> RunView:
+    """The view of decoded events (a journal export, the status commands)."""
+    return _replay(((e.machine, e.step, e.kind, e.output, e.result) for e in events), lambda r: r)
+
+
+def replay_rows(rows: Iterable[tuple[str, str | None, str, str | None, str | None]]) -> RunView:
+    """The view of raw step rows (machine, step, kind, output, result JSON), what resume and revert
+    read first (``Journal.step_rows``): a result is decoded only if it is its step's last ``done``, the
+    one a resumed step or an undo needs, so a journal of a million events decides fast. The hash chain
+    is walked by `journal verify`, not here."""
+    return _replay(rows, lambda raw: json.loads(raw) if raw else None)
+
+
+def _replay(rows: Iterable[tuple[str, str | None, str, str | None, Any]], decode: Callable[[Any], Any]) -> RunView:
     view = RunView()
-    for e in events:
-        if e.step is None:
+    machines = view.machines
+    for machine, step, kind, output, result in rows:
+        if step is None:
             continue
-        mv = view.machine(e.machine)
-        mv.last_event = e
-        if e.kind == "intent":
-            mv.attempted = e.step
-        elif e.kind == "done":
-            mv.committed[e.step] = e.result
+        mv = machines.get(machine)
+        if mv is None:
+            mv = machines[machine] = MachineView()
+        if kind == "intent":
+            mv.attempted = step
+        elif kind == "done":
+            mv.committed[step] = result
             mv.attempted = None
             mv.last_error = None
-        elif e.kind == "failed":
-            mv.attempted = e.step
-            mv.last_error = e.output
-        elif e.kind == "undo_intent":
-            mv.undoing = e.step
-        elif e.kind == "undone":
-            mv.committed.pop(e.step, None)
-            mv.undone.add(e.step)
-            if mv.attempted == e.step:
+        elif kind == "failed":
+            mv.attempted = step
+            mv.last_error = output
+        elif kind == "undo_intent":
+            mv.undoing = step
+        elif kind == "undone":
+            mv.committed.pop(step, None)
+            mv.undone.add(step)
+            if mv.attempted == step:
                 mv.attempted = None
             mv.undoing = None
-        elif e.kind == "undo_failed":
-            mv.last_error = e.output
+        elif kind == "undo_failed":
+            mv.last_error = output
+    for mv in machines.values():
+        mv.committed = {k: decode(v) for k, v in mv.committed.items()}
     return view

@@ -32,7 +32,7 @@ from journal.errors import UserError
 from journal.store import Journal
 from statemachine import deps, failpoints
 from statemachine.machine import INITIAL, ServiceMachine
-from statemachine.replay import RunView, replay
+from statemachine.replay import RunView, replay_rows
 from statemachine.step import Step, StepError
 
 
@@ -111,7 +111,7 @@ class Runner:
 
     # ------------------------------------------------------------------ state
     def view(self) -> RunView:
-        return replay(self.journal.events(self.run_id))
+        return replay_rows(self.journal.step_rows(self.run_id))
 
     def _check_steps(self, view: RunView) -> None:
         """What the run committed (and the step it was in) is a prefix of each machine's steps here."""
@@ -370,13 +370,13 @@ class Runner:
     @staticmethod
     def _target_side(step: Step) -> bool:
         """A step whose undo acts on the new controller only: its failure must not keep the old one down."""
-        return step.host == "target" and not step.revert_stops
+        return (step.undo_host or step.host) == "target" and not step.revert_stops
 
     def _undo(self, m: ServiceMachine, step: Step, result: Any) -> None:
         before = m.state
         after = m.state_before(step)
         self.journal.append(self.run_id, m.name, "undo_intent", step=step.name, from_state=before,
-                            to_state=after, host=step.host)
+                            to_state=after, host=step.undo_host or step.host)
         self.observer.step_started(m.name, step, undo=True)
         started = time.monotonic()
         failpoints.hit(f"{step.name}:undo_before")
@@ -386,7 +386,7 @@ class Runner:
             self._fail(m, step, exc, undo=True)
         failpoints.hit(f"{step.name}:undo_after")
         self.journal.append(self.run_id, m.name, "undone", step=step.name, from_state=before,
-                            to_state=after, host=step.host,
+                            to_state=after, host=step.undo_host or step.host,
                             result={"seconds": round(time.monotonic() - started, 3)})
         self.ctx.results.pop(step.name, None)
         m.retreat(step)

@@ -96,6 +96,9 @@ class Step:
     #: a target-side step whose failed undo stops the revert: going on to the source's steps would harm
     #: the old controller (an address still on the new controller must not be added back to the old one)
     revert_stops: bool = False
+    #: the side the undo acts on when it is not ``host`` (the dump reads the source, its undo restores the
+    #: target's database it streamed into): a failed undo on the target does not stop the revert
+    undo_host: str = ""
     acts: Callable[[Any], Any] | None = None
     kind: str = "other"
     window: str = ""

@@ -264,3 +264,125 @@ def _wait_until(predicate, what: str, timeout: float = 60) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# ---------------------------------------------------------------------- the streamed dump and import
+def _streams_plan(lab, d: Path, streams: int) -> Path:
+    plan = lab.write_plan(d)
+    plan.write_text(plan.read_text().replace("[upgrade]\n", f"[upgrade]\ndump_streams = {streams}\n", 1))
+    return plan
+
+
+def _dump_result(journal: Path) -> dict:
+    return next(e["result"] for e in reversed(_events(journal)) if e["kind"] == "done"
+                and e["step"] == "keystone.dump_source")
+
+
+def test_kill_inside_a_parallel_table_stream_then_resume_and_revert_are_exact(lab, tmp_path, reference):
+    """Three table streams, killed inside one of them while the others run: resume ends as the uninterrupted
+    (one-stream) run did, each stream its own recorded artifact; revert brings both controllers back."""
+    before = lab.state()
+    plan = _streams_plan(lab, tmp_path, 3)
+    journal = tmp_path / "journal"
+    _killed(upgrade("run", str(plan), failpoint="keystone.dump_source:table_stream"))
+    res = upgrade("resume", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    state = lab.state()
+    assert {k: state[k] for k in TARGET_KEYS} == reference["state"]
+    db = _dump_result(journal)["databases"]["keystone"]
+    assert len(db["artifacts"]) == 3 and sorted(t for s in db["streams"] for t in s) == sorted(db["checksums"])
+    ver = upgrade("journal", "verify", "--journal", str(journal), "--key", str(tmp_path / "dump.key"))
+    assert ver.returncode == 0, ver.stdout + ver.stderr
+    res = upgrade("revert", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    assert lab.state() == before
+    _old_controller_serves(lab)
+
+
+def test_kill_inside_the_streamed_import_then_revert_restores_the_target(lab, tmp_path):
+    """Killed while the dump streams into the target (its database dropped, half imported): revert undoes the
+    interrupted dump step, which puts the target's database back from its backup."""
+    before = lab.state()
+    plan = _streams_plan(lab, tmp_path, 1)
+    _killed(upgrade("run", str(plan), failpoint="keystone.dump_source:inside"))
+    res = upgrade("revert", "--journal", str(tmp_path / "journal"))
+    assert res.returncode == 0, res.stderr
+    assert lab.state() == before
+    _old_controller_serves(lab)
+
+
+def _children(names: tuple[str, ...]) -> list[int]:
+    """This process's children running one of *names* (the DB clients a LocalHost starts)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            comm = fields[0].split("(", 1)[1]
+            ppid = int(fields[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and comm in names:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_a_dump_that_dies_midway_leaves_the_target_restored(lab, tmp_path, monkeypatch):
+    """The source's mysqldump is killed after its first chunk reached the vault and the target: the step
+    fails, the target's database is back as backup_target found it, no dump artifact is left."""
+    from statemachine import failpoints
+    from tests.conftest import upgrade_in_process
+
+    # big enough that the dump is still writing when its first chunk (1 MiB) has been read
+    lab.db_old.execute("CREATE TABLE zz_fill (id INT PRIMARY KEY, b LONGBLOB)", db="keystone")
+    for i in range(3):
+        lab.db_old.execute("INSERT INTO zz_fill VALUES (%s, %s)", db="keystone", args=(i, os.urandom(1 << 20)))
+    before = lab.state()
+    killed: list[int] = []
+    real_hit = failpoints.hit
+
+    def hit(name: str) -> None:
+        if name == "keystone.dump_source:inside" and not killed:
+            killed.extend(_children(("mysqldump", "mariadb-dump")))
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+        real_hit(name)
+
+    monkeypatch.setattr(failpoints, "hit", hit)
+    res = upgrade_in_process("run", str(_streams_plan(lab, tmp_path, 1)))
+    assert killed, "no dump process was running after the first chunk"
+    assert res.returncode == 1, res.stderr
+    assert "keystone.dump_source failed" in res.stderr and "dump of database keystone" in res.stderr
+    after = lab.state()
+    assert {k: after[k] for k in TARGET_KEYS} == {k: before[k] for k in TARGET_KEYS}
+    assert after["source_db"] == before["source_db"]
+    assert not list((tmp_path / "journal" / "artifacts").rglob("keystone-source-db*"))
+
+
+def test_a_corrupted_artifact_chunk_is_caught_before_the_dump_step_is_done(lab, tmp_path, monkeypatch):
+    """A byte of the artifact flipped on disk after it was written: the read-back refuses it, the step is not
+    done, and the target database streamed meanwhile is put back from its backup."""
+    from statemachine import failpoints
+    from tests.conftest import upgrade_in_process
+
+    before = lab.state()
+    flipped: list[Path] = []
+    real_hit = failpoints.hit
+
+    def hit(name: str) -> None:
+        if name == "keystone.dump_source:written" and not flipped:
+            art = next((tmp_path / "journal" / "artifacts").rglob("keystone-source-db*.osuv"))
+            data = bytearray(art.read_bytes())
+            data[200] ^= 0x01  # inside chunk 0, past the header
+            art.write_bytes(bytes(data))
+            flipped.append(art)
+        real_hit(name)
+
+    monkeypatch.setattr(failpoints, "hit", hit)
+    res = upgrade_in_process("run", str(_streams_plan(lab, tmp_path, 2)))
+    assert flipped
+    assert res.returncode == 1, res.stderr
+    assert "keystone.dump_source failed" in res.stderr and "chunk 0" in res.stderr, res.stderr
+    events = _events(tmp_path / "journal")
+    assert not any(e["kind"] == "done" and e["step"] == "keystone.dump_source" for e in events)
+    after = lab.state()
+    assert {k: after[k] for k in TARGET_KEYS} == {k: before[k] for k in TARGET_KEYS}

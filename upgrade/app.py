@@ -295,7 +295,8 @@ def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, obse
     ctx = UpgradeContext(run_id=run_id, source=side(plan.source), target=side(plan.target), journal=journal,
                          key=key, redactor=journal.redactor, services=plan.service_settings,
                          from_release=plan.from_release, to_release=plan.to_release,
-                         artifact_root=plan.artifact_dir, progress=progress, claimed=claimed)
+                         artifact_root=plan.artifact_dir, progress=progress, claimed=claimed,
+                         dump_streams=plan.dump_streams)
     order, groups = run_machines(plan)
     log = logs.get()
     return Runner(journal, run_id, order, ctx, observer=observer,

@@ -70,7 +70,8 @@ class Rates:
 def _dump_bytes(result: Any) -> int:
     """Plaintext bytes of every dump a ``dump_source`` step wrote (its result names the artifacts)."""
     dbs = (result or {}).get("databases") or {}
-    return sum(int((d.get("artifact") or {}).get("bytes") or 0) for d in dbs.values())
+    return sum(int(a.get("bytes") or 0) for d in dbs.values()
+               for a in (d.get("artifacts") or [d.get("artifact") or {}]))
 
 
 def measured(events: Sequence[Any], run_id: str) -> Rates:

@@ -63,6 +63,8 @@ class Plan:
     compute_pool: int = 10
     #: services upgraded side by side (1: the runbook's strict sequence), see ServiceSpec.after
     service_pool: int = 2
+    #: streams each database is dumped and imported in, by table (0: from the cores of both controllers)
+    dump_streams: int = 0
     #: services the source runs that the plan leaves alone on purpose, with the reason (``[upgrade] ignore``)
     ignore: dict[str, str] = field(default_factory=dict)
     #: ``[amqp] broker``: the new controller's RabbitMQ (``host`` or ``host:port``), where every carried-over
@@ -163,7 +165,7 @@ def load(path: str | Path) -> Plan:
     r.unknown({"upgrade", "vault", "source", "target", "services", "ssh", "network", "computes", "compute_defaults",
                "amqp"})
     u = r.sub("upgrade")
-    u.unknown({"from", "to", "services", "journal", "compute_pool", "service_pool", "ignore"})
+    u.unknown({"from", "to", "services", "journal", "compute_pool", "service_pool", "dump_streams", "ignore"})
     src_rel = u.get("from", str, expected='a release like "2025.2"')
     dst_rel = u.get("to", str, expected='a release like "2026.1"')
     if (msg := jump_error(src_rel, dst_rel)) is not None:
@@ -206,6 +208,8 @@ def load(path: str | Path) -> Plan:
         service_settings={s: _service(r, s) for s in ordered}, raw=raw,
         network=network, computes=computes, compute_pool=planhosts.pool(u),
         service_pool=planhosts.pool(u, "service_pool", 2, 8, "services upgraded side by side"),
+        dump_streams=planhosts.pool(u, "dump_streams", 0, 32, "streams per database (0: from the cores of both "
+                                    "controllers)", least=0),
         ignore=_ignore(u, ordered), amqp_broker=_amqp(r),
     )
 

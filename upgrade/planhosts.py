@@ -139,12 +139,12 @@ def computes(r: Reader, defaults: SshDefaults) -> tuple[ComputePlan, ...]:
 
 
 def pool(r: Reader, key: str = "compute_pool", default: int = 10, most: int = 256,
-         what: str = "parallel compute hosts") -> int:
-    """A pool size of ``[upgrade]``: ``compute_pool`` (compute hosts restarted at the same time) or
-    ``service_pool`` (services upgraded side by side)."""
+         what: str = "parallel compute hosts", least: int = 1) -> int:
+    """A pool size of ``[upgrade]``: ``compute_pool`` (compute hosts restarted at the same time),
+    ``service_pool`` (services upgraded side by side) or ``dump_streams`` (streams per database)."""
     n = r.get(key, int, default)
-    if not 1 <= n <= most:
-        raise r.err(key, f"is {n}; expected 1-{most} {what}")
+    if not least <= n <= most:
+        raise r.err(key, f"is {n}; expected {least}-{most} {what}")
     return n
 
 

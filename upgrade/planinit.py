@@ -96,6 +96,7 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
     w.key("upgrade", "journal", "upgrade-journal")
     w.key("upgrade", "compute_pool", 10, commented=True)
     w.key("upgrade", "service_pool", 2, commented=True)
+    w.key("upgrade", "dump_streams", 0, commented=True)
     w.key("upgrade", "ignore", {"swift": "swift stays on its own storage nodes"}, commented=True)
     w.table("vault")
     w.key("vault", "key_file", "dump.key")

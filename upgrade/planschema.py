@@ -55,6 +55,11 @@ TABLES: tuple[Table, ...] = (
                                              "for keystone's, nova's status check and start for placement's "
                                              "verify, cinder's iSCSI rewrite for nova's schema migration), each "
                                              "step still journaled, resume and revert unchanged"),
+        Key("dump_streams", "integer", "0", "how many streams each database is dumped and imported in, cut by "
+                                             "table, largest first (0-32; 0 = as many as the smaller controller "
+                                             "has cores, at most 8, fewer for a small database; 1 = one "
+                                             "mysqldump of the whole database): each stream goes into the vault "
+                                             "as its own artifact and into the target's mysql as it is read"),
         Key("ignore", "table", "{}", "services the old controller runs that this plan leaves alone on purpose, "
                                      "each with its reason: {swift = \"swift stays on its own storage nodes\", "
                                      "cinder-backup = \"backups are moved by hand\"}. `upgrade check` and `upgrade "

@@ -5,7 +5,8 @@ are far larger than memory, so they are processed in fixed-size chunks. Three ro
 
 - ``keys``: the key (a key file or a passphrase through scrypt), its public id, ``upgrade keygen``'s file;
 - ``fileformat``: the header and the framing of each chunk (nonces, tags, what a damaged file says);
-- ``stream``: pipes and files in and out, atomically written, with the plaintext's size and sha256.
+- ``stream``: pipes and files in and out, atomically written, with the plaintext's size and sha256;
+  ``tee`` hands the same plaintext to a second consumer (an import) while it is written.
 
 ``errors`` holds their errors and ``files`` the whole reads and writes they share. Callers use the
 names below (``from journal import vault``; ``vault.encrypt_stream(...)``).
@@ -31,6 +32,7 @@ from journal.vault.stream import (
     encrypt_stream,
     verify_artifact,
 )
+from journal.vault.tee import Tee
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -45,6 +47,7 @@ __all__ = [
     "Key",
     "KeyFileError",
     "StreamStats",
+    "Tee",
     "VaultError",
     "WrongKeyError",
     "decrypt_bytes",

@@ -36,6 +36,7 @@ from journal.vault.fileformat import (
 )
 from journal.vault.files import fsync_dir, read_full, write_fd, write_stream
 from journal.vault.keys import Key
+from journal.vault.tee import Tee
 
 
 @dataclass
@@ -82,8 +83,9 @@ def _open_part(part: Path) -> int:
     return fd
 
 
-def _encrypt_to_fd(src: BinaryIO, fd: int, key: Key, chunk_size: int) -> StreamStats:
-    """Write header and chunks to ``fd``; the STREAM logic of the writing side."""
+def _encrypt_to_fd(src: BinaryIO, fd: int, key: Key, chunk_size: int, tee: Tee | None) -> StreamStats:
+    """Write header and chunks to ``fd``; the STREAM logic of the writing side. *tee* gets every
+    plaintext chunk before it is encrypted (its own thread consumes it)."""
     prefix = secrets.token_bytes(NONCE_PREFIX_SIZE)
     header = build_header(key, prefix, chunk_size)
     aead = AESGCM(key.key)
@@ -92,6 +94,8 @@ def _encrypt_to_fd(src: BinaryIO, fd: int, key: Key, chunk_size: int) -> StreamS
     own = 0.0
     write_fd(fd, header)
     for counter, (plain, last) in enumerate(_chunks(src, chunk_size)):
+        if tee is not None:
+            tee.put(plain)
         t = time.monotonic()
         digest.update(plain)
         total += len(plain)
@@ -105,14 +109,16 @@ def _is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def encrypt_stream(src: BinaryIO, dst_path: str | Path, key: Key, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StreamStats:
-    """Encrypt ``src`` into ``dst_path`` atomically; a failed run leaves no file behind."""
+def encrypt_stream(src: BinaryIO, dst_path: str | Path, key: Key, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                   tee: Tee | None = None) -> StreamStats:
+    """Encrypt ``src`` into ``dst_path`` atomically; a failed run leaves no file behind. *tee*: a second
+    consumer of the plaintext (see ``journal.vault.tee``); its owner finishes or aborts it."""
     check_chunk_size(chunk_size)
     dst = Path(dst_path)
     part = dst.with_name(dst.name + ".part")
     fd = _open_part(part)
     try:
-        stats = _encrypt_to_fd(src, fd, key, chunk_size)
+        stats = _encrypt_to_fd(src, fd, key, chunk_size, tee)
         t = time.monotonic()
         os.fsync(fd)
         os.close(fd)

@@ -1,7 +1,8 @@
 """Journal benchmark: durable event latency and how fast a resume decides where to continue.
 
-Targets (issue: core engine): p50 <= 5 ms per durable event; resume decides where to continue
-in <= 1 s with 100,000 events in the journal.
+Targets: p50 <= 5 ms per durable event; resume decides where to continue in <= 200 ms with
+100,000 events in the journal and <= 1 s with 1,000,000 (results decoded lazily: only each step's
+last ``done``); the hash-chain walk is `journal verify`'s, measured beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from journal.redact import Redactor
 from journal.store import Journal
 from journal.vault import Key
-from statemachine.replay import replay
+from statemachine.replay import replay_rows
 from upgrade import tables
 
 STEPS = ["stop_source", "dump_source", "stop_target", "backup_target", "install_config", "import_db",
@@ -60,7 +61,7 @@ def resume_decision(directory: Path, events: int) -> tuple[float, float]:
     j.close()
     t0 = time.perf_counter()
     j = Journal(directory, Redactor(), create=False)
-    view = replay(j.events(run))
+    view = replay_rows(j.step_rows(run))  # what resume and revert read first (Runner.view)
     decided = time.perf_counter() - t0
     assert len(view.machines) == 50
     j.close()
@@ -71,19 +72,23 @@ def resume_decision(directory: Path, events: int) -> tuple[float, float]:
     return decided, walk
 
 
-def run(pairs: int = 500, events: int = 100_000) -> str:
+def run(pairs: int = 500, events: int = 100_000, most: int = 1_000_000) -> str:
     with tempfile.TemporaryDirectory(prefix="osu-bench-") as tmp:
         lat = durable_pairs(Path(tmp) / "lat", pairs)
         decided, walk = resume_decision(Path(tmp) / "big", events)
+        decided_most, walk_most = resume_decision(Path(tmp) / "most", most) if most else (0.0, 0.0)
     per_event = [x / 2 for x in lat]
     rows = [
         ("durable event (intent or done), p50", f"{_pct(per_event, 50) * 1000:.2f} ms", "<= 5 ms"),
         ("durable event, p99", f"{_pct(per_event, 99) * 1000:.2f} ms", ""),
         ("intent+done pair, p50 / p99", f"{_pct(lat, 50) * 1000:.2f} / {_pct(lat, 99) * 1000:.2f} ms", ""),
         ("intent+done pair, mean", f"{statistics.mean(lat) * 1000:.2f} ms", ""),
-        (f"resume decision at {events:,} events (open + replay)", f"{decided * 1000:.0f} ms", "<= 1000 ms"),
+        (f"resume decision at {events:,} events (open + replay)", f"{decided * 1000:.0f} ms", "<= 200 ms"),
         (f"hash-chain walk at {events:,} events", f"{walk * 1000:.0f} ms", ""),
     ]
+    if most:
+        rows += [(f"resume decision at {most:,} events (open + replay)", f"{decided_most * 1000:.0f} ms", "<= 1000 ms"),
+                 (f"hash-chain walk at {most:,} events", f"{walk_most * 1000:.0f} ms", "")]
     out = ["## Journal: durable events and resume start-up", "",
            f"{pairs} intent+done pairs on this machine's disk (WAL, synchronous=FULL, fsync per commit); "
            f"a synthetic journal of {events:,} events for the resume decision.", "",
@@ -95,5 +100,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=500)
     ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--most", type=int, default=1_000_000, help="the larger journal (0: none)")
     a = ap.parse_args()
-    print(run(a.pairs, a.events))
+    print(run(a.pairs, a.events, a.most))

@@ -12,7 +12,8 @@ commands in sequence, no journal, no encryption), (b) ``upgrade run`` with ``ser
 trial the keystone/glance APIs on the management address must show what the old controller
 showed before (``scripts.lab.verify.api_view``), so a trial that did less work cannot count.
 
-``--large`` grows the old controller's nova DB to >= 1 GiB (instances, instance_actions,
+``--large`` grows the old controller's nova DB to >= 1 GiB (``BENCH_WINDOW_NOVA_GIB=1,5``: 1 GiB, then
+5 GiB, each measured once) (instances, instance_actions,
 instance_actions_events, by INSERT ... SELECT inside the server) and keystone to 100k users
 with their role assignments before the snapshot, then runs each variant once more.
 
@@ -106,8 +107,8 @@ def new_db_view(lab: Path) -> dict[str, Any]:
     return db_view(MariaDB(Path(st["new"]["db_base"]), st["new"]["db_port"]), tuple(st["services"]))
 
 
-def build(bench: Path, large: bool) -> tuple[dict[str, Any], float]:
-    """Build the lab once (grown with ``large``), record what it serves, stop it, snapshot it."""
+def build(bench: Path, large: bool, nova_mb: float = 1024) -> tuple[dict[str, Any], float]:
+    """Build the lab once (grown with ``large``, nova to *nova_mb*), record what it serves, stop it, snapshot it."""
     lab, snap = bench / "lab", bench / "snap"
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-m", "scripts.lab", "up", str(lab)], cwd=REPO, check=True,
@@ -115,7 +116,7 @@ def build(bench: Path, large: bool) -> tuple[dict[str, Any], float]:
     if large:
         from scripts.bench import grow
 
-        grow.grow(lab)
+        grow.grow(lab, nova_mb)
     before = api_view(lab)
     lab_cli("down", lab)
     subprocess.run(["cp", "-a", str(lab), str(snap)], check=True)
@@ -307,7 +308,7 @@ def load(bench: Path, trials: int) -> dict[str, Any] | None:
     return data if len(data["trials"]) == trials * len(VARIANTS) else None
 
 
-def campaign(bench: Path, trials: int, large: bool) -> dict[str, Any]:
+def campaign(bench: Path, trials: int, large: bool, nova_mb: float = 1024) -> dict[str, Any]:
     """Build, then alternate a/b/c ``trials`` times; always leaves the lab down. A campaign
     already measured in ``bench`` (``--keep DIR`` of an earlier run) is read back, not re-run."""
     kept = load(bench, trials)
@@ -320,7 +321,7 @@ def campaign(bench: Path, trials: int, large: bool) -> dict[str, Any]:
     bench.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     try:
-        before, built = build(bench, large)
+        before, built = build(bench, large, nova_mb)
         views: list[Any] = []
         results = [trial(bench, v, i, before, views) for i in range(1, trials + 1) for v in VARIANTS]
         same = all(v == views[0] for v in views)
@@ -413,7 +414,8 @@ def step_median(trials: list[Trial], step: str) -> float:
     return statistics.median(t.steps.get(step, 0.0) for t in trials)
 
 
-def render(res: dict[str, Any], large: dict[str, Any] | None, trials: int) -> str:
+def render(res: dict[str, Any], larges: list[dict[str, Any]], trials: int) -> str:
+    large = larges[0] if larges else None
     by = {v: [t for t in res["trials"] if t.variant == v] for v in VARIANTS}
     services = [s for s in by["a"][0].rows if s != "total"]
     r, o = ratios(by), overhead(by)
@@ -468,7 +470,8 @@ def render(res: dict[str, Any], large: dict[str, Any] | None, trials: int) -> st
                                 f"{t.load[0]:.2f} -> {t.load[1]:.2f}", "-" if t.rss_mb is None else f"{t.rss_mb:.1f}")
                                for t in res["trials"]], right=(0, 2, 4))]
     lines += ["", f"Ratios of the windows per round (min / median / max): (b)/(a) {stats(r['b'])}, "
-              f"(c)/(a) {stats(r['c'])}.", "", *overhead_lines(o), "", *large_lines(large), "",
+              f"(c)/(a) {stats(r['c'])}.", "", *overhead_lines(o), "",
+              *[line for big in (larges or [None]) for line in (*large_lines(big), "")],
               *reason_lines(by, o), "", *target_lines(r, o, rss, large), ""]
     return "\n".join(lines)
 
@@ -582,14 +585,16 @@ def run(trials: int | None = None, large: bool | None = None, keep: Path | None 
     """The Markdown section (``make bench`` calls this with no arguments: env vars decide)."""
     trials = trials or int(os.environ.get("BENCH_WINDOW_TRIALS", "3"))
     large = bool(os.environ.get("BENCH_WINDOW_LARGE")) if large is None else large
+    # the nova sizes of the large mode, GiB: "1,5" measures 1 GiB and 5 GiB, each once
+    sizes = [float(g) for g in os.environ.get("BENCH_WINDOW_NOVA_GIB", "1").split(",") if g.strip()]
     base = keep or Path(tempfile.mkdtemp(prefix="osu-bw-"))
     try:
         res = campaign(base / "small", trials, False)
-        big = campaign(base / "large", 1, True) if large else None
+        bigs = [campaign(base / f"large-{g:g}", 1, True, g * 1024) for g in sizes] if large else []
     finally:
         if keep is None:
             shutil.rmtree(base, ignore_errors=True)
-    return render(res, big, trials)
+    return render(res, bigs, trials)
 
 
 def _terminate(signum: int, _frame: Any) -> None:

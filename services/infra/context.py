@@ -38,6 +38,9 @@ class UpgradeContext:
     #: the run whose claim on the target this run writes under, and both DB servers' identities when it
     #: started: what every writing step asserts (``services/infra/writeguard.py``); None: nothing is written
     claimed: Claimed | None = None
+    #: streams a database's dump and import are cut into, by table (the plan's ``dump_streams``; 0: as many
+    #: as the smaller of the two controllers has cores, fewer for a small database)
+    dump_streams: int = 0
 
     def progress_for(self, machine: str) -> Callable[[int], None] | None:
         """The byte counter a dump or import of *machine* reports to (None: nobody watches)."""

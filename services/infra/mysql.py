@@ -107,20 +107,24 @@ def _charset(cur: Any, ep: DBEndpoint, db: str) -> tuple[str, str]:
 CHECKSUM_BATCH = 100
 
 
-def checksums(ep: DBEndpoint, db: str) -> dict[str, list[int | None]]:
-    """Per table: [row count, CHECKSUM TABLE]. Compared after import to prove nothing was lost."""
+def checksums(ep: DBEndpoint, db: str, tables: list[str] | None = None) -> dict[str, list[int | None]]:
+    """Per table: [row count, CHECKSUM TABLE]. Compared after import to prove nothing was lost.
+    *tables*: only these (one stream's, checked as soon as its import finishes); None: every table."""
     conn = connect(ep, db)
     try:
         with conn.cursor() as cur:
-            return _checksums(cur, db)
+            return _checksums(cur, db, tables)
     finally:
         conn.close()
 
 
-def _checksums(cur: Any, db: str) -> dict[str, list[int | None]]:
-    cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema=%s "
-                "AND table_type='BASE TABLE' ORDER BY table_name", (db,))
-    tables = [r[0] for r in cur.fetchall()]
+def _checksums(cur: Any, db: str, only: list[str] | None = None) -> dict[str, list[int | None]]:
+    if only is None:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema=%s "
+                    "AND table_type='BASE TABLE' ORDER BY table_name", (db,))
+        tables = [r[0] for r in cur.fetchall()]
+    else:
+        tables = sorted(only)
     out: dict[str, list[int | None]] = {}
     # a few statements for all the tables, not two per table: a schema of 200 tables costs
     # a handful of round trips (the work per row stays the server's)
@@ -149,18 +153,35 @@ class DBFacts:
     collations: dict[str, str]
 
 
-def db_facts(ep: DBEndpoint, db: str) -> DBFacts:
+def db_facts(ep: DBEndpoint, db: str, sums: bool = True) -> DBFacts:
+    """*sums* False: no counts and checksums (the streamed dump reads them per table, stream by stream)."""
     conn = connect(ep, db)
     try:
         with conn.cursor() as cur:
             charset, collation = _charset(cur, ep, db)
-            sums = _checksums(cur, db)
+            table_sums = _checksums(cur, db) if sums else {}
             cur.execute("SELECT table_name, table_collation FROM information_schema.tables WHERE "
                         "table_schema=%s AND table_type='BASE TABLE' ORDER BY table_name", (db,))
             collations = {r[0]: r[1] or "" for r in cur.fetchall()}
     finally:
         conn.close()
-    return DBFacts(charset, collation, sums, collations)
+    return DBFacts(charset, collation, table_sums, collations)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """What a database holds, for cutting its dump into streams: every base table with its size on
+    disk (data and indexes), and whether it holds anything that is not a base table (views,
+    sequences), whose definitions may name tables of other streams."""
+
+    sizes: dict[str, int]
+    others: bool
+
+
+def tables_of(ep: DBEndpoint, db: str) -> Tables:
+    rows = query(ep, "SELECT table_name, table_type, COALESCE(data_length, 0) + COALESCE(index_length, 0) "
+                     "FROM information_schema.tables WHERE table_schema=%s", (db,))
+    return Tables({r[0]: int(r[2]) for r in rows if r[1] == "BASE TABLE"}, any(r[1] != "BASE TABLE" for r in rows))
 
 
 def recreate_db(ep: DBEndpoint, db: str, charset: str, collation: str) -> None:
@@ -414,9 +435,13 @@ class _Counted:
         self.stream.close()
 
 
-def dump_argv(mysqldump: str, db: str) -> list[str]:
-    """The dump command; its credentials arrive on CREDENTIALS_FD."""
-    return [mysqldump, f"--defaults-extra-file={CREDENTIALS_FD}", *DUMP_OPTIONS, db]
+def dump_argv(mysqldump: str, db: str, tables: tuple[str, ...] = (), objects: bool = True) -> list[str]:
+    """The dump command; its credentials arrive on CREDENTIALS_FD. *tables*: only these (one stream of a
+    database cut by table; none: the whole database); *objects* False: without the database's routines
+    and events (one stream of the database carries them)."""
+    extra = () if objects else ("--skip-routines", "--skip-events")
+    return [mysqldump, f"--defaults-extra-file={CREDENTIALS_FD}", *DUMP_OPTIONS, *extra, db,
+            *tables]
 
 
 def import_argv(mysql: str, db: str) -> list[str]:
@@ -456,6 +481,84 @@ def dump_to_vault(host: Host, ep: DBEndpoint, mysqldump: str, db: str, dest: str
     try:
         wait_pipe(proc, host, argv, f"dump of database {db}", drain.text)
     except BaseException:
+        Path(dest).unlink(missing_ok=True)  # a truncated dump must never sit under the final name
+        raise
+    return stats
+
+
+class Children:
+    """The client processes of every stream of one step: when one stream fails, the others are
+    stopped at once (their dumps and imports killed) instead of running to their end."""
+
+    def __init__(self) -> None:
+        self.procs: list[Any] = []
+        self.lock = threading.Lock()
+        self.stopped = False
+
+    def add(self, proc: Any) -> None:
+        with self.lock:
+            self.procs.append(proc)
+            if self.stopped:
+                proc.kill()
+
+    def kill_all(self) -> None:
+        with self.lock:
+            self.stopped = True
+            for proc in self.procs:
+                if proc.poll() is None:
+                    proc.kill()
+
+
+def dump_streamed(src: tuple[Host, DBEndpoint], dst: tuple[Host, DBEndpoint] | None, mysqldump: str, mysql: str,
+                  db: str, dest: str, key: vault.Key, tables: tuple[str, ...] = (), objects: bool = True,
+                  inside: Callable[[], None] = lambda: None, progress: Callable[[int], None] | None = None,
+                  children: Children | None = None) -> vault.StreamStats:
+    """Stream ``mysqldump db [tables]`` on the source into an encrypted artifact at *dest* and, read once,
+    at the same time into ``mysql db`` on the target (*dst*; None: into the vault only).
+
+    The bytes go from the dump's pipe in chunks to the encrypting writer and, through a bounded queue
+    (``vault.Tee``), to the import's stdin: memory stays at a few chunks per stream whatever the size.
+    Any failure (the dump, the vault write, the import) kills both clients and leaves no artifact; the
+    caller puts the target database back. Success: both clients exited 0 and the artifact is in place
+    (not yet verified or recorded: the caller does both)."""
+    children = children or Children()
+    dump_host, dump_ep = src
+    argv = dump_argv(mysqldump, db, tables, objects)
+    proc, drain = _start_client(dump_host, dump_ep, argv, subprocess.PIPE)
+    children.add(proc)
+    imp = tee = None
+    try:
+        proc.stdin.close()
+        if dst is not None:
+            imp_host, imp_ep = dst
+            imp_argv = import_argv(mysql, db)
+            imp, imp_drain = _start_client(imp_host, imp_ep, imp_argv, subprocess.DEVNULL)
+            children.add(imp)
+            tee = vault.Tee(SandboxStrip(imp.stdin) if imp_ep.flavor == "mysql" else imp.stdin)
+        try:
+            stats = vault.encrypt_stream(_Counted(_Tap(proc.stdout, inside), progress), dest, key, tee=tee)
+            wait_pipe(proc, dump_host, argv, f"dump of database {db}", drain.text)
+            if tee is not None:
+                tee.finish()
+        except BrokenPipeError:
+            if imp is None:
+                raise
+            # the import stopped reading: its exit code and stderr say why
+            proc.kill()
+            imp.wait()
+            raise StepError(f"import into {db} failed on {imp_host.name}: `{command_text(imp_argv)}` stopped "
+                            f"reading (exit {imp.returncode})", host=imp_host.name, command=command_text(imp_argv),
+                            rc=imp.returncode, output=imp_drain.text) from None
+        if imp is not None:
+            wait_pipe(imp, imp_host, imp_argv, f"import of database {db}", imp_drain.text)
+    except BaseException:
+        if tee is not None:
+            tee.abort()
+        for p in (proc, imp):
+            if p is not None and p.poll() is None:
+                p.kill()
+            if p is not None:
+                p.wait()
         Path(dest).unlink(missing_ok=True)  # a truncated dump must never sit under the final name
         raise
     return stats

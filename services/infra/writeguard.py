@@ -25,8 +25,9 @@ from services.infra import claim as claim_mod
 from services.infra import identity, mysql
 from statemachine.step import Result, Step, StepError
 
-#: step kinds that write the target's databases (a config write rewrites DB URLs the target then uses)
-DB_WRITES = frozenset({"import", "create", "schema", "fixup", "migrate", "config"})
+#: step kinds that write the target's databases (a config write rewrites DB URLs the target then uses; a
+#: dump streams into the target's database while it is vaulted, and its undo restores that database)
+DB_WRITES = frozenset({"import", "create", "schema", "fixup", "migrate", "config", "dump"})
 #: step kinds that write the target's directories
 DIR_WRITES = frozenset({"config", "ownership", "copy"})
 #: the undo of a step that has nothing to undo: nothing to guard

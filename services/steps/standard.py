@@ -47,7 +47,7 @@ def standard_steps(name: str, conns: tuple[ConfigKey, ...], schema: Step, verify
         stop_step(name, "target", units),
         backup_target_step(name, conns[0], (*carried, *new_dbs) if new_dbs else dbs),
         stop_step(name, "source", units),
-        dump_source_step(name, carried),
+        dump_source_step(name, carried, convert_utf8),
         install_config_step(name, conns, dbs, edits),
         import_db_step(name, conns[0], dbs, convert_utf8),
         *((create_db_step(name, new_dbs, carried),) if new_dbs else ()),
