@@ -380,3 +380,19 @@ def hostlab_snapshot(tmp_path_factory) -> Path:
             snap.parent.mkdir(exist_ok=True)
             built.rename(snap)
     return snap
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lab_schema_cache(tmp_path_factory) -> Path:
+    """One cache of fresh lab schemas for the whole run (scripts/lab/schemacache.py), shared by the
+    pytest-xdist workers and by the labs their subprocesses build: each release's schema of each
+    service is synced by its real tool once per run, then loaded. Labs only: the tool's migrations are real."""
+    from scripts.lab import schemacache
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's directory, above every worker's own
+    cache = root / "lab-schema-cache"
+    cache.mkdir(mode=0o700, exist_ok=True)
+    os.environ[schemacache.ENV] = str(cache)
+    return cache
