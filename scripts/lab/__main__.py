@@ -34,12 +34,12 @@ import json
 import os
 import secrets
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from journal.vault import KeyFileError
 from scripts.lab import fullstack, heatlab, svc, units
 from scripts.lab.controller import DEFAULT_VENV_ROOT, GLANCE_URL, Controller, make_controller, seed_keystone
 from scripts.lab.mariadb import MariaDB, free_port
@@ -254,9 +254,8 @@ def _write_lab_plan(lab: Path, state: dict[str, Any]) -> Path:
             with plan.open("a") as f:
                 f.write(heatlab.plan_section(heatlab.Settings(**state["heat"])))
         return plan
-    except subprocess.CalledProcessError as exc:  # `upgrade keygen` for dump.key
-        raise LabError(f"`upgrade keygen {lab / 'dump.key'}` failed (rc {exc.returncode}): "
-                       f"{(exc.stderr or b'').decode(errors='replace').strip()} — run this with the project "
+    except (ImportError, KeyFileError) as exc:  # the vault key dump.key, as `upgrade keygen` writes it
+        raise LabError(f"cannot write the vault key {lab / 'dump.key'}: {exc} — run this with the project "
                        "venv's python (.venv/bin/python -m scripts.lab ...)") from None
 
 
