@@ -262,9 +262,20 @@ class KeystoneLab:
                           DBAdmin(DB_ADMIN, password_env=TARGET_PW_ENV), extra_service_keys=service_overrides)
 
 
+#: the verbs that only read (a journal, a plan) and print, or write one new file: :func:`upgrade` runs them
+#: through ``upgrade.cli.main`` in the test's process (the same parser, code, output and exit code, without
+#: half a second of interpreter start-up each; the suite runs hundreds). Whatever acts on the controllers
+#: (run, resume, revert, check, claim, report) keeps a process of its own: signals, locks, fail points.
+IN_PROCESS_VERBS = frozenset({"status", "runs", "journal", "plan", "init", "keygen"})
+
+
 def upgrade(*args: str, failpoint: str | None = None, env: dict[str, str] | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real `upgrade` command line in a subprocess, as an operator would."""
+    """Run the real `upgrade` command line as an operator would: in a subprocess, but for the read-only
+    verbs (:data:`IN_PROCESS_VERBS`), whose output comes back as a text-mode pipe gives it."""
+    if args and args[0] in IN_PROCESS_VERBS and not failpoint:
+        res = upgrade_in_process(*args, env=env)
+        return subprocess.CompletedProcess(res.args, res.returncode, _text_pipe(res.stdout), _text_pipe(res.stderr))
     e = {**os.environ, TARGET_PW_ENV: TARGET_DB_PASSWORD, **(env or {})}
     e.pop("OPENSTACK_UPGRADE_FAILPOINT", None)
     if failpoint:
@@ -277,9 +288,8 @@ def upgrade_in_process(*args: str, env: dict[str, str] | None = None) -> subproc
     """``upgrade ARGS`` through ``upgrade.cli.main`` in this process: the same parser, checks, messages and
     exit code as :func:`upgrade` without starting an interpreter, for input that is refused before any
     real work. A case that needs a process of its own (a signal, a lock, a fail point) uses :func:`upgrade`.
-    Only what is written to ``sys.stdout``/``sys.stderr`` as they stand at the call is captured: the read
-    commands (status, journal export) write to the stream bound when their module was imported, so a test
-    that parses their output runs them with :func:`upgrade`.
+    What is written to ``sys.stdout``/``sys.stderr`` as they stand at the call is captured (``upgrade.cli``
+    hands each verb the ``sys.stdout`` of the call).
     """
     from upgrade import cli
 
@@ -299,6 +309,11 @@ def upgrade_in_process(*args: str, env: dict[str, str] | None = None) -> subproc
         os.environ.clear()
         os.environ.update(saved_env)
     return subprocess.CompletedProcess(["upgrade", *args], code, out.getvalue(), err.getvalue())
+
+
+def _text_pipe(text: str) -> str:
+    """What ``subprocess.run(text=True)`` reads from a pipe: universal newlines (a CSV export's CRLF is LF)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _admin_user(db: MariaDB, password: str) -> None:
@@ -381,3 +396,19 @@ def hostlab_snapshot(tmp_path_factory) -> Path:
             snap.parent.mkdir(exist_ok=True)
             built.rename(snap)
     return snap
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lab_schema_cache(tmp_path_factory) -> Path:
+    """One cache of fresh lab schemas for the whole run (scripts/lab/schemacache.py), shared by the
+    pytest-xdist workers and by the labs their subprocesses build: each release's schema of each
+    service is synced by its real tool once per run, then loaded. Labs only: the tool's migrations are real."""
+    from scripts.lab import schemacache
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's directory, above every worker's own
+    cache = root / "lab-schema-cache"
+    cache.mkdir(mode=0o700, exist_ok=True)
+    os.environ[schemacache.ENV] = str(cache)
+    return cache

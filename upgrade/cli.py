@@ -102,14 +102,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def dispatch(a: argparse.Namespace) -> int:
+    """One verb; its output goes to ``sys.stdout`` as it is at the call (so that ``main`` run in a process
+    that redirected it, a test's, writes there), not as it was when ``upgrade.commands`` was imported."""
     if a.verb == "init":
-        return commands.init(a.layout, a.from_release, a.to_release)
+        return commands.init(a.layout, a.from_release, a.to_release, out=sys.stdout)
     if a.verb == "check":
-        return commands.check_cmd(a.plan, a.fmt)
+        return commands.check_cmd(a.plan, a.fmt, out=sys.stdout)
     if a.verb == "plan":
-        return commands.plan_cmd(a.plan, a.graph)
+        return commands.plan_cmd(a.plan, a.graph, out=sys.stdout)
     if a.verb == "runs":
-        return commands.runs(a.journal, a.fmt)
+        return commands.runs(a.journal, a.fmt, out=sys.stdout)
     if a.verb == "run":
         return commands.run(a.plan, a.quiet)
     if a.verb == "resume":
@@ -117,18 +119,19 @@ def dispatch(a: argparse.Namespace) -> int:
     if a.verb == "revert":
         return commands.revert(a.journal, a.run_id, a.plan_path, a.quiet, a.discard_new_writes)
     if a.verb == "status":
-        return commands.status(a.journal, a.run_id, a.fmt)
+        return commands.status(a.journal, a.run_id, a.fmt, out=sys.stdout)
     if a.verb == "report":
         return commands.report_cmd(a.output, a.journal, a.run_id, a.fmt, a.key_file, a.force)
     if a.verb == "keygen":
         return commands.keygen(a.path)
     if a.verb == "claim":
-        return commands.claim_show(a.plan) if a.cverb == "show" else commands.claim_clear(a.plan, a.run_id)
+        return commands.claim_show(a.plan, out=sys.stdout) if a.cverb == "show" \
+            else commands.claim_clear(a.plan, a.run_id, out=sys.stdout)
     if a.jverb == "show":
-        return commands.journal_show(a.journal, a.run_id, a.fmt)
+        return commands.journal_show(a.journal, a.run_id, a.fmt, out=sys.stdout)
     if a.jverb == "export":
-        return commands.journal_export_cmd(a.journal, a.run_id, a.fmt, output=a.output, force=a.force)
-    return commands.journal_verify(a.journal, a.key_file, a.passphrase_env, a.unkeyed)
+        return commands.journal_export_cmd(a.journal, a.run_id, a.fmt, out=sys.stdout, output=a.output, force=a.force)
+    return commands.journal_verify(a.journal, a.key_file, a.passphrase_env, a.unkeyed, out=sys.stdout)
 
 
 def main(argv: list[str] | None = None) -> int:

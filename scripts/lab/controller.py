@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.lab import ksapi, layout, svc
+from scripts.lab import ksapi, layout, schemacache, svc
 from scripts.lab.mariadb import MariaDB
 from scripts.lab.proc import LabError, clean_env, tail
 
@@ -181,7 +181,7 @@ def make_controller(
     )
     _ensure_db(db, db_password)
     ctl = Controller(root=root, release=release, venv=venv, db=db, keystone_port=keystone_port)
-    ctl.keystone_manage("db_sync")
+    schemacache.synced(db, venv, "keystone", ("keystone",), lambda: ctl.keystone_manage("db_sync"))
     return ctl
 
 

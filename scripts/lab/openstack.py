@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scripts.lab import schemacache
 from scripts.lab.layout import UNITS as UNITS  # re-exported: the stack's units live with the layout
 from scripts.lab.mariadb import MariaDB
 from scripts.lab.proc import LabError, clean_env
@@ -211,21 +212,28 @@ def make_stack(root: Path, release: str, db: MariaDB, venv_root: Path, services:
 
 
 def sync(s: Stack, services: tuple[str, ...] = SERVICES) -> None:
-    if "glance" in services:
+    """Each service's real schema of the stack's release (loaded from the run's schema cache when a
+    test run has one: scripts.lab.schemacache)."""
+    for service in services:
+        schemacache.synced(s.db, s.venv, service, DATABASES[service], lambda service=service: _sync(s, service))
+
+
+def _sync(s: Stack, service: str) -> None:
+    if service == "glance":
         s.manage("glance-manage", "--config-file", str(s.etc("glance") / "glance-api.conf"), "db", "sync")
-    if "placement" in services:
+    if service == "placement":
         s.manage("placement-manage", "--config-file", str(s.etc("placement") / "placement.conf"), "db", "sync")
-    if "nova" in services:
+    if service == "nova":
         conf = ("--config-file", str(s.etc("nova") / "nova.conf"))
         s.manage("nova-manage", *conf, "api_db", "sync")
         s.manage("nova-manage", *conf, "cell_v2", "map_cell0", "--database_connection", s.url("nova", "nova_cell0"))
         if "cell1" not in s.manage("nova-manage", *conf, "cell_v2", "list_cells").stdout:
             s.manage("nova-manage", *conf, "cell_v2", "create_cell", "--name", "cell1")
         s.manage("nova-manage", *conf, "db", "sync")
-    if "neutron" in services:
+    if service == "neutron":
         s.manage("neutron-db-manage", "--config-file", str(s.etc("neutron") / "neutron.conf"), "--config-file",
                  str(s.etc("neutron") / "plugins/ml2/ml2_conf.ini"), "upgrade", "heads")
-    if "cinder" in services:
+    if service == "cinder":
         s.manage("cinder-manage", "--config-file", str(s.etc("cinder") / "cinder.conf"), "db", "sync")
 
 

@@ -4,7 +4,6 @@ unit supervisor. Used by the tests, `make demo` and `python -m scripts.lab up`."
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,12 @@ class DBAdmin:
 
 
 def write_key(path: Path) -> None:
-    """A vault key made by the tool itself (`upgrade keygen`)."""
+    """A vault key made as `upgrade keygen` makes it: the tool's own function, without starting an
+    interpreter for it (every lab plan of the tests has one)."""
     if not path.exists():
-        subprocess.run([sys.executable, "-m", "upgrade.cli", "keygen", str(path)], cwd=REPO, check=True,
-                       capture_output=True)
+        from journal.vault import generate_key_file  # the project's dependencies: the project venv's python
+
+        generate_key_file(path)
 
 
 def control(root: Path) -> list[str]:

@@ -1,0 +1,85 @@
+"""A test run's cache of the fresh schemas a lab's setup makes: the first lab of a run that syncs a
+release's schema for a service (``keystone-manage db_sync``, ``nova-manage db sync``, ...) on empty
+databases keeps a dump of them; every later lab of the run loads that dump instead of running the
+sync again (tens of seconds of the real tools per controller, on every lab of the suite).
+
+Only a lab's *setup* uses it, and only when ``OSU_LAB_SCHEMA_CACHE`` names an existing directory
+(tests/conftest.py sets it for the test run; ``make demo`` and ``python -m scripts.lab up`` by hand
+never do). The dump is what the real sync of that release made in this very run, so the loaded
+schema is the same, rows included (alembic versions, cinder's default volume type, nova's cell
+mappings). The upgrade tool's own schema migrations never go through here.
+
+What a sync writes about its own server (nova's cell mappings name the DB server's port) is stored
+with a marker in place of the port and gets the loading server's port back. Several processes (the
+pytest-xdist workers, a lab built by a subprocess) share one cache: one builds a key under a file
+lock while the others wait, and a dump is written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from scripts.lab.mariadb import MariaDB
+from scripts.lab.proc import LabError
+
+ENV = "OSU_LAB_SCHEMA_CACHE"
+#: the server's own port inside the dump (``mysql+pymysql://nova:...@127.0.0.1:<port>/nova_cell0``)
+_PORT_MARK = b"@@OSU_LAB_DB_PORT@@"
+
+
+def _empty(db: MariaDB, schemas: Sequence[str]) -> bool:
+    """No table in any of ``schemas``: what a fresh controller has before its first sync."""
+    marks = ", ".join(["%s"] * len(schemas))
+    rows = db.execute(f"SELECT COUNT(*) FROM information_schema.tables WHERE table_schema IN ({marks})",
+                      args=tuple(schemas))
+    return not rows[0][0]
+
+
+def _own_address(db: MariaDB) -> bytes:
+    return f"@{db.host}:{db.port}/".encode()
+
+
+def _dump(db: MariaDB, schemas: Sequence[str], path: Path) -> None:
+    proc = subprocess.run(db._client("mariadb-dump") + ["--single-transaction", "--routines", "--triggers",
+                                                         "--events", "--hex-blob", "--skip-dump-date",
+                                                         "--databases", *schemas],
+                          capture_output=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise LabError(f"mariadb-dump of {', '.join(schemas)} from port {db.port} failed (rc {proc.returncode}): "
+                       f"{proc.stderr.decode(errors='replace').strip()}")
+    tmp = path.with_name(path.name + ".partial")
+    tmp.touch(mode=0o600)  # nova's cell mappings hold its DB password
+    tmp.write_bytes(proc.stdout.replace(_own_address(db), b"@" + db.host.encode() + b":" + _PORT_MARK + b"/"))
+    tmp.replace(path)
+
+
+def _load(db: MariaDB, path: Path) -> None:
+    sql = path.read_bytes().replace(_PORT_MARK, str(db.port).encode())
+    proc = subprocess.run(db._client("mariadb"), input=sql, capture_output=True)
+    if proc.returncode != 0:
+        raise LabError(f"loading the cached schema {path} into port {db.port} failed (rc {proc.returncode}): "
+                       f"{proc.stderr.decode(errors='replace').strip()}")
+
+
+def synced(db: MariaDB, venv: Path, service: str, schemas: Sequence[str], sync: Callable[[], object]) -> None:
+    """``sync()`` the fresh ``schemas`` of ``service`` on ``db`` (``venv``: the release's tools), or load
+    what that sync made earlier in this run. Without the cache, or on databases that hold tables
+    already, simply ``sync()``."""
+    cache = os.environ.get(ENV)
+    if not cache or not Path(cache).is_dir() or not _empty(db, schemas):
+        sync()
+        return
+    key = hashlib.sha256(f"{Path(venv).resolve()}|{service}|{','.join(schemas)}|{db.host}".encode()).hexdigest()
+    path = Path(cache) / f"{Path(venv).name}-{service}-{key[:16]}.sql"
+    with Path(f"{path}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builds, the others wait and load
+        if path.exists():
+            _load(db, path)
+            return
+        sync()
+        _dump(db, schemas, path)
