@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from services import preflight
 from services.infra import broker
-from statemachine.step import StepError
-from upgrade import app
-from upgrade.errors import UserError
+from upgrade import app, guards
 from upgrade.plan import Plan
 
 
@@ -30,11 +28,6 @@ def findings(plan: Plan) -> list[tuple[str, str]]:
 
 def refuse(plan: Plan) -> None:
     """Before `upgrade run` stops anything: the new broker takes every carried-over login (exit 2)."""
-    try:
-        found = findings(plan)
-    except StepError as exc:
-        raise UserError(f"cannot read the source configs for their transport_url: {exc} — nothing was changed "
-                        f"(plan {plan.path})") from None
-    if found:
-        raise UserError("the new controller's message queue refuses what the services' configs carry over — "
-                        "nothing was changed:\n" + "\n".join(f"  {p} — fix: {fix}" for p, fix in found))
+    guards.refuse_findings(lambda: findings(plan), "the source configs for their transport_url",
+                           "the new controller's message queue refuses what the services' configs carry over",
+                           plan.path)

@@ -19,7 +19,7 @@ from services.infra.settings import Side
 from statemachine.machine import ServiceMachine
 from statemachine.runner import ParallelGroup
 from statemachine.step import StepError
-from upgrade import hosts
+from upgrade import guards, hosts
 from upgrade.errors import UserError
 
 if TYPE_CHECKING:
@@ -104,11 +104,6 @@ def address_problems(plan: Plan) -> list[tuple[str, str]]:
 def refuse_address_problems(plan: Plan) -> None:
     """Before `upgrade run` writes anything: the moved addresses can be removed from the old controller
     for good (exit 2 naming the file or the daemon, and the fix)."""
-    try:
-        found = address_problems(plan)
-    except StepError as exc:
-        raise UserError(f"cannot read the old controller's network configuration: {exc} — nothing was changed "
-                        f"(plan {plan.path})") from None
-    if found:
-        raise UserError("the switchover could not keep the old controller from taking its addresses back — "
-                        "nothing was changed:\n" + "\n".join(f"  {p} — {fix}" for p, fix in found))
+    guards.refuse_findings(lambda: address_problems(plan), "the old controller's network configuration",
+                           "the switchover could not keep the old controller from taking its addresses back",
+                           plan.path, sep=" — ")
