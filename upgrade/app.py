@@ -247,20 +247,45 @@ def service_machines(plan: Plan) -> dict[str, ServiceMachine]:
     return machines
 
 
+def unpin_refusal(plan: Plan) -> str | None:
+    """Why nova cannot be unpinned now (the compute hosts still on the old release, named), or None; reads
+    the new controller's nova database only."""
+    from types import SimpleNamespace
+
+    from services.catalog import nova
+
+    ctx = SimpleNamespace(target=side(plan.target), services=plan.service_settings, to_release=plan.to_release)
+    try:
+        return nova.unpin_refusal(ctx)
+    except mysql.DBConnectError as exc:
+        raise UserError(f"target controller: {exc} (plan {plan.path}, [target.db])") from None
+
+
+def deferred(plan: Plan, journal: Journal, run_id: str) -> tuple[str, ...]:
+    """The services a ``unpin = "later"`` plan leaves out of its run (nova-unpin) that the run has not
+    started yet: once `upgrade unpin` started one, it belongs to the run (resume and revert see it)."""
+    if not plan.unpin_later:
+        return ()
+    started = {e.machine for e in journal.events(run_id)}
+    return tuple(n for n in plan.services if n in AFTER_COMPUTES and n not in started)
+
+
 def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, observer=None,
-                 progress: Callable[[int], None] | None = None) -> Runner:
+                 progress: Callable[[int], None] | None = None, unpin: bool = False) -> Runner:
     ctx = UpgradeContext(run_id=run_id, source=side(plan.source), target=side(plan.target), journal=journal,
                          key=key, redactor=journal.redactor, services=plan.service_settings,
                          from_release=plan.from_release, to_release=plan.to_release,
                          artifact_root=plan.artifact_dir, progress=progress)
     machines = service_machines(plan)
+    for name in () if unpin else deferred(plan, journal, run_id):  # `upgrade unpin PLAN` runs them later
+        del machines[name]
     extra, groups = fleet.machines(plan)  # the IP switchover, then the compute hosts (in parallel)
     overlap = overlap_group({n: m.steps for n, m in machines.items()}, plan.service_pool)
     if overlap is not None:
         groups = [overlap, *groups]
     # nova-unpin last: it drops the compute pin once the computes run the new release
     order = [machines[n] for n in plan.services if n not in AFTER_COMPUTES] + extra \
-        + [machines[n] for n in plan.services if n in AFTER_COMPUTES]
+        + [machines[n] for n in plan.services if n in AFTER_COMPUTES and n in machines]
     log = logs.get()
     return Runner(journal, run_id, order, ctx, observer=observer,
                   log=lambda event, **kw: log.info(event, run=run_id, **kw), groups=groups)

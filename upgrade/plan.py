@@ -61,6 +61,9 @@ class Plan:
     network: planhosts.NetworkPlan | None = None
     computes: tuple[planhosts.ComputePlan, ...] = ()
     compute_pool: int = 10
+    #: ``[upgrade] unpin = "later"``: nova-unpin is left out of the run (the run ends pinned) until
+    #: `upgrade unpin PLAN`
+    unpin_later: bool = False
     #: services upgraded side by side (1: the runbook's strict sequence), see ServiceSpec.after
     service_pool: int = 2
     #: services the source runs that the plan leaves alone on purpose, with the reason (``[upgrade] ignore``)
@@ -170,7 +173,8 @@ def load(path: str | Path) -> Plan:
     r = Reader(p, raw, "")
     r.unknown({"upgrade", "vault", "source", "target", "services", "ssh", "network", "computes", "compute_defaults"})
     u = r.sub("upgrade")
-    u.unknown({"from", "to", "services", "journal", "compute_pool", "service_pool", "ignore"})
+    u.unknown({"from", "to", "services", "journal", "compute_pool", "service_pool", "ignore", "compute_timeout",
+               "unpin"})
     src_rel = u.get("from", str, expected='a release like "2025.2"')
     dst_rel = u.get("to", str, expected='a release like "2026.1"')
     if (msg := jump_error(src_rel, dst_rel)) is not None:
@@ -203,7 +207,7 @@ def load(path: str | Path) -> Plan:
     source, target = _side(r, "source"), _side(r, "target")
     _distinct(p, source, target)
     ssh = planhosts.ssh_defaults(r)
-    computes = planhosts.computes(r, ssh)
+    computes = planhosts.computes(r, ssh, planhosts.compute_timeout(u))
     network = planhosts.network(r, ssh, computes, (("source", source.host_spec), ("target", target.host_spec)))
     return Plan(
         path=p.resolve(), sha256=hashlib.sha256(data).hexdigest(), from_release=src_rel, to_release=dst_rel,
@@ -213,7 +217,7 @@ def load(path: str | Path) -> Plan:
         service_settings={s: _service(r, s) for s in ordered}, raw=raw,
         network=network, computes=computes, compute_pool=planhosts.pool(u),
         service_pool=planhosts.pool(u, "service_pool", 2, 8, "services upgraded side by side"),
-        ignore=_ignore(u, ordered),
+        ignore=_ignore(u, ordered), unpin_later=planhosts.unpin(u) == "later",
     )
 
 
