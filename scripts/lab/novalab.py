@@ -1,5 +1,5 @@
 """Real nova in the multi-host lab: nova-conductor (and RabbitMQ) on the new controller, a real
-nova-compute with nova's own fake virt driver (``compute_driver = fake.FakeDriver``) on each
+nova-compute with nova's own fake virt driver (``fake.FakeDriverWithoutFakeNodes``) on each
 compute host, from the release venvs (``<venv_root>/<release>``), so the compute hosts report real
 heartbeats and service versions (``services.updated_at``, ``services.version``) in the new
 controller's nova database.
@@ -142,7 +142,9 @@ def _nova_conf(p: dict[str, Any], host: str, controller: bool) -> str:
     text = (f"# nova.conf of lab host {host} (scripts/lab/novalab.py)\n[DEFAULT]\nhost = {host}\n"
             f"transport_url = {mq}\nstate_path = {STATE}\nreport_interval = 2\n")
     if not controller:
-        text += f"compute_driver = fake.FakeDriver\ninstances_path = {STATE}/instances\n"
+        # nova's fake driver in its single-node form: a stable node name and uuid (``compute_id``), so the
+        # host restarts like a real one (fake.FakeDriver refuses a restart without that file)
+        text += f"compute_driver = fake.FakeDriverWithoutFakeNodes\ninstances_path = {STATE}/instances\n"
     # placement with noauth2 (no keystone in nova's path): its admin token, its endpoint
     text += (f"\n[placement]\nauth_type = admin_token\ntoken = admin\n"
              f"endpoint = http://{p['controller_address']}:{PLACEMENT_PORT}\n")
@@ -204,6 +206,8 @@ def inside_compute(p: dict[str, Any]) -> dict[str, Any]:
     from scripts.lab import svc
 
     svc.stop(Path("/"), "nova-compute")
+    stop("nova-compute")  # set up again: a new node identity with the new database
+    (STATE / "compute_id").unlink(missing_ok=True)
     _install(p, p["host"], controller=False)
     start("nova-compute")
     return {}
