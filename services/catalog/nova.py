@@ -427,6 +427,23 @@ def unpin_steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = N
                           "pin and restart nova")]
 
 
+def restart_conductors(ctx: Any) -> list[str]:
+    """Restart nova-conductor on the new controller (the units of nova-unpin's, else nova's, plan table, else
+    the release's, whose name holds "conductor"): a conductor caches the lowest service version of each
+    kind for its lifetime (``Service.enable_min_version_cache``), so a compute put back on the old release
+    would be refused (ServiceTooOld) until it reads the table again."""
+    from services.infra import control
+
+    jump = Jump(ctx.from_release, ctx.to_release)
+    settings = UNPIN.name if UNPIN.name in ctx.services else NAME
+    names = [u for u in _units(jump, settings)(ctx, "target") if "conductor" in u]
+    for u in names:
+        if control.is_running(ctx.target, u):
+            control.stop(ctx.target, u)
+        control.start(ctx.target, u)
+    return names
+
+
 def unpin_refusal(ctx: Any) -> str | None:
     """Why nova cannot be unpinned yet: the ``nova-compute`` rows of the new controller's nova database
     that do not report the target's service version (the runbook: "when all the computes are upgraded,

@@ -17,8 +17,11 @@ A host whose plan entry names an ``upgrade_command`` then gets the rolling upgra
    database (what ``openstack compute service set --disable`` writes; an operator's own disable is left
    alone), so the scheduler places nothing there meanwhile; undo enables it again;
 4. ``compute.<name>.upgrade``: the plan's upgrade command on the host (a package upgrade; ``{from}`` and
-   ``{to}`` name the releases); undo runs its ``downgrade_command`` and restarts the units, waiting for
-   the old release's heartbeat, so a revert leaves the host on the old release;
+   ``{to}`` name the releases); undo runs its ``downgrade_command``, gives its row back the service
+   version it had (nova refuses to start a service older than the lowest of its kind in the table:
+   ServiceTooOld), restarts the new controller's nova-conductor (it caches that lowest version) and
+   the host's units, waiting for the old release's heartbeat, so a revert leaves
+   the host on the old release;
 5. ``compute.<name>.restart_upgraded``: the units restarted on the new code;
 6. ``compute.<name>.report_version``: a condition, bounded by ``[upgrade] compute_timeout``: its row's
    heartbeat (``services.updated_at``) advances and its ``version`` is the target release's (what its
@@ -184,14 +187,24 @@ def upgrade_steps(s: ComputeSettings, host: Host) -> list[Step]:
                 _set_disabled(ctx, s, 0, None)
 
     def upgrade_run(ctx: Any) -> Result:
+        _h, before, _u, _d, _r = _row(ctx, s)  # not restarted yet: the old release's version (also on a re-run)
         argv = _command(s.upgrade_command, ctx)
         res = check(host, argv, f"upgrading {s.name} to {ctx.to_release}", timeout=1800)
-        return {"host": host.name, "command": command_text(argv), "rc": res.rc}
+        ctx.failpoint(f"{base}.upgrade:inside")
+        return {"host": host.name, "command": command_text(argv), "rc": res.rc, "version_before": before}
 
     def upgrade_undo(ctx: Any, result: Result | None) -> None:
-        _h, _v, since, _d, _r = _row(ctx, s)
+        _h, now, since, _d, _r = _row(ctx, s)
         check(host, _command(s.downgrade_command, ctx), f"putting {s.name} back on {ctx.from_release}",
               timeout=1800)
+        if result and result.get("version_before") is not None and now != result["version_before"]:
+            # nova refuses to start a service older than the lowest version of its kind in the table
+            # (ServiceTooOld): its row gets back the version it had before, as the old release writes it
+            mysql.query(ctx.target.db, "UPDATE services SET version=%s WHERE `binary`='nova-compute' AND deleted=0 "
+                                       "AND host=%s", (result["version_before"], s.host_in_nova), db=nova_db(ctx))
+            from services.catalog import nova  # nova's gate reads this module's rows: imported where needed
+
+            nova.restart_conductors(ctx)  # they cache the lowest version: read the table again
         restart(host, s)
         wait_heartbeat(ctx, s, since, None, s.version_timeout, not_version=target_version(ctx))
 
