@@ -210,3 +210,57 @@ def test_lab_timings_reported(nova_lab):
     print(f"nova lab setup: {nova_lab.state['nova_timings']}", file=sys.stderr)
     assert set(nova_lab.state["nova_timings"]) == {"controller", "computes"}
     _ = time, REPO
+
+
+# ---------------------------------------------------------------------- bad input, without the lab (in process)
+PLAN = """
+[upgrade]
+from = "2025.2"
+to = "2026.1"
+services = ["nova-unpin"]
+{upgrade}
+[vault]
+key_file = "dump.key"
+[source]
+host = "local"
+[source.db]
+address = "127.0.0.1"
+[target]
+host = "local"
+etc = "/srv/new/etc"
+[target.db]
+address = "127.0.0.1"
+port = 3307
+[[computes]]
+name = "compute1"
+host = "local"
+units = ["nova-compute"]
+{compute}
+"""
+
+
+@pytest.mark.parametrize("upgrade, compute, message", [
+    ("", 'upgrade_command = ["dnf", "-y", "upgrade", "openstack-nova-compute"]',
+     "`computes[0].downgrade_command` is missing"),
+    ("", 'upgrade_command = ["x", "{release}"]\ndowngrade_command = ["y"]', "only {from} and {to}"),
+    ('unpin = "soon"', "", '`upgrade.unpin` is \'soon\'; expected "now" or "later"'),
+    ("compute_timeout = 0", "", "`upgrade.compute_timeout` is 0"),
+])
+def test_bad_compute_upgrade_keys_are_refused(tmp_path, capsys, upgrade, compute, message):
+    from upgrade import cli
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN.format(upgrade=upgrade, compute=compute))
+    assert cli.main(["plan", str(plan)]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]  # nothing made
+
+
+def test_unpin_of_a_plan_that_unpins_by_itself_is_refused(tmp_path, capsys):
+    from upgrade import cli
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN.format(upgrade="", compute=""))
+    assert cli.main(["unpin", str(plan)]) == 2
+    assert 'upgrade.unpin = "later"' in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]
