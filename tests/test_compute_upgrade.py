@@ -89,14 +89,29 @@ def wait_versions(lab, want: dict[str, int]) -> None:
                                                      for h, v in want.items()), timeout=180, interval=0.5)
 
 
+def unit(lab, host: str, action: str, name: str) -> None:
+    res = lab.inside(host, ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.novalab", action, name],
+                     timeout=300)
+    assert res.returncode == 0, res.stderr
+
+
 def by_hand(lab, host: str, release: str) -> None:
     """What an operator does on a compute host left for later: its package upgrade, then a restart."""
-    for argv in ([*novalab.SWITCH, release], ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m",
-                                                "scripts.lab.novalab", "stop", "nova-compute"],
-                 ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.novalab", "start",
-                  "nova-compute"]):
-        res = lab.inside(host, argv, timeout=300)
-        assert res.returncode == 0, res.stderr
+    res = lab.inside(host, [*novalab.SWITCH, release], timeout=300)
+    assert res.returncode == 0, res.stderr
+    unit(lab, host, "stop", "nova-compute")
+    unit(lab, host, "start", "nova-compute")
+
+
+def downgrade_by_hand(lab) -> None:
+    """Every compute back on the old release the way nova allows it: the rows' version set back and the
+    conductor restarted (it caches the lowest version; ServiceTooOld otherwise), then the hosts."""
+    v = lab.state["versions"]
+    lab.query("newctl", "UPDATE nova.services SET version=%s WHERE `binary`='nova-compute'", (v[OLD],))
+    unit(lab, "newctl", "stop", "nova-conductor")
+    unit(lab, "newctl", "start", "nova-conductor")
+    for h in COMPUTES:
+        by_hand(lab, h, OLD)
 
 
 def initial(lab) -> None:
@@ -150,8 +165,7 @@ def test_computes_left_for_later_unpin_refused_then_done(nova_lab, tmp_path):
     # back to the module's starting point: the run reverted (the pin comes back), the hosts by hand
     res = _tool(lab, "revert", "--journal", str(tmp_path / "journal"))
     assert res.returncode == 0, res.stderr
-    for h in COMPUTES:
-        by_hand(lab, h, OLD)
+    downgrade_by_hand(lab)
     wait_versions(lab, {h: v[OLD] for h in COMPUTES})
     initial(lab)
 

@@ -194,7 +194,7 @@ def upgrade_steps(s: ComputeSettings, host: Host) -> list[Step]:
         return {"host": host.name, "command": command_text(argv), "rc": res.rc, "version_before": before}
 
     def upgrade_undo(ctx: Any, result: Result | None) -> None:
-        _h, now, since, _d, _r = _row(ctx, s)
+        _h, now, _u, _d, _r = _row(ctx, s)
         check(host, _command(s.downgrade_command, ctx), f"putting {s.name} back on {ctx.from_release}",
               timeout=1800)
         if result and result.get("version_before") is not None and now != result["version_before"]:
@@ -206,6 +206,7 @@ def upgrade_steps(s: ComputeSettings, host: Host) -> list[Step]:
 
             nova.restart_conductors(ctx)  # they cache the lowest version: read the table again
         restart(host, s)
+        since = _row(ctx, s)[2]  # the new code stopped: a later heartbeat is the old release's
         wait_heartbeat(ctx, s, since, None, s.version_timeout, not_version=target_version(ctx))
 
     def restart_run(ctx: Any) -> Result:
