@@ -12,6 +12,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from services.catalog import nova
 from services.fleet import compute, network
 from statemachine.machine import ServiceMachine
 from statemachine.runner import ParallelGroup
@@ -30,7 +31,8 @@ def machines(plan: Plan) -> tuple[list[ServiceMachine], list[ParallelGroup]]:
         spec = plan.network.check_from
         check = hosts.connect(spec, f"check:{spec.alias or spec.url}")
         out.append(network.machine(plan.network.settings, check))
-    comp = [compute.machine(c.settings, hosts.connect(c.host, f"compute:{c.settings.name}")) for c in plan.computes]
+    comp = [compute.machine(c.settings, hosts.connect(c.host, f"compute:{c.settings.name}"), nova.restart_conductors)
+            for c in plan.computes]
     if comp:
         groups.append(ParallelGroup(frozenset(m.name for m in comp), plan.compute_pool))
     return out + comp, groups

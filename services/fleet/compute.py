@@ -35,6 +35,7 @@ row reports the target's service version.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,8 +170,9 @@ def _command(argv: tuple[str, ...], ctx: Any) -> list[str]:
     return [a.format(**{"from": ctx.from_release, "to": ctx.to_release}) for a in argv]
 
 
-def upgrade_steps(s: ComputeSettings, host: Host) -> list[Step]:
-    """The rolling upgrade of one compute host (see the module's docstring), after its restart and verify."""
+def upgrade_steps(s: ComputeSettings, host: Host, conductors: Callable[[Any], object]) -> list[Step]:
+    """The rolling upgrade of one compute host (see the module's docstring), after its restart and verify;
+    *conductors* restarts the new controller's nova-conductor (nova's catalog module knows its units)."""
     base = f"{PREFIX}.{s.name}"
 
     def disable_run(ctx: Any) -> Result:
@@ -202,9 +204,7 @@ def upgrade_steps(s: ComputeSettings, host: Host) -> list[Step]:
             # (ServiceTooOld): its row gets back the version it had before, as the old release writes it
             mysql.query(ctx.target.db, "UPDATE services SET version=%s WHERE `binary`='nova-compute' AND deleted=0 "
                                        "AND host=%s", (result["version_before"], s.host_in_nova), db=nova_db(ctx))
-            from services.catalog import nova  # nova's gate reads this module's rows: imported where needed
-
-            nova.restart_conductors(ctx)  # they cache the lowest version: read the table again
+            conductors(ctx)  # they cache the lowest version: read the table again
         restart(host, s)
         since = _row(ctx, s)[2]  # the new code stopped: a later heartbeat is the old release's
         wait_heartbeat(ctx, s, since, None, s.version_timeout, not_version=target_version(ctx))
@@ -254,7 +254,7 @@ def upgrade_steps(s: ComputeSettings, host: Host) -> list[Step]:
     ]
 
 
-def machine(s: ComputeSettings, host: Host) -> ServiceMachine:
+def machine(s: ComputeSettings, host: Host, conductors: Callable[[Any], object] = lambda ctx: None) -> ServiceMachine:
     base = f"{PREFIX}.{s.name}"
 
     def restart_run(ctx: object) -> Result:
@@ -278,5 +278,5 @@ def machine(s: ComputeSettings, host: Host) -> ServiceMachine:
              describe=f"restart {', '.join(s.units)} on {s.name}"),
         Step(f"{base}.verify", "reported_in", verify_run, host=host.name,
              describe=f"{', '.join(s.units)} on {s.name} report in"),
-        *(upgrade_steps(s, host) if s.upgrade_command else ()),
+        *(upgrade_steps(s, host, conductors) if s.upgrade_command else ()),
     ])
