@@ -269,14 +269,40 @@ def service_machines(plan: Plan) -> dict[str, ServiceMachine]:
     return machines
 
 
+def unpin_refusal(plan: Plan) -> str | None:
+    """Why nova cannot be unpinned now (the compute hosts still on the old release, named), or None; reads
+    the new controller's nova database only."""
+    from types import SimpleNamespace
+
+    from services.catalog import nova
+
+    ctx = SimpleNamespace(target=side(plan.target), services=plan.service_settings, to_release=plan.to_release)
+    try:
+        return nova.unpin_refusal(ctx)
+    except mysql.DBConnectError as exc:
+        raise UserError(f"target controller: {exc} (plan {plan.path}, [target.db])") from None
+
+
+def deferred(plan: Plan, journal: Journal, run_id: str) -> tuple[str, ...]:
+    """The services a ``unpin = "later"`` plan leaves out of its run (nova-unpin) that the run has not
+    started yet: once `upgrade unpin` started one, it belongs to the run (resume and revert see it)."""
+    if not plan.unpin_later:
+        return ()
+    started = {e.machine for e in journal.events(run_id)}
+    return tuple(n for n in plan.services if n in AFTER_COMPUTES and n not in started)
+
+
 def run_machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Host] = hosts.connect,
-                 ) -> tuple[list[ServiceMachine], list[ParallelGroup]]:
+                 leave_out: tuple[str, ...] = ()) -> tuple[list[ServiceMachine], list[ParallelGroup]]:
     """Every machine a run of *plan* drives, in the run's order, and the groups that run side by side: what
     the runner gets and what `upgrade plan` shows (with *connect* giving recording hosts), so the two cannot
     differ. The order: the services, then the hosts beyond the controllers (``fleet.machines``: the IP
     switchover, the compute hosts in parallel), then the services that run after the computes (nova-unpin:
-    it drops the compute pin once the computes run the new release)."""
+    it drops the compute pin once the computes run the new release). *leave_out*: services this run does not
+    drive (nova-unpin of a ``unpin = "later"`` plan until `upgrade unpin`)."""
     machines = service_machines(plan)
+    for name in leave_out:
+        del machines[name]
     stoppers = tuple(n for n in plan.services if n not in AFTER_COMPUTES
                      and any("source_units" in s.provides for s in machines[n].steps))
     extra, groups = fleet.machines(plan, stoppers, connect=connect)
@@ -284,20 +310,21 @@ def run_machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Host] = ho
     if overlap is not None:
         groups = [overlap, *groups]
     order = [machines[n] for n in plan.services if n not in AFTER_COMPUTES] + extra \
-        + [machines[n] for n in plan.services if n in AFTER_COMPUTES]
+        + [machines[n] for n in plan.services if n in AFTER_COMPUTES and n in machines]
     return order, groups
 
 
 def build_runner(plan: Plan, journal: Journal, key: vault.Key, run_id: str, observer=None,
                  progress: Callable[[int], None] | None = None,
-                 claimed: writeguard.Claimed | None = None) -> Runner:
-    """The runner of a run; *claimed* is what its writing steps check the target against."""
+                 claimed: writeguard.Claimed | None = None, unpin: bool = False) -> Runner:
+    """The runner of a run; *claimed* is what its writing steps check the target against; *unpin*: the
+    run of `upgrade unpin`, which drives the nova-unpin a ``unpin = "later"`` plan left out."""
     ctx = UpgradeContext(run_id=run_id, source=side(plan.source), target=side(plan.target), journal=journal,
                          key=key, redactor=journal.redactor, services=plan.service_settings,
                          from_release=plan.from_release, to_release=plan.to_release,
                          artifact_root=plan.artifact_dir, progress=progress, claimed=claimed,
                          dump_streams=plan.dump_streams)
-    order, groups = run_machines(plan)
+    order, groups = run_machines(plan, leave_out=() if unpin else deferred(plan, journal, run_id))
     log = logs.get()
     return Runner(journal, run_id, order, ctx, observer=observer,
                   log=lambda event, **kw: log.info(event, run=run_id, **kw), groups=groups)

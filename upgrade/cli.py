@@ -46,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="start an upgrade from a plan")
     sp.add_argument("plan")
     sp.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    sp = sub.add_parser("unpin", help="after a run that left the computes for later: unpin nova once every "
+                                      "nova-compute reports the target's service version")
+    sp.add_argument("plan")
+    sp.add_argument("--quiet", action="store_true", help="print nothing but errors")
     for verb, text in (("resume", "continue an interrupted or failed run"),
                        ("revert", "undo a run: the old controller serves again")):
         sp = sub.add_parser(verb, help=text)
@@ -114,6 +118,8 @@ def dispatch(a: argparse.Namespace) -> int:
         return commands.runs(a.journal, a.fmt, out=sys.stdout)
     if a.verb == "run":
         return commands.run(a.plan, a.quiet)
+    if a.verb == "unpin":
+        return commands.unpin(a.plan, a.quiet)
     if a.verb == "resume":
         return commands.resume(a.journal, a.run_id, a.plan_path, a.quiet)
     if a.verb == "revert":

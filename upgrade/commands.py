@@ -118,8 +118,10 @@ def _drive(session: app.Session, verb: str, display: progress.Display) -> int:
 
 
 def _session(plan: plan_mod.Plan, journal: Journal, key: vault.Key, run_id: str,
-             display: progress.Display, claimed: writeguard.Claimed | None) -> app.Session:
-    runner = app.build_runner(plan, journal, key, run_id, observer=display, progress=display.moved, claimed=claimed)
+             display: progress.Display, claimed: writeguard.Claimed | None,
+             unpin: bool = False) -> app.Session:
+    runner = app.build_runner(plan, journal, key, run_id, observer=display, progress=display.moved, claimed=claimed,
+                              unpin=unpin)
     return app.Session(plan, journal, key, run_id, runner)
 
 
@@ -182,6 +184,9 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
                         f"{shlex.quote(str(journal.dir))}` (a revert is not resumed forward)")
     if verb == "resume" and status in ("completed", "reverted"):
         raise UserError(f"nothing to resume: run {run_row['id']} is {status}")
+    if verb == "unpin" and status != "completed":
+        raise UserError(f"run {run_row['id']} is {status}: `upgrade unpin` follows a completed run — finish it "
+                        f"first (`upgrade resume --journal {shlex.quote(str(journal.dir))}`)")
     if verb == "revert" and status == "reverted":
         raise UserError(f"nothing to revert: run {run_row['id']} is already reverted")
     path = plan_path or run_row["plan_path"]
@@ -199,6 +204,8 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         app.check_key(run_row, key)
         app.authenticate(journal, key)  # before any work: a journal edited without the key is refused
         rid = run_row["id"]
+        if verb == "unpin" and (why := app.unpin_refusal(plan)):  # before the claim: refused, nothing changed
+            raise UserError(f"{why} (run {rid}, plan {plan.path})")
         if verb == "revert" and revertguard.needed(status, journal, rid):  # tenants' writes on the new cloud
             revertguard.guard(plan, journal, key, rid, discard_new_writes)
         held, ids = _guard_continue(verb, plan, journal, run_row)
@@ -207,11 +214,28 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         display = progress.for_console(quiet)
         try:
             claimed = writeguard.Claimed(claims.claimed_run(plan, held), ids)
-            return _drive(_session(plan, journal, key, rid, display, claimed), verb, display)
+            return _drive(_session(plan, journal, key, rid, display, claimed, unpin=verb == "unpin"), verb, display)
         finally:
             claims.settle(plan, journal, rid, held)
     finally:
         lk.release()
+
+
+def unpin(plan_path: str, quiet: bool = False) -> int:
+    """Unpin nova after a run whose plan left the computes for later (``[upgrade] unpin = "later"``): refused,
+    naming them, while a nova-compute does not report the target's service version (exit 2, nothing changed);
+    else nova-unpin runs as the last machine of that run (journaled; `upgrade revert` undoes it too)."""
+    plan = plan_mod.load(plan_path)
+    if "nova-unpin" not in plan.services or not plan.unpin_later:
+        raise UserError(f"{plan.path} does not leave unpinning for later (it needs \"nova-unpin\" in "
+                        "upgrade.services and upgrade.unpin = \"later\"): its run unpins by itself")
+    journal = _open(plan.journal_dir)
+    row = next((r for r in reversed(journal.runs()) if r["plan_sha256"] == plan.sha256), None)
+    if row is None:
+        raise UserError(f"no run of {plan.path} in {journal.dir} — `upgrade run {shlex.quote(str(plan.path))}` first")
+    if not app.deferred(plan, journal, row["id"]):
+        raise UserError(f"nothing to unpin: run {row['id']} has unpinned already (`upgrade status`)")
+    return _continue("unpin", plan.journal_dir, row["id"], plan_path, quiet)
 
 
 def _guard_continue(verb: str, plan: plan_mod.Plan, journal: Journal,

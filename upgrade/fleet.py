@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from services.catalog import nova
 from services.fleet import addrconfig, compute, network
 from services.infra import enablement
 from services.infra.settings import Side
@@ -39,7 +40,8 @@ def machines(plan: Plan, stoppers: tuple[str, ...] = (),
         spec = plan.network.check_from
         check = connect(spec, f"check:{spec.alias or spec.url}")
         out.append(network.machine(plan.network.settings, check, stoppers))
-    comp = [compute.machine(c.settings, connect(c.host, f"compute:{c.settings.name}")) for c in plan.computes]
+    comp = [compute.machine(c.settings, connect(c.host, f"compute:{c.settings.name}"), nova.restart_conductors)
+            for c in plan.computes]
     if comp:
         groups.append(ParallelGroup(frozenset(m.name for m in comp), plan.compute_pool))
     return out + comp, groups

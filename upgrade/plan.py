@@ -61,6 +61,9 @@ class Plan:
     network: planhosts.NetworkPlan | None = None
     computes: tuple[planhosts.ComputePlan, ...] = ()
     compute_pool: int = 10
+    #: ``[upgrade] unpin = "later"``: nova-unpin is left out of the run (the run ends pinned) until
+    #: `upgrade unpin PLAN`
+    unpin_later: bool = False
     #: services upgraded side by side (1: the runbook's strict sequence), see ServiceSpec.after
     service_pool: int = 2
     #: streams each database is dumped and imported in, by table (0: from the cores of both controllers)
@@ -165,7 +168,8 @@ def load(path: str | Path) -> Plan:
     r.unknown({"upgrade", "vault", "source", "target", "services", "ssh", "network", "computes", "compute_defaults",
                "amqp"})
     u = r.sub("upgrade")
-    u.unknown({"from", "to", "services", "journal", "compute_pool", "service_pool", "dump_streams", "ignore"})
+    u.unknown({"from", "to", "services", "journal", "compute_pool", "service_pool", "dump_streams", "ignore",
+               "compute_timeout", "unpin"})
     src_rel = u.get("from", str, expected='a release like "2025.2"')
     dst_rel = u.get("to", str, expected='a release like "2026.1"')
     if (msg := jump_error(src_rel, dst_rel)) is not None:
@@ -198,7 +202,7 @@ def load(path: str | Path) -> Plan:
     source, target = _side(r, "source"), _side(r, "target")
     _distinct(p, source, target)
     ssh = planhosts.ssh_defaults(r)
-    computes = planhosts.computes(r, ssh)
+    computes = planhosts.computes(r, ssh, planhosts.compute_timeout(u))
     network = planhosts.network(r, ssh, computes, (("source", source.host_spec), ("target", target.host_spec)))
     return Plan(
         path=p.resolve(), sha256=hashlib.sha256(data).hexdigest(), from_release=src_rel, to_release=dst_rel,
@@ -211,6 +215,7 @@ def load(path: str | Path) -> Plan:
         dump_streams=planhosts.pool(u, "dump_streams", 0, 32, "streams per database (0: from the cores of both "
                                     "controllers)", least=0),
         ignore=_ignore(u, ordered), amqp_broker=_amqp(r),
+        unpin_later=planhosts.unpin(u) == "later",
     )
 
 

@@ -111,17 +111,18 @@ def control(r: Reader, base: dict[str, Any] | None = None) -> ServiceControl:
     return ServiceControl(kind, tuple(t))
 
 
-def computes(r: Reader, defaults: SshDefaults) -> tuple[ComputePlan, ...]:
+def computes(r: Reader, defaults: SshDefaults, timeout: int = 300) -> tuple[ComputePlan, ...]:
     raw = r.table.get("computes", [])
     if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
         raise r.err("computes", "must be an array of tables: [[computes]] name = ... host = ...")
     base_r = r.sub("compute_defaults", required=False)
-    base_r.unknown({"service_control", "control", "units", "ssh_config", "ssh_options"})
+    base_r.unknown({"service_control", "control", "units", "ssh_config", "ssh_options", *UPGRADE_KEYS[:2]})
     out: list[ComputePlan] = []
     seen: set[str] = set()
     for i, table in enumerate(raw):
         c = Reader(r.path, {**{k: v for k, v in base_r.table.items()}, **table}, f"computes[{i}]")
-        c.unknown({"name", "host", "units", "service_control", "control", "ssh_config", "ssh_options"})
+        c.unknown({"name", "host", "units", "service_control", "control", "ssh_config", "ssh_options",
+                   *UPGRADE_KEYS})
         name = c.get("name", str, expected='the compute host\'s name, e.g. "compute1"')
         if not NAME.match(name) or name in seen:
             raise c.err("name", f"is {name!r}; expected a unique host name (letters, digits, . _ -)")
@@ -133,9 +134,53 @@ def computes(r: Reader, defaults: SshDefaults) -> tuple[ComputePlan, ...]:
             if (why := planvalues.unit(u)) is not None:
                 raise c.err("units", f"holds {u!r}; expected {why}")
         host = c.get("host", str, expected='"ssh://root@ADDRESS" or "local"')
-        out.append(ComputePlan(ComputeSettings(name=name, units=tuple(units), control=control(c)),
+        up, down = _command(c, "upgrade_command"), _command(c, "downgrade_command")
+        if bool(up) != bool(down):
+            raise c.err("downgrade_command" if up else "upgrade_command",
+                        "is missing: the rolling upgrade needs both upgrade_command and downgrade_command (the "
+                        "revert puts the host back on the old release with it)")
+        nova_host = c.get("nova_host", str, "")
+        if nova_host and not NAME.match(nova_host):
+            raise c.err("nova_host", f"is {nova_host!r}; expected its [DEFAULT] host in nova.conf")
+        out.append(ComputePlan(ComputeSettings(name=name, units=tuple(units), control=control(c),
+                                               upgrade_command=up, downgrade_command=down, nova_host=nova_host,
+                                               version_timeout=float(timeout)),
                                spec(c, host, defaults, alias=name)))
     return tuple(out)
+
+
+#: the rolling upgrade's keys of a [[computes]] entry (or [compute_defaults])
+UPGRADE_KEYS = ("upgrade_command", "downgrade_command", "nova_host")
+
+
+def _command(c: Reader, key: str) -> tuple[str, ...]:
+    """``upgrade_command``/``downgrade_command``: an argv (``{from}``/``{to}`` name the releases)."""
+    v = c.get(key, list, [], expected='a command as a list, e.g. ["apt-get", "install", "-y", "nova-compute"]')
+    if not all(isinstance(a, str) and a for a in v):
+        raise c.err(key, "must be a list of non-empty strings (the command and its arguments)")
+    for a in v:
+        try:
+            a.format(**{"from": "", "to": ""})
+        except (KeyError, IndexError, ValueError):
+            raise c.err(key, f"holds {a!r}; only {{from}} and {{to}} may be filled in") from None
+    return tuple(v)
+
+
+def compute_timeout(r: Reader) -> int:
+    """``[upgrade] compute_timeout``: seconds a compute host may take to report the new service version."""
+    n = r.get("compute_timeout", int, 300)
+    if not 1 <= n <= 86400:
+        raise r.err("compute_timeout", f"is {n}; expected 1-86400 seconds")
+    return n
+
+
+def unpin(r: Reader) -> str:
+    """``[upgrade] unpin``: "now" (nova-unpin in the run, after the computes) or "later" (the run ends
+    pinned; `upgrade unpin PLAN` unpins once every compute reports the target's service version)."""
+    v = r.get("unpin", str, "now")
+    if v not in ("now", "later"):
+        raise r.err("unpin", f"is {v!r}; expected \"now\" or \"later\"")
+    return v
 
 
 def pool(r: Reader, key: str = "compute_pool", default: int = 10, most: int = 256,

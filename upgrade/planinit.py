@@ -97,6 +97,8 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
     w.key("upgrade", "compute_pool", 10, commented=True)
     w.key("upgrade", "service_pool", 2, commented=True)
     w.key("upgrade", "dump_streams", 0, commented=True)
+    w.key("upgrade", "compute_timeout", 300, commented=True)
+    w.key("upgrade", "unpin", "now", commented=True)
     w.key("upgrade", "ignore", {"swift": "swift stays on its own storage nodes"}, commented=True)
     w.table("vault")
     w.key("vault", "key_file", "dump.key")
@@ -154,6 +156,9 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
     w.key("compute_defaults", "units", ["openstack-nova-compute"], commented=True)
     w.key("compute_defaults", "ssh_config", "/root/.ssh/config", commented=True)
     w.key("compute_defaults", "ssh_options", ["-o", "ConnectTimeout=10"], commented=True)
+    w.key("compute_defaults", "upgrade_command", ["dnf", "-y", "upgrade", "openstack-nova-compute"], commented=True)
+    w.key("compute_defaults", "downgrade_command", ["dnf", "-y", "downgrade", "openstack-nova-compute"],
+          commented=True)
     w.table("computes", "Optional, one entry per compute host.", commented=True, title="[[computes]]")
     w.key("computes", "name", "compute1", commented=True)
     w.key("computes", "host", "ssh://root@198.51.100.21", commented=True)
@@ -162,6 +167,9 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
     w.key("computes", "control", ["svcctl", "{action}", "{unit}"], commented=True)
     w.key("computes", "ssh_config", "/root/.ssh/config", commented=True)
     w.key("computes", "ssh_options", ["-o", "ConnectTimeout=10"], commented=True)
+    w.key("computes", "upgrade_command", ["dnf", "-y", "upgrade", "openstack-nova-compute"], commented=True)
+    w.key("computes", "downgrade_command", ["dnf", "-y", "downgrade", "openstack-nova-compute"], commented=True)
+    w.key("computes", "nova_host", "compute1.example.org", commented=True)
     return "\n".join(w.lines).lstrip("\n") + "\n"
 
 

@@ -49,6 +49,13 @@ TABLES: tuple[Table, ...] = (
         Key("journal", "string", "\"upgrade-journal\"", "the journal directory (SQLite journal, log, vault "
                                                          "artifacts), relative to the plan file; kept 0700"),
         Key("compute_pool", "integer", "10", "how many [[computes]] hosts are restarted at the same time (1-256)"),
+        Key("compute_timeout", "integer", "300", "seconds a compute host may take, after its restart on the new "
+                                                 "release, to report its heartbeat with the target's service "
+                                                 "version (1-86400)"),
+        Key("unpin", "string", "\"now\"", "\"now\": nova-unpin (when in services) runs after the compute hosts, "
+                                          "refused unless every nova-compute reports the target's service version; "
+                                          "\"later\": the run ends with nova pinned and `upgrade unpin PLAN` "
+                                          "unpins once the computes are upgraded"),
         Key("service_pool", "integer", "2", "how many services are upgraded side by side (1-8; 1 = the runbook's "
                                              "strict sequence): services start in the runbook's order, and a step "
                                              "waits only for the step of another service it needs (every verify "
@@ -155,6 +162,8 @@ TABLES: tuple[Table, ...] = (
         Key("units", "list of strings", "(none)", "the units to restart on a compute, nova-compute first"),
         Key("ssh_config", "string", "[ssh] config", "as in [source]"),
         Key("ssh_options", "list of strings", "[ssh] options", "as in [source]"),
+        Key("upgrade_command", "list of strings", "(none)", "as in [[computes]]"),
+        Key("downgrade_command", "list of strings", "(none)", "as in [[computes]]"),
     )),
     Table("computes", "the compute hosts, one [[computes]] entry each: restarted against the new controller", (
         Key("name", "string", None, "the host's name (unique), e.g. \"compute1\""),
@@ -164,6 +173,15 @@ TABLES: tuple[Table, ...] = (
         Key("control", "list of strings", "(none)", "as in [source]"),
         Key("ssh_config", "string", "[ssh] config", "as in [source]"),
         Key("ssh_options", "list of strings", "[ssh] options", "as in [source]"),
+        Key("upgrade_command", "list of strings", "(none: only restarted)",
+            "the rolling upgrade of the host: its nova-compute service disabled, this command run there (a package "
+            "upgrade, e.g. [\"apt-get\", \"install\", \"-y\", \"nova-compute\"]; \"{from}\" and \"{to}\" name "
+            "the releases), its units restarted, its heartbeat with the target's service version awaited, the "
+            "service enabled; the host is left for later without it"),
+        Key("downgrade_command", "list of strings", "(none)", "with upgrade_command: what puts the host back on the "
+                                                              "old release (a revert runs it)"),
+        Key("nova_host", "string", "name", "the host's name in nova's services table ([DEFAULT] host of its "
+                                           "nova.conf)"),
     )),
 )
 

@@ -25,7 +25,8 @@ KINDS = ("prepare", "stop", "dump", "import", "schema", "status", "start", "veri
 COLOUR_OF_KIND = {k: k for k in ("stop", "dump", "import", "schema", "status", "start", "verify")}
 #: the compute hosts' and the address move's steps are built from the plan's sections, not the catalog:
 #: their few actions by name
-FLEET_KIND = {"restart": "start", "verify": "verify", "check": "verify"}
+FLEET_KIND = {"restart": "start", "verify": "verify", "check": "verify", "disable": "stop", "upgrade": "schema",
+              "restart_upgraded": "start", "report_version": "verify", "enable": "start"}
 #: result keys that are not checks (durations, bulky data shown elsewhere)
 NOT_FACTS = ("seconds", "overhead", "revisions_before", "revisions_after", "revisions", "databases", "checksums",
              "output", "before", "units", "grants")

@@ -51,9 +51,23 @@ def status_data(journal: Journal, run_row: dict[str, Any]) -> dict[str, Any]:
                          "last_error": (mv.last_error or "").splitlines()[0] if mv.last_error else None})
     services += _other_machines(events, view, {s["service"] for s in services})
     status = run_row["status"]
+    pinned = _pinned(plan, services, status, run_row)
     return {"run": run_row["id"], "status": status, "from": run_row["from_release"], "to": run_row["to_release"],
-            "journal": str(journal.dir), "next_action": NEXT_ACTION[status], "services": services,
-            "window": window.report(window.measure(events), window.now())}
+            "journal": str(journal.dir), "next_action": pinned or NEXT_ACTION[status], "services": services,
+            "pinned": bool(pinned), "window": window.report(window.measure(events), window.now())}
+
+
+def _pinned(plan: dict[str, Any], services: list[dict[str, Any]], status: str, run_row: dict[str, Any]) -> str:
+    """What a completed run whose plan left unpinning for later (``[upgrade] unpin = "later"``) says next."""
+    if status != "completed" or plan["upgrade"].get("unpin") != "later":
+        return ""
+    left = [s for s in services if s["service"] == "nova-unpin" and s["next_step"]]
+    if not left:
+        return ""
+    left[0]["state"] = "pinned (later)"
+    return (f"nova stays pinned to {run_row['from_release']}'s compute RPC until every compute runs "
+            f"{run_row['to_release']}: `upgrade unpin {run_row['plan_path']}` then checks their service versions "
+            "and unpins; `upgrade revert` would undo the run")
 
 
 def _other_machines(events: list, view: Any, known: set[str]) -> list[dict[str, Any]]:

@@ -48,9 +48,13 @@ COMPUTE_UNITS = ["nova-compute", "neutron-agent"]
 
 
 def plan_text(lab: LabFacts, compute_pool: int = 10, check_from: str | None = None,
-              services: tuple[str, ...] = ("keystone",)) -> str:
+              services: tuple[str, ...] = ("keystone",), network: bool = True, control: list[str] | None = None,
+              upgrade_keys: str = "", compute_keys: str = "") -> str:
     """The plan upgrading ``services`` (keystone first; glance may follow), then the management
-    address and the compute hosts."""
+    address (unless not *network*) and the compute hosts. *control* replaces the supervisor command
+    (``scripts.lab.novalab`` serves nova's units and hands it the others); *upgrade_keys* and
+    *compute_keys* are lines added to ``[upgrade]`` and ``[compute_defaults]``."""
+    control = control or CONTROL
     ctl = lab.state["controller"]
     venvs = ctl["venv_root"]
     hosts = lab.hosts
@@ -63,7 +67,7 @@ def plan_text(lab: LabFacts, compute_pool: int = 10, check_from: str | None = No
                 "etc = \"/etc\"\nlib = \"/var/lib\"\nlog = \"/var/log\"\n"
                 f"bin = \"{venvs}/{release}/bin\"\n"
                 "service_control = \"template\"        # the lab supervisor stands in for systemd\n"
-                f"control = {json.dumps(CONTROL)}\n"
+                f"control = {json.dumps(control)}\n"
                 f"[{role}.db]\n"
                 f"address = \"{addr}\"\nport = {DB_PORT}\nadmin_user = \"{DB_ADMIN}\"\n"
                 f"admin_password = \"{ctl['db_admin_password'][host]}\"\n"
@@ -75,20 +79,21 @@ def plan_text(lab: LabFacts, compute_pool: int = 10, check_from: str | None = No
             f"# services: {', '.join(services)}; run it inside the deploy host: ip netns exec "
             f"{lab.ns('deploy')} upgrade run {lab.dir}/THIS-FILE\n"
             f"[upgrade]\nfrom = \"{ctl['old']}\"\nto = \"{ctl['new']}\"\nservices = {json.dumps(list(services))}\n"
-            f"journal = \"journal\"\ncompute_pool = {compute_pool}\n{lab_ignore(services)}\n"
+            f"journal = \"journal\"\ncompute_pool = {compute_pool}\n{lab_ignore(services)}{upgrade_keys}\n"
             "[vault]\nkey_file = \"dump.key\"\n\n"
             f"[ssh]\nconfig = \"{lab.ssh_config}\"\n\n"
             + side("source", "oldctl", ctl["old"]) + side("target", "newctl", ctl["new"])
             + "[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"
             f"verify_url = \"http://{hosts['newctl']}:{KEYSTONE_PORT}/v3\"\n"
             "grant_hosts = [\"127.0.0.1\", \"%\"]\n\n"
-            + service_sections(services, f"http://{hosts['newctl']}:{GLANCE_PORT}")
-            + "[network]\n"
-            f"addresses = [{{address = \"{lab.state['vip']}/24\", device = \"eth0\", name = \"management\"}}]\n"
-            f"check_from = \"{check}\"\nnonlocal_bind = true\n\n")
+            + service_sections(services, f"http://{hosts['newctl']}:{GLANCE_PORT}"))
+    if network:
+        text += ("[network]\n"
+                 f"addresses = [{{address = \"{lab.state['vip']}/24\", device = \"eth0\", name = \"management\"}}]\n"
+                 f"check_from = \"{check}\"\nnonlocal_bind = true\n\n")
     if computes:
         text += ("[compute_defaults]\nservice_control = \"template\"\n"
-                 f"control = {json.dumps(CONTROL)}\nunits = {json.dumps(COMPUTE_UNITS)}\n\n")
+                 f"control = {json.dumps(control)}\nunits = {json.dumps(COMPUTE_UNITS)}\n{compute_keys}\n")
     for h in computes:
         text += f"[[computes]]\nname = \"{h}\"\nhost = \"ssh://root@{hosts[h]}\"\n\n"
     return text

@@ -45,6 +45,8 @@ class Broker:
     root: Path
     port: int
     dist_port: int
+    #: where AMQP listens: loopback, or (in a multi-host lab's namespace) every address of the host
+    bind: str = "127.0.0.1"
 
     @property
     def home(self) -> Path:
@@ -72,7 +74,7 @@ class Broker:
         /var/lib/rabbitmq (the Debian package's own node), nothing secret."""
         h = self.home
         return clean_env(
-            HOME=str(h), RABBITMQ_NODENAME=self.node, RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            HOME=str(h), RABBITMQ_NODENAME=self.node, RABBITMQ_NODE_IP_ADDRESS=self.bind,
             RABBITMQ_NODE_PORT=str(self.port), RABBITMQ_DIST_PORT=str(self.dist_port),
             RABBITMQ_MNESIA_BASE=str(h / "mnesia"), RABBITMQ_LOG_BASE=str(self.logs),
             RABBITMQ_CONFIG_FILE=str(self.conf), RABBITMQ_ADVANCED_CONFIG_FILE=str(h / "advanced.config"),
@@ -85,15 +87,15 @@ def broker(root: Path) -> Broker:
     path = layout.var_lib(Path(root), "rabbitmq") / "rabbitmq.json"
     try:
         data = json.loads(path.read_text())
-        return Broker(Path(root).resolve(), int(data["port"]), int(data["dist_port"]))
+        return Broker(Path(root).resolve(), int(data["port"]), int(data["dist_port"]), data.get("bind", "127.0.0.1"))
     except (OSError, ValueError, KeyError) as exc:
         raise LabError(f"{root} has no lab broker ({path}: {exc})") from exc
 
 
-def install(root: Path, port: int, dist_port: int, password: str) -> Broker:
+def install(root: Path, port: int, dist_port: int, password: str, bind: str = "127.0.0.1") -> Broker:
     """The broker's files on a controller tree (not started): config with the one user, no plugins."""
 
-    b = Broker(Path(root).resolve(), port, dist_port)
+    b = Broker(Path(root).resolve(), port, dist_port, bind)
     for d in (b.home, b.logs, layout.run_dir(b.root)):
         d.mkdir(parents=True, exist_ok=True)
     b.home.chmod(0o700)
@@ -112,7 +114,7 @@ def install(root: Path, port: int, dist_port: int, password: str) -> Broker:
     (b.home / "enabled_plugins").write_text("[].\n")
     (b.home / "advanced.config").write_text("[].\n")
     (b.home / "rabbitmq-env.conf").write_text("")
-    (b.home / "rabbitmq.json").write_text(json.dumps({"port": port, "dist_port": dist_port}) + "\n")
+    (b.home / "rabbitmq.json").write_text(json.dumps({"port": port, "dist_port": dist_port, "bind": bind}) + "\n")
     return b
 
 

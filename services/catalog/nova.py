@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from services import options, releases
+from services.fleet import compute
 from services.infra import mysql, together
 from services.infra.before import keep as keep_before
 from services.infra.before import load as load_before
@@ -394,6 +395,8 @@ def unpin_steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = N
             control.start(ctx.target, u)
 
     def run(ctx: Any) -> Result:
+        if old := unpin_refusal(ctx):
+            raise StepError(old, host=ctx.target.host.name)
         path = _conf(ctx.target)
         data = ctx.target.host.read_bytes(path)
         old = get_value(data, "upgrade_levels", "compute")
@@ -413,13 +416,45 @@ def unpin_steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = N
 
     def commands(ctx: Any) -> list[str]:
         t = ctx.target
-        out = [f"remove [upgrade_levels] compute from {_conf(t)}"]
+        out = [f"SQL: SELECT host, version FROM {ctx.services[NAME].db_name if NAME in ctx.services else NAME}"
+               ".services WHERE binary='nova-compute' AND deleted=0   # every row at the target's SERVICE_VERSION, "
+               "else refused", f"remove [upgrade_levels] compute from {_conf(t)}"]
         out += [command_text(t.control.argv("stop", u)) for u in units(ctx, "target")]
         out += [command_text(t.control.argv("start", u)) for u in reversed(units(ctx, "start"))]
         return out
 
     return [Step("nova-unpin.unpin_compute", "unpinned", run, undo, host="target", commands=commands,
-                 describe="remove the compute RPC pin and restart nova (the computes run the new release)")]
+                 describe="once every nova-compute reports the target's service version: remove the compute RPC "
+                          "pin and restart nova")]
+
+
+def restart_conductors(ctx: Any) -> list[str]:
+    """Restart nova-conductor on the new controller (the units of nova-unpin's, else nova's, plan table, else
+    the release's, whose name holds "conductor"): a conductor caches the lowest service version of each
+    kind for its lifetime (``Service.enable_min_version_cache``), so a compute put back on the old release
+    would be refused (ServiceTooOld) until it reads the table again."""
+    from services.infra import control
+
+    jump = Jump(ctx.from_release, ctx.to_release)
+    settings = UNPIN.name if UNPIN.name in ctx.services else NAME
+    names = [u for u in _units(jump, settings)(ctx, "target") if "conductor" in u]
+    for u in names:
+        if control.is_running(ctx.target, u):
+            control.stop(ctx.target, u)
+        control.start(ctx.target, u)
+    return names
+
+
+def unpin_refusal(ctx: Any) -> str | None:
+    """Why nova cannot be unpinned yet: the ``nova-compute`` rows of the new controller's nova database
+    that do not report the target's service version (the runbook: "when all the computes are upgraded,
+    unset the compute version option"), or None."""
+    old = compute.old_computes(ctx)
+    if not old:
+        return None
+    return (f"nova stays pinned: {len(old)} nova-compute service(s) do not report {ctx.to_release}'s service version "
+            f"({compute.target_version(ctx)}): {', '.join(old)} — upgrade those compute hosts (their "
+            "upgrade_command in the plan, or by hand) and restart nova-compute there, then unpin")
 
 
 
