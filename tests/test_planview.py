@@ -190,3 +190,37 @@ def test_plan_shows_every_machine_the_run_drives_in_its_order(tmp_path, monkeypa
                  "to mysql+pymysql://USER:***@127.0.0.1:13307/nova_api (if present"):
         assert line in out, line
     assert not (tmp_path / "journal").exists() and TARGET_DB_PASSWORD not in out
+
+
+def test_plan_of_a_rolling_upgrade_left_pinned_shows_the_compute_steps_and_when_unpin_runs(tmp_path, monkeypatch):
+    """With an upgrade command per compute host the rolling upgrade's steps are in `upgrade plan` (as the run
+    builds them), and with ``unpin = "later"`` nova-unpin is shown as left for `upgrade unpin PLAN`, while the
+    runner of `upgrade run` leaves it out."""
+    import io
+
+    from journal import vault
+    from journal.store import Journal
+    from upgrade import app, planview
+    from upgrade import plan as plan_mod
+
+    p = tmp_path / "plan.toml"
+    p.write_text(FLEET.replace("compute_pool = 4", 'compute_pool = 4\nunpin = "later"').replace(
+        'units = ["nova-compute"]\n', 'units = ["nova-compute"]\nupgrade_command = ["apt-get", "-y", "upgrade"]\n'
+        'downgrade_command = ["apt-get", "-y", "install", "nova-compute=1:31*"]\n'))
+    vault.generate_key_file(tmp_path / "dump.key")
+    monkeypatch.setenv(TARGET_PW_ENV, TARGET_DB_PASSWORD)
+    plan = plan_mod.load(p)
+    buf = io.StringIO()
+    planview.render(plan, buf)
+    out = buf.getvalue()
+    shown = [(r["service"], r["step"]) for r in planview.steps(plan)]
+    for step in ("disable", "upgrade", "restart_upgraded", "report_version", "enable"):
+        assert ("compute.compute1", f"compute.compute1.{step}") in shown, step
+        assert ("compute.compute2", f"compute.compute2.{step}") not in shown, step  # no upgrade command there
+    assert "\nnova-unpin   [not in `upgrade run`: left for `upgrade unpin PLAN`" in out
+    key = vault.Key.from_file(tmp_path / "dump.key")
+    journal = Journal(tmp_path / "j", key=key)
+    runner = app.build_runner(plan, journal, key, journal.create_run({}, "0" * 64, None, "2025.2", "2026.1",
+                                                                     key.key_id))
+    ran = [(m.name, s.name) for m in runner.machines for s in m.steps]
+    assert ran == [(m, s) for m, s in shown if m != "nova-unpin"]

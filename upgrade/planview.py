@@ -19,6 +19,7 @@ from rich.filesize import decimal
 
 from services.infra import recording
 from services.infra.settings import ServiceSettings, Side
+from services.registry import AFTER_COMPUTES
 from statemachine import diagram
 from statemachine.machine import ServiceMachine
 from upgrade import app, estimate, tables, window
@@ -69,6 +70,9 @@ def headings(plan: Plan, found: list[ServiceMachine]) -> dict[str, str]:
         notes = []
         if m.name not in plan.services:
             notes.append("after every service above")
+        elif plan.unpin_later and m.name in AFTER_COMPUTES:
+            notes.append("not in `upgrade run`: left for `upgrade unpin PLAN`, once every compute runs the new "
+                         "release")
         elif first_extra is not None and i > first_extra:
             notes.append("after the hosts above")
         if (g := side_by_side.get(m.name)) is not None and len(g.machines) > 1:
