@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import hashlib
 import io
 import os
@@ -309,6 +310,10 @@ def upgrade_in_process(*args: str, env: dict[str, str] | None = None) -> subproc
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
+        # a journal the verb opened is closed now, as at the end of a process: SQLite shares POSIX locks
+        # within a process, so a connection left to the garbage collector would keep the next reader of a
+        # journal whose writer was SIGKILLed from recovering its WAL (it would read a stale snapshot)
+        gc.collect()
     return subprocess.CompletedProcess(["upgrade", *args], code, out.getvalue(), err.getvalue())
 
 
