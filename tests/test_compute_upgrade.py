@@ -85,8 +85,13 @@ def services_checksum(lab) -> int:
 def wait_versions(lab, want: dict[str, int]) -> None:
     """Each host's row at its wanted version with a heartbeat after now (a condition, as the tool waits)."""
     since = {h: heartbeat(lab, h) for h in want}
-    wait_for("the computes' heartbeats", lambda: all(rows(lab)[h][0] == v and heartbeat(lab, h) > since[h]
-                                                     for h, v in want.items()), timeout=180, interval=0.5)
+
+    def fresh(h: str) -> bool:  # a row just (re)created has no heartbeat yet: any first one is after now
+        beat = heartbeat(lab, h)
+        return beat is not None and (since[h] is None or beat > since[h])
+
+    wait_for("the computes' heartbeats", lambda: all(rows(lab)[h][0] == v and fresh(h) for h, v in want.items()),
+             timeout=180, interval=0.5)
 
 
 def unit(lab, host: str, action: str, name: str) -> None:

@@ -7,8 +7,10 @@ never argv; DESIGN.md §6). Queries from the tool itself go through PyMySQL.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
+import time
 import uuid as uuid_mod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -184,12 +186,42 @@ def tables_of(ep: DBEndpoint, db: str) -> Tables:
     return Tables({r[0]: int(r[2]) for r in rows if r[1] == "BASE TABLE"}, any(r[1] != "BASE TABLE" for r in rows))
 
 
+def end_sessions(ep: DBEndpoint, db: str, timeout: float = 120.0) -> None:
+    """End every other session in *db* and wait until they are gone, before the database is dropped.
+
+    A run killed while it imported leaves its ``mysql`` clients behind: they go on reading what is left
+    in their pipe and would write the old attempt's rows (or triggers) into the database the next
+    attempt has just re-created. The service on this side is stopped, and the database is about to be
+    dropped, so nothing legitimate is lost."""
+    conn = connect(ep)
+    try:
+        with conn.cursor() as cur:
+            deadline = time.monotonic() + timeout
+            while True:
+                cur.execute("SELECT id FROM information_schema.processlist WHERE db=%s AND id<>CONNECTION_ID()",
+                            (db,))
+                ids = [r[0] for r in cur.fetchall()]
+                if not ids:
+                    return
+                if time.monotonic() > deadline:
+                    raise StepError(f"sessions {ids} in database {db} on {ep.address}:{ep.port} did not end "
+                                    f"within {timeout:.0f} s; end them (KILL CONNECTION) and run again")
+                for i in ids:
+                    with contextlib.suppress(pymysql.err.OperationalError):  # ended meanwhile
+                        cur.execute(f"KILL CONNECTION {int(i)}")
+                time.sleep(0.05)
+    finally:
+        conn.close()
+
+
 def recreate_db(ep: DBEndpoint, db: str, charset: str, collation: str) -> None:
+    end_sessions(ep, db)
     execute_many(ep, [f"DROP DATABASE IF EXISTS {quote_ident(db)}",
                       f"CREATE DATABASE {quote_ident(db)} CHARACTER SET {charset} COLLATE {collation}"])
 
 
 def drop_db(ep: DBEndpoint, db: str) -> None:
+    end_sessions(ep, db)
     execute_many(ep, [f"DROP DATABASE IF EXISTS {quote_ident(db)}"])
 
 
