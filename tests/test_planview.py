@@ -137,11 +137,9 @@ units = ["nova-compute", "neutron-openvswitch-agent"]
 """
 
 
-def test_plan_shows_every_machine_the_run_drives_in_its_order(tmp_path, monkeypatch):
-    """The switchover, the compute hosts and nova-unpin are in `upgrade plan`, in the order of the runner a
-    run builds from the same plan, step for step; the compute hosts' commands are recorded from the steps
-    (a recording host in place of each compute host: nothing connects); the DB URLs name the driver the
-    rewrite writes."""
+def _fleet_plan(tmp_path, monkeypatch, text: str):
+    """The plan *text* loaded (a key beside it, the target's password in the environment), with what
+    `upgrade plan` prints of it and the steps of the runner a run builds from it."""
     import io
 
     from journal import vault
@@ -150,18 +148,27 @@ def test_plan_shows_every_machine_the_run_drives_in_its_order(tmp_path, monkeypa
     from upgrade import plan as plan_mod
 
     p = tmp_path / "plan.toml"
-    p.write_text(FLEET)
+    p.write_text(text)
     vault.generate_key_file(tmp_path / "dump.key")
     monkeypatch.setenv(TARGET_PW_ENV, TARGET_DB_PASSWORD)
     plan = plan_mod.load(p)
     buf = io.StringIO()
     planview.render(plan, buf)
-    out = buf.getvalue()
     key = vault.Key.from_file(tmp_path / "dump.key")
     journal = Journal(tmp_path / "j", key=key)
     runner = app.build_runner(plan, journal, key, journal.create_run({}, "0" * 64, None, "2025.2", "2026.1",
                                                                      key.key_id))
-    ran = [(m.name, s.name) for m in runner.machines for s in m.steps]
+    return plan, buf.getvalue(), [(m.name, s.name) for m in runner.machines for s in m.steps]
+
+
+def test_plan_shows_every_machine_the_run_drives_in_its_order(tmp_path, monkeypatch):
+    """The switchover, the compute hosts and nova-unpin are in `upgrade plan`, in the order of the runner a
+    run builds from the same plan, step for step; the compute hosts' commands are recorded from the steps
+    (a recording host in place of each compute host: nothing connects); the DB URLs name the driver the
+    rewrite writes."""
+    from upgrade import planview
+
+    plan, out, ran = _fleet_plan(tmp_path, monkeypatch, FLEET)
     shown = [(r["service"], r["step"]) for r in planview.steps(plan)]
     assert shown == ran
     machines = list(dict.fromkeys(m for m, _s in ran))
@@ -196,31 +203,15 @@ def test_plan_of_a_rolling_upgrade_left_pinned_shows_the_compute_steps_and_when_
     """With an upgrade command per compute host the rolling upgrade's steps are in `upgrade plan` (as the run
     builds them), and with ``unpin = "later"`` nova-unpin is shown as left for `upgrade unpin PLAN`, while the
     runner of `upgrade run` leaves it out."""
-    import io
+    from upgrade import planview
 
-    from journal import vault
-    from journal.store import Journal
-    from upgrade import app, planview
-    from upgrade import plan as plan_mod
-
-    p = tmp_path / "plan.toml"
-    p.write_text(FLEET.replace("compute_pool = 4", 'compute_pool = 4\nunpin = "later"').replace(
+    text = FLEET.replace("compute_pool = 4", 'compute_pool = 4\nunpin = "later"').replace(
         'units = ["nova-compute"]\n', 'units = ["nova-compute"]\nupgrade_command = ["apt-get", "-y", "upgrade"]\n'
-        'downgrade_command = ["apt-get", "-y", "install", "nova-compute=1:31*"]\n'))
-    vault.generate_key_file(tmp_path / "dump.key")
-    monkeypatch.setenv(TARGET_PW_ENV, TARGET_DB_PASSWORD)
-    plan = plan_mod.load(p)
-    buf = io.StringIO()
-    planview.render(plan, buf)
-    out = buf.getvalue()
+        'downgrade_command = ["apt-get", "-y", "install", "nova-compute=1:31*"]\n')
+    plan, out, ran = _fleet_plan(tmp_path, monkeypatch, text)
     shown = [(r["service"], r["step"]) for r in planview.steps(plan)]
     for step in ("disable", "upgrade", "restart_upgraded", "report_version", "enable"):
         assert ("compute.compute1", f"compute.compute1.{step}") in shown, step
         assert ("compute.compute2", f"compute.compute2.{step}") not in shown, step  # no upgrade command there
     assert "\nnova-unpin   [not in `upgrade run`: left for `upgrade unpin PLAN`" in out
-    key = vault.Key.from_file(tmp_path / "dump.key")
-    journal = Journal(tmp_path / "j", key=key)
-    runner = app.build_runner(plan, journal, key, journal.create_run({}, "0" * 64, None, "2025.2", "2026.1",
-                                                                     key.key_id))
-    ran = [(m.name, s.name) for m in runner.machines for s in m.steps]
     assert ran == [(m, s) for m, s in shown if m != "nova-unpin"]
