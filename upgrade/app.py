@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from journal import private, vault
 from journal.redact import Redactor
@@ -269,16 +270,20 @@ def service_machines(plan: Plan) -> dict[str, ServiceMachine]:
     return machines
 
 
+def read_context(plan: Plan, roles: tuple[str, ...] = ("source", "target")) -> SimpleNamespace:
+    """What a check that reads (never writes) needs of a step context: the sides named by *roles* (only
+    those: the old controller may be gone after the switchover), the services' settings and the releases."""
+    return SimpleNamespace(**{role: side(getattr(plan, role)) for role in roles}, services=plan.service_settings,
+                           from_release=plan.from_release, to_release=plan.to_release)
+
+
 def unpin_refusal(plan: Plan) -> str | None:
     """Why nova cannot be unpinned now (the compute hosts still on the old release, named), or None; reads
     the new controller's nova database only."""
-    from types import SimpleNamespace
-
     from services.catalog import nova
 
-    ctx = SimpleNamespace(target=side(plan.target), services=plan.service_settings, to_release=plan.to_release)
     try:
-        return nova.unpin_refusal(ctx)
+        return nova.unpin_refusal(read_context(plan, ("target",)))
     except mysql.DBConnectError as exc:
         raise UserError(f"target controller: {exc} (plan {plan.path}, [target.db])") from None
 

@@ -456,11 +456,8 @@ def shipped_files(plan: Plan) -> Iterator[Result]:
     """The operator's changes to the files a release ships (paste pipelines, policies, rootwrap filters) that
     the target keeps its own release's copy of: the run carries them not, so they are said before it
     (services/steps/shipped.py)."""
-    from types import SimpleNamespace
-
     try:
-        ctx = SimpleNamespace(source=app.side(plan.source), target=app.side(plan.target),
-                              from_release=plan.from_release, to_release=plan.to_release)
+        ctx = app.read_context(plan)
         found = {name: shipped.operator_changes(ctx, name) for name in plan.services}
     except (StepError, OSError) as exc:
         yield Result("shipped config files", SKIP, f"cannot compare them: {exc}")
