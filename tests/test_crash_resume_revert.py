@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -361,23 +362,27 @@ def test_a_dump_that_dies_midway_leaves_the_target_restored(lab, tmp_path, monke
 def test_a_corrupted_artifact_chunk_is_caught_before_the_dump_step_is_done(lab, tmp_path, monkeypatch):
     """A byte of the artifact flipped on disk after it was written: the read-back refuses it, the step is not
     done, and the target database streamed meanwhile is put back from its backup."""
-    from statemachine import failpoints
+    from journal import vault
+    from journal.vault.fileformat import read_header
     from tests.conftest import upgrade_in_process
 
     before = lab.state()
     flipped: list[Path] = []
-    real_hit = failpoints.hit
+    lock = threading.Lock()
+    real_verify = vault.verify_artifact
 
-    def hit(name: str) -> None:
-        if name == "keystone.dump_source:written" and not flipped:
-            art = next((tmp_path / "journal" / "artifacts").rglob("keystone-source-db*.osuv"))
-            data = bytearray(art.read_bytes())
-            data[200] ^= 0x01  # inside chunk 0, past the header
-            art.write_bytes(bytes(data))
-            flipped.append(art)
-        real_hit(name)
+    def verify(path: str | Path, *args: object, **kwargs: object) -> object:
+        # The read-back is handed the path its own stream just closed: flip a byte of that one, once (the other
+        # stream's file may still be being written at this moment).
+        with lock:
+            if not flipped and Path(path).name.startswith("keystone-source-db"):
+                data = bytearray(Path(path).read_bytes())
+                data[len(read_header(path).raw)] ^= 0x01  # the first ciphertext byte of chunk 0
+                Path(path).write_bytes(bytes(data))
+                flipped.append(Path(path))
+        return real_verify(path, *args, **kwargs)
 
-    monkeypatch.setattr(failpoints, "hit", hit)
+    monkeypatch.setattr(vault, "verify_artifact", verify)
     res = upgrade_in_process("run", str(_streams_plan(lab, tmp_path, 2)))
     assert flipped
     assert res.returncode == 1, res.stderr
