@@ -57,6 +57,7 @@ NO_DATABASE = tuple(n for n, s in SERVICES.items() if not s.has_database)
 TOOLS = {n: s.tool for n, s in SERVICES.items() if s.tool}
 #: the keys each service's ``[services.<name>]`` table takes beyond the common ones
 OPTIONS = {n: s.options for n, s in SERVICES.items()}
+RETIRED_OPTIONS = {n: s.retired_options for n, s in SERVICES.items()}
 #: what each service writes by itself when idle (left out of what `upgrade revert` compares)
 IDLE_WRITES = {n: s.idle_writes for n, s in SERVICES.items()}
 

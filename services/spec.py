@@ -58,6 +58,8 @@ class ServiceSpec:
     previous_online_migrations: Era rows of the *source* release's online migrations, finished on
                  the imported copy before the target's schema upgrade (cinder).
     options:     the keys its ``[services.<name>]`` table takes beyond the common ones.
+    retired_options: keys an earlier version took, each with what replaces it: a plan written for that
+                 version is refused with the replacement named, not with a bare "unknown key".
     fixups:      Era rows (by target release) of the names of fix-up steps its builder includes.
     convert_charset: Era rows (by target release) of the charset its non-utf8 tables get on import.
     required_sections: config sections a newer release needs (checked before the run).
@@ -93,6 +95,7 @@ class ServiceSpec:
     after_computes: bool = False
     step_options: Mapping[str, Any] = field(default_factory=dict)
     idle_writes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    retired_options: Mapping[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ per release
     @property

@@ -165,6 +165,8 @@ CASES = [
          ("`upgrade.ignore.keystone`", "which upgrade.services upgrades", "remove it from one of the two")),
     Case("ignore-not-a-table", _rep('services = ["keystone"]', 'services = ["keystone"]\nignore = ["swift"]'),
          ("`upgrade.ignore`", "expected a table like {swift = ")),
+    Case("retired-cinder-volumes-list", _services('["keystone", "cinder"]', '[services.cinder]\nvolumes = ["vol-1"]\n'),
+         ("`services.cinder.volumes` is no longer taken", "copy_volumes = true", "old_host")),
     Case("nested-past-the-plan", _append("deep = " + "[" * 40 + "]" * 40 + "\n"),
          ("`services.keystone.deep[0][0]", "nested more than 16 levels")),
 ]

@@ -17,7 +17,7 @@ from typing import Any
 from journal.redact import MASK, is_secret_key
 from services import options as service_options
 from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings
-from services.registry import OPTIONS, ORDER, SERVICES, unsupported
+from services.registry import OPTIONS, ORDER, RETIRED_OPTIONS, SERVICES, unsupported
 from services.releases import Jump, jump_error
 from upgrade import planhosts, planvalues
 from upgrade.hosts import HostSpec, hide_from_children
@@ -108,7 +108,7 @@ def _side(r: Reader, role: str) -> SideSpec:
 def _service(r: Reader, name: str) -> ServiceSettings:
     s = r.sub("services", required=False).sub(name, required=False)
     s.unknown({"unit", "db_name", "owner", "verify_url", "grant_hosts", "db_user", "db_password", "db_password_env"}
-              | service_options.names(OPTIONS[name]))
+              | service_options.names(OPTIONS[name]), RETIRED_OPTIONS[name])
     hosts = s.get("grant_hosts", list, ["%", "localhost"])
     if not hosts or not all(isinstance(h, str) and h for h in hosts):
         raise s.err("grant_hosts", "must be a non-empty list of MySQL host patterns, e.g. [\"%\", \"localhost\"]")

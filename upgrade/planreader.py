@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,13 @@ class Reader:
             return os.environ[env]
         return self.get(key, str, "")
 
-    def unknown(self, allowed: set[str]) -> None:
+    def unknown(self, allowed: set[str], retired: Mapping[str, str] | None = None) -> None:
+        """Refuse keys outside *allowed*; a *retired* key (one an earlier version took) is named with
+        what replaces it."""
         extra = sorted(set(self.table) - allowed)
+        for key in extra:
+            if retired and key in retired:
+                raise self.err(key, f"is no longer taken: {retired[key]}")
         if extra:
             raise self.err(extra[0], f"is not a known key here;{did_you_mean(extra[0], allowed)} "
                                      f"known keys: {', '.join(sorted(allowed))}")

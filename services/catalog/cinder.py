@@ -536,6 +536,9 @@ SPEC = ServiceSpec(
                                              "created with lvcreate when this is /dev/<volume group>"),
         Option("tgt_control_port", int, 0, "the management port of the source's tgtd (tgtadm -C); 0: its default"),
     ),
+    retired_options={"volumes": "the volumes to copy now come from cinder's own database (every live volume on "
+                                "old_host, in-use ones refused while their instance runs): replace the list with "
+                                "`copy_volumes = true` and set `old_host`"},
     # `cinder-manage service remove` exists from Liberty (facts §7.1)
     fixups=(Era("havana", "kilo", ("rewrite_iscsi", "update_host", "stop_exports", "transfer_volumes",
                                    "refresh_attachments")),
