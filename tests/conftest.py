@@ -93,7 +93,7 @@ XDIST_GROUPS = {
     "test_lab.py": "lab-parts",
     "test_new_databases.py": "new-databases", "test_report.py": "report-pages",
     "test_compute_upgrade.py": "novalab",  # one lab with real nova for the module
-    "test_cutover_check.py": "novalab",
+    "test_cutover_check.py::test_silent_compute_named_then_resumed_after_a_kill_inside_the_check": "novalab",
     # the services lab (stacks); the nova SLURP test builds its own
     **{f"test_services_upgrade.py::{name}": "svclab" for name in (
         "test_run_then_revert", "test_bad_jumps_are_refused_before_anything_runs",
