@@ -37,6 +37,9 @@ from tests.test_compute_upgrade import (  # noqa: F401 (nova_lab: the module's l
     unit,
 )
 from tests.test_multihost import journal_events
+from upgrade import check
+from upgrade import plan as plan_mod
+from upgrade.plan import Plan
 
 STEP = "cloud.verify"
 
@@ -117,12 +120,49 @@ def test_silent_compute_named_then_resumed_after_a_kill_inside_the_check(nova_la
 
 
 # ---------------------------------------------------------------------- agents, volumes and the catalog (real keystone)
-def test_agents_volumes_and_the_catalog_apis(keystone_lab):
+CLOUD_PLAN = """
+[upgrade]
+from = "2025.2"
+to = "2026.1"
+services = ["neutron", "cinder"]
+[vault]
+key_file = "dump.key"
+[source]
+host = "local"
+[source.db]
+address = "127.0.0.1"
+port = {port}
+admin_user = "{user}"
+admin_password = "{password}"
+[target]
+host = "local"
+etc = "/srv/new/etc"
+[target.db]
+address = "127.0.0.1"
+port = 1
+[services.neutron]
+db_name = "{neutron}"
+[services.cinder]
+db_name = "{cinder}"
+[cloud]
+timeout = 30
+"""
+
+
+def cloud_check_plan(tmp_path: Path, port: int, neutron: str, cinder: str) -> Plan:
+    path = tmp_path / "plan.toml"
+    path.write_text(CLOUD_PLAN.format(port=port, user=DB_ADMIN, password=TARGET_DB_PASSWORD, neutron=neutron,
+                                      cinder=cinder))
+    return plan_mod.load(path)
+
+
+def test_agents_volumes_and_the_catalog_apis(keystone_lab, tmp_path):
     """The other reporters of the check, in process against real MariaDB and a real keystone (the session's
     keystone lab: its catalog holds keystone's own endpoints): neutron agents and cinder-volume services whose
     heartbeats stay still are named at the timeout (a cinder-scheduler is not waited for), a refused token is
     named without its password; once an agent and a volume service beat, the check is done, the identity API
-    of the catalog asked with the token."""
+    of the catalog asked with the token. `upgrade check`'s reading of the same on the old controller warns
+    while they are down and passes once they beat."""
     keystone_lab.reset()
     db = keystone_lab.db_new
     ep = DBEndpoint("127.0.0.1", db.port, DB_ADMIN, TARGET_DB_PASSWORD)
@@ -151,6 +191,12 @@ def test_agents_volumes_and_the_catalog_apis(keystone_lab):
         assert "neutron-openvswitch-agent on compute1" in msg and "cinder-volume on newctl@lvm" in msg, msg
         assert "cinder-scheduler" not in msg and "gone@lvm" not in msg and "API identity" not in msg, msg
 
+        plan = cloud_check_plan(tmp_path, db.port, neutron, cinder)
+        [row] = check.cloud(plan)  # `upgrade check` reads the same on the old controller: down there already
+        assert row.status == check.WARN and "neutron-openvswitch-agent on compute1 (last heartbeat" in row.detail
+        assert "cinder-volume on newctl@lvm (last heartbeat never)" in row.detail
+        assert "cinder-scheduler" not in row.detail
+
         wrong = replace(s, auth=replace(auth, password="not-the-" + ADMIN_PASSWORD))
         with pytest.raises(StepError) as err:
             cloudcheck.verify(ctx, wrong)
@@ -176,6 +222,8 @@ def test_agents_volumes_and_the_catalog_apis(keystone_lab):
         assert result["reported"]["cinder-volume on newctl@lvm"]["before"] is None
         assert [a.split(" ")[1] for a in result["apis"]] == ["identity"]
         assert ADMIN_PASSWORD not in json.dumps(result)
+        [row] = check.cloud(plan)
+        assert row.status == check.OK, row
     finally:
         db.execute(f"DROP DATABASE IF EXISTS {neutron}")
         db.execute(f"DROP DATABASE IF EXISTS {cinder}")

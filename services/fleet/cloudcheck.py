@@ -29,8 +29,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.fleet import compute
+import pymysql
+
 from services.infra import mysql
+from services.infra.settings import DBEndpoint
 from statemachine import failpoints
 from statemachine.machine import ServiceMachine
 from statemachine.step import Result, Step, StepError
@@ -74,26 +76,51 @@ def _stamp(value: Any) -> str | None:
     return value.isoformat(sep=" ") if value is not None else None
 
 
+#: when each service itself calls a reporter down (nova's and cinder's ``service_down_time``, neutron's
+#: ``agent_down_time``, their defaults): what `upgrade check` reads on the old controller
+DOWN_AFTER = {"nova": 60, "neutron": 75, "cinder": 60}
+
+
+def reporters(ep: DBEndpoint, s: CloudSettings) -> list[tuple[str, str, Any]]:
+    """(service, reporter, last heartbeat or None) of every reporter the step waits for, read in the databases
+    of *ep*. Reporters say what and where: ``nova-compute on compute1``, ``neutron-openvswitch-agent on
+    compute1``, ``cinder-volume on ctl@lvm``. A database or table that cannot be read is a StepError naming it."""
+    try:
+        return _reporters(ep, s)
+    except pymysql.MySQLError as exc:
+        raise StepError(f"cannot read the heartbeats on {ep.address}:{ep.port}: {exc}") from None
+
+
+def _reporters(ep: DBEndpoint, s: CloudSettings) -> list[tuple[str, str, Any]]:
+    out: list[tuple[str, str, Any]] = []
+    if s.nova_db:
+        rows = mysql.query(ep, "SELECT host, updated_at FROM services WHERE `binary`='nova-compute' AND deleted=0 "
+                               "ORDER BY host", db=s.nova_db)
+        out += [("nova", f"nova-compute on {host}", beat) for host, beat in rows]
+        seen = {host for host, _b in rows}
+        out += [("nova", f"nova-compute on {host}", None) for host in s.computes if host not in seen]
+    if s.neutron_db:
+        out += [("neutron", f"{binary} on {host}", beat) for binary, host, beat in mysql.query(
+            ep, "SELECT `binary`, host, heartbeat_timestamp FROM agents ORDER BY host, `binary`", db=s.neutron_db)]
+    if s.cinder_db:
+        out += [("cinder", f"cinder-volume on {host}", beat) for host, beat in mysql.query(
+            ep, "SELECT host, updated_at FROM services WHERE `binary`='cinder-volume' AND deleted=0 ORDER BY host",
+            db=s.cinder_db)]
+    return out
+
+
 def heartbeats(ctx: Any, s: CloudSettings) -> dict[str, Any]:
     """Every reporter the step waits for -> its last heartbeat (None: never reported), read on the new
-    controller. Keys say what and where: ``nova-compute on compute1``, ``neutron-openvswitch-agent on
-    compute1``, ``cinder-volume on ctl@lvm``."""
-    out: dict[str, Any] = {}
-    if s.nova_db:
-        for host, _v, updated, _d, _r in compute.compute_rows(ctx):
-            out[f"nova-compute on {host}"] = updated
-        for host in s.computes:
-            out.setdefault(f"nova-compute on {host}", None)
-    if s.neutron_db:
-        for binary, host, beat in mysql.query(ctx.target.db, "SELECT `binary`, host, heartbeat_timestamp "
-                                                             "FROM agents ORDER BY host, `binary`", db=s.neutron_db):
-            out[f"{binary} on {host}"] = beat
-    if s.cinder_db:
-        for host, updated in mysql.query(ctx.target.db, "SELECT host, updated_at FROM services WHERE "
-                                                        "`binary`='cinder-volume' AND deleted=0 ORDER BY host",
-                                         db=s.cinder_db):
-            out[f"cinder-volume on {host}"] = updated
-    return out
+    controller only."""
+    return {who: beat for _svc, who, beat in reporters(ctx.target.db, s)}
+
+
+def down(ep: DBEndpoint, s: CloudSettings) -> list[str]:
+    """The reporters of *ep*'s databases that their own service calls down now (no heartbeat for longer
+    than its down time): on the old controller before a run, each would keep the last step waiting."""
+    now = mysql.query(ep, "SELECT UTC_TIMESTAMP()")[0][0]
+    return [f"{who} (last heartbeat {_stamp(beat) or 'never'})" for svc, who, beat in reporters(ep, s)
+            if beat is None or (now - beat).total_seconds() > DOWN_AFTER[svc]]
 
 
 def stale(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
