@@ -140,7 +140,7 @@ TABLES: tuple[Table, ...] = (
         Key("options", "list of strings", "[]",
             "extra ssh arguments, e.g. [\"-o\", \"Ciphers=aes128-gcm@openssh.com\"]"),
     )),
-    Table("network", "the IP switchover, the last step of the run: the service addresses move from the old "
+    Table("network", "the IP switchover, after every service: the service addresses move from the old "
                      "controller to the new one (leave the table out when no address moves)", (
         Key("addresses", "list of tables", None, "[{address = \"198.51.100.10/24\", device = \"eth0\", name = "
                                                  "\"management\"}]: address with prefix, the interface, a "
