@@ -243,6 +243,7 @@ def test_plan_shows_the_check_and_bad_cloud_keys_are_refused(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "cloud.verify" in out and "wait (at most 120 s) until the cloud reports" in out, out
     assert out.rindex("cloud.verify") > out.rindex("compute.compute1.")
+    assert "cloud   [the run's last: after every machine above]" in out, out
     for bad, message in (("timeout = 0", "`cloud.timeout` is 0"),
                          ('auth_url = "http://127.0.0.1:5000/v3"', "`cloud.password` is missing"),
                          ('auth_url = "keystone:5000"', "`cloud.auth_url` is 'keystone:5000'"),
