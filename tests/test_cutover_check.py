@@ -2,9 +2,12 @@
 on the multi-host lab with real nova (``scripts/lab/novalab.py``): nova-conductor of the target release on
 newctl, a real nova-compute on each of two compute hosts, heartbeats read in newctl's nova database.
 
-One lab for the module (the ``nova_lab`` of tests/test_compute_upgrade.py); the test leaves it as it found it
-(its run reverted). A compute that does not report is one left out of the plan's ``[[computes]]`` with its
-nova-compute stopped: the run's compute phase does not restart it, so it stays silent until the test starts it.
+One nova lab for the module's lab test (the ``nova_lab`` of tests/test_compute_upgrade.py), which leaves it as
+it found it (its run reverted): the silent compute, the kill inside the check and the completed run in one
+sequence, so that one run serves all three. A compute that does not report is one left out of the plan's
+``[[computes]]`` with its nova-compute stopped: the run's compute phase does not restart it, so it stays
+silent until the test starts it. Neutron agents, cinder-volume and the catalog's APIs are read in process
+against the session's keystone lab (real keystone and MariaDB); the plan's keys without any lab.
 """
 
 from __future__ import annotations
