@@ -55,7 +55,7 @@ def test_init_other_jump():
 
 
 APPENDED = {"ssh": "[ssh]", "network": "[network]", "compute_defaults": "[compute_defaults]",
-            "computes": "[[computes]]", "amqp": "[amqp]"}
+            "computes": "[[computes]]", "amqp": "[amqp]", "cloud": "[cloud]"}
 
 
 def _known_keys(tmp_path: Path, text: str, table: str) -> set[str]:

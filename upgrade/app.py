@@ -303,7 +303,8 @@ def run_machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Host] = ho
     the runner gets and what `upgrade plan` shows (with *connect* giving recording hosts), so the two cannot
     differ. The order: the services, then the hosts beyond the controllers (``fleet.machines``: the IP
     switchover, the compute hosts in parallel), then the services that run after the computes (nova-unpin:
-    it drops the compute pin once the computes run the new release). *leave_out*: services this run does not
+    it drops the compute pin once the computes run the new release), then the check that the whole cloud
+    reports to the new controller (``[cloud]``). *leave_out*: services this run does not
     drive (nova-unpin of a ``unpin = "later"`` plan until `upgrade unpin`)."""
     machines = service_machines(plan)
     for name in leave_out:
@@ -315,7 +316,7 @@ def run_machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Host] = ho
     if overlap is not None:
         groups = [overlap, *groups]
     order = [machines[n] for n in plan.services if n not in AFTER_COMPUTES] + extra \
-        + [machines[n] for n in plan.services if n in AFTER_COMPUTES and n in machines]
+        + [machines[n] for n in plan.services if n in AFTER_COMPUTES and n in machines] + fleet.last_machines(plan)
     return order, groups
 
 

@@ -20,6 +20,7 @@ from rich.filesize import decimal
 
 from journal import vault
 from services import novadb, preflight, registry
+from services.fleet import cloudcheck
 from services.fleet import network as net
 from services.infra import broker
 from services.infra import charset as charset_mod
@@ -514,9 +515,34 @@ def message_queue(plan: Plan) -> Iterator[Result]:
                                  "(login, vhost, configure/write/read)")
 
 
+# ---------------------------------------------------------------------- the cloud after the cut-over
+def cloud(plan: Plan) -> Iterator[Result]:
+    """What the run's last step (``[cloud]``) will wait for, read on the old controller now: a nova-compute,
+    neutron agent or cinder-volume its own service already calls down would keep that step waiting until
+    its timeout (the run then stops there, resumable): fix it or delete it before the run. A plan without
+    ``[cloud]`` has no such step: no row."""
+    if plan.cloud is None:
+        return
+    try:
+        silent = cloudcheck.down(plan.source.db, plan.cloud)
+    except StepError as exc:
+        yield Result("cloud", SKIP, f"cannot read the old controller's heartbeats: {exc}")
+        return
+    if silent:
+        yield Result("cloud", WARN, f"{len(silent)} reporter(s) already down on the old controller: "
+                                    f"{', '.join(silent)}; the run's last step would wait "
+                                    f"{plan.cloud.timeout:.0f} s for them, then stop (resumable)",
+                     "start each one (its service on that host), or delete the services of hosts that are gone "
+                     "(`openstack compute service delete`, `openstack network agent delete`, "
+                     "`cinder-manage service remove`)")
+        return
+    yield Result("cloud", OK, f"every reporter the run's last step waits for reports now "
+                              f"({plan.cloud.timeout:.0f} s at most after the cut-over)")
+
+
 CHECKS: tuple[Callable[[Plan], Iterator[Result]], ...] = (
     hosts_reachable, db_access, identity, releases, compute_rows, space, charset, key, journal, claim, clock_skew,
-    addresses, unplanned_services, shipped_files, volumes_in_use, message_queue)
+    addresses, unplanned_services, shipped_files, volumes_in_use, message_queue, cloud)
 
 
 def run_checks(path: str | Path) -> list[Result]:

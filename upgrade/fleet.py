@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from services.catalog import nova
-from services.fleet import addrconfig, compute, network
+from services.fleet import addrconfig, cloudcheck, compute, network
 from services.infra import enablement
 from services.infra.settings import Side
 from statemachine.machine import ServiceMachine
@@ -45,6 +45,12 @@ def machines(plan: Plan, stoppers: tuple[str, ...] = (),
     if comp:
         groups.append(ParallelGroup(frozenset(m.name for m in comp), plan.compute_pool))
     return out + comp, groups
+
+
+def last_machines(plan: Plan) -> list[ServiceMachine]:
+    """What runs after every other machine: the ``cloud`` machine of a plan with ``[cloud]``, which waits until
+    the cloud reports to the new controller (after the switchover, the compute hosts and nova's unpin)."""
+    return [cloudcheck.machine(plan.cloud)] if plan.cloud is not None else []
 
 
 def _specs(plan: Plan) -> list[tuple[str, hosts.HostSpec]]:

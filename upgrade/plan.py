@@ -16,10 +16,11 @@ from typing import Any
 
 from journal.redact import MASK, is_secret_key
 from services import options as service_options
+from services.fleet.cloudcheck import CloudSettings
 from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings
 from services.registry import OPTIONS, ORDER, RETIRED_OPTIONS, SERVICES, unsupported
 from services.releases import Jump, jump_error
-from upgrade import planhosts, planvalues
+from upgrade import plancloud, planhosts, planvalues
 from upgrade.hosts import HostSpec, hide_from_children
 from upgrade.planreader import PlanError, Reader, did_you_mean
 
@@ -73,11 +74,15 @@ class Plan:
     #: ``[amqp] broker``: the new controller's RabbitMQ (``host`` or ``host:port``), where every carried-over
     #: transport_url is tried before anything stops (upgrade/amqpcheck.py); None: not tried
     amqp_broker: str | None = None
+    #: ``[cloud]``: the run's last step waits until the cloud reports to the new controller (upgrade/plancloud.py);
+    #: None: not waited for
+    cloud: CloudSettings | None = None
 
     @property
     def secrets(self) -> list[str]:
         out = [self.source.db.admin_password, self.target.db.admin_password]
         out += [s.db_password for s in self.service_settings.values() if s.db_password]
+        out += [self.cloud.auth.password] if self.cloud and self.cloud.auth else []
         return [s for s in out if s]
 
 
@@ -166,7 +171,7 @@ def load(path: str | Path) -> Plan:
     hide_from_children(_values(p, raw))
     r = Reader(p, raw, "")
     r.unknown({"upgrade", "vault", "source", "target", "services", "ssh", "network", "computes", "compute_defaults",
-               "amqp"})
+               "amqp", "cloud"})
     u = r.sub("upgrade")
     u.unknown({"from", "to", "services", "journal", "compute_pool", "service_pool", "dump_streams", "ignore",
                "compute_timeout", "unpin"})
@@ -204,17 +209,19 @@ def load(path: str | Path) -> Plan:
     ssh = planhosts.ssh_defaults(r)
     computes = planhosts.computes(r, ssh, planhosts.compute_timeout(u))
     network = planhosts.network(r, ssh, computes, (("source", source.host_spec), ("target", target.host_spec)))
+    settings = {s: _service(r, s) for s in ordered}
     return Plan(
         path=p.resolve(), sha256=hashlib.sha256(data).hexdigest(), from_release=src_rel, to_release=dst_rel,
         services=ordered, journal_dir=journal, key_file=(base / key_file) if key_file else None,
         passphrase_env=pass_env, artifact_dir=(base / artifact_dir) if artifact_dir else None,
         source=source, target=target,
-        service_settings={s: _service(r, s) for s in ordered}, raw=raw,
+        service_settings=settings, raw=raw,
         network=network, computes=computes, compute_pool=planhosts.pool(u),
         service_pool=planhosts.pool(u, "service_pool", 2, 8, "services upgraded side by side"),
         dump_streams=planhosts.pool(u, "dump_streams", 0, 32, "streams per database (0: from the cores of both "
                                     "controllers)", least=0),
         ignore=_ignore(u, ordered), amqp_broker=_amqp(r),
+        cloud=plancloud.cloud(r, settings, tuple(c.settings.host_in_nova for c in computes)),
         unpin_later=planhosts.unpin(u) == "later",
     )
 

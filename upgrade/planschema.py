@@ -140,7 +140,7 @@ TABLES: tuple[Table, ...] = (
         Key("options", "list of strings", "[]",
             "extra ssh arguments, e.g. [\"-o\", \"Ciphers=aes128-gcm@openssh.com\"]"),
     )),
-    Table("network", "the IP switchover, the last step of the run: the service addresses move from the old "
+    Table("network", "the IP switchover, after every service: the service addresses move from the old "
                      "controller to the new one (leave the table out when no address moves)", (
         Key("addresses", "list of tables", None, "[{address = \"198.51.100.10/24\", device = \"eth0\", name = "
                                                  "\"management\"}]: address with prefix, the interface, a "
@@ -155,6 +155,23 @@ TABLES: tuple[Table, ...] = (
                   "by `upgrade check` and before `upgrade run` stops anything (leave the table out: not tried)", (
         Key("broker", "string", None, "the new controller's RabbitMQ as this machine reaches it before the "
                                       "cut-over: \"HOST\" (each URL's port) or \"HOST:PORT\""),
+    )),
+    Table("cloud", "the run's last step: it waits until the cloud reports to the new controller — every "
+                   "nova-compute (and [[computes]] host), every neutron agent and cinder-volume of the new "
+                   "controller's databases with a heartbeat newer than the step's start, and, with auth_url, "
+                   "every API of the keystone catalog answering an authenticated request; a timeout names each "
+                   "one that did not and leaves the run resumable (leave the table out: not waited for)", (
+        Key("timeout", "integer", "300", "seconds the cloud may take to report after the cut-over (1-86400)"),
+        Key("auth_url", "string", "\"\" (no API asked)", "the new controller's keystone as this machine reaches it "
+                                                          "after the cut-over, e.g. \"http://198.51.100.10:5000/v3\""),
+        Key("username", "string", "\"admin\"", "the admin user a token is asked for"),
+        Key("password", "string", "\"\"", "its password inline (keep the plan 0600), or use password_env"),
+        Key("password_env", "string", "(none)", "the environment variable that holds the password"),
+        Key("project", "string", "\"admin\"", "the project the token is scoped to"),
+        Key("user_domain", "string", "\"Default\"", "the user's domain"),
+        Key("project_domain", "string", "\"Default\"", "the project's domain"),
+        Key("interface", "string", "\"public\"", "the endpoints of the catalog that are asked: \"public\", "
+                                                 "\"internal\" or \"admin\""),
     )),
     Table("compute_defaults", "keys every [[computes]] entry inherits", (
         Key("service_control", "string", "\"systemd\"", "as in [source]"),
@@ -208,7 +225,7 @@ def table(name: str) -> Table:
 def top_level() -> set[str]:
     """The plan's top-level tables."""
     return {"upgrade", "vault", "source", "target", "services", "ssh", "network", "compute_defaults", "computes",
-            "amqp"}
+            "amqp", "cloud"}
 
 
 #: the columns of every table of the plan reference

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from rich.filesize import decimal
 
+from services.fleet import cloudcheck
 from services.infra import recording
 from services.infra.settings import ServiceSettings, Side
 from services.registry import AFTER_COMPUTES
@@ -68,7 +69,9 @@ def headings(plan: Plan, found: list[ServiceMachine]) -> dict[str, str]:
     out = {}
     for i, m in enumerate(found):
         notes = []
-        if m.name not in plan.services:
+        if m.name == cloudcheck.MACHINE:
+            notes.append("the run's last: after every machine above")
+        elif m.name not in plan.services:
             notes.append("after every service above")
         elif plan.unpin_later and m.name in AFTER_COMPUTES:
             notes.append("not in `upgrade run`: left for `upgrade unpin PLAN`, once every compute runs the new "
