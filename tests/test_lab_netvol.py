@@ -4,7 +4,7 @@ CLI on the old controller survive ``upgrade run`` of the lab's plan (the same id
 through the APIs the new controller now serves, and new work served: a network and a volume made
 and deleted) and ``upgrade revert`` (the same, from the old controller again).
 
-One lab for the module (keystone, neutron and cinder; the stand-in flavour of the other lab tests
+One lab for the module (keystone, glance, neutron and cinder; the stand-in flavour of the other lab tests
 stays as it is). Tests that need it fail, not skip, when CI is set.
 """
 
@@ -24,7 +24,7 @@ from scripts.lab.proc import LabError
 from tests.conftest import require, require_mariadb, upgrade
 
 OLD, NEW = "2025.2", "2026.1"
-SERVICES = ("keystone", "neutron", "cinder")
+SERVICES = ("keystone", "glance", "neutron", "cinder")  # glance: the openstack CLI's volume commands need the image API
 REAL = ("neutron", "cinder")
 
 

@@ -99,7 +99,8 @@ lock_path = {lib}/lock
 volume_driver = {DRIVER}
 volume_backend_name = {BACKEND}
 volume_group = cinder-volumes
-target_helper = lioadm
+# no iSCSI target daemon here: the fake target; the address stays for the tool's rewrite
+target_helper = fake
 target_ip_address = {OLD_PORTAL}
 """
 
@@ -128,3 +129,25 @@ def install(root: Path, release: str, venv: Path, db: MariaDB, s: netvol.Setting
         shutil.copyfile(venv / "etc" / NAME / name, etc / name)
     rabbit.install(root, s.mq_port, dist_port, s.mq_password, unit=LAB.broker)
     LAB.write_descriptor(root, s)
+
+
+def fit_seeded(root: Path, venv: Path, db: MariaDB) -> int:
+    """The old controller's seeded cinder service rows carry the RPC and object versions its release's
+    services write, as the rows of a running cloud do: a row without them reads as a Liberty service,
+    and the real services refuse to start beside it (ServiceTooOld). Returns the rows set."""
+    import subprocess
+
+    from scripts.lab.proc import clean_env
+
+    res = subprocess.run([str(venv / "bin" / "python"), "-c", (
+        "from cinder import objects; objects.register_all(); from cinder.objects import base; "
+        "from cinder.volume import rpcapi; print(rpcapi.VolumeAPI.RPC_API_VERSION, base.OBJ_VERSIONS.get_current())")],
+        env=clean_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=root)
+    if res.returncode != 0 or len(res.stdout.split()) != 2:
+        raise LabError(f"cannot read cinder's versions in {venv}: {res.stderr.strip()[-1500:]}")
+    rpc, obj = res.stdout.split()
+    rows = db.execute("SELECT id FROM services WHERE rpc_current_version IS NULL OR object_current_version IS NULL",
+                      db=NAME)
+    db.execute("UPDATE services SET rpc_current_version=%s, object_current_version=%s WHERE "
+               "rpc_current_version IS NULL OR object_current_version IS NULL", db=NAME, args=(rpc, obj))
+    return len(rows)

@@ -48,6 +48,7 @@ def seed_old(s: Stack, ks: dict[str, Any], services: tuple[str, ...]) -> dict[st
     if any(x in inner for x in ("nova", "cinder", "neutron")):
         rows = seed(s, glance_rows=False, services=inner)
         out.update({k: v for k, v in rows.items() if k != "images" and v})
+        netvol.before_start(s.root, s.venv, s.db)
     start(s.root, services)
     return out
 

@@ -271,3 +271,12 @@ def unit_names(root: Path | None, service: str, standins: list[str]) -> list[str
 
 def known_units() -> set[str]:
     return {u for lab in labs() for u in lab.units}
+
+
+def before_start(root: Path, venv: Path, db: Any) -> None:
+    """After the old controller's rows are seeded, before its units start: what the real services need
+    of those rows (cinder: its service rows' versions, ``cinderlab.fit_seeded``)."""
+    from scripts.lab import cinderlab
+
+    if cinderlab.LAB.installed(root):
+        cinderlab.fit_seeded(root, venv, db)

@@ -65,7 +65,7 @@ state_path = {lib}
 log_dir = {log}
 api_workers = 1
 rpc_workers = 1
-rpc_state_report_workers = 1
+rpc_state_report_workers = 0
 notify_nova_on_port_status_changes = false
 notify_nova_on_port_data_changes = false
 # carried over from Havana days
