@@ -133,8 +133,9 @@ def install(root: Path, release: str, venv: Path, db: MariaDB, s: netvol.Setting
 
 def fit_seeded(root: Path, venv: Path, db: MariaDB) -> int:
     """The old controller's seeded cinder service rows carry the RPC and object versions its release's
-    services write, as the rows of a running cloud do: a row without them reads as a Liberty service,
-    and the real services refuse to start beside it (ServiceTooOld). Returns the rows set."""
+    services write and ``frozen = 0``, as the rows of a running cloud do: a row without versions reads as
+    a Liberty service, and the real services refuse to start beside it (ServiceTooOld); the scheduler
+    asks for ``frozen = false`` backends, which a NULL is not. Returns the rows set."""
     import subprocess
 
     from scripts.lab.proc import clean_env
@@ -146,8 +147,9 @@ def fit_seeded(root: Path, venv: Path, db: MariaDB) -> int:
     if res.returncode != 0 or len(res.stdout.split()) != 2:
         raise LabError(f"cannot read cinder's versions in {venv}: {res.stderr.strip()[-1500:]}")
     rpc, obj = res.stdout.split()
-    rows = db.execute("SELECT id FROM services WHERE rpc_current_version IS NULL OR object_current_version IS NULL",
-                      db=NAME)
-    db.execute("UPDATE services SET rpc_current_version=%s, object_current_version=%s WHERE "
-               "rpc_current_version IS NULL OR object_current_version IS NULL", db=NAME, args=(rpc, obj))
+    rows = db.execute("SELECT id FROM services WHERE rpc_current_version IS NULL OR object_current_version IS NULL "
+                      "OR frozen IS NULL", db=NAME)
+    db.execute("UPDATE services SET rpc_current_version=COALESCE(rpc_current_version, %s), "
+               "object_current_version=COALESCE(object_current_version, %s), frozen=COALESCE(frozen, 0)",
+               db=NAME, args=(rpc, obj))
     return len(rows)
