@@ -111,7 +111,8 @@ class Network:
         return {"ids": ids, "view": self.view(c, ids)}
 
     def view(self, c: Client, ids: dict[str, str]) -> dict[str, Any]:
-        """What must read the same after the upgrade and after the revert."""
+        """What must read the same after the upgrade and after the revert (lists, not tuples: a view kept
+        as JSON compares equal)."""
         net, sub = c.json("network", "show", ids["network"]), c.json("subnet", "show", ids["subnet"])
         router, port = c.json("router", "show", ids["router"]), c.json("port", "show", ids["port"])
         sg = c.json("security", "group", "show", ids["security_group"])
@@ -122,12 +123,12 @@ class Network:
             "subnet": {k: sub[k] for k in ("id", "network_id", "cidr", "gateway_ip", "ip_version", "enable_dhcp",
                                            "allocation_pools")},
             "router": {k: router[k] for k in ("id", "name", "status", "admin_state_up")},
-            "router_interfaces": sorted((p["ID"], ip["subnet_id"], ip["ip_address"])
+            "router_interfaces": sorted([p["ID"], ip["subnet_id"], ip["ip_address"]]
                                         for p in interfaces for ip in p["Fixed IP Addresses"]),
             "port": {k: port[k] for k in ("id", "network_id", "mac_address", "status", "admin_state_up")}
-                    | {"fixed_ips": sorted((ip["subnet_id"], ip["ip_address"]) for ip in port["fixed_ips"])},
+                    | {"fixed_ips": sorted([ip["subnet_id"], ip["ip_address"]] for ip in port["fixed_ips"])},
             "security_group": {"id": sg["id"], "name": sg["name"], "rules": sorted(
-                (r["id"], r["direction"], r["ethertype"], r["protocol"] or "", r["port_range_min"] or 0)
+                [r["id"], r["direction"], r["ethertype"], r["protocol"] or "", r["port_range_min"] or 0]
                 for r in sg["rules"])},
         }
 
