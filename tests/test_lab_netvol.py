@@ -2,7 +2,8 @@
 Grenade-style resources (scripts.lab.grenade_netvol) made as a non-admin user through the ``openstack``
 CLI on the old controller survive ``upgrade run`` of the lab's plan (the same ids and states, read
 through the APIs the new controller now serves, and new work served: a network and a volume made
-and deleted) and ``upgrade revert`` (the same, from the old controller again).
+and deleted) and ``upgrade revert`` (refused while the new work's writes would be lost, then with
+``--discard-new-writes``: the same, from the old controller again).
 
 One lab for the module (keystone, glance, neutron and cinder; the stand-in flavour of the other lab tests
 stays as it is). Tests that need it fail, not skip, when CI is set.
@@ -104,7 +105,12 @@ def test_resources_survive_the_upgrade_and_the_revert(netvol_lab: Any) -> None:
     assert {(s["Binary"], s["Host"], s["State"]) for s in services if s["State"] == "up"} >= {
         ("cinder-volume", "new-ctl@lvm", "up"), ("cinder-scheduler", "new-ctl", "up")}
 
-    back = upgrade("revert", "--journal", summary["journal"], timeout=1800)
+    # the new work wrote to the new controller's databases: a plain revert refuses (it would lose them) ...
+    refused = upgrade("revert", "--journal", summary["journal"], timeout=1800)
+    assert refused.returncode == 2 and "cinder.volumes" in refused.stderr, refused.stderr[-3000:]
+    assert all(_running(directory, "new", real_units).values())  # nothing changed: the new side still serves
+    # ... and the operator's explicit choice keeps them in the vault and goes back
+    back = upgrade("revert", "--journal", summary["journal"], "--discard-new-writes", timeout=1800)
     assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
     assert all(_running(directory, "old", real_units).values())
     assert not any(_running(directory, "new", real_units).values())
