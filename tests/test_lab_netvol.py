@@ -107,7 +107,7 @@ def test_resources_survive_the_upgrade_and_the_revert(netvol_lab: Any) -> None:
 
     # the new work wrote to the new controller's databases: a plain revert refuses (it would lose them) ...
     refused = upgrade("revert", "--journal", summary["journal"], timeout=1800)
-    assert refused.returncode == 2 and "cinder.volumes" in refused.stderr, refused.stderr[-3000:]
+    assert refused.returncode == 2 and "cinder.volumes" in refused.stdout + refused.stderr, refused.stderr[-3000:]
     assert all(_running(directory, "new", real_units).values())  # nothing changed: the new side still serves
     # ... and the operator's explicit choice keeps them in the vault and goes back
     back = upgrade("revert", "--journal", summary["journal"], "--discard-new-writes", timeout=1800)
