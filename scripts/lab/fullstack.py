@@ -14,7 +14,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import glapi, ksapi, units
+from scripts.lab import glapi, ksapi, netvol, units
 from scripts.lab.mariadb import MariaDB
 from scripts.lab.openstack import UNITS, Api, Stack, make_stack, seed
 
@@ -48,6 +48,7 @@ def seed_old(s: Stack, ks: dict[str, Any], services: tuple[str, ...]) -> dict[st
     if any(x in inner for x in ("nova", "cinder", "neutron")):
         rows = seed(s, glance_rows=False, services=inner)
         out.update({k: v for k, v in rows.items() if k != "images" and v})
+        netvol.before_start(s.root, s.venv, s.db)
     start(s.root, services)
     return out
 
@@ -66,19 +67,20 @@ def _seed_glance(s: Stack, ks: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"id": i["id"], "name": i["name"], "size": i["size"], "checksum": i["checksum"]} for i in made]
 
 
-def unit_names(services: tuple[str, ...]) -> list[str]:
-    """Every unit of the stack's services, in start order."""
-    return [u for s in stack_services(services) for u in UNITS[s]]
+def unit_names(services: tuple[str, ...], root: Path | None = None) -> list[str]:
+    """Every unit of the stack's services, in start order (of the tree at *root*: neutron's and cinder's
+    real units where it serves them for real, scripts.lab.netvol)."""
+    return [u for s in stack_services(services) for u in netvol.unit_names(root, s, UNITS[s])]
 
 
 def start(root: Path, services: tuple[str, ...]) -> None:
-    for unit in unit_names(services):
+    for unit in unit_names(services, root):
         units.start(root, unit)
 
 
 def stop(root: Path, services: tuple[str, ...]) -> list[str]:
     """Stop every unit of the stack; returns those that were running."""
-    was = [u for u in unit_names(services) if units.status(root, u)]
-    for unit in reversed(unit_names(services)):
+    was = [u for u in unit_names(services, root) if units.status(root, u)]
+    for unit in reversed(unit_names(services, root)):
         units.stop(root, unit)
     return was
