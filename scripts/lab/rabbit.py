@@ -3,9 +3,11 @@
 Each controller tree has its own node (its name derived from the tree, so two labs on one machine
 never meet), its own mnesia, log and config files under ``ROOT/var/lib/rabbitmq`` and
 ``ROOT/var/log/rabbitmq``, and its own Erlang cookie (``HOME`` is that directory, for the server and
-for ``rabbitmqctl`` alike). Both controllers of a lab listen on one loopback port: like keystone's,
-it stands for the management address, which moves to the new controller at cut-over, so the
-``transport_url`` carried over in the services' configs stays valid. Only one side runs at a time.
+for ``rabbitmqctl`` alike). A service that brings its own broker (neutron, cinder) names it by its unit,
+``rabbitmq-<service>``: its own node, directories and pid file. Both controllers of a lab listen on
+one loopback port: like keystone's, it stands for the management address, which moves to the new
+controller at cut-over, so the ``transport_url`` carried over in the services' configs stays valid.
+Only one side runs at a time.
 
 The broker's one user (``openstack``, full rights on vhost ``/``) is created by the node itself at its
 first boot from ``default_user``/``default_pass`` in its 0600 ``rabbitmq.conf``: the password is
@@ -47,14 +49,20 @@ class Broker:
     dist_port: int
     #: where AMQP listens: loopback, or (in a multi-host lab's namespace) every address of the host
     bind: str = "127.0.0.1"
+    #: the broker's unit name: ``rabbitmq-server``, or ``rabbitmq-<service>`` for a service that brings its own
+    unit: str = UNIT
+
+    @property
+    def _dir(self) -> str:
+        return "rabbitmq" if self.unit == UNIT else self.unit
 
     @property
     def home(self) -> Path:
-        return layout.var_lib(self.root, "rabbitmq")
+        return layout.var_lib(self.root, self._dir)
 
     @property
     def logs(self) -> Path:
-        return layout.log_dir(self.root, "rabbitmq")
+        return layout.log_dir(self.root, self._dir)
 
     @property
     def conf(self) -> Path:
@@ -62,12 +70,13 @@ class Broker:
 
     @property
     def node(self) -> str:
-        """``lab-<hash of the tree>@localhost``: unique per controller tree on this machine."""
-        return f"lab-{hashlib.sha256(str(self.root).encode()).hexdigest()[:12]}@localhost"
+        """``lab-<hash of the tree (and unit)>@localhost``: unique per broker of a tree on this machine."""
+        key = str(self.root) if self.unit == UNIT else f"{self.root}:{self.unit}"
+        return f"lab-{hashlib.sha256(key.encode()).hexdigest()[:12]}@localhost"
 
     @property
     def pid_file(self) -> Path:
-        return layout.pid_file(self.root, UNIT)
+        return layout.pid_file(self.root, self.unit)
 
     def env(self) -> dict[str, str]:
         """Everything the server and rabbitmqctl read, under the tree: nothing from /etc/rabbitmq or
@@ -82,20 +91,22 @@ class Broker:
             RABBITMQ_ENABLED_PLUGINS_FILE=str(h / "enabled_plugins"), RABBITMQ_PID_FILE=str(h / "node.pid"))
 
 
-def broker(root: Path) -> Broker:
-    """The broker of the controller at *root*, from its ``rabbitmq.json`` (written by :func:`install`)."""
-    path = layout.var_lib(Path(root), "rabbitmq") / "rabbitmq.json"
+def broker(root: Path, unit: str = UNIT) -> Broker:
+    """The broker *unit* of the controller at *root*, from its ``rabbitmq.json`` (written by :func:`install`)."""
+    path = Broker(Path(root).resolve(), 0, 0, unit=unit).home / "rabbitmq.json"
     try:
         data = json.loads(path.read_text())
-        return Broker(Path(root).resolve(), int(data["port"]), int(data["dist_port"]), data.get("bind", "127.0.0.1"))
+        return Broker(Path(root).resolve(), int(data["port"]), int(data["dist_port"]), data.get("bind", "127.0.0.1"),
+                      unit)
     except (OSError, ValueError, KeyError) as exc:
         raise LabError(f"{root} has no lab broker ({path}: {exc})") from exc
 
 
-def install(root: Path, port: int, dist_port: int, password: str, bind: str = "127.0.0.1") -> Broker:
+def install(root: Path, port: int, dist_port: int, password: str, bind: str = "127.0.0.1",
+            unit: str = UNIT) -> Broker:
     """The broker's files on a controller tree (not started): config with the one user, no plugins."""
 
-    b = Broker(Path(root).resolve(), port, dist_port, bind)
+    b = Broker(Path(root).resolve(), port, dist_port, bind, unit)
     for d in (b.home, b.logs, layout.run_dir(b.root)):
         d.mkdir(parents=True, exist_ok=True)
     b.home.chmod(0o700)
@@ -134,14 +145,14 @@ def ctl(b: Broker, *args: str, timeout: float = 120) -> subprocess.CompletedProc
                           text=True, stdin=subprocess.DEVNULL, timeout=timeout)
 
 
-def start(root: Path) -> int:
+def start(root: Path, unit: str = UNIT) -> int:
     """Start the controller's node detached and wait until it has booted and accepts AMQP; its pid."""
-    b = broker(root)
+    b = broker(root, unit)
     running = pid(b)
     if running:
         return running
     if port_open(b.port):
-        raise LabError(f"{UNIT}: 127.0.0.1:{b.port} is already in use by another process")
+        raise LabError(f"{b.unit}: 127.0.0.1:{b.port} is already in use by another process")
     log = b.logs / "rabbitmq-server.out"
     with log.open("ab") as out:
         out.write(f"--- lab rabbit start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
@@ -155,17 +166,18 @@ def start(root: Path) -> int:
         if proc.poll() is None:
             terminate(proc.pid, 30)
         b.pid_file.unlink(missing_ok=True)
-        raise LabError(f"{UNIT} of {b.root} did not start (rc {proc.returncode}, await_startup rc {res.returncode}: "
+        raise LabError(f"{b.unit} of {b.root} did not start (rc {proc.returncode}, await_startup rc {res.returncode}: "
                        f"{(res.stdout + res.stderr).strip()[-500:]}); {log}:\n{tail(log)}")
     if not port_open(b.port):
-        raise LabError(f"{UNIT} of {b.root} booted but does not accept AMQP on 127.0.0.1:{b.port}; {log}:\n{tail(log)}")
+        raise LabError(f"{b.unit} of {b.root} booted but does not accept AMQP on 127.0.0.1:{b.port}; "
+                       f"{log}:\n{tail(log)}")
     return proc.pid
 
 
-def stop(root: Path) -> bool:
+def stop(root: Path, unit: str = UNIT) -> bool:
     """SIGTERM to the node's process group (the node shuts down cleanly on it, as under systemd, without
     the cost of a ``rabbitmqctl`` VM), SIGKILL after a minute; True if it was running."""
-    b = broker(root)
+    b = broker(root, unit)
     p = pid(b)
     if p:
         terminate(p, 60)
@@ -173,16 +185,16 @@ def stop(root: Path) -> bool:
     return p is not None
 
 
-def status(root: Path) -> bool:
+def status(root: Path, unit: str = UNIT) -> bool:
     """Running and accepting AMQP connections."""
-    b = broker(root)
+    b = broker(root, unit)
     return pid(b) is not None and port_open(b.port)
 
 
-def consumers(root: Path, queue: str) -> int:
+def consumers(root: Path, queue: str, unit: str = UNIT) -> int:
     """How many consumers the node's *queue* has (0 when it does not exist): an RPC server such as
     heat-engine is ready once it consumes its topic."""
-    res = ctl(broker(root), "-q", "list_queues", "name", "consumers", timeout=60)
+    res = ctl(broker(root, unit), "-q", "list_queues", "name", "consumers", timeout=60)
     if res.returncode != 0:
         return 0
     for line in res.stdout.splitlines():

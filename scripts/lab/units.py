@@ -3,7 +3,8 @@
     python -m scripts.lab.units --root ROOT {start|stop|status} UNIT
 
 ``keystone`` (and ``glance-api`` where the controller's lab.json gives glance a port) is served
-for real by ``scripts.lab.svc``, heat's units and its broker by ``scripts.lab.heatlab``; every
+for real by ``scripts.lab.svc``, heat's units and its broker by ``scripts.lab.heatlab``, placement's and
+nova's with nova's broker by ``scripts.lab.novaserve`` where the tree serves them; every
 other unit is a stand-in process (``standin.py``; ``httpd`` answers HTTP on the port
 ``ROOT/units.json`` names), tracked by pid file and command line, never by name. ``status``: 0 running, 3 stopped.
 """
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.lab import heatlab, layout, svc
+from scripts.lab import heatlab, layout, novaserve, svc
 from scripts.lab.proc import LabError, pid_alive, port_open, read_pid, terminate, write_pid
 
 STANDIN = Path(__file__).resolve().with_name("standin.py")
@@ -45,6 +46,9 @@ def pid(root: Path, unit: str) -> int | None:
 
 
 def start(root: Path, unit: str) -> None:
+    if novaserve.owns(root, unit):
+        novaserve.start(root, unit)
+        return
     if heatlab.owns(root, unit):
         heatlab.start(root, unit)
         return
@@ -72,6 +76,9 @@ def start(root: Path, unit: str) -> None:
 
 
 def stop(root: Path, unit: str) -> None:
+    if novaserve.owns(root, unit):
+        novaserve.stop(root, unit)
+        return
     if heatlab.owns(root, unit):
         heatlab.stop(root, unit)
         return
@@ -86,6 +93,8 @@ def stop(root: Path, unit: str) -> None:
 
 def alive(root: Path, unit: str) -> bool:
     """The unit's process exists (answering or not): what ``down`` must stop."""
+    if novaserve.owns(root, unit):
+        return novaserve.alive(root, unit)
     if heatlab.owns(root, unit):
         return heatlab.alive(root, unit)
     if svc.serves(root, unit):
@@ -94,6 +103,8 @@ def alive(root: Path, unit: str) -> bool:
 
 
 def status(root: Path, unit: str) -> bool:
+    if novaserve.owns(root, unit):
+        return novaserve.status(root, unit)
     if heatlab.owns(root, unit):
         return heatlab.status(root, unit)
     if svc.serves(root, unit):
