@@ -27,6 +27,10 @@ RabbitMQ on shared ports, ``compute`` and ``placement`` in the catalog) with a c
 fake driver; no controller unit, the upgrade never stops it, ``down`` does).
 ``--services keystone`` builds the quick keystone-only lab. ``heat`` (not in the default) adds heat
 serving for real with its RabbitMQ (``scripts.lab.heatlab``): ``--services keystone,heat``.
+``--real neutron,cinder`` serves neutron (API and RPC server, ML2 with the router plugin) and cinder
+(API, scheduler, volume with cinder's fake driver) for real, each with its own RabbitMQ, in the
+keystone catalog (``scripts.lab.netvol``); without it their units are stand-ins, the faster flavour
+for the database-level tests.
 
 ``down`` stops every process the lab started (by pid files) and keeps all files; ``up`` on
 the same DIR starts the databases and the services that were running at ``down`` again.
@@ -47,10 +51,10 @@ from pathlib import Path
 from typing import Any
 
 from journal.vault import KeyFileError
-from scripts.lab import fullstack, heatlab, novaserve, svc, units
+from scripts.lab import cinderlab, fullstack, heatlab, netvol, neutronlab, novaserve, svc, units
 from scripts.lab.controller import DEFAULT_VENV_ROOT, GLANCE_URL, Controller, make_controller, seed_keystone
 from scripts.lab.mariadb import MariaDB, free_port
-from scripts.lab.openstack import Api
+from scripts.lab.openstack import NEW_HOST, OLD_HOST, Api
 from scripts.lab.plan import REPO, DBAdmin, write_plan
 from scripts.lab.proc import LabError
 
@@ -115,6 +119,7 @@ def _summary(lab: Path, state: dict[str, Any]) -> dict[str, Any]:
         "compute_url": nova.api_url if nova else None,
         "placement_url": nova.placement_url if nova else None,
         "compute_host": state.get("compute"),
+        **{f"{n}_url": netvol.Settings(**state["netvol"][n]).api_url for n in state.get("netvol", {})},
         "services": _services(state),
         **{side: {**state[side], "keystone_running": running[side]} for side in SIDES},
         "seed": state.get("seed", {}),
@@ -130,10 +135,10 @@ def _services(state: dict[str, Any]) -> tuple[str, ...]:
 KNOWN = (*fullstack.ALL, heatlab.NAME)
 
 
-def _units(state: dict[str, Any]) -> list[str]:
-    """Every unit of the lab's controllers, keystone first (heat's broker before heat)."""
+def _units(state: dict[str, Any], root: Path | None = None) -> list[str]:
+    """Every unit of the lab's controllers (of the one at *root*), keystone first (heat's broker before heat)."""
     heat = list(reversed(heatlab.UNITS)) if heatlab.NAME in _services(state) else []
-    return ["keystone", *fullstack.unit_names(_services(state)), *heat]
+    return ["keystone", *fullstack.unit_names(_services(state), root), *heat]
 
 
 def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...] = fullstack.ALL,
@@ -148,7 +153,7 @@ def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...]
             raise LabError(f"{lab} holds a lab whose 'up' did not finish: run 'down', remove the directory, retry")
         for side in SIDES:
             _db(built, side).start()
-        for side, names in built.get("running_at_down", {"old": _units(built)}).items():
+        for side, names in built.get("running_at_down", {"old": _units(built, Path(built["old"]["root"]))}).items():
             for unit in names:
                 units.start(Path(built[side]["root"]), unit)
         if built.get("compute") and built.get("compute_at_down", True):
@@ -157,13 +162,15 @@ def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...]
             _write_lab_plan(lab, built)
         return _summary(lab, built)
 
-    if set(real) - ({"nova"} & set(services)) or ("nova" in real and not fullstack.serves_nova(services)):
-        raise LabError(f"--real {','.join(real)}: nova (placement and nova, with a compute host) can be served for "
-                       f"real, and only when --services has placement and nova (--services {','.join(services)})")
     unknown = sorted(set(services) - set(KNOWN))
     if unknown or "keystone" not in services:
         raise LabError(f"--services {','.join(services)}: the lab runs keystone plus any of "
                        f"{', '.join(KNOWN[1:])} (unknown: {', '.join(unknown) or 'none'})")
+    if set(real) - ((set(netvol.NAMES) | {"nova"}) & set(services)) or ("nova" in real and not
+                                                                         fullstack.serves_nova(services)):
+        raise LabError(f"--real {','.join(real)}: only nova (placement and nova, with a compute host), "
+                       f"{' and '.join(netvol.NAMES)} can be served for real, and only when --services has them "
+                       f"(nova: placement too) (--services {','.join(services)})")
     tools = {"keystone": "keystone-manage", "glance": "glance-api", "placement": "placement-manage",
              "nova": "nova-manage", "neutron": "neutron-db-manage", "cinder": "cinder-manage", "heat": "heat-manage"}
     for release in (old, new):  # fail in a second, not after seeding the old side
@@ -192,6 +199,11 @@ def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...]
         api, cfn, mq, dist_old, dist_new = _distinct_ports(5)
         state["heat"] = heatlab.settings_dict(heatlab.Settings.new(ks_port, api, cfn, mq))
         state["old"]["mq_dist_port"], state["new"]["mq_dist_port"] = dist_old, dist_new
+    for name in (n for n in netvol.NAMES if n in real):  # the same shape: API and broker ports shared, secrets
+        api, mq, dist_old, dist_new = _distinct_ports(4)
+        state.setdefault("netvol", {})[name] = netvol.settings_dict(netvol.Settings.new(ks_port, api, mq))
+        state["old"].setdefault("mq_dist_ports", {})[name] = dist_old
+        state["new"].setdefault("mq_dist_ports", {})[name] = dist_new
     _save(lab, state)  # first, so that 'down' can clean up after a failed 'up'
     try:
         _build(lab, state, venv_root)
@@ -221,6 +233,7 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
         ctl = make_controller(new_root, new, _db(state, "new"), ks_port, venv_root, glance_port=glance_port)
         fullstack.build(new_root, new, _db(state, "new"), venv_root, services, api,
                         state["new"].get("nova_mq_dist_port", 0))
+        _install_real(state, "new", ctl.venv)
         timings["make_new"] = time.monotonic() - t
         return ctl
 
@@ -231,11 +244,15 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
         old_ctl = make_controller(old_root, old, _db(state, "old"), ks_port, venv_root, glance_port=glance_port)
         old_stack = fullstack.build(old_root, old, _db(state, "old"), venv_root, services, api,
                                     state["old"].get("nova_mq_dist_port", 0))
+        _install_real(state, "old", old_ctl.venv)
         timings["make_old"] = time.monotonic() - t1
         t2 = time.monotonic()
         glance_url = f"http://127.0.0.1:{glance_port}" if glance_port else GLANCE_URL
         state["seed"] = seed_keystone(old_ctl, state["admin_password"], glance_url)
         state["seed"].update(fullstack.seed_old(old_stack, state["seed"], services))
+        for name, settings in state.get("netvol", {}).items():  # after glance made project "service"
+            state["seed"][name] = netvol.served(old_root, name).register(netvol.Settings(**settings),
+                                                                         state["seed"]["admin_token"])
         if "nova" in state:
             t = time.monotonic()
             tree = lab / novaserve.COMPUTE_DIR
@@ -262,6 +279,19 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
     state["timings"] = {k: round(v, 2) for k, v in timings.items()}
     state["complete"] = True
     _save(lab, state)
+
+
+def _install_real(state: dict[str, Any], side: str, venv: Path) -> None:
+    """Neutron's and cinder's real configs and brokers on one controller (after its stack made their
+    schema): the old one is cinder host ``old-ctl``, the new one ``new-ctl`` (the plan's host names)."""
+    root, release, db = Path(state[side]["root"]), state[side]["release"], _db(state, side)
+    settings = {n: netvol.Settings(**v) for n, v in state.get("netvol", {}).items()}
+    dist = state[side].get("mq_dist_ports", {})
+    if "neutron" in settings:
+        neutronlab.install(root, release, venv, db, settings["neutron"], dist["neutron"])
+    if "cinder" in settings:
+        cinderlab.install(root, release, venv, db, settings["cinder"], dist["cinder"],
+                          OLD_HOST if side == "old" else NEW_HOST)
 
 
 def _ensure_db_admin(db: MariaDB, password: str) -> None:
@@ -317,7 +347,7 @@ def down(lab: Path) -> list[str]:
         _save(lab, state)
     for side in SIDES:
         root = Path(state[side]["root"])
-        for unit in reversed(_units(state)):  # the reverse of the start order: heat's engine before its broker
+        for unit in reversed(_units(state, root)):  # the reverse of the start order: heat's engine before its broker
             if units.alive(root, unit):
                 running.setdefault(side, []).insert(0, unit)  # kept in start order, for 'up'
                 stopped.append(f"{side}/{unit}")
@@ -344,7 +374,7 @@ def status(lab: Path) -> dict[str, Any]:
         root = Path(state[side]["root"])
         result[side] = {
             "db_running": _db(state, side).running(),
-            **{u: units.status(root, u) for u in _units(state) if (root / "lab.json").exists()},
+            **{u: units.status(root, u) for u in _units(state, root) if (root / "lab.json").exists()},
         }
     return result
 
@@ -360,8 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--services", default=",".join(fullstack.ALL),
                       help="comma-separated: keystone plus any of " + ", ".join(KNOWN[1:])
                       + " (default: all but heat)")
-    p_up.add_argument("--real", default="", help="comma-separated: services served for real beyond keystone and "
-                      "glance (nova: placement and nova with a compute host); default none, the quicker lab")
+    p_up.add_argument("--real", default="", help="comma-separated: serve nova (placement and nova with a compute "
+                      "host), neutron and/or cinder for real (APIs, RPC services, brokers, catalog) instead of "
+                      "stand-ins")
     for name, text in (("down", "stop every lab process, keep the files"), ("status", "which lab processes run")):
         sub.add_parser(name, help=text).add_argument("dir", type=Path)
     args = parser.parse_args(argv)

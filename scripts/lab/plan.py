@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.lab import netvol
 from scripts.lab.controller import Controller
 from scripts.lab.openstack import NEW_HOST, NEW_PORTAL, OLD_HOST, OLD_PORTAL, UNITS
 
@@ -40,12 +41,19 @@ def control(root: Path) -> list[str]:
             "{action}", "{unit}"]
 
 
-def service_sections(services: tuple[str, ...], glance_url: str | None = None,
+def _units(service: str, root: Path | None) -> str:
+    """A service's ``units`` (and, served for real, its ``verify_url``): scripts.lab.netvol's where the
+    controller at *root* serves it for real, else the stand-ins'."""
+    lab = netvol.served(root, service)
+    return lab.plan_lines(root) if lab and root else f"units = {json.dumps(UNITS[service])}\n"
+
+
+def service_sections(services: tuple[str, ...], glance_url: str | None = None, root: Path | None = None,
                      served: dict[str, str] | None = None) -> str:
-    """The ``[services.*]`` tables of a lab plan for every service but keystone: the lab's units,
-    the old/new host names and iSCSI portals its rows use (scripts.lab.openstack). *served* gives the
-    verify URL of each service the lab serves for real beyond glance (placement and nova: the units
-    start only once ready, the tool then asks the API)."""
+    """The ``[services.*]`` tables of a lab plan for every service but keystone: the lab's units (of
+    the old controller at *root*), the old/new host names and iSCSI portals its rows use
+    (scripts.lab.openstack). *served* gives the verify URL of placement and nova where the lab serves
+    them for real (their units start only once ready, the tool then asks the API)."""
     common = 'owner = "root:root"\ngrant_hosts = ["127.0.0.1", "%"]\n'
     verify = f'verify_url = "{glance_url}/versions"\n' if glance_url else ""
     served = served or {}
@@ -60,8 +68,8 @@ def service_sections(services: tuple[str, ...], glance_url: str | None = None,
                 f'metadata = "neutron"\n{url.get("nova", "")}'
                 "# nova's broker stands at the management address and moves with nova (its last unit)\n"
                 + accept,
-        "neutron": f'units = {json.dumps(UNITS["neutron"])}\n{common}old_host = "{OLD_HOST}"\n',
-        "cinder": f'units = {json.dumps(UNITS["cinder"])}\n{common}old_host = "{OLD_HOST}"\nnew_host = "{NEW_HOST}"\n'
+        "neutron": f'{_units("neutron", root)}{common}old_host = "{OLD_HOST}"\n',
+        "cinder": f'{_units("cinder", root)}{common}old_host = "{OLD_HOST}"\nnew_host = "{NEW_HOST}"\n'
                   f'iscsi_address_from = "{OLD_PORTAL}"\niscsi_address_to = "{NEW_PORTAL}"\n',
     }
     return "".join(f"[services.{s}]\n{tables[s]}\n" for s in tables if s in services)
@@ -114,7 +122,7 @@ def plan_text(old: Controller, new: Controller, old_admin: DBAdmin, new_admin: D
             + "[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"
               f"verify_url = \"{old.keystone_url}\"\n"
               "grant_hosts = [\"127.0.0.1\", \"%\"]\n" + extra + "\n"
-            + service_sections(tuple(services), glance_url, served))
+            + service_sections(tuple(services), glance_url, old.root, served))
 
 
 def write_plan(directory: Path, old: Controller, new: Controller, old_admin: DBAdmin, new_admin: DBAdmin,

@@ -3,8 +3,9 @@
     python -m scripts.lab.units --root ROOT {start|stop|status} UNIT
 
 ``keystone`` (and ``glance-api`` where the controller's lab.json gives glance a port) is served
-for real by ``scripts.lab.svc``, heat's units and its broker by ``scripts.lab.heatlab``, placement's and
-nova's with nova's broker by ``scripts.lab.novaserve`` where the tree serves them; every
+for real by ``scripts.lab.svc``, heat's units and its broker by ``scripts.lab.heatlab``, neutron's and
+cinder's (where the tree serves them for real) by ``scripts.lab.netvol``, placement's and nova's with
+nova's broker by ``scripts.lab.novaserve`` where the tree serves them; every
 other unit is a stand-in process (``standin.py``; ``httpd`` answers HTTP on the port
 ``ROOT/units.json`` names), tracked by pid file and command line, never by name. ``status``: 0 running, 3 stopped.
 """
@@ -18,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.lab import heatlab, layout, novaserve, svc
+from scripts.lab import heatlab, layout, netvol, novaserve, svc
 from scripts.lab.proc import LabError, pid_alive, port_open, read_pid, terminate, write_pid
 
 STANDIN = Path(__file__).resolve().with_name("standin.py")
@@ -48,6 +49,9 @@ def pid(root: Path, unit: str) -> int | None:
 def start(root: Path, unit: str) -> None:
     if novaserve.owns(root, unit):
         novaserve.start(root, unit)
+        return
+    if lab := netvol.owner(root, unit):
+        lab.start(root, unit)
         return
     if heatlab.owns(root, unit):
         heatlab.start(root, unit)
@@ -79,6 +83,9 @@ def stop(root: Path, unit: str) -> None:
     if novaserve.owns(root, unit):
         novaserve.stop(root, unit)
         return
+    if lab := netvol.owner(root, unit):
+        lab.stop(root, unit)
+        return
     if heatlab.owns(root, unit):
         heatlab.stop(root, unit)
         return
@@ -95,6 +102,8 @@ def alive(root: Path, unit: str) -> bool:
     """The unit's process exists (answering or not): what ``down`` must stop."""
     if novaserve.owns(root, unit):
         return novaserve.alive(root, unit)
+    if lab := netvol.owner(root, unit):
+        return lab.alive(root, unit)
     if heatlab.owns(root, unit):
         return heatlab.alive(root, unit)
     if svc.serves(root, unit):
@@ -105,6 +114,8 @@ def alive(root: Path, unit: str) -> bool:
 def status(root: Path, unit: str) -> bool:
     if novaserve.owns(root, unit):
         return novaserve.status(root, unit)
+    if lab := netvol.owner(root, unit):
+        return lab.status(root, unit)
     if heatlab.owns(root, unit):
         return heatlab.status(root, unit)
     if svc.serves(root, unit):
@@ -119,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("unit")
     args = parser.parse_args(argv)
     root = args.root.resolve()
-    known = {*svc.SERVICES, *heatlab.UNITS, *(u for names in layout.UNITS.values() for u in names)}
+    known = {*svc.SERVICES, *heatlab.UNITS, *netvol.known_units(),
+             *(u for names in layout.UNITS.values() for u in names)}
     if args.unit not in known:  # a usage error, never "stopped": the caller must not take it for a stopped unit
         print(f"{args.unit}: unknown unit (known: {', '.join(sorted(known))})", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """The stdlib's threaded wsgiref server, as the lab's launchers serve OpenStack's WSGI applications
-(``ks_wsgi.py``: keystone, ``heat_wsgi.py``: heat-api and heat-api-cfn).
+(``ks_wsgi.py``: keystone, ``heat_wsgi.py``: heat-api and heat-api-cfn, ``netvol_wsgi.py``: neutron and
+cinder).
 
 The launchers run with a release venv's python by path, so this module is imported as a sibling
 (``sys.path[0]`` is this directory), and it imports nothing outside the standard library.

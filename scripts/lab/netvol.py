@@ -1,0 +1,282 @@
+"""What neutron and cinder served for real on a lab controller tree share: their settings (the API
+port and broker port both controllers share, standing for the management address; the service user's
+and the broker's passwords), the unit supervision (pid file and command line, readiness as a
+condition, as ``scripts.lab.heatlab`` does for heat), the keystone registration, and the lab's hooks:
+which units a service runs on a tree and what its plan section tells the tool.
+
+A controller tree serves a service for real once its descriptor (``neutron-lab.json``,
+``cinder-lab.json``) exists: the unit supervisor (``scripts.lab.units``) then hands that service's
+units to ``scripts.lab.neutronlab`` or ``scripts.lab.cinderlab``; without it they are stand-ins.
+Each service brings its own RabbitMQ (``rabbitmq-neutron``, ``rabbitmq-cinder``: ``scripts.lab.rabbit``
+with its own node and directories) that belongs to the management address and moves with it.
+
+Nothing secret reaches a command line or a descriptor: passwords live in the service's 0640 config
+and the broker's 0600 config; the descriptors hold ports only.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from scripts.lab import ksapi, layout, rabbit
+from scripts.lab.heatlab import _http_answers as http_answers
+from scripts.lab.proc import LabError, clean_env, pid_alive, port_open, read_pid, tail, terminate, write_pid
+
+WSGI = Path(__file__).resolve().with_name("netvol_wsgi.py")
+START_TIMEOUT = 180.0
+STOP_TIMEOUT = 20.0
+REGION = "RegionOne"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What both controllers' copies of one service share: the keystone port, the API port and the
+    broker's AMQP port (the management address), the service user's and the broker's passwords. Kept by
+    the caller in a private place (the lab's 0600 state), never printed."""
+
+    keystone_port: int
+    api_port: int
+    mq_port: int
+    password: str
+    mq_password: str
+
+    @classmethod
+    def new(cls, keystone_port: int, api_port: int, mq_port: int) -> Settings:
+        return cls(keystone_port, api_port, mq_port, secrets.token_urlsafe(12), secrets.token_urlsafe(12))
+
+    @property
+    def keystone(self) -> str:
+        return f"http://127.0.0.1:{self.keystone_port}"
+
+    @property
+    def api_url(self) -> str:
+        """The API's root: GET answers its version list (what the tool verifies)."""
+        return f"http://127.0.0.1:{self.api_port}/"
+
+
+def authtoken(s: Settings, user: str) -> str:
+    """``[keystone_authtoken]`` of a service behind the lab keystone."""
+    return f"""[keystone_authtoken]
+www_authenticate_uri = {s.keystone}/v3
+auth_url = {s.keystone}
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = {user}
+password = {s.password}
+"""
+
+
+class Served:
+    """One service served for real on lab controller trees: its units in stop order (the broker last:
+    the tool starts them in reverse), how each is started and found, when each is ready. Subclasses
+    (``neutronlab.Neutron``, ``cinderlab.Cinder``) say what differs."""
+
+    name: str = ""
+    units: tuple[str, ...] = ()
+    #: (service name, type, endpoint path after the port) registered in the keystone catalog
+    catalog: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def broker(self) -> str:
+        return f"rabbitmq-{self.name}"
+
+    @property
+    def descriptor(self) -> str:
+        return f"{self.name}-lab.json"
+
+    def conf_files(self, root: Path) -> list[Path]:
+        raise NotImplementedError
+
+    def argv(self, root: Path, unit: str) -> list[str]:
+        """The unit's command line (the API: the WSGI launcher; the rest: the release's own script)."""
+        raise NotImplementedError
+
+    def rpc_queue(self, root: Path, unit: str) -> str:
+        """The RPC topic a non-API unit consumes once it is ready."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ files
+    def installed(self, root: Path) -> bool:
+        return (Path(root) / self.descriptor).exists()
+
+    def owns(self, root: Path, unit: str) -> bool:
+        return unit in self.units and self.installed(root)
+
+    def api_port(self, root: Path) -> int:
+        try:
+            return int(json.loads((Path(root) / self.descriptor).read_text())["api_port"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise LabError(f"{root} has no lab {self.name} ({self.descriptor}: {exc})") from exc
+
+    def venv(self, root: Path) -> Path:
+        return Path(layout.read_descriptor(root).venv)
+
+    def config_args(self, root: Path) -> list[str]:
+        return [a for f in self.conf_files(root) for a in ("--config-file", str(f))]
+
+    def api_argv(self, root: Path) -> list[str]:
+        return [str(self.venv(root) / "bin" / "python"), str(WSGI), self.name, "127.0.0.1",
+                str(self.api_port(root)), *self.config_args(root)]
+
+    def write_descriptor(self, root: Path, s: Settings) -> None:
+        """Last of the files: with it, the unit supervisor takes this service's units of the tree."""
+        (Path(root) / self.descriptor).write_text(json.dumps({"api_port": s.api_port}) + "\n")
+
+    # ------------------------------------------------------------------ units
+    def is_api(self, unit: str) -> bool:
+        return unit == self.units[0]
+
+    def marker(self, unit: str) -> tuple[str, ...]:
+        return (WSGI.name, self.name) if self.is_api(unit) else (unit,)
+
+    def pid(self, root: Path, unit: str) -> int | None:
+        p = read_pid(layout.pid_file(root, unit))
+        return p if pid_alive(p, self.marker(unit)) else None
+
+    def ready(self, root: Path, unit: str) -> bool:
+        if self.is_api(unit):
+            return http_answers(self.api_port(root))
+        return rabbit.consumers(root, self.rpc_queue(root, unit), self.broker) > 0
+
+    def start(self, root: Path, unit: str) -> None:
+        """Start *unit* detached and wait until it is ready (no-op if it runs)."""
+        root = Path(root).resolve()
+        if unit == self.broker:
+            rabbit.start(root, unit)
+            return
+        if self.pid(root, unit):
+            return
+        if self.is_api(unit) and port_open(self.api_port(root)):
+            raise LabError(f"{unit}: 127.0.0.1:{self.api_port(root)} is already in use by another process")
+        log = layout.log_dir(root, self.name) / f"{unit}.out"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            out.write(f"--- lab {self.name} start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+            out.flush()
+            proc = subprocess.Popen(self.argv(root, unit), env=clean_env(), cwd=root, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        write_pid(layout.pid_file(root, unit), proc.pid)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                layout.pid_file(root, unit).unlink(missing_ok=True)
+                raise LabError(f"{unit} exited with rc {proc.returncode} during start; {log}:\n{tail(log)}")
+            if self.ready(root, unit):
+                return
+            # an RPC unit's probe is a rabbitmqctl call (an Erlang VM of its own): ask less often than an API
+            time.sleep(0.3 if self.is_api(unit) else 1.0)
+        terminate(proc.pid, STOP_TIMEOUT)
+        layout.pid_file(root, unit).unlink(missing_ok=True)
+        raise LabError(f"{unit} was not ready within {START_TIMEOUT:.0f} s; {log}:\n{tail(log)}")
+
+    def stop(self, root: Path, unit: str) -> None:
+        root = Path(root).resolve()
+        if unit == self.broker:
+            rabbit.stop(root, unit)
+            return
+        p = self.pid(root, unit)
+        if p:
+            terminate(p, STOP_TIMEOUT)
+        layout.pid_file(root, unit).unlink(missing_ok=True)
+
+    def alive(self, root: Path, unit: str) -> bool:
+        root = Path(root).resolve()
+        if unit == self.broker:
+            return rabbit.pid(rabbit.broker(root, unit)) is not None
+        return self.pid(root, unit) is not None
+
+    def status(self, root: Path, unit: str) -> bool:
+        """Running (the broker: and accepting AMQP; the API: and answering)."""
+        root = Path(root).resolve()
+        if unit == self.broker:
+            return rabbit.status(root, unit)
+        if not self.pid(root, unit):
+            return False
+        return not self.is_api(unit) or self.ready(root, unit)
+
+    # ------------------------------------------------------------------ keystone and the plan
+    def register(self, s: Settings, admin_token: str) -> dict[str, str]:
+        """Through the keystone API: project ``service`` (if missing), the service user (admin there),
+        the catalog services with public/internal/admin endpoints on the shared port. Returns their ids."""
+        url, token = f"{s.keystone}/v3", admin_token
+
+        def one(path: str, key: str, name: str, body: dict[str, Any]) -> str:
+            found = ksapi.call("GET", f"{url}/{path}?name={name}", token)[key]
+            if found:
+                return found[0]["id"]
+            return ksapi.call("POST", f"{url}/{path}", token, {key[:-1]: body})[key[:-1]]["id"]
+
+        admin = one("roles", "roles", "admin", {"name": "admin"})
+        project = one("projects", "projects", "service", {"name": "service", "domain_id": "default"})
+        user = ksapi.call("POST", f"{url}/users", token, {"user": {"name": self.name, "domain_id": "default",
+                                                                   "password": s.password}})["user"]["id"]
+        ksapi.call("PUT", f"{url}/projects/{project}/users/{user}/roles/{admin}", token)
+        out = {f"{self.name}_user_id": user}
+        for name, kind, path in self.catalog:
+            service = ksapi.call("POST", f"{url}/services", token, {"service": {"name": name, "type": kind}})
+            sid = service["service"]["id"]
+            for interface in ("public", "internal", "admin"):
+                ksapi.call("POST", f"{url}/endpoints", token, {"endpoint": {
+                    "service_id": sid, "interface": interface, "url": f"http://127.0.0.1:{s.api_port}{path}",
+                    "region_id": REGION}})
+            out[f"{kind}_service_id"] = sid
+        return out
+
+    def plan_lines(self, root: Path) -> str:
+        """What a lab plan's ``[services.<name>]`` says when the tree serves this service for real: its
+        units (the broker last: it moves with the service) and the API the verify step asks."""
+        return (f"units = {json.dumps(list(self.units))}\n"
+                f'verify_url = "http://127.0.0.1:{self.api_port(root)}/"\n')
+
+
+def settings_dict(s: Settings) -> dict[str, Any]:
+    return asdict(s)
+
+
+# ---------------------------------------------------------------------- the lab's hooks
+def labs() -> tuple[Served, ...]:
+    """Every service this module serves for real (imported here: they build on this module)."""
+    from scripts.lab import cinderlab, neutronlab
+
+    return (neutronlab.LAB, cinderlab.LAB)
+
+
+NAMES = ("neutron", "cinder")
+
+
+def owner(root: Path, unit: str) -> Served | None:
+    """The served service whose unit *unit* of the tree at *root* is, or None (a stand-in or another's)."""
+    return next((lab for lab in labs() if lab.owns(root, unit)), None)
+
+
+def served(root: Path | None, service: str) -> Served | None:
+    """The service's real lab when the tree at *root* serves it for real."""
+    return next((lab for lab in labs() if lab.name == service and root is not None and lab.installed(root)), None)
+
+
+def unit_names(root: Path | None, service: str, standins: list[str]) -> list[str]:
+    """The units *service* runs on the tree in start order: its real ones (the broker first), else the
+    stand-ins given."""
+    lab = served(root, service)
+    return list(reversed(lab.units)) if lab else list(standins)
+
+
+def known_units() -> set[str]:
+    return {u for lab in labs() for u in lab.units}
+
+
+def before_start(root: Path, venv: Path, db: Any) -> None:
+    """After the old controller's rows are seeded, before its units start: what the real services need
+    of those rows (cinder: its service rows' versions, ``cinderlab.fit_seeded``)."""
+    from scripts.lab import cinderlab
+
+    if cinderlab.LAB.installed(root):
+        cinderlab.fit_seeded(root, venv, db)
