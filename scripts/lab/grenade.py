@@ -71,12 +71,12 @@ class Cloud:
     def record(self) -> Path:
         return self.dir / "resources.json"
 
-    def user(self, *args: str) -> Any:
-        """``openstack ARGS`` as the project's non-admin user."""
-        return osclient.openstack(self.venv, self.clouds, "grenade", *args)
+    def user(self, *args: str, json_out: bool = True) -> Any:
+        """``openstack ARGS`` as the project's non-admin user (``json_out``: the command prints a result)."""
+        return osclient.openstack(self.venv, self.clouds, "grenade", *args, json_out=json_out)
 
-    def admin(self, *args: str) -> Any:
-        return osclient.openstack(self.venv, self.clouds, "admin", *args)
+    def admin(self, *args: str, json_out: bool = True) -> Any:
+        return osclient.openstack(self.venv, self.clouds, "admin", *args, json_out=json_out)
 
 
 @dataclass(frozen=True)
@@ -110,9 +110,9 @@ def _time(text: str) -> datetime:
 
 
 # ---------------------------------------------------------------------- compute
-def _compute(c: Cloud, *args: str, admin: bool = False) -> Any:
+def _compute(c: Cloud, *args: str, admin: bool = False, json_out: bool = True) -> Any:
     call = c.admin if admin else c.user
-    return call("--os-compute-api-version", COMPUTE_API, *args)
+    return call("--os-compute-api-version", COMPUTE_API, *args, json_out=json_out)
 
 
 def _server_view(c: Cloud, server_id: str) -> dict[str, Any]:
@@ -149,7 +149,7 @@ def compute_create(c: Cloud) -> dict[str, Any]:
     flavor = c.admin("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", "--public", FLAVOR)
     key = _compute(c, "keypair", "create", "--public-key", str(_public_key(c.dir)), KEYPAIR)
     made = _boot(c, SERVER, grenade="before")
-    _compute(c, "server", "set", "--property", "survives=upgrade", made["id"])
+    _compute(c, "server", "set", "--property", "survives=upgrade", made["id"], json_out=False)
     view = _server_view(c, made["id"])
     if view["host"] != c.host:
         raise LabError(f"server {SERVER} runs on {view['host']}, not on the lab's compute host {c.host}")
@@ -191,7 +191,7 @@ def compute_new_work(c: Cloud) -> dict[str, Any]:
     host = _compute(c, "server", "show", made["id"], admin=True)["OS-EXT-SRV-ATTR:host"]
     if host != c.host:
         raise LabError(f"the new server runs on {host}, not on {c.host}")
-    _compute(c, "server", "delete", "--wait", made["id"])
+    _compute(c, "server", "delete", "--wait", made["id"], json_out=False)
     left = [s["ID"] for s in _compute(c, "server", "list") if s["ID"] == made["id"]]
     if left:
         raise LabError(f"server {made['id']} is still listed after its delete")
