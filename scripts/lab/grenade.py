@@ -119,8 +119,11 @@ def _server_view(c: Cloud, server_id: str) -> dict[str, Any]:
     """What must survive of a server: as its user sees it, and its host as the admin sees it."""
     mine = _compute(c, "server", "show", server_id)
     host = _compute(c, "server", "show", server_id, admin=True)["OS-EXT-SRV-ATTR:host"]
+    flavor = mine["flavor"]  # embedded from 2.47 on: its fields differ between the releases' clients, its name not
+    if isinstance(flavor, dict):
+        flavor = flavor.get("original_name") or flavor.get("name") or flavor.get("id")
     return {"id": mine["id"], "name": mine["name"], "status": mine["status"], "host_id": mine["hostId"],
-            "host": host, "flavor": mine["flavor"], "key_name": mine["key_name"],
+            "host": host, "flavor": flavor, "key_name": mine["key_name"],
             "properties": mine.get("properties") or mine.get("metadata") or {}}
 
 
