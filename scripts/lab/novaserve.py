@@ -108,7 +108,13 @@ def _auth_sections(s: Settings) -> str:
     return (novaconf.password_auth("keystone_authtoken", ks, "nova", s.nova_password, f"www_authenticate_uri = {ks}/v3")
             + novaconf.password_auth("service_user", ks, "nova", s.nova_password, "send_service_user_token = true")
             + novaconf.password_auth("placement", ks, "placement", s.placement_password)
-            + f"\n[api]\nauth_strategy = keystone\n\n[cinder]\nos_region_name = {REGION}\n")
+            + _neutron(s) + f"\n[api]\nauth_strategy = keystone\n\n[cinder]\nos_region_name = {REGION}\n")
+
+
+def _neutron(s: Settings) -> str:
+    """``[neutron]``: nova's admin client of the network API (a compute asks it for a server's ports even
+    with ``--nic none``), as nova's service user; the endpoint from the catalog."""
+    return novaconf.password_auth("neutron", s.keystone, "nova", s.nova_password)
 
 
 def controller_conf(root: Path, release: str, s: Settings, api_db: str, main_db: str) -> str:
@@ -273,7 +279,7 @@ def _compute_conf(tree: Path, release: str, s: Settings) -> str:
                               sections=novaconf.password_auth("placement", s.keystone, "placement",
                                                               s.placement_password)
                               + novaconf.password_auth("service_user", s.keystone, "nova", s.nova_password,
-                                                       "send_service_user_token = true"))
+                                                       "send_service_user_token = true") + _neutron(s))
 
 
 def compute_install(tree: Path, venv: Path, release: str, s: Settings) -> None:
