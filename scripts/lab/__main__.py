@@ -1,6 +1,7 @@
 """Build, stop and inspect a complete two-controller lab in one directory.
 
-    python -m scripts.lab up DIR [--old 2025.2] [--new 2026.1] [--services keystone,glance,...] [--venv-root PATH]
+    python -m scripts.lab up DIR [--old 2025.2] [--new 2026.1] [--services keystone,glance,...] [--real nova]
+                                 [--venv-root PATH]
     python -m scripts.lab down DIR
     python -m scripts.lab status DIR
 
@@ -18,7 +19,12 @@ at cut-over, so the URLs in the keystone catalog stay valid. Only one side can s
 ``--services`` (default: all of keystone, glance, placement, nova, neutron, cinder): keystone and
 glance serve their real APIs (seeded through them: projects, users, roles, a credential, the
 catalog, images with bytes); placement, nova, neutron and cinder run their real schema and
-``*-status`` commands with representative rows, their units are stand-ins (no message queue).
+``*-status`` commands with representative rows, their units are stand-ins (no message queue): the
+quicker lab of the database-level tests. ``--real nova`` serves placement and nova for real
+(``scripts.lab.novaserve``: placement-api, nova-api, nova-conductor, nova-scheduler and nova's own
+RabbitMQ on shared ports, ``compute`` and ``placement`` in the catalog) with a compute host
+``lab-compute-1`` beside the controllers (DIR/compute-1: nova-compute of the old release on nova's
+fake driver; no controller unit, the upgrade never stops it, ``down`` does).
 ``--services keystone`` builds the quick keystone-only lab. ``heat`` (not in the default) adds heat
 serving for real with its RabbitMQ (``scripts.lab.heatlab``): ``--services keystone,heat``.
 ``--real neutron,cinder`` serves neutron (API and RPC server, ML2 with the router plugin) and cinder
@@ -45,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from journal.vault import KeyFileError
-from scripts.lab import cinderlab, fullstack, heatlab, netvol, neutronlab, svc, units
+from scripts.lab import cinderlab, fullstack, heatlab, netvol, neutronlab, novaserve, svc, units
 from scripts.lab.controller import DEFAULT_VENV_ROOT, GLANCE_URL, Controller, make_controller, seed_keystone
 from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.openstack import NEW_HOST, OLD_HOST, Api
@@ -97,6 +103,7 @@ def _distinct_ports(count: int) -> list[int]:
 def _summary(lab: Path, state: dict[str, Any]) -> dict[str, Any]:
     running = {side: svc.status(Path(state[side]["root"]), "keystone") for side in SIDES}
     glance = state.get("glance_port")
+    nova = novaserve.settings(state)
     plan = lab / PLAN
     return {
         "dir": str(lab),
@@ -109,6 +116,9 @@ def _summary(lab: Path, state: dict[str, Any]) -> dict[str, Any]:
         "keystone_url": f"http://127.0.0.1:{state['keystone_port']}/v3",
         "glance_url": f"http://127.0.0.1:{glance}" if glance else None,
         "heat_url": heatlab.Settings(**state["heat"]).api_url if "heat" in state else None,
+        "compute_url": nova.api_url if nova else None,
+        "placement_url": nova.placement_url if nova else None,
+        "compute_host": state.get("compute"),
         **{f"{n}_url": netvol.Settings(**state["netvol"][n]).api_url for n in state.get("netvol", {})},
         "services": _services(state),
         **{side: {**state[side], "keystone_running": running[side]} for side in SIDES},
@@ -133,7 +143,8 @@ def _units(state: dict[str, Any], root: Path | None = None) -> list[str]:
 
 def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...] = fullstack.ALL,
        real: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Build the lab (or restart a built one); returns the summary."""
+    """Build the lab (or restart a built one); returns the summary. *real* names the services served
+    for real beyond keystone and glance (``nova``: placement and nova, with a compute host)."""
     lab = lab.resolve()
     lab.mkdir(parents=True, exist_ok=True)
     if (lab / STATE).exists():
@@ -145,6 +156,8 @@ def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...]
         for side, names in built.get("running_at_down", {"old": _units(built, Path(built["old"]["root"]))}).items():
             for unit in names:
                 units.start(Path(built[side]["root"]), unit)
+        if built.get("compute") and built.get("compute_at_down", True):
+            novaserve.compute_start(Path(built["compute"]["root"]))
         if not (lab / PLAN).exists():  # a lab built before 'up' wrote plans, or a deleted plan
             _write_lab_plan(lab, built)
         return _summary(lab, built)
@@ -153,9 +166,11 @@ def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...]
     if unknown or "keystone" not in services:
         raise LabError(f"--services {','.join(services)}: the lab runs keystone plus any of "
                        f"{', '.join(KNOWN[1:])} (unknown: {', '.join(unknown) or 'none'})")
-    if set(real) - (set(netvol.NAMES) & set(services)):
-        raise LabError(f"--real {','.join(real)}: only {' and '.join(netvol.NAMES)} can be served for real, and "
-                       f"only when --services has them (--services {','.join(services)})")
+    if set(real) - ((set(netvol.NAMES) | {"nova"}) & set(services)) or ("nova" in real and not
+                                                                         fullstack.serves_nova(services)):
+        raise LabError(f"--real {','.join(real)}: only nova (placement and nova, with a compute host), "
+                       f"{' and '.join(netvol.NAMES)} can be served for real, and only when --services has them "
+                       f"(nova: placement too) (--services {','.join(services)})")
     tools = {"keystone": "keystone-manage", "glance": "glance-api", "placement": "placement-manage",
              "nova": "nova-manage", "neutron": "neutron-db-manage", "cinder": "cinder-manage", "heat": "heat-manage"}
     for release in (old, new):  # fail in a second, not after seeding the old side
@@ -176,6 +191,10 @@ def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...]
     }
     for side in SIDES:
         state[side]["keystone_port"] = ks_port
+    if "nova" in real:  # shared ports and secrets, 0600 like the rest
+        placement, compute, mq, dist_old, dist_new = _distinct_ports(5)
+        state["nova"] = novaserve.settings_dict(novaserve.Settings.new(ks_port, placement, compute, mq))
+        state["old"]["nova_mq_dist_port"], state["new"]["nova_mq_dist_port"] = dist_old, dist_new
     if heatlab.NAME in services:  # shared ports (the management address) and secrets, 0600 like the rest
         api, cfn, mq, dist_old, dist_new = _distinct_ports(5)
         state["heat"] = heatlab.settings_dict(heatlab.Settings.new(ks_port, api, cfn, mq))
@@ -203,7 +222,8 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
         _db(state, side).start()
     timings["mariadb_x2"] = time.monotonic() - t0
     services, glance_port = _services(state), state.get("glance_port", 0)
-    api = Api(f"http://127.0.0.1:{ks_port}", glance_port, state.get("glance_password", ""))
+    api = Api(f"http://127.0.0.1:{ks_port}", glance_port, state.get("glance_password", ""),
+              nova=novaserve.settings(state))
     new_root = Path(state["new"]["root"])
 
     def make_new() -> Controller:
@@ -211,7 +231,8 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
         old one is built and seeded (nothing of one touches the other)."""
         t = time.monotonic()
         ctl = make_controller(new_root, new, _db(state, "new"), ks_port, venv_root, glance_port=glance_port)
-        fullstack.build(new_root, new, _db(state, "new"), venv_root, services, api)
+        fullstack.build(new_root, new, _db(state, "new"), venv_root, services, api,
+                        state["new"].get("nova_mq_dist_port", 0))
         _install_real(state, "new", ctl.venv)
         timings["make_new"] = time.monotonic() - t
         return ctl
@@ -221,7 +242,8 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
         t1 = time.monotonic()
         old_root = Path(state["old"]["root"])
         old_ctl = make_controller(old_root, old, _db(state, "old"), ks_port, venv_root, glance_port=glance_port)
-        old_stack = fullstack.build(old_root, old, _db(state, "old"), venv_root, services, api)
+        old_stack = fullstack.build(old_root, old, _db(state, "old"), venv_root, services, api,
+                                    state["old"].get("nova_mq_dist_port", 0))
         _install_real(state, "old", old_ctl.venv)
         timings["make_old"] = time.monotonic() - t1
         t2 = time.monotonic()
@@ -231,6 +253,13 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
         for name, settings in state.get("netvol", {}).items():  # after glance made project "service"
             state["seed"][name] = netvol.served(old_root, name).register(netvol.Settings(**settings),
                                                                          state["seed"]["admin_token"])
+        if "nova" in state:
+            t = time.monotonic()
+            tree = lab / novaserve.COMPUTE_DIR
+            state["compute"] = {"host": novaserve.COMPUTE_HOST, "root": str(tree)}
+            _save(lab, state)  # first, so that 'down' stops it after a failed 'up'
+            state["compute"] = fullstack.start_compute(tree, old_stack)
+            timings["compute"] = time.monotonic() - t
         if "heat" in state:
             heat = heatlab.Settings(**state["heat"])
             heatlab.install(old_root, old, old_ctl.venv, _db(state, "old"), heat, state["old"]["mq_dist_port"])
@@ -292,8 +321,10 @@ def _write_lab_plan(lab: Path, state: dict[str, Any]) -> Path:
     _private_file(lab / PLAN)  # write_plan truncates and keeps the mode: never readable by others
     try:
         glance = state.get("glance_port")
+        nova = novaserve.settings(state)
         plan = write_plan(lab, ctl["old"], ctl["new"], admins["old"], admins["new"], journal="journal",
-                          services=_services(state), glance_url=f"http://127.0.0.1:{glance}" if glance else None)
+                          services=_services(state), glance_url=f"http://127.0.0.1:{glance}" if glance else None,
+                          served=novaserve.plan_keys(nova) if nova else None)
         if "heat" in state:
             with plan.open("a") as f:
                 f.write(heatlab.plan_section(heatlab.Settings(**state["heat"])))
@@ -309,6 +340,11 @@ def down(lab: Path) -> list[str]:
     state = _load(lab)
     stopped: list[str] = []
     running: dict[str, list[str]] = {}
+    if state.get("compute"):  # the compute host first: it is no controller's unit
+        state["compute_at_down"] = novaserve.compute_stop(Path(state["compute"]["root"]))
+        if state["compute_at_down"]:
+            stopped.append(state["compute"]["host"])
+        _save(lab, state)
     for side in SIDES:
         root = Path(state[side]["root"])
         for unit in reversed(_units(state, root)):  # the reverse of the start order: heat's engine before its broker
@@ -332,6 +368,8 @@ def status(lab: Path) -> dict[str, Any]:
     lab = lab.resolve()
     state = _load(lab)
     result: dict[str, Any] = {"dir": str(lab), "complete": state.get("complete", False)}
+    if state.get("compute"):
+        result[state["compute"]["host"]] = novaserve.compute_pid(Path(state["compute"]["root"])) is not None
     for side in SIDES:
         root = Path(state[side]["root"])
         result[side] = {
@@ -352,8 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--services", default=",".join(fullstack.ALL),
                       help="comma-separated: keystone plus any of " + ", ".join(KNOWN[1:])
                       + " (default: all but heat)")
-    p_up.add_argument("--real", default="", help="comma-separated: serve neutron and/or cinder for real (APIs, "
-                      "RPC services, brokers, catalog) instead of stand-ins")
+    p_up.add_argument("--real", default="", help="comma-separated: serve nova (placement and nova with a compute "
+                      "host), neutron and/or cinder for real (APIs, RPC services, brokers, catalog) instead of "
+                      "stand-ins")
     for name, text in (("down", "stop every lab process, keep the files"), ("status", "which lab processes run")):
         sub.add_parser(name, help=text).add_argument("dir", type=Path)
     args = parser.parse_args(argv)

@@ -1,5 +1,7 @@
 """The full lab's services beside keystone on one controller tree: glance serving for real behind
-the lab keystone, placement/nova/neutron/cinder with their real schema and representative rows.
+the lab keystone, placement and nova too (``scripts.lab.novaserve``, with a compute host beside the
+controllers) unless the lab keeps them stand-ins, neutron/cinder with their real schema and
+representative rows.
 
 Used by ``python -m scripts.lab up`` (and so by ``make demo`` and the tests of real upgrades):
 ``build`` makes a controller's stack (configs, databases, the release's real schema), ``seed_old``
@@ -14,7 +16,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import glapi, ksapi, netvol, units
+from scripts.lab import glapi, ksapi, netvol, novaserve, units
 from scripts.lab.mariadb import MariaDB
 from scripts.lab.openstack import UNITS, Api, Stack, make_stack, seed
 
@@ -32,9 +34,19 @@ def stack_services(services: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(s for s in STACK if s in services)
 
 
-def build(root: Path, release: str, db: MariaDB, venv_root: Path, services: tuple[str, ...], api: Api) -> Stack:
-    """A controller's stack of its own release: configs, DBs and users, the real schema."""
-    return make_stack(root, release, db, venv_root, stack_services(services), api)
+def serves_nova(services: tuple[str, ...]) -> bool:
+    """Placement and nova can serve for real where the lab has both (nova needs the placement API)."""
+    return "placement" in services and "nova" in services
+
+
+def build(root: Path, release: str, db: MariaDB, venv_root: Path, services: tuple[str, ...], api: Api,
+          mq_dist_port: int = 0) -> Stack:
+    """A controller's stack of its own release: configs, DBs and users, the real schema; where ``api``
+    carries nova settings, what placement and nova need to serve (their broker on *mq_dist_port*)."""
+    s = make_stack(root, release, db, venv_root, stack_services(services), api)
+    if api.nova and serves_nova(services):
+        novaserve.install(s.root, s.venv, db, api.nova, mq_dist_port)
+    return s
 
 
 def seed_old(s: Stack, ks: dict[str, Any], services: tuple[str, ...]) -> dict[str, Any]:
@@ -49,8 +61,20 @@ def seed_old(s: Stack, ks: dict[str, Any], services: tuple[str, ...]) -> dict[st
         rows = seed(s, glance_rows=False, services=inner)
         out.update({k: v for k, v in rows.items() if k != "images" and v})
         netvol.before_start(s.root, s.venv, s.db)
+    if s.api and s.api.nova and serves_nova(services):  # the service users before the services that use them
+        out["nova"] = novaserve.register(s.api.nova, ks["admin_token"])
     start(s.root, services)
     return out
+
+
+def start_compute(tree: Path, s: Stack) -> dict[str, str]:
+    """The lab's compute host beside the controllers: nova-compute of the old controller's release on
+    nova's fake driver, reporting through nova's broker; once its node is in the database, mapped
+    into cell1 (discover_hosts). Returns its host name and node uuid."""
+    assert s.api is not None and s.api.nova is not None
+    novaserve.compute_install(tree, s.venv, s.release, s.api.nova)
+    novaserve.compute_start(tree)
+    return {"host": novaserve.COMPUTE_HOST, "node": novaserve.discover(s.root, s.db), "root": str(tree)}
 
 
 def _seed_glance(s: Stack, ks: dict[str, Any]) -> list[dict[str, Any]]:
@@ -68,9 +92,10 @@ def _seed_glance(s: Stack, ks: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def unit_names(services: tuple[str, ...], root: Path | None = None) -> list[str]:
-    """Every unit of the stack's services, in start order (of the tree at *root*: neutron's and cinder's
-    real units where it serves them for real, scripts.lab.netvol)."""
-    return [u for s in stack_services(services) for u in netvol.unit_names(root, s, UNITS[s])]
+    """Every unit of the stack's services, in start order (each service's units in the reverse of its
+    stop order: nova's broker before nova's RPC servers), of the tree at *root*: neutron's and cinder's
+    real units where it serves them for real, scripts.lab.netvol."""
+    return [u for s in stack_services(services) for u in netvol.unit_names(root, s, list(reversed(UNITS[s])))]
 
 
 def start(root: Path, services: tuple[str, ...]) -> None:

@@ -26,15 +26,24 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scripts.lab import ksapi, layout, rabbit
-from scripts.lab.proc import LabError, clean_env, pid_alive, port_open, read_pid, tail, terminate, write_pid
+from scripts.lab import ksapi, layout, osclient, rabbit
+from scripts.lab.proc import (
+    LabError,
+    clean_env,
+    http_answers,
+    pid_alive,
+    port_open,
+    read_pid,
+    tail,
+    terminate,
+    write_pid,
+)
 
 if TYPE_CHECKING:  # the unit supervisor imports this module: no pymysql at run time
     from scripts.lab.mariadb import MariaDB
@@ -239,22 +248,11 @@ def pid(root: Path, unit: str) -> int | None:
     return p if pid_alive(p, _marker(unit)) else None
 
 
-def _http_answers(port: int) -> bool:
-    """GET / on the port answers with any HTTP status below 500 (heat's version list is a 300)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
-            sock.sendall(f"GET / HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-            status = sock.makefile("rb").readline().split()
-    except OSError:
-        return False
-    return len(status) > 1 and status[1].isdigit() and 200 <= int(status[1]) < 500
-
-
 def _ready(root: Path, unit: str) -> bool:
     if unit == "heat-engine":
         return rabbit.consumers(root, "engine") > 0  # it consumes its RPC topic: calls reach it
     ports = _ports(root)
-    return _http_answers(ports["api_port"] if unit == "heat-api" else ports["cfn_port"])
+    return http_answers(ports["api_port"] if unit == "heat-api" else ports["cfn_port"])
 
 
 def start(root: Path, unit: str) -> None:
@@ -368,28 +366,13 @@ outputs:
 def write_clouds(path: Path, keystone_url: str, user: str, password: str, project: str) -> Path:
     """A 0600 clouds.yaml with one cloud ``lab`` for *user* in *project*: the password reaches the
     client through this file, never its argv or environment."""
-    cloud = {"clouds": {"lab": {"auth": {"auth_url": keystone_url, "username": user, "password": password,
-                                         "project_name": project, "user_domain_name": "Default",
-                                         "project_domain_name": "Default"},
-                                "region_name": REGION, "identity_api_version": 3}}}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(cloud, f)  # JSON is YAML
-    return path
+    return osclient.write_clouds(path, keystone_url, {"lab": (user, password, project)})
 
 
 def openstack(venv: Path, clouds: Path, *args: str) -> Any:
     """``openstack ARGS -f json`` of *venv* (python-openstackclient with heatclient) as the clouds.yaml's
     user; its JSON answer, or LabError with the client's own message."""
-    res = subprocess.run([str(Path(venv) / "bin" / "openstack"), *args, "-f", "json"], capture_output=True,
-                         text=True, stdin=subprocess.DEVNULL, cwd=clouds.parent,
-                         env=clean_env(OS_CLIENT_CONFIG_FILE=str(clouds), OS_CLOUD="lab"), timeout=600)
-    if res.returncode != 0:
-        raise LabError(f"openstack {' '.join(args)} rc {res.returncode}: {res.stderr.strip()[-1500:]}")
-    # `stack create --wait` prints the stack's events before its JSON
-    lines = res.stdout.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith(("{", "["))), 0)
-    return json.loads("\n".join(lines[start:]))
+    return osclient.openstack(venv, clouds, "lab", *args)
 
 
 def stack_view(stack: dict[str, Any]) -> dict[str, Any]:

@@ -25,10 +25,12 @@ from scripts.lab.proc import LabError
 DESCRIPTOR = "lab.json"
 
 
-#: the units of the services beside keystone on a lab controller (stand-ins, but glance-api where
-#: the controller serves glance), and horizon's web server
+#: the units of the services beside keystone on a lab controller, in the order they stop (started in
+#: reverse), and horizon's web server: stand-ins, but glance-api where the controller serves glance and
+#: placement's and nova's (with nova's own broker, ``rabbitmq-nova``) where it serves them
+#: (``scripts.lab.novaserve``)
 UNITS = {"glance": ["glance-api"], "placement": ["placement-api"],
-         "nova": ["nova-api", "nova-conductor", "nova-scheduler", "nova-metadata"],
+         "nova": ["nova-api", "nova-conductor", "nova-scheduler", "nova-metadata", "rabbitmq-nova"],
          "neutron": ["neutron-server", "neutron-dhcp-agent", "neutron-metadata-agent"],
          "cinder": ["cinder-api", "cinder-scheduler", "cinder-volume"], "horizon": ["httpd"]}
 

@@ -25,8 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from scripts.lab import ksapi, layout, rabbit
-from scripts.lab.heatlab import _http_answers as http_answers
-from scripts.lab.proc import LabError, clean_env, pid_alive, port_open, read_pid, tail, terminate, write_pid
+from scripts.lab.proc import (
+    LabError,
+    clean_env,
+    http_answers,
+    pid_alive,
+    port_open,
+    read_pid,
+    tail,
+    terminate,
+    write_pid,
+)
 
 WSGI = Path(__file__).resolve().with_name("netvol_wsgi.py")
 START_TIMEOUT = 180.0

@@ -7,7 +7,8 @@ controller's nova database.
 Configured as devstack's lib/nova does for a fake-driver compute (``[DEFAULT] compute_driver``,
 ``host``, ``transport_url``, ``state_path``, ``[api_database]``/``[database]`` on the conductor
 only — a compute reaches the database through the conductor —, cells v2 with ``map_cell0`` and
-``create_cell``), with a short ``report_interval`` so heartbeats come every 2 s. The new
+``create_cell``; the config writing and the unit start are shared with the local lab's nova:
+``scripts.lab.novaconf``), with a short ``report_interval`` so heartbeats come every 2 s. The new
 controller holds nova of the target release with ``[upgrade_levels] compute`` pinned to the source
 release, as nova's own upgrade leaves it; the computes run the source release and talk RPC to
 the new controller's broker on its own address (in this lab nova lives on the new controller only:
@@ -38,8 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import rabbit
-from scripts.lab.proc import LabError, clean_env, pid_alive, read_pid, tail, terminate, write_pid
+from scripts.lab import novaconf, rabbit
+from scripts.lab.proc import LabError, clean_env, pid_alive, read_pid, terminate
 
 UNITS = ("placement-api", "nova-conductor", "nova-compute")
 PLACEMENT_PORT = 8778
@@ -54,11 +55,7 @@ LOGS = Path("/var/log/nova")
 BROKER_ROOT = Path("/var/lib/novalab")
 MQ_PORT = 5672
 MQ_DIST_PORT = 25672
-START_TIMEOUT = 180.0
-STOP_TIMEOUT = 30.0
-#: the line in a unit's output that says it started: nova's own (nova/service.py), the WSGI server's banner
-STARTED = {"nova-conductor": "Starting conductor node (version", "nova-compute": "Starting compute node (version",
-           "placement-api": "serving placement-api on"}
+STOP_TIMEOUT = novaconf.STOP_TIMEOUT
 #: what the lab's plan runs on a compute host to switch it to another release, and back
 SWITCH = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.novalab", "release"]
 CONTROL = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.novalab", "{action}", "{unit}"]
@@ -104,29 +101,8 @@ def start(unit: str) -> int:
     if (running := pid(unit)) is not None:
         return running
     venv = Path(_release()["venv_root"]) / _release()["release"]
-    RUN.mkdir(parents=True, exist_ok=True)
-    LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{unit}.out"
-    with log.open("ab") as out:
-        offset = out.tell()
-        proc = subprocess.Popen(_argv(unit, venv), env=clean_env(),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    write_pid(_pid_file(unit), proc.pid)
-    want = STARTED[unit].encode()
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _pid_file(unit).unlink(missing_ok=True)
-            raise LabError(f"{unit} exited with rc {proc.returncode} during start; {log}:\n{tail(log)}")
-        with log.open("rb") as fh:
-            fh.seek(offset)
-            if want in fh.read():
-                return proc.pid
-        time.sleep(0.2)
-    terminate(proc.pid, STOP_TIMEOUT)
-    _pid_file(unit).unlink(missing_ok=True)
-    raise LabError(f"{unit} did not start within {START_TIMEOUT:.0f} s; {log}:\n{tail(log)}")
+    return novaconf.launch(unit, _argv(unit, venv), _pid_file(unit), log, lambda: novaconf.started_line(log, unit))
 
 
 def stop(unit: str) -> bool:
@@ -139,28 +115,19 @@ def stop(unit: str) -> bool:
 
 def _nova_conf(p: dict[str, Any], host: str, controller: bool) -> str:
     mq = f"rabbit://{rabbit.USER}:{p['mq_password']}@{p['controller_address']}:{MQ_PORT}/"
-    text = (f"# nova.conf of lab host {host} (scripts/lab/novalab.py)\n[DEFAULT]\nhost = {host}\n"
-            f"transport_url = {mq}\nstate_path = {STATE}\nreport_interval = 2\n")
-    if not controller:
-        # nova's fake driver in its single-node form: a stable node name and uuid (``compute_id``), so the
-        # host restarts like a real one (fake.FakeDriver refuses a restart without that file)
-        text += f"compute_driver = fake.FakeDriverWithoutFakeNodes\ninstances_path = {STATE}/instances\n"
     # placement with noauth2 (no keystone in nova's path): its admin token, its endpoint
-    text += (f"\n[placement]\nauth_type = admin_token\ntoken = admin\n"
-             f"endpoint = http://{p['controller_address']}:{PLACEMENT_PORT}\n")
-    if controller:
-        db = f"mysql+pymysql://nova:{p['db_password']}@127.0.0.1:3306"
-        text += (f"\n[api_database]\nconnection = {db}/nova_api\n\n[database]\nconnection = {db}/nova\n\n"
-                 f"[conductor]\nworkers = 1\n\n[upgrade_levels]\ncompute = {p['pin']}\n")
-    return text + f"\n[oslo_concurrency]\nlock_path = {STATE}/tmp\n"
+    placement = (f"\n[placement]\nauth_type = admin_token\ntoken = admin\n"
+                 f"endpoint = http://{p['controller_address']}:{PLACEMENT_PORT}\n")
+    db = f"mysql+pymysql://nova:{p['db_password']}@127.0.0.1:3306"
+    return novaconf.nova_conf(f"nova.conf of lab host {host} (scripts/lab/novalab.py)", transport_url=mq,
+                              state_path=STATE, host=host, report_interval=2, compute=not controller,
+                              db=(f"{db}/nova_api", f"{db}/nova") if controller else None,
+                              pin=p["pin"] if controller else "", sections=placement)
 
 
 def _install(p: dict[str, Any], host: str, controller: bool) -> None:
-    CONF.parent.mkdir(exist_ok=True)
     (STATE / "tmp").mkdir(parents=True, exist_ok=True)
-    fd = os.open(CONF, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(_nova_conf(p, host, controller))
+    novaconf.write_private(CONF, _nova_conf(p, host, controller))
     RELEASE_FILE.write_text(json.dumps({"venv_root": p["venv_root"], "release": p["release"]}) + "\n")
 
 
@@ -185,11 +152,8 @@ def inside_controller(p: dict[str, Any]) -> dict[str, Any]:
     rabbit.install(BROKER_ROOT, MQ_PORT, MQ_DIST_PORT, p["mq_password"], bind="0.0.0.0")
     rabbit.start(BROKER_ROOT)
     venv = Path(p["venv_root"]) / p["release"]
-    PLACEMENT_CONF.parent.mkdir(exist_ok=True)
-    fd = os.open(PLACEMENT_CONF, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"[placement_database]\nconnection = mysql+pymysql://nova:{p['db_password']}@127.0.0.1:3306/"
-                 "placement\n\n[api]\nauth_strategy = noauth2\n")
+    novaconf.write_private(PLACEMENT_CONF, f"[placement_database]\nconnection = mysql+pymysql://nova:"
+                           f"{p['db_password']}@127.0.0.1:3306/placement\n\n[api]\nauth_strategy = noauth2\n")
     _manage(venv, "db", "sync", tool="placement-manage")
     start("placement-api")
     cell0 = f"mysql+pymysql://nova:{p['db_password']}@127.0.0.1:3306/nova_cell0"

@@ -6,8 +6,8 @@ properties and a file in the store, nova services of the old host, instances wit
 devices (CHAP secrets in connection_info), cinder volumes and attachments on the old portal,
 neutron agents with Havana-era timers. With an ``Api`` (the full lab of ``python -m scripts.lab
 up``), glance-api serves for real behind the lab's keystone and its images are made through that
-API; the other APIs are not served (they need a message queue): their units are stand-ins under
-``scripts.lab.units``.
+API; with nova settings in the ``Api`` placement and nova serve for real too (``scripts.lab.novaserve``);
+the other APIs are not served here: their units are stand-ins under ``scripts.lab.units``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import schemacache
+from scripts.lab import novaconf, novaserve, schemacache
 from scripts.lab.layout import UNITS as UNITS  # re-exported: the stack's units live with the layout
 from scripts.lab.mariadb import MariaDB
 from scripts.lab.proc import LabError, clean_env
@@ -48,6 +48,8 @@ class Api:
     glance_port: int
     glance_password: str
     bind: str = "127.0.0.1"
+    #: placement and nova served for real (``scripts.lab.novaserve.Settings``); None: stand-ins
+    nova: Any = None
 
 
 @dataclass
@@ -110,6 +112,12 @@ lock_path = {lib}/glance/lock
 def _configs(s: Stack) -> dict[str, dict[str, str]]:
     lib = s.root / "var" / "lib"
     api_defaults, api_sections = _glance_api(s)
+    served = _served(s)
+    if served:
+        placement = {"placement.conf": novaserve.placement_conf(s.root, s.release, served,
+                                                                s.url("placement", "placement"))}
+        nova = {"nova.conf": novaserve.controller_conf(s.root, s.release, served, s.url("nova", "nova_api"),
+                                                       s.url("nova", "nova"))}
     return {
         "glance": {"glance-api.conf": f"""\
 # glance-api.conf of the lab controller {s.root} ({s.release})
@@ -126,14 +134,14 @@ filesystem_store_datadir = {lib}/glance/images/
 [glance_store]
 default_backend = fs
 {api_sections}"""},
-        "placement": {"placement.conf": f"""\
+        "placement": placement if served else {"placement.conf": f"""\
 # placement.conf of the lab controller {s.root} ({s.release})
 [DEFAULT]
 
 [placement_database]
 connection = {s.url("placement", "placement")}
 """},
-        "nova": {"nova.conf": f"""\
+        "nova": nova if served else {"nova.conf": f"""\
 # nova.conf of the lab controller {s.root} ({s.release})
 [DEFAULT]
 transport_url = {MQ_URL}
@@ -188,6 +196,11 @@ target_ip_address = {OLD_PORTAL}
     }
 
 
+def _served(s: Stack) -> Any:
+    """The stack's nova settings where placement and nova serve for real (their configs hold secrets)."""
+    return s.api.nova if s.api is not None else None
+
+
 def make_stack(root: Path, release: str, db: MariaDB, venv_root: Path, services: tuple[str, ...] = SERVICES,
                api: Api | None = None) -> Stack:
     """Configs, databases, users and the release's real schema (a freshly deployed controller)."""
@@ -197,7 +210,10 @@ def make_stack(root: Path, release: str, db: MariaDB, venv_root: Path, services:
         for rel, text in _configs(s)[service].items():
             path = s.etc(service) / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            if _served(s) and service in ("placement", "nova"):
+                novaconf.write_private(path, text)  # service users' and broker passwords: 0640
+            else:
+                path.write_text(text)
         (s.root / "var" / "lib" / service).mkdir(parents=True, exist_ok=True)
         for name in DATABASES[service]:
             db.execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")

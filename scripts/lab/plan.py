@@ -48,19 +48,26 @@ def _units(service: str, root: Path | None) -> str:
     return lab.plan_lines(root) if lab and root else f"units = {json.dumps(UNITS[service])}\n"
 
 
-def service_sections(services: tuple[str, ...], glance_url: str | None = None, root: Path | None = None) -> str:
+def service_sections(services: tuple[str, ...], glance_url: str | None = None, root: Path | None = None,
+                     served: dict[str, str] | None = None) -> str:
     """The ``[services.*]`` tables of a lab plan for every service but keystone: the lab's units (of
     the old controller at *root*), the old/new host names and iSCSI portals its rows use
-    (scripts.lab.openstack)."""
+    (scripts.lab.openstack). *served* gives the verify URL of placement and nova where the lab serves
+    them for real (their units start only once ready, the tool then asks the API)."""
     common = 'owner = "root:root"\ngrant_hosts = ["127.0.0.1", "%"]\n'
     verify = f'verify_url = "{glance_url}/versions"\n' if glance_url else ""
+    served = served or {}
+    url = {k: f'verify_url = "{v}"\n' for k, v in served.items()}
+    # without the placement API the nova-status check of it fails by design (lab-recipes §10.3)
+    accept = "" if "placement" in served else ('# the placement API is not served in this lab: that check fails by '
+                                               'design (lab-recipes §10.3)\nstatus_accept = ["Placement API"]\n')
     tables = {
         "glance": f"units = {json.dumps(UNITS['glance'])}\n{common}{verify}",
-        "placement": f"units = {json.dumps(UNITS['placement'])}\n{common}",
+        "placement": f"units = {json.dumps(UNITS['placement'])}\n{common}{url.get('placement', '')}",
         "nova": f'units = {json.dumps(UNITS["nova"])}\n{common}old_host = "{OLD_HOST}"\nnew_host = "{NEW_HOST}"\n'
-                'metadata = "neutron"\n'
-                "# the placement API is not served in this lab: that check fails by design (lab-recipes §10.3)\n"
-                'status_accept = ["Placement API"]\n',
+                f'metadata = "neutron"\n{url.get("nova", "")}'
+                "# nova's broker stands at the management address and moves with nova (its last unit)\n"
+                + accept,
         "neutron": f'{_units("neutron", root)}{common}old_host = "{OLD_HOST}"\n',
         "cinder": f'{_units("cinder", root)}{common}old_host = "{OLD_HOST}"\nnew_host = "{NEW_HOST}"\n'
                   f'iscsi_address_from = "{OLD_PORTAL}"\niscsi_address_to = "{NEW_PORTAL}"\n',
@@ -102,7 +109,7 @@ def side_table(role: str, root: Path, venv: Path, db_host: str, db_port: int, ad
 
 def plan_text(old: Controller, new: Controller, old_admin: DBAdmin, new_admin: DBAdmin, services=("keystone",),
               journal: str = "journal", extra_service_keys: dict[str, str] | None = None,
-              glance_url: str | None = None) -> str:
+              glance_url: str | None = None, served: dict[str, str] | None = None) -> str:
     def side(role: str, ctl: Controller, admin: DBAdmin) -> str:
         return side_table(role, ctl.root, ctl.venv, ctl.db.host, ctl.db.port, admin)
 
@@ -115,7 +122,7 @@ def plan_text(old: Controller, new: Controller, old_admin: DBAdmin, new_admin: D
             + "[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"
               f"verify_url = \"{old.keystone_url}\"\n"
               "grant_hosts = [\"127.0.0.1\", \"%\"]\n" + extra + "\n"
-            + service_sections(tuple(services), glance_url, old.root))
+            + service_sections(tuple(services), glance_url, old.root, served))
 
 
 def write_plan(directory: Path, old: Controller, new: Controller, old_admin: DBAdmin, new_admin: DBAdmin,

@@ -126,3 +126,15 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1.0)
         return sock.connect_ex((host, port)) == 0
+
+
+def http_answers(port: int, path: str = "/", host: str = "127.0.0.1") -> bool:
+    """GET *path* on host:port answers with any HTTP status below 500 (an API's version list may be a
+    300, its root a 401): the server is up and serving. A plain HTTP/1.0 request, no urllib."""
+    try:
+        with socket.create_connection((host, port), timeout=3) as sock:
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+            status = sock.makefile("rb").readline().split()
+    except OSError:
+        return False
+    return len(status) > 1 and status[1].isdigit() and 200 <= int(status[1]) < 500

@@ -4,7 +4,8 @@
 
 ``keystone`` (and ``glance-api`` where the controller's lab.json gives glance a port) is served
 for real by ``scripts.lab.svc``, heat's units and its broker by ``scripts.lab.heatlab``, neutron's and
-cinder's (where the tree serves them for real) by ``scripts.lab.netvol``; every
+cinder's (where the tree serves them for real) by ``scripts.lab.netvol``, placement's and nova's with
+nova's broker by ``scripts.lab.novaserve`` where the tree serves them; every
 other unit is a stand-in process (``standin.py``; ``httpd`` answers HTTP on the port
 ``ROOT/units.json`` names), tracked by pid file and command line, never by name. ``status``: 0 running, 3 stopped.
 """
@@ -18,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.lab import heatlab, layout, netvol, svc
+from scripts.lab import heatlab, layout, netvol, novaserve, svc
 from scripts.lab.proc import LabError, pid_alive, port_open, read_pid, terminate, write_pid
 
 STANDIN = Path(__file__).resolve().with_name("standin.py")
@@ -46,6 +47,9 @@ def pid(root: Path, unit: str) -> int | None:
 
 
 def start(root: Path, unit: str) -> None:
+    if novaserve.owns(root, unit):
+        novaserve.start(root, unit)
+        return
     if lab := netvol.owner(root, unit):
         lab.start(root, unit)
         return
@@ -76,6 +80,9 @@ def start(root: Path, unit: str) -> None:
 
 
 def stop(root: Path, unit: str) -> None:
+    if novaserve.owns(root, unit):
+        novaserve.stop(root, unit)
+        return
     if lab := netvol.owner(root, unit):
         lab.stop(root, unit)
         return
@@ -93,6 +100,8 @@ def stop(root: Path, unit: str) -> None:
 
 def alive(root: Path, unit: str) -> bool:
     """The unit's process exists (answering or not): what ``down`` must stop."""
+    if novaserve.owns(root, unit):
+        return novaserve.alive(root, unit)
     if lab := netvol.owner(root, unit):
         return lab.alive(root, unit)
     if heatlab.owns(root, unit):
@@ -103,6 +112,8 @@ def alive(root: Path, unit: str) -> bool:
 
 
 def status(root: Path, unit: str) -> bool:
+    if novaserve.owns(root, unit):
+        return novaserve.status(root, unit)
     if lab := netvol.owner(root, unit):
         return lab.status(root, unit)
     if heatlab.owns(root, unit):
