@@ -94,7 +94,6 @@ XDIST_GROUPS = {
     "test_new_databases.py": "new-databases", "test_report.py": "report-pages",
     "test_compute_upgrade.py": "novalab",  # one lab with real nova for the module
     "test_cutover_check.py::test_silent_compute_named_then_resumed_after_a_kill_inside_the_check": "novalab",
-    "test_lab_netvol.py": "netvol",  # one lab with real neutron and cinder for the module
     # the services lab (stacks); the nova SLURP test builds its own
     **{f"test_services_upgrade.py::{name}": "svclab" for name in (
         "test_run_then_revert", "test_bad_jumps_are_refused_before_anything_runs",
@@ -109,14 +108,13 @@ XDIST_GROUPS = {
 }
 #: fixtures that stand up real services (MariaDB, OpenStack releases, sshd, namespaces): marker ``lab``
 LAB_FIXTURES = frozenset({"keystone_lab", "lab", "hostlab_snapshot", "shared_lab", "lab20", "stacks", "full_lab",
-                          "old_lab", "make_db", "servers", "db", "volume_lab", "netvol_lab"})
+                          "old_lab", "make_db", "servers", "db", "volume_lab"})
 #: tests (or whole modules) that build their labs themselves, without one of those fixtures
 LAB_TESTS = frozenset({"test_demo.py",
                        "test_services_upgrade.py::test_nova_slurp_runs_its_real_migrations"})
 #: modules whose lab tests take minutes each (whole labs built, whole upgrades run): marker ``slow``
 SLOW_MODULES = frozenset({"test_demo.py", "test_real_openstack.py", "test_services_upgrade.py", "test_multihost.py",
-                          "test_crash_resume_revert.py", "test_compute_upgrade.py", "test_cutover_check.py",
-                          "test_lab_netvol.py"})
+                          "test_crash_resume_revert.py", "test_compute_upgrade.py", "test_cutover_check.py"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,18 +1,22 @@
 """Grenade on the local lab: resources made before the upgrade through the real client, as a non-admin
 user of its own project, are there after ``upgrade run`` through the NEW controller's APIs (same ids
-and states, the server ACTIVE on the same compute host, that host's nova-compute reporting ``up``
-with a heartbeat newer than the run's end), the upgraded cloud boots and deletes a second server,
-and after ``upgrade revert`` the OLD controller shows the same again.
+and states: the server ACTIVE on the same compute host with its volume attached and in-use, the
+network, subnet, router, port and security group, the volume and its snapshot; that host's
+nova-compute reporting ``up`` with a heartbeat newer than the run's end), the upgraded cloud serves
+new work (a second server booted and deleted, a volume made, attached, detached and deleted, a
+network made and deleted), and after ``upgrade revert`` the OLD controller shows the same again.
 
-The lab (``python -m scripts.lab up --real nova,neutron``): placement-api, nova-api, nova-conductor,
-nova-scheduler and nova's RabbitMQ of 2025.2 serving on the old controller, 2026.1 installed and
-stopped on the new one, nova-compute (fake driver) of 2025.2 on the compute host beside them. Built
-once for the module.
+The lab (``python -m scripts.lab up --real nova,neutron,cinder``): placement-api, nova-api,
+nova-conductor, nova-scheduler, neutron-server, cinder-api, cinder-scheduler, cinder-volume and
+each service's RabbitMQ of 2025.2 serving on the old controller, 2026.1 installed and stopped on the
+new one, nova-compute (fake driver) of 2025.2 on the compute host beside them. Built once for the
+module: the one lab of the suite that serves every service for real.
 """
 
 from __future__ import annotations
 
 import json
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from typing import Any
 import pytest
 
 from scripts.lab import __main__ as lab_cli
-from scripts.lab import fullstack, grenade, novaserve, units
+from scripts.lab import fullstack, grenade, novaserve, rabbit, served, units
 from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.proc import LabError
 from tests.conftest import NEW, OLD, require, require_mariadb, upgrade
@@ -28,9 +32,8 @@ from tests.conftest import NEW, OLD, require, require_mariadb, upgrade
 #: stands up real services and runs a whole upgrade (declared here, so conftest's tables need no entry)
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-#: what the lab serves for real beyond keystone and glance: nova's API shows a server's security groups
-#: through neutron's, so neutron serves too
-REAL = ("nova", "neutron")
+#: what the lab serves for real beyond keystone and glance
+REAL = ("nova", "neutron", "cinder")
 TOOLS = ("keystone-manage", "glance-api", "placement-manage", "nova-manage", "nova-compute", "neutron-db-manage",
          "cinder-manage", "openstack")
 
@@ -47,7 +50,8 @@ class NovaLab:
         return Path(self.state[side]["root"])
 
     def serving(self, side: str) -> dict[str, bool]:
-        return {u: units.status(self.root(side), u) for u in novaserve.UNITS}
+        every = [*novaserve.UNITS, *(u for n in REAL[1:] for u in served.served(self.root("old"), n).units)]
+        return {u: units.status(self.root(side), u) for u in every}
 
     def compute_pid(self) -> int | None:
         return novaserve.compute_pid(Path(self.state["compute"]["root"]))
@@ -73,18 +77,37 @@ def nova_lab(tmp_path_factory: pytest.TempPathFactory):
         lab_cli.down(directory)
 
 
-def test_compute_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
+def test_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
     lab = nova_lab
-    on, off = dict.fromkeys(novaserve.UNITS, True), dict.fromkeys(novaserve.UNITS, False)
+    units_of = list(lab.serving("old"))
+    on, off = dict.fromkeys(units_of, True), dict.fromkeys(units_of, False)
     assert lab.serving("old") == on and lab.serving("new") == off
     compute = lab.compute_pid()
     assert compute
+    # the plan tells the tool neutron's and cinder's real units (the broker last: it moves with its
+    # service) and the APIs; no secret in a descriptor; configs 0640, brokers' 0600
+    plan = lab.plan.read_text()
+    for name in REAL[1:]:
+        real = served.served(lab.root("old"), name)
+        assert f"units = {json.dumps(list(real.units))}" in plan
+        assert f'verify_url = "http://127.0.0.1:{lab.state["netvol"][name]["api_port"]}/"' in plan
+        for side in ("old", "new"):
+            assert lab.state["netvol"][name]["password"] not in (lab.root(side) / f"{name}-lab.json").read_text()
+            assert stat.S_IMODE((lab.root(side) / "etc" / name / f"{name}.conf").stat().st_mode) == 0o640
+            assert stat.S_IMODE(rabbit.broker(lab.root(side), f"rabbitmq-{name}").conf.stat().st_mode) == 0o600
 
     # before: the project's own user makes its resources through the catalog (the admin only the flavor)
     cloud = grenade.setup(lab.dir)
     assert (cloud.clouds.stat().st_mode & 0o777) == 0o600
-    made = grenade.create(cloud)["compute"]
+    everything = grenade.create(cloud)
+    made = everything["compute"]
     server = made["server"]
+    assert everything["volume"]["view"]["volume"]["status"] == "available"
+    assert everything["volume"]["view"]["snapshot"]["status"] == "available"
+    assert everything["network"]["view"]["router_interfaces"][0][1] == everything["network"]["ids"]["subnet"]
+    assert len(everything["network"]["view"]["security_group"]["rules"]) >= 4  # two egress defaults + ssh + icmp
+    assert everything["attachment"]["view"] == {"id": everything["attachment"]["ids"]["volume"], "status": "in-use",
+                                                "attached_to": [server["id"]]}
     assert server["status"] == "ACTIVE" and server["host"] == novaserve.COMPUTE_HOST
     assert server["properties"] == {"grenade": "before", "survives": "upgrade"}
     with pytest.raises(LabError, match="403|Forbidden|not allowed|policy"):
@@ -98,11 +121,21 @@ def test_compute_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None
 
     # the NEW controller's APIs: the same resources, the compute reporting to it, new work served
     new = grenade.cloud(lab.dir, "new")
-    seen = grenade.verify(new, after_run)["compute"]
+    seen_all = grenade.verify(new, after_run)
+    seen = seen_all["compute"]
     assert seen["server"] == server
     assert seen["service"]["state"] == "up" and seen["service"]["host"] == novaserve.COMPUTE_HOST
-    work = grenade.new_work(new)["compute"]
+    for kind in ("network", "volume", "attachment"):
+        assert seen_all[kind] == everything[kind]["view"], kind
+    works = grenade.new_work(new)
+    work = works["compute"]
     assert work["host"] == novaserve.COMPUTE_HOST and work["deleted"]
+    assert works["volume"]["status"] == "available" and works["network"]["status"] == "ACTIVE"
+    assert works["attachment"]["attached_to"] == [server["id"]]
+    # the new volumes live on the new controller's cinder-volume (its host name), seen by the admin
+    services = new.admin("volume", "service", "list")
+    assert {(s["Binary"], s["Host"], s["State"]) for s in services if s["State"] == "up"} >= {
+        ("cinder-volume", "new-ctl@lvm", "up"), ("cinder-scheduler", "new-ctl", "up")}
 
     exp = upgrade("journal", "export", "--journal", str(lab.journal), "--format", "jsonl")
     assert exp.returncode == 0, exp.stderr
@@ -113,17 +146,37 @@ def test_compute_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None
     # the broker first (it moves with nova), nova-metadata held back (neutron's metadata agent serves)
     assert done["nova.start_target"]["units"] == [novaserve.BROKER, "nova-scheduler", "nova-conductor", "nova-api"]
 
-    # the server booted and deleted on the new controller is a tenant's write: revert keeps it in the vault
+    # the new work wrote to the new controller's databases: a plain revert refuses (it would lose them) ...
+    refused = upgrade("revert", "--journal", str(lab.journal), timeout=1800)
+    assert refused.returncode == 2 and "cinder.volumes" in refused.stdout + refused.stderr, refused.stderr[-3000:]
+    assert lab.serving("new") == on  # nothing changed: the new side still serves
+    # ... and the operator's explicit choice keeps them in the vault and goes back
     rev = upgrade("revert", "--journal", str(lab.journal), "--discard-new-writes", timeout=1800)
     assert rev.returncode == 0, rev.stdout[-3000:] + rev.stderr[-3000:]
     after_revert = datetime.now(UTC)
     assert lab.serving("old") == on and lab.serving("new") == off
     assert lab.compute_pid() == compute
     old = grenade.cloud(lab.dir, "old")
-    seen = grenade.verify(old, after_revert)["compute"]
+    seen_all = grenade.verify(old, after_revert)
+    seen = seen_all["compute"]
     assert seen["server"] == server and seen["service"]["state"] == "up"
+    for kind in ("network", "volume", "attachment"):
+        assert seen_all[kind] == everything[kind]["view"], kind
     # secrets: the service users', the broker's and the grenade user's passwords are in no output of the tool
     secrets = [v for k, v in lab.state["nova"].items() if k.endswith("password")]
     assert len(secrets) == 3
+    secrets += [lab.state["netvol"][n]["password"] for n in REAL[1:]]
     seen_text = res.stdout + res.stderr + rev.stdout + rev.stderr + exp.stdout
     assert not [s for s in secrets if s in seen_text]
+
+
+def test_real_needs_the_service_and_changes_nothing(tmp_path: Path) -> None:
+    """``--real`` names only services of ``--services`` it can serve: refused before any file is made."""
+    directory = tmp_path / "lab"
+    for real in (("nova",), ("cinder",)):
+        with pytest.raises(LabError, match="--real"):
+            lab_cli.up(directory, OLD, NEW, DEFAULT_VENV_ROOT, ("keystone", "neutron"), real)
+    assert not directory.exists() or not any(directory.iterdir())
+    rc = lab_cli.main(["up", str(directory), "--services", "keystone,glance", "--real", "neutron"])
+    assert rc == 1
+    assert not directory.exists() or not any(directory.iterdir())

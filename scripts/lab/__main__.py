@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from journal.vault import KeyFileError
-from scripts.lab import cinderlab, fullstack, heatlab, netvol, neutronlab, novaserve, svc, units
+from scripts.lab import cinderlab, fullstack, heatlab, netvol, neutronlab, novaserve, served, svc, units
 from scripts.lab.controller import DEFAULT_VENV_ROOT, GLANCE_URL, Controller, make_controller, seed_keystone
 from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.openstack import NEW_HOST, OLD_HOST, Api
@@ -166,10 +166,10 @@ def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...]
     if unknown or "keystone" not in services:
         raise LabError(f"--services {','.join(services)}: the lab runs keystone plus any of "
                        f"{', '.join(KNOWN[1:])} (unknown: {', '.join(unknown) or 'none'})")
-    if set(real) - ((set(netvol.NAMES) | {"nova"}) & set(services)) or ("nova" in real and not
+    if set(real) - ((set(served.NAMES) | {"nova"}) & set(services)) or ("nova" in real and not
                                                                          fullstack.serves_nova(services)):
         raise LabError(f"--real {','.join(real)}: only nova (placement and nova, with a compute host), "
-                       f"{' and '.join(netvol.NAMES)} can be served for real, and only when --services has them "
+                       f"{' and '.join(served.NAMES)} can be served for real, and only when --services has them "
                        f"(nova: placement too) (--services {','.join(services)})")
     tools = {"keystone": "keystone-manage", "glance": "glance-api", "placement": "placement-manage",
              "nova": "nova-manage", "neutron": "neutron-db-manage", "cinder": "cinder-manage", "heat": "heat-manage"}
@@ -199,7 +199,7 @@ def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...]
         api, cfn, mq, dist_old, dist_new = _distinct_ports(5)
         state["heat"] = heatlab.settings_dict(heatlab.Settings.new(ks_port, api, cfn, mq))
         state["old"]["mq_dist_port"], state["new"]["mq_dist_port"] = dist_old, dist_new
-    for name in (n for n in netvol.NAMES if n in real):  # the same shape: API and broker ports shared, secrets
+    for name in (n for n in served.NAMES if n in real):  # the same shape: API and broker ports shared, secrets
         api, mq, dist_old, dist_new = _distinct_ports(4)
         state.setdefault("netvol", {})[name] = netvol.settings_dict(netvol.Settings.new(ks_port, api, mq))
         state["old"].setdefault("mq_dist_ports", {})[name] = dist_old
@@ -251,7 +251,7 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
         state["seed"] = seed_keystone(old_ctl, state["admin_password"], glance_url)
         state["seed"].update(fullstack.seed_old(old_stack, state["seed"], services))
         for name, settings in state.get("netvol", {}).items():  # after glance made project "service"
-            state["seed"][name] = netvol.served(old_root, name).register(netvol.Settings(**settings),
+            state["seed"][name] = served.served(old_root, name).register(netvol.Settings(**settings),
                                                                          state["seed"]["admin_token"])
         if "nova" in state:
             t = time.monotonic()

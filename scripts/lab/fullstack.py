@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import glapi, ksapi, netvol, novaserve, units
+from scripts.lab import glapi, ksapi, novaserve, served, units
 from scripts.lab.mariadb import MariaDB
 from scripts.lab.openstack import UNITS, Api, Stack, make_stack, seed
 
@@ -60,7 +60,7 @@ def seed_old(s: Stack, ks: dict[str, Any], services: tuple[str, ...]) -> dict[st
     if any(x in inner for x in ("nova", "cinder", "neutron")):
         rows = seed(s, glance_rows=False, services=inner)
         out.update({k: v for k, v in rows.items() if k != "images" and v})
-        netvol.before_start(s.root, s.venv, s.db)
+        served.before_start(s.root, s.venv, s.db)
     if s.api and s.api.nova and serves_nova(services):  # the service users before the services that use them
         out["nova"] = novaserve.register(s.api.nova, ks["admin_token"])
     start(s.root, services)
@@ -95,7 +95,7 @@ def unit_names(services: tuple[str, ...], root: Path | None = None) -> list[str]
     """Every unit of the stack's services, in start order (each service's units in the reverse of its
     stop order: nova's broker before nova's RPC servers), of the tree at *root*: neutron's and cinder's
     real units where it serves them for real, scripts.lab.netvol."""
-    return [u for s in stack_services(services) for u in netvol.unit_names(root, s, list(reversed(UNITS[s])))]
+    return [u for s in stack_services(services) for u in served.unit_names(root, s, list(reversed(UNITS[s])))]
 
 
 def start(root: Path, services: tuple[str, ...]) -> None:

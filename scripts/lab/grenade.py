@@ -4,10 +4,10 @@ upgraded cloud serves new work.
 
     python -m scripts.lab.grenade create DIR       # before: a project of its own, its resources
     python -m scripts.lab.grenade verify DIR [--since ISO-TIME]
-    python -m scripts.lab.grenade new-work DIR     # a second server booted, then deleted
+    python -m scripts.lab.grenade new-work DIR     # new resources of each kind made, then deleted
 
-DIR is a lab of ``python -m scripts.lab up --real nova,neutron`` (its ``lab-state.json``): placement and
-nova served for real, and neutron (nova's API shows a server's security groups through neutron's).
+DIR is a lab of ``python -m scripts.lab up --real nova,neutron,cinder`` (its ``lab-state.json``):
+placement, nova, neutron and cinder served for real.
 Everything goes through ``openstack`` (python-openstackclient) of the release venv of the controller
 that serves now, as Grenade's ``resources.sh`` does: a project ``grenade`` and its user (made by
 the lab's admin through keystone) own the resources; the user is no admin. Credentials reach the
@@ -18,8 +18,10 @@ Each resource kind is a ``Kind`` with ``create``, ``verify`` and ``new_work``; `
 in order. ``compute`` (here): a flavor (made by the admin), a keypair, a server booted with ``--nic
 none`` on the lab's compute host with metadata set; ``verify``: the same ids and states (the server
 ACTIVE on the same host), the compute service ``up`` with a heartbeat newer than ``since``;
-``new_work``: a second server booted on the host, then deleted. Network and volume kinds are added
-to ``KINDS`` by their own modules (``register``).
+``new_work``: a second server booted on the host, then deleted. ``network``, ``volume`` and
+``attachment`` (a volume attached to that server) are ``scripts.lab.grenade_netvol``'s: a network,
+subnet, router, port and security group with rules; a volume and its snapshot; the attached volume
+``in-use`` on the server; their new work makes (and attaches) and deletes new ones.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import ksapi, osclient
+from scripts.lab import grenade_netvol, ksapi, osclient
 from scripts.lab.proc import LabError
 
 PROJECT = "grenade"
@@ -77,6 +79,13 @@ class Cloud:
 
     def admin(self, *args: str, json_out: bool = True) -> Any:
         return osclient.openstack(self.venv, self.clouds, "admin", *args, json_out=json_out)
+
+    # the client the network and volume kinds ask (scripts.lab.grenade_netvol.Client), as the user
+    def json(self, *args: str) -> Any:
+        return self.user(*args)
+
+    def run(self, *args: str) -> None:
+        self.user(*args, json_out=False)
 
 
 @dataclass(frozen=True)
@@ -202,15 +211,21 @@ def compute_new_work(c: Cloud) -> dict[str, Any]:
 
 
 COMPUTE = Kind("compute", compute_create, compute_verify, compute_new_work)
-#: the kinds, in the order they are made (network and volume kinds join through ``register``)
-KINDS: list[Kind] = [COMPUTE]
 
 
-def register(kind: Kind, after: str | None = None) -> None:
-    """Add a kind (a network or volume module's), after the kind named *after* (default: at the end)."""
-    if any(k.name == kind.name for k in KINDS):
-        return
-    KINDS.insert(next((i + 1 for i, k in enumerate(KINDS) if k.name == after), len(KINDS)), kind)
+def _netvol(kind: Any) -> Kind:
+    """A kind of ``scripts.lab.grenade_netvol`` (it compares its own views; no heartbeat to wait for)."""
+    return Kind(kind.name, kind.create, lambda c, made, since: kind.verify(c, made), kind.new_work)
+
+
+def _attached(c: Cloud) -> grenade_netvol.Attachment:
+    return grenade_netvol.Attachment(lambda: recorded(c)["compute"]["server"]["id"])
+
+
+ATTACHMENT = Kind("attachment", lambda c: _attached(c).create(c), lambda c, made, since: _attached(c).verify(c, made),
+                  lambda c: _attached(c).new_work(c))
+#: the kinds, in the order they are made (the attachment needs the compute kind's server)
+KINDS: list[Kind] = [_netvol(grenade_netvol.NETWORK), _netvol(grenade_netvol.VOLUME), COMPUTE, ATTACHMENT]
 
 
 # ---------------------------------------------------------------------- the lab
@@ -229,7 +244,7 @@ def cloud(lab: Path, side: str | None = None, venv_root: Path | None = None) -> 
     lab = Path(lab).resolve()
     state = _state(lab)
     if not state.get("compute"):
-        raise LabError(f"{lab}: placement and nova are stand-ins there: build it with --real nova,neutron")
+        raise LabError(f"{lab}: placement and nova are stand-ins there: build it with --real nova,neutron,cinder")
     release = state[side or "old"]["release"]
     return Cloud(lab / "grenade", (venv_root or DEFAULT_VENV_ROOT) / release, state["compute"]["host"],
                  state["seed"]["images"][0]["id"])

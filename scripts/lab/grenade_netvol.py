@@ -1,7 +1,7 @@
 """Grenade-style resources of neutron and cinder, made and checked as a cloud's user does: through the
-``openstack`` command line (python-openstackclient of a release venv), as a non-admin user of a project
-of its own, authenticated by a 0600 clouds.yaml (``heatlab.write_clouds``: the password is never on a
-command line or in an environment).
+``openstack`` command line (python-openstackclient of a release venv), as the non-admin user of its own project
+that ``scripts.lab.grenade`` makes (a 0600 clouds.yaml: the password is never on a command line or
+in an environment); ``scripts.lab.grenade`` runs these kinds beside its compute kind.
 
 Each kind has ``create`` (before the upgrade: its resources, and the view :func:`verify` compares),
 ``verify`` (after the upgrade or the revert: the same ids in the same states, read again) and
@@ -17,15 +17,11 @@ part of the state compared; volumes live on cinder's fake driver (``scripts.lab.
 
 from __future__ import annotations
 
-import secrets
-import subprocess
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from scripts.lab import heatlab, ksapi
-from scripts.lab.proc import LabError, clean_env
+from scripts.lab.proc import LabError
 
 #: how long a volume or snapshot may take to reach a state (a bound on a condition, not a pause)
 SETTLE = 180.0
@@ -33,66 +29,36 @@ SETTLE = 180.0
 CIDR, NEW_CIDR = "198.51.100.0/26", "198.51.100.64/26"
 
 
-@dataclass(frozen=True)
-class Client:
-    """The ``openstack`` CLI of one release venv as one user (its clouds.yaml)."""
-
-    venv: Path
-    clouds: Path
+class Client(Protocol):
+    """What the kinds ask of a client (``scripts.lab.grenade.Cloud`` as the project's user)."""
 
     def json(self, *args: str) -> Any:
         """``openstack ARGS -f json``: its answer."""
-        return heatlab.openstack(self.venv, self.clouds, *args)
 
     def run(self, *args: str) -> None:
         """``openstack ARGS`` for a command that prints nothing (add, delete)."""
-        res = subprocess.run([str(self.venv / "bin" / "openstack"), *args], capture_output=True, text=True,
-                             stdin=subprocess.DEVNULL, cwd=self.clouds.parent, timeout=600,
-                             env=clean_env(OS_CLIENT_CONFIG_FILE=str(self.clouds), OS_CLOUD="lab"))
-        if res.returncode != 0:
-            raise LabError(f"openstack {' '.join(args)} rc {res.returncode}: {res.stderr.strip()[-1500:]}")
-
-    def wait(self, what: str, ident: str, status: str) -> dict[str, Any]:
-        """``openstack WHAT show ID`` until its status is *status* (an error state ends the wait)."""
-        deadline = time.monotonic() + SETTLE
-        while True:
-            shown = self.json(what, "show", ident)
-            if shown["status"] == status:
-                return shown
-            if "error" in shown["status"] or time.monotonic() > deadline:
-                raise LabError(f"{what} {ident} is {shown['status']!r}, not {status!r}")
-            time.sleep(1.0)
-
-    def wait_gone(self, what: str, ident: str) -> None:
-        deadline = time.monotonic() + SETTLE
-        while ident in {x["ID"] for x in self.json(what, "list")}:
-            if time.monotonic() > deadline:
-                raise LabError(f"{what} {ident} was not deleted within {SETTLE:.0f} s")
-            time.sleep(1.0)
 
 
-def make_user(keystone_url: str, admin_token: str, name: str) -> tuple[str, str]:
-    """A project *name* and its member user *name* (not an admin anywhere) through the keystone API;
-    returns (user, password). The password stays with the caller (the clouds.yaml)."""
-    url, password = f"{keystone_url.rstrip('/')}", secrets.token_urlsafe(12)
-    member = ksapi.call("GET", f"{url}/roles?name=member", admin_token)["roles"]
-    if not member:
-        raise LabError("the lab keystone has no role 'member' (keystone-manage bootstrap makes it)")
-    project = ksapi.call("POST", f"{url}/projects", admin_token,
-                         {"project": {"name": name, "domain_id": "default"}})["project"]["id"]
-    user = ksapi.call("POST", f"{url}/users", admin_token, {"user": {
-        "name": name, "domain_id": "default", "password": password, "default_project_id": project}})["user"]["id"]
-    ksapi.call("PUT", f"{url}/projects/{project}/users/{user}/roles/{member[0]['id']}", admin_token)
-    return name, password
+def wait(c: Client, what: str, ident: str, status: str) -> dict[str, Any]:
+    """``openstack WHAT show ID`` until its status is *status* (an error state ends the wait)."""
+    deadline = time.monotonic() + SETTLE
+    while True:
+        shown = c.json(what, "show", ident)
+        if shown["status"] == status:
+            return shown
+        if "error" in shown["status"] or time.monotonic() > deadline:
+            raise LabError(f"{what} {ident} is {shown['status']!r}, not {status!r}")
+        time.sleep(1.0)
 
 
-def client(venv: Path, directory: Path, keystone_url: str, user: str, password: str) -> Client:
-    """A client for *user* (in its project of the same name) with its clouds.yaml in *directory*."""
-    clouds = heatlab.write_clouds(Path(directory) / "clouds.yaml", keystone_url, user, password, user)
-    return Client(Path(venv), clouds)
+def wait_gone(c: Client, what: str, ident: str) -> None:
+    deadline = time.monotonic() + SETTLE
+    while ident in {x["ID"] for x in c.json(what, "list")}:
+        if time.monotonic() > deadline:
+            raise LabError(f"{what} {ident} was not deleted within {SETTLE:.0f} s")
+        time.sleep(1.0)
 
 
-# ---------------------------------------------------------------------- the kinds
 class Network:
     """network + subnet + router (the subnet as its interface) + port + security group with rules."""
 
@@ -157,7 +123,7 @@ class Volume:
 
     def create(self, c: Client) -> dict[str, Any]:
         vol = c.json("volume", "create", "--size", "1", "gn-vol")["id"]
-        c.wait("volume", vol, "available")
+        wait(c, "volume", vol, "available")
         snap = c.json("volume", "snapshot", "create", "--volume", vol, "gn-snap")["id"]
         self._wait_snapshot(c, snap)
         ids = {"volume": vol, "snapshot": snap}
@@ -186,10 +152,53 @@ class Volume:
     def new_work(self, c: Client) -> dict[str, Any]:
         """A volume made (``available``) and deleted on the cloud as it is now."""
         vol = c.json("volume", "create", "--size", "1", "gn-new-vol")["id"]
-        shown = c.wait("volume", vol, "available")
+        shown = wait(c, "volume", vol, "available")
         c.run("volume", "delete", vol)
-        c.wait_gone("volume", vol)
+        wait_gone(c, "volume", vol)
         return {"volume": vol, "status": shown["status"], "host": shown.get("os-vol-host-attr:host")}
 
 
-KINDS = (Network(), Volume())
+class Attachment:
+    """A volume attached to the compute kind's server (``server add volume``: nova-compute's fake
+    driver on the compute host, cinder's attachment API): ``in-use`` and attached to that server."""
+
+    name = "attachment"
+
+    def __init__(self, server: Callable[[], str]) -> None:
+        self.server = server  # the server the compute kind made (its id, read from the record)
+
+    def create(self, c: Client) -> dict[str, Any]:
+        server = self.server()
+        vol = c.json("volume", "create", "--size", "1", "gn-attached")["id"]
+        wait(c, "volume", vol, "available")
+        c.run("server", "add", "volume", server, vol)
+        wait(c, "volume", vol, "in-use")
+        ids = {"volume": vol, "server": server}
+        return {"ids": ids, "view": self.view(c, ids)}
+
+    def view(self, c: Client, ids: dict[str, str]) -> dict[str, Any]:
+        vol = c.json("volume", "show", ids["volume"])
+        return {"id": vol["id"], "status": vol["status"],
+                "attached_to": sorted(a["server_id"] for a in vol["attachments"])}
+
+    def verify(self, c: Client, made: dict[str, Any]) -> dict[str, Any]:
+        now = self.view(c, made["ids"])
+        if now != made["view"]:
+            raise LabError(f"the attached volume changed: before {made['view']}, now {now}")
+        return now
+
+    def new_work(self, c: Client) -> dict[str, Any]:
+        """A new volume attached to the server, detached and deleted on the cloud as it is now."""
+        server = self.server()
+        vol = c.json("volume", "create", "--size", "1", "gn-new-attached")["id"]
+        wait(c, "volume", vol, "available")
+        c.run("server", "add", "volume", server, vol)
+        attached = wait(c, "volume", vol, "in-use")
+        c.run("server", "remove", "volume", server, vol)
+        wait(c, "volume", vol, "available")
+        c.run("volume", "delete", vol)
+        wait_gone(c, "volume", vol)
+        return {"volume": vol, "attached_to": sorted(a["server_id"] for a in attached["attachments"])}
+
+
+NETWORK, VOLUME = Network(), Volume()

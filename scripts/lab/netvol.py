@@ -2,7 +2,8 @@
 port and broker port both controllers share, standing for the management address; the service user's
 and the broker's passwords), the unit supervision (pid file and command line, readiness as a
 condition, as ``scripts.lab.heatlab`` does for heat), the keystone registration, and the lab's hooks:
-which units a service runs on a tree and what its plan section tells the tool.
+what a service's plan section tells the tool (the hooks that pick the served services are in
+``scripts.lab.served``).
 
 A controller tree serves a service for real once its descriptor (``neutron-lab.json``,
 ``cinder-lab.json``) exists: the unit supervisor (``scripts.lab.units``) then hands that service's
@@ -248,44 +249,3 @@ class Served:
 
 def settings_dict(s: Settings) -> dict[str, Any]:
     return asdict(s)
-
-
-# ---------------------------------------------------------------------- the lab's hooks
-def labs() -> tuple[Served, ...]:
-    """Every service this module serves for real (imported here: they build on this module)."""
-    from scripts.lab import cinderlab, neutronlab
-
-    return (neutronlab.LAB, cinderlab.LAB)
-
-
-NAMES = ("neutron", "cinder")
-
-
-def owner(root: Path, unit: str) -> Served | None:
-    """The served service whose unit *unit* of the tree at *root* is, or None (a stand-in or another's)."""
-    return next((lab for lab in labs() if lab.owns(root, unit)), None)
-
-
-def served(root: Path | None, service: str) -> Served | None:
-    """The service's real lab when the tree at *root* serves it for real."""
-    return next((lab for lab in labs() if lab.name == service and root is not None and lab.installed(root)), None)
-
-
-def unit_names(root: Path | None, service: str, standins: list[str]) -> list[str]:
-    """The units *service* runs on the tree in start order: its real ones (the broker first), else the
-    stand-ins given."""
-    lab = served(root, service)
-    return list(reversed(lab.units)) if lab else list(standins)
-
-
-def known_units() -> set[str]:
-    return {u for lab in labs() for u in lab.units}
-
-
-def before_start(root: Path, venv: Path, db: Any) -> None:
-    """After the old controller's rows are seeded, before its units start: what the real services need
-    of those rows (cinder: its service rows' versions, ``cinderlab.fit_seeded``)."""
-    from scripts.lab import cinderlab
-
-    if cinderlab.LAB.installed(root):
-        cinderlab.fit_seeded(root, venv, db)

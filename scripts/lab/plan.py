@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.lab import netvol
+from scripts.lab import served
 from scripts.lab.controller import Controller
 from scripts.lab.openstack import NEW_HOST, NEW_PORTAL, OLD_HOST, OLD_PORTAL, UNITS
 
@@ -44,7 +44,7 @@ def control(root: Path) -> list[str]:
 def _units(service: str, root: Path | None) -> str:
     """A service's ``units`` (and, served for real, its ``verify_url``): scripts.lab.netvol's where the
     controller at *root* serves it for real, else the stand-ins'."""
-    lab = netvol.served(root, service)
+    lab = served.served(root, service)
     return lab.plan_lines(root) if lab and root else f"units = {json.dumps(UNITS[service])}\n"
 
 

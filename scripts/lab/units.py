@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.lab import heatlab, layout, netvol, novaserve, svc
+from scripts.lab import heatlab, layout, novaserve, served, svc
 from scripts.lab.proc import LabError, pid_alive, port_open, read_pid, terminate, write_pid
 
 STANDIN = Path(__file__).resolve().with_name("standin.py")
@@ -50,7 +50,7 @@ def start(root: Path, unit: str) -> None:
     if novaserve.owns(root, unit):
         novaserve.start(root, unit)
         return
-    if lab := netvol.owner(root, unit):
+    if lab := served.owner(root, unit):
         lab.start(root, unit)
         return
     if heatlab.owns(root, unit):
@@ -83,7 +83,7 @@ def stop(root: Path, unit: str) -> None:
     if novaserve.owns(root, unit):
         novaserve.stop(root, unit)
         return
-    if lab := netvol.owner(root, unit):
+    if lab := served.owner(root, unit):
         lab.stop(root, unit)
         return
     if heatlab.owns(root, unit):
@@ -102,7 +102,7 @@ def alive(root: Path, unit: str) -> bool:
     """The unit's process exists (answering or not): what ``down`` must stop."""
     if novaserve.owns(root, unit):
         return novaserve.alive(root, unit)
-    if lab := netvol.owner(root, unit):
+    if lab := served.owner(root, unit):
         return lab.alive(root, unit)
     if heatlab.owns(root, unit):
         return heatlab.alive(root, unit)
@@ -114,7 +114,7 @@ def alive(root: Path, unit: str) -> bool:
 def status(root: Path, unit: str) -> bool:
     if novaserve.owns(root, unit):
         return novaserve.status(root, unit)
-    if lab := netvol.owner(root, unit):
+    if lab := served.owner(root, unit):
         return lab.status(root, unit)
     if heatlab.owns(root, unit):
         return heatlab.status(root, unit)
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("unit")
     args = parser.parse_args(argv)
     root = args.root.resolve()
-    known = {*svc.SERVICES, *heatlab.UNITS, *netvol.known_units(),
+    known = {*svc.SERVICES, *heatlab.UNITS, *served.known_units(),
              *(u for names in layout.UNITS.values() for u in names)}
     if args.unit not in known:  # a usage error, never "stopped": the caller must not take it for a stopped unit
         print(f"{args.unit}: unknown unit (known: {', '.join(sorted(known))})", file=sys.stderr)
