@@ -140,7 +140,11 @@ def stop(unit: str) -> bool:
 def _nova_conf(p: dict[str, Any], host: str, controller: bool) -> str:
     mq = f"rabbit://{rabbit.USER}:{p['mq_password']}@{p['controller_address']}:{MQ_PORT}/"
     text = (f"# nova.conf of lab host {host} (scripts/lab/novalab.py)\n[DEFAULT]\nhost = {host}\n"
-            f"transport_url = {mq}\nstate_path = {STATE}\nreport_interval = 2\n")
+            f"transport_url = {mq}\nstate_path = {STATE}\nreport_interval = 2\n"
+            # nova 2026.1 stops gracefully by waiting: its compute manager sleeps manager_shutdown_timeout
+            # (160 s) for in-progress tasks, every service may take graceful_shutdown_timeout (180 s); the
+            # lab runs no task to wait for, and its stop would SIGKILL them after STOP_TIMEOUT anyway
+            f"manager_shutdown_timeout = 0\ngraceful_shutdown_timeout = 5\n")
     if not controller:
         # nova's fake driver in its single-node form: a stable node name and uuid (``compute_id``), so the
         # host restarts like a real one (fake.FakeDriver refuses a restart without that file)
