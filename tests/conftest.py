@@ -27,8 +27,12 @@ import pytest
 
 from scripts.lab import svc
 from scripts.lab.controller import DEFAULT_VENV_ROOT, Controller, make_controller, seed_keystone
-from scripts.lab.mariadb import MariaDB, free_port
+from scripts.lab.mariadb import NOSYNC_ENV, MariaDB, free_port
 from scripts.lab.plan import DBAdmin, write_plan
+
+# every lab server of the run, in this process and in the labs its subprocesses build, skips its fsyncs
+# (scripts/lab/mariadb.py): a test lab does not outlive the run, let alone a power loss
+os.environ.setdefault(NOSYNC_ENV, "1")
 
 REPO = Path(__file__).resolve().parents[1]
 #: keystone's steps, in order, as the lab's jump (2025.2 -> 2026.1) builds them

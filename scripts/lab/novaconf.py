@@ -42,6 +42,10 @@ def nova_conf(title: str, *, transport_url: str, state_path: Path, host: str = "
     text += f"transport_url = {transport_url}\nstate_path = {state_path}\n"
     if report_interval:
         text += f"report_interval = {report_interval}\n"
+    # nova 2026.1 stops gracefully by waiting: its compute manager sleeps manager_shutdown_timeout (160 s)
+    # for in-progress tasks, every service may take graceful_shutdown_timeout (180 s); the lab runs no task
+    # to wait for, and its stop would SIGKILL them after the lab's stop timeout anyway
+    text += "manager_shutdown_timeout = 0\ngraceful_shutdown_timeout = 5\n"
     if compute:
         text += f"compute_driver = {FAKE_DRIVER}\ninstances_path = {state_path}/instances\n"
     text += sections
