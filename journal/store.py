@@ -38,6 +38,12 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 EVENT_KINDS = ("intent", "done", "failed", "undo_intent", "undone", "undo_failed", "note")
 RUN_STATUSES = ("running", "failed", "completed", "reverting", "revert_failed", "reverted")
 OUTPUT_TAIL = 4000
+#: the first (machine, step, kind) of a run's step events in ``events_last`` order, after a condition ...
+_NEXT_GROUP = ("SELECT machine, step, kind FROM events WHERE run=?{} AND step IS NOT NULL "
+               "ORDER BY machine, step, kind LIMIT 1")
+#: ... and the last event of one such group (SQLite's min/max optimisation: one index seek)
+_LAST_OF_GROUP = "SELECT MAX(seq) FROM events WHERE run=? AND machine=? AND step=? AND kind=?"
+_STEP_ROW = "SELECT machine, step, kind, output, result FROM events WHERE seq=?"
 
 
 class JournalError(UserError):
@@ -394,18 +400,43 @@ class Journal:
         """(machine, step, kind, output, result JSON) of the last event of each kind of each step of the run, in
         order, undecoded: what ``statemachine.replay.replay_rows`` needs to decide where a resume or revert goes
         on (an earlier event of the same step and kind is overridden by the later one, so replaying these ends
-        where replaying every event ends). The index ``events_last`` makes it a scan of one index, not of
-        every row: a journal of a million events decides fast."""
-        return self.db.conn.execute(
-            "SELECT machine, step, kind, output, result FROM events WHERE seq IN (SELECT MAX(seq) FROM events "
-            "WHERE run=? AND step IS NOT NULL GROUP BY machine, step, kind) ORDER BY seq", [run_id]).fetchall()
+        where replaying every event ends).
+
+        A loose index scan of ``events_last`` (run, machine, step, kind, seq): one seek per (machine, step,
+        kind) group to its last seq and one to the next group, never a pass over the run's events, so the
+        cost grows with the number of steps, not of events (a GROUP BY reads every index entry: 0.3 s at a
+        million events)."""
+        conn = self.db.conn
+        seqs: list[int] = []
+        with self._lock:
+            group = conn.execute(_NEXT_GROUP.format(""), (run_id,)).fetchone()
+            while group is not None:
+                seqs.append(conn.execute(_LAST_OF_GROUP, (run_id, *group)).fetchone()[0])
+                group = self._next_group(run_id, group)
+            return [conn.execute(_STEP_ROW, (seq,)).fetchone() for seq in sorted(seqs)]
+
+    def _next_group(self, run_id: str, group: tuple[str, str, str]) -> tuple[str, str, str] | None:
+        """The (machine, step, kind) after *group* in ``events_last`` order: three prefix seeks (a row-value
+        ``>`` seeks on the machine alone and then walks the rest of its entries)."""
+        machine, step, kind = group
+        for after, args in (("machine=? AND step=? AND kind>?", (machine, step, kind)),
+                            ("machine=? AND step>?", (machine, step)), ("machine>?", (machine,))):
+            row = self.db.conn.execute(_NEXT_GROUP.format(" AND " + after), (run_id, *args)).fetchone()
+            if row is not None:
+                return row
+        return None
 
     @_guarded
     def event_rows(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        """Raw rows (with hashes and MACs), for export and verification."""
-        if run_id is None:
-            return list(self.db.query("SELECT * FROM events ORDER BY seq"))
-        return list(self.db.query("SELECT * FROM events WHERE run=? ORDER BY seq", [run_id]))
+        """Raw rows (with hashes and MACs), for export and verification (dicts made here: a million rows are
+        read in a third of the time ``sqlite_utils``'s query takes)."""
+        with self._lock:
+            if run_id is None:
+                cur = self.db.conn.execute("SELECT * FROM events ORDER BY seq")
+            else:
+                cur = self.db.conn.execute("SELECT * FROM events WHERE run=? ORDER BY seq", [run_id])
+            columns = [c[0] for c in cur.description]
+            return [dict(zip(columns, r, strict=True)) for r in cur]
 
     @_guarded
     def head(self) -> dict[str, Any] | None:
@@ -447,7 +478,10 @@ class Journal:
         Anyone can check this, and anyone who can write the file can recompute it: :meth:`verify`
         with the key is what detects a forger.
         """
-        rows = self.event_rows()
+        return self._chain_break(self.event_rows())
+
+    def _chain_break(self, rows: list[dict[str, Any]]) -> tuple[int, str] | None:
+        """:meth:`verify_chain` of rows already read (``verify`` reads them once for the chain and the MACs)."""
         broken = first_break(rows, HASHED_COLUMNS if self.format >= 2 else HASHED_COLUMNS_V1)
         if broken:
             return broken
@@ -471,7 +505,7 @@ class Journal:
         def verdict(fault: str | None) -> Verdict:
             return Verdict(fault, len(rows), len(runs), len(arts), self.format, self._mac is not None)
 
-        broken = self.verify_chain()
+        broken = self._chain_break(rows)
         if broken:
             return verdict(f"event seq {broken[0]}: {broken[1]}")
         if self._mac is None:
