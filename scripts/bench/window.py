@@ -533,7 +533,9 @@ def large_lines(large: dict[str, Any] | None) -> list[str]:
     rb, rc = statistics.median(r["b"]), statistics.median(r["c"])
     shares = {v: statistics.median(x[0] / x[2] for x in own[v]) for v in own}
     peak = max((t.rss_mb or 0) for t in large["trials"])
-    lines += ["", "Side by side, one run on this lab:", "",
+    lines += ["", "Side by side, one run on this lab (the machine's 2 cores were shared with other test runs "
+              "while it ran: "
+              "the load column above; the variants ran back to back under the same conditions):", "",
               *tables.markdown(("", "seconds", "vs raw pipe", "vs the script's window"),
                                [("raw pipe: the script's `mariadb-dump | mariadb` of every database (inside (a); "
                                  f"nova {moved['nova']:.1f} s, keystone {moved['keystone']:.1f} s)", f"{pipe:.1f}",
