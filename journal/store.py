@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -478,15 +478,23 @@ class Journal:
         Anyone can check this, and anyone who can write the file can recompute it: :meth:`verify`
         with the key is what detects a forger.
         """
-        return self._chain_break(self.event_rows())
+        with self._lock:
+            return self._chain_break(_Walk(self._event_cursor()))
 
-    def _chain_break(self, rows: list[dict[str, Any]]) -> tuple[int, str] | None:
-        """:meth:`verify_chain` of rows already read (``verify`` reads them once for the chain and the MACs)."""
-        broken = first_break(rows, HASHED_COLUMNS if self.format >= 2 else HASHED_COLUMNS_V1)
+    def _event_cursor(self) -> Iterator[dict[str, Any]]:
+        """Every event row in seq order, one at a time: a walk over a million events holds one row, not all."""
+        cur = self.db.conn.execute("SELECT * FROM events ORDER BY seq")
+        columns = [c[0] for c in cur.description]
+        for r in cur:
+            yield dict(zip(columns, r, strict=True))
+
+    def _chain_break(self, walk: _Walk) -> tuple[int, str] | None:
+        """:meth:`verify_chain` over a walk of the rows (``verify`` checks the MACs in the same pass)."""
+        broken = first_break(walk, HASHED_COLUMNS if self.format >= 2 else HASHED_COLUMNS_V1)
         if broken:
             return broken
         head = self.head()
-        last = rows[-1] if rows else None
+        last = walk.last
         if head is None and last is None:
             return None
         if head is not None and last is None and head["seq"] == 0:
@@ -498,23 +506,30 @@ class Journal:
 
     @_guarded
     def verify(self) -> Verdict:
-        """Check the hash chain and, when unlocked with the key, every MAC: events, runs, artifacts, head."""
+        """Check the hash chain and, when unlocked with the key, every MAC: events, runs, artifacts, head.
+
+        One pass over the events, one row at a time (chain and MACs together): memory stays flat and the
+        time is one read of the journal, however many events it holds."""
+        with self._lock:
+            return self._verify()
+
+    def _verify(self) -> Verdict:
         runs, arts = self.runs(), self.artifacts()
-        rows = self.event_rows()
+        key = self._mac
+        walk = _Walk(self._event_cursor(), key)
 
         def verdict(fault: str | None) -> Verdict:
-            return Verdict(fault, len(rows), len(runs), len(arts), self.format, self._mac is not None)
+            events = walk.count if walk.done else self.db.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            return Verdict(fault, events, len(runs), len(arts), self.format, key is not None)
 
-        broken = self._chain_break(rows)
+        broken = self._chain_break(walk)
         if broken:
             return verdict(f"event seq {broken[0]}: {broken[1]}")
-        if self._mac is None:
+        if key is None:
             return verdict(None)
-        key = self._mac
-        for r in rows:
-            if not seal.equal(r.get("mac"), seal.event_mac(key, r["hash"])):
-                return verdict(f"event seq {r['seq']}: its MAC does not match (the event, or the whole chain "
-                               "from it on, was rewritten without the key)")
+        if walk.bad_mac is not None:
+            return verdict(f"event seq {walk.bad_mac}: its MAC does not match (the event, or the whole chain "
+                           "from it on, was rewritten without the key)")
         for table, items in (("runs", runs), ("artifacts", arts)):
             for item in items:
                 if not seal.equal(item.get("mac"), seal.row_mac(key, table, item)):
@@ -523,12 +538,12 @@ class Journal:
         head = self.head()
         bound = self.sealed_key_id
         if head is None:
-            return verdict(None if bound is None and not rows and not runs and not arts
+            return verdict(None if bound is None and not walk.count and not runs and not arts
                            else "the head row is missing (it seals the number of events, runs and artifacts)")
-        fields = seal.head_fields(bound or "", head["seq"], head["hash"], len(rows), seal.digest(runs),
+        fields = seal.head_fields(bound or "", head["seq"], head["hash"], walk.count, seal.digest(runs),
                                   seal.digest(arts))
         if not seal.equal(head.get("mac"), seal.head_mac(key, fields)):
-            return verdict(f"the head (seq {head['seq']}, {len(rows)} events, {len(runs)} runs, {len(arts)} "
+            return verdict(f"the head (seq {head['seq']}, {walk.count} events, {len(runs)} runs, {len(arts)} "
                            "artifacts) does not match its MAC: events at the end, runs or artifacts were removed, "
                            "added or put back from an older copy")
         return verdict(None)
@@ -583,3 +598,27 @@ class _Immediate:
             self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
         finally:
             self.lock.release()
+
+
+class _Walk:
+    """The events of a verification as they stream past the chain check: how many, the last one, and (with
+    the MAC key) the first whose MAC does not match, so the chain and the MACs take one pass."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]], key: bytes | None = None) -> None:
+        self.rows = rows
+        self.key = key
+        self.count = 0
+        self.last: dict[str, Any] | None = None
+        self.bad_mac: int | None = None
+        self.done = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        key = self.key
+        for row in self.rows:
+            self.count += 1
+            self.last = row
+            if key is not None and self.bad_mac is None and not seal.equal(row.get("mac"),
+                                                                          seal.event_mac(key, row["hash"])):
+                self.bad_mac = row["seq"]
+            yield row
+        self.done = True
