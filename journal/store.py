@@ -396,6 +396,15 @@ class Journal:
         return [Event.from_row(r) for r in rows]
 
     @_guarded
+    def notes(self, run_id: str, machine: str) -> list[Event]:
+        """The ``note`` events of one machine of the run, in order: read through ``events_last`` (the run's
+        and machine's entries only), so finding the run's recorded notes does not decode every event."""
+        with self._lock:
+            rows = self.db.query("SELECT * FROM events WHERE run=? AND machine=? AND kind='note' ORDER BY seq",
+                                 [run_id, machine])
+            return [Event.from_row(r) for r in rows]
+
+    @_guarded
     def step_rows(self, run_id: str) -> list[tuple[str, str | None, str, str | None, str | None]]:
         """(machine, step, kind, output, result JSON) of the last event of each kind of each step of the run, in
         order, undecoded: what ``statemachine.replay.replay_rows`` needs to decide where a resume or revert goes

@@ -58,6 +58,12 @@ def test_step_rows_replay_to_the_view_of_every_event(tmp_path):
     for run in runs:
         assert replay_rows(j.step_rows(run)) == replay(j.events(run))
         assert replay_rows(j.step_rows(run)).results  # something committed: the comparison is not of empties
+        found = 0
+        for machine in machines:  # the run's notes, read through the index: those of a scan of every event
+            notes = [e for e in j.events(run) if e.machine == machine and e.kind == "note"]
+            assert j.notes(run, machine) == notes
+            found += len(notes)
+        assert found
     assert j.step_rows("no-such-run") == []
 
 
