@@ -22,7 +22,7 @@ from typing import Any
 _CREATE = re.compile(rb"CREATE TABLE `((?:[^`]|``)+)` \(\n")
 _ENABLE = re.compile(rb"/\*!40000 ALTER TABLE `((?:[^`]|``)+)` ENABLE KEYS \*/;\n")
 _COLUMNS = re.compile(rb"\(((?:`(?:[^`]|``)+`(?:\(\d+\))?(?: (?:ASC|DESC))?,?)+)\)")
-_FOREIGN = re.compile(rb"  CONSTRAINT `(?:[^`]|``)+` FOREIGN KEY \(((?:`(?:[^`]|``)+`,?)+)\)")
+_FOREIGN = re.compile(rb"  CONSTRAINT `(?:[^`]|``)+` FOREIGN KEY \(((?:`(?:[^`]|``)+`(?:, ?)?)+)\)")
 #: a line longer than this at its start is no ``CREATE TABLE`` nor ``ENABLE KEYS`` line: it streams on
 _PROBE = 256
 
