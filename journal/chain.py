@@ -3,6 +3,7 @@ so that editing, deleting or reordering any row breaks every hash after it."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -18,10 +19,20 @@ HASHED_COLUMNS_V1 = (
 HASHED_COLUMNS = (*HASHED_COLUMNS_V1, "mono", "boot")
 
 
+#: compact JSON, one encoder for every row (``json.dumps`` with options builds one per call)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=4)
+def _sorted(columns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(columns))
+
+
 def canonical(row: dict[str, Any], columns: tuple[str, ...] = HASHED_COLUMNS) -> bytes:
-    """Canonical bytes of an event row: the hashed columns as sorted, compact JSON."""
-    return json.dumps({c: row.get(c) for c in columns}, sort_keys=True,
-                      separators=(",", ":"), ensure_ascii=False).encode()
+    """Canonical bytes of an event row: the hashed columns as sorted, compact JSON (the dict is built in
+    sorted key order, so the bytes are those of ``json.dumps(..., sort_keys=True)``: `journal verify`
+    re-hashes every event with this)."""
+    return _ENCODER.encode({c: row.get(c) for c in _sorted(columns)}).encode()
 
 
 def row_hash(row: dict[str, Any], columns: tuple[str, ...] = HASHED_COLUMNS) -> str:

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +38,12 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 EVENT_KINDS = ("intent", "done", "failed", "undo_intent", "undone", "undo_failed", "note")
 RUN_STATUSES = ("running", "failed", "completed", "reverting", "revert_failed", "reverted")
 OUTPUT_TAIL = 4000
+#: the first (machine, step, kind) of a run's step events in ``events_last`` order, after a condition ...
+_NEXT_GROUP = ("SELECT machine, step, kind FROM events WHERE run=?{} AND step IS NOT NULL "
+               "ORDER BY machine, step, kind LIMIT 1")
+#: ... and the last event of one such group (SQLite's min/max optimisation: one index seek)
+_LAST_OF_GROUP = "SELECT MAX(seq) FROM events WHERE run=? AND machine=? AND step=? AND kind=?"
+_STEP_ROW = "SELECT machine, step, kind, output, result FROM events WHERE seq=?"
 
 
 class JournalError(UserError):
@@ -390,22 +396,56 @@ class Journal:
         return [Event.from_row(r) for r in rows]
 
     @_guarded
+    def notes(self, run_id: str, machine: str) -> list[Event]:
+        """The ``note`` events of one machine of the run, in order: read through ``events_last`` (the run's
+        and machine's entries only), so finding the run's recorded notes does not decode every event."""
+        with self._lock:
+            rows = self.db.query("SELECT * FROM events WHERE run=? AND machine=? AND kind='note' ORDER BY seq",
+                                 [run_id, machine])
+            return [Event.from_row(r) for r in rows]
+
+    @_guarded
     def step_rows(self, run_id: str) -> list[tuple[str, str | None, str, str | None, str | None]]:
         """(machine, step, kind, output, result JSON) of the last event of each kind of each step of the run, in
         order, undecoded: what ``statemachine.replay.replay_rows`` needs to decide where a resume or revert goes
         on (an earlier event of the same step and kind is overridden by the later one, so replaying these ends
-        where replaying every event ends). The index ``events_last`` makes it a scan of one index, not of
-        every row: a journal of a million events decides fast."""
-        return self.db.conn.execute(
-            "SELECT machine, step, kind, output, result FROM events WHERE seq IN (SELECT MAX(seq) FROM events "
-            "WHERE run=? AND step IS NOT NULL GROUP BY machine, step, kind) ORDER BY seq", [run_id]).fetchall()
+        where replaying every event ends).
+
+        A loose index scan of ``events_last`` (run, machine, step, kind, seq): one seek per (machine, step,
+        kind) group to its last seq and one to the next group, never a pass over the run's events, so the
+        cost grows with the number of steps, not of events (a GROUP BY reads every index entry: 0.3 s at a
+        million events)."""
+        conn = self.db.conn
+        seqs: list[int] = []
+        with self._lock:
+            group = conn.execute(_NEXT_GROUP.format(""), (run_id,)).fetchone()
+            while group is not None:
+                seqs.append(conn.execute(_LAST_OF_GROUP, (run_id, *group)).fetchone()[0])
+                group = self._next_group(run_id, group)
+            return [conn.execute(_STEP_ROW, (seq,)).fetchone() for seq in sorted(seqs)]
+
+    def _next_group(self, run_id: str, group: tuple[str, str, str]) -> tuple[str, str, str] | None:
+        """The (machine, step, kind) after *group* in ``events_last`` order: three prefix seeks (a row-value
+        ``>`` seeks on the machine alone and then walks the rest of its entries)."""
+        machine, step, kind = group
+        for after, args in (("machine=? AND step=? AND kind>?", (machine, step, kind)),
+                            ("machine=? AND step>?", (machine, step)), ("machine>?", (machine,))):
+            row = self.db.conn.execute(_NEXT_GROUP.format(" AND " + after), (run_id, *args)).fetchone()
+            if row is not None:
+                return row
+        return None
 
     @_guarded
     def event_rows(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        """Raw rows (with hashes and MACs), for export and verification."""
-        if run_id is None:
-            return list(self.db.query("SELECT * FROM events ORDER BY seq"))
-        return list(self.db.query("SELECT * FROM events WHERE run=? ORDER BY seq", [run_id]))
+        """Raw rows (with hashes and MACs), for export and verification (dicts made here: a million rows are
+        read in a third of the time ``sqlite_utils``'s query takes)."""
+        with self._lock:
+            if run_id is None:
+                cur = self.db.conn.execute("SELECT * FROM events ORDER BY seq")
+            else:
+                cur = self.db.conn.execute("SELECT * FROM events WHERE run=? ORDER BY seq", [run_id])
+            columns = [c[0] for c in cur.description]
+            return [dict(zip(columns, r, strict=True)) for r in cur]
 
     @_guarded
     def head(self) -> dict[str, Any] | None:
@@ -447,12 +487,23 @@ class Journal:
         Anyone can check this, and anyone who can write the file can recompute it: :meth:`verify`
         with the key is what detects a forger.
         """
-        rows = self.event_rows()
-        broken = first_break(rows, HASHED_COLUMNS if self.format >= 2 else HASHED_COLUMNS_V1)
+        with self._lock:
+            return self._chain_break(_Walk(self._event_cursor()))
+
+    def _event_cursor(self) -> Iterator[dict[str, Any]]:
+        """Every event row in seq order, one at a time: a walk over a million events holds one row, not all."""
+        cur = self.db.conn.execute("SELECT * FROM events ORDER BY seq")
+        columns = [c[0] for c in cur.description]
+        for r in cur:
+            yield dict(zip(columns, r, strict=True))
+
+    def _chain_break(self, walk: _Walk) -> tuple[int, str] | None:
+        """:meth:`verify_chain` over a walk of the rows (``verify`` checks the MACs in the same pass)."""
+        broken = first_break(walk, HASHED_COLUMNS if self.format >= 2 else HASHED_COLUMNS_V1)
         if broken:
             return broken
         head = self.head()
-        last = rows[-1] if rows else None
+        last = walk.last
         if head is None and last is None:
             return None
         if head is not None and last is None and head["seq"] == 0:
@@ -464,23 +515,30 @@ class Journal:
 
     @_guarded
     def verify(self) -> Verdict:
-        """Check the hash chain and, when unlocked with the key, every MAC: events, runs, artifacts, head."""
+        """Check the hash chain and, when unlocked with the key, every MAC: events, runs, artifacts, head.
+
+        One pass over the events, one row at a time (chain and MACs together): memory stays flat and the
+        time is one read of the journal, however many events it holds."""
+        with self._lock:
+            return self._verify()
+
+    def _verify(self) -> Verdict:
         runs, arts = self.runs(), self.artifacts()
-        rows = self.event_rows()
+        key = self._mac
+        walk = _Walk(self._event_cursor(), key)
 
         def verdict(fault: str | None) -> Verdict:
-            return Verdict(fault, len(rows), len(runs), len(arts), self.format, self._mac is not None)
+            events = walk.count if walk.done else self.db.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            return Verdict(fault, events, len(runs), len(arts), self.format, key is not None)
 
-        broken = self.verify_chain()
+        broken = self._chain_break(walk)
         if broken:
             return verdict(f"event seq {broken[0]}: {broken[1]}")
-        if self._mac is None:
+        if key is None:
             return verdict(None)
-        key = self._mac
-        for r in rows:
-            if not seal.equal(r.get("mac"), seal.event_mac(key, r["hash"])):
-                return verdict(f"event seq {r['seq']}: its MAC does not match (the event, or the whole chain "
-                               "from it on, was rewritten without the key)")
+        if walk.bad_mac is not None:
+            return verdict(f"event seq {walk.bad_mac}: its MAC does not match (the event, or the whole chain "
+                           "from it on, was rewritten without the key)")
         for table, items in (("runs", runs), ("artifacts", arts)):
             for item in items:
                 if not seal.equal(item.get("mac"), seal.row_mac(key, table, item)):
@@ -489,12 +547,12 @@ class Journal:
         head = self.head()
         bound = self.sealed_key_id
         if head is None:
-            return verdict(None if bound is None and not rows and not runs and not arts
+            return verdict(None if bound is None and not walk.count and not runs and not arts
                            else "the head row is missing (it seals the number of events, runs and artifacts)")
-        fields = seal.head_fields(bound or "", head["seq"], head["hash"], len(rows), seal.digest(runs),
+        fields = seal.head_fields(bound or "", head["seq"], head["hash"], walk.count, seal.digest(runs),
                                   seal.digest(arts))
         if not seal.equal(head.get("mac"), seal.head_mac(key, fields)):
-            return verdict(f"the head (seq {head['seq']}, {len(rows)} events, {len(runs)} runs, {len(arts)} "
+            return verdict(f"the head (seq {head['seq']}, {walk.count} events, {len(runs)} runs, {len(arts)} "
                            "artifacts) does not match its MAC: events at the end, runs or artifacts were removed, "
                            "added or put back from an older copy")
         return verdict(None)
@@ -549,3 +607,27 @@ class _Immediate:
             self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
         finally:
             self.lock.release()
+
+
+class _Walk:
+    """The events of a verification as they stream past the chain check: how many, the last one, and (with
+    the MAC key) the first whose MAC does not match, so the chain and the MACs take one pass."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]], key: bytes | None = None) -> None:
+        self.rows = rows
+        self.key = key
+        self.count = 0
+        self.last: dict[str, Any] | None = None
+        self.bad_mac: int | None = None
+        self.done = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        key = self.key
+        for row in self.rows:
+            self.count += 1
+            self.last = row
+            if key is not None and self.bad_mac is None and not seal.equal(row.get("mac"),
+                                                                          seal.event_mac(key, row["hash"])):
+                self.bad_mac = row["seq"]
+            yield row
+        self.done = True

@@ -62,8 +62,8 @@ def record_identity(journal: Journal, run_id: str, ids: identity.Servers) -> Non
 
 
 def recorded_identity(journal: Journal, run_id: str) -> mysql.ServerIdentity | None:
-    for e in journal.events(run_id):
-        if e.machine == NOTE_MACHINE and e.kind == "note" and isinstance(e.result, dict) and "target_db" in e.result:
+    for e in journal.notes(run_id, NOTE_MACHINE):
+        if isinstance(e.result, dict) and "target_db" in e.result:
             return mysql.ServerIdentity.from_dict(e.result["target_db"])
     return None
 

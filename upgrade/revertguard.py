@@ -47,8 +47,8 @@ def record_baseline(plan: Plan, journal: Journal, run_id: str) -> None:
 
 
 def recorded_baseline(journal: Journal, run_id: str) -> newwrites.Baseline | None:
-    for e in journal.events(run_id):
-        if e.machine == NOTE_MACHINE and e.kind == "note" and isinstance(e.result, dict) and BASELINE in e.result:
+    for e in journal.notes(run_id, NOTE_MACHINE):
+        if isinstance(e.result, dict) and BASELINE in e.result:
             return e.result[BASELINE]
     return None
 
@@ -56,8 +56,8 @@ def recorded_baseline(journal: Journal, run_id: str) -> newwrites.Baseline | Non
 def _last_check(journal: Journal, run_id: str) -> str | None:
     """How the last revert of the run settled the new writes: ``checked``, ``dumped``, ``unchecked`` or None."""
     last = None
-    for e in journal.events(run_id):
-        if e.machine == NOTE_MACHINE and e.kind == "note" and isinstance(e.result, dict) and CHECK in e.result:
+    for e in journal.notes(run_id, NOTE_MACHINE):
+        if isinstance(e.result, dict) and CHECK in e.result:
             last = e.result[CHECK]
     return last
 

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SECTIONS = ("scripts.bench.journal", "scripts.bench.vault", "scripts.bench.computes", "scripts.bench.window")
+SECTIONS = ("scripts.bench.journal", "scripts.bench.vault", "scripts.bench.keys", "scripts.bench.compress",
+            "scripts.bench.computes", "scripts.bench.window")
 
 
 def machine() -> str:

@@ -79,9 +79,10 @@ def get_token(base_url: str, user: str, password: str, project: str | None = Non
     return resp.headers["x-subject-token"]
 
 
-def call(method: str, url: str, token: str, body: Any = None, expect: tuple[int, ...] = (200, 201, 204)) -> Any:
+def call(method: str, url: str, token: str, body: Any = None, expect: tuple[int, ...] = (200, 201, 204),
+         timeout: float = 30.0) -> Any:
     """An authenticated request that must succeed; returns the JSON body."""
-    resp = request(method, url, body, token=token)
+    resp = request(method, url, body, token=token, timeout=timeout)
     if resp.status not in expect:
         raise LabError(f"{method} {url}: HTTP {resp.status} {resp.body}")
     return resp.body

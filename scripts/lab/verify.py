@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from scripts.lab import glapi, ksapi
 from scripts.lab.mariadb import MariaDB
 
+#: listing 100k users or their role assignments (the benchmark's grown lab) on a loaded machine takes minutes
+LIST_TIMEOUT = 600.0
 #: databases that carry an alembic_version table, per service of the full lab
 ALEMBIC_DBS = {"keystone": ("keystone",), "glance": ("glance",), "placement": ("placement",),
                "nova": ("nova_api", "nova", "nova_cell0"), "neutron": ("neutron",), "cinder": ("cinder",)}
@@ -35,10 +37,12 @@ def api_view(seed: dict[str, Any], keystone_url: str, glance_url: str | None) ->
     out["demo_token_issue"] = ksapi.issue_token(keystone_url, seed["demo_user"], seed["demo_password"],
                                                 project=seed["demo_project"]).status
     out["projects"] = sorted(p["name"] for p in ksapi.call("GET", f"{keystone_url}/projects", token)["projects"])
-    out["users"] = sorted(u["name"] for u in ksapi.call("GET", f"{keystone_url}/users", token)["users"])
+    out["users"] = sorted(u["name"] for u in ksapi.call("GET", f"{keystone_url}/users", token,
+                                                        timeout=LIST_TIMEOUT)["users"])
     out["role_assignments"] = sorted(
         f"{a['user']['id']}:{a['role']['id']}:{a['scope'].get('project', {}).get('id', '-')}"
-        for a in ksapi.call("GET", f"{keystone_url}/role_assignments", token)["role_assignments"] if "user" in a)
+        for a in ksapi.call("GET", f"{keystone_url}/role_assignments", token,
+                                timeout=LIST_TIMEOUT)["role_assignments"] if "user" in a)
     out["endpoints"] = sorted(f"{e['service_id']} {e['interface']} {e['url']}"
                               for e in ksapi.call("GET", f"{keystone_url}/endpoints", token)["endpoints"])
     cred = ksapi.request("GET", f"{keystone_url}/credentials/{seed['credential_id']}", token=token)
