@@ -158,12 +158,16 @@ def register(s: Settings, admin_token: str) -> dict[str, str]:
         return ksapi.call("POST", f"{url}/{path}", token, {key[:-1]: body})[key[:-1]]["id"]
 
     admin = one("roles", "roles", "admin", {"name": "admin"})
+    # nova's service token must carry the role cinder's [keystone_authtoken] service_token_roles names
+    # (``service``, devstack grants it): cinder lets only such a request delete an attachment nova uses
+    service = one("roles", "roles", "service", {"name": "service"})
     project = one("projects", "projects", "service", {"name": "service", "domain_id": "default"})
     out: dict[str, str] = {}
     for user, password in (("nova", s.nova_password), ("placement", s.placement_password)):
         uid = ksapi.call("POST", f"{url}/users", token, {"user": {"name": user, "domain_id": "default",
                                                                   "password": password}})["user"]["id"]
-        ksapi.call("PUT", f"{url}/projects/{project}/users/{uid}/roles/{admin}", token)
+        for role in (admin, service):
+            ksapi.call("PUT", f"{url}/projects/{project}/users/{uid}/roles/{role}", token)
         out[f"{user}_user_id"] = uid
     for name, kind, endpoint in (("nova", "compute", f"http://127.0.0.1:{s.api_port}/v2.1"),
                                  ("placement", "placement", f"http://127.0.0.1:{s.placement_port}")):
