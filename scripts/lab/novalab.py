@@ -118,7 +118,8 @@ def _nova_conf(p: dict[str, Any], host: str, controller: bool) -> str:
     # placement with noauth2 (no keystone in nova's path): its admin token, its endpoint
     placement = (f"\n[placement]\nauth_type = admin_token\ntoken = admin\n"
                  f"endpoint = http://{p['controller_address']}:{PLACEMENT_PORT}\n")
-    db = f"mysql+pymysql://nova:{p['db_password']}@127.0.0.1:3306"
+    # the database on the controller only: a compute reaches it through the conductor (and is given no password)
+    db = f"mysql+pymysql://nova:{p['db_password']}@127.0.0.1:3306" if controller else ""
     return novaconf.nova_conf(f"nova.conf of lab host {host} (scripts/lab/novalab.py)", transport_url=mq,
                               state_path=STATE, host=host, report_interval=2, compute=not controller,
                               db=(f"{db}/nova_api", f"{db}/nova") if controller else None,
