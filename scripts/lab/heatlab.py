@@ -195,18 +195,9 @@ def register(s: Settings, admin_token: str) -> dict[str, str]:
     and cloudformation services with their endpoints. Returns the ids the checks compare."""
     url, token = f"{s.keystone}/v3", admin_token
 
-    def one(path: str, key: str, name: str, body: dict[str, Any]) -> str:
-        found = ksapi.call("GET", f"{url}/{path}?name={name}", token)[key]
-        if found:
-            return found[0]["id"]
-        return ksapi.call("POST", f"{url}/{path}", token, {key[:-1]: body})[key[:-1]]["id"]
-
-    admin = one("roles", "roles", "admin", {"name": "admin"})
-    one("roles", "roles", STACK_USER_ROLE, {"name": STACK_USER_ROLE})
-    project = one("projects", "projects", "service", {"name": "service", "domain_id": "default"})
-    user = ksapi.call("POST", f"{url}/users", token, {"user": {"name": "heat", "domain_id": "default",
-                                                               "password": s.password}})["user"]["id"]
-    ksapi.call("PUT", f"{url}/projects/{project}/users/{user}/roles/{admin}", token)
+    admin = ksapi.find_or_create(url, token, "roles", "admin", {"name": "admin"})
+    ksapi.find_or_create(url, token, "roles", STACK_USER_ROLE, {"name": STACK_USER_ROLE})
+    user = ksapi.service_user(url, token, "heat", s.password)
     domain = ksapi.call("POST", f"{url}/domains", token, {"domain": {
         "name": DOMAIN, "description": "Owns users and projects created by heat"}})["domain"]["id"]
     dadmin = ksapi.call("POST", f"{url}/users", token, {"user": {"name": DOMAIN_ADMIN, "domain_id": domain,
@@ -215,12 +206,7 @@ def register(s: Settings, admin_token: str) -> dict[str, str]:
     out = {"heat_user_id": user, "heat_domain_id": domain}
     for name, kind, endpoint in (("heat", "orchestration", f"http://127.0.0.1:{s.api_port}/v1/$(project_id)s"),
                                  ("heat-cfn", "cloudformation", f"http://127.0.0.1:{s.cfn_port}/v1")):
-        service = ksapi.call("POST", f"{url}/services", token, {"service": {"name": name, "type": kind}})
-        sid = service["service"]["id"]
-        for interface in ("public", "internal", "admin"):
-            ksapi.call("POST", f"{url}/endpoints", token, {"endpoint": {
-                "service_id": sid, "interface": interface, "url": endpoint, "region_id": REGION}})
-        out[f"{kind}_service_id"] = sid
+        out[f"{kind}_service_id"] = ksapi.catalog_service(url, token, name, kind, endpoint, REGION)
     return out
 
 

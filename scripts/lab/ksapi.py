@@ -86,3 +86,32 @@ def call(method: str, url: str, token: str, body: Any = None, expect: tuple[int,
     if resp.status not in expect:
         raise LabError(f"{method} {url}: HTTP {resp.status} {resp.body}")
     return resp.body
+
+
+# ---------------------------------------------------------------------- what every lab service registers
+def find_or_create(url: str, token: str, path: str, name: str, body: dict[str, Any]) -> str:
+    """The id of the ``path`` entity (roles, projects, ...) named *name*, made from *body* if missing."""
+    found = call("GET", f"{url}/{path}?name={name}", token)[path]
+    if found:
+        return found[0]["id"]
+    return call("POST", f"{url}/{path}", token, {path[:-1]: body})[path[:-1]]["id"]
+
+
+def service_user(url: str, token: str, name: str, password: str, roles: tuple[str, ...] = ("admin",)) -> str:
+    """A service's user with *roles* (made if missing) in project ``service`` (made if missing); its id."""
+    project = find_or_create(url, token, "projects", "service", {"name": "service", "domain_id": "default"})
+    user = call("POST", f"{url}/users", token, {"user": {"name": name, "domain_id": "default",
+                                                         "password": password}})["user"]["id"]
+    for role in roles:
+        rid = find_or_create(url, token, "roles", role, {"name": role})
+        call("PUT", f"{url}/projects/{project}/users/{user}/roles/{rid}", token)
+    return user
+
+
+def catalog_service(url: str, token: str, name: str, kind: str, endpoint: str, region: str = "RegionOne") -> str:
+    """Service *name* of type *kind* in the catalog with public, internal and admin endpoints at *endpoint*."""
+    sid = call("POST", f"{url}/services", token, {"service": {"name": name, "type": kind}})["service"]["id"]
+    for interface in ("public", "internal", "admin"):
+        call("POST", f"{url}/endpoints", token, {"endpoint": {
+            "service_id": sid, "interface": interface, "url": endpoint, "region_id": region}})
+    return sid

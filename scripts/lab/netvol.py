@@ -217,27 +217,10 @@ class Served:
         """Through the keystone API: project ``service`` (if missing), the service user (admin there),
         the catalog services with public/internal/admin endpoints on the shared port. Returns their ids."""
         url, token = f"{s.keystone}/v3", admin_token
-
-        def one(path: str, key: str, name: str, body: dict[str, Any]) -> str:
-            found = ksapi.call("GET", f"{url}/{path}?name={name}", token)[key]
-            if found:
-                return found[0]["id"]
-            return ksapi.call("POST", f"{url}/{path}", token, {key[:-1]: body})[key[:-1]]["id"]
-
-        admin = one("roles", "roles", "admin", {"name": "admin"})
-        project = one("projects", "projects", "service", {"name": "service", "domain_id": "default"})
-        user = ksapi.call("POST", f"{url}/users", token, {"user": {"name": self.name, "domain_id": "default",
-                                                                   "password": s.password}})["user"]["id"]
-        ksapi.call("PUT", f"{url}/projects/{project}/users/{user}/roles/{admin}", token)
-        out = {f"{self.name}_user_id": user}
+        out = {f"{self.name}_user_id": ksapi.service_user(url, token, self.name, s.password)}
         for name, kind, path in self.catalog:
-            service = ksapi.call("POST", f"{url}/services", token, {"service": {"name": name, "type": kind}})
-            sid = service["service"]["id"]
-            for interface in ("public", "internal", "admin"):
-                ksapi.call("POST", f"{url}/endpoints", token, {"endpoint": {
-                    "service_id": sid, "interface": interface, "url": f"http://127.0.0.1:{s.api_port}{path}",
-                    "region_id": REGION}})
-            out[f"{kind}_service_id"] = sid
+            out[f"{kind}_service_id"] = ksapi.catalog_service(url, token, name, kind,
+                                                              f"http://127.0.0.1:{s.api_port}{path}", REGION)
         return out
 
     def plan_lines(self, root: Path) -> str:

@@ -150,32 +150,14 @@ def register(s: Settings, admin_token: str) -> dict[str, str]:
     """Through the keystone API: the ``nova`` and ``placement`` service users (admin in project
     ``service``), the ``compute`` and ``placement`` services with their endpoints on the shared ports."""
     url, token = f"{s.keystone}/v3", admin_token
-
-    def one(path: str, key: str, name: str, body: dict[str, Any]) -> str:
-        found = ksapi.call("GET", f"{url}/{path}?name={name}", token)[key]
-        if found:
-            return found[0]["id"]
-        return ksapi.call("POST", f"{url}/{path}", token, {key[:-1]: body})[key[:-1]]["id"]
-
-    admin = one("roles", "roles", "admin", {"name": "admin"})
+    out: dict[str, str] = {}
     # nova's service token must carry the role cinder's [keystone_authtoken] service_token_roles names
     # (``service``, devstack grants it): cinder lets only such a request delete an attachment nova uses
-    service = one("roles", "roles", "service", {"name": "service"})
-    project = one("projects", "projects", "service", {"name": "service", "domain_id": "default"})
-    out: dict[str, str] = {}
     for user, password in (("nova", s.nova_password), ("placement", s.placement_password)):
-        uid = ksapi.call("POST", f"{url}/users", token, {"user": {"name": user, "domain_id": "default",
-                                                                  "password": password}})["user"]["id"]
-        for role in (admin, service):
-            ksapi.call("PUT", f"{url}/projects/{project}/users/{uid}/roles/{role}", token)
-        out[f"{user}_user_id"] = uid
+        out[f"{user}_user_id"] = ksapi.service_user(url, token, user, password, ("admin", "service"))
     for name, kind, endpoint in (("nova", "compute", f"http://127.0.0.1:{s.api_port}/v2.1"),
                                  ("placement", "placement", f"http://127.0.0.1:{s.placement_port}")):
-        sid = ksapi.call("POST", f"{url}/services", token, {"service": {"name": name, "type": kind}})["service"]["id"]
-        for interface in ("public", "internal", "admin"):
-            ksapi.call("POST", f"{url}/endpoints", token, {"endpoint": {
-                "service_id": sid, "interface": interface, "url": endpoint, "region_id": REGION}})
-        out[f"{kind}_service_id"] = sid
+        out[f"{kind}_service_id"] = ksapi.catalog_service(url, token, name, kind, endpoint, REGION)
     return out
 
 
