@@ -67,7 +67,8 @@ def volume_lab(tmp_path_factory) -> Any:
             server.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'127.0.0.1' WITH GRANT OPTION", args=(ADMIN,))
         stack = make_stack(base / "ctl", REL, db, DEFAULT_VENV_ROOT, services=("nova", "cinder"))
         ids = seed(stack, services=("nova", "cinder"))
-        port = next(p for p in range(17000 + os.getpid() % 20000, 65000) if not Path(f"/var/run/tgtd/socket.{p}")
+        # tgtd takes a management port up to 32767 only (-C); one free of another tgtd's socket
+        port = next(p for p in range(17000 + os.getpid() % 15000, 32768) if not Path(f"/var/run/tgtd/socket.{p}")
                     .exists())
         Path("/var/run/tgtd").mkdir(parents=True, exist_ok=True)
         tgtd = subprocess.Popen(["tgtd", "-f", "-C", str(port), "--iscsi", f"portal=127.0.0.1:{free_port()}"],
