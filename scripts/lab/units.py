@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from scripts.lab import heatlab, layout, novaserve, served, svc
 from scripts.lab.proc import LabError, pid_alive, port_open, read_pid, terminate, write_pid
@@ -46,18 +47,31 @@ def pid(root: Path, unit: str) -> int | None:
     return p if pid_alive(p, (_marker(unit),)) else None
 
 
-def start(root: Path, unit: str) -> None:
+class _Svc:
+    """The keystone/glance supervisor (``scripts.lab.svc``) with the four verbs the others have."""
+
+    start, stop, status = staticmethod(svc.start), staticmethod(svc.stop), staticmethod(svc.status)
+
+    @staticmethod
+    def alive(root: Path, unit: str) -> bool:
+        return svc.service_pid(root, unit) is not None
+
+
+def _runner(root: Path, unit: str) -> Any:
+    """What runs *unit* of the tree for real (a module or served lab with start, stop, alive and status),
+    or None: the unit is a stand-in, run here."""
     if novaserve.owns(root, unit):
-        novaserve.start(root, unit)
-        return
+        return novaserve
     if lab := served.owner(root, unit):
-        lab.start(root, unit)
-        return
+        return lab
     if heatlab.owns(root, unit):
-        heatlab.start(root, unit)
-        return
-    if svc.serves(root, unit):
-        svc.start(root, unit)
+        return heatlab
+    return _Svc if svc.serves(root, unit) else None
+
+
+def start(root: Path, unit: str) -> None:
+    if runner := _runner(root, unit):
+        runner.start(root, unit)
         return
     if pid(root, unit):
         return
@@ -80,17 +94,8 @@ def start(root: Path, unit: str) -> None:
 
 
 def stop(root: Path, unit: str) -> None:
-    if novaserve.owns(root, unit):
-        novaserve.stop(root, unit)
-        return
-    if lab := served.owner(root, unit):
-        lab.stop(root, unit)
-        return
-    if heatlab.owns(root, unit):
-        heatlab.stop(root, unit)
-        return
-    if svc.serves(root, unit):
-        svc.stop(root, unit)
+    if runner := _runner(root, unit):
+        runner.stop(root, unit)
         return
     p = pid(root, unit)
     if p:
@@ -100,26 +105,14 @@ def stop(root: Path, unit: str) -> None:
 
 def alive(root: Path, unit: str) -> bool:
     """The unit's process exists (answering or not): what ``down`` must stop."""
-    if novaserve.owns(root, unit):
-        return novaserve.alive(root, unit)
-    if lab := served.owner(root, unit):
-        return lab.alive(root, unit)
-    if heatlab.owns(root, unit):
-        return heatlab.alive(root, unit)
-    if svc.serves(root, unit):
-        return svc.service_pid(root, unit) is not None
+    if runner := _runner(root, unit):
+        return runner.alive(root, unit)
     return pid(root, unit) is not None
 
 
 def status(root: Path, unit: str) -> bool:
-    if novaserve.owns(root, unit):
-        return novaserve.status(root, unit)
-    if lab := served.owner(root, unit):
-        return lab.status(root, unit)
-    if heatlab.owns(root, unit):
-        return heatlab.status(root, unit)
-    if svc.serves(root, unit):
-        return svc.status(root, unit)
+    if runner := _runner(root, unit):
+        return runner.status(root, unit)
     return pid(root, unit) is not None
 
 
