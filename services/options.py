@@ -20,6 +20,8 @@ class Option:
     default: Any
     doc: str
     expected: str = ""
+    #: a value of the right type may still be out of range (a port a daemon refuses): refused at plan load
+    valid: Callable[[Any], bool] | None = None
 
 
 UNITS = Option("units", list, None, "the service's units in stop order (started in reverse); default: the "
@@ -52,5 +54,7 @@ def read(options: Sequence[Option], get: Callable[..., Any]) -> dict[str, Any]:
         if o.name == "units" and value is not None and (not value or not all(isinstance(u, str) and u
                                                                              for u in value)):
             value = get(o.name, str, expected="a non-empty list of unit names")  # raises the typed error
+        if o.valid is not None and value is not None and not o.valid(value):
+            value = get(o.name, type(None), expected=o.expected)  # raises the typed error naming key and value
         out[o.name] = value
     return out

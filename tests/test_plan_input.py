@@ -119,6 +119,9 @@ CASES = [
     Case("target-volume-dir-is-an-operand", _services(
         '["keystone", "cinder"]', '[services.cinder]\ntarget_volume_dir = "of=/dev/sda"\n'),
          ("`services.cinder.target_volume_dir` is 'of=/dev/sda'", "absolute device path")),
+    Case("tgt-port-past-tgtd", _services(
+        '["keystone", "cinder"]', '[services.cinder]\ncopy_volumes = true\ntgt_control_port = 40000\n'),
+         ("`services.cinder.tgt_control_port` is 40000", "from 1 to 32767")),
     # ------------------------------------------------------------------ SQL identifiers
     Case("db-name-with-a-backtick", _rep('unit = "keystone"', 'unit = "keystone"\ndb_name = "key`stone"'),
          ("`services.keystone.db_name` is 'key`stone'", "database name")),

@@ -534,7 +534,9 @@ SPEC = ServiceSpec(
                                                          "(volume-<id>, cinder's volume_name_template)"),
         Option("target_volume_dir", str, "", "where the target holds them (empty: volume_dir); a missing one is "
                                              "created with lvcreate when this is /dev/<volume group>"),
-        Option("tgt_control_port", int, 0, "the management port of the source's tgtd (tgtadm -C); 0: its default"),
+        Option("tgt_control_port", int, 0, "the management port of the source's tgtd (tgtadm -C); 0: its default",
+               "a port from 1 to 32767 (tgtd refuses a larger -C), or 0 for tgtd's default",
+               valid=lambda port: 0 <= port <= 32767),
     ),
     retired_options={"volumes": "the volumes to copy now come from cinder's own database (every live volume on "
                                 "old_host, in-use ones refused while their instance runs): replace the list with "
