@@ -157,23 +157,29 @@ def _step(name: str) -> Any:
     return next(s for s in cinder.steps(Jump("2025.2", REL)) if s.name == f"cinder.{name}")
 
 
+def _refused_plan(lab: Any, tmp_path: Path) -> tuple[Path, Path]:
+    """A plan copying the lab's volumes to an empty target tree (the run is refused before it)."""
+    s = lab["stack"]
+    write_key(tmp_path / "dump.key")
+    target_root = tmp_path / "new"
+    (target_root / "etc").mkdir(parents=True)
+    admin = DBAdmin(ADMIN, password=ADMIN_PW)
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'[upgrade]\nfrom = "2025.2"\nto = "{REL}"\nservices = ["cinder"]\njournal = "journal"\n\n'
+                    '[vault]\nkey_file = "dump.key"\n\n'
+                    + side_table("source", s.root, s.venv, "127.0.0.1", lab["db"].port, admin)
+                    + side_table("target", target_root, s.venv, "127.0.0.1", lab["other"].port, admin)
+                    + "[services.cinder]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in _options(lab).items()))
+    return plan, target_root
+
+
 def test_running_instance_refuses_the_copy_and_nothing_changes(volume_lab: Any, tmp_path: Path) -> None:
     """`upgrade run` refuses before it writes anything: each volume and its instance named with the
     fix, exit 2, both sides' databases, trees, devices and exports as they were."""
     lab = volume_lab
     _states(lab, "active", 1)
     s = lab["stack"]
-    write_key(tmp_path / "dump.key")
-    target_root = tmp_path / "new"
-    (target_root / "etc").mkdir(parents=True)
-    admin = DBAdmin(ADMIN, password=ADMIN_PW)
-    opts = _options(lab)
-    plan = tmp_path / "plan.toml"
-    plan.write_text(f'[upgrade]\nfrom = "2025.2"\nto = "{REL}"\nservices = ["cinder"]\njournal = "journal"\n\n'
-                    '[vault]\nkey_file = "dump.key"\n\n'
-                    + side_table("source", s.root, s.venv, "127.0.0.1", lab["db"].port, admin)
-                    + side_table("target", target_root, s.venv, "127.0.0.1", lab["other"].port, admin)
-                    + "[services.cinder]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in opts.items()))
+    plan, target_root = _refused_plan(lab, tmp_path)
     before = (_sums(lab), tree_digest(s.root), tree_digest(target_root), _devices(lab), _exported(lab))
     res = upgrade_in_process("run", str(plan))
     assert res.returncode == 2, res.stdout + res.stderr
@@ -192,6 +198,31 @@ def test_running_instance_refuses_the_copy_and_nothing_changes(volume_lab: Any, 
                                                                          for r in rows)
     assert (_sums(lab), tree_digest(s.root), tree_digest(target_root), _devices(lab), _exported(lab)) == before
     assert not (tmp_path / "journal").exists()
+
+
+def test_exports_through_lio_refuse_the_copy_and_nothing_changes(volume_lab: Any, tmp_path: Path) -> None:
+    """The copy takes exports down with tgtadm only: a source backend exporting through LIO
+    (``target_helper = lioadm``) would go on serving the old blocks — `upgrade check` and `upgrade run`
+    refuse naming the file, section and option with the fix, exit 2, nothing changed."""
+    lab = volume_lab
+    _states(lab, "stopped", 4)  # at rest: only the helper stands in the way
+    s = lab["stack"]
+    conf = s.root / "etc" / "cinder" / "cinder.conf"
+    kept = conf.read_bytes()
+    conf.write_bytes(kept.replace(b"target_helper = tgtadm", b"target_helper = lioadm"))
+    try:
+        plan, target_root = _refused_plan(lab, tmp_path)
+        before = (_sums(lab), tree_digest(s.root), tree_digest(target_root), _devices(lab), _exported(lab))
+        res = upgrade_in_process("run", str(plan))
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert f"{conf} [lvm] target_helper = lioadm" in res.stderr and "targetcli" in res.stderr
+        chk = upgrade("check", str(plan), "-f", "json")
+        assert chk.returncode == 2
+        assert [r["status"] for r in json.loads(chk.stdout) if r["check"] == "volumes"] == ["FAIL"]
+        assert (_sums(lab), tree_digest(s.root), tree_digest(target_root), _devices(lab), _exported(lab)) == before
+        assert not (tmp_path / "journal").exists()
+    finally:
+        conf.write_bytes(kept)
 
 
 def test_copy_stops_exports_copies_and_revert_exports_again(volume_lab: Any, tmp_path: Path) -> None:

@@ -208,11 +208,20 @@ def charset_errors(plan: Plan) -> list[str]:
 def volume_errors(plan: Plan) -> list[str]:
     """Why cinder's volume copy cannot start: an in-use volume whose instance is not shut off (it could
     write through the old controller's iSCSI target while the blocks are copied), an operation under
-    way on a volume (read on the source DB)."""
+    way on a volume (read on the source DB), exports through a helper other than tgtadm (source
+    cinder.conf)."""
     from services.catalog import cinder  # only plans with cinder pay for its import
 
     st = plan.service_settings.get("cinder")
-    return cinder.copy_refusals(plan.source.db, st, str(plan.path)) if st is not None else []
+    if st is None:
+        return []
+    out = cinder.copy_refusals(plan.source.db, st, str(plan.path))
+    if st.options.get("copy_volumes"):
+        src = side(plan.source)
+        conf = f"{src.etc.rstrip('/')}/cinder/cinder.conf"
+        out += cinder.export_helper_refusals(src.host.read_bytes(conf) if src.host.exists(conf) else None,
+                                             f"source {conf}")
+    return out
 
 
 def preflight_db(plan: Plan) -> None:

@@ -190,7 +190,7 @@ connection = {s.url("cinder", "cinder")}
 [lvm]
 volume_driver = cinder.volume.drivers.lvm.LVMVolumeDriver
 volume_group = cinder-volumes
-target_helper = lioadm
+target_helper = tgtadm
 target_ip_address = {OLD_PORTAL}
 """},
     }

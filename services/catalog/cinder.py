@@ -276,6 +276,24 @@ def copied(ep: Any, st: Any) -> list[volumes.Volume]:
     return volumes.on_host(ep, st.db_name, o["old_host"], _source_nova_dbs(ep, st))
 
 
+def export_helper_refusals(conf: bytes | None, where: str) -> list[str]:
+    """The copy takes the source's exports down with tgtadm (``services/infra/exports.py``): a backend
+    exporting through another helper (LIO's ``lioadm``, ``scstadmin``, ``iscsictl``) would keep serving
+    the volume's old blocks while they are copied — refused, naming the option and the fix."""
+    if conf is None:
+        return []
+    backends = [b.strip() for b in (get_value(conf, "DEFAULT", "enabled_backends") or "").split(",") if b.strip()]
+    out = []
+    for section in ("DEFAULT", *backends):
+        for key in ("target_helper", "iscsi_helper"):  # iscsi_helper: its name before Queens
+            helper = (get_value(conf, section, key) or "").strip()
+            if helper and helper not in ("tgtadm", "fake"):
+                out.append(f"{where} [{section}] {key} = {helper}: the volume copy takes exports down with tgtadm "
+                           "only — stop each copied volume's export by hand (e.g. `targetcli /iscsi delete IQN` "
+                           "for lioadm) and set copy_volumes = false, or switch the backend to tgtadm first")
+    return out
+
+
 def copy_refusals(ep: Any, st: Any, plan: str = "the plan") -> list[str]:
     """Why the copy cannot start (exit 2 before anything changes): no old host to list the volumes
     of, an instance that may still write to a volume, an operation under way on one."""
