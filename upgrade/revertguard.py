@@ -10,6 +10,7 @@ readable with the run's key), so that even those writes are kept, then reverts.
 
 from __future__ import annotations
 
+import secrets
 import shlex
 import time
 from typing import Any
@@ -19,6 +20,7 @@ from journal.store import Journal
 from services import registry
 from services.infra import mysql, newwrites
 from services.steps.databases import DUMP_TOOL
+from statemachine import failpoints
 from statemachine.replay import replay
 from statemachine.step import StepError
 from upgrade import app, logs
@@ -114,6 +116,7 @@ def guard(plan: Plan, journal: Journal, key: vault.Key, run_id: str, discard: bo
     except (StepError, vault.VaultError) as exc:
         raise UserError(f"could not keep the new controller's writes in the vault: {exc} — nothing was reverted; "
                         f"fix the cause (the message names it) and run again: {flag}") from None
+    failpoints.hit("revert.new_writes:dumped")  # killed here: recorded dumps, the revert not begun
     _note(journal, run_id, "dumped", changed, dumped, "the new controller's writes are kept in the vault: "
           f"{', '.join(a['path'] for d in dumped.values() for a in d.values())}")
 
@@ -127,13 +130,15 @@ def dump(plan: Plan, journal: Journal, key: vault.Key, run_id: str, base: newwri
         directory = private.make_dir(root / run_id, "vault directory")
     except private.PrivatePathError as exc:
         raise UserError(str(exc)) from None
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    # a revert killed after its dump and run again within the same second must not reuse the name
+    stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
     out: dict[str, Any] = {}
     for service, dbs in base.items():
         for db in dbs:
             name = f"{service}-new-writes-{db}-{stamp}"
             path = directory / f"{name}.osuv"
             stats = mysql.dump_to_vault(target.host, plan.target.db, DUMP_TOOL, db, str(path), key)
+            failpoints.hit("revert.new_writes:written")  # killed here: a complete file the journal never names
             art_id = f"{run_id}/{name}"
             journal.add_artifact(run_id, art_id, KIND, service, target.host.name, str(path), stats.bytes,
                                  stats.sha256, key.key_id, step=STEP)
