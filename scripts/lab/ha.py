@@ -93,6 +93,20 @@ class HaLab(hosts.Lab):
                            f"{res.stderr.decode(errors='replace').strip()}")
         return res.stdout
 
+    def processes(self, host: str) -> dict[int, str]:
+        """pid (as the machine sees it) -> command line, of every process in *host*'s PID namespace (its PID 1
+        too): what ``down`` must leave none of."""
+        pid1 = self.pid1(host)
+        mine = os.readlink(f"/proc/{pid1}/ns/pid")
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "ns" / "pid") == mine:
+                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        return found
+
     def vip_holders(self) -> list[str]:
         """Every controller that has the VIP on its eth0 right now (a healthy lab: exactly one)."""
         return [h for h in CONTROLLERS if VIP in self.addresses(h)]
