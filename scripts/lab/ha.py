@@ -203,45 +203,53 @@ def _up(lab: Path, state: dict[str, Any], addresses: dict[str, str], old: str, n
 
 
 def _side(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
-    """One side: its Galera cluster (node by node), the VIP configs; the old side's VIP and keystone up."""
+    """One side: its Galera cluster, the VIP configs; on the old side, keepalived, HAProxy and keystone.
+
+    The old side's keystone schema and seed are made while its first node is still alone (DDL on a
+    one-node cluster is not certified by two others: a minute less on a loaded machine); the joining
+    nodes receive them with their state transfer."""
     state = info.state
     members = CLUSTERS[side][1]
+    first, rest = members[0], members[1:]
     t = time.monotonic()
-    for i, h in enumerate(members):
-        payload = {**info.galera_payload(h), "bootstrap": i == 0}
-        if i == 0:
-            payload["db_admin_password"] = ctl["db_admin_password"][side]
-        info.node(h, "galera", payload)
-    _timed(state, f"galera_{side}", t)
-    t = time.monotonic()
+    info.node(first, "galera", {**info.galera_payload(first), "bootstrap": True,
+                                "db_admin_password": ctl["db_admin_password"][side]})
     backends = {m: info.hosts[m] for m in members}
-    for i, h in enumerate(members):
-        info.node(h, "vip_config", {"name": h, "address": info.hosts[h], "peers": list(backends.values()),
-                                    "vip": VIP, "prefixlen": netns.PREFIXLEN, "priority": PRIORITIES[i],
-                                    "master": i == 0, "backends": backends, "db_port": DB_PORT,
-                                    "api_port": KEYSTONE_PORT, "keystone_port": hanode.KEYSTONE_BACKEND_PORT})
-    keystone = {**info.galera_payload(members[0]), "release": ctl[side], "venv_root": ctl["venv_root"],
+
+    def vip(h: str, start: tuple[str, ...]) -> None:
+        i = members.index(h)
+        info.node(h, "vip", {"name": h, "address": info.hosts[h], "peers": list(backends.values()), "vip": VIP,
+                             "prefixlen": netns.PREFIXLEN, "priority": PRIORITIES[i], "master": i == 0,
+                             "backends": backends, "db_port": DB_PORT, "api_port": KEYSTONE_PORT,
+                             "keystone_port": hanode.KEYSTONE_BACKEND_PORT, "start": start})
+
+    running = ("haproxy", "keepalived") if side == "old" else ()
+    keystone = {**info.galera_payload(first), "release": ctl[side], "venv_root": ctl["venv_root"],
                 "db_password": ctl["db_password"], "admin_password": ctl["admin_password"], "vip": VIP,
                 "glance_url": f"http://{VIP}:9292"}
+    if side == "old":
+        vip(first, running)
+        wait_vip(info, first)
+        state["controller"]["seed"] = info.node(first, "keystone", keystone)["seed"]
+        _timed(state, "keystone_old", t)
+        t = time.monotonic()
+    for h in rest:
+        info.node(h, "galera", info.galera_payload(h))
+    for h in members if side == "new" else rest:
+        vip(h, running)
+    _timed(state, f"galera_{side}", t)
+    t = time.monotonic()
     if side == "new":
         for h in members:
             info.node(h, "keystone", {**keystone, **info.galera_payload(h), "install_only": True})
         _timed(state, "keystone_new", t)
         return
-    for h in members:
-        info.node(h, "vip_start", {"programs": ["haproxy"], "port": KEYSTONE_PORT})
-    info.node(members[0], "vip_start", {"programs": ["keepalived"]})
-    wait_vip(info, members[0])
-    for h in members[1:]:
-        info.node(h, "vip_start", {"programs": ["keepalived"]})
-    _timed(state, "vip_old", t)
-    t = time.monotonic()
-    state["controller"]["seed"] = info.node(members[0], "keystone", keystone)["seed"]
-    tree = info.raw(members[0], ["tar", "-C", "/", "-cf", "-", "etc/keystone", "etc/lab.json"])
-    for h in members[1:]:
+    tree = info.raw(first, ["tar", "-C", "/", "-cf", "-", "etc/keystone", "etc/lab.json"])
+    for h in rest:
         info.raw(h, ["tar", "-C", "/", "-xpf", "-"], tree)
         info.node(h, "serve", {})
-    _timed(state, "keystone_old", t)
+    wait_vip(info, first)
+    _timed(state, "serve_old", t)
 
 
 def wait_vip(info: HaLab, holder: str, timeout: float = VIP_TIMEOUT) -> None:

@@ -15,12 +15,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import hagalera, havip, layout, svc
-from scripts.lab.controller import Controller, _keystone_conf_text, make_controller, seed_keystone
+from scripts.lab import hagalera, havip, ksapi, layout, svc
+from scripts.lab.controller import _keystone_conf_text, make_controller, seed_keystone
 from scripts.lab.hostside import DB_PORT, KEYSTONE_PORT, ROOT, _db_admin
 from scripts.lab.proc import LabError, http_answers
 
@@ -43,37 +42,19 @@ def galera(p: dict[str, Any]) -> dict[str, Any]:
     return hagalera.status(db)
 
 
-def vip_config(p: dict[str, Any]) -> dict[str, Any]:
-    """keepalived's and HAProxy's configs; HAProxy may bind the VIP whether or not this host holds it."""
+def vip(p: dict[str, Any]) -> dict[str, Any]:
+    """keepalived's and HAProxy's configs (HAProxy may bind the VIP whether or not this host holds it), then
+    the ``start`` programs, HAProxy first: a VIP holder forwards at once."""
     Path("/proc/sys/net/ipv4/ip_nonlocal_bind").write_text("1\n")
     havip.write(p)
-    return {}
-
-
-def vip_start(p: dict[str, Any]) -> dict[str, Any]:
-    return {prog: havip.start(prog, p.get("port", 0)) for prog in p["programs"]}
-
-
-def vip_stop(p: dict[str, Any]) -> dict[str, Any]:
-    return {prog: havip.stop(prog) for prog in p["programs"]}
-
-
-@dataclass
-class _BehindVip(Controller):
-    """A controller whose keystone clients reach through the VIP (``seed_keystone`` registers and calls
-    its ``keystone_url``): the catalog names the VIP, and seeding goes through HAProxy already."""
-
-    vip_url: str = ""
-
-    @property
-    def keystone_url(self) -> str:
-        return self.vip_url
+    return {prog: havip.start(prog, p["api_port"]) for prog in p.get("start", ())}
 
 
 def keystone(p: dict[str, Any]) -> dict[str, Any]:
-    """The first controller's keystone: schema of ``release`` on the cluster, keys, bootstrap with the
-    VIP's endpoints, served, seeded through the VIP. With ``install_only`` (the new side), only the
-    tree, keystone.conf and lab.json: the new cluster stays empty until an upgrade imports the data."""
+    """The first controller's keystone: schema of ``release`` on the cluster, keys, bootstrap, served and
+    seeded through its own address (HAProxy has not seen it up yet), its catalog then pointed at the VIP.
+    With ``install_only`` (the new side), only the tree, keystone.conf and lab.json: the new cluster
+    stays empty until an upgrade imports the data."""
     db = _node(p)
     venv_root = Path(p["venv_root"])
     if p.get("install_only"):
@@ -87,14 +68,15 @@ def keystone(p: dict[str, Any]) -> dict[str, Any]:
         svc.start(ROOT, "whoami")
         return {}
     ctl = make_controller(ROOT, p["release"], db, KEYSTONE_BACKEND_PORT, venv_root, p["db_password"], bind="0.0.0.0")
-    for keys in ("fernet_setup", "credential_setup"):  # keystone needs them to start; seeding keeps them
-        ctl.keystone_manage(keys, "--keystone-user", "root", "--keystone-group", "root")
-    svc.start(ROOT, "keystone")
-    _wait_vip_keystone(p["vip"])
-    behind = _BehindVip(**{f.name: getattr(ctl, f.name) for f in fields(Controller)},
-                        vip_url=f"http://{p['vip']}:{KEYSTONE_PORT}/v3")
-    seeded = seed_keystone(behind, p["admin_password"], p["glance_url"])
+    seeded = seed_keystone(ctl, p["admin_password"], p["glance_url"])
+    vip_url = f"http://{p['vip']}:{KEYSTONE_PORT}/v3"
+    token, own = seeded["admin_token"], ctl.keystone_url
+    for service in ksapi.call("GET", f"{own}/services?type=identity", token)["services"]:
+        for ep in ksapi.call("GET", f"{own}/endpoints?service_id={service['id']}", token)["endpoints"]:
+            ksapi.call("PATCH", f"{own}/endpoints/{ep['id']}", token, {"endpoint": {"url": f"{vip_url}/"}})
+    seeded["keystone_url"] = vip_url
     svc.start(ROOT, "whoami")
+    _wait_vip_keystone(p["vip"])
     return {"seed": seeded}
 
 
@@ -115,8 +97,7 @@ def serve(p: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-ACTIONS = {"galera": galera, "vip_config": vip_config, "vip_start": vip_start, "vip_stop": vip_stop,
-           "keystone": keystone, "serve": serve}
+ACTIONS = {"galera": galera, "vip": vip, "keystone": keystone, "serve": serve}
 
 
 def main(argv: list[str]) -> int:
