@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pymysql
@@ -148,6 +149,31 @@ def _check_keystone_through_vip(lab: halab.HaLab, holder: str) -> None:
     assert status == 200 and len(json.loads(body)["projects"]) == 1, body
 
 
+def _watch_vip_move(lab: halab.HaLab, expected: str) -> None:
+    """Until the compute host reaches *expected* on the VIP; never two holders at any look meanwhile."""
+    deadline = time.monotonic() + 60
+    while True:
+        holders = lab.vip_holders()
+        assert len(holders) <= 1, f"two VIP holders: {holders}"
+        if holders == [expected]:
+            res = lab.inside(COMPUTE, ["curl", "-s", "-m", "2", f"http://{VIP}:8080/"])
+            if res.returncode == 0 and json.loads(res.stdout)["host"] == expected:
+                return
+        assert time.monotonic() < deadline, f"the VIP did not move to {expected}: holders {holders}"
+        time.sleep(0.1)
+
+
+def _check_failover(lab: halab.HaLab, holder: str) -> None:
+    """keepalived stops on the holder: the next priority takes the VIP (VRRP), keystone answers through
+    it; started again, the first takes it back. The lab ends as it was built."""
+    assert lab.vip_stop(holder) == {"keepalived": True}
+    _watch_vip_move(lab, "oldctl2")
+    status, headers, _ = _curl(lab, [f"http://{VIP}:5000/v3"])
+    assert status == 200 and headers["x-lab-haproxy"] == "oldctl2"
+    lab.vip(holder, ("keepalived",))
+    _watch_vip_move(lab, holder)
+
+
 def _check_new_side(lab: halab.HaLab, old_uuid: str) -> None:
     uuids = set()
     for host in lab.new:
@@ -182,6 +208,7 @@ def test_ha_lab_serves_through_the_vip_from_one_cluster_and_down_leaves_nothing(
         _check_write_through_vip(lab)
         holder = _check_one_vip_holder(lab)
         _check_keystone_through_vip(lab, holder)
+        _check_failover(lab, holder)
         _check_new_side(lab, old_uuid)
         for host in lab.old:
             running = " ".join(lab.processes(host).values())

@@ -93,6 +93,20 @@ class HaLab(hosts.Lab):
                            f"{res.stderr.decode(errors='replace').strip()}")
         return res.stdout
 
+    def vip(self, host: str, start: tuple[str, ...] = ("haproxy", "keepalived")) -> dict[str, Any]:
+        """Write *host*'s keepalived and HAProxy configs and start the *start* programs (if not running)."""
+        members = OLD if host in OLD else NEW
+        i = members.index(host)
+        backends = {m: self.hosts[m] for m in members}
+        return self.node(host, "vip", {
+            "name": host, "address": self.hosts[host], "peers": list(backends.values()), "vip": VIP,
+            "prefixlen": netns.PREFIXLEN, "priority": PRIORITIES[i], "master": i == 0, "backends": backends,
+            "db_port": DB_PORT, "api_port": KEYSTONE_PORT, "keystone_port": hanode.KEYSTONE_BACKEND_PORT,
+            "start": list(start)})
+
+    def vip_stop(self, host: str, programs: tuple[str, ...] = ("keepalived",)) -> dict[str, bool]:
+        return self.node(host, "vip_stop", {"programs": list(programs)})
+
     def processes(self, host: str) -> dict[int, str]:
         """pid (as the machine sees it) -> command line, of every process in *host*'s PID namespace (its PID 1
         too): what ``down`` must leave none of."""
@@ -156,9 +170,8 @@ def up(lab: Path, computes: int = 1, old: str = "2025.2", new: str = "2026.1",
     try:
         _up(lab, state, addresses, old, new, venv_root)
     except BaseException:
-        if not os.environ.get("HADEBUG"):
-            with contextlib.suppress(Exception):
-                hosts.down(lab)
+        with contextlib.suppress(Exception):
+            hosts.down(lab)
         raise
     state["timings"]["total"] = round(time.monotonic() - t0, 2)
     state["complete"] = True
@@ -214,15 +227,7 @@ def _side(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
     t = time.monotonic()
     info.node(first, "galera", {**info.galera_payload(first), "bootstrap": True,
                                 "db_admin_password": ctl["db_admin_password"][side]})
-    backends = {m: info.hosts[m] for m in members}
-
-    def vip(h: str, start: tuple[str, ...]) -> None:
-        i = members.index(h)
-        info.node(h, "vip", {"name": h, "address": info.hosts[h], "peers": list(backends.values()), "vip": VIP,
-                             "prefixlen": netns.PREFIXLEN, "priority": PRIORITIES[i], "master": i == 0,
-                             "backends": backends, "db_port": DB_PORT, "api_port": KEYSTONE_PORT,
-                             "keystone_port": hanode.KEYSTONE_BACKEND_PORT, "start": start})
-
+    vip = info.vip
     running = ("haproxy", "keepalived") if side == "old" else ()
     keystone = {**info.galera_payload(first), "release": ctl[side], "venv_root": ctl["venv_root"],
                 "db_password": ctl["db_password"], "admin_password": ctl["admin_password"], "vip": VIP,

@@ -50,6 +50,11 @@ def vip(p: dict[str, Any]) -> dict[str, Any]:
     return {prog: havip.start(prog, p["api_port"]) for prog in p.get("start", ())}
 
 
+def vip_stop(p: dict[str, Any]) -> dict[str, Any]:
+    """Stop the ``programs`` (keepalived: it hands the VIP over with a priority-0 advert); which ran."""
+    return {prog: havip.stop(prog) for prog in p["programs"]}
+
+
 def keystone(p: dict[str, Any]) -> dict[str, Any]:
     """The first controller's keystone: schema of ``release`` on the cluster, keys, bootstrap, served and
     seeded through its own address (HAProxy has not seen it up yet), its catalog then pointed at the VIP.
@@ -97,7 +102,7 @@ def serve(p: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-ACTIONS = {"galera": galera, "vip": vip, "keystone": keystone, "serve": serve}
+ACTIONS = {"galera": galera, "vip": vip, "vip_stop": vip_stop, "keystone": keystone, "serve": serve}
 
 
 def main(argv: list[str]) -> int:
