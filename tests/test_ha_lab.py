@@ -26,6 +26,8 @@ from scripts.lab import netns
 from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.hagalera import PROVIDER
 from tests.conftest import require
+from tests.test_multihost import tool
+from upgrade import plan as plan_mod
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -36,9 +38,9 @@ COMPUTE = "compute1"
 
 def _requirements() -> None:
     require(os.geteuid() == 0, "the HA lab needs root (network namespaces, mounts, sshd, VRRP)")
-    for tool in ("ip", "nsenter", "unshare", "/usr/sbin/sshd", "mariadbd", "rsync", "curl", "/usr/sbin/keepalived",
-                 "/usr/sbin/haproxy"):
-        require(shutil.which(tool) is not None, f"{tool} not installed (scripts/setup-system installs it)")
+    for program in ("ip", "nsenter", "unshare", "/usr/sbin/sshd", "mariadbd", "rsync", "curl", "/usr/sbin/keepalived",
+                    "/usr/sbin/haproxy"):
+        require(shutil.which(program) is not None, f"{program} not installed (scripts/setup-system installs it)")
     require(PROVIDER.exists(), f"{PROVIDER} missing (scripts/setup-system installs galera-4)")
     for rel in (OLD, NEW):
         require((DEFAULT_VENV_ROOT / rel / "bin" / "keystone-manage").exists(), f"keystone missing in venv {rel}")
@@ -190,6 +192,25 @@ def _check_new_side(lab: halab.HaLab, old_uuid: str) -> None:
     assert len(uuids) == 1 and old_uuid not in uuids, (old_uuid, uuids)
 
 
+def _check_plan(lab: halab.HaLab) -> None:
+    """The lab's plan names both groups as they are; `upgrade plan` shows them (reading the real source
+    DB from the deploy host); `upgrade run` refuses it, leaving no journal."""
+    plan = plan_mod.load(lab.plan)
+    for group, names in ((plan.source.group, lab.old), (plan.target.group, lab.new)):
+        assert group is not None
+        assert [m.name for m in group.members] == names
+        assert [m.host.url for m in group.members] == [f"ssh://root@{lab.hosts[h]}" for h in names]
+        assert (group.vip.address, group.vip.owner) == (f"{VIP}/24", "keepalived")
+    res = tool(lab, "plan", str(lab.plan))
+    assert res.returncode == 0, res.stderr
+    assert "  group: oldctl1 ssh://root@198.51.100.31 (db, mq, api)" in res.stdout
+    before = {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key")}
+    res = tool(lab, "run", str(lab.plan))
+    assert res.returncode == 2 and "names an HA control plane" in res.stderr, res.stderr
+    assert not (lab.dir / "journal").exists()
+    assert {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key")} == before
+
+
 def _start_time(pid: int) -> str | None:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -210,6 +231,7 @@ def test_ha_lab_serves_through_the_vip_from_one_cluster_and_down_leaves_nothing(
         _check_keystone_through_vip(lab, holder)
         _check_failover(lab, holder)
         _check_new_side(lab, old_uuid)
+        _check_plan(lab)
         for host in lab.old:
             running = " ".join(lab.processes(host).values())
             for program in ("mariadbd", "keepalived", "haproxy", "ks_wsgi.py", "sshd"):

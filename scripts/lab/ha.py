@@ -21,8 +21,10 @@ host's /etc/hosts) is on no host until keepalived puts it there.
   HAProxy configured, not started.
 - Compute hosts: the ``nova-compute`` and ``neutron-agent`` stand-ins, configured with the VIP
   (``controller``) only.
-- Not (yet) in this flavour: a clustered RabbitMQ, glance; no upgrade plan is written (HA plans
-  are not part of the plan format yet).
+- ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone, both sides as groups (``members``, ``vip``)
+  with ``DIR/dump.key``; `upgrade check` and `upgrade plan` read it, `upgrade run` refuses an HA plan
+  in this version.
+- Not (yet) in this flavour: a clustered RabbitMQ, glance.
 
 ``down`` is ``scripts.lab.hosts``' own: every host's PID 1 killed by its recorded pid (the kernel
 ends every process of that PID namespace: MariaDB, keepalived, HAProxy, keystone, sshd), the
@@ -44,9 +46,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import hanode, hosts, netns
+from scripts.lab import hanode, haplan, hosts, netns
 from scripts.lab.hagalera import PROVIDER
 from scripts.lab.hostside import DB_PORT, KEYSTONE_PORT
+from scripts.lab.plan import write_key
 from scripts.lab.proc import LabError
 
 NET = hosts.NET
@@ -213,6 +216,11 @@ def _up(lab: Path, state: dict[str, Any], addresses: dict[str, str], old: str, n
         for job in [*sides, *jobs]:
             job.result()
     hosts._save(lab, state)
+    write_key(lab / "dump.key")
+    fd = os.open(lab / hosts.PLAN, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # DB admin passwords inline
+    with os.fdopen(fd, "w") as fh:
+        fh.write(haplan.plan_text(info, {side: list(members) for side, (_, members) in CLUSTERS.items()}, VIP,
+                                  netns.PREFIXLEN, hanode.KEYSTONE_BACKEND_PORT))
 
 
 def _side(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
@@ -274,7 +282,7 @@ def down(lab: Path) -> list[str]:
 def status(lab: Path) -> dict[str, Any]:
     report = hosts.status(lab)
     info = HaLab.load(lab)
-    report.update({"flavour": "ha", "old": info.old, "new": info.new, "plan": None, "run": None})
+    report.update({"flavour": "ha", "old": info.old, "new": info.new})
     if all(netns.exists(info.ns(h)) for h in CONTROLLERS):
         report["vip_holders"] = info.vip_holders()
     return report
