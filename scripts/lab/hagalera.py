@@ -18,8 +18,6 @@ from scripts.lab.hostside import HostMariaDB
 
 PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
 GALERA_PORT = 4567
-#: what every node of a healthy cluster says
-SYNCED = "Synced"
 
 
 class GaleraNode(HostMariaDB):
@@ -62,8 +60,3 @@ def status(db: HostMariaDB) -> dict[str, str]:
                       "'wsrep_cluster_status')")
     return {str(k): str(v) for k, v in rows}
 
-
-def databases(db: HostMariaDB) -> list[str]:
-    """The node's databases besides MariaDB's own: an empty cluster has none."""
-    own = {"information_schema", "mysql", "performance_schema", "sys"}
-    return sorted(str(r[0]) for r in db.execute("SHOW DATABASES") if r[0] not in own)
