@@ -246,8 +246,8 @@ def _side(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
         state["controller"]["seed"] = info.node(first, "keystone", keystone)["seed"]
         _timed(state, "keystone_old", t)
         t = time.monotonic()
-    for h in rest:
-        info.node(h, "galera", info.galera_payload(h))
+    with ThreadPoolExecutor(max_workers=len(rest)) as pool:  # a second joiner waits for the donor by itself
+        list(pool.map(lambda h: info.node(h, "galera", info.galera_payload(h)), rest))
     for h in members if side == "new" else rest:
         vip(h, running)
     _timed(state, f"galera_{side}", t)
@@ -258,9 +258,13 @@ def _side(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
         _timed(state, "keystone_new", t)
         return
     tree = info.raw(first, ["tar", "-C", "/", "-cf", "-", "etc/keystone", "etc/lab.json"])
-    for h in rest:
+
+    def serve(h: str) -> None:
         info.raw(h, ["tar", "-C", "/", "-xpf", "-"], tree)
         info.node(h, "serve", {})
+
+    with ThreadPoolExecutor(max_workers=len(rest)) as pool:
+        list(pool.map(serve, rest))
     wait_vip(info, first)
     _timed(state, "serve_old", t)
 
