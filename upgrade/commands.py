@@ -27,6 +27,7 @@ from upgrade import (
     guards,
     hosts,
     logs,
+    plangroup,
     planinit,
     planview,
     progress,
@@ -128,6 +129,7 @@ def _session(plan: plan_mod.Plan, journal: Journal, key: vault.Key, run_id: str,
 def run(plan_path: str, quiet: bool = False) -> int:
     """Start a new upgrade run from PLAN and drive it to the end."""
     plan = plan_mod.load(plan_path)
+    plangroup.refuse_run(plan.path, plan.source.group)
     # everything that can refuse the plan runs before anything is created, even the journal
     guards.require_private_dir(plan.journal_dir)
     guards.require_private_dir(app.vault_dir(plan), "vault directory")

@@ -20,7 +20,7 @@ from services.fleet.cloudcheck import CloudSettings
 from services.infra.settings import DBEndpoint, ServiceControl, ServiceSettings
 from services.registry import OPTIONS, ORDER, RETIRED_OPTIONS, SERVICES, unsupported
 from services.releases import Jump, jump_error
-from upgrade import plancloud, planhosts, planvalues
+from upgrade import plancloud, plangroup, planhosts, planvalues
 from upgrade.hosts import HostSpec, hide_from_children
 from upgrade.planreader import PlanError, Reader, did_you_mean
 
@@ -41,6 +41,8 @@ class SideSpec:
     log: str = "/var/log"
     #: ``host`` with its logical name and SSH settings (upgrade/planhosts.py)
     host_spec: HostSpec | None = None
+    #: an HA control plane: the side's controllers with their roles and its VIP (upgrade/plangroup.py)
+    group: plangroup.Group | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,8 @@ class Plan:
 
 def _side(r: Reader, role: str) -> SideSpec:
     s = r.sub(role)
-    s.unknown({"host", "etc", "lib", "log", "bin", "service_control", "control", "db"} | planhosts.HOST_KEYS)
+    s.unknown({"host", "etc", "lib", "log", "bin", "service_control", "control", "db", "members", "vip"}
+              | planhosts.HOST_KEYS)
     d = s.sub("db")
     d.unknown({"address", "port", "admin_user", "admin_password", "admin_password_env", "service_address",
                "flavor"})
@@ -107,7 +110,8 @@ def _side(r: Reader, role: str) -> SideSpec:
     host_spec = planhosts.side_host(s, planhosts.ssh_defaults(r))
     return SideSpec(role=role, host=host, etc=s.abspath("etc", "/etc"), lib=s.abspath("lib", "/var/lib"),
                     bin=s.abspath("bin", ""), db=db, control=planhosts.control(s),
-                    log=s.abspath("log", "/var/log"), host_spec=host_spec)
+                    log=s.abspath("log", "/var/log"), host_spec=host_spec,
+                    group=plangroup.group(s, planhosts.ssh_defaults(r), host_spec))
 
 
 def _service(r: Reader, name: str) -> ServiceSettings:
@@ -209,6 +213,8 @@ def load(path: str | Path) -> Plan:
     ssh = planhosts.ssh_defaults(r)
     computes = planhosts.computes(r, ssh, planhosts.compute_timeout(u))
     network = planhosts.network(r, ssh, computes, (("source", source.host_spec), ("target", target.host_spec)))
+    plangroup.check_pair(p, source.group, target.group,
+                         [m.address for m in network.settings.addresses] if network else [])
     settings = {s: _service(r, s) for s in ordered}
     return Plan(
         path=p.resolve(), sha256=hashlib.sha256(data).hexdigest(), from_release=src_rel, to_release=dst_rel,

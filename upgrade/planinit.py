@@ -4,10 +4,13 @@ The comments come from ``upgrade.planschema`` (the same text as the operator gui
 reference). The layouts differ in how services are controlled and named:
 
 * ``rdo-sysvinit`` — RDO packages on CentOS/RHEL, the classic runbook: ``service openstack-keystone start``;
-* ``ubuntu-systemd`` — Ubuntu Cloud Archive: ``systemctl``, keystone served by ``apache2`` (or a ``keystone`` unit).
+* ``ubuntu-systemd`` — Ubuntu Cloud Archive: ``systemctl``, keystone served by ``apache2`` (or a ``keystone`` unit);
+* ``ubuntu-ha`` — three Ubuntu controllers per side (Galera, RabbitMQ, HAProxy) behind a VIP that keepalived
+  holds (``members`` and ``vip`` of each side, upgrade/plangroup.py); checked, not run yet.
 
-The plan runs on the new controller (``host = "local"``) and reaches the old one over SSH; the
-optional parts (SSH defaults, the IP switchover, compute hosts) are written commented out.
+The plan runs on the new controller (``host = "local"``) and reaches the old one over SSH (the HA
+sample: from a deploy host, every controller over SSH); the optional parts (SSH defaults, the IP
+switchover, compute hosts, a side's group) are written commented out.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class Layout:
     control: str                    # service_control of both controllers
     unit: str
     unit_note: str
+    #: three controllers per side behind a keepalived VIP
+    ha: bool = False
 
 
 LAYOUTS = {
@@ -39,7 +44,14 @@ LAYOUTS = {
                            "RDO's init script: `service openstack-keystone start`"),
     "ubuntu-systemd": Layout("ubuntu-systemd", "Ubuntu (Cloud Archive) with systemd", "systemd", "apache2",
                              "Ubuntu serves keystone from apache2 (mod_wsgi); use \"keystone\" for a uwsgi unit"),
+    "ubuntu-ha": Layout("ubuntu-ha", "three Ubuntu controllers per side with Galera, HAProxy and a keepalived VIP",
+                        "systemd", "apache2",
+                        "Ubuntu serves keystone from apache2 (mod_wsgi); use \"keystone\" for a uwsgi unit", ha=True),
 }
+#: the HA sample's controllers (documentation addresses) and VIP
+HA_MEMBERS = {"source": [("oldctl1", "198.51.100.31"), ("oldctl2", "198.51.100.32"), ("oldctl3", "198.51.100.33")],
+              "target": [("newctl1", "198.51.100.41"), ("newctl2", "198.51.100.42"), ("newctl3", "198.51.100.43")]}
+HA_VIP = {"address": "198.51.100.10/24", "device": "eth0", "owner": "keepalived"}
 
 
 def _comment(text: str, indent: str = "") -> list[str]:
@@ -88,7 +100,9 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
                 "# Written by `upgrade init`. Replace the documentation addresses (198.51.100.x) with yours, export",
                 "# SOURCE_DB_PASSWORD and TARGET_DB_PASSWORD, create the key with `upgrade keygen dump.key`, then",
                 "# `upgrade check plan.toml` and `upgrade plan plan.toml` before `upgrade run plan.toml`.",
-                "# It runs on the new controller and reaches the old one over SSH (root, key-based)."]
+                "# It runs on the new controller and reaches the old one over SSH (root, key-based)." if not lay.ha else
+                "# It runs on a deploy host and reaches every controller over SSH (root, key-based). An HA plan is"
+                "\n# checked (`upgrade check`, `upgrade plan`); `upgrade run` refuses it in this version."]
     w.table("upgrade")
     w.key("upgrade", "from", from_release)
     w.key("upgrade", "to", to_release)
@@ -106,9 +120,16 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
     w.key("vault", "dir", "/srv/upgrade-dumps", commented=True)
     for role in ("source", "target"):
         old = role == "source"
-        w.table(role, "The old controller." if old else "The new controller: this machine.")
-        w.key(role, "host", f"ssh://root@{OLD_ADDRESS}" if old else "local")
-        w.key(role, "name", "oldctl" if old else "newctl")
+        members = HA_MEMBERS[role]
+        if lay.ha:
+            w.table(role, "The old controllers: the run reads one Galera node (the first)." if old else
+                    "The new controllers: the run imports into the first, Galera replicates to the others.")
+            w.key(role, "host", f"ssh://root@{members[0][1]}")
+            w.key(role, "name", members[0][0])
+        else:
+            w.table(role, "The old controller." if old else "The new controller: this machine.")
+            w.key(role, "host", f"ssh://root@{OLD_ADDRESS}" if old else "local")
+            w.key(role, "name", "oldctl" if old else "newctl")
         w.key(role, "ssh_config", "/root/.ssh/config", commented=True)
         w.key(role, "ssh_options", ["-o", "ConnectTimeout=10"], commented=True)
         w.key(role, "etc", "/etc")
@@ -118,19 +139,34 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
         w.key(role, "service_control", lay.control, lay.unit_note)
         w.key(role, "control", ["svcctl", "{action}", "{unit}"], "with service_control = \"template\"",
               commented=True)
+        w.key(role, "members", [{"name": n, "host": f"ssh://root@{a}", "roles": ["db", "mq", "api"]}
+                                for n, a in members], commented=not lay.ha)
+        w.key(role, "vip", HA_VIP, commented=not lay.ha)
         w.table(f"{role}.db")
-        w.key(f"{role}.db", "address", OLD_ADDRESS if old else "127.0.0.1")
+        w.key(f"{role}.db", "address", members[0][1] if lay.ha else OLD_ADDRESS if old else "127.0.0.1")
         w.key(f"{role}.db", "port", 3306)
         w.key(f"{role}.db", "admin_user", "root")
         w.key(f"{role}.db", "admin_password_env", "SOURCE_DB_PASSWORD" if old else "TARGET_DB_PASSWORD")
         w.key(f"{role}.db", "admin_password", "", "prefer admin_password_env", commented=True)
-        w.key(f"{role}.db", "service_address", OLD_ADDRESS if old else NEW_ADDRESS, commented=old)
+        w.key(f"{role}.db", "service_address", OLD_ADDRESS if old else NEW_ADDRESS, commented=old or lay.ha)
         w.key(f"{role}.db", "flavor", "mariadb")
+    w.table("source.members", "Optional (`members = [...]` above is the same).", commented=True,
+            title="[[source.members]]")
+    w.key("source.members", "name", HA_MEMBERS["source"][0][0], commented=True)
+    w.key("source.members", "host", f"ssh://root@{HA_MEMBERS['source'][0][1]}", commented=True)
+    w.key("source.members", "roles", ["db", "mq", "api"], commented=True)
+    w.key("source.members", "ssh_config", "/root/.ssh/config", commented=True)
+    w.key("source.members", "ssh_options", ["-o", "ConnectTimeout=10"], commented=True)
+    w.table("source.vip", "Optional (`vip = {...}` above is the same).", commented=True)
+    for k, v in HA_VIP.items():
+        w.key("source.vip", k, v, commented=True)
+    w.key("source.vip", "resource", "vip-management", "with owner = \"pacemaker\"", commented=True)
     w.table("services.keystone")
     w.key("services.keystone", "unit", lay.unit, lay.unit_note)
     w.key("services.keystone", "db_name", "keystone")
     w.key("services.keystone", "owner", "keystone:keystone")
-    w.key("services.keystone", "verify_url", "http://127.0.0.1:5000/v3")
+    w.key("services.keystone", "verify_url",
+          f"http://{HA_MEMBERS['target'][0][1]}:5000/v3" if lay.ha else "http://127.0.0.1:5000/v3")
     w.key("services.keystone", "grant_hosts", ["%", "localhost"])
     w.key("services.keystone", "db_user", "keystone", commented=True)
     w.key("services.keystone", "db_password_env", "KEYSTONE_DB_PASSWORD", commented=True)

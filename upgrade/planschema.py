@@ -107,6 +107,29 @@ TABLES: tuple[Table, ...] = (
         Key("control", "list of strings", "(none)", "with service_control = \"template\": the command, with "
                                                     "\"{action}\" (start, stop, status) and \"{unit}\" placeholders"),
         Key("db", "table", None, "the controller's DB server, see `[source.db]`"),
+        Key("members", "list of tables", "(none)", "an HA control plane: its controllers, each {name, host, "
+                                                   "roles} (see `[source.members]`); `host` above is the member "
+                                                   "the run works through. Both sides are groups or neither"),
+        Key("vip", "table", "(none)", "with `members`: the VIP the clients use and what holds it, see "
+                                      "`[source.vip]`"),
+    )),
+    Table("source.members", "one controller of an HA side (`members = [{...}]` or `[[source.members]]`); "
+                            "checked by `upgrade check` and `upgrade plan`, not run yet (`upgrade run` refuses)", (
+        Key("name", "string", None, "its logical name (\"oldctl1\"), unique in the plan: HostKeyAlias and "
+                                    "messages"),
+        Key("host", "string", None, "\"ssh://[user@]address[:port]\": how the tool reaches it"),
+        Key("roles", "list of strings", None, "what it runs: \"db\" (a Galera node), \"mq\" (a RabbitMQ "
+                                              "cluster node), \"api\" (the API services behind HAProxy); some "
+                                              "member holds each of db and api"),
+        Key("ssh_config", "string", "[ssh] config", "an ssh_config file for this host (ssh -F)"),
+        Key("ssh_options", "list of strings", "[ssh] options", "extra ssh arguments for this host"),
+    )),
+    Table("source.vip", "the VIP of an HA side (`vip = {...}`): the same address on both sides, moved by its "
+                        "owner, never listed in [network] addresses", (
+        Key("address", "string", None, "the VIP with its prefix length, e.g. \"10.0.0.10/24\""),
+        Key("device", "string", None, "the interface that carries it, e.g. \"eth0\""),
+        Key("owner", "string", None, "what holds it: \"keepalived\" (VRRP) or \"pacemaker\""),
+        Key("resource", "string", "\"\"", "with owner = \"pacemaker\": the resource that holds the address"),
     )),
     Table("source.db", "the DB server of a controller (`[source.db]`, `[target.db]`), reached by the tool over TCP", (
         Key("address", "string", None, "the DB server's address as this machine reaches it"),
@@ -215,7 +238,8 @@ def service_keys(service: str) -> tuple[Key, ...]:
 
 def table(name: str) -> Table:
     """A table by its TOML name; ``target`` and ``target.db`` share the source's description."""
-    name = {"target": "source", "target.db": "source.db"}.get(name, name)
+    name = {"target": "source", "target.db": "source.db", "target.members": "source.members",
+            "target.vip": "source.vip"}.get(name, name)
     if name.startswith("services.") and name != "services.<name>":
         common = table("services.<name>")
         return Table(name, common.doc, service_keys(name.split(".", 1)[1]))

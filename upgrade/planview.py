@@ -115,6 +115,11 @@ def render(plan: Plan, out: TextIO) -> None:
     for spec in (plan.source, plan.target):
         out.write(f"{spec.role}: host {spec.host}, etc {spec.etc}, lib {spec.lib}, bin {spec.bin or '(PATH)'}, "
                   f"DB {spec.db.address}:{spec.db.port} as {spec.db.admin_user}\n")
+        if spec.group is not None:
+            vip = spec.group.vip
+            members = ", ".join(f"{m.name} {m.host.url} ({', '.join(m.roles)})" for m in spec.group.members)
+            out.write(f"  group: {members}; VIP {vip.address} on {vip.device} held by {vip.owner}"
+                      f"{f' resource {vip.resource}' if vip.resource else ''} (HA: checked, not run yet)\n")
     service = None
     for row in steps(plan):
         if row["service"] != service:

@@ -69,6 +69,9 @@ class MariaDB:
     """
 
     host: str = "127.0.0.1"
+    #: the account mariadbd runs as, and further arguments (a Galera node: ``mysql``, ``--wsrep-new-cluster``)
+    user: str = "root"
+    args: tuple[str, ...] = ()
 
     def __init__(self, base: Path, port: int) -> None:
         self.base = Path(base).resolve()
@@ -169,7 +172,7 @@ class MariaDB:
             raise LabError(f"cannot start mariadbd for {self.base}: 127.0.0.1:{self.port} is already in use")
         with (self.base / "mariadbd.out").open("ab") as out:
             proc = subprocess.Popen(
-                ["mariadbd", f"--defaults-file={self.defaults_file}", "--user=root"],
+                ["mariadbd", f"--defaults-file={self.defaults_file}", f"--user={self.user}", *self.args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

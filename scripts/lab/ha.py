@@ -1,0 +1,322 @@
+"""The HA flavour of the multi-host lab: three old controllers behind a VIP, three new ones waiting.
+
+    python -m scripts.lab.ha up [--computes N] [--old 2025.2] [--new 2026.1] DIR
+    python -m scripts.lab.ha down DIR
+    python -m scripts.lab.ha status DIR
+
+The same hosts as ``scripts.lab.hosts`` (network namespaces on one bridge, each with its own
+PID/mount/UTS/IPC namespaces, copy-on-write ``/etc``, ``/var/lib``, ``/var/log`` and a real
+sshd), another set of them: ``deploy`` (198.51.100.2), ``oldctl1..3`` (.31-.33), ``newctl1..3``
+(.41-.43), ``compute1..N`` (.21 ...); the management VIP 198.51.100.10 (``controller`` in every
+host's /etc/hosts) is on no host until keepalived puts it there.
+
+- Old side (``--old`` release): a three-node MariaDB Galera cluster ``osu-old``
+  (``scripts.lab.hagalera``: the first node bootstraps it, the others join by rsync SST);
+  keepalived on each holding the VIP by unicast VRRP (oldctl1 MASTER) and HAProxy on each in
+  front of the database and keystone on the VIP (``scripts.lab.havip``); keystone on all three
+  (schema, keys and bootstrap made once on oldctl1, its catalog on the VIP, seeded through the
+  VIP; the same tree copied to the other two), each on its own Galera node.
+- New side (``--new`` release): its own three-node cluster ``osu-new``, bootstrapped empty (no
+  OpenStack database); keystone's tree and config installed, not started; keepalived and
+  HAProxy configured, not started.
+- Compute hosts: the ``nova-compute`` and ``neutron-agent`` stand-ins, configured with the VIP
+  (``controller``) only.
+- ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone, both sides as groups (``members``, ``vip``)
+  with ``DIR/dump.key``; `upgrade check` and `upgrade plan` read it, `upgrade run` refuses an HA plan
+  in this version.
+- Not (yet) in this flavour: a clustered RabbitMQ, glance.
+
+``down`` is ``scripts.lab.hosts``' own: every host's PID 1 killed by its recorded pid (the kernel
+ends every process of that PID namespace: MariaDB, keepalived, HAProxy, keystone, sshd), the
+namespaces deleted, the files ``up`` made removed. Only 198.51.100.0/24 and loopback are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from scripts.lab import hanode, haplan, hosts, netns
+from scripts.lab.hagalera import PROVIDER
+from scripts.lab.hostside import DB_PORT, KEYSTONE_PORT
+from scripts.lab.plan import write_key
+from scripts.lab.proc import LabError
+
+NET = hosts.NET
+VIP = hosts.VIP
+OLD = ("oldctl1", "oldctl2", "oldctl3")
+NEW = ("newctl1", "newctl2", "newctl3")
+CONTROLLERS = OLD + NEW
+ADDRESSES = {"deploy": f"{NET}.2", **{h: f"{NET}.{31 + i}" for i, h in enumerate(OLD)},
+             **{h: f"{NET}.{41 + i}" for i, h in enumerate(NEW)}}
+CLUSTERS = {"old": ("osu-old", OLD), "new": ("osu-new", NEW)}
+#: keepalived priorities of a side's first, second and third controller
+PRIORITIES = (150, 100, 50)
+TOOLS = ("ip", "nsenter", "unshare", "ssh-keygen", "/usr/sbin/sshd", "rsync", "/usr/sbin/keepalived",
+         "/usr/sbin/haproxy", "tar")
+VIP_TIMEOUT = 20.0
+
+
+class HaLab(hosts.Lab):
+    """A running HA lab: the multi-host lab's helpers plus the two sides and in-host actions."""
+
+    @property
+    def old(self) -> list[str]:
+        return list(OLD)
+
+    @property
+    def new(self) -> list[str]:
+        return list(NEW)
+
+    def node(self, host: str, action: str, payload: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+        """``scripts.lab.hanode ACTION`` run in *host*; the payload (passwords too) goes through stdin."""
+        argv = ["env", f"PYTHONPATH={hosts.INSIDE_REPO}", hosts._host_python(), "-m", "scripts.lab.hanode", action]
+        res = self.inside(host, argv, timeout=timeout, input=json.dumps(payload))
+        if res.returncode != 0:
+            raise LabError(f"HA lab action `{action}` on {host} failed (rc {res.returncode}):\n"
+                           f"{res.stderr.strip()[-3000:]}")
+        return json.loads(res.stdout or "{}")
+
+    def raw(self, host: str, argv: list[str], data: bytes = b"") -> bytes:
+        """*argv* in *host* with bytes in and out (a tar stream between two hosts); fails loudly."""
+        res = subprocess.run(["nsenter", "-t", str(self.pid1(host)), "-a", "-r", "-w", *argv], input=data,
+                             capture_output=True, timeout=120)
+        if res.returncode != 0:
+            raise LabError(f"`{' '.join(argv)}` on {host} failed (rc {res.returncode}): "
+                           f"{res.stderr.decode(errors='replace').strip()}")
+        return res.stdout
+
+    def vip(self, host: str, start: tuple[str, ...] = ("haproxy", "keepalived")) -> dict[str, Any]:
+        """Write *host*'s keepalived and HAProxy configs and start the *start* programs (if not running)."""
+        members = OLD if host in OLD else NEW
+        i = members.index(host)
+        backends = {m: self.hosts[m] for m in members}
+        return self.node(host, "vip", {
+            "name": host, "address": self.hosts[host], "peers": list(backends.values()), "vip": VIP,
+            "prefixlen": netns.PREFIXLEN, "priority": PRIORITIES[i], "master": i == 0, "backends": backends,
+            "db_port": DB_PORT, "api_port": KEYSTONE_PORT, "keystone_port": hanode.KEYSTONE_BACKEND_PORT,
+            "start": list(start)})
+
+    def vip_stop(self, host: str, programs: tuple[str, ...] = ("keepalived",)) -> dict[str, bool]:
+        return self.node(host, "vip_stop", {"programs": list(programs)})
+
+    def processes(self, host: str) -> dict[int, str]:
+        """pid (as the machine sees it) -> command line, of every process in *host*'s PID namespace (its PID 1
+        too): what ``down`` must leave none of."""
+        pid1 = self.pid1(host)
+        mine = os.readlink(f"/proc/{pid1}/ns/pid")
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "ns" / "pid") == mine:
+                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        return found
+
+    def vip_holders(self) -> list[str]:
+        """Every controller that has the VIP on its eth0 right now (a healthy lab: exactly one)."""
+        return [h for h in CONTROLLERS if VIP in self.addresses(h)]
+
+    def side(self, host: str) -> str:
+        return "old" if host in OLD else "new"
+
+    def galera_payload(self, host: str) -> dict[str, Any]:
+        cluster, members = CLUSTERS[self.side(host)]
+        return {"address": self.hosts[host], "name": host, "cluster": cluster,
+                "peers": [self.hosts[m] for m in members]}
+
+
+def _check_machine(venv_root: Path, releases: tuple[str, str]) -> None:
+    if os.geteuid() != 0:
+        raise LabError("the HA lab needs root (network namespaces, mounts, sshd, VRRP)")
+    for tool in TOOLS:
+        if shutil.which(tool) is None:
+            raise LabError(f"{tool} is not installed — run scripts/setup-system")
+    if not PROVIDER.exists():
+        raise LabError(f"{PROVIDER} (Debian package galera-4) is missing — run scripts/setup-system")
+    for rel in releases:
+        if not (venv_root / rel / "bin" / "keystone-manage").exists():
+            raise LabError(f"venv {venv_root / rel} lacks keystone-manage; build it with: make openstack")
+
+
+def up(lab: Path, computes: int = 1, old: str = "2025.2", new: str = "2026.1",
+       venv_root: Path | None = None) -> dict[str, Any]:
+    """Create the network and the hosts, build both clusters and the old side's VIP and keystone."""
+    from scripts.lab.controller import DEFAULT_VENV_ROOT
+
+    venv_root = Path(venv_root or DEFAULT_VENV_ROOT)
+    lab = Path(lab).resolve()
+    lab.mkdir(parents=True, exist_ok=True)
+    if (lab / hosts.STATE).exists():
+        raise LabError(f"{lab} already holds a multi-host lab; run `down {lab}` first")
+    _check_machine(venv_root, (old, new))
+    if not 0 <= computes <= 9:
+        raise LabError(f"--computes {computes}: between 0 and 9")
+    t0 = time.monotonic()
+    addresses = {**ADDRESSES, **{f"compute{i}": f"{NET}.{hosts.FIRST_COMPUTE + i - 1}"
+                                 for i in range(1, computes + 1)}}
+    state: dict[str, Any] = {"prefix": hosts._prefix(lab), "vip": VIP, "complete": False, "flavour": "ha",
+                             "controllers": False, "hosts": {h: {"address": a} for h, a in addresses.items()},
+                             "timings": {}}
+    hosts._save(lab, state)  # first, so that `down` can clean up after a failed `up`
+    try:
+        _up(lab, state, addresses, old, new, venv_root)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            hosts.down(lab)
+        raise
+    state["timings"]["total"] = round(time.monotonic() - t0, 2)
+    state["complete"] = True
+    hosts._save(lab, state)
+    return status(lab)
+
+
+def _timed(state: dict[str, Any], name: str, t: float) -> None:
+    state["timings"][name] = round(time.monotonic() - t, 2)
+    print(f"ha lab: {name} {state['timings'][name]} s", file=sys.stderr, flush=True)
+
+
+def _up(lab: Path, state: dict[str, Any], addresses: dict[str, str], old: str, new: str, venv_root: Path) -> None:
+    t = time.monotonic()
+    (lab / "ssh").mkdir(mode=0o700, exist_ok=True)
+    hosts._keygen(lab / "ssh" / "id_ed25519", "osu-lab-client")
+    served = [h for h in addresses if h != "deploy"]
+    keep = hosts._hidden_pythons(venv_root)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda h: hosts._prepare_host(lab, h, addresses, keep), served))
+    hosts._known_hosts(lab, addresses)
+    (lab / "ssh" / "ssh_config").write_text(hosts._ssh_config(lab, addresses))
+    netns.create(state["prefix"], addresses)
+    state["network_ready"] = True
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for h, pids in zip(served, pool.map(lambda h: hosts._launch(lab, state, h), served), strict=True):
+            state["hosts"][h].update(pids)
+    hosts._save(lab, state)
+    _timed(state, "hosts", t)
+    info = HaLab(lab, state)
+    ctl = {"old": old, "new": new, "venv_root": str(venv_root), "admin_password": secrets.token_urlsafe(12),
+           "db_password": secrets.token_urlsafe(12),
+           "db_admin_password": {side: secrets.token_urlsafe(16) for side in CLUSTERS}}
+    state["controller"] = ctl
+    hosts._save(lab, state)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        jobs = [pool.submit(info.helper, h, "compute", {"name": h}) for h in info.computes]
+        sides = [pool.submit(_side, info, side, ctl) for side in CLUSTERS]
+        for job in [*sides, *jobs]:
+            job.result()
+    hosts._save(lab, state)
+    write_key(lab / "dump.key")
+    fd = os.open(lab / hosts.PLAN, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # DB admin passwords inline
+    with os.fdopen(fd, "w") as fh:
+        fh.write(haplan.plan_text(info, {side: list(members) for side, (_, members) in CLUSTERS.items()}, VIP,
+                                  netns.PREFIXLEN, hanode.KEYSTONE_BACKEND_PORT))
+
+
+def _side(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
+    """One side: its Galera cluster, the VIP configs; on the old side, keepalived, HAProxy and keystone.
+
+    The old side's keystone schema and seed are made while its first node is still alone (DDL on a
+    one-node cluster is not certified by two others: a minute less on a loaded machine); the joining
+    nodes receive them with their state transfer."""
+    state = info.state
+    members = CLUSTERS[side][1]
+    first, rest = members[0], members[1:]
+    t = time.monotonic()
+    info.node(first, "galera", {**info.galera_payload(first), "bootstrap": True,
+                                "db_admin_password": ctl["db_admin_password"][side]})
+    vip = info.vip
+    running = ("haproxy", "keepalived") if side == "old" else ()
+    keystone = {**info.galera_payload(first), "release": ctl[side], "venv_root": ctl["venv_root"],
+                "db_password": ctl["db_password"], "admin_password": ctl["admin_password"], "vip": VIP,
+                "glance_url": f"http://{VIP}:9292"}
+    if side == "old":
+        vip(first, running)
+        wait_vip(info, first)
+        state["controller"]["seed"] = info.node(first, "keystone", keystone)["seed"]
+        _timed(state, "keystone_old", t)
+        t = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(rest)) as pool:  # a second joiner waits for the donor by itself
+        list(pool.map(lambda h: info.node(h, "galera", info.galera_payload(h)), rest))
+    for h in members if side == "new" else rest:
+        vip(h, running)
+    _timed(state, f"galera_{side}", t)
+    t = time.monotonic()
+    if side == "new":
+        for h in members:
+            info.node(h, "keystone", {**keystone, **info.galera_payload(h), "install_only": True})
+        _timed(state, "keystone_new", t)
+        return
+    tree = info.raw(first, ["tar", "-C", "/", "-cf", "-", "etc/keystone", "etc/lab.json"])
+
+    def serve(h: str) -> None:
+        info.raw(h, ["tar", "-C", "/", "-xpf", "-"], tree)
+        info.node(h, "serve", {})
+
+    with ThreadPoolExecutor(max_workers=len(rest)) as pool:
+        list(pool.map(serve, rest))
+    wait_vip(info, first)
+    _timed(state, "serve_old", t)
+
+
+def wait_vip(info: HaLab, holder: str, timeout: float = VIP_TIMEOUT) -> None:
+    """Until *holder*, and no other controller, has the VIP (keepalived's VRRP decides)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if info.vip_holders() == [holder]:
+            return
+        time.sleep(0.05)
+    raise LabError(f"the VIP {VIP} is held by {info.vip_holders() or 'nobody'}, not {holder}, after {timeout:.0f} s")
+
+
+def down(lab: Path) -> list[str]:
+    return hosts.down(lab)
+
+
+def status(lab: Path) -> dict[str, Any]:
+    report = hosts.status(lab)
+    info = HaLab.load(lab)
+    report.update({"flavour": "ha", "old": info.old, "new": info.new})
+    if all(netns.exists(info.ns(h)) for h in CONTROLLERS):
+        report["vip_holders"] = info.vip_holders()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.lab.ha", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="create the hosts, both clusters, the VIP; prints a JSON summary")
+    p_up.add_argument("dir", type=Path)
+    p_up.add_argument("--computes", type=int, default=1)
+    p_up.add_argument("--old", default="2025.2")
+    p_up.add_argument("--new", default="2026.1")
+    p_up.add_argument("--venv-root", type=Path)
+    for name, text in (("down", "kill every host, delete the namespaces and the lab's files"),
+                       ("status", "hosts, addresses, VIP holder")):
+        sub.add_parser(name, help=text).add_argument("dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            print(json.dumps(up(args.dir, args.computes, args.old, args.new, args.venv_root), indent=2))
+        elif args.command == "down":
+            print(f"lab down: {', '.join(down(args.dir)) or 'nothing was running'}", file=sys.stderr)
+        else:
+            print(json.dumps(status(args.dir), indent=2))
+    except LabError as exc:
+        print(f"lab {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The plan of an HA lab (``scripts.lab.ha``): both sides as groups of three with the VIP's owner.
+
+Each side works through its first controller (the Galera node dumped from or imported into),
+reached on its own address, never the VIP; its ``members`` are the three controllers with every
+role, its ``vip`` the management VIP held by keepalived. ``upgrade check`` and ``upgrade plan``
+read it; ``upgrade run`` refuses it in this version (upgrade/plangroup.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from scripts.lab.hostplan import CONTROL, LabFacts
+from scripts.lab.hostside import DB_ADMIN, DB_PORT
+
+ROLES = ["db", "mq", "api"]
+
+
+def _toml_members(lab: LabFacts, members: list[str]) -> str:
+    return "[" + ", ".join(f"{{name = \"{m}\", host = \"ssh://root@{lab.hosts[m]}\", roles = {json.dumps(ROLES)}}}"
+                           for m in members) + "]"
+
+
+def plan_text(lab: LabFacts, sides: dict[str, list[str]], vip: str, prefixlen: int,
+              keystone_port: int) -> str:
+    """*sides*: ``old``/``new`` -> their controllers, the first being the one the run works through."""
+    ctl: dict[str, Any] = lab.state["controller"]
+    venvs = ctl["venv_root"]
+    text = (f"# openstack-upgrade plan for the HA lab in {lab.dir}: {ctl['old']} -> {ctl['new']}, three controllers "
+            "a side\n"
+            f"[upgrade]\nfrom = \"{ctl['old']}\"\nto = \"{ctl['new']}\"\nservices = [\"keystone\"]\n"
+            "journal = \"journal\"\n\n[vault]\nkey_file = \"dump.key\"\n\n"
+            f"[ssh]\nconfig = \"{lab.ssh_config}\"\n\n")
+    for role, side in (("source", "old"), ("target", "new")):
+        members = sides[side]
+        first = members[0]
+        text += (f"[{role}]\n"
+                 f"host = \"ssh://root@{lab.hosts[first]}\"     # its own admin address, never the VIP\n"
+                 f"name = \"{first}\"\n"
+                 "etc = \"/etc\"\nlib = \"/var/lib\"\nlog = \"/var/log\"\n"
+                 f"bin = \"{venvs}/{ctl[side]}/bin\"\n"
+                 "service_control = \"template\"        # the lab supervisor stands in for systemd\n"
+                 f"control = {json.dumps(CONTROL)}\n"
+                 f"members = {_toml_members(lab, members)}\n"
+                 f"vip = {{address = \"{vip}/{prefixlen}\", device = \"eth0\", owner = \"keepalived\"}}\n"
+                 f"[{role}.db]\n"
+                 f"address = \"{lab.hosts[first]}\"\nport = {DB_PORT}\nadmin_user = \"{DB_ADMIN}\"\n"
+                 f"admin_password = \"{ctl['db_admin_password'][side]}\"\n"
+                 "service_address = \"127.0.0.1\"\n\n")
+    return text + ("[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"
+                   f"verify_url = \"http://{lab.hosts[sides['new'][0]]}:{keystone_port}/v3\"\n"
+                   "grant_hosts = [\"127.0.0.1\", \"%\"]\n")
