@@ -421,20 +421,23 @@ class Journal:
         With marks, each note is checked (hash, and MAC when unlocked) and their number and last seq against
         the marks: a note removed or turned into another event is refused, not silently missed."""
         with self._lock:
-            cur = self.db.conn.execute("SELECT * FROM events WHERE run=? AND machine=? AND kind='note' ORDER BY seq",
-                                       (run_id, machine))
-            columns = [c[0] for c in cur.description]
-            rows = [dict(zip(columns, r, strict=True)) for r in cur]
-            if self.marked:
-                for row in rows:
-                    self._check_row(row, (run_id, machine, row["step"] or "", "note"))
-                count, last = self.db.conn.execute(
-                    "SELECT COALESCE(SUM(count), 0), MAX(last) FROM marks WHERE run=? AND machine=? AND kind='note'",
-                    (run_id, machine)).fetchone()
-                if (count, last) != (len(rows), rows[-1]["seq"] if rows else None):
-                    raise self._tampered(f"the notes of {machine} in run {run_id}: {len(rows)} found where its marks "
-                                         f"seal {count} (the last at seq {last}) — a note was removed or changed")
-            return [Event.from_row(r) for r in rows]
+            return [Event.from_row(r) for r in self._note_rows(run_id, machine)]
+
+    def _note_rows(self, run_id: str, machine: str) -> list[dict[str, Any]]:
+        cur = self.db.conn.execute("SELECT * FROM events WHERE run=? AND machine=? AND kind='note' ORDER BY seq",
+                                   (run_id, machine))
+        columns = [c[0] for c in cur.description]
+        rows = [dict(zip(columns, r, strict=True)) for r in cur]
+        if self.marked:
+            for row in rows:
+                self._check_row(row, (run_id, machine, row["step"] or "", "note"))
+            count, last = self.db.conn.execute(
+                "SELECT COALESCE(SUM(count), 0), MAX(last) FROM marks WHERE run=? AND machine=? AND kind='note'",
+                (run_id, machine)).fetchone()
+            if (count, last) != (len(rows), rows[-1]["seq"] if rows else None):
+                raise self._tampered(f"the notes of {machine} in run {run_id}: {len(rows)} found where its marks "
+                                     f"seal {count} (the last at seq {last}) — a note was removed or changed")
+        return rows
 
     @_guarded
     def machines(self, run_id: str) -> set[str]:
@@ -628,9 +631,11 @@ class Journal:
     def _checked_seal(self) -> Verdict:
         """The seal a decision relies on, without walking the chain (format 3): every run's, artifact's and
         mark's MAC, the marks summing to the events the head seals, the events numbered 1..head without a
-        gap, the last event (hash, MAC, the head's hash) and the head's MAC. A writer without the key can
-        still edit an event no decision reads (its MAC no longer matches): `journal verify` finds it, and
-        :meth:`step_rows` and :meth:`notes` check every event they read against its MAC and its mark."""
+        gap, the last event (hash, MAC, the head's hash) and the head's MAC; then every event a decision
+        reads (:meth:`step_rows`: the last of each mark with a step; :meth:`notes`: every note), against its
+        hash, MAC and mark — before any work. A writer without the key can still edit an event no decision
+        reads (an earlier intent of a step run twice): its MAC no longer matches, and `journal verify` finds it.
+        Costs one read per step and kind and per note, whatever the number of events."""
         with self._lock:
             runs, arts = self.runs(), self.artifacts()
             key = self._need_key()
@@ -652,8 +657,15 @@ class Journal:
                 if not seal.equal(last.get("mac"), seal.event_mac(key, last["hash"])):
                     return verdict(f"event seq {head['seq']}: its MAC does not match (the event, or the whole "
                                    "chain from it on, was rewritten without the key)")
-            return verdict(self._rows_fault(key, runs, arts) or self._head_fault(key, count, runs, arts)
-                           or self._marks_fault(key, count, runs))
+            fault = (self._rows_fault(key, runs, arts) or self._head_fault(key, count, runs, arts)
+                     or self._marks_fault(key, count, runs))
+            if fault is None:  # every event a decision reads, before any work (JournalTampered otherwise)
+                for run in runs:
+                    self._marked_rows(run["id"])
+                for run_id, machine in self.db.conn.execute("SELECT DISTINCT run, machine FROM marks "
+                                                            "WHERE kind='note'").fetchall():
+                    self._note_rows(run_id, machine)
+            return verdict(fault)
 
     def _rows_fault(self, key: bytes, runs: list[dict[str, Any]], arts: list[dict[str, Any]]) -> str | None:
         for table, items in (("runs", runs), ("artifacts", arts)):
