@@ -624,11 +624,13 @@ def test_revert_refuses_an_older_runs_backup_copied_over_this_runs(lab, tmp_path
 
 
 def test_resume_refuses_a_journal_edited_to_accept_another_plan(lab, tmp_path):
-    """The attack of the issue: edit the plan, then `UPDATE runs SET plan_sha256=<its hash>`."""
+    """The attack of the issue: edit the plan, then `UPDATE runs SET plan_sha256=<its hash>`; and the step the
+    run was in hidden from the marks resume reads through."""
     plan = lab.write_plan(tmp_path)
     journal = tmp_path / "journal"
     assert upgrade("run", str(plan), failpoint="keystone.stop_source:after").returncode < 0
-    plan.write_text(plan.read_text() + "\n# edited after the run started\n")
+    text, sha = plan.read_text(), hashlib.sha256(plan.read_bytes()).hexdigest()
+    plan.write_text(text + "\n# edited after the run started\n")
     _sql(journal / "journal.db", "UPDATE runs SET plan_sha256=?",
          params=(hashlib.sha256(plan.read_bytes()).hexdigest(),))
     rows, before = _rows(journal / "journal.db"), lab.state()
@@ -639,6 +641,19 @@ def test_resume_refuses_a_journal_edited_to_accept_another_plan(lab, tmp_path):
         assert lab.state() == before and _rows(journal / "journal.db") == rows
     ver = upgrade("journal", "verify", "--journal", str(journal), "--key", str(tmp_path / "dump.key"))
     assert ver.returncode == EXIT_FAILED and "TAMPERED" in ver.stdout
+    # the plan and its hash put back; then the last step the run committed hidden (its done without a step: a
+    # resume would run it again, a revert would not undo it) — what resume reads through the marks, not a
+    # walk of the chain, refuses it before any work
+    plan.write_text(text)
+    _sql(journal / "journal.db", "UPDATE runs SET plan_sha256=?", params=(sha,))
+    _sql(journal / "journal.db", "UPDATE events SET step=NULL WHERE seq=(SELECT MAX(seq) FROM events WHERE "
+         "kind='done')")
+    rows = _rows(journal / "journal.db")
+    for verb in ("resume", "revert"):
+        res = upgrade(verb, "--journal", str(journal))
+        assert res.returncode == EXIT_USAGE, res.stderr
+        assert "is not the done of keystone." in res.stderr and "its marks seal" in res.stderr, res.stderr
+        assert lab.state() == before and _rows(journal / "journal.db") == rows
 
 
 def test_a_full_disk_under_the_journal_stops_the_run_with_a_message_and_resume_finishes(lab, tmp_path, tiny_fs):
