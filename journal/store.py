@@ -188,6 +188,9 @@ class Journal:
         self.redactor = redactor or Redactor()
         self._mac: bytes | None = None
         self.key_id: str | None = None
+        #: the seqs of events checked against their MAC and mark (by :meth:`authenticate`, then read by the
+        #: runner: an event never changes once written, so each is checked once per process)
+        self._checked: set[int] = set()
         try:
             if create:
                 private.make_dir(self.dir)
@@ -489,6 +492,8 @@ class Journal:
         """An event a decision reads: present, of its mark's group, its content matching its hash and (when
         unlocked) its MAC; else :class:`JournalTampered`."""
         seq = row["seq"]
+        if seq in self._checked:
+            return
         if "hash" not in row:
             raise self._tampered(f"event seq {seq}, the last {group[3]} of {group[2] or group[1]} by its marks, "
                                  "is missing")
@@ -499,6 +504,8 @@ class Journal:
                                             and not seal.equal(row.get("mac"), seal.event_mac(self._mac, row["hash"]))):
             raise self._tampered(f"event seq {seq}: its content does not match its hash and MAC (the event was "
                                  "rewritten without the key)")
+        if self._mac is not None:
+            self._checked.add(seq)
 
     def _tampered(self, fault: str) -> JournalTampered:
         return JournalTampered(
