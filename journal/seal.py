@@ -52,8 +52,12 @@ def mac_key(vault_key: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=PURPOSE).derive(vault_key)
 
 
+#: one encoder for every MAC (``json.dumps`` with options builds one per call): the same bytes
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _canonical(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(obj).encode()
 
 
 def _mac(key: bytes, label: str, data: bytes) -> str:
