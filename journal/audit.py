@@ -75,7 +75,7 @@ class Verification:
 def verify(journal: Journal, key: vault.Key | None = None) -> Verification:
     """Verify the whole journal — with *key*, every MAC (the journal is unlocked with it; a key of another
     journal raises :class:`JournalError`) — and look at every artifact (authenticated with *key*)."""
-    old = key is not None and journal.format < seal.FORMAT
+    old = key is not None and journal.format < seal.SEALED
     if key is not None and not old:
         journal.unlock(key)
     v = Verification(str(journal.path), journal.verify(), key_id=key.key_id if key else None, old_format=old)

@@ -6,7 +6,11 @@ power cut. Every text that enters the journal is redacted first.
 
 Trust is the other point: every write is sealed (``journal.seal``) with a MAC key derived from the
 vault key, in the same transaction, so a journal opened without the key is read-only, and one whose
-seal does not verify is refused before any work (:meth:`Journal.authenticate`).
+seal does not verify is refused before any work (:meth:`Journal.authenticate`). That check reads what
+a resume decides on, not the whole chain: the runs, artifacts and sealed marks (the journal's index of
+the last event of each step and kind), the head and the last event; every event a decision then reads
+(:meth:`Journal.step_rows`, :meth:`Journal.notes`) is checked against its MAC and its mark as it is read.
+`journal verify` walks every event.
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ _NEXT_GROUP = ("SELECT machine, step, kind FROM events WHERE run=?{} AND step IS
 #: ... and the last event of one such group (SQLite's min/max optimisation: one index seek)
 _LAST_OF_GROUP = "SELECT MAX(seq) FROM events WHERE run=? AND machine=? AND step=? AND kind=?"
 _STEP_ROW = "SELECT machine, step, kind, output, result FROM events WHERE seq=?"
+#: format 3: the sealed marks, one per (run, machine, step, kind) ("" for an event without a step)
+MARKS_SCHEMA = """
+    CREATE TABLE IF NOT EXISTS marks (run TEXT NOT NULL, machine TEXT NOT NULL, step TEXT NOT NULL,
+        kind TEXT NOT NULL, count INTEGER NOT NULL, last INTEGER NOT NULL, mac TEXT,
+        PRIMARY KEY (run, machine, step, kind)) WITHOUT ROWID;
+"""
 
 
 class JournalError(UserError):
@@ -178,6 +188,9 @@ class Journal:
         self.redactor = redactor or Redactor()
         self._mac: bytes | None = None
         self.key_id: str | None = None
+        #: the seqs of events checked against their MAC and mark (by :meth:`authenticate`, then read by the
+        #: runner: an event never changes once written, so each is checked once per process)
+        self._checked: set[int] = set()
         try:
             if create:
                 private.make_dir(self.dir)
@@ -251,6 +264,9 @@ class Journal:
             conn.executescript(self.SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('format', ?)", (str(seal.FORMAT),))
         self.format = int(self._meta("format") or 1)
+        if self.format >= 3:  # a format 2 journal is continued as it is, without marks
+            with self.db.conn:
+                conn.executescript(MARKS_SCHEMA)
 
     def _meta(self, name: str) -> str | None:
         row = self.db.conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
@@ -259,7 +275,12 @@ class Journal:
     @property
     def sealed_key_id(self) -> str | None:
         """The id of the vault key the journal is sealed with (None: format 1, or nothing written yet)."""
-        return self._meta("key_id") if self.format >= 2 else None
+        return self._meta("key_id") if self.format >= seal.SEALED else None
+
+    @property
+    def marked(self) -> bool:
+        """Whether the journal keeps sealed marks (format 3): resume then reads through them."""
+        return self.format >= 3
 
     # ------------------------------------------------------------------ the key
     def unlock(self, key: vault.Key) -> None:
@@ -268,7 +289,7 @@ class Journal:
         Does not verify the seal (that is :meth:`authenticate`); refuses a journal of format 1, which
         this version never writes to (a writer could have forged it, and sealing it now would vouch for it).
         """
-        if self.format < seal.FORMAT:
+        if self.format < seal.SEALED:
             raise JournalError(
                 f"journal {self.path} was written by an earlier version of the tool (format {self.format}: its hash "
                 "chain has no key, so anyone who could write the file could have rewritten it) — this version does "
@@ -283,18 +304,16 @@ class Journal:
         self.key_id = key.key_id
 
     def authenticate(self, key: vault.Key) -> Verdict:
-        """Unlock with *key* and verify the whole seal; raise :class:`JournalTampered` on any fault.
+        """Unlock with *key* and check the seal a decision relies on; raise :class:`JournalTampered` on any fault.
 
-        `resume` and `revert` call this before any work: a journal a writer without the key edited is
-        refused, with the first bad row named.
+        `run`, `resume` and `revert` call this before any work: a journal a writer without the key edited is
+        refused, with the first bad row named. With marks (format 3) it does not walk the chain, so its time
+        does not grow with the events (:meth:`_checked_seal`); a format 2 journal is verified whole.
         """
         self.unlock(key)
-        verdict = self.verify()
+        verdict = self._checked_seal() if self.marked else self.verify()
         if verdict.fault:
-            raise JournalTampered(
-                f"journal {self.path} does not verify with its key: {verdict.fault} — someone without the key "
-                "changed it (or it was damaged); nothing was done. Restore the journal directory from a copy, "
-                "and compare with `upgrade journal export`s taken before")
+            raise self._tampered(verdict.fault)
         return verdict
 
     def _need_key(self) -> bytes:
@@ -382,6 +401,8 @@ class Journal:
             row["hash"] = row_hash(row)
             row["mac"] = seal.event_mac(self._need_key(), row["hash"])
             self.db["events"].insert(row)
+            if self.marked:
+                self._mark(row)
             conn.execute("UPDATE runs SET updated=? WHERE id=?", (row["ts"], run_id))
             self._seal_run(run_id)
             self._seal_head(seq, row["hash"])
@@ -398,11 +419,35 @@ class Journal:
     @_guarded
     def notes(self, run_id: str, machine: str) -> list[Event]:
         """The ``note`` events of one machine of the run, in order: read through ``events_last`` (the run's
-        and machine's entries only), so finding the run's recorded notes does not decode every event."""
+        and machine's entries only), so finding the run's recorded notes does not decode every event.
+
+        With marks, each note is checked (hash, and MAC when unlocked) and their number and last seq against
+        the marks: a note removed or turned into another event is refused, not silently missed."""
         with self._lock:
-            rows = self.db.query("SELECT * FROM events WHERE run=? AND machine=? AND kind='note' ORDER BY seq",
-                                 [run_id, machine])
-            return [Event.from_row(r) for r in rows]
+            return [Event.from_row(r) for r in self._note_rows(run_id, machine)]
+
+    def _note_rows(self, run_id: str, machine: str) -> list[dict[str, Any]]:
+        cur = self.db.conn.execute("SELECT * FROM events WHERE run=? AND machine=? AND kind='note' ORDER BY seq",
+                                   (run_id, machine))
+        columns = [c[0] for c in cur.description]
+        rows = [dict(zip(columns, r, strict=True)) for r in cur]
+        if self.marked:
+            for row in rows:
+                self._check_row(row, (run_id, machine, row["step"] or "", "note"))
+            count, last = self.db.conn.execute(
+                "SELECT COALESCE(SUM(count), 0), MAX(last) FROM marks WHERE run=? AND machine=? AND kind='note'",
+                (run_id, machine)).fetchone()
+            if (count, last) != (len(rows), rows[-1]["seq"] if rows else None):
+                raise self._tampered(f"the notes of {machine} in run {run_id}: {len(rows)} found where its marks "
+                                     f"seal {count} (the last at seq {last}) — a note was removed or changed")
+        return rows
+
+    @_guarded
+    def machines(self, run_id: str) -> set[str]:
+        """The machines that have an event in the run (through the marks when there are: one entry per step)."""
+        table = "marks" if self.marked else "events"
+        with self._lock:
+            return {m for (m,) in self.db.conn.execute(f"SELECT DISTINCT machine FROM {table} WHERE run=?", (run_id,))}
 
     @_guarded
     def step_rows(self, run_id: str) -> list[tuple[str, str | None, str, str | None, str | None]]:
@@ -414,15 +459,62 @@ class Journal:
         A loose index scan of ``events_last`` (run, machine, step, kind, seq): one seek per (machine, step,
         kind) group to its last seq and one to the next group, never a pass over the run's events, so the
         cost grows with the number of steps, not of events (a GROUP BY reads every index entry: 0.3 s at a
-        million events)."""
+        million events).
+
+        With marks (format 3) the groups and their last seq are the sealed marks' and each row read is checked
+        against its mark and its MAC: an event the decision needs that was removed, changed or hidden as
+        another kind is refused (the chain between is walked by `journal verify`)."""
         conn = self.db.conn
         seqs: list[int] = []
         with self._lock:
+            if self.marked:
+                return self._marked_rows(run_id)
             group = conn.execute(_NEXT_GROUP.format(""), (run_id,)).fetchone()
             while group is not None:
                 seqs.append(conn.execute(_LAST_OF_GROUP, (run_id, *group)).fetchone()[0])
                 group = self._next_group(run_id, group)
             return [conn.execute(_STEP_ROW, (seq,)).fetchone() for seq in sorted(seqs)]
+
+    def _marked_rows(self, run_id: str) -> list[tuple[str, str | None, str, str | None, str | None]]:
+        """The last event of each of the run's marks with a step, in seq order, each checked (one query: the
+        marks joined to their events; a mark whose event is gone gives a row of NULLs, refused)."""
+        cur = self.db.conn.execute("SELECT m.machine AS m_machine, m.step AS m_step, m.kind AS m_kind, m.last AS "
+                                   "m_last, e.* FROM marks m LEFT JOIN events e ON e.seq = m.last "
+                                   "WHERE m.run=? AND m.step != '' ORDER BY m.last", (run_id,))
+        columns = [c[0] for c in cur.description]
+        out = []
+        for r in cur.fetchall():
+            row = dict(zip(columns, r, strict=True))
+            machine, step, kind = row.pop("m_machine"), row.pop("m_step"), row.pop("m_kind")
+            row["seq"] = row.pop("m_last")
+            self._check_row(row, (run_id, machine, step, kind))
+            out.append((machine, step, kind, row["output"], row["result"]))
+        return out
+
+    def _check_row(self, row: dict[str, Any], group: tuple[str, str, str, str]) -> None:
+        """An event a decision reads: present, of its mark's group, its content matching its hash and (when
+        unlocked) its MAC; else :class:`JournalTampered`."""
+        seq = row["seq"]
+        if seq in self._checked:
+            return
+        if row.get("hash") is None:
+            raise self._tampered(f"event seq {seq}, the last {group[3]} of {group[2] or group[1]} by its marks, "
+                                 "is missing")
+        if (row["run"], row["machine"], row["step"] or "", row["kind"]) != group:
+            raise self._tampered(f"event seq {seq} is not the {group[3]} of {group[2] or group[1]} its marks seal "
+                                 "(it was changed into another event)")
+        if row_hash(row) != row["hash"] or (self._mac is not None
+                                            and not seal.equal(row.get("mac"), seal.event_mac(self._mac, row["hash"]))):
+            raise self._tampered(f"event seq {seq}: its content does not match its hash and MAC (the event was "
+                                 "rewritten without the key)")
+        if self._mac is not None:
+            self._checked.add(seq)
+
+    def _tampered(self, fault: str) -> JournalTampered:
+        return JournalTampered(
+            f"journal {self.path} does not verify with its key: {fault} — someone without the key "
+            "changed it (or it was damaged); nothing was done. Restore the journal directory from a copy, "
+            "and compare with `upgrade journal export`s taken before")
 
     def _next_group(self, run_id: str, group: tuple[str, str, str]) -> tuple[str, str, str] | None:
         """The (machine, step, kind) after *group* in ``events_last`` order: three prefix seeks (a row-value
@@ -525,7 +617,7 @@ class Journal:
     def _verify(self) -> Verdict:
         runs, arts = self.runs(), self.artifacts()
         key = self._mac
-        walk = _Walk(self._event_cursor(), key)
+        walk = _Walk(self._event_cursor(), key, self.marked)
 
         def verdict(fault: str | None) -> Verdict:
             events = walk.count if walk.done else self.db.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
@@ -539,23 +631,120 @@ class Journal:
         if walk.bad_mac is not None:
             return verdict(f"event seq {walk.bad_mac}: its MAC does not match (the event, or the whole chain "
                            "from it on, was rewritten without the key)")
+        fault = self._rows_fault(key, runs, arts) or self._head_fault(key, walk.count, runs, arts)
+        if fault is None and self.marked:
+            fault = self._marks_fault(key, walk.count, runs)
+            if fault is None and (wrong := self._marks_differ(walk.groups)):
+                fault = wrong
+        return verdict(fault)
+
+    def _checked_seal(self) -> Verdict:
+        """The seal a decision relies on, without walking the chain (format 3): every run's, artifact's and
+        mark's MAC, the marks summing to the events the head seals, the events numbered 1..head without a
+        gap, the last event (hash, MAC, the head's hash) and the head's MAC; then every event a decision
+        reads (:meth:`step_rows`: the last of each mark with a step; :meth:`notes`: every note), against its
+        hash, MAC and mark — before any work. A writer without the key can still edit an event no decision
+        reads (an earlier intent of a step run twice): its MAC no longer matches, and `journal verify` finds it.
+        Costs one read per step and kind and per note, whatever the number of events."""
+        with self._lock:
+            runs, arts = self.runs(), self.artifacts()
+            key = self._need_key()
+            # three statements: MIN and MAX alone are one seek each, COUNT alone scans the smallest index (together
+            # they would read the whole table)
+            count, low, high = (self.db.conn.execute(f"SELECT {f}(seq) FROM events").fetchone()[0]
+                                for f in ("COUNT", "MIN", "MAX"))
+
+            def verdict(fault: str | None) -> Verdict:
+                return Verdict(fault, count, len(runs), len(arts), self.format, True)
+
+            head = self.head()
+            if head is not None and (count != head["seq"] or (count and (low, high) != (1, count))):
+                return verdict(f"the events are {count} rows (seq {low} to {high}) where the head seals seq "
+                               f"{head['seq']} without a gap: events were removed or added")
+            if head is not None and count:
+                cur = self.db.conn.execute("SELECT * FROM events WHERE seq=?", (head["seq"],))
+                last = dict(zip([c[0] for c in cur.description], cur.fetchone(), strict=True))
+                if row_hash(last) != last["hash"] or last["hash"] != head["hash"]:
+                    return verdict(f"event seq {head['seq']}: the last event does not match its hash or the head's "
+                                   "(rows removed, reordered or edited)")
+                if not seal.equal(last.get("mac"), seal.event_mac(key, last["hash"])):
+                    return verdict(f"event seq {head['seq']}: its MAC does not match (the event, or the whole "
+                                   "chain from it on, was rewritten without the key)")
+            fault = (self._rows_fault(key, runs, arts) or self._head_fault(key, count, runs, arts)
+                     or self._marks_fault(key, count, runs))
+            if fault is None:  # every event a decision reads, before any work (JournalTampered otherwise)
+                for run in runs:
+                    self._marked_rows(run["id"])
+                for run_id, machine in self.db.conn.execute("SELECT DISTINCT run, machine FROM marks "
+                                                            "WHERE kind='note'").fetchall():
+                    self._note_rows(run_id, machine)
+            return verdict(fault)
+
+    def _rows_fault(self, key: bytes, runs: list[dict[str, Any]], arts: list[dict[str, Any]]) -> str | None:
         for table, items in (("runs", runs), ("artifacts", arts)):
             for item in items:
                 if not seal.equal(item.get("mac"), seal.row_mac(key, table, item)):
-                    return verdict(f"{table} row {item['id']}: its MAC does not match (the row was edited without "
-                                   "the key)")
+                    return f"{table} row {item['id']}: its MAC does not match (the row was edited without the key)"
+        return None
+
+    def _head_fault(self, key: bytes, count: int, runs: list[dict[str, Any]], arts: list[dict[str, Any]]) -> str | None:
+        """The head's MAC over the format, key id, last seq and hash, *count* events and the runs' and
+        artifacts' MACs."""
         head = self.head()
         bound = self.sealed_key_id
         if head is None:
-            return verdict(None if bound is None and not walk.count and not runs and not arts
-                           else "the head row is missing (it seals the number of events, runs and artifacts)")
-        fields = seal.head_fields(bound or "", head["seq"], head["hash"], walk.count, seal.digest(runs),
+            return (None if bound is None and not count and not runs and not arts
+                    else "the head row is missing (it seals the number of events, runs and artifacts)")
+        fields = seal.head_fields(self.format, bound or "", head["seq"], head["hash"], count, seal.digest(runs),
                                   seal.digest(arts))
         if not seal.equal(head.get("mac"), seal.head_mac(key, fields)):
-            return verdict(f"the head (seq {head['seq']}, {walk.count} events, {len(runs)} runs, {len(arts)} "
-                           "artifacts) does not match its MAC: events at the end, runs or artifacts were removed, "
-                           "added or put back from an older copy")
-        return verdict(None)
+            return (f"the head (seq {head['seq']}, {count} events, {len(runs)} runs, {len(arts)} "
+                    "artifacts) does not match its MAC: events at the end, runs or artifacts were removed, "
+                    "added or put back from an older copy")
+        return None
+
+    def _marks(self) -> list[dict[str, Any]]:
+        cur = self.db.conn.execute(f"SELECT {', '.join(seal.MARK_COLUMNS)}, mac FROM marks")
+        return [dict(zip((*seal.MARK_COLUMNS, "mac"), r, strict=True)) for r in cur]
+
+    def _marks_fault(self, key: bytes, count: int, runs: list[dict[str, Any]]) -> str | None:
+        """Every mark's MAC, one per group, of a run of the journal, and their counts summing to *count* (the
+        events the head seals). A mark's count only grows: a mark removed, or put back from an older copy,
+        sums to less, and no valid mark sums to more, so the marks are the current ones."""
+        ids = {r["id"] for r in runs}
+        seen: set[tuple[str, str, str, str]] = set()
+        total = 0
+        for m in self._marks():
+            group = (m["run"], m["machine"], m["step"], m["kind"])
+            if not seal.equal(m["mac"], seal.row_mac(key, "marks", m)) or group in seen or m["run"] not in ids:
+                return (f"the mark of run {m['run']} {m['step'] or m['machine']} {m['kind']}: its MAC does not match "
+                        "(the mark was edited, or copied from another journal, without the key)")
+            seen.add(group)
+            total += m["count"]
+        if total != count:
+            return (f"the marks count {total} events where the head seals {count}: a mark was removed or put back "
+                    "from an older copy")
+        return None
+
+    def _marks_differ(self, groups: dict[tuple[str, str, str, str], tuple[int, int]]) -> str | None:
+        """The first mark that does not say what the events walked say (only a holder of the key could have
+        written it: a programming error or a forger with the key)."""
+        marks = {(m["run"], m["machine"], m["step"], m["kind"]): (m["count"], m["last"]) for m in self._marks()}
+        for group in sorted(set(marks) | set(groups)):
+            if marks.get(group) != groups.get(group):
+                return (f"the mark of run {group[0]} {group[2] or group[1]} {group[3]} says {marks.get(group)} "
+                        f"(events, last seq) where the events hold {groups.get(group)}")
+        return None
+
+    def _mark(self, row: dict[str, Any]) -> None:
+        """Inside a write transaction: count the event *row* in its mark and make it the last, sealed anew."""
+        group = (row["run"], row["machine"], row["step"] or "", row["kind"])
+        found = self.db.conn.execute("SELECT count FROM marks WHERE run=? AND machine=? AND step=? AND kind=?",
+                                     group).fetchone()
+        mark = dict(zip(seal.MARK_COLUMNS, (*group, (found[0] if found else 0) + 1, row["seq"]), strict=True))
+        mark["mac"] = seal.row_mac(self._need_key(), "marks", mark)
+        self.db.conn.execute("INSERT OR REPLACE INTO marks (run, machine, step, kind, count, last, mac) "
+                             "VALUES (:run, :machine, :step, :kind, :count, :last, :mac)", mark)
 
     def _seal_run(self, run_id: str) -> None:
         """Inside a write transaction: the run row's MAC after a change to it."""
@@ -575,8 +764,8 @@ class Journal:
         runs = [{"id": i, "mac": m} for i, m in conn.execute("SELECT id, mac FROM runs")]
         arts = [{"id": i, "mac": m} for i, m in conn.execute("SELECT id, mac FROM artifacts")]
         # seq is the number of events: the chain is gapless from 1 (verify counts the rows themselves)
-        fields = seal.head_fields(self.sealed_key_id or "", seq, last_hash or GENESIS, seq, seal.digest(runs),
-                                  seal.digest(arts))
+        fields = seal.head_fields(self.format, self.sealed_key_id or "", seq, last_hash or GENESIS, seq,
+                                  seal.digest(runs), seal.digest(arts))
         conn.execute("INSERT OR REPLACE INTO head (id, seq, hash, mac) VALUES (1, ?, ?, ?)",
                      (seq, last_hash, seal.head_mac(key, fields)))
 
@@ -613,19 +802,26 @@ class _Walk:
     """The events of a verification as they stream past the chain check: how many, the last one, and (with
     the MAC key) the first whose MAC does not match, so the chain and the MACs take one pass."""
 
-    def __init__(self, rows: Iterator[dict[str, Any]], key: bytes | None = None) -> None:
+    def __init__(self, rows: Iterator[dict[str, Any]], key: bytes | None = None, marked: bool = False) -> None:
         self.rows = rows
         self.key = key
         self.count = 0
         self.last: dict[str, Any] | None = None
         self.bad_mac: int | None = None
         self.done = False
+        #: (run, machine, step, kind) -> (events, last seq), what the marks must say (format 3)
+        self.groups: dict[tuple[str, str, str, str], tuple[int, int]] = {}
+        self.marked = marked
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         key = self.key
+        groups = self.groups if self.marked else None
         for row in self.rows:
             self.count += 1
             self.last = row
+            if groups is not None:
+                group = (row["run"], row["machine"], row["step"] or "", row["kind"])
+                groups[group] = (groups[group][0] + 1 if group in groups else 1, row["seq"])
             if key is not None and self.bad_mac is None and not seal.equal(row.get("mac"),
                                                                           seal.event_mac(key, row["hash"])):
                 self.bad_mac = row["seq"]

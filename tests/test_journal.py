@@ -65,6 +65,9 @@ def test_step_rows_replay_to_the_view_of_every_event(tmp_path):
             found += len(notes)
         assert found
     assert j.step_rows("no-such-run") == []
+    assert j.machines(runs[0]) == {e.machine for e in j.events(runs[0])}
+    # the marks the reads went through are sealed and say what the events say: both checks pass
+    assert j.authenticate(key).fault is None and j.verify().fault is None
 
 
 def test_files_are_private_and_durable(tmp_path):

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from journal import vault
+from journal import seal, vault
 from journal.chain import GENESIS, row_hash
 from journal.redact import Redactor
 from journal.store import Journal, JournalError
 from journal.vault import Key
+from statemachine.replay import replay_rows
 from tests.conftest import KEYSTONE_DB_PASSWORD, REPO, require, tmpfs, upgrade
 from upgrade import window
 from upgrade.errors import EXIT_FAILED, EXIT_USAGE
@@ -206,6 +207,180 @@ def test_an_earlier_format_journal_is_read_but_never_continued(tmp_path):
         j.unlock(Key.from_file(tmp_path / "dump.key"))
     j.close()
     assert _rows(d / "journal.db") == before
+
+
+# ---------------------------------------------------------------------- resume's check: the marks, not the chain
+def _resumed(tmp_path: Path) -> tuple[Journal, str, Key, list]:
+    """A run that failed in keystone.s0, was resumed and failed again in glance: every kind a decision reads.
+    seq 1 the run's identity note, 2 intent s0 (read by nothing: a later intent overrides it), 3 failed s0,
+    4 intent s0, 5 its interrupted note, 6 done s0, 7/8 s1, 9/10 glance.s0, 11 glance.s1 failed. Also returns
+    the marks as they were after seq 3: validly sealed rows an attacker could have copied then."""
+    key = vault.generate_key_file(tmp_path / "dump.key")
+    j = Journal(tmp_path / "j", Redactor(), key=key)
+    run = j.create_run({"upgrade": {"services": ["keystone", "glance"]}}, "ab" * 32, "/plan.toml", "2025.2",
+                       "2026.1", key.key_id)
+    j.append(run, "run", "note", result={"target_db": {"server_id": 1}})
+    j.append(run, "keystone", "intent", step="keystone.s0", output="first try")
+    j.append(run, "keystone", "failed", step="keystone.s0", output="boom")
+    older = j.db.conn.execute("SELECT * FROM marks").fetchall()
+    j.append(run, "keystone", "intent", step="keystone.s0")
+    j.append(run, "keystone", "note", step="keystone.s0", output="interrupted", result={"probe": None})
+    j.append(run, "keystone", "done", step="keystone.s0", result={"rows": 7})
+    j.append(run, "keystone", "intent", step="keystone.s1")
+    j.append(run, "keystone", "done", step="keystone.s1", result={"rows": 8})
+    j.append(run, "glance", "intent", step="glance.s0")
+    j.append(run, "glance", "done", step="glance.s0", result={"images": 2})
+    j.append(run, "glance", "failed", step="glance.s1", output="glance-manage failed")
+    j.set_status(run, "failed")
+    j.close()
+    return j, run, key, older
+
+
+def _copy_row(path: Path, source: int, target: int, **changes: object) -> None:
+    """Put the content of event *source* (its hash and MAC too) at seq *target*, with *changes*."""
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    row = dict(conn.execute("SELECT * FROM events WHERE seq=?", (source,)).fetchone())
+    row.update(seq=target, **changes)
+    conn.execute("DELETE FROM events WHERE seq=?", (target,))
+    conn.execute(f"INSERT INTO events ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+    conn.commit()
+    conn.close()
+
+
+def _rehash(path: Path, seq: int, statement: str) -> None:
+    """Edit event *seq* and recompute its hash (a writer cannot recompute its MAC)."""
+    _sql(path, statement)
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    conn.execute("UPDATE events SET hash=? WHERE seq=?",
+                 (row_hash(dict(conn.execute("SELECT * FROM events WHERE seq=?", (seq,)).fetchone())), seq))
+    conn.commit()
+    conn.close()
+
+
+def _older_mark(path: Path, older: list) -> None:
+    """Put back keystone.s0's intent mark as it was before the second intent, validly sealed then, and hide
+    the second intent so that the events agree with it."""
+    old = next(m for m in older if m[2] == "keystone.s0" and m[3] == "intent")
+    _sql(path, "UPDATE events SET step=NULL WHERE seq=4")
+    _sql(path, "UPDATE marks SET count=?, last=?, mac=? WHERE step='keystone.s0' AND kind='intent'",
+         params=(old[4], old[5], old[6]))
+
+
+def _foreign_mark(path: Path, tmp_path: Path) -> None:
+    """A mark of another journal sealed with the same key, in place of one of this journal's with the same count."""
+    other = Journal(tmp_path / "other", Redactor(), key=Key.from_file(tmp_path / "dump.key"))
+    orun = other.create_run({"upgrade": {}}, "cd" * 32, None, None, None, None)
+    other.append(orun, "keystone", "done", step="keystone.s1", result={"rows": 1})
+    foreign = other.db.conn.execute("SELECT * FROM marks").fetchone()
+    other.close()
+    _sql(path, "DELETE FROM marks WHERE step='keystone.s1' AND kind='done'")
+    _sql(path, "INSERT INTO marks VALUES (?, ?, ?, ?, ?, ?, ?)", params=tuple(foreign))
+
+
+#: what a writer without the key does to steer a resume or a revert -> what the refusal names. Each touches
+#: an event or a mark the decision depends on, in ways the check without the chain walk must still see.
+RESUME_ATTACKS = {
+    "a middle event deleted": (lambda p, t, o: _sql(p, "DELETE FROM events WHERE seq=2"), "events were removed"),
+    "an event added after the head": (lambda p, t, o: _copy_row(p, 10, 12), "events were removed or added"),
+    "events renumbered after a deletion": (
+        lambda p, t, o: _sql(p, "DELETE FROM events WHERE seq=2", "UPDATE events SET seq=seq-1 WHERE seq>2",
+                             "UPDATE head SET seq=seq-1"), "event seq 10"),
+    "tail deleted, head pointed back": (lambda p, t, o: _drop_tail(p), "the head"),
+    "a done turned into a note": (lambda p, t, o: _sql(p, "UPDATE events SET kind='note' WHERE seq=6"),
+                                  "changed into another event"),
+    "a done hidden without a step": (lambda p, t, o: _sql(p, "UPDATE events SET step=NULL WHERE seq=8"),
+                                     "changed into another event"),
+    "a done moved to another run": (lambda p, t, o: _sql(p, "UPDATE events SET run='20260101-000000-ffffff' "
+                                                            "WHERE seq=10"), "changed into another event"),
+    "a failed turned into a done": (lambda p, t, o: _rehash(p, 3, "UPDATE events SET kind='done' WHERE seq=3"),
+                                    "changed into another event"),
+    "another done with its hash and MAC": (lambda p, t, o: _copy_row(p, 6, 8, step="keystone.s1"),
+                                           "event seq 8: its content does not match its hash and MAC"),
+    "a result edited, hash recomputed": (
+        lambda p, t, o: _rehash(p, 6, "UPDATE events SET result='{\"rows\": 0}' WHERE seq=6"),
+        "event seq 6: its content does not match its hash and MAC"),
+    "the identity note hidden": (lambda p, t, o: _sql(p, "UPDATE events SET machine='nobody' WHERE seq=1"),
+                                 "the notes of run"),
+    "an interrupted note replaced by an earlier event": (lambda p, t, o: _copy_row(p, 2, 5),
+                                                         "event seq 5 is not the note of keystone.s0"),
+    "the identity note replaced by an earlier event": (lambda p, t, o: _copy_row(p, 2, 1),
+                                                       "the notes of run"),
+    "a mark removed": (lambda p, t, o: _sql(p, "DELETE FROM marks WHERE step='keystone.s1' AND kind='done'"),
+                       "the marks count 10 events where the head seals 11"),
+    "a mark put back from an older copy": (lambda p, t, o: _older_mark(p, o), "the marks count 10 events"),
+    "a mark pointed at another event": (lambda p, t, o: _sql(p, "UPDATE marks SET last=6 WHERE step='keystone.s1' "
+                                                                "AND kind='done'"), "the mark of run"),
+    "a mark of another journal with the same key": (lambda p, t, o: _foreign_mark(p, t),
+                                                    "copied from another journal"),
+}
+
+
+@pytest.mark.parametrize("attack", RESUME_ATTACKS, ids=list(RESUME_ATTACKS))
+def test_resume_check_without_the_chain_walk_refuses_a_writer_without_the_key(tmp_path, attack):
+    """What `resume` and `revert` check before any work (``Journal.authenticate``: no walk of the chain)
+    refuses each edit of an event or a mark a decision depends on, naming it, and changes nothing;
+    `journal verify` (the whole walk) refuses it too."""
+    j, _run, key, older = _resumed(tmp_path)
+    tamper, needle = RESUME_ATTACKS[attack]
+    tamper(j.path, tmp_path, older)
+    before = _rows(j.path)
+    again = Journal(j.dir, create=False)
+    with pytest.raises(JournalError, match="does not verify with its key") as refused:
+        again.authenticate(key)
+    assert needle in str(refused.value), refused.value
+    assert again.verify().fault is not None  # the walk of `journal verify` finds it as well
+    again.close()
+    assert _rows(j.path) == before
+
+
+def test_an_event_no_decision_reads_edited_is_left_to_journal_verify(tmp_path):
+    """The limit of the check without the walk, and why it is harmless: an event overridden by a later one
+    of its step and kind (the first intent of a step that was run again) is not read by resume or revert, so
+    editing it changes no decision — and `journal verify` names it."""
+    j, run, key, _older = _resumed(tmp_path)
+    intact = Journal(j.dir, create=False, key=key)
+    decided = replay_rows(intact.step_rows(run))
+    intact.close()
+    _sql(j.path, "UPDATE events SET output='all fine' WHERE seq=2")
+    again = Journal(j.dir, create=False)
+    verdict = again.authenticate(key)
+    assert verdict.fault is None and verdict.events == 11, verdict
+    assert replay_rows(again.step_rows(run)) == decided
+    assert decided.machine("keystone").committed == {"keystone.s0": {"rows": 7}, "keystone.s1": {"rows": 8}}
+    assert again.notes(run, "run")[0].result == {"target_db": {"server_id": 1}}
+    again.close()
+    code, text = _cli("journal", "verify", "--journal", str(j.dir), "--key", str(tmp_path / "dump.key"))
+    assert code == EXIT_FAILED and "event seq 2" in text, text
+
+
+def test_a_format_2_journal_is_continued_with_the_whole_walk(tmp_path, monkeypatch):
+    """A journal written before the marks (format 2) is authenticated by walking every event, read through the
+    index, and continued as format 2 (no marks table appears: its head stays sealed as format 2)."""
+    key = vault.generate_key_file(tmp_path / "dump.key")
+    monkeypatch.setattr(seal, "FORMAT", 2)
+    j = Journal(tmp_path / "j", Redactor(), key=key)
+    run = j.create_run({"upgrade": {}}, "ab" * 32, None, None, None, key.key_id)
+    j.append(run, "keystone", "intent", step="keystone.s0")
+    j.append(run, "keystone", "done", step="keystone.s0", result={"rows": 7})
+    j.close()
+    monkeypatch.undo()
+    _sql(j.path, "UPDATE events SET output='x' WHERE seq=1")
+    old = Journal(j.dir, create=False)
+    with pytest.raises(JournalError, match="event seq 1"):  # a format 2 journal: every event is checked
+        old.authenticate(key)
+    old.close()
+    _sql(j.path, "UPDATE events SET output=NULL WHERE seq=1")
+    old = Journal(j.dir, create=False)
+    assert old.format == 2 and old.authenticate(key).events == 2
+    old.append(run, "glance", "intent", step="glance.s0")
+    assert replay_rows(old.step_rows(run)).machine("keystone").committed == {"keystone.s0": {"rows": 7}}
+    assert old.machines(run) == {"keystone", "glance"}
+    assert old.verify().fault is None and old.verify().format == 2
+    tables = {r[0] for r in old.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "marks" not in tables
+    old.close()
 
 
 # ---------------------------------------------------------------------- item 7: ownership, links
@@ -449,11 +624,13 @@ def test_revert_refuses_an_older_runs_backup_copied_over_this_runs(lab, tmp_path
 
 
 def test_resume_refuses_a_journal_edited_to_accept_another_plan(lab, tmp_path):
-    """The attack of the issue: edit the plan, then `UPDATE runs SET plan_sha256=<its hash>`."""
+    """The attack of the issue: edit the plan, then `UPDATE runs SET plan_sha256=<its hash>`; and the step the
+    run was in hidden from the marks resume reads through."""
     plan = lab.write_plan(tmp_path)
     journal = tmp_path / "journal"
     assert upgrade("run", str(plan), failpoint="keystone.stop_source:after").returncode < 0
-    plan.write_text(plan.read_text() + "\n# edited after the run started\n")
+    text, sha = plan.read_text(), hashlib.sha256(plan.read_bytes()).hexdigest()
+    plan.write_text(text + "\n# edited after the run started\n")
     _sql(journal / "journal.db", "UPDATE runs SET plan_sha256=?",
          params=(hashlib.sha256(plan.read_bytes()).hexdigest(),))
     rows, before = _rows(journal / "journal.db"), lab.state()
@@ -464,6 +641,19 @@ def test_resume_refuses_a_journal_edited_to_accept_another_plan(lab, tmp_path):
         assert lab.state() == before and _rows(journal / "journal.db") == rows
     ver = upgrade("journal", "verify", "--journal", str(journal), "--key", str(tmp_path / "dump.key"))
     assert ver.returncode == EXIT_FAILED and "TAMPERED" in ver.stdout
+    # the plan and its hash put back; then the last step the run committed hidden (its done without a step: a
+    # resume would run it again, a revert would not undo it) — what resume reads through the marks, not a
+    # walk of the chain, refuses it before any work
+    plan.write_text(text)
+    _sql(journal / "journal.db", "UPDATE runs SET plan_sha256=?", params=(sha,))
+    _sql(journal / "journal.db", "UPDATE events SET step=NULL WHERE seq=(SELECT MAX(seq) FROM events WHERE "
+         "kind='done')")
+    rows = _rows(journal / "journal.db")
+    for verb in ("resume", "revert"):
+        res = upgrade(verb, "--journal", str(journal))
+        assert res.returncode == EXIT_USAGE, res.stderr
+        assert "is not the done of keystone." in res.stderr and "its marks seal" in res.stderr, res.stderr
+        assert lab.state() == before and _rows(journal / "journal.db") == rows
 
 
 def test_a_full_disk_under_the_journal_stops_the_run_with_a_message_and_resume_finishes(lab, tmp_path, tiny_fs):

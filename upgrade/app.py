@@ -302,7 +302,7 @@ def deferred(plan: Plan, journal: Journal, run_id: str) -> tuple[str, ...]:
     started yet: once `upgrade unpin` started one, it belongs to the run (resume and revert see it)."""
     if not plan.unpin_later:
         return ()
-    started = {e.machine for e in journal.events(run_id)}
+    started = journal.machines(run_id)
     return tuple(n for n in plan.services if n in AFTER_COMPUTES and n not in started)
 
 

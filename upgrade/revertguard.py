@@ -21,7 +21,7 @@ from services import registry
 from services.infra import mysql, newwrites
 from services.steps.databases import DUMP_TOOL
 from statemachine import failpoints
-from statemachine.replay import replay
+from statemachine.replay import replay_rows
 from statemachine.step import StepError
 from upgrade import app, logs
 from upgrade.claims import NOTE_MACHINE
@@ -39,7 +39,7 @@ STEP = "revert.new_writes"
 def record_baseline(plan: Plan, journal: Journal, run_id: str) -> None:
     """The run's final note: the markers of every database it imported, as the new controller holds
     them now that the run completed (before any tenant was let in by the caller)."""
-    results = replay(journal.events(run_id)).results
+    results = replay_rows(journal.step_rows(run_id)).results
     dbs = newwrites.imported(results, plan.services)
     base = newwrites.baseline(plan.target.db, dbs, registry.IDLE_WRITES)
     tables = sum(len(t) for d in base.values() for t in d.values())
@@ -85,7 +85,7 @@ def guard(plan: Plan, journal: Journal, key: vault.Key, run_id: str, discard: bo
                         "(the tool stopped right after the run, or an earlier version ran it): whether tenants "
                         "wrote to the new cloud cannot be told, and a revert would lose what they wrote — nothing "
                         f"was changed; to keep their writes in the vault and revert: {flag}")
-    view = replay(journal.events(run_id))
+    view = replay_rows(journal.step_rows(run_id))
     if base is None:  # dump every database the run imported, whole
         base = {s: {db: {} for db in dbs} for s, dbs in newwrites.imported(view.results, plan.services).items()}
     # only databases no revert restored yet: what a partial revert restored is the old data again

@@ -1,10 +1,12 @@
 """Journal benchmark: durable event latency and how fast a resume decides where to continue.
 
 Targets: p50 <= 5 ms per durable event; resume decides where to continue in <= 200 ms with
-100,000 events in the journal and <= 1 s with 1,000,000 (a seek per step group, results decoded
-lazily: only each step's last ``done``). Beside it, the check of the whole seal (hash chain and every
-MAC) that `upgrade resume` and `revert` run before any work and `journal verify` runs: it reads
-every event, so it grows with the journal.
+100,000 events in the journal and <= 1 s with 1,000,000: the seal check `upgrade resume` and `revert`
+run before any work (``Journal.authenticate``: runs, artifacts, the sealed marks, the head and every
+event a decision reads, never the whole chain) and the decision itself (one read per step and kind
+through the marks, results decoded lazily: only each step's last ``done``). Beside it, the walk of
+the whole seal (hash chain and every MAC) that `journal verify` runs: it reads every event, so it
+grows with the journal.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from journal.vault import Key
 from statemachine.replay import replay_rows
 from upgrade import tables
 
+#: how many times the resume decision is timed (its median is reported)
+TRIALS = 5
 STEPS = ["stop_source", "dump_source", "stop_target", "backup_target", "install_config", "import_db",
          "upgrade_schema", "fix_ownership", "start_target", "verify"]
 
@@ -50,7 +54,7 @@ def durable_pairs(directory: Path, pairs: int) -> list[float]:
 
 
 def _fill(directory: Path, events: int, key: Key) -> str:
-    """A sealed journal of *events* events (intent+done pairs over 50 machines), chained and MACed as
+    """A sealed journal of *events* events (intent+done pairs over 50 machines), chained, MACed and marked as
     ``Journal.append`` writes them, in one transaction (filling only: the measured part reopens it)."""
     j = Journal(directory, Redactor(), key=key)
     run = j.create_run({"upgrade": {"services": ["keystone"]}}, "0" * 64, None, "2025.2", "2026.1", None)
@@ -59,6 +63,7 @@ def _fill(directory: Path, events: int, key: Key) -> str:
     with j._tx() as conn:
         seq, prev = conn.execute("SELECT seq, hash FROM head WHERE id=1").fetchone()
         batch = []
+        marks: dict[tuple[str, str, str, str], tuple[int, int]] = {}
         for i in range(events // 2):
             machine = f"svc{i % 50}"
             step = f"{machine}.{STEPS[(i // 50) % len(STEPS)]}"
@@ -71,62 +76,85 @@ def _fill(directory: Path, events: int, key: Key) -> str:
                 row["hash"] = prev = row_hash(row)
                 row["mac"] = seal.event_mac(mac, row["hash"])
                 batch.append(tuple(row.values()))
+                group = (run, machine, step, kind)
+                marks[group] = (marks[group][0] + 1 if group in marks else 1, seq)
         conn.executemany(f"INSERT INTO events ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", batch)
+        sealed = []
+        for group, (count, last) in marks.items():
+            mark = dict(zip(seal.MARK_COLUMNS, (*group, count, last), strict=True))
+            sealed.append((*mark.values(), seal.row_mac(mac, "marks", mark)))
+        conn.executemany("INSERT INTO marks VALUES (?, ?, ?, ?, ?, ?, ?)", sealed)
         j._seal_run(run)
         j._seal_head(seq, prev)
     j.close()
     return run
 
 
-def resume_decision(directory: Path, events: int) -> tuple[float, float]:
+def resume_decision(directory: Path, events: int) -> tuple[float, float, float]:
     """Fill a sealed journal with *events* events, then time what `upgrade resume` does before any step:
-    open + replay (where every machine stands: ``Runner.view``), and the whole seal's check it runs
-    first (``Journal.authenticate``: the hash chain and every MAC, what `journal verify` walks)."""
+    open, the seal check (``Journal.authenticate``) and replay (where every machine stands:
+    ``Runner.view``), the replay alone, and the whole seal's walk (what `journal verify` checks)."""
     key = Key.from_bytes(os.urandom(32))
     run = _fill(directory, events, key)
+    decided, replayed = [], []
+    for _ in range(TRIALS):  # the median of a few: one reading on a shared machine says little
+        t0 = time.perf_counter()
+        j = Journal(directory, Redactor(), create=False)
+        verdict = j.authenticate(key)  # what resume and revert check first ...
+        t1 = time.perf_counter()
+        view = replay_rows(j.step_rows(run))  # ... and read (Runner.view)
+        t2 = time.perf_counter()
+        decided.append(t2 - t0)
+        replayed.append(t2 - t1)
+        assert verdict.fault is None and verdict.events == events, verdict
+        assert len(view.machines) == 50 and all(len(m.committed) == len(STEPS) for m in view.machines.values())
+        j.close()
     t0 = time.perf_counter()
-    j = Journal(directory, Redactor(), create=False)
-    view = replay_rows(j.step_rows(run))  # what resume and revert read first (Runner.view)
-    decided = time.perf_counter() - t0
-    assert len(view.machines) == 50 and all(len(m.committed) == len(STEPS) for m in view.machines.values())
-    j.close()
-    t0 = time.perf_counter()
-    j = Journal(directory, Redactor(), create=False)
-    verdict = j.authenticate(key)
+    j = Journal(directory, Redactor(), create=False, key=key)
+    verdict = j.verify()
     walk = time.perf_counter() - t0
-    assert verdict.fault is None and verdict.events == events, verdict
+    assert verdict.fault is None and verdict.events == events and verdict.authenticated, verdict
     j.close()
-    return decided, walk
+    return statistics.median(decided), statistics.median(replayed), walk
 
 
 def run(pairs: int = 500, events: int = 100_000, most: int = 1_000_000) -> str:
     with tempfile.TemporaryDirectory(prefix="osu-bench-") as tmp:
         lat = durable_pairs(Path(tmp) / "lat", pairs)
-        decided, walk = resume_decision(Path(tmp) / "big", events)
-        decided_most, walk_most = resume_decision(Path(tmp) / "most", most) if most else (0.0, 0.0)
+        decided, replayed, walk = resume_decision(Path(tmp) / "big", events)
+        decided_most, replayed_most, walk_most = resume_decision(Path(tmp) / "most", most) if most else (0, 0, 0)
     per_event = [x / 2 for x in lat]
     rows = [
         ("durable event (intent or done), p50", f"{_pct(per_event, 50) * 1000:.2f} ms", "<= 5 ms"),
         ("durable event, p99", f"{_pct(per_event, 99) * 1000:.2f} ms", ""),
         ("intent+done pair, p50 / p99", f"{_pct(lat, 50) * 1000:.2f} / {_pct(lat, 99) * 1000:.2f} ms", ""),
         ("intent+done pair, mean", f"{statistics.mean(lat) * 1000:.2f} ms", ""),
-        (f"resume decision at {events:,} events (open + replay)", f"{decided * 1000:.0f} ms", "<= 200 ms"),
-        (f"whole seal checked at {events:,} events (chain + MACs)", f"{walk * 1000:.0f} ms", ""),
+        (f"resume decision at {events:,} events (open + seal check + replay), median of {TRIALS}",
+         f"{decided * 1000:.0f} ms", "<= 200 ms"),
+        ("  of which the replay (through the marks)", f"{replayed * 1000:.0f} ms", ""),
+        (f"`journal verify` at {events:,} events (the whole chain + every MAC)", f"{walk * 1000:.0f} ms", ""),
     ]
     if most:
-        rows += [(f"resume decision at {most:,} events (open + replay)", f"{decided_most * 1000:.0f} ms", "<= 1000 ms"),
-                 (f"whole seal checked at {most:,} events (chain + MACs)", f"{walk_most * 1000:.0f} ms", "")]
+        rows += [(f"resume decision at {most:,} events (open + seal check + replay), median of {TRIALS}",
+                  f"{decided_most * 1000:.0f} ms", "<= 1000 ms"),
+                 ("  of which the replay (through the marks)", f"{replayed_most * 1000:.0f} ms", ""),
+                 (f"`journal verify` at {most:,} events (the whole chain + every MAC)", f"{walk_most * 1000:.0f} ms",
+                  "")]
     out = ["## Journal: durable events and resume start-up", "",
            f"{pairs} intent+done pairs on this machine's disk (WAL, synchronous=FULL, fsync per commit); "
-           f"a synthetic journal of {events:,} events for the resume decision.", "",
+           f"a synthetic journal of {events:,} events for the resume decision"
+           + (f", then one of {most:,}" if most else "") + " (chained, sealed and marked as `Journal.append` writes "
+           "them; 50 machines of 10 steps, each step's intent and done written again and again).", "",
            *tables.markdown(("measure", "result", "target"), rows), "",
-           "The resume decision reads, per (machine, step, kind), one index seek to its last event and one to the "
-           "next group (`Journal.step_rows`), and decodes only each step's last `done`: it grows with the number "
-           "of steps, not of events. Before it, `upgrade resume` and `revert` check the journal's whole seal "
-           "(`Journal.authenticate`: every event's hash and MAC, the head), as `journal verify` does: that walk "
-           "reads every event, so at a million events it, not the decision, is what a resume waits for. Making it "
-           "incremental needs a sealed per-step index (the last seq of each step and kind under the head's MAC), "
-           "a change of the journal format not made here."]
+           "The resume decision includes the seal check `upgrade resume` and `revert` run before any work "
+           "(`Journal.authenticate`): every run's, artifact's and mark's MAC (a mark: per run, machine, step and "
+           "kind, its number of events and the seq of the last, journal format 3), the marks' counts summing to "
+           "the events the head seals, `COUNT`/`MIN`/`MAX` of the events' seq against the head, the last event and "
+           "the head's MAC, then every event a decision reads (the last of each mark, every note) against its "
+           "hash, MAC and mark. Then the replay reads the same rows through the marks (each checked once per "
+           "process) and decodes only each step's last `done`: both grow with the number of steps, not of "
+           "events. `journal verify` still walks the whole chain and every MAC (and checks the marks against the "
+           "events walked)."]
     return "\n".join(out) + "\n"
 
 
