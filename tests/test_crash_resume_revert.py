@@ -36,9 +36,12 @@ CHAINS = [KILL_POINTS[:len(KILL_POINTS) // 2], KILL_POINTS[len(KILL_POINTS) // 2
 TARGET_KEYS = ("target_db", "target_etc", "target_lib", "target_users")
 #: a kill at `<step>:after` (every step's) and a finished run: the states a revert must start from
 REVERT_FROM = [f"keystone.{s}:after" for s in STEPS] + [None]
-#: the revert cases cut in two for the xdist workers: every other one, so that both halves reach as many late
-#: (long) states as early ones
-REVERT_HALVES = [REVERT_FROM[0::2], REVERT_FROM[1::2]]
+#: the revert of the finished run (None) ends the last kill chain, whose run finished as an uninterrupted one
+#: does (checked there): one whole run less than a run of its own for that case
+REVERTED_BY_CHAIN = CHAINS[-1]
+#: the other revert cases cut in two for the xdist workers: every other one, so that both halves reach as many
+#: late (long) states as early ones
+REVERT_HALVES = [[p for p in REVERT_FROM if p][0::2], [p for p in REVERT_FROM if p][1::2]]
 #: kills inside the revert of a finished run, in the order a revert reaches them (steps backwards)
 REVERT_KILLS = ["keystone.start_target:undo_after", "keystone.import_db:undo_before", "keystone.import_db:undo_after",
                 "keystone.install_config:undo_after", "keystone.stop_source:undo_before"]
@@ -71,6 +74,16 @@ def _open_intent(events: list[dict]) -> str | None:
     return open_
 
 
+def _revert_restores_both_controllers(lab, journal, before: dict, point: str | None) -> None:
+    """`upgrade revert` from where *point* (None: the finished run) left the run: both controllers as before."""
+    res = upgrade("revert", "--journal", str(journal))
+    assert res.returncode == 0, (point, res.stderr)
+    assert lab.state() == before, point
+    _old_controller_serves(lab)
+    assert _states(journal)["status"] == "reverted"
+    assert all(s["state"] == "pending" for s in _states(journal)["services"])
+
+
 def _old_controller_serves(lab) -> None:
     assert svc.status(lab.old.root, "keystone"), "old keystone is not serving"
     assert not svc.status(lab.new.root, "keystone"), "new keystone still runs"
@@ -93,7 +106,9 @@ def reference(keystone_lab, tmp_path_factory):
 def test_killed_run_resumes_to_the_uninterrupted_end(lab, tmp_path, reference, chain):
     """A chained kill schedule: the run dies at the chain's first point, each resume at the next one
     (so every resume starts from a kill), the last resume finishes. Each kill is checked where it
-    happened and that the next resume ran the interrupted step again; the end is the uninterrupted one."""
+    happened and that the next resume ran the interrupted step again; the end is the uninterrupted one.
+    The last chain then reverts the finished run: both controllers as before it."""
+    before = lab.state()
     plan = lab.write_plan(tmp_path)
     journal = tmp_path / "journal"
     _killed(upgrade("run", str(plan), failpoint=chain[0]), chain[0])
@@ -122,39 +137,36 @@ def test_killed_run_resumes_to_the_uninterrupted_end(lab, tmp_path, reference, c
     # committed steps never ran twice: exactly one `done` per step
     dones = [e["step"] for e in _events(journal) if e["kind"] == "done"]
     assert sorted(dones) == sorted(f"keystone.{s}" for s in STEPS)
+    if chain == REVERTED_BY_CHAIN:  # the revert case of REVERT_FROM that starts from the finished run
+        _revert_restores_both_controllers(lab, journal, before, None)
 
 
 def test_kill_chains_cover_every_point_once():
     assert sorted(p for c in CHAINS for p in c) == sorted(KILL_POINTS) and len(KILL_POINTS) == 2 * len(STEPS) + 3
-    assert sorted(map(str, (p for h in REVERT_HALVES for p in h))) == sorted(map(str, REVERT_FROM))
+    assert sorted(map(str, [*(p for h in REVERT_HALVES for p in h), None])) == sorted(map(str, REVERT_FROM))
+    assert REVERTED_BY_CHAIN in CHAINS
     assert len(REVERT_FROM) == len(STEPS) + 1
 
 
 @pytest.mark.parametrize("points", REVERT_HALVES, ids=["even", "odd"])
 def test_revert_from_every_state_restores_both_controllers(lab, tmp_path, points):
-    """Each case from the state the revert before it restored (checked): one lab reset."""
+    """Each case from the state the revert before it restored (checked): one lab reset. (The finished run's
+    case ends the last kill chain.)"""
     for point in points:
         before = lab.state()  # afresh: the logins that checked the last case wrote to keystone's DB
-        d = tmp_path / (point or "finished").replace(":", "-")
+        d = tmp_path / point.replace(":", "-")
         plan = lab.write_plan(d)
         journal = d / "journal"
-        res = upgrade("run", str(plan), failpoint=point)
-        if point:
-            _killed(res, point)
-        else:
-            assert res.returncode == 0, res.stderr
-        res = upgrade("revert", "--journal", str(journal))
-        assert res.returncode == 0, (point, res.stderr)
-        assert lab.state() == before, point
-        _old_controller_serves(lab)
-        assert _states(journal)["status"] == "reverted"
-        assert all(s["state"] == "pending" for s in _states(journal)["services"])
+        _killed(upgrade("run", str(plan), failpoint=point), point)
+        _revert_restores_both_controllers(lab, journal, before, point)
 
 
 def test_killed_revert_runs_again_to_the_same_end(lab, tmp_path):
     """A chained kill schedule for the revert of a finished run: the revert dies at the first point, each
     revert run again at the next (a resume is refused each time: a revert is finished, not resumed
     forward), the last revert finishes and leaves both controllers as before the run."""
+    from tests.conftest import upgrade_in_process
+
     before = lab.state()
     plan = lab.write_plan(tmp_path)
     journal = tmp_path / "journal"
@@ -168,7 +180,8 @@ def test_killed_revert_runs_again_to_the_same_end(lab, tmp_path):
         if where == "undo_after":  # the undo's effect done, its `undone` not yet committed
             assert not any(e["step"] == step and e["kind"] == "undone" for e in _events(journal)[len(events):])
         assert _states(journal)["status"] == "reverting"
-        res = upgrade("resume", "--journal", str(journal))
+        # refused from the journal alone, before any lock or work: in this process, as the catalogue's refusals
+        res = upgrade_in_process("resume", "--journal", str(journal))
         assert res.returncode == 2 and "upgrade revert" in res.stderr  # a revert is finished, not resumed forward
     res = upgrade("revert", "--journal", str(journal))
     assert res.returncode == 0, res.stderr

@@ -197,55 +197,14 @@ def assert_images_served(lab: hostlab.Lab, seed: dict) -> None:
 
 
 # ---------------------------------------------------------------------- the full run
-def test_keystone_upgrade_over_ssh(lab):
+def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tmp_path):
+    """keystone upgraded over SSH, checked on both hosts' files, databases and the journal, while a client on
+    compute1 polls the management address through run and revert (one lab, one run: the full run's
+    checks and the switchover's)."""
     seed = lab.state["controller"]["seed"]
     source_before = checksums(lab, "oldctl")
     old_etc_before = tree(lab.upper("oldctl") / "keystone")
     assert who_answers(lab) == "oldctl"
-    res = tool(lab, "run", str(lab.plan))
-    assert res.returncode == 0, res.stderr
-    # newctl's /etc/keystone, as written through SSH, read from its overlay upper directory
-    new_etc = lab.upper("newctl") / "keystone"
-    old_tree, new_tree = tree(lab.upper("oldctl") / "keystone"), tree(new_etc)
-    assert old_tree == old_etc_before  # the old controller was only read
-    # fernet and credential keys, keystone.conf: same bytes, modes and owners (both controllers keep the
-    # same layout, and keystone reaches its DB at 127.0.0.1:3306 on either, so the rewrite changes nothing)
-    assert new_tree == old_tree
-    assert "connection = mysql+pymysql://keystone:kspass@127.0.0.1:3306/keystone" in \
-        (new_etc / "keystone.conf").read_text().splitlines()
-    # databases, read through each host's own MariaDB socket
-    assert heads(lab, "newctl") == HEADS_NEW
-    assert checksums(lab, "oldctl") == source_before
-    assert lab.query("newctl", "SELECT COUNT(*) FROM keystone.user")[0][0] == \
-        lab.query("oldctl", "SELECT COUNT(*) FROM keystone.user")[0][0]
-    # credentials reach the DB clients on a pipe; no private directory is left in /tmp on either host
-    for h in ("oldctl", "newctl"):
-        assert not list((lab.dir / "hosts" / h / "tmp").glob("osu-*")), h
-    # the management address moved; clients on a compute host reach the new keystone with old credentials
-    assert vip_holders(lab) == ["newctl"]
-    assert who_answers(lab) == "newctl"
-    assert keystone_token(lab, "compute1", "admin", seed["admin_password"], "admin") == 201
-    assert keystone_token(lab, "compute1", "demo", seed["demo_password"], "demo") == 201
-    assert (lab.upper("newctl", "varlog") / "keystone/keystone-api.out").exists()
-    # the journal: every step in order, the copy verified per file
-    events = journal_events(lab.dir / "journal")
-    dones = [e["step"] for e in events if e["kind"] == "done"]
-    head = len(KEYSTONE_STEPS) + len(NETWORK_STEPS)
-    assert dones[:head] == [f"keystone.{s}" for s in KEYSTONE_STEPS] + NETWORK_STEPS
-    assert sorted(dones[head:]) == ["compute.compute1.restart", "compute.compute1.verify"]
-    install = next(json.loads(e["result"]) for e in events
-                   if e["step"] == "keystone.install_config" and e["kind"] == "done")
-    copied = install["copied"]
-    assert copied["files_checksummed"] >= 3 and len(copied["tar_sha256"]) == 64
-    assert {"file": "/etc/keystone/keystone.conf", "option": "[database] connection",
-            "db": "127.0.0.1:3306/keystone"} in install["rewritten"]
-    check = next(json.loads(e["result"]) for e in events
-                 if e["step"] == "network.management.check" and e["kind"] == "done")
-    assert check["mac"] == lab.mac("newctl")
-
-
-def test_ip_switchover_seen_from_a_compute_host_and_reverted(lab, tmp_path):
-    """A client on compute1 polls the management address through run and revert."""
     out, stop = tmp_path / "answers.txt", tmp_path / "stop"
     poller = ("import sys, time, os, json, urllib.request\n"
               "out, stop, url = sys.argv[1:4]\n"
@@ -266,6 +225,44 @@ def test_ip_switchover_seen_from_a_compute_host_and_reverted(lab, tmp_path):
         res = tool(lab, "run", str(lab.plan))
         assert res.returncode == 0, res.stderr
         after_run = out.read_text().split("\n")
+        # newctl's /etc/keystone, as written through SSH, read from its overlay upper directory
+        new_etc = lab.upper("newctl") / "keystone"
+        old_tree, new_tree = tree(lab.upper("oldctl") / "keystone"), tree(new_etc)
+        assert old_tree == old_etc_before  # the old controller was only read
+        # fernet and credential keys, keystone.conf: same bytes, modes and owners (both controllers keep the
+        # same layout, and keystone reaches its DB at 127.0.0.1:3306 on either, so the rewrite changes nothing)
+        assert new_tree == old_tree
+        assert "connection = mysql+pymysql://keystone:kspass@127.0.0.1:3306/keystone" in \
+            (new_etc / "keystone.conf").read_text().splitlines()
+        # databases, read through each host's own MariaDB socket
+        assert heads(lab, "newctl") == HEADS_NEW
+        assert checksums(lab, "oldctl") == source_before
+        assert lab.query("newctl", "SELECT COUNT(*) FROM keystone.user")[0][0] == \
+            lab.query("oldctl", "SELECT COUNT(*) FROM keystone.user")[0][0]
+        # credentials reach the DB clients on a pipe; no private directory is left in /tmp on either host
+        for h in ("oldctl", "newctl"):
+            assert not list((lab.dir / "hosts" / h / "tmp").glob("osu-*")), h
+        # the management address moved; clients on a compute host reach the new keystone with old credentials
+        assert vip_holders(lab) == ["newctl"]
+        assert who_answers(lab) == "newctl"
+        assert keystone_token(lab, "compute1", "admin", seed["admin_password"], "admin") == 201
+        assert keystone_token(lab, "compute1", "demo", seed["demo_password"], "demo") == 201
+        assert (lab.upper("newctl", "varlog") / "keystone/keystone-api.out").exists()
+        # the journal: every step in order, the copy verified per file
+        events = journal_events(lab.dir / "journal")
+        dones = [e["step"] for e in events if e["kind"] == "done"]
+        head = len(KEYSTONE_STEPS) + len(NETWORK_STEPS)
+        assert dones[:head] == [f"keystone.{s}" for s in KEYSTONE_STEPS] + NETWORK_STEPS
+        assert sorted(dones[head:]) == ["compute.compute1.restart", "compute.compute1.verify"]
+        install = next(json.loads(e["result"]) for e in events
+                       if e["step"] == "keystone.install_config" and e["kind"] == "done")
+        copied = install["copied"]
+        assert copied["files_checksummed"] >= 3 and len(copied["tar_sha256"]) == 64
+        assert {"file": "/etc/keystone/keystone.conf", "option": "[database] connection",
+                "db": "127.0.0.1:3306/keystone"} in install["rewritten"]
+        check = next(json.loads(e["result"]) for e in events
+                     if e["step"] == "network.management.check" and e["kind"] == "done")
+        assert check["mac"] == lab.mac("newctl")
         st = tool(lab, "status", "--journal", str(lab.dir / "journal"), "-f", "json")
         machines = {s["service"]: s for s in json.loads(st.stdout)["services"]}
         assert machines["network"]["last_step"] == "network.old_units.disable", machines

@@ -18,7 +18,7 @@ from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.openstack import NEW_HOST, NEW_PORTAL, OLD_HOST, OLD_PORTAL, PASSWORDS, UNITS, Stack, make_stack, seed
 from scripts.lab.plan import DBAdmin, service_sections, side_table, write_key
-from tests.conftest import require, require_mariadb, tree_digest, upgrade
+from tests.conftest import require, require_mariadb, tree_digest, upgrade, upgrade_in_process
 
 OLD, NEW = "2025.2", "2026.1"
 ADMIN, ADMIN_PW = "osu_admin", "svc-lab-Admin-77"
@@ -258,7 +258,7 @@ def test_bad_jumps_are_refused_before_anything_runs(stacks, tmp_path, edit, mess
     before = {db: new.db.checksums(db) for db in ("glance", "nova", "cinder")}
     plan = write_plan(tmp_path, old, new)
     plan.write_text(edit(plan.read_text()))
-    res = upgrade("run", str(plan))
+    res = upgrade_in_process("run", str(plan))  # refused before anything runs: no process of its own needed
     assert res.returncode == 2 and message in res.stderr, res.stderr
     assert not (tmp_path / "journal" / "journal.db").exists()
     assert {db: new.db.checksums(db) for db in before} == before
@@ -272,7 +272,7 @@ def test_service_not_installed_on_the_target_is_refused(stacks, tmp_path):
     text = plan.read_text()
     i = text.index("[target]")
     plan.write_text(text[:i] + text[i:].replace(f'bin = "{new.venv}/bin"', f'bin = "{empty}"', 1))
-    res = upgrade("run", str(plan))
+    res = upgrade_in_process("run", str(plan))  # refused before anything runs: no process of its own needed
     assert res.returncode == 2, res.stderr
     assert f"glance is not installed on the target controller: {empty}/glance-manage does not exist" in res.stderr
     assert not any(units.status(new.root, u) for u in UNITS["glance"])
