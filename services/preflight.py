@@ -124,9 +124,10 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def manage_version(host: Host, bin_dir: str, service: str) -> str:
-    """``<bin>/<service>-manage --version`` on *host*: the installed version (raises StepError when absent)."""
-    tool = registry.spec(service).manage_command
+def manage_version(host: Host, bin_dir: str, service: str, release: str) -> str:
+    """``<bin>/<service>-manage --version`` (or the spec's version command for *release*) on *host*: the
+    installed version (raises StepError when absent)."""
+    tool = registry.spec(service).version_command_for(release)
     argv = [f"{bin_dir.rstrip('/')}/{tool}" if bin_dir else tool, "--version"]
     res = host.run(argv, timeout=120)
     text = (res.stdout or res.stderr).strip()
@@ -136,7 +137,9 @@ def manage_version(host: Host, bin_dir: str, service: str) -> str:
 
 
 def major(version: str) -> int | None:
-    m = re.match(r"\s*(\d+)\.", version)
+    """The major of ``28.0.2`` or ``neutron-rpc-server 28.0.2`` (oslo.config prints the program's name
+    before the version for some scripts)."""
+    m = re.search(r"(?:^|\s)(\d+)\.\d", version)
     return int(m.group(1)) if m else None
 
 
@@ -217,7 +220,7 @@ def refused_versions(host: Host, bin_dir: str, services: Iterable[str], release:
     for name in services:
         if (name, release) not in REFUSED_VERSIONS:
             continue
-        version = manage_version(host, bin_dir, name)
+        version = manage_version(host, bin_dir, name, release)
         if (why := version_refusal(name, release, version)) is not None:
             out.append(f"{name} {version} on the target {host.name}: {why}")
     return out

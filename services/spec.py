@@ -64,6 +64,8 @@ class ServiceSpec:
     convert_charset: Era rows (by target release) of the charset its non-utf8 tables get on import.
     required_sections: config sections a newer release needs (checked before the run).
     major_versions: ``{release: major}`` of its tool's ``--version`` (what `upgrade check` compares).
+    version_command: Era rows of the command answering ``--version`` where its tool does not
+                 (``neutron-db-manage`` has no ``--version`` and neutron ships no ``neutron-manage``).
     after:       services whose machines must be complete before this one starts when services overlap.
     after_computes: runs alone, after the compute hosts (nova-unpin).
     settings_of: the service whose ``[services.<name>]`` settings it reads (nova-unpin: its own).
@@ -96,6 +98,7 @@ class ServiceSpec:
     step_options: Mapping[str, Any] = field(default_factory=dict)
     idle_writes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     retired_options: Mapping[str, str] = field(default_factory=dict)
+    version_command: tuple[Era, ...] = ()
 
     # ------------------------------------------------------------------ per release
     @property
@@ -147,8 +150,10 @@ class ServiceSpec:
             return f"{self.name} does not exist before {self.since} (the plan upgrades {jump.source} -> {jump.target})"
         return None
 
-    @property
-    def manage_command(self) -> str:
-        """The command `upgrade check` asks for ``--version``: its ``tool`` where the spec knows the tool's
-        major versions, else ``<name>-manage``."""
+    def version_command_for(self, release: str) -> str:
+        """The command `upgrade check` asks for ``--version`` on a host of *release*: its spec's
+        ``version_command``, else its ``tool`` where the spec knows the tool's major versions, else
+        ``<name>-manage``."""
+        if cmd := releases.pick(self.version_command, release):
+            return str(cmd)
         return self.tool if self.tool and self.major_versions else f"{self.name}-manage"

@@ -306,3 +306,20 @@ def test_schema_and_status_commands_per_era_follow_the_facts(src: str, dst: str)
                         ("cinder", "stein")):
         has = any(s.name == f"{name}.status_check" for s in steps_for(name, jump))
         assert has == releases.at_least(dst, since), (name, dst)
+
+
+@pytest.mark.parametrize("release", ["2025.2", "2026.1"])
+def test_every_installed_service_answers_its_version_command(release: str) -> None:
+    """What `upgrade check` asks for ``--version`` runs in a real release venv and gives the major its spec
+    expects — neutron's through the server (neutron-db-manage takes no --version, there is no
+    neutron-manage)."""
+    from services import preflight
+    from services.registry import spec
+    from tests.conftest import DEFAULT_VENV_ROOT, require
+    from upgrade.hosts import LocalHost
+
+    bin_dir = DEFAULT_VENV_ROOT / release / "bin"
+    require(bin_dir.is_dir(), f"the {release} venv is missing (make openstack)")
+    for name in ("keystone", "neutron"):
+        version = preflight.manage_version(LocalHost("target"), str(bin_dir), name, release)
+        assert preflight.major(version) == spec(name).expected_major(release), (name, version)

@@ -278,11 +278,11 @@ def releases(plan: Plan) -> Iterator[Result]:
     for name in plan.services:
         for spec, release, status in ((plan.target, plan.to_release, FAIL), (plan.source, plan.from_release, WARN)):
             svc = registry.spec(name)
-            tool = svc.manage_command
+            tool = svc.version_command_for(release)
             label = f"{name} {spec.role}"
             want = svc.expected_major(release)
             try:
-                version = preflight.manage_version(app.side(spec).host, spec.bin, name)
+                version = preflight.manage_version(app.side(spec).host, spec.bin, name, release)
             except (StepError, OSError, ValueError) as exc:
                 where = f"in {spec.bin}" if spec.bin else "on the PATH"
                 yield Result(label, status, f"{tool} {where} on {spec.host} does not run: {exc}",

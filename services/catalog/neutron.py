@@ -158,6 +158,10 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
 
 SPEC = ServiceSpec(
     name=NAME, order=50, steps=steps, tool="neutron-db-manage",
+    # neutron-db-manage takes no --version: the server answers it (from 2025.2 only the RPC server is a
+    # script, the API runs under a WSGI server)
+    version_command=(Era("havana", "2025.1", "neutron-server"), Era("2025.2", None, "neutron-rpc-server")),
+    major_versions={"2025.1": 26, "2025.2": 27, "2026.1": 28},
     # neutron-server first down, agents after; started in reverse (agents' server must answer first
     # is not required: agents retry) — the runbook's "for i in /etc/init.d/neutron-*"
     units=(Era("havana", None, ("neutron-server", "neutron-dhcp-agent", "neutron-l3-agent",
