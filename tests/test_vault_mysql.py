@@ -730,7 +730,7 @@ def test_a_failed_import_names_the_server_error_and_statement_not_rows(
     """An import killed on the target in the middle of the parent's rows: the error names the server's error
     and the statement (table) it stopped at; no row of the megabyte statement mysql echoes is kept."""
     def kill(sid: int) -> None:
-        servers.target.execute(f"KILL QUERY {sid}")
+        servers.target.execute(f"KILL CONNECTION {sid}")
 
     errors = _streams(servers, key, tmp_path, {1: _once_parent_inserts(servers, kill)})
     exc = errors[0]
