@@ -345,10 +345,11 @@ def campaign(bench: Path, trials: int, large: bool, nova_mb: float = 1024) -> di
         views: list[Any] = []
         results = [trial(bench, v, i, before, views) for i in range(1, trials + 1) for v in VARIANTS]
         same = all(v == views[0] for v in views)
+        vault_now = vault_use(bench)  # before db_size puts the snapshot back over the last trial's lab
         res = {"trials": results, "built": built, "same_schema": same, "large": large,
                "size": db_size(bench) if large else None,
                "nova_dump": dumped(bench / "trial-b1", "nova.dump_source"),
-               "keystone_dump": dumped(bench / "trial-b1", "keystone.dump_source"), "vault": vault_use(bench)}
+               "keystone_dump": dumped(bench / "trial-b1", "keystone.dump_source"), "vault": vault_now}
         res["took"] = time.monotonic() - t0
         save(bench, res)
         return res
