@@ -23,6 +23,8 @@ import shlex
 import shutil
 import stat
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -643,3 +645,101 @@ def test_batched_checksums_match_one_table_at_a_time(servers: Servers) -> None:
     after = mysql.checksums(servers.src, db)
     assert [t for t in after if after[t] != batched[t]] == [f"t{n - 1:03d}"]
     servers.source.execute(f"DROP DATABASE {db}")
+
+
+# ------------------------------------------------------------------ parallel table streams with foreign keys
+
+FK_DB = "fk_streams"
+#: parent rows: a dump of several 1 MB INSERT statements, so its import is still inserting when the
+#: other stream creates the child table (keystone's local_user and password at 100k users)
+FK_ROWS = 120_000
+SECRET_ROW = "row-secret-" + secrets.token_hex(6)
+
+
+@pytest.fixture(scope="module")
+def fk_source(servers: Servers) -> dict[str, tuple[int, int | None]]:
+    """A parent table of many rows and its foreign-key child (ON DELETE CASCADE), on the source."""
+    src = servers.source
+    src.execute(f"DROP DATABASE IF EXISTS {FK_DB}")
+    src.execute(f"CREATE DATABASE {FK_DB} CHARACTER SET utf8mb4")
+    src.execute("CREATE TABLE parent (id INT NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL) ENGINE=InnoDB",
+                db=FK_DB)
+    src.execute("CREATE TABLE child (id INT NOT NULL PRIMARY KEY, parent_id INT NOT NULL, CONSTRAINT child_fk "
+                "FOREIGN KEY (parent_id) REFERENCES parent (id) ON DELETE CASCADE) ENGINE=InnoDB", db=FK_DB)
+    src.execute(f"INSERT INTO parent SELECT seq, CONCAT('{SECRET_ROW}-', seq) FROM seq_1_to_{FK_ROWS}", db=FK_DB)
+    src.execute("INSERT INTO child SELECT seq, seq FROM seq_1_to_50", db=FK_DB)
+    return src.checksums(FK_DB)
+
+
+def _parent_insert(servers: Servers) -> int | None:
+    """The target session inserting the parent's rows right now (its id), if any."""
+    rows = servers.target.execute("SELECT id FROM information_schema.processlist WHERE db=%s AND "
+                                  "info LIKE 'INSERT INTO `parent`%%'", args=(FK_DB,))
+    return int(rows[0][0]) if rows else None
+
+
+def _once_parent_inserts(servers: Servers, then: Callable[[int], None]) -> Callable[[], None]:
+    """A stream's ``inside`` hook: wait until the parent's rows are being inserted on the target, then *then*."""
+    def hook() -> None:
+        deadline = time.monotonic() + 120
+        while (sid := _parent_insert(servers)) is None:
+            assert time.monotonic() < deadline, "the parent's INSERT never showed on the target"
+            time.sleep(0.005)
+        then(sid)
+    return hook
+
+
+def _streams(servers: Servers, key: vault.Key, tmp_path: Path,
+             hooks: dict[int, Callable[[], None]]) -> list[BaseException | None]:
+    """Dump FK_DB as two table streams (parent / child) into the vault and the target at once, side by side
+    as dump_source runs them; each stream's error (None: it succeeded)."""
+    mysql.recreate_db(servers.dst, FK_DB, "utf8mb4", "utf8mb4_general_ci")
+    streams = [("parent",), ("child",)]
+    children = mysql.Children()
+    errors: list[BaseException | None] = [None, None]
+
+    def one(k: int) -> None:
+        try:
+            mysql.dump_streamed((servers.src_host, servers.src), (servers.dst_host, servers.dst), MYSQLDUMP, MYSQL,
+                                FK_DB, str(tmp_path / f"fk.{k}"), key, tables=streams[k], objects=k == 0,
+                                inside=hooks.get(k, lambda: None), children=children)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors[k] = exc
+            children.kill_all()
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return errors
+
+
+def test_a_parent_imports_while_another_stream_creates_its_child(
+        servers: Servers, key: vault.Key, fk_source: dict[str, tuple[int, int | None]], tmp_path: Path) -> None:
+    """The child's stream starts its import only once the parent's rows are being inserted: the child table
+    then appears under the parent's running import (with LOCK TABLES in the dump: ERROR 1100)."""
+    errors = _streams(servers, key, tmp_path, {1: _once_parent_inserts(servers, lambda _sid: None)})
+    assert errors == [None, None]
+    assert servers.target.checksums(FK_DB) == fk_source
+    assert b"LOCK TABLES" not in _decrypt(tmp_path / "fk.0", key)
+
+
+def test_a_failed_import_names_the_server_error_and_statement_not_rows(
+        servers: Servers, key: vault.Key, fk_source: dict[str, tuple[int, int | None]], tmp_path: Path) -> None:
+    """An import killed on the target in the middle of the parent's rows: the error names the server's error
+    and the statement (table) it stopped at; no row of the megabyte statement mysql echoes is kept."""
+    def kill(sid: int) -> None:
+        servers.target.execute(f"KILL CONNECTION {sid}")
+
+    errors = _streams(servers, key, tmp_path, {1: _once_parent_inserts(servers, kill)})
+    exc = errors[0]
+    assert isinstance(exc, mysql.StepError), errors
+    text = str(exc)
+    assert "import into fk_streams (tables parent) failed" in text
+    # the server's own error line (the KILL ends the statement or its commit), then the statement's head
+    assert re.search(r"failed on target: ERROR \d+ \(\w+\) at line \d+: .+ \(in `INSERT INTO `parent` VALUES "
+                     r"\.\.\.`\) — `mysql ", text), text
+    assert SECRET_ROW not in text and SECRET_ROW not in (exc.output or "")
+    assert re.search(r"^ERROR \d+ ", exc.output or "", re.M), exc.output
+    assert not (tmp_path / "fk.0").exists()  # no artifact under the final name

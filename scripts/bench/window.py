@@ -305,7 +305,27 @@ def load(bench: Path, trials: int) -> dict[str, Any] | None:
             t.steps = progress_steps(bench / f"trial-{t.variant}{t.index}")
     for service in ("nova", "keystone"):
         data.setdefault(f"{service}_dump", dumped(bench / "trial-b1", f"{service}.dump_source"))
+    data.setdefault("vault", vault_use(bench))
     return data if len(data["trials"]) == trials * len(VARIANTS) else None
+
+
+def vault_use(bench: Path) -> dict[str, float] | None:
+    """What the vault of the campaign's last tool trial holds (its lab stays as that trial left it): MiB on
+    disk of the artifacts (``*.osuv``) and MiB of plaintext they carry (the journal's records), all of the run's
+    dumps and backups; None when no trial left one."""
+    journal_dir = bench / "lab" / "journal"
+    files = list(journal_dir.rglob("*.osuv")) if journal_dir.is_dir() else []
+    if not files:
+        return None
+    from journal.store import Journal
+
+    j = Journal(journal_dir, create=False)
+    try:
+        plain = sum(int(a["bytes"] or 0) for a in j.artifacts())
+    finally:
+        j.close()
+    return {"disk_mib": sum(f.stat().st_size for f in files) / 1048576, "plain_mib": plain / 1048576,
+            "artifacts": len(files)}
 
 
 def campaign(bench: Path, trials: int, large: bool, nova_mb: float = 1024) -> dict[str, Any]:
@@ -325,10 +345,11 @@ def campaign(bench: Path, trials: int, large: bool, nova_mb: float = 1024) -> di
         views: list[Any] = []
         results = [trial(bench, v, i, before, views) for i in range(1, trials + 1) for v in VARIANTS]
         same = all(v == views[0] for v in views)
+        vault_now = vault_use(bench)  # before db_size puts the snapshot back over the last trial's lab
         res = {"trials": results, "built": built, "same_schema": same, "large": large,
                "size": db_size(bench) if large else None,
                "nova_dump": dumped(bench / "trial-b1", "nova.dump_source"),
-               "keystone_dump": dumped(bench / "trial-b1", "keystone.dump_source")}
+               "keystone_dump": dumped(bench / "trial-b1", "keystone.dump_source"), "vault": vault_now}
         res["took"] = time.monotonic() - t0
         save(bench, res)
         return res
@@ -556,6 +577,12 @@ def large_lines(large: dict[str, Any] | None) -> list[str]:
               f"({rb:.2f}); (c)/(a) <= 0.6: {'met' if rc <= 0.6 else 'NOT met'} ({rc:.2f}); the tool's own work <= 5 % "
               f"of the window: {'met' if shares['b'] <= 0.05 else 'NOT met'} ((b) {shares['b']:.1%}); peak RSS <= "
               f"{RSS_TARGET_MB} MB: {'met' if peak <= RSS_TARGET_MB else 'NOT met'} ({peak:.1f} MiB)."]
+    vu = large.get("vault")
+    if vu:
+        lines.append(f"Vault disk use after the last tool trial: {vu['disk_mib']:.1f} MiB in {vu['artifacts']} "
+                     f"artifacts for {vu['plain_mib']:.1f} MiB of dumps (the source's dumps and the target's "
+                     f"backups; {vu['disk_mib'] / vu['plain_mib']:.4f}x: AES-GCM adds a 16-byte tag per 1 MiB "
+                     "chunk; compression is off, see the zstd section).")
     return lines
 
 

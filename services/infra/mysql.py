@@ -8,6 +8,7 @@ never argv; DESIGN.md §6). Queries from the tool itself go through PyMySQL.
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import threading
 import time
@@ -21,7 +22,7 @@ import pymysql
 
 from journal import vault
 from services.infra.deferkeys import DeferKeys
-from services.infra.host import Host, command_text, wait_pipe
+from services.infra.host import Host, command_text
 from services.infra.settings import DBEndpoint
 from statemachine.step import StepError
 
@@ -407,23 +408,96 @@ def with_credentials(argv: list[str]) -> list[str]:
     return ["bash", "-c", _WITH_CREDENTIALS, "osu-db-client", *argv]
 
 
+#: what a MySQL/MariaDB client writes when it fails: ``ERROR 1100 (HY000) at line 65709: ...`` (a server
+#: error) or ``mysqldump: Got error: ...`` / ``mariadb: ...`` (the client's own)
+_ERROR_LINE = re.compile(rb"^(?:ERROR(?: \d+)?\b|(?:mysql|mysqldump|mariadb|mariadb-dump): )")
+#: where a statement's rows begin: what follows (row data, possibly secrets) is never kept
+_VALUES = re.compile(rb"^(INSERT(?: IGNORE)? INTO `(?:[^`]|``)+`(?: \([^)]*\))? VALUES)")
+_ECHO = b"--------------\n"
+#: a kept line is cut to this many bytes
+_LINE_MOST = 400
+
+
 class _Drain(threading.Thread):
-    """Collects a child's stderr so a chatty process never blocks on a full pipe."""
+    """Collects a child's stderr so a chatty process never blocks on a full pipe, keeping what says why it
+    failed: its error lines, and the head of the statement it failed on.
+
+    On a failed statement ``mysql`` echoes the whole statement between ``--------------`` lines before its
+    ``ERROR`` line: megabytes of row data for a dump's ``INSERT``. Neither a head nor a tail of a fixed
+    size holds the error then; and rows must not reach the journal or the log (a keystone ``password`` row
+    is a secret). So error lines are kept wherever they are, of an echoed statement only its first line up
+    to ``VALUES``, and of anything else a few KiB from the start and the end."""
+
+    KEEP = 4096
 
     def __init__(self, stream: Any) -> None:
         super().__init__(daemon=True)
         self.stream = stream
-        self.chunks: list[bytes] = []
+        self.errors: list[bytes] = []
+        self.statement = b""
+        self.head: list[bytes] = []
+        self.tail: list[bytes] = []
+        self._echo = 0  # 1: the next line starts an echoed statement; 2: inside one
 
     def run(self) -> None:
         for line in iter(self.stream.readline, b""):
-            if sum(len(c) for c in self.chunks) < 65536:
-                self.chunks.append(line)
+            self._take(line)
+
+    def _take(self, line: bytes) -> None:
+        if line == _ECHO:
+            self._echo = 1 if self._echo == 0 else 0
+            return
+        if self._echo:
+            if self._echo == 1:
+                m = _VALUES.match(line)
+                self.statement = (m.group(1) if m else line.rstrip(b"\n"))[:_LINE_MOST]
+                self._echo = 2
+            return
+        if _ERROR_LINE.match(line) and b"[Warning]" not in line:
+            if len(self.errors) < 20:
+                self.errors.append(line.rstrip(b"\n")[:_LINE_MOST])
+            return
+        short = line[:_LINE_MOST]
+        if sum(map(len, self.head)) < self.KEEP:
+            self.head.append(short)
+        else:
+            self.tail.append(short)
+            while sum(map(len, self.tail)) > self.KEEP:
+                self.tail.pop(0)
+
+    @property
+    def error(self) -> str:
+        """The first error line and the statement it stopped at ("" when the client wrote no error)."""
+        if not self.errors:
+            return ""
+        first = self.errors[0].decode(errors="replace")
+        return first + (f" (in `{self.statement.decode(errors='replace')} ...`)" if self.statement else "")
 
     @property
     def text(self) -> str:
         self.join(timeout=5)
-        return b"".join(self.chunks).decode(errors="replace")
+        kept = self.head + ([b"...\n"] if self.tail else []) + self.tail
+        if self.statement:
+            kept.append(b"failed statement: " + self.statement + b" ...\n")
+        kept += [e + b"\n" for e in self.errors]
+        return b"".join(kept).decode(errors="replace")
+
+
+def client_failed(what: str, host: Host, argv: list[str], rc: int | None, drain: _Drain) -> StepError:
+    """The error of a DB client that failed: the server's or client's first error line and the statement it
+    failed on, then the command (the operator's first question is which table and why, not which rows)."""
+    output = drain.text
+    why = drain.error or f"`{command_text(argv)}` exited {rc}"
+    return StepError(f"{what} failed on {host.name}: {why}" + (f" — `{command_text(argv)}` exited {rc}"
+                                                                if drain.error else ""),
+                     host=host.name, command=command_text(argv), rc=rc, output=output)
+
+
+def _wait_client(proc: Any, host: Host, argv: list[str], what: str, drain: _Drain) -> None:
+    """Wait for a DB client; a non-zero exit is a StepError naming its error (``client_failed``)."""
+    rc = proc.wait()
+    if rc != 0:
+        raise client_failed(what, host, argv, rc, drain)
 
 
 class _Tap:
@@ -471,8 +545,17 @@ class _Counted:
 def dump_argv(mysqldump: str, db: str, tables: tuple[str, ...] = (), objects: bool = True) -> list[str]:
     """The dump command; its credentials arrive on CREDENTIALS_FD. *tables*: only these (one stream of a
     database cut by table; none: the whole database); *objects* False: without the database's routines
-    and events (one stream of the database carries them)."""
-    extra = () if objects else ("--skip-routines", "--skip-events")
+    and events (one stream of the database carries them).
+
+    A stream of a cut database leaves out ``LOCK TABLES ... WRITE`` around each table's rows
+    (``--skip-add-locks``). Under LOCK TABLES the server fixes at the lock which tables an ``INSERT`` may
+    touch; an ``INSERT`` into a parent table also opens its foreign-key children, so when another stream
+    creates a child (keystone's ``password`` of ``local_user``) while this one still inserts, the next
+    ``INSERT`` fails: ``ERROR 1100 ... Table 'password' was not locked with LOCK TABLES``. The lock only
+    ever saved MyISAM key flushes; InnoDB commits each ``INSERT`` alike without it."""
+    extra: tuple[str, ...] = () if objects else ("--skip-routines", "--skip-events")
+    if tables:
+        extra += ("--skip-add-locks",)
     return [mysqldump, f"--defaults-extra-file={CREDENTIALS_FD}", *DUMP_OPTIONS, *extra, db,
             *tables]
 
@@ -490,7 +573,7 @@ def _start_client(host: Host, ep: DBEndpoint, argv: list[str], stdout: Any) -> t
     try:
         proc.stdin.write(credentials(ep))
     except BrokenPipeError:
-        pass  # the client died at once: its exit code and stderr tell why (wait_pipe)
+        pass  # the client died at once: its exit code and stderr tell why (_wait_client)
     except BaseException:
         proc.kill()
         proc.wait()
@@ -512,7 +595,7 @@ def dump_to_vault(host: Host, ep: DBEndpoint, mysqldump: str, db: str, dest: str
         proc.wait()
         raise
     try:
-        wait_pipe(proc, host, argv, f"dump of database {db}", drain.text)
+        _wait_client(proc, host, argv, f"dump of database {db}", drain)
     except BaseException:
         Path(dest).unlink(missing_ok=True)  # a truncated dump must never sit under the final name
         raise
@@ -570,7 +653,7 @@ def dump_streamed(src: tuple[Host, DBEndpoint], dst: tuple[Host, DBEndpoint] | N
             tee = vault.Tee(import_sink(imp.stdin, imp_ep))
         try:
             stats = vault.encrypt_stream(_Counted(_Tap(proc.stdout, inside), progress), dest, key, tee=tee)
-            wait_pipe(proc, dump_host, argv, f"dump of database {db}", drain.text)
+            _wait_client(proc, dump_host, argv, f"dump of database {db}", drain)
             if tee is not None:
                 tee.finish()
         except BrokenPipeError:
@@ -579,11 +662,10 @@ def dump_streamed(src: tuple[Host, DBEndpoint], dst: tuple[Host, DBEndpoint] | N
             # the import stopped reading: its exit code and stderr say why
             proc.kill()
             imp.wait()
-            raise StepError(f"import into {db} failed on {imp_host.name}: `{command_text(imp_argv)}` stopped "
-                            f"reading (exit {imp.returncode})", host=imp_host.name, command=command_text(imp_argv),
-                            rc=imp.returncode, output=imp_drain.text) from None
+            raise client_failed(f"import into {db}" + (f" (tables {', '.join(tables)})" if tables else ""),
+                                imp_host, imp_argv, imp.returncode, imp_drain) from None
         if imp is not None:
-            wait_pipe(imp, imp_host, imp_argv, f"import of database {db}", imp_drain.text)
+            _wait_client(imp, imp_host, imp_argv, f"import of database {db}", imp_drain)
     except BaseException:
         if tee is not None:
             tee.abort()
@@ -666,14 +748,12 @@ def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str,
         sink.close()
     except BrokenPipeError:
         proc.wait()
-        raise StepError(f"import into {db} failed on {host.name}: `{command_text(argv)}` stopped reading "
-                        f"(exit {proc.returncode})", host=host.name, command=command_text(argv),
-                        rc=proc.returncode, output=drain.text) from None
+        raise client_failed(f"import into {db}", host, argv, proc.returncode, drain) from None
     except BaseException:
         proc.kill()
         proc.wait()
         raise
-    wait_pipe(proc, host, argv, f"import of database {db}", drain.text)
+    _wait_client(proc, host, argv, f"import of database {db}", drain)
     if (expected_bytes is not None and stats.bytes != expected_bytes) or \
             (expected_sha256 is not None and stats.sha256 != expected_sha256):
         # the file changed between the verification pass and the import pass
