@@ -97,6 +97,10 @@ class Lab:
         except (OSError, ValueError) as exc:
             raise LabError(f"{lab} holds no multi-host lab ({STATE}: {exc})") from None
 
+    def save(self) -> None:
+        """Write the state back (0600: what a test adds to it may be secret too)."""
+        _save(self.dir, self.state)
+
     @property
     def prefix(self) -> str:
         return self.state["prefix"]
