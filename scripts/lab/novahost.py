@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.lab import ksapi, novalab, novaserve
+from scripts.lab.hostside import KEYSTONE_PORT
 
 #: the services of a controller's nova stack (keystone is the controller itself: no change to it)
 SERVICES = ("keystone", "placement", "nova")
@@ -76,8 +77,7 @@ def inside_project_user(p: dict[str, Any]) -> dict[str, Any]:
     """On a controller: the Grenade project and its non-admin user, made by the admin through its keystone."""
     from scripts.lab import grenade
 
-    return {"password": grenade.project_user(f"http://127.0.0.1:{novaserve.Settings(**p['nova']).keystone_port}/v3",
-                                             p["admin_password"])}
+    return {"password": grenade.project_user(f"http://127.0.0.1:{KEYSTONE_PORT}/v3", p["admin_password"])}
 
 
 INSIDE = {"nova_controller": inside_controller, "nova_discover": inside_discover,
@@ -92,8 +92,6 @@ def settings(lab: Any) -> novaserve.Settings | None:
 def setup(lab: Any) -> dict[str, float]:
     """Nova real on both controllers of a running lab (restored from a snapshot: keystone and glance serve on
     oldctl) and on every compute host; the settings kept in the lab's 0600 state. How long each part took."""
-    from scripts.lab.hostside import KEYSTONE_PORT
-
     ctl = lab.state["controller"]
     s = novaserve.Settings.new(KEYSTONE_PORT, PLACEMENT_PORT, API_PORT, MQ_PORT)
     s = novaserve.Settings(**{**novaserve.settings_dict(s), "address": lab.state["vip"], "bind": "0.0.0.0"})
@@ -142,3 +140,28 @@ def write_plan(lab: Any, name: str = "plan-nova.toml") -> Path:
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     return path
+
+
+def grenade_cloud(lab: Any, side: str = "old", host: str | None = None) -> Any:
+    """The lab as the Grenade user's client sees it from the deploy host: ``openstack`` of *side*'s release,
+    keystone on the management address (``grenade_setup`` wrote the clouds.yaml), the seeded image, the
+    compute host *host* (default: the first) where the servers are expected."""
+    from scripts.lab import grenade
+
+    ctl = lab.state["controller"]
+    return grenade.Cloud(lab.dir / "grenade", Path(ctl["venv_root"]) / ctl[side], host or lab.computes[0],
+                         ctl["seed"]["images"][0]["id"], where=tuple(lab.in_deploy([])))
+
+
+def grenade_setup(lab: Any) -> Any:
+    """Project ``grenade`` and its non-admin user made on the old controller; the 0600 clouds.yaml (clouds
+    ``admin`` and ``grenade``) names keystone on the management address."""
+    from scripts.lab import osclient
+
+    password = project_user(lab)
+    directory = lab.dir / "grenade"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    admin = lab.state["controller"]["admin_password"]
+    osclient.write_clouds(directory / "clouds.yaml", f"http://{lab.state['vip']}:{KEYSTONE_PORT}/v3",
+                          {"admin": ("admin", admin, "admin"), "grenade": ("grenade", password, "grenade")})
+    return grenade_cloud(lab)
