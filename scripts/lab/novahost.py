@@ -33,12 +33,15 @@ from scripts.lab.hostside import KEYSTONE_PORT
 
 #: the services of a controller's nova stack (keystone is the controller itself: no change to it)
 SERVICES = ("keystone", "placement", "nova")
-#: what the plan upgrades
+#: what the plan upgrades, and with neutron and cinder real too (scripts.lab.netvolhost)
 PLAN_SERVICES = ("keystone", "glance", "placement", "nova")
+NETVOL = ("neutron", "cinder")
 PLACEMENT_PORT = 8778
 API_PORT = 8774
-MQ_PORT = 5672
-#: the nova broker's Erlang distribution port (each controller is a host of its own: one port serves both)
+#: nova's own broker (a unit that moves with nova, as in the local lab), beside the controller's shared one
+#: (scripts.lab.netvolhost: neutron's and cinder's, on 5672)
+MQ_PORT = 5673
+#: its Erlang distribution port (each controller is a host of its own: one port serves both)
 MQ_DIST_PORT = 25673
 #: the controllers' supervisor: nova's units through novaserve, keystone and glance through svc
 CONTROL = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.units", "--root", "/", "{action}",
@@ -123,7 +126,8 @@ def project_user(lab: Any) -> str:
 
 
 def write_plan(lab: Any, name: str = "plan-nova.toml") -> Path:
-    """The plan of keystone, glance, placement and nova, the management address and the compute hosts (each
+    """The plan of keystone, glance, placement and nova (neutron and cinder where ``netvolhost.setup`` made them
+    real), the management address and the compute hosts (each
     restarted: nova-compute through novalab, the rest through svc). Nova's stale service rows are the old
     controller's host name (a controller's nova takes its machine's name)."""
     from scripts.lab.hostplan import plan_text
@@ -131,10 +135,16 @@ def write_plan(lab: Any, name: str = "plan-nova.toml") -> Path:
 
     newctl = lab.hosts["newctl"]
     served = {"placement": f"http://{newctl}:{PLACEMENT_PORT}/", "nova": f"http://{newctl}:{API_PORT}/"}
-    text = plan_text(lab, services=PLAN_SERVICES, control=CONTROL, compute_control=novalab.CONTROL, served=served)
+    services = PLAN_SERVICES + (NETVOL if lab.state.get("netvol") else ())
+    text = plan_text(lab, services=services, control=CONTROL, compute_control=novalab.CONTROL, served=served)
+    if lab.state.get("netvol"):  # neutron and cinder real too: their tables name the real units
+        from scripts.lab import netvolhost
+
+        text = netvolhost.real_sections(lab, text)
+    head, _, rest = text.partition("[services.nova]\n")
     names = f'old_host = "{OLD_HOST}"\nnew_host = "{NEW_HOST}"\n'
-    assert text.count(names) == 1, "the nova table names the local lab's controllers"
-    text = text.replace(names, 'old_host = "oldctl"\nnew_host = "newctl"\n')
+    assert names in rest, "the nova table names the local lab's controllers"
+    text = head + "[services.nova]\n" + rest.replace(names, 'old_host = "oldctl"\nnew_host = "newctl"\n', 1)
     path = lab.dir / name
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
