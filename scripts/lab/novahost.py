@@ -38,9 +38,9 @@ PLAN_SERVICES = ("keystone", "glance", "placement", "nova")
 NETVOL = ("neutron", "cinder")
 PLACEMENT_PORT = 8778
 API_PORT = 8774
-#: nova's own broker (a unit that moves with nova, as in the local lab), beside the controller's shared one
-#: (scripts.lab.netvolhost: neutron's and cinder's, on 5672)
-MQ_PORT = 5673
+#: nova's own broker (a unit that moves with nova, as in the local lab), beside the controller's broker of
+#: neutron and cinder (scripts.lab.netvolhost: always running, on 5673)
+MQ_PORT = 5672
 #: its Erlang distribution port (each controller is a host of its own: one port serves both)
 MQ_DIST_PORT = 25673
 #: the controllers' supervisor: nova's units through novaserve, keystone and glance through svc
