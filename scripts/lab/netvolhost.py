@@ -42,7 +42,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import ksapi, netvol, osclient, rabbit, served
+from scripts.lab import grenade_netvol, ksapi, netvol, osclient, rabbit, served
 from scripts.lab.proc import LabError
 
 ROOT = Path("/")
@@ -193,11 +193,14 @@ def real_sections(lab: Any, text: str) -> str:
     return text
 
 
-def write_plan(lab: Any, name: str = "plan-netvol.toml", services: tuple[str, ...] = ("keystone", "neutron",
-                                                                                       "cinder")) -> Path:
-    """A 0600 plan upgrading *services* (keystone first: the new controller's APIs check tokens with it),
-    then the management address and the compute hosts; ``[amqp]``: every carried-over transport_url is
-    tried on the new controller's broker before anything stops."""
+#: what the lab's plan upgrades: keystone (the new controller's APIs check tokens with it) and glance too
+#: (the client asks the image service on ``volume create``: it must follow the address as well)
+PLAN_SERVICES = ("keystone", "glance", "neutron", "cinder")
+
+
+def write_plan(lab: Any, name: str = "plan-netvol.toml", services: tuple[str, ...] = PLAN_SERVICES) -> Path:
+    """A 0600 plan upgrading *services*, then the management address and the compute hosts; ``[amqp]``:
+    every carried-over transport_url is tried on the new controller's broker before anything stops."""
     from scripts.lab.hostplan import plan_text
 
     text = real_sections(lab, plan_text(lab, services=services))
@@ -236,6 +239,37 @@ def client(lab: Any, project: str = "netvol") -> Client:
     clouds = osclient.write_clouds(lab.dir / f"clouds-{project}.yaml", keystone,
                                    {project: (f"{project}-user", password, project)})
     return Client(lab, Path(ctl["venv_root"]) / ctl["new"], clouds, project)
+
+
+# ---------------------------------------------------------------------- the Grenade-style check
+#: the kinds of ``scripts.lab.grenade_netvol`` this lab's check makes and verifies
+KINDS = (grenade_netvol.NETWORK, grenade_netvol.VOLUME)
+
+
+def serving(lab: Any, host: str) -> list[str]:
+    """The units of neutron and cinder running on *host* (its supervisor's ``status``, as the tool asks it)."""
+    units = [u for lab_ in served.labs() for u in lab_.tree_units(lab.upper(host, "etc"))]
+    out = []
+    for unit in units:
+        res = lab.inside(host, ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.svc", "--root", "/",
+                                "status", unit])
+        if res.returncode == 0:
+            out.append(unit)
+    return out
+
+
+def create(c: Client) -> dict[str, Any]:
+    """Before the upgrade, as the cloud's user: every kind's resources and the view they are compared by."""
+    return {kind.name: kind.create(c) for kind in KINDS}
+
+
+def verify(c: Client, made: dict[str, Any], new_work: bool = True) -> dict[str, Any]:
+    """After the upgrade (or the revert): every resource of *made* with the same ids and states (LabError
+    naming the difference); with *new_work*, the cloud as it is now makes and deletes new ones."""
+    out = {kind.name: kind.verify(c, made[kind.name]) for kind in KINDS}
+    if new_work:
+        out["new_work"] = {kind.name: kind.new_work(c) for kind in KINDS}
+    return out
 
 
 if __name__ == "__main__":
