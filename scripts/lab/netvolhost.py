@@ -10,12 +10,13 @@ them to their lab). Per controller:
 - the APIs listen on every address of the host (neutron 9696, cinder 8776): the keystone catalog names
   them on the management address (``network``, ``volumev3`` and ``block-storage``), so a client
   follows the address when it moves; the tool verifies them on the new controller's own address;
-- one RabbitMQ per controller (``scripts.lab.rabbit`` at ``novalab.BROKER_ROOT``, the broker nova's lab
-  uses: made here if nova's setup did not make it), on every address of the host, not a unit of any
-  service: it runs on both controllers, so the tool's AMQP check finds the new one before anything
-  stops. Neutron and cinder each log in with a user and vhost of their own (the same on both brokers),
-  their ``transport_url`` on loopback: valid unchanged on either controller, as the config carry-over
-  takes it;
+- one RabbitMQ per controller for both (``scripts.lab.rabbit``, unit ``rabbitmq-netvol``, AMQP port
+  5673 beside nova's own broker on 5672), on every address of the host and not a unit of either service:
+  it runs on both controllers like their MariaDB, so the new one is up when the run starts their units
+  there (whatever the order the runner starts services in) and the tool's AMQP check finds it before
+  anything stops. Neutron and cinder each log in with a user and vhost of their own (the same on both
+  brokers), their ``transport_url`` on loopback: valid unchanged on either controller, as the config
+  carry-over takes it;
 - cinder's host name is the machine's (``/etc/cinder-host.conf``: ``old-ctl`` or ``new-ctl``, outside
   ``/etc/cinder``, so the carried-over cinder.conf does not change it); the plan's ``update_host`` moves
   the volumes from one to the other.
@@ -49,22 +50,21 @@ ROOT = Path("/")
 KEYSTONE_PORT = 5000
 #: the API ports of the services on every controller (their usual ones)
 PORTS = {"neutron": 9696, "cinder": 8776}
-MQ_PORT, MQ_DIST_PORT = 5672, 25672
+#: the controller's broker of neutron and cinder: beside nova's (scripts.lab.novaserve: 5672 and 25673)
+BROKER, MQ_PORT, MQ_DIST_PORT = "rabbitmq-netvol", 5673, 25674
 #: the controllers, their cinder host names (scripts.lab.openstack's, which the lab plan's update_host names)
 ROLES = {"oldctl": ("old", "old-ctl"), "newctl": ("new", "new-ctl")}
 
 
 # ---------------------------------------------------------------------- inside a controller (its /)
 def _broker() -> rabbit.Broker:
-    """The controller's broker, running: nova's lab's (``novalab.BROKER_ROOT``) where it exists, else
-    made there (its ``openstack`` user's password is nobody's: the services log in with their own)."""
-    from scripts.lab.novalab import BROKER_ROOT
-
+    """The controller's broker of neutron and cinder, running (made at the first setup; its ``openstack``
+    user's password is nobody's: the services log in with their own)."""
     try:
-        b = rabbit.broker(BROKER_ROOT)
+        b = rabbit.broker(ROOT, BROKER)
     except LabError:
-        b = rabbit.install(BROKER_ROOT, MQ_PORT, MQ_DIST_PORT, secrets.token_urlsafe(12), bind="0.0.0.0")
-    rabbit.start(BROKER_ROOT)
+        b = rabbit.install(ROOT, MQ_PORT, MQ_DIST_PORT, secrets.token_urlsafe(12), bind="0.0.0.0", unit=BROKER)
+    rabbit.start(ROOT, BROKER)
     return b
 
 
@@ -158,7 +158,7 @@ def _run(lab: Any, host: str | None, action: str, payload: dict[str, Any], timeo
 
 def setup(lab: Any) -> dict[str, Any]:
     """Neutron and cinder real on both controllers of a running multi-host lab (``scripts.lab.hosts.Lab``;
-    callable after nova's setup: it shares that broker): the old controller's serving through the
+    before or after nova's setup, ``scripts.lab.novahost``): the old controller's serving through the
     management address, the new one's installed and stopped. Keeps the settings (passwords) in
     ``lab.state["netvol"]``, in memory; returns how long each controller took."""
     ctl = lab.state["controller"]
