@@ -180,9 +180,10 @@ def setup(lab: Any) -> dict[str, Any]:
 
 
 def real_sections(lab: Any, text: str) -> str:
-    """A multi-host lab plan's text (``hostplan.plan_text``) with ``[services.neutron]`` and
-    ``[services.cinder]`` naming the real units (the old controller's tree says which) and the API
-    verified on the new controller's own address, as glance's is."""
+    """A multi-host lab plan's text (``hostplan.plan_text`` with neutron and cinder among its services) with
+    ``[services.neutron]`` and ``[services.cinder]`` naming the real units (the old controller's tree says
+    which) and the API verified on the new controller's own address, as glance's is. Cinder's table keeps
+    ``old_host``/``new_host`` ``old-ctl``/``new-ctl``: the controllers' cinder host names."""
     from scripts.lab.openstack import UNITS
 
     etc = lab.upper("oldctl", "etc")  # the old controller's /etc, from outside: its descriptors
