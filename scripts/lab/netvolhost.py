@@ -10,12 +10,13 @@ them to their lab). Per controller:
 - the APIs listen on every address of the host (neutron 9696, cinder 8776): the keystone catalog names
   them on the management address (``network``, ``volumev3`` and ``block-storage``), so a client
   follows the address when it moves; the tool verifies them on the new controller's own address;
-- one RabbitMQ per controller (``scripts.lab.rabbit`` at ``novalab.BROKER_ROOT``, the broker nova's lab
-  uses: made here if nova's setup did not make it), on every address of the host, not a unit of any
-  service: it runs on both controllers, so the tool's AMQP check finds the new one before anything
-  stops. Neutron and cinder each log in with a user and vhost of their own (the same on both brokers),
-  their ``transport_url`` on loopback: valid unchanged on either controller, as the config carry-over
-  takes it;
+- one RabbitMQ per controller for both (``scripts.lab.rabbit``, unit ``rabbitmq-netvol``, AMQP port
+  5673 beside nova's own broker on 5672), on every address of the host and not a unit of either service:
+  it runs on both controllers like their MariaDB, so the new one is up when the run starts their units
+  there (whatever the order the runner starts services in) and the tool's AMQP check finds it before
+  anything stops. Neutron and cinder each log in with a user and vhost of their own (the same on both
+  brokers), their ``transport_url`` on loopback: valid unchanged on either controller, as the config
+  carry-over takes it;
 - cinder's host name is the machine's (``/etc/cinder-host.conf``: ``old-ctl`` or ``new-ctl``, outside
   ``/etc/cinder``, so the carried-over cinder.conf does not change it); the plan's ``update_host`` moves
   the volumes from one to the other.
@@ -42,29 +43,28 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import ksapi, netvol, osclient, rabbit, served
+from scripts.lab import grenade_netvol, ksapi, netvol, osclient, rabbit, served
 from scripts.lab.proc import LabError
 
 ROOT = Path("/")
 KEYSTONE_PORT = 5000
 #: the API ports of the services on every controller (their usual ones)
 PORTS = {"neutron": 9696, "cinder": 8776}
-MQ_PORT, MQ_DIST_PORT = 5672, 25672
+#: the controller's broker of neutron and cinder: beside nova's (scripts.lab.novaserve: 5672 and 25673)
+BROKER, MQ_PORT, MQ_DIST_PORT = "rabbitmq-netvol", 5673, 25674
 #: the controllers, their cinder host names (scripts.lab.openstack's, which the lab plan's update_host names)
 ROLES = {"oldctl": ("old", "old-ctl"), "newctl": ("new", "new-ctl")}
 
 
 # ---------------------------------------------------------------------- inside a controller (its /)
 def _broker() -> rabbit.Broker:
-    """The controller's broker, running: nova's lab's (``novalab.BROKER_ROOT``) where it exists, else
-    made there (its ``openstack`` user's password is nobody's: the services log in with their own)."""
-    from scripts.lab.novalab import BROKER_ROOT
-
+    """The controller's broker of neutron and cinder, running (made at the first setup; its ``openstack``
+    user's password is nobody's: the services log in with their own)."""
     try:
-        b = rabbit.broker(BROKER_ROOT)
+        b = rabbit.broker(ROOT, BROKER)
     except LabError:
-        b = rabbit.install(BROKER_ROOT, MQ_PORT, MQ_DIST_PORT, secrets.token_urlsafe(12), bind="0.0.0.0")
-    rabbit.start(BROKER_ROOT)
+        b = rabbit.install(ROOT, MQ_PORT, MQ_DIST_PORT, secrets.token_urlsafe(12), bind="0.0.0.0", unit=BROKER)
+    rabbit.start(ROOT, BROKER)
     return b
 
 
@@ -158,7 +158,7 @@ def _run(lab: Any, host: str | None, action: str, payload: dict[str, Any], timeo
 
 def setup(lab: Any) -> dict[str, Any]:
     """Neutron and cinder real on both controllers of a running multi-host lab (``scripts.lab.hosts.Lab``;
-    callable after nova's setup: it shares that broker): the old controller's serving through the
+    before or after nova's setup, ``scripts.lab.novahost``): the old controller's serving through the
     management address, the new one's installed and stopped. Keeps the settings (passwords) in
     ``lab.state["netvol"]``, in memory; returns how long each controller took."""
     ctl = lab.state["controller"]
@@ -180,9 +180,10 @@ def setup(lab: Any) -> dict[str, Any]:
 
 
 def real_sections(lab: Any, text: str) -> str:
-    """A multi-host lab plan's text (``hostplan.plan_text``) with ``[services.neutron]`` and
-    ``[services.cinder]`` naming the real units (the old controller's tree says which) and the API
-    verified on the new controller's own address, as glance's is."""
+    """A multi-host lab plan's text (``hostplan.plan_text`` with neutron and cinder among its services) with
+    ``[services.neutron]`` and ``[services.cinder]`` naming the real units (the old controller's tree says
+    which) and the API verified on the new controller's own address, as glance's is. Cinder's table keeps
+    ``old_host``/``new_host`` ``old-ctl``/``new-ctl``: the controllers' cinder host names."""
     from scripts.lab.openstack import UNITS
 
     etc = lab.upper("oldctl", "etc")  # the old controller's /etc, from outside: its descriptors
@@ -193,11 +194,14 @@ def real_sections(lab: Any, text: str) -> str:
     return text
 
 
-def write_plan(lab: Any, name: str = "plan-netvol.toml", services: tuple[str, ...] = ("keystone", "neutron",
-                                                                                       "cinder")) -> Path:
-    """A 0600 plan upgrading *services* (keystone first: the new controller's APIs check tokens with it),
-    then the management address and the compute hosts; ``[amqp]``: every carried-over transport_url is
-    tried on the new controller's broker before anything stops."""
+#: what the lab's plan upgrades: keystone (the new controller's APIs check tokens with it) and glance too
+#: (the client asks the image service on ``volume create``: it must follow the address as well)
+PLAN_SERVICES = ("keystone", "glance", "neutron", "cinder")
+
+
+def write_plan(lab: Any, name: str = "plan-netvol.toml", services: tuple[str, ...] = PLAN_SERVICES) -> Path:
+    """A 0600 plan upgrading *services*, then the management address and the compute hosts; ``[amqp]``:
+    every carried-over transport_url is tried on the new controller's broker before anything stops."""
     from scripts.lab.hostplan import plan_text
 
     text = real_sections(lab, plan_text(lab, services=services))
@@ -236,6 +240,37 @@ def client(lab: Any, project: str = "netvol") -> Client:
     clouds = osclient.write_clouds(lab.dir / f"clouds-{project}.yaml", keystone,
                                    {project: (f"{project}-user", password, project)})
     return Client(lab, Path(ctl["venv_root"]) / ctl["new"], clouds, project)
+
+
+# ---------------------------------------------------------------------- the Grenade-style check
+#: the kinds of ``scripts.lab.grenade_netvol`` this lab's check makes and verifies
+KINDS = (grenade_netvol.NETWORK, grenade_netvol.VOLUME)
+
+
+def serving(lab: Any, host: str) -> list[str]:
+    """The units of neutron and cinder running on *host* (its supervisor's ``status``, as the tool asks it)."""
+    units = [u for lab_ in served.labs() for u in lab_.tree_units(lab.upper(host, "etc"))]
+    out = []
+    for unit in units:
+        res = lab.inside(host, ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.svc", "--root", "/",
+                                "status", unit])
+        if res.returncode == 0:
+            out.append(unit)
+    return out
+
+
+def create(c: Client) -> dict[str, Any]:
+    """Before the upgrade, as the cloud's user: every kind's resources and the view they are compared by."""
+    return {kind.name: kind.create(c) for kind in KINDS}
+
+
+def verify(c: Client, made: dict[str, Any], new_work: bool = True) -> dict[str, Any]:
+    """After the upgrade (or the revert): every resource of *made* with the same ids and states (LabError
+    naming the difference); with *new_work*, the cloud as it is now makes and deletes new ones."""
+    out = {kind.name: kind.verify(c, made[kind.name]) for kind in KINDS}
+    if new_work:
+        out["new_work"] = {kind.name: kind.new_work(c) for kind in KINDS}
+    return out
 
 
 if __name__ == "__main__":
