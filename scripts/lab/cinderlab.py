@@ -77,7 +77,7 @@ def _conf(root: Path, release: str, db_url: str, s: netvol.Settings) -> str:
     return f"""\
 # cinder.conf of the lab controller {root} ({release}): the fake driver (no device-mapper here)
 [DEFAULT]
-transport_url = {rabbit.transport_url(s.mq_port, s.mq_password)}
+transport_url = {s.transport_url}
 auth_strategy = keystone
 enabled_backends = {BACKEND}
 state_path = {lib}
@@ -106,10 +106,10 @@ target_ip_address = {OLD_PORTAL}
 
 
 def install(root: Path, release: str, venv: Path, db: MariaDB, s: netvol.Settings, dist_port: int,
-            hostname: str) -> None:
+            hostname: str, broker: rabbit.Broker | None = None) -> None:
     """Cinder's real config on a controller tree whose stack made its database and schema
-    (``scripts.lab.openstack``), the machine's host name, the release's paste pipeline, its broker's
-    files; not started."""
+    (``scripts.lab.openstack``), the machine's host name, the release's paste pipeline, its own broker's
+    files (or the host's *broker*, where its login exists); not started."""
     from scripts.lab.openstack import Stack  # its database code: at install time only
 
     root = Path(root).resolve()
@@ -127,8 +127,7 @@ def install(root: Path, release: str, venv: Path, db: MariaDB, s: netvol.Setting
                                f"[DEFAULT]\nhost = {hostname}\n")
     for name in ("api-paste.ini", "resource_filters.json"):
         shutil.copyfile(venv / "etc" / NAME / name, etc / name)
-    rabbit.install(root, s.mq_port, dist_port, s.mq_password, unit=LAB.broker)
-    LAB.write_descriptor(root, s)
+    LAB.install_broker(root, s, dist_port, broker)
 
 
 def fit_seeded(root: Path, venv: Path, db: MariaDB) -> int:

@@ -64,6 +64,8 @@ class Cloud:
     venv: Path
     host: str
     image: str
+    #: what the client's command runs under (a multi-host lab's: its deploy host's network namespace)
+    where: tuple[str, ...] = ()
 
     @property
     def clouds(self) -> Path:
@@ -75,10 +77,10 @@ class Cloud:
 
     def user(self, *args: str, json_out: bool = True) -> Any:
         """``openstack ARGS`` as the project's non-admin user (``json_out``: the command prints a result)."""
-        return osclient.openstack(self.venv, self.clouds, "grenade", *args, json_out=json_out)
+        return osclient.openstack(self.venv, self.clouds, "grenade", *args, json_out=json_out, where=self.where)
 
     def admin(self, *args: str, json_out: bool = True) -> Any:
-        return osclient.openstack(self.venv, self.clouds, "admin", *args, json_out=json_out)
+        return osclient.openstack(self.venv, self.clouds, "admin", *args, json_out=json_out, where=self.where)
 
     # the client the network and volume kinds ask (scripts.lab.grenade_netvol.Client), as the user
     def json(self, *args: str) -> Any:
@@ -250,13 +252,10 @@ def cloud(lab: Path, side: str | None = None, venv_root: Path | None = None) -> 
                  state["seed"]["images"][0]["id"])
 
 
-def setup(lab: Path) -> Cloud:
-    """As the lab's admin, through keystone: project ``grenade`` and its member user (a random password,
-    kept only in the 0600 clouds.yaml)."""
-    lab = Path(lab).resolve()
-    state = _state(lab)
-    url = f"http://127.0.0.1:{state['keystone_port']}/v3"
-    token = ksapi.get_token(url, "admin", state["admin_password"], project="admin")
+def project_user(url: str, admin_password: str) -> str:
+    """As the admin of the keystone at *url*: project ``grenade`` and its member user; the user's (random)
+    password, for a 0600 clouds.yaml only."""
+    token = ksapi.get_token(url, "admin", admin_password, project="admin")
     project = ksapi.call("POST", f"{url}/projects", token, {"project": {"name": PROJECT, "domain_id": "default"}})
     password = secrets.token_urlsafe(12)
     user = ksapi.call("POST", f"{url}/users", token, {"user": {
@@ -264,6 +263,16 @@ def setup(lab: Path) -> Cloud:
         "default_project_id": project["project"]["id"]}})
     member = ksapi.call("GET", f"{url}/roles?name=member", token)["roles"][0]["id"]
     ksapi.call("PUT", f"{url}/projects/{project['project']['id']}/users/{user['user']['id']}/roles/{member}", token)
+    return password
+
+
+def setup(lab: Path) -> Cloud:
+    """As the lab's admin, through keystone: project ``grenade`` and its member user (a random password,
+    kept only in the 0600 clouds.yaml)."""
+    lab = Path(lab).resolve()
+    state = _state(lab)
+    url = f"http://127.0.0.1:{state['keystone_port']}/v3"
+    password = project_user(url, state["admin_password"])
     directory = lab / "grenade"
     directory.mkdir(mode=0o700, exist_ok=True)
     osclient.write_clouds(directory / "clouds.yaml", url, {"admin": ("admin", state["admin_password"], "admin"),

@@ -49,12 +49,15 @@ COMPUTE_UNITS = ["nova-compute", "neutron-agent"]
 
 def plan_text(lab: LabFacts, compute_pool: int = 10, check_from: str | None = None,
               services: tuple[str, ...] = ("keystone",), network: bool = True, control: list[str] | None = None,
-              upgrade_keys: str = "", compute_keys: str = "") -> str:
-    """The plan upgrading ``services`` (keystone first; glance may follow), then the management
-    address (unless not *network*) and the compute hosts. *control* replaces the supervisor command
-    (``scripts.lab.novalab`` serves nova's units and hands it the others); *upgrade_keys* and
-    *compute_keys* are lines added to ``[upgrade]`` and ``[compute_defaults]``."""
+              upgrade_keys: str = "", compute_keys: str = "", compute_control: list[str] | None = None,
+              served: dict[str, str] | None = None) -> str:
+    """The plan upgrading ``services`` (keystone first; glance, placement and nova may follow), then the
+    management address (unless not *network*) and the compute hosts. *control* replaces the supervisor
+    command (``scripts.lab.novalab`` serves nova's units and hands it the others), *compute_control* that of
+    the compute hosts (default: *control*); *upgrade_keys* and *compute_keys* are lines added to ``[upgrade]``
+    and ``[compute_defaults]``; *served*: the verify URLs of placement and nova where they serve for real."""
     control = control or CONTROL
+    compute_control = compute_control or control
     ctl = lab.state["controller"]
     venvs = ctl["venv_root"]
     hosts = lab.hosts
@@ -86,14 +89,14 @@ def plan_text(lab: LabFacts, compute_pool: int = 10, check_from: str | None = No
             + "[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"
             f"verify_url = \"http://{hosts['newctl']}:{KEYSTONE_PORT}/v3\"\n"
             "grant_hosts = [\"127.0.0.1\", \"%\"]\n\n"
-            + service_sections(services, f"http://{hosts['newctl']}:{GLANCE_PORT}"))
+            + service_sections(services, f"http://{hosts['newctl']}:{GLANCE_PORT}", served=served))
     if network:
         text += ("[network]\n"
                  f"addresses = [{{address = \"{lab.state['vip']}/24\", device = \"eth0\", name = \"management\"}}]\n"
                  f"check_from = \"{check}\"\nnonlocal_bind = true\n\n")
     if computes:
         text += ("[compute_defaults]\nservice_control = \"template\"\n"
-                 f"control = {json.dumps(control)}\nunits = {json.dumps(COMPUTE_UNITS)}\n{compute_keys}\n")
+                 f"control = {json.dumps(compute_control)}\nunits = {json.dumps(COMPUTE_UNITS)}\n{compute_keys}\n")
     for h in computes:
         text += f"[[computes]]\nname = \"{h}\"\nhost = \"ssh://root@{hosts[h]}\"\n\n"
     return text

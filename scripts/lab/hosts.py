@@ -18,7 +18,9 @@ keystone and glance rooted at ``/`` (``scripts/lab/hostside.py``, with the full 
 APIs, glance's catalog endpoint on the management address —, 2026.1 installed with an empty
 schema and stopped on newctl), driven by the lab supervisor (``scripts/lab/svc.py``) like systemd
 would; a ``whoami`` probe on port 8080 says which host answers on an address. Compute hosts run
-the ``nova-compute`` and ``neutron-agent`` stand-ins.
+the ``nova-compute`` and ``neutron-agent`` stand-ins. On a running lab, ``scripts.lab.novahost.setup``
+makes placement and nova real on both controllers and nova-compute real on every compute host (and
+``scripts.lab.netvolhost.setup`` neutron and cinder), the catalog and the computes on the management address.
 
 ``up`` writes ``DIR/plan.toml`` (keystone) and ``DIR/plan-glance.toml`` (keystone and glance),
 ready for ``upgrade run`` inside ``deploy``, ``DIR/dump.key`` and ``DIR/ssh/ssh_config``; ``down``
@@ -96,6 +98,10 @@ class Lab:
             return cls(lab, json.loads((lab / STATE).read_text()))
         except (OSError, ValueError) as exc:
             raise LabError(f"{lab} holds no multi-host lab ({STATE}: {exc})") from None
+
+    def save(self) -> None:
+        """Write the state back (0600: what a test adds to it may be secret too)."""
+        _save(self.dir, self.state)
 
     @property
     def prefix(self) -> str:

@@ -8,8 +8,11 @@ what a service's plan section tells the tool (the hooks that pick the served ser
 A controller tree serves a service for real once its descriptor (``neutron-lab.json``,
 ``cinder-lab.json``) exists: the unit supervisor (``scripts.lab.units``) then hands that service's
 units to ``scripts.lab.neutronlab`` or ``scripts.lab.cinderlab``; without it they are stand-ins.
-Each service brings its own RabbitMQ (``rabbitmq-neutron``, ``rabbitmq-cinder``: ``scripts.lab.rabbit``
-with its own node and directories) that belongs to the management address and moves with it.
+In the local lab each service brings its own RabbitMQ (``rabbitmq-neutron``, ``rabbitmq-cinder``:
+``scripts.lab.rabbit`` with its own node and directories) that belongs to the management address and
+moves with it. On a multi-host lab's controller (``scripts.lab.netvolhost``: the tree is the host's
+``/``) they share the controller's one broker, each with a user and vhost of its own; the broker is the
+host's, not a unit of theirs, and the descriptor says which it is.
 
 Nothing secret reaches a command line or a descriptor: passwords live in the service's 0640 config
 and the broker's 0600 config; the descriptors hold ports only.
@@ -55,10 +58,22 @@ class Settings:
     mq_port: int
     password: str
     mq_password: str
+    #: where the API listens: loopback, or every address of a multi-host lab's controller
+    bind: str = "127.0.0.1"
+    #: the address the catalog's endpoints name (the management address; loopback stands for it locally)
+    public: str = "127.0.0.1"
+    #: the broker login: the service's own broker's one user, or a user and vhost of a shared broker
+    mq_user: str = rabbit.USER
+    mq_vhost: str = "/"
 
     @classmethod
-    def new(cls, keystone_port: int, api_port: int, mq_port: int) -> Settings:
-        return cls(keystone_port, api_port, mq_port, secrets.token_urlsafe(12), secrets.token_urlsafe(12))
+    def new(cls, keystone_port: int, api_port: int, mq_port: int, **kw: str) -> Settings:
+        return cls(keystone_port, api_port, mq_port, secrets.token_urlsafe(12), secrets.token_urlsafe(12), **kw)
+
+    @property
+    def transport_url(self) -> str:
+        """Loopback: a controller's services reach their broker on their own host (valid on both controllers)."""
+        return rabbit.transport_url(self.mq_port, self.mq_password, self.mq_user, self.mq_vhost)
 
     @property
     def keystone(self) -> str:
@@ -102,6 +117,26 @@ class Served:
     def descriptor(self) -> str:
         return f"{self.name}-lab.json"
 
+    def descriptor_path(self, root: Path) -> Path:
+        """``ROOT/<name>-lab.json``; on a multi-host lab's host (its tree is ``/``) in its own ``/etc``, as
+        ``layout.descriptor_path`` keeps lab.json."""
+        return layout.descriptor_path(Path(root)).with_name(self.descriptor)
+
+    def _desc(self, root: Path) -> dict[str, Any]:
+        try:
+            return json.loads(self.descriptor_path(root).read_text())
+        except (OSError, ValueError) as exc:
+            raise LabError(f"{root} has no lab {self.name} ({self.descriptor}: {exc})") from exc
+
+    def shared_broker(self, root: Path) -> tuple[rabbit.Broker, str] | None:
+        """The host's broker and this service's vhost there, when the tree shares one (else None: its own)."""
+        b = self._desc(root).get("broker")
+        return (rabbit.broker(Path(b["root"]), b["unit"]), b["vhost"]) if b else None
+
+    def tree_units(self, root: Path) -> tuple[str, ...]:
+        """The units the tree runs, in stop order: without the broker where the tree shares the host's."""
+        return tuple(u for u in self.units if u != self.broker or not self._desc(root).get("broker"))
+
     def conf_files(self, root: Path) -> list[Path]:
         raise NotImplementedError
 
@@ -115,15 +150,15 @@ class Served:
 
     # ------------------------------------------------------------------ files
     def installed(self, root: Path) -> bool:
-        return (Path(root) / self.descriptor).exists()
+        return self.descriptor_path(root).exists()
 
     def owns(self, root: Path, unit: str) -> bool:
-        return unit in self.units and self.installed(root)
+        return unit in self.units and self.installed(root) and unit in self.tree_units(root)
 
     def api_port(self, root: Path) -> int:
         try:
-            return int(json.loads((Path(root) / self.descriptor).read_text())["api_port"])
-        except (OSError, ValueError, KeyError) as exc:
+            return int(self._desc(root)["api_port"])
+        except (KeyError, ValueError) as exc:
             raise LabError(f"{root} has no lab {self.name} ({self.descriptor}: {exc})") from exc
 
     def venv(self, root: Path) -> Path:
@@ -133,12 +168,21 @@ class Served:
         return [a for f in self.conf_files(root) for a in ("--config-file", str(f))]
 
     def api_argv(self, root: Path) -> list[str]:
-        return [str(self.venv(root) / "bin" / "python"), str(WSGI), self.name, "127.0.0.1",
-                str(self.api_port(root)), *self.config_args(root)]
+        bind = self._desc(root).get("bind", "127.0.0.1")
+        return [str(self.venv(root) / "bin" / "python"), str(WSGI), self.name, bind, str(self.api_port(root)),
+                *self.config_args(root)]
 
-    def write_descriptor(self, root: Path, s: Settings) -> None:
-        """Last of the files: with it, the unit supervisor takes this service's units of the tree."""
-        (Path(root) / self.descriptor).write_text(json.dumps({"api_port": s.api_port}) + "\n")
+    def install_broker(self, root: Path, s: Settings, dist_port: int, shared: rabbit.Broker | None) -> None:
+        """Last of the files: the service's own broker's (unless it shares *shared*, the host's, where its
+        login exists), then the descriptor: with it, the unit supervisor takes this service's units of the tree."""
+        data: dict[str, Any] = {"api_port": s.api_port}
+        if s.bind != "127.0.0.1":
+            data["bind"] = s.bind
+        if shared is None:
+            rabbit.install(root, s.mq_port, dist_port, s.mq_password, unit=self.broker)
+        else:
+            data["broker"] = {"root": str(shared.root), "unit": shared.unit, "vhost": s.mq_vhost}
+        self.descriptor_path(root).write_text(json.dumps(data) + "\n")
 
     # ------------------------------------------------------------------ units
     def is_api(self, unit: str) -> bool:
@@ -154,6 +198,8 @@ class Served:
     def ready(self, root: Path, unit: str) -> bool:
         if self.is_api(unit):
             return http_answers(self.api_port(root))
+        if shared := self.shared_broker(root):
+            return rabbit.consumers(shared[0].root, self.rpc_queue(root, unit), shared[0].unit, shared[1]) > 0
         return rabbit.consumers(root, self.rpc_queue(root, unit), self.broker) > 0
 
     def start(self, root: Path, unit: str) -> None:
@@ -215,19 +261,21 @@ class Served:
     # ------------------------------------------------------------------ keystone and the plan
     def register(self, s: Settings, admin_token: str) -> dict[str, str]:
         """Through the keystone API: project ``service`` (if missing), the service user (admin there),
-        the catalog services with public/internal/admin endpoints on the shared port. Returns their ids."""
+        the catalog services with public/internal/admin endpoints on the shared port of the management
+        address. Returns their ids."""
         url, token = f"{s.keystone}/v3", admin_token
         out = {f"{self.name}_user_id": ksapi.service_user(url, token, self.name, s.password)}
         for name, kind, path in self.catalog:
             out[f"{kind}_service_id"] = ksapi.catalog_service(url, token, name, kind,
-                                                              f"http://127.0.0.1:{s.api_port}{path}", REGION)
+                                                              f"http://{s.public}:{s.api_port}{path}", REGION)
         return out
 
-    def plan_lines(self, root: Path) -> str:
+    def plan_lines(self, root: Path, verify_host: str = "127.0.0.1") -> str:
         """What a lab plan's ``[services.<name>]`` says when the tree serves this service for real: its
-        units (the broker last: it moves with the service) and the API the verify step asks."""
-        return (f"units = {json.dumps(list(self.units))}\n"
-                f'verify_url = "http://127.0.0.1:{self.api_port(root)}/"\n')
+        units (its own broker last: it moves with the service) and the API the verify step asks (on
+        *verify_host*: the new controller as the tool reaches it)."""
+        return (f"units = {json.dumps(list(self.tree_units(root)))}\n"
+                f'verify_url = "http://{verify_host}:{self.api_port(root)}/"\n')
 
 
 def settings_dict(s: Settings) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def _conf(root: Path, release: str, db_url: str, s: netvol.Settings) -> str:
 core_plugin = ml2
 service_plugins = router
 auth_strategy = keystone
-transport_url = {rabbit.transport_url(s.mq_port, s.mq_password)}
+transport_url = {s.transport_url}
 state_path = {lib}
 log_dir = {log}
 api_workers = 1
@@ -98,9 +98,11 @@ vni_ranges = 1:1000
 """
 
 
-def install(root: Path, release: str, venv: Path, db: MariaDB, s: netvol.Settings, dist_port: int) -> None:
+def install(root: Path, release: str, venv: Path, db: MariaDB, s: netvol.Settings, dist_port: int = 0,
+            broker: rabbit.Broker | None = None) -> None:
     """Neutron's real configs on a controller tree whose stack made its database and schema
-    (``scripts.lab.openstack``), the release's paste pipeline, its broker's files; not started."""
+    (``scripts.lab.openstack``), the release's paste pipeline, its own broker's files (or the host's
+    *broker*, where its login exists); not started."""
     from scripts.lab.openstack import Stack  # its database code: at install time only
 
     root = Path(root).resolve()
@@ -116,5 +118,4 @@ def install(root: Path, release: str, venv: Path, db: MariaDB, s: netvol.Setting
     conf.chmod(0o640)
     ml2.write_text(ML2)
     shutil.copyfile(venv / "etc" / NAME / "api-paste.ini", etc / "api-paste.ini")
-    rabbit.install(root, s.mq_port, dist_port, s.mq_password, unit=LAB.broker)
-    LAB.write_descriptor(root, s)
+    LAB.install_broker(root, s, dist_port, broker)

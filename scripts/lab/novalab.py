@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import novaconf, rabbit
+from scripts.lab import novaconf, novaserve, rabbit
 from scripts.lab.proc import LabError, clean_env, pid_alive, read_pid, terminate
 
 UNITS = ("placement-api", "nova-conductor", "nova-compute")
@@ -114,6 +114,9 @@ def stop(unit: str) -> bool:
 
 
 def _nova_conf(p: dict[str, Any], host: str, controller: bool) -> str:
+    if p.get("nova") and not controller:  # nova real on both controllers (scripts.lab.novahost): keystone's way
+        return novaserve.compute_conf(f"nova.conf of lab host {host} (scripts/lab/novahost.py)", host, STATE,
+                                      novaserve.Settings(**p["nova"]))
     mq = f"rabbit://{rabbit.USER}:{p['mq_password']}@{p['controller_address']}:{MQ_PORT}/"
     # placement with noauth2 (no keystone in nova's path): its admin token, its endpoint
     placement = (f"\n[placement]\nauth_type = admin_token\ntoken = admin\n"
@@ -167,7 +170,8 @@ def inside_controller(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def inside_compute(p: dict[str, Any]) -> dict[str, Any]:
-    """A compute host: the stand-in nova-compute stopped, the real one started on the source release."""
+    """A compute host: the stand-in nova-compute stopped, the real one started on the source release (talking
+    to the new controller's broker, or with ``nova`` settings, to the management address through keystone)."""
     from scripts.lab import svc
 
     svc.stop(Path("/"), "nova-compute")
@@ -227,12 +231,12 @@ def setup(lab: Any, pin: str = "flamingo") -> dict[str, Any]:
     base = {"venv_root": ctl["venv_root"], "mq_password": mq_password, "controller_address": lab.hosts["newctl"]}
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    _inside(lab, "newctl", "controller", {**base, "host": "newctl", "release": ctl["new"], "db_password": db_password,
-                                          "pin": pin})
+    run_inside(lab, "newctl", "controller", {**base, "host": "newctl", "release": ctl["new"],
+                                             "db_password": db_password, "pin": pin})
     timings["controller"] = round(time.monotonic() - t0, 1)
     t0 = time.monotonic()
     for h in lab.computes:  # one after the other: two cores
-        _inside(lab, h, "compute", {**base, "host": h, "release": ctl["old"]})
+        run_inside(lab, h, "compute", {**base, "host": h, "release": ctl["old"]})
     timings["computes"] = round(time.monotonic() - t0, 1)
     return timings
 
@@ -256,7 +260,8 @@ def write_plan(lab: Any, name: str, later: bool, compute_pool: int = 10) -> Path
     return path
 
 
-def _inside(lab: Any, host: str, action: str, payload: dict[str, Any]) -> None:
+def run_inside(lab: Any, host: str, action: str, payload: dict[str, Any]) -> None:
+    """This module's ``inside ACTION`` in *host* (the host's python3); the payload (passwords) through stdin."""
     from scripts.lab.hosts import INSIDE_REPO
 
     res = lab.inside(host, ["env", f"PYTHONPATH={INSIDE_REPO}", "python3", "-m", "scripts.lab.novalab", "inside",

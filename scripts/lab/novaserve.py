@@ -69,6 +69,11 @@ class Settings:
     nova_password: str
     placement_password: str
     mq_password: str
+    #: the management address: the catalog's endpoints and what a compute host talks to (the local lab's
+    #: shared loopback ports stand for it; a multi-host lab names its VIP)
+    address: str = "127.0.0.1"
+    #: where the APIs and the broker listen: loopback, or every address of a multi-host lab's controller
+    bind: str = "127.0.0.1"
 
     @classmethod
     def new(cls, keystone_port: int, placement_port: int, api_port: int, mq_port: int) -> Settings:
@@ -77,11 +82,22 @@ class Settings:
 
     @property
     def keystone(self) -> str:
+        """The keystone a controller's own nova and placement ask: the one on the same controller."""
         return f"http://127.0.0.1:{self.keystone_port}"
+
+    @property
+    def management_keystone(self) -> str:
+        """The keystone a compute host asks: on the management address."""
+        return f"http://{self.address}:{self.keystone_port}"
 
     @property
     def transport_url(self) -> str:
         return rabbit.transport_url(self.mq_port, self.mq_password)
+
+    @property
+    def management_transport_url(self) -> str:
+        """The broker as a compute host names it: on the management address."""
+        return f"rabbit://{rabbit.USER}:{self.mq_password}@{self.address}:{self.mq_port}/"
 
     @property
     def api_url(self) -> str:
@@ -105,16 +121,19 @@ def settings_dict(s: Settings) -> dict[str, Any]:
 # ---------------------------------------------------------------------- configs
 def _auth_sections(s: Settings) -> str:
     ks = s.keystone
+    # placement: the controller's own (the catalog's is on the management address, which reaches the new
+    # controller only once the run moved it: nova-status on the new one asks placement before that)
     return (novaconf.password_auth("keystone_authtoken", ks, "nova", s.nova_password, f"www_authenticate_uri = {ks}/v3")
             + novaconf.password_auth("service_user", ks, "nova", s.nova_password, "send_service_user_token = true")
-            + novaconf.password_auth("placement", ks, "placement", s.placement_password)
-            + _neutron(s) + f"\n[api]\nauth_strategy = keystone\n\n[cinder]\nos_region_name = {REGION}\n")
+            + novaconf.password_auth("placement", ks, "placement", s.placement_password,
+                                     f"endpoint_override = http://127.0.0.1:{s.placement_port}")
+            + _neutron(s, ks) + f"\n[api]\nauth_strategy = keystone\n\n[cinder]\nos_region_name = {REGION}\n")
 
 
-def _neutron(s: Settings) -> str:
+def _neutron(s: Settings, keystone: str) -> str:
     """``[neutron]``: nova's admin client of the network API (a compute asks it for a server's ports even
     with ``--nic none``), as nova's service user; the endpoint from the catalog."""
-    return novaconf.password_auth("neutron", s.keystone, "nova", s.nova_password)
+    return novaconf.password_auth("neutron", keystone, "nova", s.nova_password)
 
 
 def controller_conf(root: Path, release: str, s: Settings, api_db: str, main_db: str) -> str:
@@ -140,30 +159,36 @@ def install(root: Path, venv: Path, db: MariaDB, s: Settings, dist_port: int) ->
     shutil.copyfile(venv / "etc" / "nova" / "api-paste.ini", root / "etc" / "nova" / "api-paste.ini")
     for d in (layout.var_lib(root, "nova") / "tmp", layout.log_dir(root, "nova"), layout.log_dir(root, "placement")):
         d.mkdir(parents=True, exist_ok=True)
-    rabbit.install(root, s.mq_port, dist_port, s.mq_password, unit=BROKER)
+    rabbit.install(root, s.mq_port, dist_port, s.mq_password, bind=s.bind, unit=BROKER)
     db.execute("UPDATE cell_mappings SET transport_url=%s WHERE name='cell1'", db="nova_api", args=(s.transport_url,))
     # last: with it, the unit supervisor hands nova's units of this tree to this module
-    (root / DESCRIPTOR).write_text(json.dumps({"placement_port": s.placement_port, "api_port": s.api_port}) + "\n")
+    _descriptor(root).write_text(json.dumps({"placement_port": s.placement_port, "api_port": s.api_port,
+                                             "bind": s.bind}) + "\n")
 
 
 def register(s: Settings, admin_token: str) -> dict[str, str]:
     """Through the keystone API: the ``nova`` and ``placement`` service users (admin in project
-    ``service``), the ``compute`` and ``placement`` services with their endpoints on the shared ports."""
+    ``service``), the ``compute`` and ``placement`` services with their endpoints on the management address."""
     url, token = f"{s.keystone}/v3", admin_token
     out: dict[str, str] = {}
     # nova's service token must carry the role cinder's [keystone_authtoken] service_token_roles names
     # (``service``, devstack grants it): cinder lets only such a request delete an attachment nova uses
     for user, password in (("nova", s.nova_password), ("placement", s.placement_password)):
         out[f"{user}_user_id"] = ksapi.service_user(url, token, user, password, ("admin", "service"))
-    for name, kind, endpoint in (("nova", "compute", f"http://127.0.0.1:{s.api_port}/v2.1"),
-                                 ("placement", "placement", f"http://127.0.0.1:{s.placement_port}")):
+    for name, kind, endpoint in (("nova", "compute", f"http://{s.address}:{s.api_port}/v2.1"),
+                                 ("placement", "placement", f"http://{s.address}:{s.placement_port}")):
         out[f"{kind}_service_id"] = ksapi.catalog_service(url, token, name, kind, endpoint, REGION)
     return out
 
 
 # ---------------------------------------------------------------------- the controller's units
+def _descriptor(root: Path) -> Path:
+    """``ROOT/nova-lab.json``; on a multi-host lab host (root ``/``) in its own /etc, as ``layout`` keeps lab.json."""
+    return layout.descriptor_path(root).with_name(DESCRIPTOR)
+
+
 def installed(root: Path) -> bool:
-    return (Path(root) / DESCRIPTOR).exists()
+    return _descriptor(root).exists()
 
 
 def owns(root: Path, unit: str) -> bool:
@@ -171,9 +196,9 @@ def owns(root: Path, unit: str) -> bool:
     return unit in UNITS and installed(root)
 
 
-def _ports(root: Path) -> dict[str, int]:
+def _ports(root: Path) -> dict[str, Any]:
     try:
-        return json.loads((Path(root) / DESCRIPTOR).read_text())
+        return json.loads(_descriptor(root).read_text())
     except (OSError, ValueError) as exc:
         raise LabError(f"{root} has no lab nova ({DESCRIPTOR}: {exc})") from exc
 
@@ -182,13 +207,17 @@ def _port(root: Path, unit: str) -> int:
     return _ports(root)["placement_port" if unit == "placement-api" else "api_port"]
 
 
+def _bind(root: Path) -> str:
+    return _ports(root).get("bind", "127.0.0.1")
+
+
 def _argv(root: Path, unit: str) -> tuple[list[str], dict[str, str]]:
     venv = Path(layout.read_descriptor(root).venv)
     if unit == "placement-api":
-        return ([str(venv / "bin" / "python"), str(PLACEMENT_WSGI), "127.0.0.1", str(_port(root, unit))],
+        return ([str(venv / "bin" / "python"), str(PLACEMENT_WSGI), _bind(root), str(_port(root, unit))],
                 {"OS_PLACEMENT_CONFIG_DIR": str(root / "etc" / "placement")})
     if unit == "nova-api":
-        return ([str(venv / "bin" / "python"), str(NOVA_WSGI), "127.0.0.1", str(_port(root, unit))],
+        return ([str(venv / "bin" / "python"), str(NOVA_WSGI), _bind(root), str(_port(root, unit))],
                 {"OS_NOVA_CONFIG_DIR": str(root / "etc" / "nova")})
     return [str(venv / "bin" / unit), "--config-file", str(root / "etc" / "nova" / "nova.conf")], {}
 
@@ -258,14 +287,15 @@ def status(root: Path, unit: str) -> bool:
 
 
 # ---------------------------------------------------------------------- the lab's compute host
-def _compute_conf(tree: Path, release: str, s: Settings) -> str:
-    return novaconf.nova_conf(f"nova.conf of the lab compute host {COMPUTE_HOST} ({release})",
-                              transport_url=s.transport_url, state_path=tree / "var" / "lib" / "nova",
-                              host=COMPUTE_HOST, report_interval=2, compute=True,
-                              sections=novaconf.password_auth("placement", s.keystone, "placement",
-                                                              s.placement_password)
-                              + novaconf.password_auth("service_user", s.keystone, "nova", s.nova_password,
-                                                       "send_service_user_token = true") + _neutron(s))
+def compute_conf(title: str, host: str, state_path: Path, s: Settings) -> str:
+    """nova.conf of a compute host: the broker, keystone and (through the catalog) placement and the network
+    API on the management address, so that it reports to whichever controller holds that address."""
+    ks = s.management_keystone
+    return novaconf.nova_conf(title, transport_url=s.management_transport_url, state_path=state_path, host=host,
+                              report_interval=2, compute=True,
+                              sections=novaconf.password_auth("placement", ks, "placement", s.placement_password)
+                              + novaconf.password_auth("service_user", ks, "nova", s.nova_password,
+                                                       "send_service_user_token = true") + _neutron(s, ks))
 
 
 def compute_install(tree: Path, venv: Path, release: str, s: Settings) -> None:
@@ -273,7 +303,9 @@ def compute_install(tree: Path, venv: Path, release: str, s: Settings) -> None:
     tree = Path(tree).resolve()
     for d in (tree / "var" / "lib" / "nova" / "tmp", tree / "var" / "log" / "nova", tree / "run"):
         d.mkdir(parents=True, exist_ok=True)
-    novaconf.write_private(tree / "etc" / "nova" / "nova.conf", _compute_conf(tree, release, s))
+    novaconf.write_private(tree / "etc" / "nova" / "nova.conf",
+                           compute_conf(f"nova.conf of the lab compute host {COMPUTE_HOST} ({release})", COMPUTE_HOST,
+                                        tree / "var" / "lib" / "nova", s))
     (tree / "compute.json").write_text(json.dumps({"venv": str(venv), "host": COMPUTE_HOST}) + "\n")
 
 
@@ -303,17 +335,19 @@ def compute_stop(tree: Path) -> bool:
     return p is not None
 
 
-def discover(root: Path, db: MariaDB, timeout: float = 180.0) -> str:
-    """Once the compute host's node is in the controller's nova database (the compute registered it
-    through the conductor), map it into cell1 with ``nova-manage cell_v2 discover_hosts``; its uuid."""
+def discover(root: Path, db: MariaDB, timeout: float = 180.0, hosts: tuple[str, ...] = (COMPUTE_HOST,)) -> str:
+    """Once every compute host's node is in the controller's nova database (the compute registered it
+    through the conductor), map them into cell1 with ``nova-manage cell_v2 discover_hosts``; the first's uuid."""
     deadline = time.monotonic() + timeout
     while True:
-        rows = db.execute("SELECT uuid FROM compute_nodes WHERE host=%s AND deleted=0", db="nova",
-                          args=(COMPUTE_HOST,))
-        if rows:
+        rows = db.execute("SELECT host, uuid FROM compute_nodes WHERE host IN %s AND deleted=0", db="nova",
+                          args=(hosts,))
+        found = dict(rows)
+        if set(found) == set(hosts):
             break
         if time.monotonic() > deadline:
-            raise LabError(f"{COMPUTE_HOST} registered no compute node within {timeout:.0f} s")
+            raise LabError(f"{', '.join(sorted(set(hosts) - set(found)))} registered no compute node within "
+                           f"{timeout:.0f} s")
         time.sleep(0.5)
     venv = Path(layout.read_descriptor(root).venv)
     res = subprocess.run([str(venv / "bin" / "nova-manage"), "--config-file", str(root / "etc" / "nova" / "nova.conf"),
@@ -321,7 +355,7 @@ def discover(root: Path, db: MariaDB, timeout: float = 180.0) -> str:
                          stdin=subprocess.DEVNULL, cwd=root)
     if res.returncode != 0:
         raise LabError(f"nova-manage cell_v2 discover_hosts rc {res.returncode}: {(res.stdout + res.stderr)[-2000:]}")
-    return str(rows[0][0])
+    return str(found[hosts[0]])
 
 
 def plan_keys(s: Settings) -> dict[str, str]:

@@ -31,10 +31,12 @@ def write_clouds(path: Path, keystone_url: str, users: dict[str, tuple[str, str,
     return path
 
 
-def openstack(venv: Path, clouds: Path, cloud: str, *args: str, json_out: bool = True) -> Any:
+def openstack(venv: Path, clouds: Path, cloud: str, *args: str, json_out: bool = True,
+              where: tuple[str, ...] = ()) -> Any:
     """``openstack ARGS [-f json]`` of *venv* as *cloud* of the clouds.yaml; its JSON answer (None when it
-    prints nothing, as ``server delete`` does), or LabError with the client's own message."""
-    argv = [str(Path(venv) / "bin" / "openstack"), *args, *(("-f", "json") if json_out else ())]
+    prints nothing, as ``server delete`` does), or LabError with the client's own message. *where* runs it
+    elsewhere (``ip netns exec NS``: a multi-host lab's host)."""
+    argv = [*where, str(Path(venv) / "bin" / "openstack"), *args, *(("-f", "json") if json_out else ())]
     res = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=clouds.parent,
                          env=clean_env(OS_CLIENT_CONFIG_FILE=str(clouds), OS_CLOUD=cloud), timeout=600)
     if res.returncode != 0:

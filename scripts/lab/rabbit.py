@@ -21,6 +21,7 @@ group found by its pid file (the node's own clean shutdown, as systemd stops it)
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -129,9 +130,38 @@ def install(root: Path, port: int, dist_port: int, password: str, bind: str = "1
     return b
 
 
-def transport_url(port: int, password: str) -> str:
-    """The ``transport_url`` a service of the lab names the broker with (the management address)."""
-    return f"rabbit://{USER}:{password}@127.0.0.1:{port}/"
+def transport_url(port: int, password: str, user: str = USER, vhost: str = "/", host: str = "127.0.0.1") -> str:
+    """The ``transport_url`` a service of the lab names the broker with (loopback stands for the management
+    address); a login of its own (``add_logins``) names its user and vhost."""
+    return f"rabbit://{user}:{password}@{host}:{port}/{'' if vhost == '/' else vhost}"
+
+
+def password_hash(password: str) -> str:
+    """RabbitMQ's ``rabbit_password_hashing_sha256``: base64(salt + sha256(salt + password)), 4 random salt bytes."""
+    salt = os.urandom(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def add_logins(b: Broker, logins: dict[str, tuple[str, str]]) -> None:
+    """Users with a vhost each (user -> (password, vhost)), full rights there, on the running node: one
+    ``rabbitmqctl import_definitions`` of a 0600 file holding password hashes only (no password on a
+    command line), removed after. Several services then share one broker apart (a vhost each)."""
+    defs = {"users": [{"name": u, "password_hash": password_hash(pw), "tags": [],
+                       "hashing_algorithm": "rabbit_password_hashing_sha256"} for u, (pw, _) in logins.items()],
+            "vhosts": [{"name": vh} for _, vh in logins.values()],
+            "permissions": [{"user": u, "vhost": vh, "configure": ".*", "write": ".*", "read": ".*"}
+                            for u, (_, vh) in logins.items()]}
+    path = b.home / "lab-logins.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(defs, f)
+        res = ctl(b, "import_definitions", str(path))
+    finally:
+        path.unlink(missing_ok=True)
+    if res.returncode != 0:
+        raise LabError(f"{b.unit} of {b.root}: adding the logins {', '.join(logins)} failed: "
+                       f"{(res.stdout + res.stderr).strip()[-500:]}")
 
 
 def pid(b: Broker) -> int | None:
@@ -191,10 +221,10 @@ def status(root: Path, unit: str = UNIT) -> bool:
     return pid(b) is not None and port_open(b.port)
 
 
-def consumers(root: Path, queue: str, unit: str = UNIT) -> int:
-    """How many consumers the node's *queue* has (0 when it does not exist): an RPC server such as
-    heat-engine is ready once it consumes its topic."""
-    res = ctl(broker(root, unit), "-q", "list_queues", "name", "consumers", timeout=60)
+def consumers(root: Path, queue: str, unit: str = UNIT, vhost: str = "/") -> int:
+    """How many consumers the node's *queue* (of *vhost*) has (0 when it does not exist): an RPC server
+    such as heat-engine is ready once it consumes its topic."""
+    res = ctl(broker(root, unit), "-q", "list_queues", "-p", vhost, "name", "consumers", timeout=60)
     if res.returncode != 0:
         return 0
     for line in res.stdout.splitlines():

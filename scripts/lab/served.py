@@ -34,7 +34,7 @@ def unit_names(root: Path | None, service: str, standins: list[str]) -> list[str
     """The units *service* runs on the tree in start order: its real ones (the broker first), else the
     stand-ins given."""
     lab = served(root, service)
-    return list(reversed(lab.units)) if lab else list(standins)
+    return list(reversed(lab.tree_units(root))) if lab and root is not None else list(standins)
 
 
 def known_units() -> set[str]:

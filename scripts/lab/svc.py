@@ -16,7 +16,9 @@ SERVICE``, as systemd keeps its links in ``/etc/systemd/system``): ``is-enabled`
 
 A service is a detached process (own session, output to ``var/log/<service>/<service>-api.out``)
 whose pid is kept in ``ROOT/run/<service>.pid``; it is found again only through that pid and
-its command line, never by name. Add a service by adding a ``ServiceSpec`` to ``SERVICES``.
+its command line, never by name. Add a service by adding a ``ServiceSpec`` to ``SERVICES``. Neutron's and
+cinder's units, where the tree serves them for real (a multi-host lab's controller: ``scripts.lab.netvolhost``),
+are handed to their lab (``scripts.lab.served``), enablement staying here.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from scripts.lab import layout
@@ -123,6 +126,16 @@ def serves(root: Path, service: str) -> bool:
     return _spec(service).port(layout.read_descriptor(Path(root))) > 0
 
 
+def _served(root: Path, service: str) -> Any:
+    """Neutron's or cinder's lab where the tree serves *service* for real (``scripts.lab.served``), else None;
+    imported only for a unit not of ``SERVICES``, so this supervisor's own calls stay as cheap as they were."""
+    if service in SERVICES:
+        return None
+    from scripts.lab import served
+
+    return served.owner(Path(root), service)
+
+
 def log_file(root: Path, service: str) -> Path:
     """Where the service's stdout/stderr go (the first place to look when it does not start)."""
     return layout.log_dir(root, service) / _spec(service).log_name
@@ -130,6 +143,8 @@ def log_file(root: Path, service: str) -> Path:
 
 def service_pid(root: Path, service: str) -> int | None:
     """The service's pid if it is alive and really ours, else None."""
+    if lab := _served(root, service):
+        return lab.pid(Path(root).resolve(), service)
     pid = read_pid(layout.pid_file(root, service))
     return pid if pid_alive(pid, (_spec(service).cmdline_marker,)) else None
 
@@ -150,9 +165,12 @@ def _answers(url: str, timeout: float = 3.0) -> bool:
 def start(root: Path, service: str) -> int:
     """Launch ``service`` detached and wait until it answers; returns its pid. No-op if already running."""
     root = Path(root).resolve()
-    spec = _spec(service)
     if enablement(root, service) == "masked":
         raise LabError(f"{service} is masked (`svc unmask {service}` first)")
+    if lab := _served(root, service):
+        lab.start(root, service)
+        return lab.pid(root, service) or 0
+    spec = _spec(service)
     desc = layout.read_descriptor(root)
     running = service_pid(root, service)
     if running:
@@ -226,6 +244,9 @@ def stop(root: Path, service: str) -> bool:
     """SIGTERM the service's process group, SIGKILL after 15 s; True if it was running."""
     root = Path(root).resolve()
     pid = service_pid(root, service)
+    if lab := _served(root, service):
+        lab.stop(root, service)
+        return pid is not None
     if pid:
         terminate(pid, STOP_TIMEOUT)
     layout.pid_file(root, service).unlink(missing_ok=True)
@@ -235,6 +256,8 @@ def stop(root: Path, service: str) -> bool:
 def status(root: Path, service: str) -> bool:
     """True if the service's process is alive and its health URL answers 200."""
     root = Path(root).resolve()
+    if lab := _served(root, service):
+        return lab.status(root, service)
     if not service_pid(root, service):
         return False
     return _answers(_spec(service).health_url(layout.read_descriptor(root)))
@@ -245,9 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True, type=Path, help="controller tree (contains lab.json)")
     parser.add_argument("action", choices=("start", "stop", "status", "enable", "disable", "mask", "unmask",
                                            "is-enabled", "boot"))
-    parser.add_argument("service", nargs="+", choices=sorted(SERVICES))
+    parser.add_argument("service", nargs="+", help=f"one of {', '.join(sorted(SERVICES))}, or a unit of neutron or "
+                        "cinder where the tree serves them for real")
     args = parser.parse_args(argv)
     root: Path = args.root.resolve()
+    for name in args.service:
+        if name not in SERVICES and _served(root, name) is None:
+            parser.error(f"argument service: invalid choice: {name!r} (choose from {', '.join(sorted(SERVICES))}; "
+                         "neutron's and cinder's units where the tree serves them)")
     if args.action == "boot":
         try:
             started = boot(root, args.service)

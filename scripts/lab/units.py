@@ -1,6 +1,7 @@
 """The lab's unit supervisor for every service of a controller tree, LSB exit codes like ``svc``:
 
     python -m scripts.lab.units --root ROOT {start|stop|status} UNIT
+    python -m scripts.lab.units --root ROOT {enable|disable|mask|unmask|is-enabled} UNIT
 
 ``keystone`` (and ``glance-api`` where the controller's lab.json gives glance a port) is served
 for real by ``scripts.lab.svc``, heat's units and its broker by ``scripts.lab.heatlab``, neutron's and
@@ -8,6 +9,8 @@ cinder's (where the tree serves them for real) by ``scripts.lab.netvol``, placem
 nova's broker by ``scripts.lab.novaserve`` where the tree serves them; every
 other unit is a stand-in process (``standin.py``; ``httpd`` answers HTTP on the port
 ``ROOT/units.json`` names), tracked by pid file and command line, never by name. ``status``: 0 running, 3 stopped.
+Enablement is systemd's, kept by ``svc`` for every unit (a masked unit refuses ``start``): the run's switchover
+disables and masks what it stopped on the old controller, as on a real host.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ def _runner(root: Path, unit: str) -> Any:
 
 
 def start(root: Path, unit: str) -> None:
+    if svc.enablement(root, unit) == "masked":
+        raise LabError(f"{unit} is masked (`unmask {unit}` first)")
     if runner := _runner(root, unit):
         runner.start(root, unit)
         return
@@ -119,7 +124,8 @@ def status(root: Path, unit: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.lab.units")
     parser.add_argument("--root", required=True, type=Path)
-    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument("action", choices=("start", "stop", "status", "enable", "disable", "mask", "unmask",
+                                           "is-enabled"))
     parser.add_argument("unit")
     args = parser.parse_args(argv)
     root = args.root.resolve()
@@ -128,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.unit not in known:  # a usage error, never "stopped": the caller must not take it for a stopped unit
         print(f"{args.unit}: unknown unit (known: {', '.join(sorted(known))})", file=sys.stderr)
         return 2
+    if args.action == "is-enabled":
+        state = svc.enablement(root, args.unit)
+        print(state)
+        return 0 if state == "enabled" else 1
+    if args.action in ("enable", "disable", "mask", "unmask"):
+        svc.set_enablement(root, args.action, args.unit)
+        return 0
     try:
         if args.action == "start":
             start(root, args.unit)
