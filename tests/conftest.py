@@ -121,6 +121,11 @@ SLOW_MODULES = frozenset({"test_demo.py", "test_real_openstack.py", "test_servic
                           "test_crash_resume_revert.py", "test_compute_upgrade.py", "test_cutover_check.py"})
 
 
+#: the modules whose single lab takes longest, started first (one worker takes each while the other works
+#: through the rest)
+LONGEST = ("test_grenade_multihost.py", "test_grenade.py", "test_demo.py", "test_ha_lab.py")
+
+
 #: the project's packages that the processes a test starts import (``python -m upgrade.cli``, the lab's
 #: ``python -m scripts.lab.units`` unit control, its hosts' helpers)
 COMPILED_PACKAGES = ("upgrade", "services", "statemachine", "journal", "scripts")
@@ -153,8 +158,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # the scheduler hands out what comes first first: the long tests and the groups (a group is taken
         # whole) early, so that the short ones fill the gaps at the end instead of one worker finishing a long
         # unit alone (a stable sort: each module's tests keep their order)
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None
-                   and _xdist_scope(item.nodeid) == item.nodeid)
+        items.sort(key=lambda item: (item.get_closest_marker("slow") is None
+                                     and _xdist_scope(item.nodeid) == item.nodeid,
+                                     LONGEST.index(item.path.name) if item.path.name in LONGEST else len(LONGEST)))
 
 
 def _xdist_scope(nodeid: str) -> str:
