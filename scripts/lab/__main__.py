@@ -24,7 +24,12 @@ quicker lab of the database-level tests. ``--real nova`` serves placement and no
 (``scripts.lab.novaserve``: placement-api, nova-api, nova-conductor, nova-scheduler and nova's own
 RabbitMQ on shared ports, ``compute`` and ``placement`` in the catalog) with a compute host
 ``lab-compute-1`` beside the controllers (DIR/compute-1: nova-compute of the old release on nova's
-fake driver; no controller unit, the upgrade never stops it, ``down`` does).
+fake driver; no controller unit, the upgrade never stops it, ``down`` does); its plan then carries
+``[cloud]`` (the run's last step waits until the compute host and cinder-volume report to the new
+controller and the catalog's APIs answer the admin), whose admin password the tool reads from
+``OSU_LAB_ADMIN_PASSWORD``: ``DIR/cloud-password`` (0600) holds it, the summary's ``run`` sets it
+from there; the seeded rows of hosts that do not exist in that lab (``compute-1``, neutron's agents,
+``other@ceph``) are removed, as an operator removes dead services before an upgrade.
 ``--services keystone`` builds the quick keystone-only lab. ``heat`` (not in the default) adds heat
 serving for real with its RabbitMQ (``scripts.lab.heatlab``): ``--services keystone,heat``.
 ``--real neutron,cinder`` serves neutron (API and RPC server, ML2 with the router plugin) and cinder
