@@ -89,8 +89,7 @@ class Workload:
         return [
             ("a new server booted", _short(work["compute"]["booted"]),
              f"ACTIVE on {work['compute']['host']}, then deleted"),
-            ("a new volume", _short(work["volume"]["volume"]),
-             f"{work['volume']['status']} on {work['volume']['host']}, then deleted"),
+            ("a new volume", _short(work["volume"]["volume"]), f"{work['volume']['status']}, then deleted"),
             ("a new volume attached to the server", _short(work["attachment"]["volume"]),
              f"in-use on server {', '.join(_short(s) for s in work['attachment']['attached_to'])}, detached, deleted"),
             ("a new network", _short(work["network"]["network"]), f"{work['network']['status']}, then deleted"),

@@ -134,7 +134,7 @@ def test_demo_upgrades_checks_reverts_and_stops(tmp_path: Path) -> None:
         assert HEAD_2026_1 in rows["keystone"][1]
         assert out.count(": md5 same") == len(fullstack.IMAGES) and "md5 DIFFERENT" not in out
         # the placement API is served: nova's status check passes (no failure accepted by the plan)
-        assert re.search(r"^\S.*nova-status [01]\b", _between(out, "=== 4.", "=== 5."), re.M) and "accepted" not in out
+        assert re.search(r"nova-status [01]\b", _between(out, "=== 4.", "=== 5.")) and "accepted" not in out
         # the workload: made before, the same through the new controller's APIs, new work served on it
         made = _between(out, "=== 2.", "=== 3.")
         assert f"the workload of project {grenade.PROJECT}" in made and "grenade-server" in made
@@ -152,7 +152,7 @@ def test_demo_upgrades_checks_reverts_and_stops(tmp_path: Path) -> None:
             assert rows["nova-compute"][3].startswith("up, heartbeat ")
         work = _between(out, "new work on the upgraded cloud", "UPGRADE OK")
         assert re.search(rf"^a new server booted\s+\w+\s+ACTIVE on {novaserve.COMPUTE_HOST}, then deleted", work, re.M)
-        assert "new-ctl@lvm" in work and "a new network" in work
+        assert "a new volume attached to the server" in work and "a new network" in work
         # the new work wrote to the new databases: the plain revert refused, naming them, before the explicit one
         revert = out[out.index("=== 6."):]
         assert "cinder.volumes" in revert[:revert.index("--discard-new-writes\n")], revert[:3000]
