@@ -1,16 +1,23 @@
-"""``make demo``: a real OpenStack 2025.2 -> 2026.1 control-plane upgrade on the full lab, checked, then undone.
+"""``make demo``: a real OpenStack 2025.2 -> 2026.1 control-plane upgrade of a working cloud, checked, then undone.
 
     .venv/bin/python -m scripts.demo [--dir ./lab] [--keep] [--old 2025.2] [--new 2026.1]
 
 For a newcomer on a fresh machine after ``make setup``. Every step is the real thing and is
 shown as the command an operator would type: ``python -m scripts.lab up`` builds two
-controllers on two MariaDB servers (keystone and glance serving their real APIs, placement,
-nova, neutron and cinder with their real schema and rows; the old one seeded through the APIs,
-the new one freshly installed), ``upgrade run`` replaces the old controller by the new one
-with its live progress, ``upgrade journal export/verify`` audits the run, ``upgrade revert``
-brings the old controller back. What each side serves is read the way an operator checks it
-(scripts/lab/verify.py: the APIs on the management address, the schema revisions and table
-checksums of the databases), before and after, and printed as plain text tables.
+controllers on two MariaDB servers with every service real (``--real nova,neutron,cinder``:
+keystone, glance, placement, nova, neutron and cinder serving their APIs with their brokers, and a
+compute host running nova-compute; the old one seeded through the APIs, the new one freshly
+installed); a project's user makes a workload through the ``openstack`` client (a server with a
+volume attached, a volume with a snapshot, a network with subnet, router, port and security group:
+scripts/demoload.py); ``upgrade run`` replaces the old controller by the new one with its live
+progress and waits until the cloud reports to it (the plan's ``[cloud]``); the workload is seen
+again through the new controller's APIs and the upgraded cloud serves new work (a server booted, a
+volume attached, a network made); ``upgrade journal export/verify`` audits the run; ``upgrade
+revert`` brings the old controller back (after showing that a plain revert refuses to drop the new
+work's writes), and the workload is seen through it again. What each side serves is read the way
+an operator checks it (scripts/lab/verify.py: the APIs on the management address, the schema
+revisions, the table checksums of keystone's and glance's databases), before and after, and
+printed as plain text tables.
 
 Exit codes: 0 every check passed · 1 a check or a command failed (the message names it) ·
 2 bad input (``--dir`` is not a lab) · 130 interrupted. The lab is stopped at the end (its
@@ -28,13 +35,16 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pymysql
 
-from scripts.lab import units, verify
+from scripts.demoload import Workload
+from scripts.lab import grenade, units, verify
 from scripts.lab.mariadb import MariaDB
+from scripts.lab.plan import cloud_env
 from scripts.lab.proc import LabError
 from upgrade import tables
 
@@ -42,11 +52,15 @@ REPO = Path(__file__).resolve().parents[1]
 STATE = "lab-state.json"  # what marks a directory as a lab (scripts/lab/__main__.py)
 EXPORT = "journal-export.jsonl"
 REPORT = "report.html"
-# Measured on a 2-core machine (full lab, 2025.2 -> 2026.1): lab up 49-70 s, upgrade run 51-80 s,
-# revert 11-22 s, the views, the journal and lab down ~15 s: 2-3.5 minutes. With the 2 cores busy
-# with other work (load 6): lab up 155 s, run 121 s, revert 36 s, 5.7 minutes.
-ESTIMATE = ("2 to 4 minutes on a 2-core machine (lab up ~1 min, upgrade run ~1 min, revert ~15 s, "
-            "the checks ~15 s); allow 6 when the machine is busy")
+# Measured on a 2-core machine busy with other work (every service real, 2025.2 -> 2026.1): lab up 3-5 min,
+# the workload ~1.5 min, upgrade run 3-4 min, the workload and new work after it ~2 min, revert ~2 min.
+ESTIMATE = ("10 to 15 minutes on a 2-core machine (lab up ~3 min, the workload ~1.5 min, upgrade run ~3 min, "
+            "the workload again and new work ~2 min, revert ~2 min); allow 20 when the machine is busy")
+#: what the lab serves for real beyond keystone and glance (`python -m scripts.lab up --real`)
+REAL = "nova,neutron,cinder"
+#: the databases the table checksums cover: those no running service of the lab writes on its own (nova's,
+#: neutron's and cinder's take heartbeats and the workload's writes: the workload tables check those services)
+QUIET = ("keystone", "glance")
 #: what answers on the management address (the full lab's real APIs)
 API_UNITS = {"keystone": "keystone", "glance": "glance-api"}
 #: why nova's status check fails in the lab, by design: nothing serves placement's API there
@@ -91,6 +105,11 @@ def mark(ok: bool) -> str:
 # ---------------------------------------------------------------------- commands
 
 
+#: the environment of the demo's `upgrade` commands: the lab's admin password for the plan's ``[cloud]``
+#: (``password_env``), read from the lab's 0600 file once the lab is up (scripts/lab/plan.py)
+ENV: dict[str, str] = {}
+
+
 def command(argv: list[str], shown: str, capture: bool = False) -> subprocess.CompletedProcess:
     """Run one command from the repository, showing it as an operator would type it.
 
@@ -100,7 +119,7 @@ def command(argv: list[str], shown: str, capture: bool = False) -> subprocess.Co
     """
     say(f"$ {shown}")
     return subprocess.run(argv, cwd=REPO, text=True, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE if capture else None)
+                          stdout=subprocess.PIPE if capture else None, env={**os.environ, **ENV})
 
 
 def upgrade(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
@@ -181,7 +200,8 @@ class Lab:
             api=self.api(),
             revisions={side: view["revisions"] for side, view in views.items()},
             cells=views["new"].get("cell_mappings", {}),
-            sums={side: verify.checksums(self.db(side), self.services) for side in ("old", "new")},
+            sums={side: verify.checksums(self.db(side), tuple(s for s in self.services if s in QUIET))
+                  for side in ("old", "new")},
             serving={side: self.serving(side) for side in ("old", "new")},
         )
 
@@ -202,10 +222,11 @@ def fresh_lab(lab: Path, old: str, new: str) -> Lab:
         shutil.rmtree(lab)
     elif lab.exists() and any(lab.iterdir()):
         raise NotALab(f"{lab} exists and is not a lab (no {STATE}); it is left alone — pick another --dir")
-    say(f"building the lab: 2 MariaDB servers, the old controller ({old}, seeded through keystone's and "
-        f"glance's APIs) and the new one ({new}, freshly installed); about a minute, quiet until done")
-    res = must(lab_cli("up", str(lab), "--old", old, "--new", new, capture=True), "building the lab")
+    say(f"building the lab: 2 MariaDB servers, the old controller ({old}: every service serving, seeded through "
+        f"the APIs), the new one ({new}, freshly installed) and a compute host; a few minutes, quiet until done")
+    res = must(lab_cli("up", str(lab), "--old", old, "--new", new, "--real", REAL, capture=True), "building the lab")
     built = Lab(lab, json.loads(res.stdout))  # holds passwords: never printed
+    ENV.update(cloud_env(lab))  # the plan's [cloud] names the admin password's variable
     say(f"lab ready in {built.summary['timings'].get('total', 0):.0f} s: keystone at "
         f"{built.summary['keystone_url']}, glance at {built.summary['glance_url']}, plan {built.summary['plan']}")
     return built
@@ -243,8 +264,8 @@ def show_schemas(lab: Lab, snap: Snapshot) -> None:
     rows = [(name, heads(revs), heads(snap.revisions["new"].get(name, [])))
             for name, revs in snap.revisions["old"].items()]
     say(table(("database", f"old controller ({old}, seeded)", f"new controller ({new}, fresh install)"), rows))
-    say("placement, nova, neutron and cinder hold real rows (instances, networks, volumes); the lab serves "
-        "no API for them, their units are stand-ins")
+    say("placement, nova, neutron and cinder serve their APIs too (the workload below goes through them), "
+        "with their brokers and the compute host's nova-compute")
 
 
 # ---------------------------------------------------------------------- after the run: one row per service
@@ -482,6 +503,10 @@ class Demo:
     new: str
     timings: dict[str, float] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
+    workload: Workload = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workload = Workload(self.lab_dir)
 
     def timed(self, name: str, t0: float) -> float:
         self.timings[name] = time.monotonic() - t0
@@ -492,16 +517,23 @@ class Demo:
         say(f"""openstack-upgrade demo: a real OpenStack {self.old} -> {self.new} controller replacement, then its undo.
 
 It will, in {d}:
-  1. build the lab: two MariaDB servers and two controllers. The old one ({self.old}) serves keystone
-     and glance for real (projects, users, a credential, the catalog, images uploaded through glance)
-     and holds placement, nova, neutron and cinder with real schema and rows; the new one ({self.new})
-     is freshly installed;
+  1. build the lab: two MariaDB servers, two controllers and a compute host. The old controller
+     ({self.old}) serves keystone, glance, placement, nova, neutron and cinder for real (projects, users,
+     a credential, the catalog, images uploaded through glance; each service's broker), the compute
+     host runs nova-compute (nova's fake driver); the new controller ({self.new}) is freshly installed;
   2. show what the old controller serves, read through the APIs, and every database's schema revision;
-  3. run `upgrade run {d}/plan.toml` (its live progress below);
-  4. show, per service: schema before -> after, the API or status check, the downtime;
+     then a project's user makes a workload through the `openstack` client: a server with a volume
+     attached, a volume with a snapshot, a network with subnet, router, port and security group;
+  3. run `upgrade run {d}/plan.toml` (its live progress below; its last step waits until the
+     compute host and cinder-volume report to the new controller and every API answers);
+  4. show, per service: schema before -> after, the API or status check, the downtime; then the
+     workload through the new controller's APIs, and new work on the upgraded cloud (a server
+     booted, a volume attached, a network made, each then deleted);
   5. export and verify the journal (hash chain and encrypted dumps);
-  6. run `upgrade revert` and check the old controller serves again as before, its DBs untouched,
-     then write the run's report ({d}/{REPORT}: timeline, windows, checks, artifacts);
+  6. run `upgrade revert` (a plain one refuses: the new work wrote to the new databases), then
+     `upgrade revert --discard-new-writes`, and check the old controller serves again as before,
+     the workload through its APIs, keystone's and glance's DBs untouched; then write the run's
+     report ({d}/{REPORT}: timeline, windows, checks, artifacts);
   7. {'leave the lab running (--keep)' if self.keep else 'stop the lab (--keep would leave it running)'}.
 It takes {ESTIMATE}. Everything runs on 127.0.0.1.
 The journal will be in {journal}, the tool's log in {journal / 'upgrade.log'},
@@ -513,18 +545,32 @@ the services' logs in {d}/old/var/log and {d}/new/var/log. Passwords are never p
         lab = fresh_lab(self.lab_dir, self.old, self.new)
         self.timed("lab up", t0)
         section(f"2. before: the old controller ({lab.release('old')}) serves")
-        before = lab.snapshot()
+        t0 = time.monotonic()
+        say(f"a user of project {grenade.PROJECT} makes its workload through the `openstack` client "
+            "(about a minute, quiet until done)")
+        made = self.workload.create()
+        self.timed("workload", t0)
+        before = lab.snapshot()  # with the workload's project and user: the view to find again after the revert
         broken = show_seed(lab, before)
         if broken:
             raise DemoFailed("the fresh lab is not as seeded: " + "; ".join(broken))
         say("")
         show_schemas(lab, before)
+        say("")
+        say(table((f"the workload of project {grenade.PROJECT}", "name, id", "state"), made))
         return lab, before
+
+    def workload_check(self, side: str, since: datetime, label: str) -> list[str]:
+        """The workload through *side*'s APIs as a table; what failed."""
+        rows, failed = self.workload.check(side, since)
+        say(table(("resource", "name, id", "before the upgrade", label, "result"), rows))
+        return failed
 
     def run_upgrade(self, lab: Lab, before: Snapshot) -> None:
         section("3. the upgrade: upgrade run (live)")
         t0 = time.monotonic()
         must(upgrade("run", lab.summary["plan"]), "upgrade run")
+        ran = datetime.now(UTC)
         say(f"\nupgrade run finished in {self.timed('upgrade run', t0):.1f} s")
         section(f"4. after: what the new controller ({lab.release('new')}) serves, per service")
         facts = run_facts(lab.journal)
@@ -538,9 +584,15 @@ the services' logs in {d}/old/var/log and {d}/new/var/log. Passwords are never p
             "downtime: from stopping the service on the old controller to its verification on the new (journal).\n")
         failed = [f for r in rows for f in r.failed]
         failed += print_checks(upgrade_checks(lab, before, after, facts), "before the run", "after the run")
+        say(f"\nthe workload through the new controller's ({lab.release('new')}) APIs:")
+        t0 = time.monotonic()
+        failed += self.workload_check("new", ran, "after the upgrade")
+        say("\nnew work on the upgraded cloud:")
+        say(table(("new work", "id", "what happened"), self.workload.new_work("new")))
+        self.timed("workload after the run", t0)
         self.failed += failed
-        say("\nUPGRADE OK: the new controller serves the old controller's data." if not failed
-            else "\nUPGRADE CHECKS FAILED: " + "; ".join(failed))
+        say("\nUPGRADE OK: the new controller serves the old controller's data and workload, and new work."
+            if not failed else "\nUPGRADE CHECKS FAILED: " + "; ".join(failed))
 
     def audit(self) -> None:
         section("5. the audit trail: export and verify the journal")
@@ -550,18 +602,30 @@ the services' logs in {d}/old/var/log and {d}/new/var/log. Passwords are never p
 
     def run_revert(self, lab: Lab, before: Snapshot) -> None:
         section("6. the undo: upgrade revert (live)")
+        say("the new work wrote to the new controller's databases: a plain revert refuses, naming what it would "
+            "lose, and changes nothing")
+        refused = upgrade("revert", "--journal", str(lab.journal))
+        if refused.returncode != 2:
+            raise DemoFailed(f"the plain revert after new work exited {refused.returncode}, not 2 (refused)")
+        if lab.serving("old") or not lab.serving("new"):
+            raise DemoFailed("the refused revert changed who serves: "
+                             f"old {lab.serving('old') or 'nothing'}, new {lab.serving('new') or 'nothing'}")
+        say("\nthe operator's explicit choice: the new writes stay in the vault, the old controller comes back")
         t0 = time.monotonic()
-        must(upgrade("revert", "--journal", str(lab.journal)), "upgrade revert")
+        must(upgrade("revert", "--journal", str(lab.journal), "--discard-new-writes"), "upgrade revert")
+        reverted = datetime.now(UTC)
         say(f"\nupgrade revert finished in {self.timed('upgrade revert', t0):.1f} s\n")
         after = lab.snapshot()
         status = upgrade_json("status", "--journal", str(lab.journal), "-f", "json")["status"]
         failed = print_checks(revert_checks(lab, before, after, status), "before the upgrade", "after the revert")
+        say(f"\nthe workload through the old controller's ({lab.release('old')}) APIs again:")
+        failed += self.workload_check("old", reverted, "after the revert")
         self.failed += failed
         if failed:
             say("\nREVERT CHECKS FAILED: " + "; ".join(failed))
         else:
             say(f"\nREVERT OK: the old controller ({lab.release('old')}) serves again what it served before, "
-                "its databases untouched.")
+                "the workload with it, keystone's and glance's databases untouched.")
         say("the journal now also holds the revert; exporting and verifying it once more, then its report:")
         export_and_verify(self.lab_dir)
         write_report(self.lab_dir)

@@ -16,7 +16,11 @@ module: the one lab of the suite that serves every service for real.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,15 +29,21 @@ import pytest
 
 from scripts.lab import __main__ as lab_cli
 from scripts.lab import fullstack, grenade, novaserve, rabbit, served, units
+from scripts.lab import plan as plan_mod
 from scripts.lab.controller import DEFAULT_VENV_ROOT
-from scripts.lab.proc import LabError
-from tests.conftest import NEW, OLD, require, require_mariadb, upgrade
+from scripts.lab.proc import LabError, pid_alive
+from statemachine import failpoints
+from tests.conftest import NEW, OLD, REPO, require, require_mariadb, upgrade
+from tests.test_multihost import wait_for
 
 #: stands up real services and runs a whole upgrade (declared here, so conftest's tables need no entry)
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 #: what the lab serves for real beyond keystone and glance
 REAL = ("nova", "neutron", "cinder")
+#: the schema steps a SIGKILL lands in while their `*-manage` command runs (statemachine.failpoints.while_child_works)
+SCHEMA_STEPS = ("nova.upgrade_schema", "neutron.upgrade_schema")
+SCHEMA_KILLS = tuple(f"{step}:inside" for step in SCHEMA_STEPS)
 TOOLS = ("keystone-manage", "glance-api", "placement-manage", "nova-manage", "nova-compute", "neutron-db-manage",
          "cinder-manage", "openstack")
 
@@ -55,6 +65,32 @@ class NovaLab:
 
     def compute_pid(self) -> int | None:
         return novaserve.compute_pid(Path(self.state["compute"]["root"]))
+
+
+def _open_steps(journal: Path) -> set[str]:
+    """The steps with an intent and no outcome after it: where the killed process was at work."""
+    exp = upgrade("journal", "export", "--journal", str(journal))
+    assert exp.returncode == 0, exp.stderr
+    open_: set[str] = set()
+    for e in map(json.loads, exp.stdout.splitlines()):
+        if e["kind"] == "intent":
+            open_.add(e["step"])
+        elif e["kind"] in ("done", "failed"):
+            open_.discard(e["step"])
+    return open_
+
+
+def _manage_running(lab: NovaLab) -> list[str]:
+    """``nova-manage``/``neutron-db-manage`` processes on the lab's configs still alive."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if proc.name.isdigit() and int(proc.name) != os.getpid() and str(lab.dir) in cmd and "-manage" in cmd:
+            found.append(cmd)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +149,26 @@ def test_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
     with pytest.raises(LabError, match="403|Forbidden|not allowed|policy"):
         cloud.user("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", "not-mine")  # no admin
 
-    res = upgrade("run", str(lab.plan), timeout=1800)
+    # the run, SIGKILLed inside nova's and neutron's schema migrations (while their `db sync` runs) and inside
+    # the post-cut-over check, each time resumed: the cloud must come out as from an unbroken run
+    env = plan_mod.cloud_env(lab.dir)
+    assert env and env[plan_mod.CLOUD_PASSWORD_ENV] not in plan and "[cloud]" in plan  # by its variable only
+    outputs: list[str] = []
+    pending, args = [*SCHEMA_KILLS, "cloud.verify:inside"], ("run", str(lab.plan))
+    while pending:  # the schema steps run side by side: both armed, each kill lands in one (or both) of them
+        armed = [p for p in pending if p in SCHEMA_KILLS] or pending
+        res = upgrade(*args, failpoint=",".join(armed), env=env, timeout=1800)
+        outputs.append(res.stdout + res.stderr)
+        assert res.returncode == -signal.SIGKILL, f"{args[0]} with {armed}: {res.stdout[-3000:]}{res.stderr[-3000:]}"
+        hit = [p for p in armed if p.removesuffix(":inside") in _open_steps(lab.journal)]
+        assert hit, (armed, _open_steps(lab.journal))
+        if hit != ["cloud.verify:inside"]:
+            # the kill came while the step's `*-manage` ran: it died with the tool (no db sync goes on alone)
+            assert not _manage_running(lab), _manage_running(lab)
+        pending = [p for p in pending if p not in hit]
+        args = ("resume", "--journal", str(lab.journal))
+    res = upgrade("resume", "--journal", str(lab.journal), env=env, timeout=1800)
+    outputs.append(res.stdout + res.stderr)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     after_run = datetime.now(UTC)
     assert lab.serving("new") == on and lab.serving("old") == off
@@ -139,7 +194,16 @@ def test_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
 
     exp = upgrade("journal", "export", "--journal", str(lab.journal), "--format", "jsonl")
     assert exp.returncode == 0, exp.stderr
-    done = {e["step"]: e["result"] for e in map(json.loads, exp.stdout.splitlines()) if e["kind"] == "done"}
+    events = [json.loads(line) for line in exp.stdout.splitlines()]
+    done = {e["step"]: e["result"] for e in events if e["kind"] == "done"}
+    # each killed step ran again from its start on resume and finished; the cloud reported to the new controller
+    for step in (*SCHEMA_STEPS, "cloud.verify"):
+        kinds = [e["kind"] for e in events if e["step"] == step]
+        assert kinds[-1] == "done" and kinds.count("intent") >= 2 and "failed" not in kinds, (step, kinds)
+    reported = done["cloud.verify"]["reported"]
+    assert f"nova-compute on {novaserve.COMPUTE_HOST}" in reported and "cinder-volume on new-ctl@lvm" in reported
+    assert {api.split()[1] for api in done["cloud.verify"]["apis"]} >= {"compute", "placement", "network", "volumev3",
+                                                                      "identity", "image"}
     assert done["nova.verify"]["url"] == lab.summary["compute_url"] and done["nova.verify"]["http_status"]
     assert done["placement.verify"]["url"] == lab.summary["placement_url"]
     assert done["nova.status_check"]["rc"] in (0, 1), done["nova.status_check"]  # the placement API answers
@@ -147,11 +211,11 @@ def test_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
     assert done["nova.start_target"]["units"] == [novaserve.BROKER, "nova-scheduler", "nova-conductor", "nova-api"]
 
     # the new work wrote to the new controller's databases: a plain revert refuses (it would lose them) ...
-    refused = upgrade("revert", "--journal", str(lab.journal), timeout=1800)
+    refused = upgrade("revert", "--journal", str(lab.journal), env=env, timeout=1800)
     assert refused.returncode == 2 and "cinder.volumes" in refused.stdout + refused.stderr, refused.stderr[-3000:]
     assert lab.serving("new") == on  # nothing changed: the new side still serves
     # ... and the operator's explicit choice keeps them in the vault and goes back
-    rev = upgrade("revert", "--journal", str(lab.journal), "--discard-new-writes", timeout=1800)
+    rev = upgrade("revert", "--journal", str(lab.journal), "--discard-new-writes", env=env, timeout=1800)
     assert rev.returncode == 0, rev.stdout[-3000:] + rev.stderr[-3000:]
     after_revert = datetime.now(UTC)
     assert lab.serving("old") == on and lab.serving("new") == off
@@ -166,7 +230,7 @@ def test_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
     secrets = [v for k, v in lab.state["nova"].items() if k.endswith("password")]
     assert len(secrets) == 3
     secrets += [lab.state["netvol"][n]["password"] for n in REAL[1:]]
-    seen_text = res.stdout + res.stderr + rev.stdout + rev.stderr + exp.stdout
+    seen_text = "".join(outputs) + rev.stdout + rev.stderr + exp.stdout
     assert not [s for s in secrets if s in seen_text]
 
 
@@ -180,3 +244,32 @@ def test_real_needs_the_service_and_changes_nothing(tmp_path: Path) -> None:
     rc = lab_cli.main(["up", str(directory), "--services", "keystone,glance", "--real", "neutron"])
     assert rc == 1
     assert not directory.exists() or not any(directory.iterdir())
+
+
+TOOL = """
+import subprocess, sys
+from statemachine import failpoints
+from upgrade.hosts import LocalHost
+with failpoints.while_child_works("step:inside"):
+    LocalHost().run([sys.executable, "-c", sys.argv[1], sys.argv[2]])
+print("the tool went on")
+"""
+#: a command at work: it notes its pid, connects (a socket, as a `db sync` to its database), then works until killed
+WORKS = "import os, signal, socket, sys; open(sys.argv[1], 'w').write(str(os.getpid())); s = socket.socket(); " \
+        "signal.pause()"
+
+
+def test_the_schema_kill_lands_while_the_command_works(tmp_path: Path) -> None:
+    """``<step>:inside`` of a schema step kills the tool once its command holds a socket (connected, at work),
+    and that command dies with it; unarmed, the same command runs to its end and the tool goes on."""
+    pid = tmp_path / "pid"
+    env = {k: v for k, v in os.environ.items() if k != failpoints.ENV}
+    tool = [sys.executable, "-c", TOOL]
+    killed = subprocess.run([*tool, WORKS, str(pid)], cwd=REPO, env={**env, failpoints.ENV: "step:inside"},
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert "the tool went on" not in killed.stdout and pid.exists()  # the command had started: killed at work
+    wait_for("the command to die with the tool", lambda: not pid_alive(int(pid.read_text())))
+    done = subprocess.run([*tool, WORKS.replace("signal.pause()", "s.close()"), str(pid)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "the tool went on" in done.stdout, done.stderr

@@ -24,7 +24,12 @@ quicker lab of the database-level tests. ``--real nova`` serves placement and no
 (``scripts.lab.novaserve``: placement-api, nova-api, nova-conductor, nova-scheduler and nova's own
 RabbitMQ on shared ports, ``compute`` and ``placement`` in the catalog) with a compute host
 ``lab-compute-1`` beside the controllers (DIR/compute-1: nova-compute of the old release on nova's
-fake driver; no controller unit, the upgrade never stops it, ``down`` does).
+fake driver; no controller unit, the upgrade never stops it, ``down`` does); its plan then carries
+``[cloud]`` (the run's last step waits until the compute host and cinder-volume report to the new
+controller and the catalog's APIs answer the admin), whose admin password the tool reads from
+``OSU_LAB_ADMIN_PASSWORD``: ``DIR/cloud-password`` (0600) holds it, the summary's ``run`` sets it
+from there; the seeded rows of hosts that do not exist in that lab (``compute-1``, neutron's agents,
+``other@ceph``) are removed, as an operator removes dead services before an upgrade.
 ``--services keystone`` builds the quick keystone-only lab. ``heat`` (not in the default) adds heat
 serving for real with its RabbitMQ (``scripts.lab.heatlab``): ``--services keystone,heat``.
 ``--real neutron,cinder`` serves neutron (API and RPC server, ML2 with the router plugin) and cinder
@@ -55,7 +60,7 @@ from scripts.lab import cinderlab, fullstack, heatlab, netvol, neutronlab, novas
 from scripts.lab.controller import DEFAULT_VENV_ROOT, GLANCE_URL, Controller, make_controller, seed_keystone
 from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.openstack import NEW_HOST, OLD_HOST, Api
-from scripts.lab.plan import REPO, DBAdmin, write_plan
+from scripts.lab.plan import CLOUD_PASSWORD, CLOUD_PASSWORD_ENV, REPO, DBAdmin, cloud_table, write_plan
 from scripts.lab.proc import LabError
 
 STATE = "lab-state.json"
@@ -105,11 +110,14 @@ def _summary(lab: Path, state: dict[str, Any]) -> dict[str, Any]:
     glance = state.get("glance_port")
     nova = novaserve.settings(state)
     plan = lab / PLAN
+    # the admin password of [cloud] by its variable, read from the 0600 file by the shell: in no argv
+    env = (f'{CLOUD_PASSWORD_ENV}="$(cat {shlex.quote(str(lab / CLOUD_PASSWORD))})" '
+           if (lab / CLOUD_PASSWORD).exists() else "")
     return {
         "dir": str(lab),
         "plan": str(plan),
         # from the repository: the plan's service control is `python -m scripts.lab.svc`
-        "run": f"{shlex.quote(str(REPO / '.venv' / 'bin' / 'upgrade'))} run {shlex.quote(str(plan))}",
+        "run": f"{env}{shlex.quote(str(REPO / '.venv' / 'bin' / 'upgrade'))} run {shlex.quote(str(plan))}",
         "journal": str(lab / "journal"),
         "admin_password": state["admin_password"],
         "keystone_port": state["keystone_port"],
@@ -259,6 +267,7 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
             state["compute"] = {"host": novaserve.COMPUTE_HOST, "root": str(tree)}
             _save(lab, state)  # first, so that 'down' stops it after a failed 'up'
             state["compute"] = fullstack.start_compute(tree, old_stack)
+            fullstack.retire_absent_reporters(_db(state, "old"), services)
             timings["compute"] = time.monotonic() - t
         if "heat" in state:
             heat = heatlab.Settings(**state["heat"])
@@ -328,6 +337,11 @@ def _write_lab_plan(lab: Path, state: dict[str, Any]) -> Path:
         if "heat" in state:
             with plan.open("a") as f:
                 f.write(heatlab.plan_section(heatlab.Settings(**state["heat"])))
+        if "compute" in state:  # a compute host, agents and APIs that report: the run waits for them
+            _private_file(lab / CLOUD_PASSWORD)
+            (lab / CLOUD_PASSWORD).write_text(state["admin_password"] + "\n")
+            with plan.open("a") as f:
+                f.write(cloud_table(f"http://127.0.0.1:{state['keystone_port']}/v3"))
         return plan
     except (ImportError, KeyFileError) as exc:  # the vault key dump.key, as `upgrade keygen` writes it
         raise LabError(f"cannot write the vault key {lab / 'dump.key'}: {exc} — run this with the project "

@@ -125,6 +125,28 @@ def plan_text(old: Controller, new: Controller, old_admin: DBAdmin, new_admin: D
             + service_sections(tuple(services), glance_url, old.root, served))
 
 
+#: the variable the lab's ``[cloud]`` names for the keystone admin password (``cloud_env`` gives it)
+CLOUD_PASSWORD_ENV = "OSU_LAB_ADMIN_PASSWORD"
+#: the lab's file (0600) that holds that password, beside the plan
+CLOUD_PASSWORD = "cloud-password"
+
+
+def cloud_table(keystone_url: str, timeout: int = 300) -> str:
+    """``[cloud]`` of a lab whose compute host, agents and APIs are real: the run's last step waits until
+    they report to the new controller and every API of the catalog answers the lab's admin. The admin
+    password reaches the tool only by :data:`CLOUD_PASSWORD_ENV` (see :func:`cloud_env`), never the plan."""
+    return ("# the run's last step: the cloud reports to the new controller (upgrade/plancloud.py)\n"
+            f"[cloud]\ntimeout = {timeout}\nauth_url = \"{keystone_url}\"\nusername = \"admin\"\n"
+            f"password_env = \"{CLOUD_PASSWORD_ENV}\"\nproject = \"admin\"\n\n")
+
+
+def cloud_env(lab: Path) -> dict[str, str]:
+    """The environment a lab plan with ``[cloud]`` needs (``{}`` for one without): the admin password read
+    from the lab's 0600 file ``cloud-password`` (``python -m scripts.lab up`` writes both)."""
+    path = lab / CLOUD_PASSWORD
+    return {CLOUD_PASSWORD_ENV: path.read_text().strip()} if path.exists() else {}
+
+
 def write_plan(directory: Path, old: Controller, new: Controller, old_admin: DBAdmin, new_admin: DBAdmin,
                **kw) -> Path:
     directory.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from typing import Any
 from services.infra import mysql
 from services.infra.host import check, command_text, noted
 from services.releases import Cmd
+from statemachine import failpoints
 from statemachine.step import Result, Step, StepError
 
 #: a runaway online-migration loop is a bug somewhere: stop after this many rounds
@@ -122,7 +123,8 @@ def commands_step(name: str, action: str, state: str, cmds: Sequence[Cmd], descr
     def run(ctx: Any) -> Result:
         values = fill(ctx)
         before = {db: revisions(ctx.target.db, db) for db in dbs(ctx)}
-        done = issue(ctx, values, True)
+        with failpoints.while_child_works(f"{name}.{action}:inside"):  # a crash mid-`db sync`
+            done = issue(ctx, values, True)
         after = {db: revisions(ctx.target.db, db) for db in dbs(ctx)}
         return {"commands": done, "revisions_before": before, "revisions_after": after}
 
