@@ -37,6 +37,17 @@ def test_a_consumer_that_dies_stops_the_producer_with_its_error(tmp_path):
     assert proc.wait() == 0
 
 
+def test_a_consumer_gone_when_its_input_is_closed_fails_the_finish(tmp_path):
+    """The last bytes a buffered writer held go out at close: an import that died by then fails the
+    stream's end with its error (it used to wait forever for a chunk that never came)."""
+    proc = subprocess.Popen(["true"], stdin=subprocess.PIPE)
+    assert proc.wait() == 0  # gone before the stream starts: nothing it reads, every write fails
+    tee = vault.Tee(proc.stdin, depth=2)
+    tee.put(b"x" * 100)  # held in the pipe writer's buffer: no write reaches the pipe before the close
+    with pytest.raises(BrokenPipeError):
+        tee.finish()
+
+
 def test_streams_take_the_largest_tables_first_and_every_table_once():
     sizes = {"instances": 900, "actions": 500, "events": 400, "a": 10, "b": 10, "c": 5, "empty": 0}
     streams = cut_by_table(sizes, 3)

@@ -32,18 +32,20 @@ class Tee:
         self.thread.start()
 
     def _run(self) -> None:
+        chunk: Any = None
         try:
             while True:
                 chunk = self.q.get()
                 if chunk is None:  # aborted: drop the rest, close nothing (the owner kills the consumer)
                     return
                 if chunk is _END:
-                    self.dst.close()
+                    self.dst.close()  # may fail too: what a buffered writer still held goes out here
                     return
                 write_stream(self.dst, chunk)
         except BaseException as exc:  # reported to the producer at its next put or at finish
             self.error = exc
-            self._drain()
+            if chunk is not _END:  # the end already taken: nothing more comes, and finish waits on us
+                self._drain()
 
     def _drain(self) -> None:
         """Keep the queue moving after a failure, so a producer blocked on a full queue wakes up."""
