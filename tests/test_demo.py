@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from scripts.lab import fullstack, grenade, ksapi, novaserve
 from scripts.lab.controller import DEFAULT_VENV_ROOT, alembic_heads
 from scripts.lab.mariadb import MariaDB
@@ -115,6 +117,7 @@ def _workload_rows(part: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.heavy  # ~10 worker-minutes; test_grenade checks the same workload on the same real lab
 def test_demo_upgrades_checks_reverts_and_stops(tmp_path: Path) -> None:
     _require_lab_parts(real=True)
     lab = tmp_path / "lab"

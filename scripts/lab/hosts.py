@@ -154,7 +154,7 @@ class Lab:
 
     def helper(self, host: str, action: str, payload: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
         """This module's ``inside ACTION`` run in *host*; the payload (passwords too) goes through stdin."""
-        argv = ["env", f"PYTHONPATH={INSIDE_REPO}", _host_python(), "-m", "scripts.lab.hosts", "inside", action]
+        argv = ["env", f"PYTHONPATH={INSIDE_REPO}", _host_python(), "-m", "scripts.lab.inhost", action]
         res = self.inside(host, argv, timeout=timeout, input=json.dumps(payload))
         if res.returncode != 0:
             raise LabError(f"lab helper `{action}` on {host} failed (rc {res.returncode}):\n"
@@ -602,8 +602,6 @@ def main(argv: list[str] | None = None) -> int:
     p_snap = sub.add_parser("snapshot", help="save the controllers' state for `up --from`")
     p_snap.add_argument("dir", type=Path)
     p_snap.add_argument("dest", type=Path)
-    p_in = sub.add_parser("inside", help=argparse.SUPPRESS)
-    p_in.add_argument("action")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -615,10 +613,6 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(status(args.dir), indent=2))
         elif args.command == "snapshot":
             print(snapshot(args.dir, args.dest))
-        else:
-            from scripts.lab import hostside
-
-            print(json.dumps(hostside.dispatch(args.action, json.loads(sys.stdin.read() or "{}"))))
     except LabError as exc:
         print(f"lab {args.command}: {exc}", file=sys.stderr)
         return 1

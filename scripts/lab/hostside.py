@@ -18,7 +18,6 @@ from typing import Any
 from scripts.lab import svc
 from scripts.lab.mariadb import MariaDB
 from scripts.lab.openstack import Api
-from scripts.lab.proc import LabError
 
 ROOT = Path("/")
 DB_BASE = Path("/var/lib/mysql")
@@ -132,12 +131,3 @@ def probe(p: dict[str, Any]) -> dict[str, Any]:
 
 
 ACTIONS = {"controller": controller, "start": start, "stop": stop, "compute": compute, "probe": probe}
-
-
-def dispatch(action: str, payload: dict[str, Any]) -> dict[str, Any]:
-    from scripts.lab import novahost  # nova on both controllers: its own module, built on this one
-
-    act = ACTIONS.get(action) or novahost.INSIDE.get(action)
-    if act is None:
-        raise LabError(f"unknown inside action {action!r}")
-    return act(payload)
