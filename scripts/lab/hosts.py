@@ -153,7 +153,7 @@ class Lab:
                               capture_output=True, text=True, timeout=timeout, **kw)
 
     def helper(self, host: str, action: str, payload: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
-        """This module's ``inside ACTION`` run in *host*; the payload (passwords too) goes through stdin."""
+        """``scripts.lab.inhost ACTION`` run in *host*; the payload (passwords too) goes through stdin."""
         argv = ["env", f"PYTHONPATH={INSIDE_REPO}", _host_python(), "-m", "scripts.lab.inhost", action]
         res = self.inside(host, argv, timeout=timeout, input=json.dumps(payload))
         if res.returncode != 0:
