@@ -12,7 +12,6 @@ Payloads (passwords included) arrive as JSON on stdin, never in argv.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from scripts.lab import hagalera, havip, ksapi, layout, svc
 from scripts.lab.controller import _keystone_conf_text, make_controller, seed_keystone
 from scripts.lab.hostside import DB_PORT, KEYSTONE_PORT, ROOT, _db_admin
-from scripts.lab.proc import LabError, http_answers
+from scripts.lab.proc import LabError, http_answers, run_action
 
 #: where keystone listens on each controller, behind HAProxy's :data:`KEYSTONE_PORT` on the VIP
 KEYSTONE_BACKEND_PORT = 5001
@@ -105,19 +104,5 @@ def serve(p: dict[str, Any]) -> dict[str, Any]:
 ACTIONS = {"galera": galera, "vip": vip, "vip_stop": vip_stop, "keystone": keystone, "serve": serve}
 
 
-def main(argv: list[str]) -> int:
-    try:
-        action = ACTIONS[argv[0]]
-    except (IndexError, KeyError):
-        print(f"usage: python -m scripts.lab.hanode {{{','.join(ACTIONS)}}} < payload.json", file=sys.stderr)
-        return 2
-    try:
-        print(json.dumps(action(json.loads(sys.stdin.read() or "{}"))))
-    except LabError as exc:
-        print(f"hanode {argv[0]}: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_action("scripts.lab.hanode", ACTIONS, sys.argv[1:]))

@@ -7,11 +7,13 @@ same machine; a pid file plus a check of the process's command line only ever to
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 # Variables that would make a venv's python pick up the caller's packages or interpreter.
@@ -138,3 +140,18 @@ def http_answers(port: int, path: str = "/", host: str = "127.0.0.1") -> bool:
     except OSError:
         return False
     return len(status) > 1 and status[1].isdigit() and 200 <= int(status[1]) < 500
+
+
+def run_action(prog: str, actions: Mapping[str, Callable[[dict], dict]], argv: list[str]) -> int:
+    """``python3 -m PROG ACTION < payload.json`` inside a lab host: the payload (passwords too) on stdin, never
+    in argv; the action's result as JSON on stdout. Exit 2 for an unknown action, 1 when it fails."""
+    action = actions.get(argv[0]) if len(argv) == 1 else None
+    if action is None:
+        print(f"usage: python3 -m {prog} {{{','.join(actions)}}} < payload.json", file=sys.stderr)
+        return 2
+    try:
+        print(json.dumps(action(json.loads(sys.stdin.read() or "{}"))))
+    except LabError as exc:
+        print(f"{prog} {argv[0]}: {exc}", file=sys.stderr)
+        return 1
+    return 0
