@@ -150,10 +150,11 @@ def _descendants(root: int) -> dict[int, list[bytes]]:
         if not entry.isdigit():
             continue
         try:
-            parent[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            argv[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):  # it exited meanwhile
             continue
+        parent[int(entry)], argv[int(entry)] = ppid, cmdline
     out, todo = {}, [root]
     while todo:
         pid = todo.pop()

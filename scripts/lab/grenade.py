@@ -206,9 +206,10 @@ def compute_new_work(c: Cloud) -> dict[str, Any]:
     if host != c.host:
         raise LabError(f"the new server runs on {host}, not on {c.host}")
     _compute(c, "server", "delete", "--wait", made["id"], json_out=False)
-    left = [s["ID"] for s in _compute(c, "server", "list") if s["ID"] == made["id"]]
-    if left:
-        raise LabError(f"server {made['id']} is still listed after its delete")
+    # `--wait` ends when the server shows DELETED, which nova saves just before it destroys the row: the list
+    # drops it a moment later
+    _wait(f"server {made['id']} gone from the list after its delete",
+          lambda: not any(s["ID"] == made["id"] for s in _compute(c, "server", "list")))
     return {"booted": made["id"], "host": host, "deleted": True}
 
 
