@@ -373,12 +373,17 @@ def shared_lab(hostlab_snapshot, tmp_path_factory):
         yield running
 
 
-@pytest.mark.parametrize("point", ["network.management.remove_old:inside", "network.management.persist:inside",
-                                   "network.management.add_new:inside", "network.management.announce:before"])
-def test_killed_during_the_ip_move_resume_then_revert(shared_lab, tmp_path, point):
-    """SIGKILL mid-move: the address is on at most one controller; resume puts it on newctl, revert on oldctl.
+#: the IP move's kill points in the order the move reaches them: one chained schedule (each resume killed at
+#: the next point) keeps every point and recovers from each, with one run and one revert
+MOVE_KILLS = ["network.management.remove_old:inside", "network.management.persist:inside",
+              "network.management.add_new:inside", "network.management.announce:before"]
 
-    Each case starts from and ends in the lab's initial state (a reverted run), on one lab.
+
+def test_killed_during_the_ip_move_resume_then_revert(shared_lab, tmp_path):
+    """SIGKILL mid-move, at each point in turn: the address is on at most one controller after every kill;
+    the last resume puts it on newctl, revert on oldctl.
+
+    Starts from and ends in the lab's initial state (a reverted run), on the module's one lab.
     """
     lab = shared_lab
     journal = tmp_path / "journal"
@@ -387,10 +392,15 @@ def test_killed_during_the_ip_move_resume_then_revert(shared_lab, tmp_path, poin
     shutil.copyfile(lab.dir / "dump.key", tmp_path / "dump.key")
     (tmp_path / "dump.key").chmod(0o600)
     write_inside(lab, "oldctl", "/etc/network/interfaces", INTERFACES)
-    res = tool(lab, "run", str(plan), failpoint=point)
-    assert res.returncode == -signal.SIGKILL, res.stderr
-    assert len(vip_holders(lab)) <= 1
-    res = tool(lab, "resume", "--journal", str(journal))
+    args: tuple[str, ...] = ("run", str(plan))
+    for point in MOVE_KILLS:
+        res = tool(lab, *args, failpoint=point)
+        assert res.returncode == -signal.SIGKILL, (point, res.stderr)
+        assert len(vip_holders(lab)) <= 1, point
+        if point.endswith(":inside"):
+            assert intent_seen(journal, point.split(":")[0]), point
+        args = ("resume", "--journal", str(journal))
+    res = tool(lab, *args)
     assert res.returncode == 0, res.stderr
     assert vip_holders(lab) == ["newctl"] and who_answers(lab) == "newctl"
     assert VIP.encode() + b"/24" not in b"".join(ln for ln in read_inside(lab, "oldctl", "/etc/network/interfaces")
@@ -399,11 +409,15 @@ def test_killed_during_the_ip_move_resume_then_revert(shared_lab, tmp_path, poin
     res = tool(lab, "revert", "--journal", str(journal))
     assert res.returncode == 0, res.stderr
     assert vip_holders(lab) == ["oldctl"] and who_answers(lab) == "oldctl"
-    assert read_inside(lab, "oldctl", "/etc/network/interfaces") == INTERFACES  # restored, even after a kill
+    assert read_inside(lab, "oldctl", "/etc/network/interfaces") == INTERFACES  # restored, even after the kills
     assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "enabled"
     assert lab.query("newctl", "SELECT @@hostname")  # still serving
-    dones = [e["step"] for e in journal_events(journal) if e["kind"] == "done"]
+    events = journal_events(journal)
+    dones = [e["step"] for e in events if e["kind"] == "done"]
     assert len(dones) == len(set(dones))  # no committed step ran twice
+    for point in MOVE_KILLS[:3]:  # each `:inside` kill left its step open, the next resume did it again
+        step = point.split(":")[0]
+        assert [e["kind"] for e in events if e["step"] == step].count("intent") >= 2, step
 
 
 def test_target_that_is_the_old_controller_over_ssh_is_refused(shared_lab, tmp_path):
