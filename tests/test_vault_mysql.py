@@ -313,6 +313,49 @@ def test_secondary_keys_move_after_the_rows_of_their_table(servers: Servers, siz
     assert _defer(b"SELECT 1;\nCREATE TABLE `t` (\n", size) == (b"SELECT 1;\nCREATE TABLE `t` (\n", 0)
 
 
+def test_each_table_is_marked_complete_on_the_target_as_its_import_ends(
+        servers: Servers, key: vault.Key, tmp_path: Path) -> None:
+    """The streamed import tells each table's end as soon as every statement of it ran on the target (the marks
+    of ``deferkeys``): at that moment its rows, keys and trigger are all there; every table is told once, in the
+    dump's order; ``TableChecks`` fed by the marks says what one pass after the import says; the artifact holds
+    the dump without the marks."""
+    _seed_round_trip(servers.source)
+    artifact = tmp_path / "marked.vault"
+    seen: list[tuple[str, Any, int, int]] = []
+    checks = mysql.TableChecks(servers.dst, RT_DB)
+
+    def done(table: str) -> None:
+        sums = mysql.checksums(servers.dst, RT_DB, [table])[table]
+        keys, triggers = servers.target.execute(
+            "SELECT (SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema=%s AND table_name=%s), "
+            "(SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema=%s AND event_object_table=%s)",
+            args=(RT_DB, table, RT_DB, table))[0]
+        seen.append((table, sums, int(keys), int(triggers)))
+        checks.done(table)
+
+    try:
+        mysql.recreate_db(servers.dst, RT_DB, *mysql.db_charset(servers.src, RT_DB))
+        mysql.dump_streamed((servers.src_host, servers.src), (servers.dst_host, servers.dst), MYSQLDUMP, MYSQL,
+                            RT_DB, str(artifact), key, table_done=done)
+        plain = _decrypt(artifact, key)
+        order = [m.decode() for m in re.findall(rb"(?m)^CREATE TABLE `([^`]+)` \(", plain)]
+        source = mysql.checksums(servers.src, RT_DB)
+        assert [s[0] for s in seen] == order and sorted(order) == sorted(source)
+        for table, sums, keys, triggers in seen:
+            assert sums == source[table], table
+            assert (keys, triggers) == tuple(int(v) for v in servers.source.execute(
+                "SELECT (SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema=%s AND "
+                "table_name=%s), (SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema=%s AND "
+                "event_object_table=%s)", args=(RT_DB, table, RT_DB, table))[0]), table
+        assert any(s[3] for s in seen)  # the trigger was there when its table was told complete
+        assert checks.finish(sorted(source)) == source == mysql.checksums(servers.dst, RT_DB)
+        assert b"osu_table_done" not in plain
+    finally:
+        checks.stop()
+        mysql.drop_db(servers.src, RT_DB)
+        mysql.drop_db(servers.dst, RT_DB)
+
+
 # ------------------------------------------------------------------ a small dump in many chunks
 
 SMALL_DB = "small_keystone"
