@@ -194,15 +194,14 @@ def _dump_db(ctx: UpgradeContext, name: str, spec: DBSpec, db: str, convert_utf8
                     children=children, table_done=target.done if target else None,
                     written=lambda st: readback.append(beside.submit(_timed, vault.verify_artifact, path, ctx.key,
                                                                      st.bytes, st.sha256)))
-            except BaseException:
+                moved_at = time.monotonic()
+                ctx.failpoint(f"{name}.dump_source:written")
+                sums, source_seconds = source_sums.result()
                 if target is not None:
-                    target.stop()
-                raise
-            moved_at = time.monotonic()
-            ctx.failpoint(f"{name}.dump_source:written")
-            sums, source_seconds = source_sums.result()
-            if target is not None:
-                compare_checksums(sums, target.finish(list(tabs)), where)
+                    compare_checksums(sums, target.finish(list(tabs)), where)
+            finally:
+                if target is not None:
+                    target.stop()  # its thread ends (at once when finish ran)
             checks_end = time.monotonic()
             try:  # read back whole before it is recorded: what the journal names is what is on disk
                 _, checked = readback[0].result() if readback else _timed(vault.verify_artifact, path, ctx.key,
