@@ -356,6 +356,26 @@ def test_each_table_is_marked_complete_on_the_target_as_its_import_ends(
         mysql.drop_db(servers.dst, RT_DB)
 
 
+def test_a_table_mark_names_any_table_and_is_the_only_output_read_as_one() -> None:
+    """A mark carries the table's name in hex, so a backquote (doubled in the dump) or a quote cannot leave the
+    literal; what ``mysql`` prints for it gives the name back; its column header and other lines name nothing;
+    with marks off, DeferKeys adds nothing."""
+    from services.infra.deferkeys import MARK_COLUMN, table_done_name, table_mark
+
+    for dumped, name in ((b"instances", "instances"), (b"we``ird'", "we`ird'"), ("t\u00e9".encode(), "t\u00e9")):
+        stmt = table_mark(dumped)
+        assert stmt.startswith(b"SELECT '") and stmt.count(b"'") == 2 and stmt.endswith(b" AS osu_table_done;\n")
+        assert table_done_name(stmt.split(b"'")[1] + b"\n") == name
+    assert table_done_name(MARK_COLUMN + b"\n") is None and table_done_name(b"zz\n") is None
+    dump = b"CREATE TABLE `a` (\n  `id` int\n) ENGINE=InnoDB;\nINSERT INTO `a` VALUES (1);\n"
+    sink = _Sink()
+    marked = DeferKeys(sink, defer=False, marks=True)
+    marked.write(dump)
+    marked.close()
+    assert sink.getvalue() == dump + table_mark(b"a")
+    assert _defer(dump, 7) == (dump, 0)
+
+
 # ------------------------------------------------------------------ a small dump in many chunks
 
 SMALL_DB = "small_keystone"
