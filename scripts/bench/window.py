@@ -17,6 +17,11 @@ showed before (``scripts.lab.verify.api_view``), so a trial that did less work c
 instance_actions_events, by INSERT ... SELECT inside the server) and keystone to 100k users
 with their role assignments before the snapshot, then runs each variant once more.
 
+``--once b`` (``BENCH_WINDOW_ONCE=b``) with ``BENCH_WINDOW_NOVA_GIB=5``: only that variant, once, on the lab
+as grown (no snapshot, no restore: one copy of 5 GiB less to write twice), its sizes read before it; with
+``--raw-pipe`` (``BENCH_WINDOW_RAW_PIPE=1``) the hand-run script's ``mariadb-dump | mariadb`` of nova's and
+keystone's databases is timed after it, from the untouched old server into scratch databases of the new.
+
 Everything lives in one temporary directory, removed at the end; with ``--keep DIR`` it is DIR
 and stays (each trial's generated script, its phase log and the tool's output), and a campaign
 already measured there (``results.json``) is read back and only rendered again. The lab is
