@@ -376,6 +376,40 @@ def test_a_table_mark_names_any_table_and_is_the_only_output_read_as_one() -> No
     assert _defer(dump, 7) == (dump, 0)
 
 
+def test_a_table_mark_arrives_while_the_import_still_waits_for_the_next_table(servers: Servers) -> None:
+    """The mark of a table is read as soon as ``mysql`` ran the table's statements, while its stdin is still
+    open (a client buffering its output into the pipe would hand every mark over only at its exit, and each
+    table's check would wait for the whole stream)."""
+    from services.infra.deferkeys import table_mark
+
+    db = "osu_marks"
+    mysql.recreate_db(servers.dst, db, "utf8mb4", "utf8mb4_general_ci")
+    told: list[str] = []
+    argv = mysql.import_argv(MYSQL, db, unbuffered=True)
+    proc, drain = mysql._start_client(servers.dst_host, servers.dst, argv, subprocess.PIPE)
+    try:
+        reader = mysql._read_marks(proc.stdout, told.append)
+        proc.stdin.write(b"CREATE TABLE `a` (`id` int PRIMARY KEY);\nINSERT INTO `a` VALUES (1),(2);\n"
+                         + table_mark(b"a"))
+        proc.stdin.flush()
+        deadline = time.monotonic() + 120
+        while not told:
+            assert time.monotonic() < deadline, "the mark of `a` did not arrive while the import waited"
+            assert proc.poll() is None, drain.text
+            time.sleep(0.01)
+        assert told == ["a"] and proc.poll() is None
+        assert servers.target.execute("SELECT COUNT(*) FROM a", db=db) == [(2,)]
+        proc.stdin.close()
+        assert proc.wait() == 0, drain.text
+        reader.join()
+        assert told == ["a"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        mysql.drop_db(servers.dst, db)
+
+
 # ------------------------------------------------------------------ a small dump in many chunks
 
 SMALL_DB = "small_keystone"

@@ -620,9 +620,11 @@ def dump_argv(mysqldump: str, db: str, tables: tuple[str, ...] = (), objects: bo
             *tables]
 
 
-def import_argv(mysql: str, db: str) -> list[str]:
-    """The import command; credentials on CREDENTIALS_FD, the decrypted dump on stdin."""
-    return [mysql, f"--defaults-extra-file={CREDENTIALS_FD}", db]
+def import_argv(mysql: str, db: str, unbuffered: bool = False) -> list[str]:
+    """The import command; credentials on CREDENTIALS_FD, the decrypted dump on stdin. *unbuffered*: its output
+    flushed after each statement (``--unbuffered``): into a pipe, ``mysql`` would otherwise hold the tables'
+    marks in its buffer until it exits, and every table's check would wait for the end of the stream."""
+    return [mysql, f"--defaults-extra-file={CREDENTIALS_FD}", *(("--unbuffered",) if unbuffered else ()), db]
 
 
 def _start_client(host: Host, ep: DBEndpoint, argv: list[str], stdout: Any) -> tuple[Any, _Drain]:
@@ -713,7 +715,7 @@ def dump_streamed(src: tuple[Host, DBEndpoint], dst: tuple[Host, DBEndpoint] | N
         proc.stdin.close()
         if dst is not None:
             imp_host, imp_ep = dst
-            imp_argv = import_argv(mysql, db)
+            imp_argv = import_argv(mysql, db, unbuffered=table_done is not None)
             imp, imp_drain = _start_client(imp_host, imp_ep, imp_argv,
                                            subprocess.PIPE if table_done else subprocess.DEVNULL)
             children.add(imp)
