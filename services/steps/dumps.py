@@ -130,9 +130,9 @@ def dump_source_step(name: str, dbs: tuple[DBSpec, ...] | None = None, convert_u
             db = spec.db_name(svc(ctx, name))
             out += [f"SQL: SELECT COUNT(*), CHECKSUM TABLE, table_collation for every table of {db}",
                     dump_shown(db, f"{name}-source-db{spec.suffix()}"),
-                    f"  and as it is read: | {command_text(mysql.import_argv(CLIENT_TOOL, db))}   # into the "
-                    f"target's {db}, dropped and created first (unless a table of it is converted to utf8); by "
-                    "table in `dump_streams` streams, each its own artifact"]
+                    f"  and as it is read: | {command_text(mysql.import_argv(CLIENT_TOOL, db, unbuffered=True))}"
+                    f"   # into the target's {db}, dropped and created first (unless a table of it is converted to "
+                    "utf8); by table in `dump_streams` streams, each its own artifact"]
         return out
 
     return Step(f"{name}.dump_source", "source_dumped", run, undo, host="source", undo_host="target", kind="dump",
