@@ -313,6 +313,103 @@ def test_secondary_keys_move_after_the_rows_of_their_table(servers: Servers, siz
     assert _defer(b"SELECT 1;\nCREATE TABLE `t` (\n", size) == (b"SELECT 1;\nCREATE TABLE `t` (\n", 0)
 
 
+def test_each_table_is_marked_complete_on_the_target_as_its_import_ends(
+        servers: Servers, key: vault.Key, tmp_path: Path) -> None:
+    """The streamed import tells each table's end as soon as every statement of it ran on the target (the marks
+    of ``deferkeys``): at that moment its rows, keys and trigger are all there; every table is told once, in the
+    dump's order; ``TableChecks`` fed by the marks says what one pass after the import says; the artifact holds
+    the dump without the marks."""
+    _seed_round_trip(servers.source)
+    artifact = tmp_path / "marked.vault"
+    seen: list[tuple[str, Any, int, int]] = []
+    checks = mysql.TableChecks(servers.dst, RT_DB)
+
+    def done(table: str) -> None:
+        sums = mysql.checksums(servers.dst, RT_DB, [table])[table]
+        keys, triggers = servers.target.execute(
+            "SELECT (SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema=%s AND table_name=%s), "
+            "(SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema=%s AND event_object_table=%s)",
+            args=(RT_DB, table, RT_DB, table))[0]
+        seen.append((table, sums, int(keys), int(triggers)))
+        checks.done(table)
+
+    try:
+        mysql.recreate_db(servers.dst, RT_DB, *mysql.db_charset(servers.src, RT_DB))
+        mysql.dump_streamed((servers.src_host, servers.src), (servers.dst_host, servers.dst), MYSQLDUMP, MYSQL,
+                            RT_DB, str(artifact), key, table_done=done)
+        plain = _decrypt(artifact, key)
+        order = [m.decode() for m in re.findall(rb"(?m)^CREATE TABLE `([^`]+)` \(", plain)]
+        source = mysql.checksums(servers.src, RT_DB)
+        assert [s[0] for s in seen] == order and sorted(order) == sorted(source)
+        for table, sums, keys, triggers in seen:
+            assert sums == source[table], table
+            assert (keys, triggers) == tuple(int(v) for v in servers.source.execute(
+                "SELECT (SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema=%s AND "
+                "table_name=%s), (SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema=%s AND "
+                "event_object_table=%s)", args=(RT_DB, table, RT_DB, table))[0]), table
+        assert any(s[3] for s in seen)  # the trigger was there when its table was told complete
+        assert checks.finish(sorted(source)) == source == mysql.checksums(servers.dst, RT_DB)
+        assert b"osu_table_done" not in plain
+    finally:
+        checks.stop()
+        mysql.drop_db(servers.src, RT_DB)
+        mysql.drop_db(servers.dst, RT_DB)
+
+
+def test_a_table_mark_names_any_table_and_is_the_only_output_read_as_one() -> None:
+    """A mark carries the table's name in hex, so a backquote (doubled in the dump) or a quote cannot leave the
+    literal; what ``mysql`` prints for it gives the name back; its column header and other lines name nothing;
+    with marks off, DeferKeys adds nothing."""
+    from services.infra.deferkeys import MARK_COLUMN, table_done_name, table_mark
+
+    for dumped, name in ((b"instances", "instances"), (b"we``ird'", "we`ird'"), ("t\u00e9".encode(), "t\u00e9")):
+        stmt = table_mark(dumped)
+        assert stmt.startswith(b"SELECT '") and stmt.count(b"'") == 2 and stmt.endswith(b" AS osu_table_done;\n")
+        assert table_done_name(stmt.split(b"'")[1] + b"\n") == name
+    assert table_done_name(MARK_COLUMN + b"\n") is None and table_done_name(b"zz\n") is None
+    dump = b"CREATE TABLE `a` (\n  `id` int\n) ENGINE=InnoDB;\nINSERT INTO `a` VALUES (1);\n"
+    sink = _Sink()
+    marked = DeferKeys(sink, defer=False, marks=True)
+    marked.write(dump)
+    marked.close()
+    assert sink.getvalue() == dump + table_mark(b"a")
+    assert _defer(dump, 7) == (dump, 0)
+
+
+def test_a_table_mark_arrives_while_the_import_still_waits_for_the_next_table(servers: Servers) -> None:
+    """The mark of a table is read as soon as ``mysql`` ran the table's statements, while its stdin is still
+    open (a client buffering its output into the pipe would hand every mark over only at its exit, and each
+    table's check would wait for the whole stream)."""
+    from services.infra.deferkeys import table_mark
+
+    db = "osu_marks"
+    mysql.recreate_db(servers.dst, db, "utf8mb4", "utf8mb4_general_ci")
+    told: list[str] = []
+    argv = mysql.import_argv(MYSQL, db, unbuffered=True)
+    proc, drain = mysql._start_client(servers.dst_host, servers.dst, argv, subprocess.PIPE)
+    try:
+        reader = mysql._read_marks(proc.stdout, told.append)
+        proc.stdin.write(b"CREATE TABLE `a` (`id` int PRIMARY KEY);\nINSERT INTO `a` VALUES (1),(2);\n"
+                         + table_mark(b"a"))
+        proc.stdin.flush()
+        deadline = time.monotonic() + 120
+        while not told:
+            assert time.monotonic() < deadline, "the mark of `a` did not arrive while the import waited"
+            assert proc.poll() is None, drain.text
+            time.sleep(0.01)
+        assert told == ["a"] and proc.poll() is None
+        assert servers.target.execute("SELECT COUNT(*) FROM a", db=db) == [(2,)]
+        proc.stdin.close()
+        assert proc.wait() == 0, drain.text
+        reader.join()
+        assert told == ["a"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        mysql.drop_db(servers.dst, db)
+
+
 # ------------------------------------------------------------------ a small dump in many chunks
 
 SMALL_DB = "small_keystone"

@@ -59,25 +59,31 @@ def _max_id(db: MariaDB, schema: str, table: str) -> int:
 
 
 def grow_instances(db: MariaDB, target_mb: float) -> None:
-    """Template instances, then doubled batch by batch (fresh uuids) until the three tables reach
-    ``target_mb``; actions and events are added for each new batch of instances."""
+    """Template instances, then copied batch by batch (fresh uuids) until the three tables reach
+    ``target_mb``; actions and events are added for each new batch of instances. Each round copies
+    at most what is there (doubling), and no more than the rows the size per row says are still
+    missing: the last round lands just above ``target_mb`` (a last doubling from 4 GiB would
+    otherwise make a 5 GiB target 8 GiB)."""
     inst = _required(db, "nova", "instances", {
         "uuid": "UUID()", "deleted": "1", "deleted_at": "NOW()", "created_at": "NOW()", "host": "'compute-1'",
         "availability_zone": "'nova'", "vm_state": "'deleted'", "power_state": "1", "user_id": "'bench-user'",
         "project_id": "'bench-project'",
         "hostname": "CONCAT('vm-', seq)", "display_name": "CONCAT('vm-', seq)", "memory_mb": "2048", "vcpus": "2",
         "root_gb": "20", "image_ref": "UUID()", "user_data": "REPEAT(TO_BASE64(RANDOM_BYTES(768)), 8)"})
-    done = _max_id(db, "nova", "instances")  # the seeded instances stay as they are: only templates double
+    seeded = _max_id(db, "nova", "instances")  # the seeded instances stay as they are: only templates are copied
+    base = _mib(db, "nova", ("instances", "instance_actions", "instance_actions_events"))
     _insert_select(db, "nova", "instances", inst, f"FROM seq_1_to_{TEMPLATE_ROWS}")
+    add_actions(db, seeded + 1, _max_id(db, "nova", "instances"))
     copy = {k: ("UUID()" if k == "uuid" else f"`{k}`") for k in inst}
-    while _mib(db, "nova", ("instances", "instance_actions", "instance_actions_events")) < target_mb:
+    while (mib := _mib(db, "nova", ("instances", "instance_actions", "instance_actions_events"))) < target_mb:
         top = _max_id(db, "nova", "instances")
-        lo = done + 1
-        for start in range(lo, top + 1, BATCH):
+        have = top - seeded
+        per_row = max(mib - base, 1e-6) / have
+        rows = min(have, max(BATCH, int((target_mb - mib) / per_row * 1.02) + 1))
+        for start in range(seeded + 1, seeded + rows + 1, BATCH):
             _insert_select(db, "nova", "instances", copy, f"FROM instances WHERE id BETWEEN {start} AND "
-                                                          f"{min(top, start + BATCH - 1)}")
-        add_actions(db, lo, top)
-        done = top
+                                                          f"{min(seeded + rows, start + BATCH - 1)}")
+        add_actions(db, top + 1, _max_id(db, "nova", "instances"))
 
 
 def add_actions(db: MariaDB, lo: int, hi: int) -> None:

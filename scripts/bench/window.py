@@ -17,6 +17,11 @@ showed before (``scripts.lab.verify.api_view``), so a trial that did less work c
 instance_actions_events, by INSERT ... SELECT inside the server) and keystone to 100k users
 with their role assignments before the snapshot, then runs each variant once more.
 
+``--once b`` (``BENCH_WINDOW_ONCE=b``) with ``BENCH_WINDOW_NOVA_GIB=5``: only that variant, once, on the lab
+as grown (no snapshot, no restore: one copy of 5 GiB less to write twice), its sizes read before it; with
+``--raw-pipe`` (``BENCH_WINDOW_RAW_PIPE=1``) the hand-run script's ``mariadb-dump | mariadb`` of nova's and
+keystone's databases is timed after it, from the untouched old server into scratch databases of the new.
+
 Everything lives in one temporary directory, removed at the end; with ``--keep DIR`` it is DIR
 and stays (each trial's generated script, its phase log and the tool's output), and a campaign
 already measured there (``results.json``) is read back and only rendered again. The lab is
@@ -375,6 +380,136 @@ def db_size(bench: Path) -> dict[str, float]:
         lab_cli("down", bench / "lab", check=False)
 
 
+def lab_size(lab: Path) -> dict[str, float]:
+    """MiB of nova's and keystone's tables on a running lab's old server, and keystone's users."""
+    from scripts.lab.mariadb import MariaDB
+
+    st = state(lab)
+    db = MariaDB(Path(st["old"]["db_base"]), st["old"]["db_port"])
+    rows = db.execute("SELECT table_schema, SUM(data_length + index_length) / 1048576"
+                      " FROM information_schema.tables WHERE table_schema IN ('nova', 'keystone')"
+                      " GROUP BY table_schema")
+    users = db.execute("SELECT COUNT(*) FROM keystone.user")[0][0]
+    return {**{r[0]: float(r[1]) for r in rows}, "users": float(users)}
+
+
+def raw_pipe(lab: Path, out: Path) -> dict[str, float]:
+    """Seconds of the hand-run script's pipe (``mariadb-dump ... | mariadb``, its options) per service moved, run
+    after the trial from the old server (untouched) into scratch databases ``rawpipe_<db>`` of the new one, which
+    are dropped again: the raw pipe's time on the same servers without a second build and restore."""
+    hl = handrun.Lab.load(lab)
+    out.mkdir(parents=True, exist_ok=True)
+    oldcnf = handrun._client_file(out / "old.cnf", hl.admin_user, hl.passwords["old"], hl.old_port)
+    newcnf = handrun._client_file(out / "new.cnf", hl.admin_user, hl.passwords["new"], hl.new_port)
+    opts = handrun.DUMP.replace("--add-drop-database", "").split()
+    took: dict[str, float] = {}
+    for service in ("nova", "keystone"):
+        t0 = time.monotonic()
+        for db in handrun.DATABASES[service]:
+            scratch = f"rawpipe_{db}"
+            new = ["mariadb", f"--defaults-extra-file={newcnf}"]
+            subprocess.run([*new, "-e", f"DROP DATABASE IF EXISTS `{scratch}`; CREATE DATABASE `{scratch}`"],
+                           check=True, timeout=TRIAL_TIMEOUT)
+            res = subprocess.run(f"mariadb-dump --defaults-extra-file={oldcnf} {' '.join(opts)} {db} | "
+                                 f"mariadb --defaults-extra-file={newcnf} {scratch}", shell=True,
+                                 executable="/bin/bash", timeout=TRIAL_TIMEOUT, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(f"raw pipe of {db} failed: {res.stderr[-2000:]}")
+        took[service] = time.monotonic() - t0
+        for db in handrun.DATABASES[service]:
+            subprocess.run([*new, "-e", f"DROP DATABASE IF EXISTS `rawpipe_{db}`"], check=True,
+                           timeout=TRIAL_TIMEOUT)
+    took["load_end"] = os.getloadavg()[0]
+    return took
+
+
+def campaign_once(bench: Path, variant: str, nova_mb: float, pipe: bool) -> dict[str, Any]:
+    """One trial of one variant on a lab grown to ``nova_mb`` (``--once``): no snapshot and no restore (the
+    trial runs on the lab as grown), the sizes taken before it; the raw pipe after it (``--raw-pipe``), from
+    the old server the trial left untouched. For the sizes one copy of the data set is too many (5 GiB)."""
+    kept = bench / RESULTS
+    if kept.exists():
+        data = json.loads(kept.read_text())
+        data["trials"] = [Trial(**{**t, "load": tuple(t["load"])}) for t in data["trials"]]
+        print(f"window: reusing the measurements in {kept}", file=sys.stderr)
+        return data
+    lab = bench / "lab"
+    if (lab / "lab-state.json").exists():
+        lab_cli("down", lab, check=False)
+    shutil.rmtree(bench, ignore_errors=True)
+    bench.mkdir(parents=True)
+    t0 = time.monotonic()
+    try:
+        subprocess.run([sys.executable, "-m", "scripts.lab", "up", str(lab)], cwd=REPO, check=True,
+                       capture_output=True, timeout=1800)
+        print(f"window: lab up in {time.monotonic() - t0:.0f} s, growing nova to {nova_mb:.0f} MiB", file=sys.stderr,
+              flush=True)
+        from scripts.bench import grow
+
+        grow.grow(lab, nova_mb)
+        size = lab_size(lab)
+        before = api_view(lab)
+        built = time.monotonic() - t0
+        print(f"window: built in {built:.0f} s: {size}", file=sys.stderr, flush=True)
+        t = run_script(bench, 1) if variant == "a" else run_tool(bench, 1, variant)
+        print(f"window: {variant}1 {t.window:.1f} s (load {t.load[0]:.2f} -> {t.load[1]:.2f}), peak RSS "
+              f"{t.rss_mb} MiB", file=sys.stderr, flush=True)
+        if api_view(lab) != before:
+            raise RuntimeError(f"variant {variant}: the upgraded lab does not serve the same data")
+        res = {"trials": [t], "built": built, "size": size, "large": True, "once": variant,
+               "nova_dump": dumped(bench / f"trial-{variant}1", "nova.dump_source"),
+               "keystone_dump": dumped(bench / f"trial-{variant}1", "keystone.dump_source"),
+               "vault": vault_use(bench)}
+        save(bench, res)
+        if pipe:
+            load0 = os.getloadavg()[0]
+            res["pipe"] = {**raw_pipe(lab, bench / "pipe"), "load_start": load0}
+            print(f"window: raw pipe {res['pipe']}", file=sys.stderr, flush=True)
+        res["took"] = time.monotonic() - t0
+        save(bench, res)
+        return res
+    finally:
+        if (lab / "lab-state.json").exists():
+            lab_cli("down", lab, check=False)
+
+
+def once_lines(res: dict[str, Any]) -> list[str]:
+    """The ``--once`` campaign's section lines: its one trial, the raw pipe if measured, the peak RSS."""
+    t = res["trials"][0]
+    size, pipe = res["size"], res.get("pipe")
+    own = t.overhead.get("checks", 0.0) + t.overhead.get("vault", 0.0) + (t.idle if t.variant == "b" else 0.0)
+    di = t.rows["total"]["dump+import"]
+    lines = [f"Measured once (`--once {t.variant}`{' --raw-pipe' if pipe else ''}; "
+             f"{res.get('took', res['built']) / 60:.0f} min, build and growth ({res['built'] / 60:.0f} min) "
+             f"included): nova {size.get('nova', 0):.0f} MiB, keystone {size.get('keystone', 0):.0f} MiB "
+             f"({size.get('users', 0):.0f} users; InnoDB data + index); the dumps are {res.get('nova_dump', '?')} "
+             f"(nova) and {res.get('keystone_dump', '?')} (keystone) of SQL.", "",
+             *tables.markdown(("", "seconds", "load 1-min (start -> end)"),
+                              [(f"({t.variant}) {VARIANTS[t.variant]}, window", f"{t.window:.1f}",
+                                f"{t.load[0]:.2f} -> {t.load[1]:.2f}"),
+                               (f"({t.variant}) dump+import (streamed: vault and import at once)", f"{di:.1f}", ""),
+                               (f"({t.variant}) schema / verify / other",
+                                f"{t.rows['total']['schema']:.1f} / {t.rows['total']['verify']:.1f} / "
+                                f"{t.rows['total']['other']:.1f}", ""),
+                               *([("raw pipe, mariadb-dump into mariadb (nova + keystone, after the trial; "
+                                   f"nova {pipe['nova']:.1f} s, keystone {pipe['keystone']:.1f} s)",
+                                   f"{pipe['nova'] + pipe['keystone']:.1f}",
+                                   f"{pipe['load_start']:.2f} -> {pipe['load_end']:.2f}")] if pipe else [])],
+                              right=(1,)), "",
+             f"The tool's peak RSS: {t.rss_mb:.1f} MiB (target <= {RSS_TARGET_MB} MB: "
+             f"{'met' if (t.rss_mb or 0) <= RSS_TARGET_MB else 'NOT met'}). The tool's own work on the window's "
+             f"path (what its steps waited for, and the runner and journal): {own:.1f} s ({own / t.window:.1%} of "
+             f"the window; target 5 %: {'met' if own / t.window <= 0.05 else 'NOT met'}), of which checks "
+             f"{t.overhead.get('checks', 0.0):.1f} s, the vault {t.overhead.get('vault', 0.0):.1f} s, the runner and "
+             f"journal {t.idle:.1f} s. Done beside the data while it moved (CPU the machine spent, not waited "
+             f"for): checks {t.overhead.get('checks_beside', 0.0):.1f} s (the source's counts and checksums while "
+             f"it dumps, the target's table by table as each import ends), the vault "
+             f"{t.overhead.get('vault_beside', 0.0):.1f} s (encryption and sha256 of the dump, its read-back)."]
+    if pipe:
+        lines.append(f"Dump+import against the raw pipe: {di / (pipe['nova'] + pipe['keystone']):.2f}x its time.")
+    return lines
+
+
 # ---------------------------------------------------------------------- the report
 def stats(values: list[float]) -> str:
     return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
@@ -627,8 +762,13 @@ def target_lines(r: dict[str, list[float]], o: dict[str, float], rss: dict[str, 
     return out
 
 
-def run(trials: int | None = None, large: bool | None = None, keep: Path | None = None) -> str:
-    """The Markdown section (``make bench`` calls this with no arguments: env vars decide)."""
+def run(trials: int | None = None, large: bool | None = None, keep: Path | None = None, once: str | None = None,
+        pipe: bool = False) -> str:
+    """The Markdown section (``make bench`` calls this with no arguments: env vars decide). ``once`` (a variant,
+    ``BENCH_WINDOW_ONCE=b``): only that variant, once per size of ``BENCH_WINDOW_NOVA_GIB`` on a grown lab
+    (``pipe``, ``BENCH_WINDOW_RAW_PIPE=1``: and the raw pipe after it)."""
+    once = once or os.environ.get("BENCH_WINDOW_ONCE") or None
+    pipe = pipe or bool(os.environ.get("BENCH_WINDOW_RAW_PIPE"))
     trials = trials or int(os.environ.get("BENCH_WINDOW_TRIALS", "3"))
     large = bool(os.environ.get("BENCH_WINDOW_LARGE")) if large is None else large
     # the nova sizes of the large mode, GiB: "1,5" measures 1 GiB and 5 GiB, each once
@@ -636,6 +776,9 @@ def run(trials: int | None = None, large: bool | None = None, keep: Path | None 
     small = os.environ.get("BENCH_WINDOW_SMALL", "1") != "0"
     base = keep or Path(tempfile.mkdtemp(prefix="osu-bw-"))
     try:
+        if once:  # one variant once per size, no snapshot: what a 5 GiB case can afford
+            bigs = [campaign_once(base / f"once-{g:g}", once, g * 1024, pipe) for g in sizes]
+            return render_large(bigs)
         res = campaign(base / "small", trials, False) if small else None
         bigs = [campaign(base / f"large-{g:g}", 1, True, g * 1024) for g in sizes] if large else []
     finally:
@@ -652,7 +795,7 @@ def render_large(bigs: list[dict[str, Any]]) -> str:
              "each size measured once, the dumps streamed (vault and import at once, `dump_streams` from the cores) "
              "and imported with secondary keys after the rows.", ""]
     for big in bigs:
-        lines += [*large_lines(big), ""]
+        lines += [*(once_lines(big) if big.get("once") else large_lines(big)), ""]
     return "\n".join(lines)
 
 
@@ -669,8 +812,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=None, help="rounds of (a) (b) (c) (default 3)")
     ap.add_argument("--large", action="store_true", default=None, help="also one round on a grown lab")
     ap.add_argument("--keep", type=Path, help="work in DIR and keep it (trial dirs, scripts, journals)")
+    ap.add_argument("--once", choices=sorted(VARIANTS), help="only this variant, once per nova size "
+                    "(BENCH_WINDOW_NOVA_GIB, e.g. 5) on a grown lab, without snapshot or restore")
+    ap.add_argument("--raw-pipe", action="store_true", help="with --once: also time the raw pipe after the trial")
     a = ap.parse_args(argv)
-    print(run(a.trials, a.large, a.keep))
+    print(run(a.trials, a.large, a.keep, a.once, a.raw_pipe))
     return 0
 
 

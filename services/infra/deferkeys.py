@@ -12,6 +12,13 @@ Kept where they are: primary, unique, fulltext and spatial keys (a table with fu
 keys is left whole), and any key whose columns begin with a foreign key's (InnoDB needs it to create
 the constraint). Only lines of ``CREATE TABLE`` blocks are examined; rows (``INSERT`` lines, however
 long) and routine bodies (between ``DELIMITER`` lines) pass through untouched.
+
+With ``marks`` it also says when each table is complete on the target: before the next table's
+``CREATE TABLE`` (the previous one's rows, deferred keys and triggers all sent before it) and at the
+end, it adds ``SELECT '<hex of the name>' AS osu_table_done;``, a statement that touches no table.
+``mysql`` executes statements in order, so the line it prints for it (``table_done_name``) means every
+statement of that table has been executed: its checks can start while the next table imports. The
+marks go to ``mysql`` only, never into the artifact (the vault stores the dump as the source wrote it).
 """
 
 from __future__ import annotations
@@ -25,6 +32,25 @@ _COLUMNS = re.compile(rb"\(((?:`(?:[^`]|``)+`(?:\(\d+\))?(?: (?:ASC|DESC))?,?)+)
 _FOREIGN = re.compile(rb"  CONSTRAINT `(?:[^`]|``)+` FOREIGN KEY \(((?:`(?:[^`]|``)+`(?:, ?)?)+)\)")
 #: a line longer than this at its start is no ``CREATE TABLE`` nor ``ENABLE KEYS`` line: it streams on
 _PROBE = 256
+#: the column name of the marks' output (``mysql`` prints it above each mark's value in batch mode)
+MARK_COLUMN = b"osu_table_done"
+
+
+def table_mark(table: bytes) -> bytes:
+    """The statement that marks *table* (its name as dumped, backquotes doubled) complete: hex, so no name
+    can break out of the literal."""
+    return b"SELECT '" + table.replace(b"``", b"`").hex().encode() + b"' AS " + MARK_COLUMN + b";\n"
+
+
+def table_done_name(line: bytes) -> str | None:
+    """The table a line of ``mysql``'s output marks complete, or None (the column header, anything else)."""
+    text = line.strip()
+    if not text or text == MARK_COLUMN:
+        return None
+    try:
+        return bytes.fromhex(text.decode("ascii")).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _columns(spec: bytes) -> list[bytes]:
@@ -64,8 +90,11 @@ class DeferKeys:
     """A writer (``write``/``close``) passing a dump to *dst* with secondary keys built after each table's
     rows (module docstring). Memory: one ``CREATE TABLE`` block and a line's first bytes at most."""
 
-    def __init__(self, dst: Any) -> None:
+    def __init__(self, dst: Any, defer: bool = True, marks: bool = False) -> None:
         self.dst = dst
+        self.defer = defer       # False: keys stay in CREATE TABLE (only the marks, if any)
+        self.marks = marks
+        self.table: bytes | None = None  # the table whose rows go through now (its mark comes next)
         self.head = b""          # the start of a line not classified yet
         self.streaming = False   # inside a long line that streams on to its newline
         self.block: list[bytes] | None = None  # the lines of a CREATE TABLE being read
@@ -105,7 +134,7 @@ class DeferKeys:
             if not line.startswith(b")"):
                 return b""
             block, self.block = self.block, None
-            lines, keys = split_keys(block)
+            lines, keys = split_keys(block) if self.defer else (block, [])
             if keys:
                 self.pending[_CREATE.match(block[0]).group(1)] = keys  # type: ignore[union-attr]
                 self.deferred += len(keys)
@@ -115,9 +144,11 @@ class DeferKeys:
             return line
         if self.routine:
             return line
-        if _CREATE.fullmatch(line):
+        if m := _CREATE.fullmatch(line):
             self.block = [line]
-            return self._flush()
+            out = self._flush() + self._mark()
+            self.table = m.group(1)
+            return out
         if m := _ENABLE.fullmatch(line):
             return line + self._alter(m.group(1))
         return line
@@ -132,8 +163,17 @@ class DeferKeys:
         """Keys of tables whose rows ended without an ``ENABLE KEYS`` line (none are expected)."""
         return b"".join(self._alter(t) for t in list(self.pending))
 
+    def _mark(self) -> bytes:
+        """The mark of the table whose rows have all been sent (none before the first table)."""
+        table, self.table = self.table, None
+        return table_mark(table) if self.marks and table is not None else b""
+
     def close(self) -> None:
         tail = (b"".join(self.block) if self.block else b"") + self.head + self._flush()
+        mark = self._mark()
+        if mark and tail and not tail.endswith(b"\n"):
+            tail += b"\n"  # a mark starts on its own line
+        tail += mark
         if tail:
             self.dst.write(tail)
         self.dst.close()

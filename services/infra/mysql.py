@@ -8,6 +8,7 @@ never argv; DESIGN.md §6). Queries from the tool itself go through PyMySQL.
 from __future__ import annotations
 
 import contextlib
+import queue
 import re
 import subprocess
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 import pymysql
 
 from journal import vault
-from services.infra.deferkeys import DeferKeys
+from services.infra.deferkeys import DeferKeys, table_done_name
 from services.infra.host import Host, command_text
 from services.infra.settings import DBEndpoint
 from statemachine.step import StepError
@@ -143,6 +144,65 @@ def _checksums(cur: Any, db: str, only: list[str] | None = None) -> dict[str, li
         for n, t in enumerate(batch):
             out[t] = [counts[n], sums[n]]
     return out
+
+
+class TableChecks:
+    """Row counts and ``CHECKSUM TABLE`` of tables on one server, each table as soon as it is told the
+    table is complete (``done``): one thread with its own connection, so the checks of the tables imported
+    so far run while the next ones import, and only the last table's is left when the import ends. Tables
+    told at once are checked in one batch. ``finish`` checks any table it was never told of (a dump without
+    marks), then returns every table's [count, checksum]; ``stop`` ends the thread without waiting for it."""
+
+    def __init__(self, ep: DBEndpoint, db: str) -> None:
+        self.ep, self.db = ep, db
+        self.sums: dict[str, list[int | None]] = {}
+        self.error: BaseException | None = None
+        self.seconds = 0.0  # the time the checks took (beside the import)
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=f"checks-{db}", daemon=True)
+        self._thread.start()
+
+    def done(self, table: str) -> None:
+        self._queue.put(table)
+
+    def _run(self) -> None:
+        conn = None
+        try:
+            while (table := self._queue.get()) is not None:
+                batch, end = [table], False
+                while not self._queue.empty():  # what arrived meanwhile goes in the same statements
+                    more = self._queue.get()
+                    if more is None:
+                        end = True
+                        break
+                    batch.append(more)
+                started = time.monotonic()
+                conn = conn or connect(self.ep, self.db)
+                with conn.cursor() as cur:
+                    self.sums.update(_checksums(cur, self.db, sorted(set(batch) - set(self.sums))))
+                self.seconds += time.monotonic() - started
+                if end:
+                    break
+        except BaseException as exc:  # reported by finish
+            self.error = exc
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def finish(self, tables: list[str]) -> dict[str, list[int | None]]:
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        missing = [t for t in tables if t not in self.sums]
+        if missing:
+            started = time.monotonic()
+            self.sums.update(checksums(self.ep, self.db, missing))
+            self.seconds += time.monotonic() - started
+        return {t: self.sums[t] for t in tables}
+
+    def stop(self) -> None:
+        self._queue.put(None)
 
 
 @dataclass(frozen=True)
@@ -560,9 +620,11 @@ def dump_argv(mysqldump: str, db: str, tables: tuple[str, ...] = (), objects: bo
             *tables]
 
 
-def import_argv(mysql: str, db: str) -> list[str]:
-    """The import command; credentials on CREDENTIALS_FD, the decrypted dump on stdin."""
-    return [mysql, f"--defaults-extra-file={CREDENTIALS_FD}", db]
+def import_argv(mysql: str, db: str, unbuffered: bool = False) -> list[str]:
+    """The import command; credentials on CREDENTIALS_FD, the decrypted dump on stdin. *unbuffered*: its output
+    flushed after each statement (``--unbuffered``): into a pipe, ``mysql`` would otherwise hold the tables'
+    marks in its buffer until it exits, and every table's check would wait for the end of the stream."""
+    return [mysql, f"--defaults-extra-file={CREDENTIALS_FD}", *(("--unbuffered",) if unbuffered else ()), db]
 
 
 def _start_client(host: Host, ep: DBEndpoint, argv: list[str], stdout: Any) -> tuple[Any, _Drain]:
@@ -628,7 +690,8 @@ class Children:
 def dump_streamed(src: tuple[Host, DBEndpoint], dst: tuple[Host, DBEndpoint] | None, mysqldump: str, mysql: str,
                   db: str, dest: str, key: vault.Key, tables: tuple[str, ...] = (), objects: bool = True,
                   inside: Callable[[], None] = lambda: None, progress: Callable[[int], None] | None = None,
-                  children: Children | None = None) -> vault.StreamStats:
+                  children: Children | None = None, table_done: Callable[[str], None] | None = None,
+                  written: Callable[[vault.StreamStats], None] | None = None) -> vault.StreamStats:
     """Stream ``mysqldump db [tables]`` on the source into an encrypted artifact at *dest* and, read once,
     at the same time into ``mysql db`` on the target (*dst*; None: into the vault only).
 
@@ -636,24 +699,34 @@ def dump_streamed(src: tuple[Host, DBEndpoint], dst: tuple[Host, DBEndpoint] | N
     (``vault.Tee``), to the import's stdin: memory stays at a few chunks per stream whatever the size.
     Any failure (the dump, the vault write, the import) kills both clients and leaves no artifact; the
     caller puts the target database back. Success: both clients exited 0 and the artifact is in place
-    (not yet verified or recorded: the caller does both)."""
+    (not yet verified or recorded: the caller does both).
+
+    *table_done*: called with each table's name as soon as ``mysql`` has executed every statement of it (the
+    marks of ``deferkeys``), so its checks need not wait for the whole stream. *written*: called once the
+    artifact is complete under its final name and the dump exited 0, while the import may still run (its
+    last rows, its last table's keys): the caller may start reading it back then."""
     children = children or Children()
     dump_host, dump_ep = src
     argv = dump_argv(mysqldump, db, tables, objects)
     proc, drain = _start_client(dump_host, dump_ep, argv, subprocess.PIPE)
     children.add(proc)
-    imp = tee = None
+    imp = tee = marks = None
     try:
         proc.stdin.close()
         if dst is not None:
             imp_host, imp_ep = dst
-            imp_argv = import_argv(mysql, db)
-            imp, imp_drain = _start_client(imp_host, imp_ep, imp_argv, subprocess.DEVNULL)
+            imp_argv = import_argv(mysql, db, unbuffered=table_done is not None)
+            imp, imp_drain = _start_client(imp_host, imp_ep, imp_argv,
+                                           subprocess.PIPE if table_done else subprocess.DEVNULL)
             children.add(imp)
-            tee = vault.Tee(import_sink(imp.stdin, imp_ep))
+            if table_done is not None:
+                marks = _read_marks(imp.stdout, table_done)
+            tee = vault.Tee(import_sink(imp.stdin, imp_ep, marks=table_done is not None))
         try:
             stats = vault.encrypt_stream(_Counted(_Tap(proc.stdout, inside), progress), dest, key, tee=tee)
             _wait_client(proc, dump_host, argv, f"dump of database {db}", drain)
+            if written is not None:
+                written(stats)
             if tee is not None:
                 tee.finish()
         except BrokenPipeError:
@@ -666,6 +739,8 @@ def dump_streamed(src: tuple[Host, DBEndpoint], dst: tuple[Host, DBEndpoint] | N
                                 imp_host, imp_argv, imp.returncode, imp_drain) from None
         if imp is not None:
             _wait_client(imp, imp_host, imp_argv, f"import of database {db}", imp_drain)
+            if marks is not None:
+                marks.join()  # every mark read: the last table's too
     except BaseException:
         if tee is not None:
             tee.abort()
@@ -721,11 +796,24 @@ class SandboxStrip:
 DEFER_KEYS = True
 
 
-def import_sink(stdin: Any, ep: DBEndpoint) -> Any:
+def import_sink(stdin: Any, ep: DBEndpoint, marks: bool = False) -> Any:
     """What a dump goes through into the import's stdin: for a MySQL target without MariaDB's sandbox line
-    (and, with ``DEFER_KEYS``, its secondary keys moved after each table's rows)."""
+    (and, with ``DEFER_KEYS``, its secondary keys moved after each table's rows; with *marks*, a statement
+    after each table that ``mysql`` answers once the table is complete: ``deferkeys``)."""
     sink = SandboxStrip(stdin) if ep.flavor == "mysql" else stdin
-    return DeferKeys(sink) if DEFER_KEYS else sink
+    return DeferKeys(sink, defer=DEFER_KEYS, marks=marks) if DEFER_KEYS or marks else sink
+
+
+def _read_marks(stdout: Any, table_done: Callable[[str], None]) -> threading.Thread:
+    """A thread reading the import's output: each table mark it prints is handed to *table_done*."""
+    def run() -> None:
+        for line in iter(stdout.readline, b""):
+            if (name := table_done_name(line)) is not None:
+                table_done(name)
+
+    thread = threading.Thread(target=run, name="marks", daemon=True)
+    thread.start()
+    return thread
 
 
 def import_from_vault(host: Host, ep: DBEndpoint, mysql: str, db: str, src: str, key: vault.Key,

@@ -31,7 +31,14 @@ from services.steps.imports import compare_checksums, existed_on_target, restore
 from statemachine.deps import needed
 from statemachine.step import Result, Step, StepError
 
+
 # ---------------------------------------------------------------------- dump / backup
+def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
+    """*fn(*args)* and the seconds it took (work done beside the data, whose time the step does not wait)."""
+    started = time.monotonic()
+    return fn(*args), time.monotonic() - started
+
+
 #: with ``dump_streams = 0`` a stream is worth its processes only from this many bytes of table on
 AUTO_STREAM_BYTES = 64 << 20
 #: and there are at most this many per database
@@ -123,9 +130,9 @@ def dump_source_step(name: str, dbs: tuple[DBSpec, ...] | None = None, convert_u
             db = spec.db_name(svc(ctx, name))
             out += [f"SQL: SELECT COUNT(*), CHECKSUM TABLE, table_collation for every table of {db}",
                     dump_shown(db, f"{name}-source-db{spec.suffix()}"),
-                    f"  and as it is read: | {command_text(mysql.import_argv(CLIENT_TOOL, db))}   # into the "
-                    f"target's {db}, dropped and created first (unless a table of it is converted to utf8); by "
-                    "table in `dump_streams` streams, each its own artifact"]
+                    f"  and as it is read: | {command_text(mysql.import_argv(CLIENT_TOOL, db, unbuffered=True))}"
+                    f"   # into the target's {db}, dropped and created first (unless a table of it is converted to "
+                    "utf8); by table in `dump_streams` streams, each its own artifact"]
         return out
 
     return Step(f"{name}.dump_source", "source_dumped", run, undo, host="source", undo_host="target", kind="dump",
@@ -148,7 +155,8 @@ def _dump_db(ctx: UpgradeContext, name: str, spec: DBSpec, db: str, convert_utf8
              touched: list[str]) -> dict[str, Any]:
     """One database: its streams side by side, each checked and recorded as it ends (see dump_source_step)."""
     ep, t = ctx.source.db, ctx.target
-    facts = mysql.db_facts(ep, db, sums=False)
+    with tally.timed("checks"):  # the charset audit's collations
+        facts = mysql.db_facts(ep, db, sums=False)
     non_utf8 = {tb: c for tb, c in facts.collations.items() if not c.startswith("utf8")}
     into = not (convert_utf8 and non_utf8)
     tables = mysql.tables_of(ep, db)
@@ -164,33 +172,49 @@ def _dump_db(ctx: UpgradeContext, name: str, spec: DBSpec, db: str, convert_utf8
     progress = ctx.progress_for(name)
     lock = threading.Lock()
 
+    moved: list[float] = []   # when each stream's data was in (dump and import ended)
+    closed: list[float] = []  # when each stream's checks ended (its verification may end later)
+
     def one(k: int) -> tuple[dict[str, Any], dict[str, list[int | None]]]:
         tabs = streams[k]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="facts") as facts_pool:
-            # the source is stopped: its counts and checksums read the same rows as the dump, side by side
-            source_sums = facts_pool.submit(mysql.checksums, ep, db, list(tabs))
-            path = ctx.artifact_path(names[k])
+        path = ctx.artifact_path(names[k])
+        # the checks of both sides run beside the data: the source's (stopped: the same rows as the dump) from the
+        # start, the target's table by table as each one's import ends, the artifact's read-back as soon as it is
+        # written; what the step waits for after the data is in is the last table's check and the read-back's end
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="beside") as beside:
+            source_sums = beside.submit(_timed, mysql.checksums, ep, db, list(tabs))
+            target = mysql.TableChecks(t.db, db) if into else None
+            readback: list[Any] = []
             hook = (lambda: ctx.failpoint(f"{name}.dump_source:inside")) if k == 0 else \
                 (lambda: ctx.failpoint(f"{name}.dump_source:table_stream"))
-            stats = mysql.dump_streamed((ctx.source.host, ep), (t.host, t.db) if into else None, DUMP_TOOL,
-                                        CLIENT_TOOL, db, str(path), ctx.key, tables=tabs if n > 1 else (),
-                                        objects=k == 0, inside=hook, progress=progress, children=children)
-            ctx.failpoint(f"{name}.dump_source:written")
-            started = time.monotonic()
+            try:
+                stats = mysql.dump_streamed(
+                    (ctx.source.host, ep), (t.host, t.db) if into else None, DUMP_TOOL, CLIENT_TOOL, db, str(path),
+                    ctx.key, tables=tabs if n > 1 else (), objects=k == 0, inside=hook, progress=progress,
+                    children=children, table_done=target.done if target else None,
+                    written=lambda st: readback.append(beside.submit(_timed, vault.verify_artifact, path, ctx.key,
+                                                                     st.bytes, st.sha256)))
+                moved_at = time.monotonic()
+                ctx.failpoint(f"{name}.dump_source:written")
+                sums, source_seconds = source_sums.result()
+                if target is not None:
+                    compare_checksums(sums, target.finish(list(tabs)), where)
+            finally:
+                if target is not None:
+                    target.stop()  # its thread ends (at once when finish ran)
+            checks_end = time.monotonic()
             try:  # read back whole before it is recorded: what the journal names is what is on disk
-                vault.verify_artifact(path, ctx.key, stats.bytes, stats.sha256)
+                _, checked = readback[0].result() if readback else _timed(vault.verify_artifact, path, ctx.key,
+                                                                          stats.bytes, stats.sha256)
             except vault.VaultError as exc:
                 raise StepError(f"the artifact of {db} just written is not what was dumped: {exc}") from None
-            checked = time.monotonic() - started
             art = ctx.record_artifact(f"{ctx.run_id}/{names[k]}", f"{name}.dump_source", "dump", name,
                                       ctx.source.host.name, path, stats)
-            started = time.monotonic()
-            sums = source_sums.result()
-            if into:
-                compare_checksums(sums, mysql.checksums(t.db, db, list(tabs)), where)
-            with lock:
-                tally.add("vault", stats.seconds + checked)
-                tally.add("checks", time.monotonic() - started)
+        with lock:
+            moved.append(moved_at)
+            closed.append(checks_end)
+            tally.work("vault", stats.seconds + checked)
+            tally.work("checks", source_seconds + (target.seconds if target else 0.0))
         return art, sums
 
     first: BaseException | None = None
@@ -206,6 +230,12 @@ def _dump_db(ctx: UpgradeContext, name: str, spec: DBSpec, db: str, convert_utf8
             raise
     if first is not None:
         raise first
+    # the step's wait for its own work: from the last stream's data in to the end of the checks, then of the
+    # read-backs (they ran side by side); the rest of it ran beside the data
+    tail = time.monotonic() - max(moved)
+    waited_checks = min(tail, max(0.0, max(closed) - max(moved)))
+    tally.add("checks", waited_checks)
+    tally.add("vault", tail - waited_checks)
     arts = [f.result()[0] for f in futures]
     sums = {tb: v for f in futures for tb, v in f.result()[1].items()}
     return {"artifact": arts[0], **({"artifacts": arts, "streams": [list(s) for s in streams]} if n > 1 else {}),
