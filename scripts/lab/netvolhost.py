@@ -43,7 +43,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import grenade_netvol, ksapi, netvol, osclient, rabbit, served
+from scripts.lab import grenade_netvol, ksapi, netvol, osclient, rabbit, schemacache, served
 from scripts.lab.proc import LabError
 
 ROOT = Path("/")
@@ -146,8 +146,10 @@ def _run(lab: Any, host: str | None, action: str, payload: dict[str, Any], timeo
         res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=json.dumps(payload),
                              cwd=Path(__file__).resolve().parents[2])
     else:
-        res = lab.inside(host, [*_python(), "-m", "scripts.lab.netvolhost", action], timeout=timeout,
-                         input=json.dumps(payload))
+        with schemacache.lent(lab.host_tmp(host)) as cache:  # the schemas the run synced already: loaded
+            env, py = _python()[:2], _python()[2:]
+            res = lab.inside(host, [*env, *cache, *py, "-m", "scripts.lab.netvolhost", action], timeout=timeout,
+                             input=json.dumps(payload))
     if res.returncode != 0:
         raise LabError(f"lab netvol `{action}` on {host or 'deploy'} failed (rc {res.returncode}):\n"
                        f"{res.stderr.strip()[-3000:]}")

@@ -5,7 +5,10 @@ sync again (tens of seconds of the real tools per controller, on every lab of th
 
 Only a lab's *setup* uses it, and only when ``OSU_LAB_SCHEMA_CACHE`` names an existing directory
 (tests/conftest.py sets it for the test run; ``make demo`` and ``python -m scripts.lab up`` by hand
-never do). The dump is what the real sync of that release made in this very run, so the loaded
+never do). A multi-host lab host has a ``/tmp`` of its own, where the run's cache is not: :func:`lent`
+links the dumps into it for a setup inside the host and brings back what the host synced, so the
+multi-host lab loads the schemas the local labs of the run synced (the same venvs, the same loopback
+URLs) and the other way round. The dump is what the real sync of that release made in this very run, so the loaded
 schema is the same, rows included (alembic versions, cinder's default volume type, nova's cell
 mappings). The upgrade tool's own schema migrations never go through here.
 
@@ -17,11 +20,13 @@ lock while the others wait, and a dump is written whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from scripts.lab.mariadb import MariaDB
@@ -30,6 +35,8 @@ from scripts.lab.proc import LabError
 ENV = "OSU_LAB_SCHEMA_CACHE"
 #: the server's own port inside the dump (``mysql+pymysql://nova:...@127.0.0.1:<port>/nova_cell0``)
 _PORT_MARK = b"@@OSU_LAB_DB_PORT@@"
+#: the cache lent to a multi-host lab host, in its own /tmp
+HOST_DIR = "lab-schema-cache"
 
 
 def _empty(db: MariaDB, schemas: Sequence[str]) -> bool:
@@ -83,3 +90,38 @@ def synced(db: MariaDB, venv: Path, service: str, schemas: Sequence[str], sync: 
             return
         sync()
         _dump(db, schemas, path)
+
+
+def _place(src: Path, dst: Path) -> None:
+    """*src* at *dst* whole or not at all (a hard link where both are on one file system, else a copy)."""
+    tmp = dst.with_name(dst.name + ".partial")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+        tmp.chmod(0o600)
+    tmp.replace(dst)
+
+
+@contextlib.contextmanager
+def lent(host_tmp: Path) -> Iterator[list[str]]:
+    """The run's cache lent to a multi-host lab host whose ``/tmp`` is *host_tmp* seen from here: its dumps
+    placed in the host's ``/tmp/lab-schema-cache``, the ``env`` words that name that to a process of the
+    host (nothing secret), and the dumps that process made brought back into the run's cache after it.
+    Without a run's cache: no words, and the host syncs for real."""
+    cache = os.environ.get(ENV)
+    if not cache or not Path(cache).is_dir():
+        yield []
+        return
+    here, there = Path(cache), Path(host_tmp) / HOST_DIR
+    there.mkdir(mode=0o700, exist_ok=True)
+    for dump in here.glob("*.sql"):
+        if not (there / dump.name).exists():
+            _place(dump, there / dump.name)
+    try:
+        yield [f"{ENV}=/tmp/{HOST_DIR}"]
+    finally:
+        for dump in there.glob("*.sql"):
+            if not (here / dump.name).exists():
+                _place(dump, here / dump.name)
