@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from journal.vault import KeyFileError
-from scripts.lab import cinderlab, fullstack, heatlab, netvol, neutronlab, novaserve, served, svc, units
+from scripts.lab import cinderlab, fullstack, heatlab, netvol, neutronlab, novaserve, schemacache, served, svc, units
 from scripts.lab.controller import DEFAULT_VENV_ROOT, GLANCE_URL, Controller, make_controller, seed_keystone
 from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.openstack import NEW_HOST, OLD_HOST, Api
@@ -410,6 +410,17 @@ def status(lab: Path) -> dict[str, Any]:
     return result
 
 
+def _schema_cache(chosen: Path | None) -> None:
+    """Where this process's lab setup keeps fresh schemas (``scripts.lab.schemacache``): *chosen*, the
+    environment's (a test run's), or the default kept across builds; ``none``: no cache."""
+    if chosen is not None and str(chosen) == "none":
+        os.environ.pop(schemacache.ENV, None)
+        return
+    cache = chosen or Path(os.environ.get(schemacache.ENV) or schemacache.DEFAULT)
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)  # nova's cell mappings in a dump hold its DB password
+    os.environ[schemacache.ENV] = str(cache)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.lab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -421,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--services", default=",".join(fullstack.ALL),
                       help="comma-separated: keystone plus any of " + ", ".join(KNOWN[1:])
                       + " (default: all but heat)")
+    p_up.add_argument("--schema-cache", type=Path, default=None,
+                      help="directory of fresh-schema dumps kept across builds: a release's schemas are synced "
+                      f"by its real tools once, then loaded (default: ${schemacache.ENV}, else "
+                      f"{schemacache.DEFAULT}); 'none': sync every time")
     p_up.add_argument("--real", default="", help="comma-separated: serve nova (placement and nova with a compute "
                       "host), neutron and/or cinder for real (APIs, RPC services, brokers, catalog) instead of "
                       "stand-ins")
@@ -429,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
+            _schema_cache(args.schema_cache)
             services = tuple(s.strip() for s in args.services.split(",") if s.strip())
             real = tuple(s.strip() for s in args.real.split(",") if s.strip())
             print(json.dumps(up(args.dir, args.old, args.new, args.venv_root, services, real), indent=2))
