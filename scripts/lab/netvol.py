@@ -43,7 +43,8 @@ from scripts.lab.proc import (
 )
 
 WSGI = Path(__file__).resolve().with_name("netvol_wsgi.py")
-START_TIMEOUT = 180.0
+#: a bound, never a wait: a controller starts its units side by side, which share the cores
+START_TIMEOUT = 300.0
 STOP_TIMEOUT = 20.0
 REGION = "RegionOne"
 
