@@ -4,10 +4,11 @@ management address (a server with metadata on compute1, its flavor and keypair; 
 port and security group with rules; a volume and its snapshot; a second volume attached to the server), are
 there after ``upgrade run`` (SIGKILLed inside nova's schema migration on the new controller, then
 ``upgrade resume``: no ``nova-manage`` of the killed run lives on there) through the NEW controller (same
-ids and states: the server ACTIVE on the same compute host, the volume in-use on it), both computes report ``up`` to it with heartbeats newer than the
-switchover (its own database says so too), the upgraded cloud serves new work (a server booted on compute2,
-then deleted; a volume made, attached and deleted; a network made and deleted), and after ``upgrade revert``
-the OLD controller, holding the address again, shows the same.
+ids and states: the server ACTIVE on the same compute host, the volume in-use on it), both computes report
+``up`` to it with heartbeats newer than the switchover (its own database says so too), the upgraded cloud
+serves new work (a server booted on compute2, then deleted; a volume made, attached and deleted; a network
+made and deleted), and after ``upgrade revert`` the OLD controller, holding the address again, shows the
+same.
 
 The lab (one for the module, from the session's ``hostlab_snapshot``): keystone, glance, placement, nova
 (``scripts.lab.novahost``), neutron and cinder (``scripts.lab.netvolhost``) of 2025.2 serving on oldctl,
@@ -22,7 +23,6 @@ import os
 import signal
 import stat
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,10 +56,8 @@ def grenade_lab(hostlab_snapshot, tmp_path_factory):
             "rabbitmq-server not installed (scripts/setup-system installs it)")
     with _lab(tmp_path_factory.mktemp("grenade-hosts") / "lab", hostlab_snapshot, len(COMPUTES)) as lab:
         t0 = time.monotonic()
-        netvolhost.prepare(lab)  # its settings first: nova's setup saves the state while neutron's runs
-        with ThreadPoolExecutor(max_workers=2) as pool:  # nova beside neutron and cinder: nothing shared
-            nova, netvol = pool.submit(novahost.setup, lab), pool.submit(netvolhost.setup, lab)
-        lab.state["timings"]["nova"], lab.state["timings"]["netvol"] = nova.result(), netvol.result()
+        lab.state["timings"]["nova"] = novahost.setup(lab)
+        lab.state["timings"]["netvol"] = netvolhost.setup(lab)
         lab.state["timings"]["real services"] = round(time.monotonic() - t0, 1)
         lab.save()
         yield lab
