@@ -2,11 +2,13 @@
 through the real client, as a non-admin user of its own project, on the deploy host and through the
 management address (a server with metadata on compute1, its flavor and keypair; a network, subnet, router,
 port and security group with rules; a volume and its snapshot; a second volume attached to the server), are
-there after ``upgrade run`` through the NEW controller (same ids and states: the server ACTIVE on the same
-compute host, the volume in-use on it), both computes report ``up`` to it with heartbeats newer than the
-switchover (its own database says so too), the upgraded cloud serves new work (a server booted on compute2,
-then deleted; a volume made, attached and deleted; a network made and deleted), and after ``upgrade revert``
-the OLD controller, holding the address again, shows the same.
+there after ``upgrade run`` (SIGKILLed inside nova's schema migration on the new controller, then
+``upgrade resume``: no ``nova-manage`` of the killed run lives on there) through the NEW controller (same
+ids and states: the server ACTIVE on the same compute host, the volume in-use on it), both computes report
+``up`` to it with heartbeats newer than the switchover (its own database says so too), the upgraded cloud
+serves new work (a server booted on compute2, then deleted; a volume made, attached and deleted; a network
+made and deleted), and after ``upgrade revert`` the OLD controller, holding the address again, shows the
+same.
 
 The lab (one for the module, from the session's ``hostlab_snapshot``): keystone, glance, placement, nova
 (``scripts.lab.novahost``), neutron and cinder (``scripts.lab.netvolhost``) of 2025.2 serving on oldctl,
@@ -17,6 +19,8 @@ to the controller only through the management address.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
 import time
 from datetime import UTC, datetime
@@ -37,6 +41,9 @@ COMPUTES = ("compute1", "compute2")
 TOOLS = ("nova-manage", "nova-compute", "placement-manage", "neutron-db-manage", "cinder-manage", "openstack")
 #: the run and the revert of every service: minutes on two shared cores
 RUN_TIMEOUT = 2400
+#: nova's schema migration on the new controller, killed while its `nova-manage` works there
+#: (statemachine.failpoints.while_child_works, as tests/test_grenade.py does on the local lab)
+SCHEMA_KILL = "nova.upgrade_schema:inside"
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +96,47 @@ def _db_heartbeats(lab, controller: str) -> dict[str, datetime]:
         controller, "SELECT host, updated_at FROM nova.services WHERE `binary`='nova-compute' AND deleted=0")}
 
 
+def _manage_on(lab, host: str) -> dict[int, str]:
+    """pid -> start time of every ``nova-manage`` process running inside *host* (its PID namespace), read in
+    /proc from here: what a killed run's remote command would leave behind."""
+    ns = os.readlink(f"/proc/{lab.pid1(host)}/ns/pid")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "ns" / "pid") == ns and b"nova-manage" in (
+                    entry / "cmdline").read_bytes():
+                stat = (entry / "stat").read_text()
+                found[int(entry.name)] = stat[stat.rindex(")") + 2:].split()[19]  # field 22: start time
+        except OSError:  # exited meanwhile
+            continue
+    return found
+
+
+def _still_running(procs: dict[int, str]) -> dict[int, str]:
+    """The processes of *procs* (pid -> start time) alive now, the same ones (not a reused pid)."""
+    alive = {}
+    for pid, started in procs.items():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[19] == started and fields[0] != "Z":
+            alive[pid] = started
+    return alive
+
+
+def _open_steps(journal: Path) -> set[str]:
+    """The steps with an intent and no outcome after it: where the killed run was at work."""
+    open_: set[str] = set()
+    for e in journal_events(journal):
+        if e["kind"] == "intent":
+            open_.add(e["step"])
+        elif e["kind"] in ("done", "failed"):
+            open_.discard(e["step"])
+    return open_
+
+
 def test_resources_survive_the_switchover_and_the_revert(grenade_lab):
     lab = grenade_lab
     timings: dict[str, float] = {}
@@ -114,11 +162,21 @@ def test_resources_survive_the_switchover_and_the_revert(grenade_lab):
     with pytest.raises(LabError, match="403|Forbidden|not allowed|policy"):
         cloud.user("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", "not-mine")
 
-    # the run, with the management address moved to the new controller as its last machine
+    # the run, with the management address moved to the new controller as its last machine; SIGKILLed inside
+    # nova's schema migration on the new controller (while its `nova-manage` works there over SSH), then resumed
     t0 = time.monotonic()
-    res = tool(lab, "run", str(plan), timeout=RUN_TIMEOUT)
+    killed = tool(lab, "run", str(plan), failpoint=SCHEMA_KILL, timeout=RUN_TIMEOUT)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
+    assert SCHEMA_KILL.removesuffix(":inside") in _open_steps(journal), _open_steps(journal)
+    # no signal crosses SSH: what the dead run started on newctl may work on; the resume's sweep kills it first
+    left = _manage_on(lab, "newctl")
+    res = tool(lab, "resume", "--journal", str(journal), timeout=RUN_TIMEOUT)
     timings["run"] = time.monotonic() - t0
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert not _still_running(left), (left, _still_running(left))
+    assert not _manage_on(lab, "newctl"), _manage_on(lab, "newctl")
+    kinds = [e["kind"] for e in journal_events(journal) if e["step"] == "nova.upgrade_schema"]
+    assert kinds.count("intent") == 2 and kinds[-1] == "done" and "failed" not in kinds, kinds
     assert who_answers(lab) == "newctl"
     events = journal_events(journal)
     [moved] = [e["ts"] for e in events if e["step"] == "network.management.check" and e["kind"] == "done"]
@@ -170,6 +228,6 @@ def test_resources_survive_the_switchover_and_the_revert(grenade_lab):
     secrets = [v for k, v in lab.state["nova"].items() if k.endswith("password")]
     secrets += [v[k] for v in lab.state["netvol"].values() for k in v if k.endswith("password")]
     secrets.append(json.loads(cloud.clouds.read_text())["clouds"]["grenade"]["auth"]["password"])
-    out = res.stdout + res.stderr + rev.stdout + rev.stderr
+    out = killed.stdout + killed.stderr + res.stdout + res.stderr + rev.stdout + rev.stderr
     assert len(secrets) >= 4 and not [s for s in secrets if s in out]
     print(f"grenade multi-host: lab {lab.state['timings']}, test {({k: round(v, 1) for k, v in timings.items()})}")

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from journal.vault import KeyFileError
-from scripts.lab import cinderlab, fullstack, heatlab, netvol, neutronlab, novaserve, served, svc, units
+from scripts.lab import cinderlab, fullstack, heatlab, netvol, neutronlab, novaserve, schemacache, served, svc, units
 from scripts.lab.controller import DEFAULT_VENV_ROOT, GLANCE_URL, Controller, make_controller, seed_keystone
 from scripts.lab.mariadb import MariaDB, free_port
 from scripts.lab.openstack import NEW_HOST, OLD_HOST, Api
@@ -162,8 +162,7 @@ def up(lab: Path, old: str, new: str, venv_root: Path, services: tuple[str, ...]
         for side in SIDES:
             _db(built, side).start()
         for side, names in built.get("running_at_down", {"old": _units(built, Path(built["old"]["root"]))}).items():
-            for unit in names:
-                units.start(Path(built[side]["root"]), unit)
+            units.start_all(Path(built[side]["root"]), names)
         if built.get("compute") and built.get("compute_at_down", True):
             novaserve.compute_start(Path(built["compute"]["root"]))
         if not (lab / PLAN).exists():  # a lab built before 'up' wrote plans, or a deleted plan
@@ -234,30 +233,46 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
               nova=novaserve.settings(state))
     new_root = Path(state["new"]["root"])
 
-    def make_new() -> Controller:
-        """The new controller, a fresh install of its release on its own DB server: built while the
-        old one is built and seeded (nothing of one touches the other)."""
-        t = time.monotonic()
-        ctl = make_controller(new_root, new, _db(state, "new"), ks_port, venv_root, glance_port=glance_port)
-        fullstack.build(new_root, new, _db(state, "new"), venv_root, services, api,
-                        state["new"].get("nova_mq_dist_port", 0))
-        _install_real(state, "new", ctl.venv)
-        timings["make_new"] = time.monotonic() - t
-        return ctl
+    def make_side(side: str, pool: concurrent.futures.Executor) -> tuple[Any, Any]:
+        """One controller, a fresh install of its release on its own DB server: keystone's schema and the
+        stack's (configs, databases, schemas, the real services' files) made side by side, as futures of
+        the controller and of the stack (nothing of one touches the other's databases or files)."""
+        root, release, db = Path(state[side]["root"]), state[side]["release"], _db(state, side)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        new_built = pool.submit(make_new)
+        def timed(name: str, make: Any) -> Any:
+            t = time.monotonic()
+            out = make()
+            timings[f"{side}_{name}"] = time.monotonic() - t
+            return out
+
+        ctl = pool.submit(timed, "keystone", lambda: make_controller(root, release, db, ks_port, venv_root,
+                                                                     glance_port=glance_port))
+
+        def stack() -> Any:
+            s = fullstack.build(root, release, db, venv_root, services, api, state[side].get("nova_mq_dist_port", 0))
+            _install_real(state, side, Path(venv_root) / release)
+            return s
+
+        return ctl, pool.submit(timed, "stack", stack)
+
+    # both controllers at once: four independent parts (keystone's schema and the stack's, per controller)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         t1 = time.monotonic()
+        new_built = make_side("new", pool)
+        old_ctl_job, old_stack_job = make_side("old", pool)
         old_root = Path(state["old"]["root"])
-        old_ctl = make_controller(old_root, old, _db(state, "old"), ks_port, venv_root, glance_port=glance_port)
-        old_stack = fullstack.build(old_root, old, _db(state, "old"), venv_root, services, api,
-                                    state["old"].get("nova_mq_dist_port", 0))
-        _install_real(state, "old", old_ctl.venv)
-        timings["make_old"] = time.monotonic() - t1
+        old_ctl = old_ctl_job.result()
+        timings["old_keystone_ready"] = time.monotonic() - t1
         t2 = time.monotonic()
         glance_url = f"http://127.0.0.1:{glance_port}" if glance_port else GLANCE_URL
+        # keystone bootstrapped and serving while the stacks' schemas are still being made
         state["seed"] = seed_keystone(old_ctl, state["admin_password"], glance_url)
+        timings["seed_keystone"] = time.monotonic() - t2
+        old_stack = old_stack_job.result()
+        timings["make_old"] = time.monotonic() - t1
+        t2 = time.monotonic()
         state["seed"].update(fullstack.seed_old(old_stack, state["seed"], services))
+        timings["seed_and_start_old"] = time.monotonic() - t2
         for name, settings in state.get("netvol", {}).items():  # after glance made project "service"
             state["seed"][name] = served.served(old_root, name).register(netvol.Settings(**settings),
                                                                          state["seed"]["admin_token"])
@@ -275,7 +290,9 @@ def _build(lab: Path, state: dict[str, Any], venv_root: Path) -> None:
             state["seed"]["heat"] = heatlab.register(heat, state["seed"]["admin_token"])
             heatlab.start_all(old_root)
         timings["seed_old"] = time.monotonic() - t2
-        new_ctl = new_built.result()  # its error, if any, as 'up' raised it before
+        new_ctl = new_built[0].result()  # its errors, if any, as 'up' raised them before
+        new_built[1].result()
+        timings["make_new"] = max(timings["new_keystone"], timings["new_stack"])
     if "heat" in state:
         t3 = time.monotonic()
         heatlab.install(new_root, new, new_ctl.venv, _db(state, "new"), heatlab.Settings(**state["heat"]),
@@ -393,6 +410,17 @@ def status(lab: Path) -> dict[str, Any]:
     return result
 
 
+def _schema_cache(chosen: Path | None) -> None:
+    """Where this process's lab setup keeps fresh schemas (``scripts.lab.schemacache``): *chosen*, the
+    environment's (a test run's), or the default kept across builds; ``none``: no cache."""
+    if chosen is not None and str(chosen) == "none":
+        os.environ.pop(schemacache.ENV, None)
+        return
+    cache = chosen or Path(os.environ.get(schemacache.ENV) or schemacache.DEFAULT)
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)  # nova's cell mappings in a dump hold its DB password
+    os.environ[schemacache.ENV] = str(cache)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.lab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -404,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--services", default=",".join(fullstack.ALL),
                       help="comma-separated: keystone plus any of " + ", ".join(KNOWN[1:])
                       + " (default: all but heat)")
+    p_up.add_argument("--schema-cache", type=Path, default=None,
+                      help="directory of fresh-schema dumps kept across builds: a release's schemas are synced "
+                      f"by its real tools once, then loaded (default: ${schemacache.ENV}, else "
+                      f"{schemacache.DEFAULT}); 'none': sync every time")
     p_up.add_argument("--real", default="", help="comma-separated: serve nova (placement and nova with a compute "
                       "host), neutron and/or cinder for real (APIs, RPC services, brokers, catalog) instead of "
                       "stand-ins")
@@ -412,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
+            _schema_cache(args.schema_cache)
             services = tuple(s.strip() for s in args.services.split(",") if s.strip())
             real = tuple(s.strip() for s in args.real.split(",") if s.strip())
             print(json.dumps(up(args.dir, args.old, args.new, args.venv_root, services, real), indent=2))

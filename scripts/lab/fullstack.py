@@ -13,6 +13,7 @@ the stack through ``scripts.lab.units``.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +56,19 @@ def seed_old(s: Stack, ks: dict[str, Any], services: tuple[str, ...]) -> dict[st
     the lab does not serve. Every unit of the stack is running when this returns."""
     out: dict[str, Any] = {}
     inner = stack_services(services)
-    if "glance" in inner and s.api:
-        out["images"] = _seed_glance(s, ks)
-    if any(x in inner for x in ("nova", "cinder", "neutron")):
-        rows = seed(s, glance_rows=False, services=inner)
-        out.update({k: v for k, v in rows.items() if k != "images" and v})
-        served.before_start(s.root, s.venv, s.db)
-    if s.api and s.api.nova and serves_nova(services):  # the service users before the services that use them
-        out["nova"] = novaserve.register(s.api.nova, ks["admin_token"])
+    # the brokers boot (an Erlang VM each) while glance and the rows are seeded: nothing of those needs them
+    brokers = [u for u in unit_names(services, s.root) if u.startswith("rabbitmq")]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        booted = pool.submit(units.start_all, s.root, brokers)
+        if "glance" in inner and s.api:
+            out["images"] = _seed_glance(s, ks)
+        if any(x in inner for x in ("nova", "cinder", "neutron")):
+            rows = seed(s, glance_rows=False, services=inner)
+            out.update({k: v for k, v in rows.items() if k != "images" and v})
+            served.before_start(s.root, s.venv, s.db)
+        if s.api and s.api.nova and serves_nova(services):  # the service users before the services that use them
+            out["nova"] = novaserve.register(s.api.nova, ks["admin_token"])
+        booted.result()
     start(s.root, services)
     return out
 
@@ -113,8 +119,8 @@ def unit_names(services: tuple[str, ...], root: Path | None = None) -> list[str]
 
 
 def start(root: Path, services: tuple[str, ...]) -> None:
-    for unit in unit_names(services, root):
-        units.start(root, unit)
+    """Every unit of the stack, side by side (the brokers first: ``units.start_all``)."""
+    units.start_all(root, unit_names(services, root))
 
 
 def stop(root: Path, services: tuple[str, ...]) -> list[str]:

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import netns
+from scripts.lab import netns, schemacache
 from scripts.lab.hostplan import plan_text
 from scripts.lab.hostside import GLANCE_PORT, UNITS
 from scripts.lab.plan import write_key
@@ -143,6 +143,10 @@ class Lab:
         """Where the host's writes to /etc (``etc``), /var/lib (``varlib``) or /var/log (``varlog``) land."""
         return self.dir / "hosts" / host / f"{tree}.upper"
 
+    def host_tmp(self, host: str) -> Path:
+        """The host's own /tmp, seen from here."""
+        return self.dir / "hosts" / host / "tmp"
+
     def in_deploy(self, argv: list[str]) -> list[str]:
         """*argv* to run as the tool does: inside the deploy host's network namespace."""
         return ["ip", "netns", "exec", self.ns("deploy"), *argv]
@@ -154,8 +158,9 @@ class Lab:
 
     def helper(self, host: str, action: str, payload: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
         """``scripts.lab.inhost ACTION`` run in *host*; the payload (passwords too) goes through stdin."""
-        argv = ["env", f"PYTHONPATH={INSIDE_REPO}", _host_python(), "-m", "scripts.lab.inhost", action]
-        res = self.inside(host, argv, timeout=timeout, input=json.dumps(payload))
+        with schemacache.lent(self.host_tmp(host)) as cache:  # a setup there loads the run's schemas
+            argv = ["env", f"PYTHONPATH={INSIDE_REPO}", *cache, _host_python(), "-m", "scripts.lab.inhost", action]
+            res = self.inside(host, argv, timeout=timeout, input=json.dumps(payload))
         if res.returncode != 0:
             raise LabError(f"lab helper `{action}` on {host} failed (rc {res.returncode}):\n"
                            f"{res.stderr.strip()[-3000:]}")

@@ -36,13 +36,15 @@ from scripts.lab.proc import (
     pid_alive,
     port_open,
     read_pid,
+    session_connected,
     tail,
     terminate,
     write_pid,
 )
 
 WSGI = Path(__file__).resolve().with_name("netvol_wsgi.py")
-START_TIMEOUT = 180.0
+#: a bound, never a wait: a controller starts its units side by side, which share the cores
+START_TIMEOUT = 300.0
 STOP_TIMEOUT = 20.0
 REGION = "RegionOne"
 
@@ -198,9 +200,11 @@ class Served:
     def ready(self, root: Path, unit: str) -> bool:
         if self.is_api(unit):
             return http_answers(self.api_port(root))
-        if shared := self.shared_broker(root):
-            return rabbit.consumers(shared[0].root, self.rpc_queue(root, unit), shared[0].unit, shared[1]) > 0
-        return rabbit.consumers(root, self.rpc_queue(root, unit), self.broker) > 0
+        # connected to its broker (read in /proc), then the broker's word that it consumes its topic
+        broker, vhost = self.shared_broker(root) or (rabbit.broker(root, self.broker), "/")
+        p = self.pid(root, unit)
+        return (p is not None and session_connected(p, broker.port)
+                and rabbit.consumers(broker.root, self.rpc_queue(root, unit), broker.unit, vhost) > 0)
 
     def start(self, root: Path, unit: str) -> None:
         """Start *unit* detached and wait until it is ready (no-op if it runs)."""

@@ -43,7 +43,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import grenade_netvol, ksapi, netvol, osclient, rabbit, served
+from scripts.lab import grenade_netvol, ksapi, netvol, osclient, rabbit, schemacache, served
 from scripts.lab.proc import LabError
 
 ROOT = Path("/")
@@ -72,7 +72,7 @@ def inside(p: dict[str, Any]) -> dict[str, Any]:
     """One controller: neutron's and cinder's databases with the release's schema, the broker's logins,
     their real configs; on the old one their service users and catalog entries registered and every
     unit started. Set up again: the units stopped and the databases made anew first."""
-    from scripts.lab import cinderlab, neutronlab, svc
+    from scripts.lab import cinderlab, neutronlab, svc, units
     from scripts.lab.hostside import HostMariaDB
     from scripts.lab.openstack import make_stack
 
@@ -99,9 +99,7 @@ def inside(p: dict[str, Any]) -> dict[str, Any]:
     token = ksapi.get_token(f"http://127.0.0.1:{KEYSTONE_PORT}/v3", "admin", p["admin_password"], "admin")
     ids = {lab.name: lab.register(settings[lab.name], token) for lab in labs}
     t0 = time.monotonic()
-    for lab in labs:
-        for unit in reversed(lab.tree_units(ROOT)):
-            svc.start(ROOT, unit)
+    units.start_all(ROOT, [u for lab in labs for u in reversed(lab.tree_units(ROOT))], svc.start)
     timings["start"] = round(time.monotonic() - t0, 1)
     return {"timings": timings, "ids": ids}
 
@@ -148,23 +146,35 @@ def _run(lab: Any, host: str | None, action: str, payload: dict[str, Any], timeo
         res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=json.dumps(payload),
                              cwd=Path(__file__).resolve().parents[2])
     else:
-        res = lab.inside(host, [*_python(), "-m", "scripts.lab.netvolhost", action], timeout=timeout,
-                         input=json.dumps(payload))
+        with schemacache.lent(lab.host_tmp(host)) as cache:  # the schemas the run synced already: loaded
+            env, py = _python()[:2], _python()[2:]
+            res = lab.inside(host, [*env, *cache, *py, "-m", "scripts.lab.netvolhost", action], timeout=timeout,
+                             input=json.dumps(payload))
     if res.returncode != 0:
         raise LabError(f"lab netvol `{action}` on {host or 'deploy'} failed (rc {res.returncode}):\n"
                        f"{res.stderr.strip()[-3000:]}")
     return json.loads(res.stdout or "{}")
 
 
+def prepare(lab: Any) -> dict[str, Any]:
+    """Neutron's and cinder's settings (ports, passwords) in ``lab.state["netvol"]``, made once: what
+    :func:`setup` uses. Made before a setup that runs beside nova's (``scripts.lab.novahost.setup``, which
+    saves the lab's state meanwhile), the state does not change under that save."""
+    if "netvol" not in lab.state:
+        lab.state["netvol"] = {name: asdict(netvol.Settings.new(KEYSTONE_PORT, port, MQ_PORT, bind="0.0.0.0",
+                                                                public=lab.state["vip"], mq_user=name,
+                                                                mq_vhost=name)) for name, port in PORTS.items()}
+    return lab.state["netvol"]
+
+
 def setup(lab: Any) -> dict[str, Any]:
     """Neutron and cinder real on both controllers of a running multi-host lab (``scripts.lab.hosts.Lab``;
     before or after nova's setup, ``scripts.lab.novahost``): the old controller's serving through the
     management address, the new one's installed and stopped. Keeps the settings (passwords) in
-    ``lab.state["netvol"]``, in memory; returns how long each controller took."""
+    ``lab.state["netvol"]`` (:func:`prepare`), in memory; returns how long each controller took. Runs beside
+    nova's setup when :func:`prepare` came first: they share no database, broker, file or catalog entry."""
     ctl = lab.state["controller"]
-    settings = {name: netvol.Settings.new(KEYSTONE_PORT, port, MQ_PORT, bind="0.0.0.0", public=lab.state["vip"],
-                                          mq_user=name, mq_vhost=name) for name, port in PORTS.items()}
-    lab.state["netvol"] = {n: asdict(s) for n, s in settings.items()}
+    prepare(lab)
 
     def one(host: str) -> dict[str, Any]:
         role, cinder_host = ROLES[host]

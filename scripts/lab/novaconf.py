@@ -31,7 +31,8 @@ STARTED = {"nova-conductor": "Starting conductor node (version", "nova-compute":
            "nova-api": "serving nova-api on"}
 #: written into a unit's output before each start: the start line counts only after the last one
 MARK = b"--- lab nova start "
-START_TIMEOUT = 180.0
+#: a bound, never a wait: a controller starts its units side by side, which share the cores
+START_TIMEOUT = 300.0
 STOP_TIMEOUT = 30.0
 
 

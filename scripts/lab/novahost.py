@@ -64,8 +64,7 @@ def inside_controller(p: dict[str, Any]) -> dict[str, Any]:
     if p.get("serve"):
         token = ksapi.get_token(f"{s.keystone}/v3", "admin", p["admin_password"], project="admin")
         novaserve.register(s, token)
-        for unit in fullstack.unit_names(SERVICES, ROOT):
-            units.start(ROOT, unit)
+        units.start_all(ROOT, fullstack.unit_names(SERVICES, ROOT))
     return {}
 
 

@@ -37,7 +37,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scripts.lab import ksapi, layout, novaconf, rabbit
-from scripts.lab.proc import LabError, clean_env, http_answers, pid_alive, port_open, read_pid, terminate
+from scripts.lab.proc import (
+    LabError,
+    clean_env,
+    http_answers,
+    pid_alive,
+    port_open,
+    read_pid,
+    session_connected,
+    terminate,
+)
 
 if TYPE_CHECKING:  # the unit supervisor imports this module: no pymysql at run time
     from scripts.lab.mariadb import MariaDB
@@ -236,8 +245,10 @@ def pid(root: Path, unit: str) -> int | None:
 
 
 def _ready(root: Path, unit: str) -> bool:
-    if unit in TOPICS:  # it consumes its RPC topic: calls and casts reach it
-        return rabbit.consumers(root, TOPICS[unit], BROKER) > 0
+    if unit in TOPICS:  # connected to its broker (cheap), then it consumes its RPC topic: calls and casts reach it
+        p = pid(root, unit)
+        return (p is not None and session_connected(p, rabbit.broker(root, BROKER).port)
+                and rabbit.consumers(root, TOPICS[unit], BROKER) > 0)
     return http_answers(_port(root, unit))
 
 

@@ -142,6 +142,38 @@ def http_answers(port: int, path: str = "/", host: str = "127.0.0.1") -> bool:
     return len(status) > 1 and status[1].isdigit() and 200 <= int(status[1]) < 500
 
 
+def session_connected(sid: int, port: int) -> bool:
+    """A process of session *sid* (a unit started in its own session: its workers too) holds an
+    established TCP connection to remote *port* (its broker): read in /proc, no process started. An RPC
+    server consumes its topic only once connected, so this is the cheap first half of its readiness: the
+    broker's own word (a ``rabbitmqctl`` call, an Erlang VM of its own) is asked only after it."""
+    inodes: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{sid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # remote address "HEX:PORT" (field 2), state 01 (ESTABLISHED, field 3), inode (field 9)
+            if len(fields) > 9 and fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            if int(stat[stat.rindex(")") + 2:].split()[3]) != sid:  # after "(comm)": state ppid pgrp session
+                continue
+            if any(os.readlink(f"{entry.path}/fd/{fd}") in inodes for fd in os.listdir(f"{entry.path}/fd")):
+                return True
+        except (OSError, ValueError):  # exited meanwhile
+            continue
+    return False
+
+
 def run_action(prog: str, actions: Mapping[str, Callable[[dict], dict]], argv: list[str]) -> int:
     """``python3 -m PROG ACTION < payload.json`` inside a lab host: the payload (passwords too) on stdin, never
     in argv; the action's result as JSON on stdout. Exit 2 for an unknown action, 1 when it fails."""

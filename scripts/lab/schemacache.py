@@ -1,13 +1,20 @@
-"""A test run's cache of the fresh schemas a lab's setup makes: the first lab of a run that syncs a
-release's schema for a service (``keystone-manage db_sync``, ``nova-manage db sync``, ...) on empty
-databases keeps a dump of them; every later lab of the run loads that dump instead of running the
-sync again (tens of seconds of the real tools per controller, on every lab of the suite).
+"""A cache of the fresh schemas a lab's setup makes: the first lab that syncs a release's schema for a
+service (``keystone-manage db_sync``, ``nova-manage db sync``, ...) on empty databases keeps a dump of
+them; every later lab loads that dump instead of running the sync again (tens of seconds of the real
+tools per controller, on every lab of the suite).
 
-Only a lab's *setup* uses it, and only when ``OSU_LAB_SCHEMA_CACHE`` names an existing directory
-(tests/conftest.py sets it for the test run; ``make demo`` and ``python -m scripts.lab up`` by hand
-never do). The dump is what the real sync of that release made in this very run, so the loaded
-schema is the same, rows included (alembic versions, cinder's default volume type, nova's cell
-mappings). The upgrade tool's own schema migrations never go through here.
+Only a lab's *setup* uses it, and only when ``OSU_LAB_SCHEMA_CACHE`` names an existing directory:
+tests/conftest.py sets it for the test run; ``python -m scripts.lab up`` (``make demo`` too) keeps one
+across builds (:data:`DEFAULT`, ``--schema-cache``), so only its first build of a release syncs for
+real. The dump is what the real sync of that release made, so the loaded schema is the same, rows
+included (alembic versions, cinder's default volume type, nova's cell mappings); its key names the
+venv's installed distributions with their versions, so a venv rebuilt with others syncs for real again.
+The upgrade tool's own schema migrations never go through here.
+
+A multi-host lab host has a ``/tmp`` of its own, where the run's cache is not: :func:`lent` links the
+dumps into it for a setup inside the host and brings back what the host synced, so the multi-host lab
+loads the schemas the local labs of the run synced (the same venvs, the same loopback URLs) and the
+other way round.
 
 What a sync writes about its own server (nova's cell mappings name the DB server's port) is stored
 with a marker in place of the port and gets the loading server's port back. Several processes (the
@@ -17,11 +24,13 @@ lock while the others wait, and a dump is written whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from scripts.lab.mariadb import MariaDB
@@ -30,6 +39,15 @@ from scripts.lab.proc import LabError
 ENV = "OSU_LAB_SCHEMA_CACHE"
 #: the server's own port inside the dump (``mysql+pymysql://nova:...@127.0.0.1:<port>/nova_cell0``)
 _PORT_MARK = b"@@OSU_LAB_DB_PORT@@"
+#: where ``python -m scripts.lab up`` keeps its cache across builds unless told otherwise
+DEFAULT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "openstack-upgrade" / "lab-schemas"
+#: the cache lent to a multi-host lab host, in its own /tmp
+HOST_DIR = "lab-schema-cache"
+
+
+def _installed(venv: Path) -> str:
+    """What the venv holds: its distributions with their versions (``nova-32.0.0.dist-info``, ...)."""
+    return ",".join(sorted(p.name for p in Path(venv).glob("lib/python*/site-packages/*.dist-info")))
 
 
 def _empty(db: MariaDB, schemas: Sequence[str]) -> bool:
@@ -74,7 +92,8 @@ def synced(db: MariaDB, venv: Path, service: str, schemas: Sequence[str], sync: 
     if not cache or not Path(cache).is_dir() or not _empty(db, schemas):
         sync()
         return
-    key = hashlib.sha256(f"{Path(venv).resolve()}|{service}|{','.join(schemas)}|{db.host}".encode()).hexdigest()
+    key = hashlib.sha256(f"{Path(venv).resolve()}|{_installed(venv)}|{service}|{','.join(schemas)}|{db.host}"
+                         .encode()).hexdigest()
     path = Path(cache) / f"{Path(venv).name}-{service}-{key[:16]}.sql"
     with Path(f"{path}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builds, the others wait and load
@@ -83,3 +102,38 @@ def synced(db: MariaDB, venv: Path, service: str, schemas: Sequence[str], sync: 
             return
         sync()
         _dump(db, schemas, path)
+
+
+def _place(src: Path, dst: Path) -> None:
+    """*src* at *dst* whole or not at all (a hard link where both are on one file system, else a copy)."""
+    tmp = dst.with_name(dst.name + ".partial")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+        tmp.chmod(0o600)
+    tmp.replace(dst)
+
+
+@contextlib.contextmanager
+def lent(host_tmp: Path) -> Iterator[list[str]]:
+    """The run's cache lent to a multi-host lab host whose ``/tmp`` is *host_tmp* seen from here: its dumps
+    placed in the host's ``/tmp/lab-schema-cache``, the ``env`` words that name that to a process of the
+    host (nothing secret), and the dumps that process made brought back into the run's cache after it.
+    Without a run's cache: no words, and the host syncs for real."""
+    cache = os.environ.get(ENV)
+    if not cache or not Path(cache).is_dir():
+        yield []
+        return
+    here, there = Path(cache), Path(host_tmp) / HOST_DIR
+    there.mkdir(mode=0o700, exist_ok=True)
+    for dump in here.glob("*.sql"):
+        if not (there / dump.name).exists():
+            _place(dump, there / dump.name)
+    try:
+        yield [f"{ENV}=/tmp/{HOST_DIR}"]
+    finally:
+        for dump in there.glob("*.sql"):
+            if not (here / dump.name).exists():
+                _place(dump, here / dump.name)

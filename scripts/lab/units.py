@@ -20,6 +20,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,22 @@ def start(root: Path, unit: str) -> None:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise LabError(f"{unit} did not listen on 127.0.0.1:{port}")
         time.sleep(0.05)
+
+
+def start_all(root: Path, names: list[str], start: Callable[[Path, str], Any] = start) -> None:
+    """Start the units *names* of the tree at *root* side by side with *start* (this supervisor's, or
+    ``svc.start``): the brokers first, all at once, then every other unit at once, each waited for by its
+    own readiness condition, as systemd starts the units of one target. One after the other, a controller
+    waited for each unit's start-up (a Python service's imports, an Erlang VM's boot) in turn. The first
+    failure is raised once every start has ended."""
+    brokers = [n for n in names if n.startswith("rabbitmq")]
+    for wave in (brokers, [n for n in names if n not in brokers]):
+        if not wave:
+            continue
+        with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+            jobs = [pool.submit(start, root, name) for name in wave]
+        for job in jobs:
+            job.result()
 
 
 def stop(root: Path, unit: str) -> None:
