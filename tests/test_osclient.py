@@ -1,0 +1,63 @@
+"""The kept-running client (``scripts.lab.osclient.Shell``) answers as the ``openstack`` command does: the same
+output, the same refusals with the client's own message, for the releases' clients the labs use. No cloud
+is needed for that: the commands here need no token, or fail on an address where nothing listens (the
+API round-trips themselves are checked by tests/test_grenade.py on its lab, with the hang and the
+credentials' check)."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from scripts.lab import osclient
+from scripts.lab.controller import DEFAULT_VENV_ROOT
+from scripts.lab.proc import LabError, pid_alive
+from tests.conftest import NEW, require
+
+#: needs the releases' venvs (python-openstackclient), no service
+pytestmark = pytest.mark.lab
+
+
+def _closed_port() -> int:
+    """A loopback port where nothing listens (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _same(error: LabError) -> tuple[str, str]:
+    """What must agree of two refusals: the command and exit code, and the client's last line without object
+    addresses (a usage text lists the auth plugins' options in an order that differs per process)."""
+    text = re.sub(r"0x[0-9a-f]+", "0x", str(error))
+    return text.split(": ", 1)[0], text.splitlines()[-1]
+
+
+def test_the_kept_client_answers_as_the_command_does(tmp_path: Path) -> None:
+    """(The new release's client; tests/test_grenade.py runs both releases' against a real cloud.)"""
+    release = NEW
+    venv = DEFAULT_VENV_ROOT / release
+    require((venv / "bin" / "openstack").exists(), f"openstack {release} missing (scripts/build-venv installs it)")
+    clouds = osclient.write_clouds(tmp_path / "clouds.yaml", f"http://127.0.0.1:{_closed_port()}/v3",
+                                   {"lab": ("someone", "Not-On-Argv-1", "lab")})
+    with osclient.Shell(venv, clouds) as shell:
+        # the same JSON as `openstack command list -f json`, from one process
+        listed = shell("lab", "command", "list")
+        pid = shell.pid
+        assert listed == osclient.openstack(venv, clouds, "lab", "command", "list")
+        assert any("server create" in group["Commands"] for group in listed)
+        # refusals: the client's own words and exit code, as LabError naming the command
+        refusals = {("no-such-thing",): "is not an openstack command",
+                    ("--os-compute-api-version",): "expected one argument",
+                    ("flavor", "list"): "Unable to establish connection"}
+        for args, message in refusals.items():
+            with pytest.raises(LabError, match=message) as kept:
+                shell("lab", *args)
+            with pytest.raises(LabError) as once:
+                osclient.openstack(venv, clouds, "lab", *args)
+            assert _same(kept.value) == _same(once.value), args
+            assert str(kept.value).startswith(f"openstack {' '.join(args)} rc "), kept.value
+        assert shell.pid == pid  # one process answered them all
+    assert shell.pid is None and not pid_alive(pid)
