@@ -158,6 +158,8 @@ def test_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
     passwords = [c["auth"]["password"] for c in json.loads(cloud.clouds.read_text())["clouds"].values()]
     exposed = Path(f"/proc/{pid}/cmdline").read_bytes() + Path(f"/proc/{pid}/environ").read_bytes()
     assert len(passwords) == 2 and not [p for p in passwords if p.encode() in exposed]
+    # and no connection to an API stays open between commands (as none does after a one-shot's exit)
+    assert not [f for f in Path(f"/proc/{pid}/fd").iterdir() if os.readlink(f).startswith("socket:")]
     cloud.shell.timeout = 5.0
     os.kill(pid, signal.SIGSTOP)  # a client that never answers
     with pytest.raises(LabError, match=r"openstack flavor list: no answer from the openstack client within 5 s"):

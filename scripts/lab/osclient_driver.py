@@ -15,6 +15,7 @@ goes to its stderr instead, so it cannot break a reply's line.
 """
 
 import contextlib
+import gc
 import io
 import json
 import logging
@@ -50,6 +51,9 @@ def _run(shell_cls, cloud, argv):
             if handler not in handlers:
                 root.removeHandler(handler)
         root.setLevel(level)
+        # the run's sessions sit in reference cycles: collected now, their connections to the APIs close
+        # as they would at the one-shot's exit (an idle keep-alive must not hold a server's worker)
+        gc.collect()
     return {"rc": rc if rc is not None else 0, "stdout": out.getvalue(), "stderr": err.getvalue()}
 
 
