@@ -6,16 +6,17 @@ credentials' check)."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
 
 import pytest
 
-from scripts.lab import osclient
+from scripts.lab import grenade, osclient
 from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.proc import LabError, pid_alive
-from tests.conftest import NEW, require
+from tests.conftest import ADMIN_PASSWORD, NEW, OLD, require
 
 #: needs the releases' venvs (python-openstackclient), no service
 pytestmark = pytest.mark.lab
@@ -61,3 +62,28 @@ def test_the_kept_client_answers_as_the_command_does(tmp_path: Path) -> None:
             assert str(kept.value).startswith(f"openstack {' '.join(args)} rc "), kept.value
         assert shell.pid == pid  # one process answered them all
     assert shell.pid is None and not pid_alive(pid)
+
+
+def test_each_command_runs_as_the_cloud_it_names(keystone_lab) -> None:
+    """The client keeps no user between commands: the admin lists users, then the project's member, in the
+    same process, is refused as the member (osc-lib caches a client per API on its class: dropped after each
+    command), then the admin is served again (the session's keystone lab; the old release's client)."""
+    keystone_lab.reset()
+    venv = DEFAULT_VENV_ROOT / OLD
+    require((venv / "bin" / "openstack").exists(), f"openstack {OLD} missing (scripts/build-venv installs it)")
+    url = f"http://127.0.0.1:{keystone_lab.old.keystone_port}/v3"
+    password = grenade.project_user(url, ADMIN_PASSWORD)
+    directory = keystone_lab.base / "osclient"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    clouds = osclient.write_clouds(directory / "clouds.yaml", url, {"admin": ("admin", ADMIN_PASSWORD, "admin"),
+                                                                    grenade.USER: (grenade.USER, password,
+                                                                                   grenade.PROJECT)})
+    with osclient.Shell(venv, clouds) as shell:
+        assert grenade.USER in {u["Name"] for u in shell("admin", "user", "list")}
+        with pytest.raises(LabError, match="403|Forbidden|not authorized|policy"):
+            shell(grenade.USER, "user", "list")
+        assert grenade.USER in {u["Name"] for u in shell("admin", "user", "list")}
+        pid = shell.pid
+        # no connection to the API left open between commands
+        assert not [f for f in Path(f"/proc/{pid}/fd").iterdir() if os.readlink(f).startswith("socket:")]
+    keystone_lab.reset()

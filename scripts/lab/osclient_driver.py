@@ -29,8 +29,19 @@ def _reply(channel, obj):
     channel.flush()
 
 
-def _run(shell_cls, cloud, argv):
+def _forget_clients(manager_cls):
+    """Drop the API clients osc-lib caches on the ClientManager *class* (its ``ClientCache`` descriptors keep
+    the first handle made, with that run's session and user): each command must make its own, for the cloud
+    it names, as a fresh process does."""
+    for klass in manager_cls.__mro__:
+        for attr in list(vars(klass).values()):
+            if type(attr).__name__ == "ClientCache" and hasattr(attr, "_handle"):
+                attr._handle = None
+
+
+def _run(shell_cls, manager_cls, cloud, argv):
     """One command as ``openstack ARGV`` would run it: its exit code and what it printed."""
+    _forget_clients(manager_cls)
     out, err = io.StringIO(), io.StringIO()
     os.environ["OS_CLOUD"] = cloud
     root = logging.getLogger("")
@@ -51,6 +62,7 @@ def _run(shell_cls, cloud, argv):
             if handler not in handlers:
                 root.removeHandler(handler)
         root.setLevel(level)
+        _forget_clients(manager_cls)
         # the run's sessions sit in reference cycles: collected now, their connections to the APIs close
         # as they would at the one-shot's exit (an idle keep-alive must not hold a server's worker)
         gc.collect()
@@ -69,12 +81,13 @@ def main():
 
     sys.argv = ["openstack"]  # cliff names the program (its messages) after argv[0] when it is imported
     import openstackclient
+    from openstackclient.common.clientmanager import ClientManager
     from openstackclient.shell import OpenStackShell
 
     _reply(channel, {"ready": openstackclient.__version__})
     for line in requests:
         request = json.loads(line)
-        _reply(channel, _run(OpenStackShell, request["cloud"], request["argv"]))
+        _reply(channel, _run(OpenStackShell, ClientManager, request["cloud"], request["argv"]))
     return 0
 
 
