@@ -15,7 +15,9 @@ goes to its stderr instead, so it cannot break a reply's line.
 """
 
 import contextlib
+import copy
 import gc
+import importlib
 import io
 import json
 import logging
@@ -39,9 +41,39 @@ def _forget_clients(manager_cls):
                 attr._handle = None
 
 
-def _run(shell_cls, manager_cls, cloud, argv):
+#: the client's API plugins (its ``openstack.cli.base`` entry points): their module globals are state a
+#: command may change for the rest of the process (``volume/client.py`` deletes ``API_VERSIONS['2']`` and
+#: keeps the negotiated microversion in ``_volume_api_version``: a second volume command then failed with
+#: KeyError '2')
+PLUGINS = ("compute", "identity", "image", "network", "object", "volume")
+
+
+def _pristine():
+    """Each plugin module's data globals as imported, to put back before every command."""
+    saved = {}
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(f"openstackclient.{name}.client")
+        except ImportError:
+            continue
+        saved[module] = {k: copy.deepcopy(v) for k, v in vars(module).items()
+                         if not k.startswith("__") and isinstance(v, (dict, list, tuple, str, int, type(None)))}
+    return saved
+
+
+def _restore(saved):
+    for module, values in saved.items():
+        for key, value in values.items():
+            setattr(module, key, copy.deepcopy(value))
+        for key in [k for k in vars(module) if k.startswith("_") and k.endswith("_api_version")]:
+            if key not in values:  # set by a command, absent at import
+                delattr(module, key)
+
+
+def _run(shell_cls, manager_cls, pristine, cloud, argv):
     """One command as ``openstack ARGV`` would run it: its exit code and what it printed."""
     _forget_clients(manager_cls)
+    _restore(pristine)
     out, err = io.StringIO(), io.StringIO()
     os.environ["OS_CLOUD"] = cloud
     root = logging.getLogger("")
@@ -84,10 +116,11 @@ def main():
     from openstackclient.common.clientmanager import ClientManager
     from openstackclient.shell import OpenStackShell
 
+    pristine = _pristine()
     _reply(channel, {"ready": openstackclient.__version__})
     for line in requests:
         request = json.loads(line)
-        _reply(channel, _run(OpenStackShell, ClientManager, request["cloud"], request["argv"]))
+        _reply(channel, _run(OpenStackShell, ClientManager, pristine, request["cloud"], request["argv"]))
     return 0
 
 
