@@ -64,7 +64,8 @@ class Workload:
 
     def create(self) -> list[tuple[str, str, str]]:
         """The project, its user and its resources, through the old controller's APIs; the table's rows."""
-        record = grenade.create(grenade.setup(self.lab))
+        with grenade.setup(self.lab) as cloud:  # one client process for the whole creation
+            record = grenade.create(cloud)
         self.made = views(record)
         return [(what, name, state) for (what, name), state in states(self.made).items()]
 
@@ -72,7 +73,8 @@ class Workload:
         """Every resource through *side*'s APIs (its release's client) against how it was made, and that
         side's nova-compute reporting with a heartbeat newer than *since*: rows and what failed."""
         try:
-            seen = grenade.verify(grenade.cloud(self.lab, side), since)
+            with grenade.cloud(self.lab, side) as cloud:
+                seen = grenade.verify(cloud, since)
         except LabError as exc:
             return [("workload", "-", "-", str(exc), "FAILED")], [f"the workload through the {side} controller: {exc}"]
         before, now = states(self.made), states(seen)
@@ -85,7 +87,8 @@ class Workload:
 
     def new_work(self, side: str) -> list[tuple[str, str, str]]:
         """New work on *side*'s cloud: each kind's new resources made (and attached), then deleted."""
-        work = grenade.new_work(grenade.cloud(self.lab, side))
+        with grenade.cloud(self.lab, side) as cloud:
+            work = grenade.new_work(cloud)
         return [
             ("a new server booted", _short(work["compute"]["booted"]),
              f"ACTIVE on {work['compute']['host']}, then deleted"),

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from scripts.lab import __main__ as lab_cli
-from scripts.lab import fullstack, grenade, novaserve, rabbit, served, units
+from scripts.lab import fullstack, grenade, novaserve, osclient, rabbit, served, units
 from scripts.lab import plan as plan_mod
 from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.proc import LabError, pid_alive
@@ -148,6 +148,27 @@ def test_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
     assert server["properties"] == {"grenade": "before", "survives": "upgrade"}
     with pytest.raises(LabError, match="403|Forbidden|not allowed|policy"):
         cloud.user("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", "not-mine")  # no admin
+    # every command went through one client process kept running, both users' (no password on its argv or in
+    # its environment); one that stops answering is killed after its timeout, the command named, and the
+    # next command starts a new client
+    assert cloud.shell is not None
+    pid = cloud.shell.pid
+    assert pid and cloud.admin("project", "show", grenade.PROJECT)["name"] == grenade.PROJECT
+    assert cloud.shell.pid == pid
+    passwords = [c["auth"]["password"] for c in json.loads(cloud.clouds.read_text())["clouds"].values()]
+    exposed = Path(f"/proc/{pid}/cmdline").read_bytes() + Path(f"/proc/{pid}/environ").read_bytes()
+    assert len(passwords) == 2 and not [p for p in passwords if p.encode() in exposed]
+    # and no connection to an API stays open between commands (as none does after a one-shot's exit)
+    assert not [f for f in Path(f"/proc/{pid}/fd").iterdir() if os.readlink(f).startswith("socket:")]
+    cloud.shell.timeout = 5.0
+    os.kill(pid, signal.SIGSTOP)  # a client that never answers
+    with pytest.raises(LabError, match=r"openstack flavor list: no answer from the openstack client within 5 s"):
+        cloud.user("flavor", "list")
+    assert not pid_alive(pid) and cloud.shell.pid is None
+    cloud.shell.timeout = osclient.TIMEOUT
+    assert grenade.FLAVOR in {f["Name"] for f in cloud.user("flavor", "list")} and cloud.shell.pid not in (None, pid)
+    cloud.close()
+    assert cloud.shell.pid is None
 
     # the run, SIGKILLed inside nova's and neutron's schema migrations (while their `db sync` runs) and inside
     # the post-cut-over check, each time resumed: the cloud must come out as from an unbroken run
@@ -191,6 +212,7 @@ def test_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
     services = new.admin("volume", "service", "list")
     assert {(s["Binary"], s["Host"], s["State"]) for s in services if s["State"] == "up"} >= {
         ("cinder-volume", "new-ctl@lvm", "up"), ("cinder-scheduler", "new-ctl", "up")}
+    new.close()
 
     exp = upgrade("journal", "export", "--journal", str(lab.journal), "--format", "jsonl")
     assert exp.returncode == 0, exp.stderr
@@ -226,6 +248,7 @@ def test_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
     assert seen["server"] == server and seen["service"]["state"] == "up"
     for kind in ("network", "volume", "attachment"):
         assert seen_all[kind] == everything[kind]["view"], kind
+    old.close()
     # secrets: the service users', the broker's and the grenade user's passwords are in no output of the tool
     secrets = [v for k, v in lab.state["nova"].items() if k.endswith("password")]
     assert len(secrets) == 3

@@ -9,7 +9,8 @@ upgraded cloud serves new work.
 DIR is a lab of ``python -m scripts.lab up --real nova,neutron,cinder`` (its ``lab-state.json``):
 placement, nova, neutron and cinder served for real.
 Everything goes through ``openstack`` (python-openstackclient) of the release venv of the controller
-that serves now, as Grenade's ``resources.sh`` does: a project ``grenade`` and its user (made by
+that serves now, as Grenade's ``resources.sh`` does (one client process per ``Cloud``, kept running:
+``scripts.lab.osclient.Shell``; ``Cloud.close`` or ``with`` ends it): a project ``grenade`` and its user (made by
 the lab's admin through keystone) own the resources; the user is no admin. Credentials reach the
 client only through ``DIR/grenade/clouds.yaml`` (0600); what was made (ids, states) is kept in
 ``DIR/grenade/resources.json``, which holds no secret.
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,12 +76,31 @@ class Cloud:
     def record(self) -> Path:
         return self.dir / "resources.json"
 
+    #: the client, kept running from the first command to :meth:`close` (one process for both users)
+    shell: osclient.Shell | None = field(default=None, init=False, repr=False, compare=False)
+
     def user(self, *args: str, json_out: bool = True) -> Any:
         """``openstack ARGS`` as the project's non-admin user (``json_out``: the command prints a result)."""
-        return osclient.openstack(self.venv, self.clouds, "grenade", *args, json_out=json_out, where=self.where)
+        return self._client()("grenade", *args, json_out=json_out)
 
     def admin(self, *args: str, json_out: bool = True) -> Any:
-        return osclient.openstack(self.venv, self.clouds, "admin", *args, json_out=json_out, where=self.where)
+        return self._client()("admin", *args, json_out=json_out)
+
+    def _client(self) -> osclient.Shell:
+        if self.shell is None:
+            self.shell = osclient.Shell(self.venv, self.clouds, self.where)
+        return self.shell
+
+    def close(self) -> None:
+        """End the client process (a later command starts another; collection or exit ends it too)."""
+        if self.shell is not None:
+            self.shell.close()
+
+    def __enter__(self) -> Cloud:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # the client the network and volume kinds ask (scripts.lab.grenade_netvol.Client), as the user
     def json(self, *args: str) -> Any:
@@ -323,12 +343,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "create":
             c = setup(args.dir) if not (Path(args.dir) / "grenade" / "clouds.yaml").exists() else cloud(args.dir)
-            out = create(c)
+            with c:
+                out = create(c)
         elif args.action == "verify":
             since = _time(args.since) if args.since else datetime.now(UTC)
-            out = verify(cloud(args.dir, args.side), since)
+            with cloud(args.dir, args.side) as c:
+                out = verify(c, since)
         else:
-            out = new_work(cloud(args.dir, args.side))
+            with cloud(args.dir, args.side) as c:
+                out = new_work(c)
     except LabError as exc:
         print(f"grenade {args.action}: {' | '.join(str(exc).splitlines())}", file=sys.stderr)
         return 1
