@@ -1,5 +1,6 @@
 """An HA control plane in the plan (upgrade/plangroup.py): `upgrade init --layout ubuntu-ha`, what the
-loader accepts and refuses, and `upgrade run` refusing such a plan before anything exists.
+loader accepts and refuses, and `upgrade run` refusing a VIP that pacemaker holds before anything exists
+(a keepalived VIP is run on the HA lab: tests/test_ha_upgrade.py).
 
 Pure input validation: in-process, no lab. Every refusal is exit 2 with the key and the fix named,
 and leaves the plan's directory exactly as it was (checked by file hashes).
@@ -57,11 +58,14 @@ def test_single_controller_layouts_name_no_group(tmp_path: Path, monkeypatch: py
     assert re.search(r"^# members = \[", plan.read_text(), re.M)  # documented, commented out
 
 
-def test_run_refuses_an_ha_plan_before_anything_exists(ha_plan: Path, capsys: pytest.CaptureFixture) -> None:
+def test_run_refuses_a_pacemaker_vip_before_anything_exists(ha_plan: Path, capsys: pytest.CaptureFixture) -> None:
+    text = ha_plan.read_text().replace('owner = "keepalived"}', 'owner = "pacemaker", resource = "vip-management"}')
+    assert re.search(r'^vip = .*owner = "pacemaker"', text, re.M)
+    ha_plan.write_text(text)
     before = _tree(ha_plan.parent)
     assert cli.main(["run", str(ha_plan)]) == 2
     err = capsys.readouterr().err
-    assert "names an HA control plane" in err and "cannot run it yet" in err
+    assert "whose VIP pacemaker holds (resource 'vip-management')" in err and "keepalived only" in err
     assert _tree(ha_plan.parent) == before
     assert not (ha_plan.parent / "upgrade-journal").exists()
 

@@ -324,7 +324,11 @@ def run_machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Host] = ho
     overlap = overlap_group({n: m.steps for n, m in machines.items()}, plan.service_pool)
     if overlap is not None:
         groups = [overlap, *groups]
-    order = [machines[n] for n in plan.services if n not in AFTER_COMPUTES] + extra \
+    # an HA plan: the other old members stop first, the cluster check, the other new members and the VIP after
+    before, after, ha_groups = fleet.ha_machines(plan, {n: machines[n].steps for n in plan.services
+                                                        if n not in AFTER_COMPUTES and n in machines}, connect)
+    groups = [*ha_groups, *groups]
+    order = before + [machines[n] for n in plan.services if n not in AFTER_COMPUTES] + after + extra \
         + [machines[n] for n in plan.services if n in AFTER_COMPUTES and n in machines] + fleet.last_machines(plan)
     return order, groups
 

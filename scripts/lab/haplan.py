@@ -2,8 +2,9 @@
 
 Each side works through its first controller (the Galera node dumped from or imported into),
 reached on its own address, never the VIP; its ``members`` are the three controllers with every
-role, its ``vip`` the management VIP held by keepalived. ``upgrade check`` and ``upgrade plan``
-read it; ``upgrade run`` refuses it in this version (upgrade/plangroup.py).
+role, its ``vip`` the management VIP held by keepalived, with HAProxy in front of the APIs: both
+driven by ``scripts.lab.havipctl`` (the lab runs them without systemd). `upgrade run` moves the VIP
+from the old side's keepalived to the new side's (services/fleet/hagroup.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from scripts.lab.hostplan import CONTROL, LabFacts
 from scripts.lab.hostside import DB_ADMIN, DB_PORT
 
 ROLES = ["db", "mq", "api"]
+#: how the plan starts and stops keepalived and HAProxy on a lab controller
+VIP_CONTROL = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.havipctl", "{action}", "{unit}"]
 
 
 def _toml_members(lab: LabFacts, members: list[str]) -> str:
@@ -43,7 +46,9 @@ def plan_text(lab: LabFacts, sides: dict[str, list[str]], vip: str, prefixlen: i
                  "service_control = \"template\"        # the lab supervisor stands in for systemd\n"
                  f"control = {json.dumps(CONTROL)}\n"
                  f"members = {_toml_members(lab, members)}\n"
-                 f"vip = {{address = \"{vip}/{prefixlen}\", device = \"eth0\", owner = \"keepalived\"}}\n"
+                 f"vip = {{address = \"{vip}/{prefixlen}\", device = \"eth0\", owner = \"keepalived\", "
+                 f"units = [\"haproxy\", \"keepalived\"], service_control = \"template\", "
+                 f"control = {json.dumps(VIP_CONTROL)}}}\n"
                  f"[{role}.db]\n"
                  f"address = \"{lab.hosts[first]}\"\nport = {DB_PORT}\nadmin_user = \"{DB_ADMIN}\"\n"
                  f"admin_password = \"{ctl['db_admin_password'][side]}\"\n"
