@@ -33,6 +33,7 @@ def plan_text(lab: LabFacts, sides: dict[str, list[str]], vip: str, prefixlen: i
     text = (f"# openstack-upgrade plan for the HA lab in {lab.dir}: {ctl['old']} -> {ctl['new']}, three controllers "
             "a side\n"
             f"[upgrade]\nfrom = \"{ctl['old']}\"\nto = \"{ctl['new']}\"\nservices = [\"keystone\"]\n"
+            "ignore = {glance = \"its catalog entry only: keystone alone moves in this lab's plan\"}\n"
             "journal = \"journal\"\n\n[vault]\nkey_file = \"dump.key\"\n\n"
             f"[ssh]\nconfig = \"{lab.ssh_config}\"\n\n")
     for role, side in (("source", "old"), ("target", "new")):
