@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from services import registry
 from services.catalog import nova
 from services.fleet import addrconfig, cloudcheck, compute, hagroup, network
-from services.infra import enablement
+from services.infra import enablement, galera, mysql
 from services.infra.settings import Side
 from services.releases import Jump
 from statemachine.machine import ServiceMachine
@@ -99,6 +99,54 @@ def ha_machines(plan: Plan, services: dict[str, Sequence[Any]],
     jump = Jump(plan.from_release, plan.to_release)
     dbs = [db for name in services for db in registry.databases(name, jump, plan.service_settings[name])]
     return hagroup.machines(g, services, dbs)
+
+
+def cluster_findings(plan: Plan) -> list[tuple[str, str, str, str]]:
+    """An HA plan's DB nodes as `upgrade check` reports them, (status, node, detail, remedy) each: OK, or FAIL
+    for the node a side works through (the dump is read from it, the import goes to it) and for any new node
+    (the import must replicate to all), or WARN for another old node (the run reads the working one: that
+    node is left as it is). An old node is healthy when it answers, is ``Synced`` and in the ``Primary``
+    component (a smaller cluster than the plan names, with a node down, is fine to read)."""
+    g = group_settings(plan)
+    if g is None:
+        return []
+    out = []
+    for role, members, group in (("source", g.old, plan.source.group), ("target", g.new, plan.target.group)):
+        dbs = {m.name for m in group.with_role("db")} if group else set()
+        nodes = [m for m in members if m.name in dbs]
+        for m in nodes:
+            working = m is members[0]
+            try:
+                st = galera.status(m.side.db)
+            except mysql.DBConnectError as exc:
+                problem = f"{role} DB node {m.name} ({m.side.db.address}:{m.side.db.port}) cannot be reached: {exc}"
+            else:
+                problem, _ = galera.node_problem(m.name, m.side.db, len(nodes), role)
+                if role == "source" and st.get("wsrep_local_state_comment") == "Synced" \
+                        and st.get("wsrep_cluster_status") == "Primary":
+                    problem = None
+            if problem is None:
+                out.append(("OK", m.name, f"{role} DB node {m.name}: Synced"
+                            + (f", in a cluster of {st.get('wsrep_cluster_size')}" if st else "")
+                            + ("; the run works through it" if working else ""), ""))
+            elif role == "source" and not working:
+                out.append(("WARN", m.name, problem, f"the run reads {members[0].name} (the side's `host`); bring "
+                                                     f"{m.name} back into its cluster when convenient"))
+            elif role == "source":
+                out.append(("FAIL", m.name, problem, "the run dumps from this node: name a healthy member in "
+                                                     "`source.host` and `[source.db] address`"))
+            else:
+                out.append(("FAIL", m.name, problem, "every new node must receive the import: bring it back into "
+                                                     "the new cluster (it rejoins by a state transfer)"))
+    return out
+
+
+def refuse_cluster_problems(plan: Plan) -> None:
+    """Before `upgrade run` writes anything: the old node the run reads and every new node are healthy."""
+    failed = [f"{detail} — {remedy}" for status, _, detail, remedy in cluster_findings(plan) if status == "FAIL"]
+    if failed:
+        raise UserError("an HA plan's database nodes are not ready, nothing was changed:\n  " + "\n  ".join(failed)
+                        + f"\n(plan {plan.path})")
 
 
 def last_machines(plan: Plan) -> list[ServiceMachine]:

@@ -202,10 +202,10 @@ def cluster_machine(g: GroupSettings, databases: Sequence[str]) -> ServiceMachin
     def run(ctx: UpgradeContext) -> Result:
         try:
             return galera.replication_report(g.new_db, databases)
-        except ValueError as exc:
-            raise StepError(f"the new cluster does not hold the import on every node: {exc} — bring the node back "
-                            "into the cluster (it rejoins by a state transfer), then `upgrade resume`; or "
-                            "`upgrade revert`", host=g.new_db[0][0]) from None
+        except galera.NotReady as exc:
+            raise StepError(f"the new cluster does not hold the import on every node ({', '.join(exc.nodes)}): {exc} "
+                            "— bring the node back into the cluster (it rejoins by a state transfer), then "
+                            "`upgrade resume`; or `upgrade revert`", host=exc.nodes[0]) from None
 
     return ServiceMachine(CLUSTER_MACHINE, [Step(
         f"{CLUSTER_MACHINE}.replicated", "replicated", run, host="target", kind="verify",

@@ -6,7 +6,8 @@ proved, not assumed, on every node: its ``wsrep_cluster_size`` is the number of 
 ``wsrep_local_state_comment`` is ``Synced``, and every table of the carried databases has the same row count
 and ``CHECKSUM TABLE`` as on the node imported into. The reads are causal (``wsrep_sync_wait = 1``): a node
 answers once it has applied every write the cluster committed before the read, so no wait on time is needed
-for the data; a node still joining (``Joiner``, ``Donor/Desynced``) is waited for, up to a bound.
+for the data; a node still joining (``Joiner``, ``Donor/Desynced``) is waited for, up to a bound; a node that
+does not answer is reported at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ STATUS_SQL = ("SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size', 
               "'wsrep_cluster_state_uuid', 'wsrep_ready', 'wsrep_cluster_status')")
 #: how long a node may take to become Synced (a state transfer to a rejoining node) before the check fails
 SYNC_TIMEOUT = 120.0
+
+
+class NotReady(ValueError):
+    """Nodes that do not hold what they must; ``nodes`` names them, the ones that do not answer first."""
+
+    def __init__(self, message: str, nodes: Sequence[str]) -> None:
+        super().__init__(message)
+        self.nodes = list(nodes)
 
 
 def status(ep: DBEndpoint) -> dict[str, str]:
@@ -41,17 +50,19 @@ def causal_checksums(ep: DBEndpoint, db: str) -> dict[str, list[int | None]]:
         conn.close()
 
 
-def _node_problem(name: str, ep: DBEndpoint, size: int) -> tuple[str | None, dict[str, str]]:
-    where = f"{name} ({ep.address}:{ep.port})"
+def node_problem(name: str, ep: DBEndpoint, size: int, role: str = "target") -> tuple[str | None, dict[str, str]]:
+    """Why the *role* DB node *name* is not a healthy member of a cluster of *size* (None: it is), and its
+    status ({} when it does not answer)."""
+    where = f"{role} DB node {name} ({ep.address}:{ep.port})"
     try:
         st = status(ep)
     except mysql.DBConnectError as exc:
-        return f"target DB node {where} cannot be reached: {exc}", {}
+        return f"{where} cannot be reached: {exc}", {}
     if st.get("wsrep_cluster_size") != str(size):
-        return (f"target DB node {where} sees a cluster of {st.get('wsrep_cluster_size', '?')} node(s), the plan "
+        return (f"{where} sees a cluster of {st.get('wsrep_cluster_size', '?')} node(s), the plan "
                 f"names {size}", st)
     if st.get("wsrep_local_state_comment") != "Synced":
-        return f"target DB node {where} is {st.get('wsrep_local_state_comment', '?')}, not Synced", st
+        return f"{where} is {st.get('wsrep_local_state_comment', '?')}, not Synced", st
     return None, st
 
 
@@ -60,12 +71,13 @@ def wait_synced(nodes: Sequence[tuple[str, DBEndpoint]], timeout: float = SYNC_T
     naming every node that is not (unreachable, a smaller cluster, still joining) when *timeout* passed."""
     deadline = time.monotonic() + timeout
     while True:
-        found = {name: _node_problem(name, ep, len(nodes)) for name, ep in nodes}
-        problems = [p for p, _ in found.values() if p]
-        if not problems:
+        found = {name: node_problem(name, ep, len(nodes)) for name, ep in nodes}
+        bad = sorted((n for n, (p, _) in found.items() if p), key=lambda n: bool(found[n][1]))
+        if not bad:
             return {name: st for name, (_, st) in found.items()}
-        if time.monotonic() > deadline:
-            raise ValueError("; ".join(problems))
+        # a node that does not answer is down, not joining: named at once, no wait
+        if time.monotonic() > deadline or not found[bad[0]][1]:
+            raise NotReady("; ".join(str(found[n][0]) for n in bad), bad)
         time.sleep(0.5)
 
 
@@ -85,7 +97,7 @@ def replication_report(nodes: Sequence[tuple[str, DBEndpoint]], dbs: Sequence[st
                 differ.append(f"{db} on {name} differs from {first_name} in {len(tables)} table(s): "
                               f"{', '.join(tables[:10])}")
     if differ:
-        raise ValueError("; ".join(differ))
+        raise NotReady("; ".join(differ), [d.split(" on ", 1)[1].split(" differs", 1)[0] for d in differ])
     return {"nodes": {name: {"cluster_size": st.get("wsrep_cluster_size"),
                              "state": st.get("wsrep_local_state_comment"),
                              "cluster_uuid": st.get("wsrep_cluster_state_uuid")} for name, st in states.items()},
