@@ -5,16 +5,20 @@ of keystone; three new ones with their own empty cluster. The tool runs where an
 host), killed by SIGKILL (the fail points of statemachine/failpoints.py) inside the import into one new
 Galera node and inside the VIP move, resumed each time; then keystone answers through the VIP from every new
 controller with the old data, identical on the three new nodes; then revert: keystone through the VIP from the
-old controllers again, the old cluster's tables unchanged (CHECKSUM TABLE on each old node). One lab for the
-module (about a minute to build); the steps are one test, in order. Needs root; under CI a missing part fails.
+old controllers again, the old cluster's tables unchanged (CHECKSUM TABLE on each old node). Faults on the way:
+an old node down before the run (`upgrade check` warns naming it, the run reads the working node), a new node
+down after the import (the resume fails naming it; resumed again once it rejoined). One lab for the module
+(about a minute to build); the steps are one test, in order. Needs root; under CI a missing part fails.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import sqlite3
-from pathlib import Path
+import time
 
 import pytest
 
@@ -94,6 +98,20 @@ def _keystone_through_vip(lab: halab.HaLab, side: list[str]) -> None:
     assert status == 200 and len(json.loads(body)["projects"]) == 1, body
 
 
+def _stop_node(lab: halab.HaLab, host: str) -> None:
+    """The Galera node of *host* shut down (SIGTERM to its mariadbd), until its process is gone."""
+    pids = [pid for pid, cmd in lab.processes(host).items() if cmd.split(" ")[0].endswith("mariadbd")]
+    assert len(pids) == 1, (host, pids)
+    os.kill(pids[0], signal.SIGTERM)
+    while os.path.exists(f"/proc/{pids[0]}"):
+        time.sleep(0.05)
+
+
+def _start_node(lab: halab.HaLab, host: str) -> None:
+    """The node of *host* started again: it rejoins its cluster by a state transfer."""
+    lab.node(host, "galera", lab.galera_payload(host))
+
+
 def _one_holder(lab: halab.HaLab, side: list[str]) -> str:
     holders = lab.vip_holders()
     assert len(holders) == 1 and holders[0] in side, holders
@@ -111,6 +129,14 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     old_data = _identities(lab, lab.old[0])
     journal = lab.dir / "journal"
 
+    # an old node down before the run: reported, and the run reads the working one (oldctl1)
+    _stop_node(lab, "oldctl3")
+    res = tool(lab, "check", str(lab.plan))
+    assert re.search(r"^WARN +cluster oldctl3 +source DB node oldctl3 \(198\.51\.100\.33:3306\) cannot be reached",
+                     res.stdout, re.M), res.stdout
+    assert re.search(r"^OK +cluster oldctl1 +source DB node oldctl1: Synced, in a cluster of 2; the run works "
+                     r"through it", res.stdout, re.M), res.stdout
+
     # killed inside the import into newctl1's Galera node: every old keystone stopped, the VIP still old
     res = tool(lab, "run", str(lab.plan), failpoint="keystone.import_db:inside")
     assert res.returncode == -signal.SIGKILL, res.stderr
@@ -120,6 +146,16 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     for host in lab.old:
         assert "ks_wsgi.py" not in _running(lab, host), host
     assert lab.vip_holders() == ["oldctl1"]
+
+    # a new node down: the resume imports, then fails naming it; it rejoins, and the next resume goes on
+    _stop_node(lab, "newctl3")
+    res = tool(lab, "resume", "--journal", str(journal))
+    assert res.returncode == 1, res.stderr
+    assert "ha.cluster.replicated failed on newctl3: the new cluster does not hold the import on every node" \
+        in res.stderr and "target DB node newctl3 (198.51.100.43:3306) cannot be reached" in res.stderr, res.stderr
+    assert "keystone.import_db" in _done(lab) and "ha.newctl2.keystone.start_target" not in _done(lab)
+    assert lab.vip_holders() == ["oldctl1"]
+    _start_node(lab, "newctl3")
 
     # resumed, killed again inside the VIP move (the old keepalived stopped, the new one started)
     res = tool(lab, "resume", "--journal", str(journal), failpoint="ha.vip.start_new:inside")
@@ -139,6 +175,7 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     assert _identities(lab, lab.new[2]) == old_data
     for host in lab.old:
         assert "keepalived" not in _running(lab, host) and "ks_wsgi.py" not in _running(lab, host), host
+    _start_node(lab, "oldctl3")  # back into the old cluster, for the revert's keystone there
     assert {h: _checksums(lab, h) for h in lab.old} == old_sums  # only read
 
     res = tool(lab, "revert", "--journal", str(journal))
