@@ -166,15 +166,16 @@ def sweep_leftovers(plan: Plan) -> None:
     cannot clean up after itself; the next resume or revert does, before anything else.
     """
     log = logs.get()
-    for spec in (plan.source, plan.target):
-        s = side(spec)
+    members = [hosts.connect(m.host, f"{spec.role}:{m.name}") for spec in (plan.source, plan.target) if spec.group
+               for m in spec.group.members if not (spec.host_spec and m.host.url == spec.host_spec.url)]
+    for host in [side(spec).host for spec in (plan.source, plan.target)] + members:  # an HA plan's other members too
         try:
-            removed = hosts.sweep_stale_tmpdirs(s.host)
+            removed = hosts.sweep_stale_tmpdirs(host)
         except Exception as exc:  # best effort: a host that cannot be reached fails its step later anyway
-            log.warning("sweep_failed", host=s.host.name, error=str(exc))
+            log.warning("sweep_failed", host=host.name, error=str(exc))
             continue
         if removed:
-            log.info("swept_leftovers", host=s.host.name, directories=removed)
+            log.info("swept_leftovers", host=host.name, directories=removed)
 
 
 def source_errors(plan: Plan) -> dict[str, list[str]]:
