@@ -80,6 +80,21 @@ def test_plan_shows_both_groups(ha_plan: Path, capsys: pytest.CaptureFixture) ->
     for side in ("source", "target"):
         members = ", ".join(f"{n} ssh://root@{a} (db, mq, api)" for n, a in HA_MEMBERS[side])
         assert f"  group: {members}; VIP 198.51.100.10/24 on eth0 held by keepalived" in out
+    # the other members' steps and the VIP move, as a run builds them
+    for step in ("ha.oldctl2.keystone.stop_source", "ha.cluster.replicated", "ha.newctl3.keystone.install_config",
+                 "ha.newctl3.keystone.start_target", "ha.vip.stop_old", "ha.vip.start_new", "ha.vip.check"):
+        assert step in out, step
+
+
+def test_vip_units_control_and_check_host_load(ha_plan: Path) -> None:
+    text = ha_plan.read_text().replace(
+        'owner = "keepalived"}', 'owner = "keepalived", units = ["haproxy", "keepalived"], service_control = '
+        '"template", control = ["vipctl", "{action}", "{unit}"], check_from = "ssh://root@198.51.100.21"}')
+    ha_plan.write_text(text)
+    vip = plan_mod.load(ha_plan).source.group.vip
+    assert vip.units == ("haproxy", "keepalived")
+    assert vip.control is not None and vip.control.argv("stop", "keepalived") == ["vipctl", "stop", "keepalived"]
+    assert vip.check_from is not None and vip.check_from.url == "ssh://root@198.51.100.21"
 
 
 EDITS = [
@@ -100,6 +115,13 @@ EDITS = [
      "name the resource"),
     ("an unknown key", 'device = "eth0", owner', 'device = "eth0", priority = 100, owner', "source.vip.priority",
      "not a known key"),
+    ("a VIP unit twice", 'owner = "keepalived"}', 'owner = "keepalived", units = ["keepalived", "keepalived"]}',
+     "source.vip.units", "distinct unit names"),
+    ("a VIP control without its action", 'owner = "keepalived"}',
+     'owner = "keepalived", service_control = "template", control = ["vipctl"]}', "source.vip.control",
+     "containing \"{action}\""),
+    ("a check host that is no URL", 'owner = "keepalived"}', 'owner = "keepalived", check_from = "compute1"}',
+     "source.vip.check_from", "ssh://[user@]address[:port]"),
 ]
 
 
