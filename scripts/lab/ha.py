@@ -260,7 +260,8 @@ def _mq_cluster(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
     with ThreadPoolExecutor(max_workers=len(members)) as pool:
         list(pool.map(lambda h: info.node(h, "mq", {**base, "node": f"rabbit@{h}"}), members))
     for h in members[1:]:
-        info.node(h, "mq", {**base, "node": f"rabbit@{h}", "join": f"rabbit@{members[0]}"})
+        info.node(h, "mq", {**base, "node": f"rabbit@{h}", "join": f"rabbit@{members[0]}",
+                            **({"cluster_name": CLUSTERS[side][0]} if h == members[-1] else {})})
     running = info.mq_nodes(members[0])
     if running != sorted(f"rabbit@{h}" for h in members):
         raise LabError(f"the {side} side's RabbitMQ cluster runs {running}, not the nodes of {', '.join(members)}")

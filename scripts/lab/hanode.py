@@ -143,12 +143,17 @@ def serve(p: dict[str, Any]) -> dict[str, Any]:
 
 def mq(p: dict[str, Any]) -> dict[str, Any]:
     """This controller's RabbitMQ node ``rabbit@HOST`` (``scripts.lab.rabbit``: no systemd, the side's one
-    cookie), started, with ``join`` made a member of that node's cluster. Returns the running nodes it sees."""
+    cookie), started, with ``join`` made a member of that node's cluster, with ``cluster_name`` naming the
+    cluster. Returns the running nodes it sees."""
     rabbit.install(ROOT, AMQP_BACKEND_PORT, AMQP_DIST_PORT, p["mq_password"], bind="0.0.0.0",
                    node=p["node"], cookie=p["cookie"])
     rabbit.start(ROOT)
     if p.get("join"):
         rabbit.join_cluster(ROOT, p["join"])
+    if p.get("cluster_name"):  # a global runtime parameter: every node reports it to its AMQP clients
+        res = rabbit.ctl(rabbit.broker(ROOT), "set_cluster_name", p["cluster_name"])
+        if res.returncode != 0:
+            raise LabError(f"set_cluster_name {p['cluster_name']}: {(res.stdout + res.stderr).strip()[-500:]}")
     return {"running_nodes": rabbit.running_nodes(ROOT)}
 
 
