@@ -13,22 +13,27 @@ host's /etc/hosts) is on no host until keepalived puts it there.
 - Old side (``--old`` release): a three-node MariaDB Galera cluster ``osu-old``
   (``scripts.lab.hagalera``: the first node bootstraps it, the others join by rsync SST);
   keepalived on each holding the VIP by unicast VRRP (oldctl1 MASTER) and HAProxy on each in
-  front of the database and keystone on the VIP (``scripts.lab.havip``); keystone on all three
-  (schema, keys and bootstrap made once on oldctl1, its catalog on the VIP, seeded through the
-  VIP; the same tree copied to the other two), each on its own Galera node.
+  front of the database, keystone, glance and AMQP on the VIP (``scripts.lab.havip``); keystone
+  and glance on all three (schema, keys, bootstrap, glance's service user and the lab's images
+  made once on oldctl1, the catalog on the VIP; the same trees copied to the other two), each on
+  its own Galera node, glance's images in one store all controllers mount (``hosts/shared``);
+  a RabbitMQ cluster ``osu-old`` (``rabbit@oldctl1..3``: Debian's rabbitmq-server without
+  systemd, ``scripts.lab.rabbit``, one Erlang cookie, joined by ``rabbitmqctl join_cluster``).
 - New side (``--new`` release): its own three-node cluster ``osu-new``, bootstrapped empty (no
-  OpenStack database); keystone's tree and config installed, not started; keepalived and
-  HAProxy configured, not started.
+  OpenStack database); keystone's and glance's trees and configs installed, not started (glance
+  mounts the same image store); its RabbitMQ cluster ``osu-new`` formed and stopped (newctl1
+  last, so it may start first); keepalived and HAProxy configured, not started.
 - Compute hosts: the ``nova-compute`` and ``neutron-agent`` stand-ins, configured with the VIP
-  (``controller``) only.
+  (``controller``) only; ``HaLab.vip_check`` asks one what it sees there (the holder, keystone,
+  glance, the AMQP cluster's name).
 - ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone, both sides as groups (``members``, ``vip``)
   with ``DIR/dump.key``; `upgrade check` and `upgrade plan` read it, `upgrade run` refuses an HA plan
   in this version.
-- Not (yet) in this flavour: a clustered RabbitMQ, glance.
 
 ``down`` is ``scripts.lab.hosts``' own: every host's PID 1 killed by its recorded pid (the kernel
-ends every process of that PID namespace: MariaDB, keepalived, HAProxy, keystone, sshd), the
-namespaces deleted, the files ``up`` made removed. Only 198.51.100.0/24 and loopback are used.
+ends every process of that PID namespace: MariaDB, RabbitMQ and its epmd, keepalived, HAProxy,
+keystone, glance, sshd), the namespaces deleted, the files ``up`` made removed (the shared image
+store too). Only 198.51.100.0/24 and loopback are used.
 """
 
 from __future__ import annotations
@@ -352,6 +357,9 @@ def status(lab: Path) -> dict[str, Any]:
     report.update({"flavour": "ha", "old": info.old, "new": info.new})
     if all(netns.exists(info.ns(h)) for h in CONTROLLERS):
         report["vip_holders"] = info.vip_holders()
+        if info.computes and info.state.get("complete") and netns.exists(info.ns(info.computes[0])):
+            with contextlib.suppress(LabError):
+                report["from_compute"] = {"host": info.computes[0], **info.vip_check(info.computes[0])}
     return report
 
 
@@ -365,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--new", default="2026.1")
     p_up.add_argument("--venv-root", type=Path)
     for name, text in (("down", "kill every host, delete the namespaces and the lab's files"),
-                       ("status", "hosts, addresses, VIP holder")):
+                       ("status", "hosts, addresses, VIP holder, what a compute host sees on the VIP")):
         sub.add_parser(name, help=text).add_argument("dir", type=Path)
     args = parser.parse_args(argv)
     try:
