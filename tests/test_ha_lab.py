@@ -234,6 +234,8 @@ def _check_new_side(lab: halab.HaLab, old_uuid: str) -> None:
         for program in ("ks_wsgi.py", "glance-api", "beam.smp", "keepalived", "haproxy"):
             assert program not in running, (host, program)
         assert lab.mq_nodes(host) == [], host
+        images = lab.inside(host, ["ls", "-A", "/var/lib/glance/images"])  # a store of its own, empty
+        assert images.returncode == 0 and images.stdout == "", (host, images.stdout)
         assert VIP not in lab.addresses(host)
     assert len(uuids) == 1 and old_uuid not in uuids, (old_uuid, uuids)
 

@@ -16,12 +16,12 @@ host's /etc/hosts) is on no host until keepalived puts it there.
   front of the database, keystone, glance and AMQP on the VIP (``scripts.lab.havip``); keystone
   and glance on all three (schema, keys, bootstrap, glance's service user and the lab's images
   made once on oldctl1, the catalog on the VIP; the same trees copied to the other two), each on
-  its own Galera node, glance's images in one store all controllers mount (``hosts/shared``);
+  its own Galera node, glance's images in one store the three mount (``hosts/shared``);
   a RabbitMQ cluster ``osu-old`` (``rabbit@oldctl1..3``: Debian's rabbitmq-server without
   systemd, ``scripts.lab.rabbit``, one Erlang cookie, joined by ``rabbitmqctl join_cluster``).
 - New side (``--new`` release): its own three-node cluster ``osu-new``, bootstrapped empty (no
-  OpenStack database); keystone's and glance's trees and configs installed, not started (glance
-  mounts the same image store); its RabbitMQ cluster ``osu-new`` formed and stopped (newctl1
+  OpenStack database); keystone's and glance's trees and configs installed, not started (glance's
+  image store the three share, empty); its RabbitMQ cluster ``osu-new`` formed and stopped (newctl1
   last, so it may start first); keepalived and HAProxy configured, not started.
 - Compute hosts: the ``nova-compute`` and ``neutron-agent`` stand-ins, configured with the VIP
   (``controller``) only; ``HaLab.vip_check`` asks one what it sees there (the holder, keystone,
@@ -243,10 +243,11 @@ def _up(lab: Path, state: dict[str, Any], addresses: dict[str, str], old: str, n
 
 
 def _share_images(lab: Path, host: str) -> None:
-    """Every controller's ``/var/lib/glance/images`` is one directory of the lab (``hosts/shared``), as an
-    NFS export (or Ceph) is in production: any glance-api serves an image another stored, and the new
-    side's glance finds the old side's images where they are."""
-    share = lab / "hosts" / "shared" / "glance-images"
+    """A side's ``/var/lib/glance/images`` is one directory of the lab (``hosts/shared/glance-images-SIDE``)
+    its three controllers mount, as an NFS export is in production: any glance-api serves an image another
+    stored. Each side has its own: the upgrade copies the old store into the new one (the glance steps'
+    image copy from the first old controller to the first new one), the old one stays only read."""
+    share = lab / "hosts" / "shared" / f"glance-images-{'old' if host in OLD else 'new'}"
     share.mkdir(parents=True, exist_ok=True)
     path = lab / "hosts" / host / "lab" / "init.json"
     cfg = json.loads(path.read_text())
