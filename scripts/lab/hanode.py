@@ -191,12 +191,19 @@ def _amqp_cluster(vip: str) -> str:
 def vip_check(p: dict[str, Any]) -> dict[str, Any]:
     """What a compute host sees on the VIP, the only controller address it knows: which controller holds
     it (the ``whoami`` probe), whether keystone and glance answer through HAProxy, which RabbitMQ
-    cluster answers AMQP."""
+    cluster answers AMQP; None where nothing answers (no holder, a side whose broker is stopped)."""
     vip = p["vip"]
-    with urllib.request.urlopen(f"http://{vip}:{WHOAMI_PORT}/", timeout=5) as resp:
-        holder = json.loads(resp.read())["host"]
+    try:
+        with urllib.request.urlopen(f"http://{vip}:{WHOAMI_PORT}/", timeout=5) as resp:
+            holder = json.loads(resp.read())["host"]
+    except OSError:
+        holder = None
+    try:
+        cluster: str | None = _amqp_cluster(vip)
+    except (OSError, LabError):
+        cluster = None
     return {"holder": holder, "keystone": http_answers(KEYSTONE_PORT, "/v3", vip),
-            "glance": http_answers(GLANCE_PORT, "/versions", vip), "amqp_cluster": _amqp_cluster(vip)}
+            "glance": http_answers(GLANCE_PORT, "/versions", vip), "amqp_cluster": cluster}
 
 
 ACTIONS = {"galera": galera, "vip": vip, "vip_stop": vip_stop, "keystone": keystone, "glance": glance,
