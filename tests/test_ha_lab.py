@@ -1,8 +1,9 @@
 """The HA flavour of the multi-host lab (scripts/lab/ha.py), built once and checked as a client sees it.
 
 Real parts only: network namespaces with sshd, three MariaDB Galera nodes per side (Debian's
-galera-4), keepalived holding the VIP by VRRP, HAProxy in front of the database and keystone,
-keystone of the old release serving from the cluster. The checks run from a compute host (the
+galera-4), a RabbitMQ cluster per side, keepalived holding the VIP by VRRP, HAProxy in front of the
+database, keystone, glance and AMQP, keystone and glance of the old release serving from the cluster
+(glance's images on a store every controller shares). The checks run from a compute host (the
 VIP is all it knows) and read each node's own view of its cluster. One lab for the module,
 built in one test (its phases in order): the lab takes two minutes to build, a second build
 would double that. Needs root; under CI a missing part fails instead of skipping.
@@ -98,7 +99,7 @@ def _check_old_cluster(lab: halab.HaLab) -> str:
         assert status["wsrep_cluster_status"] == "Primary"
         uuids.add(status["wsrep_cluster_state_uuid"])
     assert len(uuids) == 1, f"the old nodes are not one cluster: {uuids}"
-    assert "keystone" in _user_databases(lab, lab.old[2])  # made on oldctl1, replicated
+    assert {"keystone", "glance"} <= set(_user_databases(lab, lab.old[2]))  # made on oldctl1, replicated
     return uuids.pop()
 
 
@@ -129,7 +130,7 @@ def _check_one_vip_holder(lab: halab.HaLab) -> str:
     return holders[0]
 
 
-def _check_keystone_through_vip(lab: halab.HaLab, holder: str) -> None:
+def _check_keystone_through_vip(lab: halab.HaLab, holder: str) -> str:
     ctl = lab.state["controller"]
     auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
         "name": "admin", "domain": {"id": "default"}, "password": ctl["admin_password"]}}},
@@ -149,6 +150,48 @@ def _check_keystone_through_vip(lab: halab.HaLab, holder: str) -> None:
     assert backends == set(lab.old), backends
     status, _, body = _curl(lab, ["-H", "@-", f"http://{VIP}:5000/v3/projects?name=demo"], f"X-Auth-Token: {token}\n")
     assert status == 200 and len(json.loads(body)["projects"]) == 1, body
+    return token
+
+
+def _check_glance_through_vip(lab: halab.HaLab, token: str) -> None:
+    """From the compute host through HAProxy on the VIP, glance's real API: the lab's images listed, a new
+    image uploaded through one glance-api and the same bytes downloaded from every old controller's (one
+    shared store), then deleted (the lab ends as built)."""
+    auth = f"X-Auth-Token: {token}\n"
+    status, _, body = _curl(lab, ["-H", "@-", f"http://{VIP}:9292/v2/images"], auth)
+    assert status == 200, body
+    seeded = {i["id"]: i["checksum"] for i in lab.state["controller"]["images"]}
+    assert len(seeded) == 2 and {i["id"]: i["checksum"] for i in json.loads(body)["images"]} == seeded, body
+    status, _, body = _curl(lab, ["-X", "POST", "-H", "@-", "-H", "Content-Type: application/json", "-d",
+                                  json.dumps({"name": "ha probe", "disk_format": "raw", "container_format": "bare"}),
+                                  f"http://{VIP}:9292/v2/images"], auth)
+    assert status == 201, body
+    image = json.loads(body)["id"]
+    data = secrets.token_hex(40000)
+    status, headers, body = _curl(lab, ["-X", "PUT", "-H", f"X-Auth-Token: {token}", "-H",
+                                        "Content-Type: application/octet-stream", "--data-binary", "@-",
+                                        f"http://{VIP}:9292/v2/images/{image}/file"], data)
+    assert status == 204, body
+    stored_by, backends = headers["x-lab-backend"], set()
+    for _ in range(2 * len(lab.old)):
+        status, headers, body = _curl(lab, ["-H", "@-", f"http://{VIP}:9292/v2/images/{image}/file"], auth)
+        assert status == 200 and body == data, (status, headers.get("x-lab-backend"), len(body))
+        backends.add(headers["x-lab-backend"])
+    assert backends == set(lab.old) and stored_by in backends, backends
+    status, _, body = _curl(lab, ["-X", "DELETE", "-H", "@-", f"http://{VIP}:9292/v2/images/{image}"], auth)
+    assert status == 204, body
+    assert [r[0] for r in _node_query(lab, lab.old[2], "SELECT status FROM glance.images WHERE id = "
+                                                       f"'{image}'")] == ["deleted"]
+
+
+def _check_rabbit_cluster(lab: halab.HaLab) -> None:
+    """Every old node sees the three running nodes of one cluster; AMQP through the VIP reaches it (what
+    `status` reports the compute host sees there)."""
+    nodes = [f"rabbit@{h}" for h in lab.old]
+    for host in lab.old:
+        assert lab.mq_nodes(host) == nodes, host
+    assert halab.status(lab.dir)["from_compute"] == {"host": COMPUTE, "holder": "oldctl1", "keystone": True,
+                                                     "glance": True, "amqp_cluster": "osu-old"}
 
 
 def _watch_vip_move(lab: halab.HaLab, expected: str) -> None:
@@ -172,6 +215,8 @@ def _check_failover(lab: halab.HaLab, holder: str) -> None:
     _watch_vip_move(lab, "oldctl2")
     status, headers, _ = _curl(lab, [f"http://{VIP}:5000/v3"])
     assert status == 200 and headers["x-lab-haproxy"] == "oldctl2"
+    assert lab.vip_check(COMPUTE) == {"holder": "oldctl2", "keystone": True, "glance": True,
+                                      "amqp_cluster": "osu-old"}
     lab.vip(holder, ("keepalived",))
     _watch_vip_move(lab, holder)
 
@@ -185,9 +230,13 @@ def _check_new_side(lab: halab.HaLab, old_uuid: str) -> None:
         uuids.add(status["wsrep_cluster_state_uuid"])
         assert _user_databases(lab, host) == [], host
         assert (lab.upper(host) / "keystone" / "keystone.conf").is_file(), host
+        assert f"({NEW})" in (lab.upper(host) / "glance" / "glance-api.conf").read_text(), host
         running = " ".join(lab.processes(host).values())
-        for program in ("ks_wsgi.py", "keepalived", "haproxy"):
+        for program in ("ks_wsgi.py", "glance-api", "beam.smp", "keepalived", "haproxy"):
             assert program not in running, (host, program)
+        assert lab.mq_nodes(host) == [], host
+        images = lab.inside(host, ["ls", "-A", "/var/lib/glance/images"])  # a store of its own, empty
+        assert images.returncode == 0 and images.stdout == "", (host, images.stdout)
         assert VIP not in lab.addresses(host)
     assert len(uuids) == 1 and old_uuid not in uuids, (old_uuid, uuids)
 
@@ -228,13 +277,16 @@ def test_ha_lab_serves_through_the_vip_from_one_cluster_and_down_leaves_nothing(
         old_uuid = _check_old_cluster(lab)
         _check_write_through_vip(lab)
         holder = _check_one_vip_holder(lab)
-        _check_keystone_through_vip(lab, holder)
+        token = _check_keystone_through_vip(lab, holder)
+        _check_glance_through_vip(lab, token)
+        _check_rabbit_cluster(lab)
         _check_failover(lab, holder)
         _check_new_side(lab, old_uuid)
         _check_plan(lab)
         for host in lab.old:
             running = " ".join(lab.processes(host).values())
-            for program in ("mariadbd", "keepalived", "haproxy", "ks_wsgi.py", "sshd"):
+            for program in ("mariadbd", "keepalived", "haproxy", "ks_wsgi.py", "glance-api", "beam.smp", "epmd",
+                            "sshd"):
                 assert program in running, (host, program)
         for host in lab.hosts:
             if host != "deploy":
