@@ -1,6 +1,6 @@
 """An HA control plane in the plan (upgrade/plangroup.py): `upgrade init --layout ubuntu-ha`, what the
 loader accepts and refuses, and `upgrade run` refusing a VIP that pacemaker holds before anything exists
-(a keepalived VIP is run on the HA lab: tests/test_ha_upgrade.py).
+(a keepalived VIP is run on the HA lab: tests/test_ha_lab.py).
 
 Pure input validation: in-process, no lab. Every refusal is exit 2 with the key and the fix named,
 and leaves the plan's directory exactly as it was (checked by file hashes).

@@ -26,9 +26,8 @@ host's /etc/hosts) is on no host until keepalived puts it there.
 - Compute hosts: the ``nova-compute`` and ``neutron-agent`` stand-ins, configured with the VIP
   (``controller``) only; ``HaLab.vip_check`` asks one what it sees there (the holder, keystone,
   glance, the AMQP cluster's name).
-- ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone, both sides as groups (``members``, ``vip``)
-  with ``DIR/dump.key``; `upgrade check` and `upgrade plan` read it, `upgrade run` refuses an HA plan
-  in this version.
+- ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone and glance, both sides as groups (``members``,
+  ``vip``) with ``DIR/dump.key``; `upgrade check`, `plan`, `run`, `resume` and `revert` read it.
 
 ``down`` is ``scripts.lab.hosts``' own: every host's PID 1 killed by its recorded pid (the kernel
 ends every process of that PID namespace: MariaDB, RabbitMQ and its epmd, keepalived, HAProxy,
@@ -239,7 +238,8 @@ def _up(lab: Path, state: dict[str, Any], addresses: dict[str, str], old: str, n
     fd = os.open(lab / hosts.PLAN, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # DB admin passwords inline
     with os.fdopen(fd, "w") as fh:
         fh.write(haplan.plan_text(info, {side: list(members) for side, (_, members) in CLUSTERS.items()}, VIP,
-                                  netns.PREFIXLEN, hanode.KEYSTONE_BACKEND_PORT))
+                                  netns.PREFIXLEN, hanode.KEYSTONE_BACKEND_PORT,
+                                  hanode.GLANCE_BACKEND_PORT))
 
 
 def _share_images(lab: Path, host: str) -> None:
