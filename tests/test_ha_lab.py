@@ -326,9 +326,7 @@ def test_ha_lab_serves_through_the_vip_from_one_cluster(lab: halab.HaLab) -> Non
             assert program in running, (host, program)
 
 
-OWN = ("information_schema", "mysql", "performance_schema", "sys")
-
-
+# ---------------------------------------------------------------------- the upgrade chain on the same lab
 def _checksums(lab: halab.HaLab, host: str, db: str = "keystone") -> dict[str, tuple]:
     """Per table of *db* on *host*'s own node: (rows, CHECKSUM TABLE), read causally."""
     tables = [r[0] for r in _node_query(lab, host, "SELECT table_name FROM information_schema.tables WHERE "
