@@ -95,6 +95,7 @@ CLAIM_SCHEMA, CLAIM_FILE = "openstack_upgrade", "openstack-upgrade.claim"
 XDIST_GROUPS = {
     "test_service_fixups.py": "loop-devices", "test_volumes.py": "loop-devices", "test_vault_mysql.py": "vault-mysql",
     "test_lab.py": "lab-parts",
+    "test_ha_lab.py": "halab",  # one HA lab for the module: its checks, the upgrade chain, then `down`
     "test_new_databases.py": "new-databases", "test_report.py": "report-pages",
     "test_compute_upgrade.py": "novalab",  # one lab with real nova for the module
     "test_cutover_check.py::test_silent_compute_named_then_resumed_after_a_kill_inside_the_check": "novalab",

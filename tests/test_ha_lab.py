@@ -1,19 +1,36 @@
-"""The HA flavour of the multi-host lab (scripts/lab/ha.py), built once and checked as a client sees it.
+"""The HA flavour of the multi-host lab (scripts/lab/ha.py), built once for the module: checked as a client
+sees it, then upgraded, resumed after kills and reverted by the real tool, then taken down.
 
 Real parts only: network namespaces with sshd, three MariaDB Galera nodes per side (Debian's
-galera-4), keepalived holding the VIP by VRRP, HAProxy in front of the database and keystone,
-keystone of the old release serving from the cluster. The checks run from a compute host (the
-VIP is all it knows) and read each node's own view of its cluster. One lab for the module,
-built in one test (its phases in order): the lab takes two minutes to build, a second build
-would double that. Needs root; under CI a missing part fails instead of skipping.
+galera-4), a RabbitMQ cluster per side, keepalived holding the VIP by VRRP, HAProxy in front of the
+database, keystone, glance and AMQP, keystone and glance of the old release serving from the cluster
+(glance's images on a store every controller of a side shares). The checks run from a compute host
+(the VIP is all it knows) and read each node's own view of its cluster.
+
+The upgrade (`upgrade run`, `resume`, `revert` of the lab's HA plan: keystone and glance) runs where an
+operator would (the deploy host), killed by SIGKILL (the fail points of statemachine/failpoints.py) inside
+the import into one new Galera node and inside the VIP move, resumed each time; then keystone and glance
+answer through the VIP from every new controller with the old data (the images' bytes as uploaded),
+identical on the three new nodes; then revert: both through the VIP from the old controllers again, the
+old cluster's tables unchanged (CHECKSUM TABLE on each old node). Faults on the way: an old node down
+before the run (`upgrade check` warns naming it, the run reads the working node), a new node down after
+the import (the resume fails naming it; resumed again once it rejoined).
+
+One lab for the module (minutes to build on a loaded 2-core machine; a second build would double that),
+its tests in order on one pytest-xdist worker (tests/conftest.py XDIST_GROUPS): the lab's checks, the
+upgrade chain, `down` leaving nothing. Needs root; under CI a missing part fails instead of skipping.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -21,8 +38,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from scripts.lab import fullstack, netns
 from scripts.lab import ha as halab
-from scripts.lab import netns
 from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.hagalera import PROVIDER
 from tests.conftest import require
@@ -98,7 +115,7 @@ def _check_old_cluster(lab: halab.HaLab) -> str:
         assert status["wsrep_cluster_status"] == "Primary"
         uuids.add(status["wsrep_cluster_state_uuid"])
     assert len(uuids) == 1, f"the old nodes are not one cluster: {uuids}"
-    assert "keystone" in _user_databases(lab, lab.old[2])  # made on oldctl1, replicated
+    assert {"keystone", "glance"} <= set(_user_databases(lab, lab.old[2]))  # made on oldctl1, replicated
     return uuids.pop()
 
 
@@ -129,7 +146,7 @@ def _check_one_vip_holder(lab: halab.HaLab) -> str:
     return holders[0]
 
 
-def _check_keystone_through_vip(lab: halab.HaLab, holder: str) -> None:
+def _check_keystone_through_vip(lab: halab.HaLab, holder: str) -> str:
     ctl = lab.state["controller"]
     auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
         "name": "admin", "domain": {"id": "default"}, "password": ctl["admin_password"]}}},
@@ -149,6 +166,48 @@ def _check_keystone_through_vip(lab: halab.HaLab, holder: str) -> None:
     assert backends == set(lab.old), backends
     status, _, body = _curl(lab, ["-H", "@-", f"http://{VIP}:5000/v3/projects?name=demo"], f"X-Auth-Token: {token}\n")
     assert status == 200 and len(json.loads(body)["projects"]) == 1, body
+    return token
+
+
+def _check_glance_through_vip(lab: halab.HaLab, token: str) -> None:
+    """From the compute host through HAProxy on the VIP, glance's real API: the lab's images listed, a new
+    image uploaded through one glance-api and the same bytes downloaded from every old controller's (one
+    shared store), then deleted (the lab ends as built)."""
+    auth = f"X-Auth-Token: {token}\n"
+    status, _, body = _curl(lab, ["-H", "@-", f"http://{VIP}:9292/v2/images"], auth)
+    assert status == 200, body
+    seeded = {i["id"]: i["checksum"] for i in lab.state["controller"]["images"]}
+    assert len(seeded) == 2 and {i["id"]: i["checksum"] for i in json.loads(body)["images"]} == seeded, body
+    status, _, body = _curl(lab, ["-X", "POST", "-H", "@-", "-H", "Content-Type: application/json", "-d",
+                                  json.dumps({"name": "ha probe", "disk_format": "raw", "container_format": "bare"}),
+                                  f"http://{VIP}:9292/v2/images"], auth)
+    assert status == 201, body
+    image = json.loads(body)["id"]
+    data = secrets.token_hex(40000)
+    status, headers, body = _curl(lab, ["-X", "PUT", "-H", f"X-Auth-Token: {token}", "-H",
+                                        "Content-Type: application/octet-stream", "--data-binary", "@-",
+                                        f"http://{VIP}:9292/v2/images/{image}/file"], data)
+    assert status == 204, body
+    stored_by, backends = headers["x-lab-backend"], set()
+    for _ in range(2 * len(lab.old)):
+        status, headers, body = _curl(lab, ["-H", "@-", f"http://{VIP}:9292/v2/images/{image}/file"], auth)
+        assert status == 200 and body == data, (status, headers.get("x-lab-backend"), len(body))
+        backends.add(headers["x-lab-backend"])
+    assert backends == set(lab.old) and stored_by in backends, backends
+    status, _, body = _curl(lab, ["-X", "DELETE", "-H", "@-", f"http://{VIP}:9292/v2/images/{image}"], auth)
+    assert status == 204, body
+    assert [r[0] for r in _node_query(lab, lab.old[2], "SELECT status FROM glance.images WHERE id = "
+                                                       f"'{image}'")] == ["deleted"]
+
+
+def _check_rabbit_cluster(lab: halab.HaLab) -> None:
+    """Every old node sees the three running nodes of one cluster; AMQP through the VIP reaches it (what
+    `status` reports the compute host sees there)."""
+    nodes = [f"rabbit@{h}" for h in lab.old]
+    for host in lab.old:
+        assert lab.mq_nodes(host) == nodes, host
+    assert halab.status(lab.dir)["from_compute"] == {"host": COMPUTE, "holder": "oldctl1", "keystone": True,
+                                                     "glance": True, "amqp_cluster": "osu-old"}
 
 
 def _watch_vip_move(lab: halab.HaLab, expected: str) -> None:
@@ -172,6 +231,8 @@ def _check_failover(lab: halab.HaLab, holder: str) -> None:
     _watch_vip_move(lab, "oldctl2")
     status, headers, _ = _curl(lab, [f"http://{VIP}:5000/v3"])
     assert status == 200 and headers["x-lab-haproxy"] == "oldctl2"
+    assert lab.vip_check(COMPUTE) == {"holder": "oldctl2", "keystone": True, "glance": True,
+                                      "amqp_cluster": "osu-old"}
     lab.vip(holder, ("keepalived",))
     _watch_vip_move(lab, holder)
 
@@ -185,30 +246,47 @@ def _check_new_side(lab: halab.HaLab, old_uuid: str) -> None:
         uuids.add(status["wsrep_cluster_state_uuid"])
         assert _user_databases(lab, host) == [], host
         assert (lab.upper(host) / "keystone" / "keystone.conf").is_file(), host
+        assert f"({NEW})" in (lab.upper(host) / "glance" / "glance-api.conf").read_text(), host
         running = " ".join(lab.processes(host).values())
-        for program in ("ks_wsgi.py", "keepalived", "haproxy"):
+        for program in ("ks_wsgi.py", "glance-api", "beam.smp", "keepalived", "haproxy"):
             assert program not in running, (host, program)
+        assert lab.mq_nodes(host) == [], host
+        images = lab.inside(host, ["ls", "-A", "/var/lib/glance/images"])  # a store of its own, empty
+        assert images.returncode == 0 and images.stdout == "", (host, images.stdout)
         assert VIP not in lab.addresses(host)
     assert len(uuids) == 1 and old_uuid not in uuids, (old_uuid, uuids)
 
 
 def _check_plan(lab: halab.HaLab) -> None:
     """The lab's plan names both groups as they are; `upgrade plan` shows them (reading the real source
-    DB from the deploy host); `upgrade run` refuses it, leaving no journal."""
+    DB from the deploy host); the same plan with a VIP that pacemaker holds is refused by `upgrade run`
+    (exit 2) before anything: no journal, the plan and the key unchanged. The lab is not upgraded here."""
     plan = plan_mod.load(lab.plan)
     for group, names in ((plan.source.group, lab.old), (plan.target.group, lab.new)):
         assert group is not None
         assert [m.name for m in group.members] == names
         assert [m.host.url for m in group.members] == [f"ssh://root@{lab.hosts[h]}" for h in names]
         assert (group.vip.address, group.vip.owner) == (f"{VIP}/24", "keepalived")
+    assert plan.services == ("keystone", "glance"), plan.services
     res = tool(lab, "plan", str(lab.plan))
     assert res.returncode == 0, res.stderr
     assert "  group: oldctl1 ssh://root@198.51.100.31 (db, mq, api)" in res.stdout
-    before = {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key")}
-    res = tool(lab, "run", str(lab.plan))
-    assert res.returncode == 2 and "names an HA control plane" in res.stderr, res.stderr
-    assert not (lab.dir / "journal").exists()
-    assert {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key")} == before
+    for step in ("ha.oldctl3.glance.stop_source", "glance.copy_images", "ha.newctl3.glance.start_target",
+                 "ha.vip.start_new"):
+        assert step in res.stdout, step
+    pacemaker = lab.dir / "pacemaker-plan.toml"
+    text = lab.plan.read_text()
+    assert text.count('owner = "keepalived"') == 2
+    pacemaker.write_text(text.replace('owner = "keepalived"', 'owner = "pacemaker", resource = "vip-management"'))
+    try:
+        before = {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key", pacemaker)}
+        res = tool(lab, "run", str(pacemaker))
+        assert res.returncode == 2 and "whose VIP pacemaker holds (resource 'vip-management')" in res.stderr, \
+            res.stderr
+        assert not (lab.dir / "journal").exists()
+        assert {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key", pacemaker)} == before
+    finally:
+        pacemaker.unlink()
 
 
 def _start_time(pid: int) -> str | None:
@@ -218,33 +296,238 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
-def test_ha_lab_serves_through_the_vip_from_one_cluster_and_down_leaves_nothing(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):
+    """The module's one HA lab; taken down at the end unless the last test did (and checked) that."""
     _requirements()
-    directory = tmp_path / "ha"
+    directory = tmp_path_factory.mktemp("ha") / "ha"
     halab.up(directory, computes=1, old=OLD, new=NEW)
-    processes: dict[int, str] = {}
     try:
-        lab = halab.HaLab.load(directory)
-        old_uuid = _check_old_cluster(lab)
-        _check_write_through_vip(lab)
-        holder = _check_one_vip_holder(lab)
-        _check_keystone_through_vip(lab, holder)
-        _check_failover(lab, holder)
-        _check_new_side(lab, old_uuid)
-        _check_plan(lab)
-        for host in lab.old:
-            running = " ".join(lab.processes(host).values())
-            for program in ("mariadbd", "keepalived", "haproxy", "ks_wsgi.py", "sshd"):
-                assert program in running, (host, program)
-        for host in lab.hosts:
-            if host != "deploy":
-                processes.update(lab.processes(host))
-        started = {pid: _start_time(pid) for pid in processes}
-        prefix = lab.prefix
+        yield halab.HaLab.load(directory)
     finally:
-        halab.down(directory)
+        if (directory / "hostlab.json").exists():
+            halab.down(directory)
+
+
+def test_ha_lab_serves_through_the_vip_from_one_cluster(lab: halab.HaLab) -> None:
+    old_uuid = _check_old_cluster(lab)
+    _check_write_through_vip(lab)
+    holder = _check_one_vip_holder(lab)
+    token = _check_keystone_through_vip(lab, holder)
+    _check_glance_through_vip(lab, token)
+    _check_rabbit_cluster(lab)
+    _check_failover(lab, holder)
+    _check_new_side(lab, old_uuid)
+    _check_plan(lab)
+    for host in lab.old:
+        running = " ".join(lab.processes(host).values())
+        for program in ("mariadbd", "keepalived", "haproxy", "ks_wsgi.py", "glance-api", "beam.smp", "epmd",
+                        "sshd"):
+            assert program in running, (host, program)
+
+
+# ---------------------------------------------------------------------- the upgrade chain on the same lab
+def _checksums(lab: halab.HaLab, host: str, db: str = "keystone") -> dict[str, tuple]:
+    """Per table of *db* on *host*'s own node: (rows, CHECKSUM TABLE), read causally."""
+    tables = [r[0] for r in _node_query(lab, host, "SELECT table_name FROM information_schema.tables WHERE "
+                                                   f"table_schema = '{db}' AND table_type = 'BASE TABLE'")]
+    assert tables, (host, db)
+    sums = dict(_node_query(lab, host, "CHECKSUM TABLE " + ", ".join(f"`{db}`.`{t}`" for t in tables)))
+    counts = {t: _node_query(lab, host, f"SELECT COUNT(*) FROM `{db}`.`{t}`")[0][0] for t in tables}
+    return {t: (counts[t], sums[f"{db}.{t}"]) for t in tables}
+
+
+def _identities(lab: halab.HaLab, host: str) -> dict[str, list]:
+    """What a client sees of keystone's data: users, projects and roles (ids and names)."""
+    return {table: sorted(_node_query(lab, host, f"SELECT id, name FROM keystone.`{table}`"))
+            for table in ("local_user", "project", "role")}
+
+
+def _events(lab: halab.HaLab) -> list[dict]:
+    conn = sqlite3.connect(f"file:{lab.dir / 'journal' / 'journal.db'}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT machine, step, kind FROM events ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+def _done(lab: halab.HaLab) -> set[str]:
+    return {e["step"] for e in _events(lab) if e["kind"] == "done"}
+
+
+def _running(lab: halab.HaLab, host: str) -> str:
+    return " ".join(lab.processes(host).values())
+
+
+def _keystone_through_vip(lab: halab.HaLab, side: list[str]) -> str:
+    """A token through the VIP from the holder's HAProxy, validated by every keystone of *side* (round robin),
+    and the seeded project found: the data the clients know, served by that side. Returns the token."""
+    ctl = lab.state["controller"]
+    auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "admin", "domain": {"id": "default"}, "password": ctl["admin_password"]}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+    status, headers, body = _curl(lab, ["-X", "POST", "-H", "Content-Type: application/json", "-d", "@-",
+                                        f"http://{VIP}:5000/v3/auth/tokens"], json.dumps(auth))
+    assert status == 201, body
+    assert headers["x-lab-haproxy"] in side, headers
+    token = headers["x-subject-token"]
+    backends = set()
+    for _ in range(3 * len(side)):
+        status, headers, body = _curl(lab, ["-H", "@-", f"http://{VIP}:5000/v3/auth/tokens"],
+                                      f"X-Auth-Token: {token}\nX-Subject-Token: {token}\n")
+        assert status == 200, body
+        backends.add(headers["x-lab-backend"])
+    assert backends == set(side), backends
+    status, _, body = _curl(lab, ["-H", "@-", f"http://{VIP}:5000/v3/projects?name=demo"], f"X-Auth-Token: {token}\n")
+    assert status == 200 and len(json.loads(body)["projects"]) == 1, body
+    return token
+
+
+def _download(lab: halab.HaLab, token: str, image: str) -> tuple[str, bytes]:
+    """An image's bytes from the compute host through the VIP (binary: curl's output read as bytes), with
+    the glance-api that served them (HAProxy's header)."""
+    res = subprocess.run(["nsenter", "-t", str(lab.pid1(COMPUTE)), "-a", "-r", "-w", "curl", "-s", "-f", "-m", "30",
+                          "-D", "/dev/stderr", "-H", "@-", f"http://{VIP}:9292/v2/images/{image}/file"],
+                         input=f"X-Auth-Token: {token}\n".encode(), capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr.decode(errors="replace")
+    backend = re.search(r"^x-lab-backend: *(\S+)", res.stderr.decode(), re.M | re.I)
+    assert backend is not None, res.stderr
+    return backend.group(1), res.stdout
+
+
+def _glance_through_vip(lab: halab.HaLab, token: str, side: list[str]) -> None:
+    """Glance's real API through the VIP served by *side*: the lab's images listed (ids, checksums), each
+    downloaded from every glance-api of the side (round robin) with the bytes the lab uploaded."""
+    status, headers, body = _curl(lab, ["-H", "@-", f"http://{VIP}:9292/v2/images"], f"X-Auth-Token: {token}\n")
+    assert status == 200 and headers["x-lab-haproxy"] in side, (status, headers, body)
+    seeded = lab.state["controller"]["images"]
+    assert {i["id"]: i["checksum"] for i in json.loads(body)["images"]} == \
+        {i["id"]: i["checksum"] for i in seeded}, body
+    uploaded = dict(fullstack.IMAGES)
+    backends = set()
+    for n in range(2 * len(side)):
+        image = seeded[n % len(seeded)]
+        backend, data = _download(lab, token, image["id"])
+        assert data == uploaded[image["name"]], (image["name"], backend, len(data))
+        assert hashlib.md5(data).hexdigest() == image["checksum"]
+        backends.add(backend)
+    assert backends == set(side), backends
+
+
+def _stop_node(lab: halab.HaLab, host: str) -> None:
+    """The Galera node of *host* shut down (SIGTERM to its mariadbd), until its process is gone."""
+    pids = [pid for pid, cmd in lab.processes(host).items() if cmd.split(" ")[0].endswith("mariadbd")]
+    assert len(pids) == 1, (host, pids)
+    os.kill(pids[0], signal.SIGTERM)
+    while os.path.exists(f"/proc/{pids[0]}"):
+        time.sleep(0.05)
+
+
+def _start_node(lab: halab.HaLab, host: str) -> None:
+    """The node of *host* started again: it rejoins its cluster by a state transfer."""
+    lab.node(host, "galera", lab.galera_payload(host))
+
+
+def _one_holder(lab: halab.HaLab, side: list[str]) -> str:
+    holders = lab.vip_holders()
+    assert len(holders) == 1 and holders[0] in side, holders
+    neigh = lab.inside(COMPUTE, ["arping", "-b", "-c", "2", "-I", "eth0", VIP])
+    assert lab.mac(holders[0]) in neigh.stdout.lower() and neigh.stdout.lower().count("reply from") >= 1
+    for other in lab.hosts:
+        if other not in (holders[0], "deploy") and other in halab.CONTROLLERS:
+            assert lab.mac(other) not in neigh.stdout.lower(), (other, neigh.stdout)
+    return holders[0]
+
+
+def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab: halab.HaLab) -> None:
+    old_sums = {h: _checksums(lab, h) for h in lab.old}
+    assert all(s == old_sums[lab.old[0]] for s in old_sums.values())
+    old_data = _identities(lab, lab.old[0])
+    old_glance = {h: _checksums(lab, h, "glance") for h in lab.old}
+    journal = lab.dir / "journal"
+
+    # an old node down before the run: reported, and the run reads the working one (oldctl1)
+    _stop_node(lab, "oldctl3")
+    res = tool(lab, "check", str(lab.plan))
+    assert re.search(r"^WARN +cluster oldctl3 +source DB node oldctl3 \(198\.51\.100\.33:3306\) cannot be reached",
+                     res.stdout, re.M), res.stdout
+    assert re.search(r"^OK +cluster oldctl1 +source DB node oldctl1: Synced, in a cluster of 2; the run works "
+                     r"through it", res.stdout, re.M), res.stdout
+
+    # killed inside the import into newctl1's Galera node: every old keystone stopped, the VIP still old
+    res = tool(lab, "run", str(lab.plan), failpoint="keystone.import_db:inside")
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    done = _done(lab)
+    assert {"ha.oldctl2.keystone.stop_source", "ha.oldctl3.keystone.stop_source", "keystone.dump_source"} <= done
+    assert "keystone.import_db" not in done
+    for host in lab.old:
+        assert "ks_wsgi.py" not in _running(lab, host), host
+    assert lab.vip_holders() == ["oldctl1"]
+
+    # a new node down: the resume imports, then fails naming it; it rejoins, and the next resume goes on
+    _stop_node(lab, "newctl3")
+    res = tool(lab, "resume", "--journal", str(journal))
+    assert res.returncode == 1, res.stderr
+    assert "ha.cluster.replicated failed on newctl3: the new cluster does not hold the import on every node" \
+        in res.stderr and "target DB node newctl3 (198.51.100.43:3306) cannot be reached" in res.stderr, res.stderr
+    assert "keystone.import_db" in _done(lab) and "ha.newctl2.keystone.start_target" not in _done(lab)
+    assert lab.vip_holders() == ["oldctl1"]
+    _start_node(lab, "newctl3")
+
+    # resumed, killed again inside the VIP move (the old keepalived stopped, the new one started)
+    res = tool(lab, "resume", "--journal", str(journal), failpoint="ha.vip.start_new:inside")
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    assert len(lab.vip_holders()) <= 1, lab.vip_holders()
+    done = _done(lab)
+    assert {"keystone.import_db", "ha.cluster.replicated", "ha.newctl2.keystone.start_target",
+            "ha.newctl3.keystone.start_target", "ha.vip.stop_old"} <= done
+    assert "ha.vip.start_new" not in done
+
+    res = tool(lab, "resume", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    _one_holder(lab, lab.new)
+    token = _keystone_through_vip(lab, lab.new)
+    _glance_through_vip(lab, token, lab.new)
+    for host in lab.new:
+        assert "glance-api" in _running(lab, host), host
+    new_sums = {h: _checksums(lab, h) for h in lab.new}
+    assert all(s == new_sums[lab.new[0]] for s in new_sums.values()), new_sums
+    assert _identities(lab, lab.new[2]) == old_data
+    for host in lab.old:
+        running = _running(lab, host)
+        assert "keepalived" not in running and "ks_wsgi.py" not in running and "glance-api" not in running, host
+    _start_node(lab, "oldctl3")  # back into the old cluster, for the revert's keystone there
+    assert {h: _checksums(lab, h) for h in lab.old} == old_sums  # only read
+    assert {h: _checksums(lab, h, "glance") for h in lab.old} == old_glance
+
+    res = tool(lab, "revert", "--journal", str(journal))
+    assert res.returncode == 0, res.stderr
+    assert _one_holder(lab, lab.old) == "oldctl1"
+    token = _keystone_through_vip(lab, lab.old)
+    _glance_through_vip(lab, token, lab.old)
+    assert {h: _checksums(lab, h) for h in lab.old} == old_sums
+    assert {h: _checksums(lab, h, "glance") for h in lab.old} == old_glance
+    for host in lab.new:
+        running = _running(lab, host)
+        assert "keepalived" not in running and "ks_wsgi.py" not in running and "glance-api" not in running, host
+    undone = {e["step"] for e in _events(lab) if e["kind"] == "undone"}
+    assert {"ha.vip.start_new", "ha.vip.stop_old", "ha.oldctl2.keystone.stop_source",
+            "ha.newctl3.keystone.install_config", "ha.oldctl3.glance.stop_source",
+            "ha.newctl2.glance.start_target"} <= undone
+
+
+def test_down_leaves_nothing(lab: halab.HaLab) -> None:
+    """`down` after all that: no process of any host left, no namespace, no state file."""
+    processes: dict[int, str] = {}
+    for host in lab.hosts:
+        if host != "deploy":
+            processes.update(lab.processes(host))
+    assert processes
+    started = {pid: _start_time(pid) for pid in processes}
+    halab.down(lab.dir)
     alive = {pid: processes[pid] for pid, t in started.items() if t is not None and _start_time(pid) == t}
     assert not alive, alive
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert prefix not in left and not netns.exists(f"{prefix}{netns.SWITCH}")
-    assert not (directory / "hostlab.json").exists()
+    assert lab.prefix not in left and not netns.exists(f"{lab.prefix}{netns.SWITCH}")
+    assert not (lab.dir / "hostlab.json").exists()

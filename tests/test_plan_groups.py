@@ -1,5 +1,6 @@
 """An HA control plane in the plan (upgrade/plangroup.py): `upgrade init --layout ubuntu-ha`, what the
-loader accepts and refuses, and `upgrade run` refusing such a plan before anything exists.
+loader accepts and refuses, and `upgrade run` refusing a VIP that pacemaker holds before anything exists
+(a keepalived VIP is run on the HA lab: tests/test_ha_lab.py).
 
 Pure input validation: in-process, no lab. Every refusal is exit 2 with the key and the fix named,
 and leaves the plan's directory exactly as it was (checked by file hashes).
@@ -57,11 +58,14 @@ def test_single_controller_layouts_name_no_group(tmp_path: Path, monkeypatch: py
     assert re.search(r"^# members = \[", plan.read_text(), re.M)  # documented, commented out
 
 
-def test_run_refuses_an_ha_plan_before_anything_exists(ha_plan: Path, capsys: pytest.CaptureFixture) -> None:
+def test_run_refuses_a_pacemaker_vip_before_anything_exists(ha_plan: Path, capsys: pytest.CaptureFixture) -> None:
+    text = ha_plan.read_text().replace('owner = "keepalived"}', 'owner = "pacemaker", resource = "vip-management"}')
+    assert re.search(r'^vip = .*owner = "pacemaker"', text, re.M)
+    ha_plan.write_text(text)
     before = _tree(ha_plan.parent)
     assert cli.main(["run", str(ha_plan)]) == 2
     err = capsys.readouterr().err
-    assert "names an HA control plane" in err and "cannot run it yet" in err
+    assert "whose VIP pacemaker holds (resource 'vip-management')" in err and "keepalived only" in err
     assert _tree(ha_plan.parent) == before
     assert not (ha_plan.parent / "upgrade-journal").exists()
 
@@ -76,6 +80,21 @@ def test_plan_shows_both_groups(ha_plan: Path, capsys: pytest.CaptureFixture) ->
     for side in ("source", "target"):
         members = ", ".join(f"{n} ssh://root@{a} (db, mq, api)" for n, a in HA_MEMBERS[side])
         assert f"  group: {members}; VIP 198.51.100.10/24 on eth0 held by keepalived" in out
+    # the other members' steps and the VIP move, as a run builds them
+    for step in ("ha.oldctl2.keystone.stop_source", "ha.cluster.replicated", "ha.newctl3.keystone.install_config",
+                 "ha.newctl3.keystone.start_target", "ha.vip.stop_old", "ha.vip.start_new", "ha.vip.check"):
+        assert step in out, step
+
+
+def test_vip_units_control_and_check_host_load(ha_plan: Path) -> None:
+    text = ha_plan.read_text().replace(
+        'owner = "keepalived"}', 'owner = "keepalived", units = ["haproxy", "keepalived"], service_control = '
+        '"template", control = ["vipctl", "{action}", "{unit}"], check_from = "ssh://root@198.51.100.21"}')
+    ha_plan.write_text(text)
+    vip = plan_mod.load(ha_plan).source.group.vip
+    assert vip.units == ("haproxy", "keepalived")
+    assert vip.control is not None and vip.control.argv("stop", "keepalived") == ["vipctl", "stop", "keepalived"]
+    assert vip.check_from is not None and vip.check_from.url == "ssh://root@198.51.100.21"
 
 
 EDITS = [
@@ -96,6 +115,13 @@ EDITS = [
      "name the resource"),
     ("an unknown key", 'device = "eth0", owner', 'device = "eth0", priority = 100, owner', "source.vip.priority",
      "not a known key"),
+    ("a VIP unit twice", 'owner = "keepalived"}', 'owner = "keepalived", units = ["keepalived", "keepalived"]}',
+     "source.vip.units", "distinct unit names"),
+    ("a VIP control without its action", 'owner = "keepalived"}',
+     'owner = "keepalived", service_control = "template", control = ["vipctl"]}', "source.vip.control",
+     "containing \"{action}\""),
+    ("a check host that is no URL", 'owner = "keepalived"}', 'owner = "keepalived", check_from = "compute1"}',
+     "source.vip.check_from", "ssh://[user@]address[:port]"),
 ]
 
 

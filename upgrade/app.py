@@ -166,15 +166,16 @@ def sweep_leftovers(plan: Plan) -> None:
     cannot clean up after itself; the next resume or revert does, before anything else.
     """
     log = logs.get()
-    for spec in (plan.source, plan.target):
-        s = side(spec)
+    members = [hosts.connect(m.host, f"{spec.role}:{m.name}") for spec in (plan.source, plan.target) if spec.group
+               for m in spec.group.members if not (spec.host_spec and m.host.url == spec.host_spec.url)]
+    for host in [side(spec).host for spec in (plan.source, plan.target)] + members:  # an HA plan's other members too
         try:
-            removed = hosts.sweep_stale_tmpdirs(s.host)
+            removed = hosts.sweep_stale_tmpdirs(host)
         except Exception as exc:  # best effort: a host that cannot be reached fails its step later anyway
-            log.warning("sweep_failed", host=s.host.name, error=str(exc))
+            log.warning("sweep_failed", host=host.name, error=str(exc))
             continue
         if removed:
-            log.info("swept_leftovers", host=s.host.name, directories=removed)
+            log.info("swept_leftovers", host=host.name, directories=removed)
 
 
 def source_errors(plan: Plan) -> dict[str, list[str]]:
@@ -324,7 +325,11 @@ def run_machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Host] = ho
     overlap = overlap_group({n: m.steps for n, m in machines.items()}, plan.service_pool)
     if overlap is not None:
         groups = [overlap, *groups]
-    order = [machines[n] for n in plan.services if n not in AFTER_COMPUTES] + extra \
+    # an HA plan: the other old members stop first, the cluster check, the other new members and the VIP after
+    before, after, ha_groups = fleet.ha_machines(plan, {n: machines[n].steps for n in plan.services
+                                                        if n not in AFTER_COMPUTES and n in machines}, connect)
+    groups = [*ha_groups, *groups]
+    order = before + [machines[n] for n in plan.services if n not in AFTER_COMPUTES] + after + extra \
         + [machines[n] for n in plan.services if n in AFTER_COMPUTES and n in machines] + fleet.last_machines(plan)
     return order, groups
 

@@ -171,6 +171,12 @@ def db_access(plan: Plan) -> Iterator[Result]:
                                            f"{plan.from_release} -> {plan.to_release}")
 
 
+def clusters(plan: Plan) -> Iterator[Result]:
+    """An HA plan: each DB node of both groups (``fleet.cluster_findings``)."""
+    for status, node, detail, remedy in fleet.cluster_findings(plan):
+        yield Result(f"cluster {node}", status, detail, remedy)
+
+
 def _short(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
@@ -541,8 +547,8 @@ def cloud(plan: Plan) -> Iterator[Result]:
 
 
 CHECKS: tuple[Callable[[Plan], Iterator[Result]], ...] = (
-    hosts_reachable, db_access, identity, releases, compute_rows, space, charset, key, journal, claim, clock_skew,
-    addresses, unplanned_services, shipped_files, volumes_in_use, message_queue, cloud)
+    hosts_reachable, db_access, clusters, identity, releases, compute_rows, space, charset, key, journal, claim,
+    clock_skew, addresses, unplanned_services, shipped_files, volumes_in_use, message_queue, cloud)
 
 
 def run_checks(path: str | Path) -> list[Result]:

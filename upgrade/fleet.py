@@ -9,14 +9,17 @@ error before anything changes, not a failed step half-way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from services import registry
 from services.catalog import nova
-from services.fleet import addrconfig, cloudcheck, compute, network
-from services.infra import enablement
+from services.fleet import addrconfig, cloudcheck, compute, hagroup, network
+from services.infra import enablement, galera, mysql
 from services.infra.settings import Side
+from services.releases import Jump
 from statemachine.machine import ServiceMachine
 from statemachine.runner import ParallelGroup
 from statemachine.step import StepError
@@ -24,7 +27,8 @@ from upgrade import guards, hosts
 from upgrade.errors import UserError
 
 if TYPE_CHECKING:
-    from upgrade.plan import Plan
+    from upgrade.plan import Plan, SideSpec
+    from upgrade.plangroup import Member
 
 
 def machines(plan: Plan, stoppers: tuple[str, ...] = (),
@@ -47,6 +51,104 @@ def machines(plan: Plan, stoppers: tuple[str, ...] = (),
     return out + comp, groups
 
 
+def _member(spec: SideSpec, m: Member, connect: Callable[[hosts.HostSpec, str], Any]) -> hagroup.Member:
+    """A member of *spec*'s group as a side: its own host and DB node (the side's DB port and account on the
+    member's own address; the working member keeps the side's ``db``), the side's layout and control."""
+    working = spec.host_spec is not None and m.host.url == spec.host_spec.url
+    db = spec.db if working else replace(spec.db, address=m.host.target()[1])
+    return hagroup.Member(m.name, Side(role=spec.role, host=connect(m.host, f"{spec.role}:{m.name}"), etc=spec.etc,
+                                       lib=spec.lib, bin=spec.bin, db=db, control=spec.control, log=spec.log))
+
+
+def group_settings(plan: Plan, connect: Callable[[hosts.HostSpec, str], Any] = hosts.connect,
+                   ) -> hagroup.GroupSettings | None:
+    """Both groups of an HA plan as the run acts on them (None: a single-controller plan)."""
+    src, tgt = plan.source.group, plan.target.group
+    if src is None or tgt is None:
+        return None
+
+    def members(spec: SideSpec, group: Any) -> tuple[list[hagroup.Member], str]:
+        out = [_member(spec, m, connect) for m in group.members]
+        working = next((m.name for m in group.members if spec.host_spec and m.host.url == spec.host_spec.url), "")
+        return sorted(out, key=lambda m: m.name != working), working
+
+    old, old_working = members(plan.source, src)
+    new, new_working = members(plan.target, tgt)
+    api = {m.name for g in (src, tgt) for m in g.with_role("api")}
+    db = {m.name for m in tgt.with_role("db")}
+    check_from = src.vip.check_from or hosts.HostSpec("local")
+    return hagroup.GroupSettings(
+        old=tuple(old), new=tuple(new),
+        old_api=tuple(m for m in old if m.name in api and m.name != old_working),
+        new_api=tuple(m for m in new if m.name in api and m.name != new_working),
+        new_db=tuple((m.name, m.side.db) for m in new if m.name in db),
+        vip=network.AddressMove("vip", src.vip.address, src.vip.device), vip_units=src.vip.units,
+        old_control=src.vip.control or plan.source.control, new_control=tgt.vip.control or plan.target.control,
+        check_host=connect(check_from, f"check:{check_from.alias or check_from.url}"), pool=plan.compute_pool)
+
+
+def ha_machines(plan: Plan, services: dict[str, Sequence[Any]],
+                connect: Callable[[hosts.HostSpec, str], Any] = hosts.connect,
+                ) -> tuple[list[ServiceMachine], list[ServiceMachine], list[ParallelGroup]]:
+    """An HA plan's machines before the services (the other old members' stops), after them (the cluster's
+    check, the other new members, the VIP move) and their parallel groups (``services/fleet/hagroup.py``);
+    nothing for a single-controller plan. *services*: the services' steps as their machines run them."""
+    g = group_settings(plan, connect)
+    if g is None:
+        return [], [], []
+    jump = Jump(plan.from_release, plan.to_release)
+    dbs = [db for name in services for db in registry.databases(name, jump, plan.service_settings[name])]
+    return hagroup.machines(g, services, dbs)
+
+
+def cluster_findings(plan: Plan) -> list[tuple[str, str, str, str]]:
+    """An HA plan's DB nodes as `upgrade check` reports them, (status, node, detail, remedy) each: OK, or FAIL
+    for the node a side works through (the dump is read from it, the import goes to it) and for any new node
+    (the import must replicate to all), or WARN for another old node (the run reads the working one: that
+    node is left as it is). An old node is healthy when it answers, is ``Synced`` and in the ``Primary``
+    component (a smaller cluster than the plan names, with a node down, is fine to read)."""
+    g = group_settings(plan)
+    if g is None:
+        return []
+    out = []
+    for role, members, group in (("source", g.old, plan.source.group), ("target", g.new, plan.target.group)):
+        dbs = {m.name for m in group.with_role("db")} if group else set()
+        nodes = [m for m in members if m.name in dbs]
+        for m in nodes:
+            working = m is members[0]
+            try:
+                st = galera.status(m.side.db)
+            except mysql.DBConnectError as exc:
+                problem = f"{role} DB node {m.name} ({m.side.db.address}:{m.side.db.port}) cannot be reached: {exc}"
+            else:
+                problem, _ = galera.node_problem(m.name, m.side.db, len(nodes), role)
+                if role == "source" and st.get("wsrep_local_state_comment") == "Synced" \
+                        and st.get("wsrep_cluster_status") == "Primary":
+                    problem = None
+            if problem is None:
+                out.append(("OK", m.name, f"{role} DB node {m.name}: Synced"
+                            + (f", in a cluster of {st.get('wsrep_cluster_size')}" if st else "")
+                            + ("; the run works through it" if working else ""), ""))
+            elif role == "source" and not working:
+                out.append(("WARN", m.name, problem, f"the run reads {members[0].name} (the side's `host`); bring "
+                                                     f"{m.name} back into its cluster when convenient"))
+            elif role == "source":
+                out.append(("FAIL", m.name, problem, "the run dumps from this node: name a healthy member in "
+                                                     "`source.host` and `[source.db] address`"))
+            else:
+                out.append(("FAIL", m.name, problem, "every new node must receive the import: bring it back into "
+                                                     "the new cluster (it rejoins by a state transfer)"))
+    return out
+
+
+def refuse_cluster_problems(plan: Plan) -> None:
+    """Before `upgrade run` writes anything: the old node the run reads and every new node are healthy."""
+    failed = [f"{detail} — {remedy}" for status, _, detail, remedy in cluster_findings(plan) if status == "FAIL"]
+    if failed:
+        raise UserError("an HA plan's database nodes are not ready, nothing was changed:\n  " + "\n  ".join(failed)
+                        + f"\n(plan {plan.path})")
+
+
 def last_machines(plan: Plan) -> list[ServiceMachine]:
     """What runs after every other machine: the ``cloud`` machine of a plan with ``[cloud]``, which waits until
     the cloud reports to the new controller (after the switchover, the compute hosts and nova's unpin)."""
@@ -59,6 +161,10 @@ def _specs(plan: Plan) -> list[tuple[str, hosts.HostSpec]]:
     if plan.network is not None:
         specs.append(("network.check_from", plan.network.check_from))
     specs += [(f"compute:{c.settings.name}", c.host) for c in plan.computes]
+    for side in (plan.source, plan.target):
+        specs += [(f"{side.role}:{m.name}", m.host) for m in (side.group.members if side.group else ())]
+        vip = side.group.vip.check_from if side.group else None
+        specs += [("vip.check_from", vip)] if vip is not None else []
     return [(name, spec) for name, spec in specs if not spec.is_local]
 
 

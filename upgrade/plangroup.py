@@ -12,8 +12,15 @@ APIs) behind a virtual IP that keepalived or pacemaker holds. A side names them 
     vip = {address = "10.0.0.10/24", device = "eth0", owner = "keepalived"}
 
 (``[[source.members]]`` tables are the same.) Both sides are groups or neither; the VIP is the same
-address on both (it moves with its owner, not by ``[network]``). The loader validates the layout;
-running it is not implemented yet, so `upgrade run` refuses such a plan before anything happens.
+address on both (it moves with its owner, not by ``[network]``). The VIP table may also name the
+``units`` that serve it on each controller, in start order (default: the owner's own, ``keepalived``;
+HAProxy in front of the APIs too: ``["haproxy", "keepalived"]``), the ``control`` template that starts and
+stops them (default: the side's own service control) and ``check_from``, the host that must see the VIP
+answer from exactly one controller's MAC after it moved (default: the tool's own host).
+
+`upgrade run` drives such a plan through the services' own steps on the members the sides name in
+``host`` (``services/fleet/hagroup.py`` adds the other members and the VIP move); a VIP held by
+pacemaker is refused by `upgrade run` before anything happens (its resource move is not implemented).
 """
 
 from __future__ import annotations
@@ -21,14 +28,15 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from upgrade import planhosts
+from services.infra.settings import ServiceControl
+from upgrade import planhosts, planvalues
 from upgrade.hosts import HostSpec
 from upgrade.planreader import PlanError, Reader
 
 ROLES = ("db", "mq", "api")
 OWNERS = ("keepalived", "pacemaker")
 MEMBER_KEYS = {"name", "host", "roles", "ssh_config", "ssh_options"}
-VIP_KEYS = {"address", "device", "owner", "resource"}
+VIP_KEYS = {"address", "device", "owner", "resource", "units", "service_control", "control", "check_from"}
 MAX_MEMBERS = 9
 
 
@@ -48,6 +56,12 @@ class Vip:
     owner: str
     #: the pacemaker resource that holds the address (empty for keepalived)
     resource: str = ""
+    #: the units that hold and serve the VIP on each controller, in start order (stopped in reverse)
+    units: tuple[str, ...] = ("keepalived",)
+    #: how they are started and stopped (None: the side's own service control)
+    control: ServiceControl | None = None
+    #: the host that checks who answers for the VIP (None: the tool's own host)
+    check_from: HostSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -93,10 +107,10 @@ def group(s: Reader, defaults: planhosts.SshDefaults, host: HostSpec) -> Group |
             raise s.err("members", f"has no member with role {role!r}; name the controllers that hold it")
     if host.url not in {m.host.url for m in members}:
         raise s.err("host", f"is {host.url!r}, which is none of `members`; name the member the run works through")
-    return Group(tuple(members), _vip(s.sub("vip")))
+    return Group(tuple(members), _vip(s.sub("vip"), defaults))
 
 
-def _vip(v: Reader) -> Vip:
+def _vip(v: Reader, defaults: planhosts.SshDefaults) -> Vip:
     v.unknown(VIP_KEYS)
     address = v.get("address", str, expected='the VIP with its prefix length, e.g. "10.0.0.10/24"')
     try:
@@ -118,7 +132,15 @@ def _vip(v: Reader) -> Vip:
                                 "the address, e.g. \"vip-management\"")
     if owner == "keepalived" and resource:
         raise v.err("resource", "is for owner = \"pacemaker\"; keepalived has no resource — remove it")
-    return Vip(str(iface), device, owner, resource)
+    units = v.get("units", list, [owner] if owner == "keepalived" else [],
+                  expected='the units that serve the VIP in start order, e.g. ["haproxy", "keepalived"]')
+    if not all(isinstance(u, str) and planvalues.unit(u) is None for u in units) or len(set(units)) != len(units):
+        raise v.err("units", f"is {units!r}; expected distinct unit names, e.g. [\"haproxy\", \"keepalived\"]")
+    control = planhosts.control(v) if "service_control" in v.table or "control" in v.table else None
+    check_from = planhosts.spec(v, v.get("check_from", str), defaults, key="check_from",
+                                                alias="vip-check") \
+        if "check_from" in v.table else None
+    return Vip(str(iface), device, owner, resource, tuple(units), control, check_from)
 
 
 def check_pair(path: object, source: Group | None, target: Group | None, network_addresses: list[str]) -> None:
@@ -140,9 +162,10 @@ def check_pair(path: object, source: Group | None, target: Group | None, network
 
 
 def refuse_run(path: object, source: Group | None) -> None:
-    """`upgrade run` of an HA plan: refused before anything (journal, claim, connection) is made."""
-    if source is not None:
-        raise PlanError(f"{path}: names an HA control plane (`source.members`, `target.members`, a VIP held by "
-                        f"{source.vip.owner}); this version checks such a plan (`upgrade check`, `upgrade plan`) "
-                        "but cannot run it yet — upgrade a single controller with a plan without `members` "
-                        "and `vip`")
+    """`upgrade run` of an HA plan whose VIP pacemaker holds: refused before anything (journal, claim,
+    connection) is made — the tool moves a keepalived VIP only."""
+    if source is not None and source.vip.owner != "keepalived":
+        raise PlanError(f"{path}: names an HA control plane whose VIP {source.vip.owner} holds (resource "
+                        f"{source.vip.resource!r}); this version moves a VIP held by keepalived only (it checks such "
+                        "a plan: `upgrade check`, `upgrade plan`) — hand the VIP to keepalived (`vip.owner = "
+                        "\"keepalived\"`), or move the resource by hand after a run of a plan without `vip`")

@@ -6,7 +6,7 @@ reference). The layouts differ in how services are controlled and named:
 * ``rdo-sysvinit`` — RDO packages on CentOS/RHEL, the classic runbook: ``service openstack-keystone start``;
 * ``ubuntu-systemd`` — Ubuntu Cloud Archive: ``systemctl``, keystone served by ``apache2`` (or a ``keystone`` unit);
 * ``ubuntu-ha`` — three Ubuntu controllers per side (Galera, RabbitMQ, HAProxy) behind a VIP that keepalived
-  holds (``members`` and ``vip`` of each side, upgrade/plangroup.py); checked, not run yet.
+  holds (``members`` and ``vip`` of each side, upgrade/plangroup.py).
 
 The plan runs on the new controller (``host = "local"``) and reaches the old one over SSH (the HA
 sample: from a deploy host, every controller over SSH); the optional parts (SSH defaults, the IP
@@ -102,7 +102,7 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
                 "# `upgrade check plan.toml` and `upgrade plan plan.toml` before `upgrade run plan.toml`.",
                 "# It runs on the new controller and reaches the old one over SSH (root, key-based)." if not lay.ha else
                 "# It runs on a deploy host and reaches every controller over SSH (root, key-based). An HA plan is"
-                "\n# checked (`upgrade check`, `upgrade plan`); `upgrade run` refuses it in this version."]
+                "\n# run through each side's `host`; the other members and the VIP follow (docs/ha.md)."]
     w.table("upgrade")
     w.key("upgrade", "from", from_release)
     w.key("upgrade", "to", to_release)
@@ -161,6 +161,8 @@ def render(layout: str = "rdo-sysvinit", from_release: str = "2025.2", to_releas
     for k, v in HA_VIP.items():
         w.key("source.vip", k, v, commented=True)
     w.key("source.vip", "resource", "vip-management", "with owner = \"pacemaker\"", commented=True)
+    w.key("source.vip", "units", ["haproxy", "keepalived"], commented=True)
+    w.key("source.vip", "check_from", "ssh://root@198.51.100.21", "a compute host", commented=True)
     w.table("services.keystone")
     w.key("services.keystone", "unit", lay.unit, lay.unit_note)
     w.key("services.keystone", "db_name", "keystone")

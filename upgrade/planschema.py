@@ -113,8 +113,8 @@ TABLES: tuple[Table, ...] = (
         Key("vip", "table", "(none)", "with `members`: the VIP the clients use and what holds it, see "
                                       "`[source.vip]`"),
     )),
-    Table("source.members", "one controller of an HA side (`members = [{...}]` or `[[source.members]]`); "
-                            "checked by `upgrade check` and `upgrade plan`, not run yet (`upgrade run` refuses)", (
+    Table("source.members", "one controller of an HA side (`members = [{...}]` or `[[source.members]]`); its "
+                            "DB node answers on its own address at `db.port` with `db`'s account", (
         Key("name", "string", None, "its logical name (\"oldctl1\"), unique in the plan: HostKeyAlias and "
                                     "messages"),
         Key("host", "string", None, "\"ssh://[user@]address[:port]\": how the tool reaches it"),
@@ -129,7 +129,18 @@ TABLES: tuple[Table, ...] = (
         Key("address", "string", None, "the VIP with its prefix length, e.g. \"10.0.0.10/24\""),
         Key("device", "string", None, "the interface that carries it, e.g. \"eth0\""),
         Key("owner", "string", None, "what holds it: \"keepalived\" (VRRP) or \"pacemaker\""),
-        Key("resource", "string", "\"\"", "with owner = \"pacemaker\": the resource that holds the address"),
+        Key("resource", "string", "\"\"", "with owner = \"pacemaker\": the resource that holds the address "
+                                          "(`upgrade run` moves a keepalived VIP only)"),
+        Key("units", "list of strings", "[\"keepalived\"]", "the units that hold and serve the VIP on each "
+                                                            "controller, in start order, e.g. [\"haproxy\", "
+                                                            "\"keepalived\"]: stopped on every old member, "
+                                                            "then started on every new one"),
+        Key("service_control", "string", "the side's", "how those units are started: \"systemd\", \"sysvinit\" "
+                                                       "or \"template\" (the `control` command)"),
+        Key("control", "list of strings", "the side's", "with service_control = \"template\": the command, with "
+                                                        "\"{action}\" and \"{unit}\" placeholders"),
+        Key("check_from", "string", "\"local\"", "the host (\"ssh://...\" or \"local\") that must see the VIP "
+                                                 "answer from one controller's MAC alone after the move"),
     )),
     Table("source.db", "the DB server of a controller (`[source.db]`, `[target.db]`), reached by the tool over TCP", (
         Key("address", "string", None, "the DB server's address as this machine reaches it"),

@@ -13,22 +13,26 @@ host's /etc/hosts) is on no host until keepalived puts it there.
 - Old side (``--old`` release): a three-node MariaDB Galera cluster ``osu-old``
   (``scripts.lab.hagalera``: the first node bootstraps it, the others join by rsync SST);
   keepalived on each holding the VIP by unicast VRRP (oldctl1 MASTER) and HAProxy on each in
-  front of the database and keystone on the VIP (``scripts.lab.havip``); keystone on all three
-  (schema, keys and bootstrap made once on oldctl1, its catalog on the VIP, seeded through the
-  VIP; the same tree copied to the other two), each on its own Galera node.
+  front of the database, keystone, glance and AMQP on the VIP (``scripts.lab.havip``); keystone
+  and glance on all three (schema, keys, bootstrap, glance's service user and the lab's images
+  made once on oldctl1, the catalog on the VIP; the same trees copied to the other two), each on
+  its own Galera node, glance's images in one store the three mount (``hosts/shared``);
+  a RabbitMQ cluster ``osu-old`` (``rabbit@oldctl1..3``: Debian's rabbitmq-server without
+  systemd, ``scripts.lab.rabbit``, one Erlang cookie, joined by ``rabbitmqctl join_cluster``).
 - New side (``--new`` release): its own three-node cluster ``osu-new``, bootstrapped empty (no
-  OpenStack database); keystone's tree and config installed, not started; keepalived and
-  HAProxy configured, not started.
+  OpenStack database); keystone's and glance's trees and configs installed, not started (glance's
+  image store the three share, empty); its RabbitMQ cluster ``osu-new`` formed and stopped (newctl1
+  last, so it may start first); keepalived and HAProxy configured, not started.
 - Compute hosts: the ``nova-compute`` and ``neutron-agent`` stand-ins, configured with the VIP
-  (``controller``) only.
-- ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone, both sides as groups (``members``, ``vip``)
-  with ``DIR/dump.key``; `upgrade check` and `upgrade plan` read it, `upgrade run` refuses an HA plan
-  in this version.
-- Not (yet) in this flavour: a clustered RabbitMQ, glance.
+  (``controller``) only; ``HaLab.vip_check`` asks one what it sees there (the holder, keystone,
+  glance, the AMQP cluster's name).
+- ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone and glance, both sides as groups (``members``,
+  ``vip``) with ``DIR/dump.key``; `upgrade check`, `plan`, `run`, `resume` and `revert` read it.
 
 ``down`` is ``scripts.lab.hosts``' own: every host's PID 1 killed by its recorded pid (the kernel
-ends every process of that PID namespace: MariaDB, keepalived, HAProxy, keystone, sshd), the
-namespaces deleted, the files ``up`` made removed. Only 198.51.100.0/24 and loopback are used.
+ends every process of that PID namespace: MariaDB, RabbitMQ and its epmd, keepalived, HAProxy,
+keystone, glance, sshd), the namespaces deleted, the files ``up`` made removed (the shared image
+store too). Only 198.51.100.0/24 and loopback are used.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from typing import Any
 
 from scripts.lab import hanode, haplan, hosts, netns
 from scripts.lab.hagalera import PROVIDER
-from scripts.lab.hostside import DB_PORT, KEYSTONE_PORT
+from scripts.lab.hostside import DB_PORT, GLANCE_PORT, KEYSTONE_PORT
 from scripts.lab.plan import write_key
 from scripts.lab.proc import LabError
 
@@ -105,6 +109,7 @@ class HaLab(hosts.Lab):
             "name": host, "address": self.hosts[host], "peers": list(backends.values()), "vip": VIP,
             "prefixlen": netns.PREFIXLEN, "priority": PRIORITIES[i], "master": i == 0, "backends": backends,
             "db_port": DB_PORT, "api_port": KEYSTONE_PORT, "keystone_port": hanode.KEYSTONE_BACKEND_PORT,
+            "glance": [GLANCE_PORT, hanode.GLANCE_BACKEND_PORT], "amqp": [hanode.AMQP_PORT, hanode.AMQP_BACKEND_PORT],
             "start": list(start)})
 
     def vip_stop(self, host: str, programs: tuple[str, ...] = ("keepalived",)) -> dict[str, bool]:
@@ -123,6 +128,15 @@ class HaLab(hosts.Lab):
                 if os.readlink(entry / "ns" / "pid") == mine:
                     found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         return found
+
+    def mq_nodes(self, host: str) -> list[str]:
+        """The running nodes of *host*'s RabbitMQ cluster as its node sees them ([] when it is stopped)."""
+        return self.node(host, "mq_status", {})["running_nodes"]
+
+    def vip_check(self, host: str) -> dict[str, Any]:
+        """From *host* (a compute host: the VIP is the only controller address it knows): which controller
+        holds the VIP, whether keystone and glance answer on it, which RabbitMQ cluster answers AMQP."""
+        return self.node(host, "vip_check", {"vip": VIP})
 
     def vip_holders(self) -> list[str]:
         """Every controller that has the VIP on its eth0 right now (a healthy lab: exactly one)."""
@@ -195,6 +209,8 @@ def _up(lab: Path, state: dict[str, Any], addresses: dict[str, str], old: str, n
     keep = hosts._hidden_pythons(venv_root)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda h: hosts._prepare_host(lab, h, addresses, keep), served))
+    for h in CONTROLLERS:
+        _share_images(lab, h)
     hosts._known_hosts(lab, addresses)
     (lab / "ssh" / "ssh_config").write_text(hosts._ssh_config(lab, addresses))
     netns.create(state["prefix"], addresses)
@@ -207,7 +223,9 @@ def _up(lab: Path, state: dict[str, Any], addresses: dict[str, str], old: str, n
     info = HaLab(lab, state)
     ctl = {"old": old, "new": new, "venv_root": str(venv_root), "admin_password": secrets.token_urlsafe(12),
            "db_password": secrets.token_urlsafe(12),
-           "db_admin_password": {side: secrets.token_urlsafe(16) for side in CLUSTERS}}
+           "db_admin_password": {side: secrets.token_urlsafe(16) for side in CLUSTERS},
+           "glance_password": secrets.token_urlsafe(12), "mq_password": secrets.token_urlsafe(12),
+           "mq_cookie": {side: secrets.token_hex(16).upper() for side in CLUSTERS}}
     state["controller"] = ctl
     hosts._save(lab, state)
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -220,15 +238,59 @@ def _up(lab: Path, state: dict[str, Any], addresses: dict[str, str], old: str, n
     fd = os.open(lab / hosts.PLAN, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # DB admin passwords inline
     with os.fdopen(fd, "w") as fh:
         fh.write(haplan.plan_text(info, {side: list(members) for side, (_, members) in CLUSTERS.items()}, VIP,
-                                  netns.PREFIXLEN, hanode.KEYSTONE_BACKEND_PORT))
+                                  netns.PREFIXLEN, hanode.KEYSTONE_BACKEND_PORT,
+                                  hanode.GLANCE_BACKEND_PORT))
+
+
+def _share_images(lab: Path, host: str) -> None:
+    """A side's ``/var/lib/glance/images`` is one directory of the lab (``hosts/shared/glance-images-SIDE``)
+    its three controllers mount, as an NFS export is in production: any glance-api serves an image another
+    stored. Each side has its own: the upgrade copies the old store into the new one (the glance steps'
+    image copy from the first old controller to the first new one), the old one stays only read."""
+    share = lab / "hosts" / "shared" / f"glance-images-{'old' if host in OLD else 'new'}"
+    share.mkdir(parents=True, exist_ok=True)
+    path = lab / "hosts" / host / "lab" / "init.json"
+    cfg = json.loads(path.read_text())
+    cfg["binds"] = [[str(share), "/var/lib/glance/images"]]
+    path.write_text(json.dumps(cfg))
+
+
+def _mq_cluster(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
+    """The side's RabbitMQ cluster: a node on each controller (started together), the others joined to the
+    first (``rabbitmqctl join_cluster``). The new side's is stopped after, last its first node: that one
+    may start alone (a clustered node waits at boot for the peer that stopped after it), the others then
+    rejoin it."""
+    t = time.monotonic()
+    members = CLUSTERS[side][1]
+    base = {"mq_password": ctl["mq_password"], "cookie": ctl["mq_cookie"][side]}
+    with ThreadPoolExecutor(max_workers=len(members)) as pool:
+        list(pool.map(lambda h: info.node(h, "mq", {**base, "node": f"rabbit@{h}"}), members))
+    for h in members[1:]:
+        info.node(h, "mq", {**base, "node": f"rabbit@{h}", "join": f"rabbit@{members[0]}",
+                            **({"cluster_name": CLUSTERS[side][0]} if h == members[-1] else {})})
+    running = info.mq_nodes(members[0])
+    if running != sorted(f"rabbit@{h}" for h in members):
+        raise LabError(f"the {side} side's RabbitMQ cluster runs {running}, not the nodes of {', '.join(members)}")
+    if side == "new":
+        for h in reversed(members):
+            info.node(h, "mq_stop", {})
+    _timed(info.state, f"rabbitmq_{side}", t)
 
 
 def _side(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
-    """One side: its Galera cluster, the VIP configs; on the old side, keepalived, HAProxy and keystone.
+    """One side: its Galera cluster, its RabbitMQ cluster, the VIP configs; on the old side, keepalived,
+    HAProxy, keystone and glance serving; on the new side, their trees installed and stopped.
 
     The old side's keystone schema and seed are made while its first node is still alone (DDL on a
     one-node cluster is not certified by two others: a minute less on a loaded machine); the joining
     nodes receive them with their state transfer."""
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the brokers boot while the databases are made
+        mq = pool.submit(_mq_cluster, info, side, ctl)
+        _services(info, side, ctl)
+        mq.result()
+
+
+def _services(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
     state = info.state
     members = CLUSTERS[side][1]
     first, rest = members[0], members[1:]
@@ -239,12 +301,17 @@ def _side(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
     running = ("haproxy", "keepalived") if side == "old" else ()
     keystone = {**info.galera_payload(first), "release": ctl[side], "venv_root": ctl["venv_root"],
                 "db_password": ctl["db_password"], "admin_password": ctl["admin_password"], "vip": VIP,
-                "glance_url": f"http://{VIP}:9292"}
+                "glance_url": f"http://{VIP}:{GLANCE_PORT}"}
+    glance = {**keystone, "glance_password": ctl["glance_password"]}
     if side == "old":
         vip(first, running)
         wait_vip(info, first)
         state["controller"]["seed"] = info.node(first, "keystone", keystone)["seed"]
         _timed(state, "keystone_old", t)
+        t = time.monotonic()
+        seeded = info.node(first, "glance", {**glance, "seed": state["controller"]["seed"]})
+        state["controller"]["images"] = seeded["images"]
+        _timed(state, "glance_old", t)
         t = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(rest)) as pool:  # a second joiner waits for the donor by itself
         list(pool.map(lambda h: info.node(h, "galera", info.galera_payload(h)), rest))
@@ -255,9 +322,11 @@ def _side(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
     if side == "new":
         for h in members:
             info.node(h, "keystone", {**keystone, **info.galera_payload(h), "install_only": True})
-        _timed(state, "keystone_new", t)
+            info.node(h, "glance", {**glance, **info.galera_payload(h), "install_only": True})
+        _timed(state, "keystone_glance_new", t)
         return
-    tree = info.raw(first, ["tar", "-C", "/", "-cf", "-", "etc/keystone", "etc/lab.json"])
+    tree = info.raw(first, ["tar", "-C", "/", "--exclude=var/lib/glance/images", "-cf", "-", "etc/keystone",
+                            "etc/glance", "etc/lab.json", "var/lib/glance"])
 
     def serve(h: str) -> None:
         info.raw(h, ["tar", "-C", "/", "-xpf", "-"], tree)
@@ -289,6 +358,9 @@ def status(lab: Path) -> dict[str, Any]:
     report.update({"flavour": "ha", "old": info.old, "new": info.new})
     if all(netns.exists(info.ns(h)) for h in CONTROLLERS):
         report["vip_holders"] = info.vip_holders()
+        if info.computes and info.state.get("complete") and netns.exists(info.ns(info.computes[0])):
+            with contextlib.suppress(LabError):
+                report["from_compute"] = {"host": info.computes[0], **info.vip_check(info.computes[0])}
     return report
 
 
@@ -302,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--new", default="2026.1")
     p_up.add_argument("--venv-root", type=Path)
     for name, text in (("down", "kill every host, delete the namespaces and the lab's files"),
-                       ("status", "hosts, addresses, VIP holder")):
+                       ("status", "hosts, addresses, VIP holder, what a compute host sees on the VIP")):
         sub.add_parser(name, help=text).add_argument("dir", type=Path)
     args = parser.parse_args(argv)
     try:

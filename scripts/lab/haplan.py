@@ -2,8 +2,15 @@
 
 Each side works through its first controller (the Galera node dumped from or imported into),
 reached on its own address, never the VIP; its ``members`` are the three controllers with every
-role, its ``vip`` the management VIP held by keepalived. ``upgrade check`` and ``upgrade plan``
-read it; ``upgrade run`` refuses it in this version (upgrade/plangroup.py).
+role, its ``vip`` the management VIP held by keepalived, with HAProxy in front of the APIs: both
+driven by ``scripts.lab.havipctl`` (the lab runs them without systemd). `upgrade run` moves keystone
+and glance, then the VIP from the old side's keepalived to the new side's (services/fleet/hagroup.py).
+
+Glance is verified on the first new controller's own address (its backend port, behind HAProxy), as
+keystone is. Its image store is one directory per side that the side's three controllers share
+(``scripts.lab.ha``), so the one copy of the files from the old first controller to the new first
+fills the whole new side; the group's steps stop glance-api on every old controller and start it on
+every new one.
 """
 
 from __future__ import annotations
@@ -13,8 +20,13 @@ from typing import Any
 
 from scripts.lab.hostplan import CONTROL, LabFacts
 from scripts.lab.hostside import DB_ADMIN, DB_PORT
+from scripts.lab.plan import lab_ignore, service_sections
 
 ROLES = ["db", "mq", "api"]
+#: what the lab's HA plan upgrades (the whole catalog the lab seeds)
+SERVICES = ("keystone", "glance")
+#: how the plan starts and stops keepalived and HAProxy on a lab controller
+VIP_CONTROL = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.havipctl", "{action}", "{unit}"]
 
 
 def _toml_members(lab: LabFacts, members: list[str]) -> str:
@@ -23,14 +35,15 @@ def _toml_members(lab: LabFacts, members: list[str]) -> str:
 
 
 def plan_text(lab: LabFacts, sides: dict[str, list[str]], vip: str, prefixlen: int,
-              keystone_port: int) -> str:
-    """*sides*: ``old``/``new`` -> their controllers, the first being the one the run works through."""
+              keystone_port: int, glance_port: int) -> str:
+    """*sides*: ``old``/``new`` -> their controllers, the first being the one the run works through;
+    *keystone_port*/*glance_port*: where the APIs listen on each controller (behind HAProxy)."""
     ctl: dict[str, Any] = lab.state["controller"]
     venvs = ctl["venv_root"]
     text = (f"# openstack-upgrade plan for the HA lab in {lab.dir}: {ctl['old']} -> {ctl['new']}, three controllers "
             "a side\n"
-            f"[upgrade]\nfrom = \"{ctl['old']}\"\nto = \"{ctl['new']}\"\nservices = [\"keystone\"]\n"
-            "journal = \"journal\"\n\n[vault]\nkey_file = \"dump.key\"\n\n"
+            f"[upgrade]\nfrom = \"{ctl['old']}\"\nto = \"{ctl['new']}\"\nservices = {json.dumps(list(SERVICES))}\n"
+            f"{lab_ignore(SERVICES)}journal = \"journal\"\n\n[vault]\nkey_file = \"dump.key\"\n\n"
             f"[ssh]\nconfig = \"{lab.ssh_config}\"\n\n")
     for role, side in (("source", "old"), ("target", "new")):
         members = sides[side]
@@ -43,11 +56,15 @@ def plan_text(lab: LabFacts, sides: dict[str, list[str]], vip: str, prefixlen: i
                  "service_control = \"template\"        # the lab supervisor stands in for systemd\n"
                  f"control = {json.dumps(CONTROL)}\n"
                  f"members = {_toml_members(lab, members)}\n"
-                 f"vip = {{address = \"{vip}/{prefixlen}\", device = \"eth0\", owner = \"keepalived\"}}\n"
+                 f"vip = {{address = \"{vip}/{prefixlen}\", device = \"eth0\", owner = \"keepalived\", "
+                 f"units = [\"haproxy\", \"keepalived\"], service_control = \"template\", "
+                 f"control = {json.dumps(VIP_CONTROL)}}}\n"
                  f"[{role}.db]\n"
                  f"address = \"{lab.hosts[first]}\"\nport = {DB_PORT}\nadmin_user = \"{DB_ADMIN}\"\n"
                  f"admin_password = \"{ctl['db_admin_password'][side]}\"\n"
                  "service_address = \"127.0.0.1\"\n\n")
+    first_new = lab.hosts[sides["new"][0]]
     return text + ("[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"
-                   f"verify_url = \"http://{lab.hosts[sides['new'][0]]}:{keystone_port}/v3\"\n"
-                   "grant_hosts = [\"127.0.0.1\", \"%\"]\n")
+                   f"verify_url = \"http://{first_new}:{keystone_port}/v3\"\n"
+                   "grant_hosts = [\"127.0.0.1\", \"%\"]\n\n"
+                   + service_sections(SERVICES, f"http://{first_new}:{glance_port}"))

@@ -6,9 +6,10 @@ has the highest priority and starts as MASTER, the others as BACKUP. HAProxy on 
 controller binds the VIP (``net.ipv4.ip_nonlocal_bind=1`` in the host's namespace, so it
 listens whether or not its host holds the VIP) and forwards: the database port to the
 Galera nodes (one active, the others ``backup``: writes go to one node, as production setups
-do to avoid certification conflicts) and keystone's port to the keystone of every controller
-(round robin, health-checked), adding ``X-Lab-Haproxy`` (which host's HAProxy answered) and
-``X-Lab-Backend`` (which controller served) to each response.
+do to avoid certification conflicts), keystone's and glance's ports to the API of every controller
+(round robin, health-checked) and AMQP to every node of the RabbitMQ cluster, adding
+``X-Lab-Haproxy`` (which host's HAProxy answered) and ``X-Lab-Backend`` (which controller served)
+to each HTTP response.
 
 Both run as plain background processes (``--dont-fork`` and ``-db``), pid files in the host's
 ``/run``, logs in its ``/var/log``; the configs are written on every controller, the new side's
@@ -49,23 +50,41 @@ def keepalived_conf(name: str, address: str, peers: list[str], vip: str, prefixl
             f"  virtual_ipaddress {{\n    {vip}/{prefixlen} dev eth0\n  }}\n}}\n")
 
 
+def _http_listen(name: str, service: str, vip: str, port: int, backends: dict[str, str], backend_port: int,
+                 check: str) -> str:
+    """An API on the VIP: round robin over every controller's *backend_port*, health-checked by GET *check*,
+    the two ``X-Lab-*`` headers added."""
+    servers = "".join(f"  server {n} {a}:{backend_port} check inter 1s rise 1 fall 1\n" for n, a in backends.items())
+    return (f"listen {service}\n  bind {vip}:{port}\n  mode http\n  balance roundrobin\n"
+            f"  option httpchk GET {check}\n"
+            f"  http-response set-header X-Lab-Haproxy {name}\n"
+            "  http-response set-header X-Lab-Backend %s\n"
+            f"{servers}")
+
+
 def haproxy_cfg(name: str, vip: str, backends: dict[str, str], db_port: int, api_port: int,
-                keystone_port: int) -> str:
-    """*backends*: controller name -> its own address (every side's three)."""
+                keystone_port: int, glance: tuple[int, int] | None = None, amqp: tuple[int, int] | None = None) -> str:
+    """*backends*: controller name -> its own address (every side's three); *glance* and *amqp*: (port on the
+    VIP, port on each controller) of glance-api and of the RabbitMQ cluster's AMQP (any node serves: one
+    cluster), where the lab has them."""
     db_servers = "".join(f"  server {n} {a}:{db_port} check inter 1s rise 1 fall 2{' backup' if i else ''}\n"
                          for i, (n, a) in enumerate(backends.items()))
-    ks_servers = "".join(f"  server {n} {a}:{keystone_port} check inter 1s rise 1 fall 1\n"
-                         for n, a in backends.items())
-    return (f"# HAProxy of HA lab controller {name} (written by scripts/lab/havip.py)\n"
+    text = (f"# HAProxy of HA lab controller {name} (written by scripts/lab/havip.py)\n"
             "global\n  maxconn 512\n"
             "defaults\n  timeout connect 3s\n  timeout client 10m\n  timeout server 10m\n  retries 3\n"
             "  option redispatch\n"
             f"listen galera\n  bind {vip}:{db_port}\n  mode tcp\n  option tcpka\n{db_servers}"
-            f"listen keystone\n  bind {vip}:{api_port}\n  mode http\n  balance roundrobin\n"
-            "  option httpchk GET /v3\n"
-            f"  http-response set-header X-Lab-Haproxy {name}\n"
-            "  http-response set-header X-Lab-Backend %s\n"
-            f"{ks_servers}")
+            + _http_listen(name, "keystone", vip, api_port, backends, keystone_port, "/v3"))
+    if glance:
+        text += _http_listen(name, "glance", vip, glance[0], backends, glance[1], "/versions")
+    if amqp:
+        text += (f"listen rabbitmq\n  bind {vip}:{amqp[0]}\n  mode tcp\n  option tcpka\n  balance roundrobin\n"
+                 + "".join(f"  server {n} {a}:{amqp[1]} check inter 1s rise 1 fall 2\n" for n, a in backends.items()))
+    return text
+
+
+def _pair(ports: list[int] | None) -> tuple[int, int] | None:
+    return (int(ports[0]), int(ports[1])) if ports else None
 
 
 def write(p: dict) -> None:
@@ -73,7 +92,7 @@ def write(p: dict) -> None:
     for path, text in ((KEEPALIVED_CONF, keepalived_conf(p["name"], p["address"], p["peers"], p["vip"],
                                                          p["prefixlen"], p["priority"], p["master"])),
                        (HAPROXY_CFG, haproxy_cfg(p["name"], p["vip"], p["backends"], p["db_port"], p["api_port"],
-                                                 p["keystone_port"]))):
+                                                 p["keystone_port"], _pair(p.get("glance")), _pair(p.get("amqp"))))):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     subprocess.run(["haproxy", "-c", "-q", "-f", str(HAPROXY_CFG)], check=True, capture_output=True)

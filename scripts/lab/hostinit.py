@@ -6,6 +6,8 @@ host's network namespace with fresh mount, UTS, IPC and PID namespaces (lab-reci
 
 - ``/etc``, ``/var/lib`` and ``/var/log`` are overlays over the real directories, their upper
   directories in ``<lab>/hosts/<name>/`` — tests read what the tool wrote there directly;
+- ``binds`` of the config (``[source, target]``: a directory several hosts share, as over NFS) are
+  bind-mounted over those overlays;
 - ``/root`` is fresh (no ``.bashrc`` slowing every SSH command), ``/run`` a tmpfs, ``/tmp`` private;
 - ``/run/osu/lab`` holds the host's sshd config and keys, ``/run/osu/repo`` the repository (read
   only: the lab's service supervisor runs from it), ``/run/osu/log`` its logs;
@@ -50,6 +52,9 @@ def build_view(cfg: dict) -> None:
         upper.mkdir(parents=True, exist_ok=True)
         work.mkdir(parents=True, exist_ok=True)
         mount("-t", "overlay", f"osu-{name}", "-o", f"lowerdir={target},upperdir={upper},workdir={work}", target)
+    for source, target in cfg.get("binds", []):  # shared storage (an NFS export in production) over the overlays
+        os.makedirs(target, exist_ok=True)
+        mount("--bind", source, target)
     root_home = home / "root"
     if not root_home.exists():
         shutil.copytree("/etc/skel", root_home, symlinks=True)

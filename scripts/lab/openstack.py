@@ -205,8 +205,22 @@ def _served(s: Stack) -> Any:
 def make_stack(root: Path, release: str, db: MariaDB, venv_root: Path, services: tuple[str, ...] = SERVICES,
                api: Api | None = None) -> Stack:
     """Configs, databases, users and the release's real schema (a freshly deployed controller)."""
-    s = Stack(Path(root).resolve(), release, Path(venv_root) / release, db, api)
+    s = install(root, release, db, venv_root, services, api)
     db.start()
+    for service in services:
+        for name in DATABASES[service]:
+            db.execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")
+            db.execute(f"GRANT ALL PRIVILEGES ON `{name}`.* TO %s@'127.0.0.1' IDENTIFIED BY %s",
+                       args=(service, PASSWORDS[service]))
+    sync(s, services)
+    return s
+
+
+def install(root: Path, release: str, db: MariaDB, venv_root: Path, services: tuple[str, ...] = SERVICES,
+            api: Api | None = None) -> Stack:
+    """The services' configs and directories only (no database touched): a controller whose packages are
+    installed and configured, its database still to come (the HA lab's new controllers)."""
+    s = Stack(Path(root).resolve(), release, Path(venv_root) / release, db, api)
     for service in services:
         for rel, text in _configs(s)[service].items():
             path = s.etc(service) / rel
@@ -216,15 +230,10 @@ def make_stack(root: Path, release: str, db: MariaDB, venv_root: Path, services:
             else:
                 path.write_text(text)
         (s.root / "var" / "lib" / service).mkdir(parents=True, exist_ok=True)
-        for name in DATABASES[service]:
-            db.execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")
-            db.execute(f"GRANT ALL PRIVILEGES ON `{name}`.* TO %s@'127.0.0.1' IDENTIFIED BY %s",
-                       args=(service, PASSWORDS[service]))
     for sub in ("images", "staging", "tasks", "lock"):
         (s.root / "var" / "lib" / "glance" / sub).mkdir(parents=True, exist_ok=True)
     if api and "glance" in services:  # the release's own paste pipeline, next to its config
         shutil.copyfile(s.venv / "etc" / "glance" / "glance-api-paste.ini", s.etc("glance") / "glance-api-paste.ini")
-    sync(s, services)
     return s
 
 

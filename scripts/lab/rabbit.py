@@ -53,6 +53,9 @@ class Broker:
     bind: str = "127.0.0.1"
     #: the broker's unit name: ``rabbitmq-server``, or ``rabbitmq-<service>`` for a service that brings its own
     unit: str = UNIT
+    #: the Erlang node name where the broker is one node of a cluster (``rabbit@HOST``: its peers reach it by
+    #: the host's name); empty: a name of its own derived from the tree (:attr:`node`)
+    name: str = ""
 
     @property
     def _dir(self) -> str:
@@ -72,7 +75,10 @@ class Broker:
 
     @property
     def node(self) -> str:
-        """``lab-<hash of the tree (and unit)>@localhost``: unique per broker of a tree on this machine."""
+        """``lab-<hash of the tree (and unit)>@localhost``: unique per broker of a tree on this machine (or the
+        clustered node's own :attr:`name`)."""
+        if self.name:
+            return self.name
         key = str(self.root) if self.unit == UNIT else f"{self.root}:{self.unit}"
         return f"lab-{hashlib.sha256(key.encode()).hexdigest()[:12]}@localhost"
 
@@ -99,16 +105,18 @@ def broker(root: Path, unit: str = UNIT) -> Broker:
     try:
         data = json.loads(path.read_text())
         return Broker(Path(root).resolve(), int(data["port"]), int(data["dist_port"]), data.get("bind", "127.0.0.1"),
-                      unit)
+                      unit, data.get("node", ""))
     except (OSError, ValueError, KeyError) as exc:
         raise LabError(f"{root} has no lab broker ({path}: {exc})") from exc
 
 
 def install(root: Path, port: int, dist_port: int, password: str, bind: str = "127.0.0.1",
-            unit: str = UNIT) -> Broker:
-    """The broker's files on a controller tree (not started): config with the one user, no plugins."""
+            unit: str = UNIT, node: str = "", cookie: str = "") -> Broker:
+    """The broker's files on a controller tree (not started): config with the one user, no plugins. A
+    clustered node (the HA lab) has its *node* name and the *cookie* every node of its cluster shares
+    (0400 ``.erlang.cookie`` in its HOME, read by the server and ``rabbitmqctl``)."""
 
-    b = Broker(Path(root).resolve(), port, dist_port, bind, unit)
+    b = Broker(Path(root).resolve(), port, dist_port, bind, unit, node)
     for d in (b.home, b.logs, layout.run_dir(b.root)):
         d.mkdir(parents=True, exist_ok=True)
     b.home.chmod(0o700)
@@ -127,7 +135,14 @@ def install(root: Path, port: int, dist_port: int, password: str, bind: str = "1
     (b.home / "enabled_plugins").write_text("[].\n")
     (b.home / "advanced.config").write_text("[].\n")
     (b.home / "rabbitmq-env.conf").write_text("")
-    (b.home / "rabbitmq.json").write_text(json.dumps({"port": port, "dist_port": dist_port, "bind": bind}) + "\n")
+    facts = {"port": port, "dist_port": dist_port, "bind": bind, **({"node": node} if node else {})}
+    (b.home / "rabbitmq.json").write_text(json.dumps(facts) + "\n")
+    if cookie:
+        path = b.home / ".erlang.cookie"
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "w") as f:
+            f.write(cookie)
     return b
 
 
@@ -220,6 +235,26 @@ def status(root: Path, unit: str = UNIT) -> bool:
     """Running and accepting AMQP connections."""
     b = broker(root, unit)
     return pid(b) is not None and port_open(b.port)
+
+
+def join_cluster(root: Path, seed: str, unit: str = UNIT) -> None:
+    """Make the running node at *root* a member of the cluster of node *seed* (``stop_app``, ``join_cluster``,
+    ``start_app``: its own empty state is replaced by the cluster's)."""
+    b = broker(root, unit)
+    for args in (("stop_app",), ("join_cluster", seed), ("start_app",)):
+        res = ctl(b, *args)
+        if res.returncode != 0:
+            raise LabError(f"{b.node}: `rabbitmqctl {' '.join(args)}` failed: "
+                           f"{(res.stdout + res.stderr).strip()[-500:]}")
+
+
+def running_nodes(root: Path, unit: str = UNIT) -> list[str]:
+    """The running nodes of the cluster as the node at *root* sees it (``cluster_status``), sorted."""
+    b = broker(root, unit)
+    res = ctl(b, "-q", "cluster_status", "--formatter", "json", timeout=60)
+    if res.returncode != 0:
+        raise LabError(f"{b.node}: `rabbitmqctl cluster_status` failed: {(res.stdout + res.stderr).strip()[-500:]}")
+    return sorted(json.loads(res.stdout)["running_nodes"])
 
 
 def consumers(root: Path, queue: str, unit: str = UNIT, vhost: str = "/") -> int:
