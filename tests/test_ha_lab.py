@@ -454,6 +454,26 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
                      res.stdout, re.M), res.stdout
     assert re.search(r"^OK +cluster oldctl1 +source DB node oldctl1: Synced, in a cluster of 2; the run works "
                      r"through it", res.stdout, re.M), res.stdout
+    # the same plan working through the node that is down: refused before anything, the healthy ones named
+    down = lab.dir / "down-source-plan.toml"
+    text = lab.plan.read_text()
+    first, third = lab.hosts[lab.old[0]], lab.hosts["oldctl3"]
+    source = text[text.index("[source]"):text.index("[target]")]
+    down.write_text(text.replace(source, source.replace(f"root@{first}\"     #", f"root@{third}\"     #")
+                                 .replace(f'address = "{first}"', f'address = "{third}"')
+                                 .replace(f'name = "{lab.old[0]}"', 'name = "oldctl3"')))
+    try:
+        assert down.read_text() != text
+        before = {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key", down)}
+        res = tool(lab, "run", str(down))
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert "oldctl3" in res.stderr and "(healthy: oldctl1, oldctl2)" in res.stderr, res.stderr
+        assert not journal.exists()
+        assert {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key", down)} == before
+        assert {h: _checksums(lab, h) for h in lab.old if h != "oldctl3"} == \
+            {h: old_sums[h] for h in lab.old if h != "oldctl3"}
+    finally:
+        down.unlink()
 
     # killed inside the import into newctl1's Galera node: every old keystone stopped, the VIP still old
     res = tool(lab, "run", str(lab.plan), failpoint="keystone.import_db:inside")

@@ -114,17 +114,23 @@ def cluster_findings(plan: Plan) -> list[tuple[str, str, str, str]]:
     for role, members, group in (("source", g.old, plan.source.group), ("target", g.new, plan.target.group)):
         dbs = {m.name for m in group.with_role("db")} if group else set()
         nodes = [m for m in members if m.name in dbs]
+        seen: dict[str, tuple[str | None, dict]] = {}
         for m in nodes:
-            working = m is members[0]
             try:
                 st = galera.status(m.side.db)
             except mysql.DBConnectError as exc:
-                problem = f"{role} DB node {m.name} ({m.side.db.address}:{m.side.db.port}) cannot be reached: {exc}"
-            else:
-                problem, _ = galera.node_problem(m.name, m.side.db, len(nodes), role)
-                if role == "source" and st.get("wsrep_local_state_comment") == "Synced" \
-                        and st.get("wsrep_cluster_status") == "Primary":
-                    problem = None
+                seen[m.name] = (f"{role} DB node {m.name} ({m.side.db.address}:{m.side.db.port}) cannot be "
+                                f"reached: {exc}", {})
+                continue
+            problem, _ = galera.node_problem(m.name, m.side.db, len(nodes), role)
+            if role == "source" and st.get("wsrep_local_state_comment") == "Synced" \
+                    and st.get("wsrep_cluster_status") == "Primary":
+                problem = None
+            seen[m.name] = (problem, st)
+        healthy = [m for m in nodes if seen[m.name][0] is None]
+        for m in nodes:
+            working = m is members[0]
+            problem, st = seen[m.name]
             if problem is None:
                 out.append(("OK", m.name, f"{role} DB node {m.name}: Synced"
                             + (f", in a cluster of {st.get('wsrep_cluster_size')}" if st else "")
@@ -133,8 +139,9 @@ def cluster_findings(plan: Plan) -> list[tuple[str, str, str, str]]:
                 out.append(("WARN", m.name, problem, f"the run reads {members[0].name} (the side's `host`); bring "
                                                      f"{m.name} back into its cluster when convenient"))
             elif role == "source":
+                named = ", ".join(h.name for h in healthy) or "none: bring one back into its cluster first"
                 out.append(("FAIL", m.name, problem, "the run dumps from this node: name a healthy member in "
-                                                     "`source.host` and `[source.db] address`"))
+                                                     f"`source.host` and `[source.db] address` (healthy: {named})"))
             else:
                 out.append(("FAIL", m.name, problem, "every new node must receive the import: bring it back into "
                                                      "the new cluster (it rejoins by a state transfer)"))
