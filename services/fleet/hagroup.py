@@ -39,9 +39,10 @@ from journal import vault
 from services.fleet import network
 from services.infra import control, galera, together, writeguard
 from services.infra.context import UpgradeContext
-from services.infra.host import Host, check, command_text, wait_pipe
+from services.infra.host import Host, command_text, wait_pipe
 from services.infra.settings import DBEndpoint, ServiceControl, Side
-from services.steps.argv import tar_in, tar_out
+from services.steps.argv import tar_out
+from services.steps.configs import restore_dir
 from statemachine.deps import needed
 from statemachine.machine import ServiceMachine
 from statemachine.runner import ParallelGroup
@@ -161,18 +162,8 @@ def _restore_config(service: str, member: Member, machine: str, inner: Step) -> 
     def undo(ctx: UpgradeContext, result: Result | None) -> None:
         t = member.side
         writeguard.assert_target(member_ctx(ctx, "target", t), inner, service)
-        backup = needed(ctx.results, machine, f"{service}.config_backup")
-        cdir = f"{t.etc}/{service}"
-        check(t.host, ["rm", "-rf", cdir], f"removing {cdir}")
-        if not backup["existed"]:
-            return
-        art = backup["artifact"]
-        ctx.verified_artifact(art, f"{machine}.{service}.backup_config")
-        argv = tar_in(t.etc)
-        proc = t.host.popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        vault.decrypt_stream(art["path"], ctx.key, proc.stdin)
-        proc.stdin.close()
-        wait_pipe(proc, t.host, argv, f"restoring {cdir}")
+        restore_dir(ctx, t, service, needed(ctx.results, machine, f"{service}.config_backup"),
+                    f"{machine}.{service}.backup_config")
     return undo
 
 

@@ -193,14 +193,18 @@ def install_config_step(name: str, conns: tuple[ConfigKey, ...], dbs: tuple[DBSp
 
 
 def restore_config(ctx: UpgradeContext, name: str) -> None:
-    t = ctx.target
-    backup = needed(ctx.results, name, "target_backup")["config"]
-    cdir = f"{t.etc}/{name}"
+    restore_dir(ctx, ctx.target, name, needed(ctx.results, name, "target_backup")["config"], f"{name}.backup_target")
+
+
+def restore_dir(ctx: UpgradeContext, t: Any, service: str, backup: dict[str, Any], step: str) -> None:
+    """``<etc>/<service>`` on side *t* back as *backup* (what *step* recorded) found it: removed, and if it
+    existed, unpacked from its vault artifact, verified first (a forged or damaged one is never unpacked)."""
+    cdir = f"{t.etc}/{service}"
     check(t.host, ["rm", "-rf", cdir], f"removing {cdir}")
     if not backup["existed"]:
         return
     art = backup["artifact"]
-    ctx.verified_artifact(art, f"{name}.backup_target")
+    ctx.verified_artifact(art, step)
     argv = tar_in(t.etc)
     proc = t.host.popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     vault.decrypt_stream(art["path"], ctx.key, proc.stdin)
