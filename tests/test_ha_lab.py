@@ -461,7 +461,7 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     source = text[text.index("[source]"):text.index("[target]")]
     down.write_text(text.replace(source, source.replace(f"root@{first}\"     #", f"root@{third}\"     #")
                                  .replace(f'address = "{first}"', f'address = "{third}"')
-                                 .replace(f'name = "{lab.old[0]}"', 'name = "oldctl3"')))
+                                 .replace(f'\nname = "{lab.old[0]}"\n', '\nname = "oldctl3"\n')))
     try:
         assert down.read_text() != text
         before = {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key", down)}

@@ -130,6 +130,7 @@ def run(plan_path: str, quiet: bool = False) -> int:
     """Start a new upgrade run from PLAN and drive it to the end."""
     plan = plan_mod.load(plan_path)
     plangroup.refuse_run(plan.path, plan.source.group)
+    fleet.refuse_cluster_problems(plan)  # an HA plan: the old node read and every new node healthy (exit 2)
     # everything that can refuse the plan runs before anything is created, even the journal
     guards.require_private_dir(plan.journal_dir)
     guards.require_private_dir(app.vault_dir(plan), "vault directory")
@@ -138,7 +139,6 @@ def run(plan_path: str, quiet: bool = False) -> int:
     app.service_machines(plan)  # the steps' declared dependencies hold (a programming error otherwise)
     unplanned.refuse(plan)  # every service the old controller runs is upgraded or ignored (exit 2)
     fleet.refuse_address_problems(plan)  # the moved addresses can leave the old controller for good (exit 2)
-    fleet.refuse_cluster_problems(plan)  # an HA plan: the old node read and every new node healthy (exit 2)
     amqpcheck.refuse(plan)  # the new broker takes every carried-over transport_url (exit 2)
     ids = claims.guard_identity(plan)  # the target is not the source under another name (exit 2)
     claims.refuse_if_claimed(plan, plan.journal_dir)  # no other run of this cloud (exit 3)
