@@ -365,17 +365,9 @@ def campaign(bench: Path, trials: int, large: bool, nova_mb: float = 1024) -> di
 
 def db_size(bench: Path) -> dict[str, float]:
     """MiB of nova's and keystone's tables on the snapshot's old server (measured after a restore)."""
-    from scripts.lab.mariadb import MariaDB
-
     restore(bench)
     try:
-        st = state(bench / "lab")
-        db = MariaDB(Path(st["old"]["db_base"]), st["old"]["db_port"])
-        rows = db.execute("SELECT table_schema, SUM(data_length + index_length) / 1048576"
-                          " FROM information_schema.tables WHERE table_schema IN ('nova', 'keystone')"
-                          " GROUP BY table_schema")
-        users = db.execute("SELECT COUNT(*) FROM keystone.user")[0][0]
-        return {**{r[0]: float(r[1]) for r in rows}, "users": float(users)}
+        return lab_size(bench / "lab")
     finally:
         lab_cli("down", bench / "lab", check=False)
 
