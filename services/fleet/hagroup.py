@@ -29,20 +29,18 @@ The old cluster is only read: revert needs nothing but the VIP back and the old 
 from __future__ import annotations
 
 import copy
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from journal import vault
 from services.fleet import network
 from services.infra import control, galera, together, writeguard
 from services.infra.context import UpgradeContext
-from services.infra.host import Host, command_text, wait_pipe
+from services.infra.host import Host, command_text
 from services.infra.settings import DBEndpoint, ServiceControl, Side
 from services.steps.argv import tar_out
-from services.steps.configs import restore_dir
+from services.steps.configs import backup_dir, restore_dir
 from statemachine.deps import needed
 from statemachine.machine import ServiceMachine
 from statemachine.runner import ParallelGroup
@@ -135,18 +133,7 @@ def _backup_step(service: str, member: Member, machine: str) -> Step:
     name = f"{machine}.{service}.backup_config"
 
     def run(ctx: UpgradeContext) -> Result:
-        t = member.side
-        cdir = f"{t.etc}/{service}"
-        if not t.host.exists(cdir):
-            return {"existed": False}
-        artifact = f"{PREFIX}-{member.name}-{service}-config"
-        path = ctx.artifact_path(artifact)
-        argv = tar_out(t.etc, service)
-        proc = t.host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        stats = vault.encrypt_stream(proc.stdout, path, ctx.key)
-        wait_pipe(proc, t.host, argv, f"backup of {cdir}")
-        return {"existed": True, "artifact": ctx.record_artifact(f"{ctx.run_id}/{artifact}", name, "backup", service,
-                                                                 t.host.name, path, stats)}
+        return backup_dir(ctx, member.side, service, f"{PREFIX}-{member.name}-{service}-config", name)
 
     def commands(ctx: Any) -> list[str]:
         return [f"on {member.name}: {command_text(tar_out(member.side.etc, service))} | encrypt > "

@@ -196,6 +196,21 @@ def restore_config(ctx: UpgradeContext, name: str) -> None:
     restore_dir(ctx, ctx.target, name, needed(ctx.results, name, "target_backup")["config"], f"{name}.backup_target")
 
 
+def backup_dir(ctx: UpgradeContext, t: Any, service: str, artifact: str, step: str) -> dict[str, Any]:
+    """``<etc>/<service>`` on side *t* into the vault as *artifact*, recorded for *step*: what
+    :func:`restore_dir` puts back (``{"existed": False}`` when there is none, so undo removes what came)."""
+    cdir = f"{t.etc}/{service}"
+    if not t.host.exists(cdir):
+        return {"existed": False}
+    path = ctx.artifact_path(artifact)
+    argv = tar_out(t.etc, service)
+    proc = t.host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stats = vault.encrypt_stream(proc.stdout, path, ctx.key)
+    wait_pipe(proc, t.host, argv, f"backup of {cdir}")
+    return {"existed": True, "artifact": ctx.record_artifact(f"{ctx.run_id}/{artifact}", step, "backup", service,
+                                                             t.host.name, path, stats)}
+
+
 def restore_dir(ctx: UpgradeContext, t: Any, service: str, backup: dict[str, Any], step: str) -> None:
     """``<etc>/<service>`` on side *t* back as *backup* (what *step* recorded) found it: removed, and if it
     existed, unpacked from its vault artifact, verified first (a forged or damaged one is never unpacked)."""

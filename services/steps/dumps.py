@@ -4,7 +4,6 @@ were before the upgrade touched them (what a revert puts back)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -13,9 +12,10 @@ from typing import Any
 from journal import vault
 from services.infra import mysql
 from services.infra.context import UpgradeContext
-from services.infra.host import command_text, wait_pipe
+from services.infra.host import command_text
 from services.infra.overhead import Tally
 from services.steps.argv import tar_out
+from services.steps.configs import backup_dir
 from services.steps.databases import (
     CLIENT_TOOL,
     DUMP_TOOL,
@@ -269,18 +269,7 @@ def backup_target_step(name: str, conn: ConfigKey, dbs: tuple[DBSpec, ...] | Non
         ustats = vault.encrypt_bytes(json.dumps(stmts).encode(), upath, ctx.key)
         out["users"] = {"users": users, "artifact": ctx.record_artifact(
             f"{ctx.run_id}/{name}-target-users", f"{name}.backup_target", "backup", name, t.host.name, upath, ustats)}
-        cdir = f"{t.etc}/{name}"
-        if t.host.exists(cdir):
-            cpath = ctx.artifact_path(f"{name}-target-config")
-            argv = tar_out(t.etc, name)
-            proc = t.host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            cstats = vault.encrypt_stream(proc.stdout, cpath, ctx.key)
-            wait_pipe(proc, t.host, argv, f"backup of {cdir}")
-            out["config"] = {"existed": True, "artifact": ctx.record_artifact(
-                f"{ctx.run_id}/{name}-target-config", f"{name}.backup_target", "backup", name, t.host.name, cpath,
-                cstats)}
-        else:
-            out["config"] = {"existed": False}
+        out["config"] = backup_dir(ctx, t, name, f"{name}-target-config", f"{name}.backup_target")
         return out
 
     def commands(ctx: UpgradeContext) -> list[str]:
