@@ -30,7 +30,6 @@ import re
 import secrets
 import shutil
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ from scripts.lab import ha as halab
 from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.hagalera import PROVIDER
 from tests.conftest import require
-from tests.test_multihost import tool
+from tests.test_multihost import journal_events, tool
 from upgrade import plan as plan_mod
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -321,12 +320,7 @@ def _identities(lab: halab.HaLab, host: str) -> dict[str, list]:
 
 
 def _events(lab: halab.HaLab) -> list[dict]:
-    conn = sqlite3.connect(f"file:{lab.dir / 'journal' / 'journal.db'}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT machine, step, kind FROM events ORDER BY seq")]
-    finally:
-        conn.close()
+    return journal_events(lab.dir / "journal")
 
 
 def _done(lab: halab.HaLab) -> set[str]:
