@@ -414,6 +414,73 @@ def _one_holder(lab: halab.HaLab, side: list[str]) -> str:
     return holders[0]
 
 
+def _config_hashes(lab: halab.HaLab) -> dict[str, str]:
+    """sha256 of every file of keystone's and glance's configuration on each controller."""
+    out = {}
+    for host in (*lab.old, *lab.new):
+        res = lab.inside(host, ["sh", "-c", "find /etc/keystone /etc/glance -type f -print0 | sort -z | "
+                                            "xargs -0 -r sha256sum"])
+        assert res.returncode == 0 and "/etc/keystone/" in res.stdout, (host, res.stderr)
+        out[host] = res.stdout
+    return out
+
+
+def test_ha_member_guard_refuses_an_old_member_among_the_new_and_one_controller_twice(lab: halab.HaLab) -> None:
+    """Every pair of members compared by what they are: the lab's plan passes; the same plan with an old
+    controller listed as a new member (its own name and address, copied over), or with one new controller
+    listed twice (its address spelled with the port, its host key named) is refused by `upgrade check` and
+    `upgrade run` (exit 2) naming both members and the fix — and nothing changed anywhere: no journal, the
+    plan and key, every old node's tables (CHECKSUM TABLE), the new nodes' databases, every controller's
+    keystone and glance configuration files."""
+    res = tool(lab, "check", str(lab.plan))
+    assert re.search(r"^OK +identity members +every member of both sides is its own controller", res.stdout,
+                     re.M), res.stdout
+    text = lab.plan.read_text()
+    third = f'{{name = "newctl3", host = "ssh://root@{lab.hosts["newctl3"]}"'
+    assert text.count(third) == 1
+    old2, new2 = lab.hosts["oldctl2"], lab.hosts["newctl2"]
+    bad = {
+        "old-as-new": (text.replace(third, f'{{name = "oldctl2", host = "ssh://root@{old2}"'), [
+            f"target member oldctl2 ({old2}:3306) reaches the DB server of source member oldctl2 ({old2}:3306)",
+            "take oldctl2's address out of `target.members`",
+            "target member oldctl2: `target.etc` (/etc) is the same directory as source member oldctl2's "
+            "`source.etc`"]),
+        "twice": (text.replace(third, f'{{name = "newctl3", host = "ssh://root@{new2}:22", '
+                                      'ssh_options = ["-o", "HostKeyAlias=newctl2"]'), [
+            f"target member newctl2 ({new2}:3306) and target member newctl3 ({new2}:3306) reach one DB server "
+            "(hostname newctl2",
+            "target member newctl2 and target member newctl3: `target.etc` (/etc) is the same directory on both",
+            "list each controller of `target.members` once"]),
+    }
+    journal = lab.dir / "journal"
+    for name, (variant, needles) in bad.items():
+        plan = lab.dir / f"member-{name}-plan.toml"
+        assert variant != text
+        plan.write_text(variant)
+        try:
+            files = {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key", plan)}
+            old_sums = {h: _checksums(lab, h) for h in lab.old}
+            new_dbs = {h: _user_databases(lab, h) for h in lab.new}
+            configs = _config_hashes(lab)
+            res = tool(lab, "check", str(plan))
+            assert res.returncode == 2 and re.search(r"^FAIL +identity members ", res.stdout, re.M), \
+                (name, res.stdout)
+            res = tool(lab, "run", str(plan))
+            assert res.returncode == 2, (name, res.stdout + res.stderr)
+            assert "the groups' members are not distinct controllers — nothing was changed" in res.stderr, res.stderr
+            for needle in needles:
+                assert needle in res.stderr, (name, needle, res.stderr)
+            assert "Traceback" not in res.stderr
+            assert lab.state["controller"]["db_admin_password"]["old"] not in res.stdout + res.stderr
+            assert not journal.exists()
+            assert {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key", plan)} == files
+            assert {h: _checksums(lab, h) for h in lab.old} == old_sums
+            assert {h: _user_databases(lab, h) for h in lab.new} == new_dbs
+            assert _config_hashes(lab) == configs
+        finally:
+            plan.unlink()
+
+
 def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab: halab.HaLab) -> None:
     old_sums = {h: _checksums(lab, h) for h in lab.old}
     assert all(s == old_sums[lab.old[0]] for s in old_sums.values())

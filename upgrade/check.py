@@ -394,6 +394,26 @@ def identity(plan: Plan) -> Iterator[Result]:
                                                                  "controller's own directories")
     else:
         yield Result("identity dirs", OK, "the target's etc and lib directories are not the source's")
+    yield from _identity_members(plan)
+
+
+def _identity_members(plan: Plan) -> Iterator[Result]:
+    """An HA plan: no new member is an old one, no side lists one controller twice (``claims.member_findings``)."""
+    try:
+        found = claims.member_findings(plan)
+    except StepError as exc:
+        yield Result("identity members", SKIP, f"cannot identify the members: {exc}")
+        return
+    if found is None:
+        return
+    if found.problems:
+        yield Result("identity members", FAIL, "; ".join(found.problems),
+                     "a new member is never an old one, and each side lists each controller once")
+        return
+    down = f"; DB server not reached (compared by directories): {', '.join(found.unreached)}" if found.unreached \
+        else ""
+    yield Result("identity members", OK, "every member of both sides is its own controller (DB server, etc and lib)"
+                 + down)
 
 
 def claim(plan: Plan) -> Iterator[Result]:

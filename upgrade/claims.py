@@ -2,9 +2,10 @@
 
 ``services/identity.py`` says whether the target is really another controller; ``services/claim.py``
 holds the claim on it. This module decides when each is asked and what the operator is told: `run`
-refuses before anything changes (a plan whose target is the source: exit 2; a target another run
-claims: exit 3), records the target DB server's identity in the journal, and `resume`/`revert` refuse
-a target that is no longer that server, or that another run has claimed since.
+refuses before anything changes (a plan whose target is the source, or an HA plan with an old member
+among the new ones or one controller listed twice: exit 2; a target another run claims: exit 3), records
+the target DB server's identity (and every HA member's) in the journal, and `resume`/`revert` refuse a
+target or member that is no longer that server, or a target that another run has claimed since.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from services.infra.claim import Claim, ClaimHeld
 from services.infra.settings import Side
 from services.registry import AFTER_COMPUTES
 from statemachine.step import StepError
-from upgrade import app, logs
+from upgrade import app, fleet, logs
 from upgrade.errors import BusyError, UserError
 from upgrade.plan import Plan
 
@@ -41,42 +42,80 @@ def journal_owner(journal_dir: Path) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------- identity
+def member_findings(plan: Plan) -> identity.MemberFindings | None:
+    """An HA plan's members compared pair by pair (``identity.member_conflicts``); None for a single
+    controller. The working pair is left to :func:`guard_identity`'s source-against-target check."""
+    if plan.source.group is None or plan.target.group is None:
+        return None
+    sides = {}
+    for spec in (plan.source, plan.target):
+        members, working = fleet.members(spec)
+        sides[spec.role] = [identity.Controller(spec.role, m.name, m.side, m.name == working) for m in members]
+    old, new = sides["source"], sides["target"]
+    skip = (old[0].key, new[0].key) if old[0].working and new[0].working else None
+    return identity.member_conflicts(old, new, plan.services, skip)
+
+
 def guard_identity(plan: Plan) -> identity.Servers:
-    """Refuse (exit 2) a plan whose target DB server or directories are the source's; return both
-    servers' identities. Reads only."""
+    """Refuse (exit 2) a plan whose target DB server or directories are the source's, or (an HA plan) whose
+    new members include an old one or whose members within a side are one controller twice; return the
+    servers' identities (both sides' and every member's that answered). Reads only."""
     source, target = app.side(plan.source), app.side(plan.target)
     try:
         ids, same = identity.server_conflict(source, target)
         problems = ([same] if same else []) + identity.directory_conflicts(source, target, plan.services)
+        members = member_findings(plan)
     except StepError as exc:
         raise Unidentified(f"cannot tell the controllers apart: {exc} (plan {plan.path})") from None
     if problems:
         raise UserError(f"{plan.path}: the target is the old controller under another name — nothing was "
                         "changed:\n  " + "\n  ".join(problems))
-    return ids
+    if members is not None and members.problems:
+        raise UserError(f"{plan.path}: the groups' members are not distinct controllers — nothing was changed:\n  "
+                        + "\n  ".join(members.problems))
+    return replace(ids, members=members.servers) if members is not None else ids
 
 
 def record_identity(journal: Journal, run_id: str, ids: identity.Servers) -> None:
     journal.append(run_id, NOTE_MACHINE, "note", result={"target_db": ids.target.as_dict(),
-                                                         "source_db": ids.source.as_dict()})
+                                                         "source_db": ids.source.as_dict(),
+                                                         "members": {k: v.as_dict() for k, v in ids.members.items()}})
 
 
-def recorded_identity(journal: Journal, run_id: str) -> mysql.ServerIdentity | None:
+def _recorded(journal: Journal, run_id: str) -> dict | None:
     for e in journal.notes(run_id, NOTE_MACHINE):
         if isinstance(e.result, dict) and "target_db" in e.result:
-            return mysql.ServerIdentity.from_dict(e.result["target_db"])
+            return e.result
     return None
 
 
+def recorded_identity(journal: Journal, run_id: str) -> mysql.ServerIdentity | None:
+    rec = _recorded(journal, run_id)
+    return mysql.ServerIdentity.from_dict(rec["target_db"]) if rec is not None else None
+
+
+def recorded_members(journal: Journal, run_id: str) -> dict[str, mysql.ServerIdentity]:
+    """Every HA member's DB server as the run found it when it started (``source:oldctl2`` -> identity)."""
+    rec = _recorded(journal, run_id) or {}
+    return {k: mysql.ServerIdentity.from_dict(v) for k, v in (rec.get("members") or {}).items()}
+
+
 def check_target_unchanged(journal: Journal, run_id: str, ids: identity.Servers, plan: Plan) -> None:
-    """The target DB server is the one the run started on (a swapped server is refused, exit 2)."""
+    """The target DB server, and every HA member's, is the one the run started on (a swapped server is
+    refused, exit 2). A member whose server does not answer now is not checked: nothing reaches it either."""
     then = recorded_identity(journal, run_id)
-    if then is None or then.same_as(ids.target):
-        return
-    t = plan.target.db
-    raise UserError(f"`target.db` ({t.address}:{t.port}) is no longer the DB server run {run_id} started on: "
-                    f"then {then.describe()}, now {ids.target.describe()} — nothing was done; point the address "
-                    "back at that server (DNS, /etc/hosts, a moved address) and run the command again")
+    if then is not None and then.same_as(ids.target) is None:
+        t = plan.target.db
+        raise UserError(f"`target.db` ({t.address}:{t.port}) is no longer the DB server run {run_id} started on: "
+                        f"then {then.describe()}, now {ids.target.describe()} — nothing was done; point the address "
+                        "back at that server (DNS, /etc/hosts, a moved address) and run the command again")
+    changed = [f"{key.replace(':', ' member ', 1)} is no longer the DB server run {run_id} started on: then "
+               f"{was.describe()}, now {ids.members[key].describe()}"
+               for key, was in recorded_members(journal, run_id).items()
+               if key in ids.members and identity.same_node(was, ids.members[key]) is None]
+    if changed:
+        raise UserError("; ".join(changed) + " — nothing was done; point each member's address back at its own "
+                        f"controller (DNS, /etc/hosts, a moved address; plan {plan.path}) and run the command again")
 
 
 # ---------------------------------------------------------------------- the claim

@@ -60,20 +60,26 @@ def _member(spec: SideSpec, m: Member, connect: Callable[[hosts.HostSpec, str], 
                                        lib=spec.lib, bin=spec.bin, db=db, control=spec.control, log=spec.log))
 
 
+def members(spec: SideSpec, connect: Callable[[hosts.HostSpec, str], Any] = hosts.connect,
+            ) -> tuple[list[hagroup.Member], str]:
+    """Every member of *spec*'s group as a side, the working one (the side's ``host``) first, and its name;
+    ([], "") for a single controller. What the run acts on and what the identity guard compares."""
+    group = spec.group
+    if group is None:
+        return [], ""
+    out = [_member(spec, m, connect) for m in group.members]
+    working = next((m.name for m in group.members if spec.host_spec and m.host.url == spec.host_spec.url), "")
+    return sorted(out, key=lambda m: m.name != working), working
+
+
 def group_settings(plan: Plan, connect: Callable[[hosts.HostSpec, str], Any] = hosts.connect,
                    ) -> hagroup.GroupSettings | None:
     """Both groups of an HA plan as the run acts on them (None: a single-controller plan)."""
     src, tgt = plan.source.group, plan.target.group
     if src is None or tgt is None:
         return None
-
-    def members(spec: SideSpec, group: Any) -> tuple[list[hagroup.Member], str]:
-        out = [_member(spec, m, connect) for m in group.members]
-        working = next((m.name for m in group.members if spec.host_spec and m.host.url == spec.host_spec.url), "")
-        return sorted(out, key=lambda m: m.name != working), working
-
-    old, old_working = members(plan.source, src)
-    new, new_working = members(plan.target, tgt)
+    old, old_working = members(plan.source, connect)
+    new, new_working = members(plan.target, connect)
     api = {m.name for g in (src, tgt) for m in g.with_role("api")}
     db = {m.name for m in tgt.with_role("db")}
     check_from = src.vip.check_from or hosts.HostSpec("local")

@@ -11,10 +11,11 @@ network namespaces on it) device + inode name a file whatever the mount namespac
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
 
-from services.infra import mysql
+from services.infra import mysql, together
 from services.infra.host import Host
 from services.infra.settings import Side
 from statemachine.step import StepError
@@ -110,22 +111,40 @@ def side_dirs(side: Side, services: Iterable[str]) -> SideDirs:
     return dir_identities(side.host, _paths(side, list(services)))
 
 
+def _suffix(key: str) -> str:
+    """The plan key without its side (``target.etc`` -> ``etc``): the same directory of any controller."""
+    return key.split(".", 1)[1]
+
+
+def overlaps(a: SideDirs, b: SideDirs, roots_only: bool = False) -> list[tuple[DirIdentity, str, DirIdentity]]:
+    """(directory of *a*, relation, directory of *b*) for each of *a*'s directories that meets *b*'s of the
+    same kind on one machine: a root (``etc``, ``lib``) that is the same directory, a service's directory
+    that is, lies inside or contains the other's. *roots_only*: the roots alone (one machine twice)."""
+    (boot_a, da), (boot_b, db) = a, b
+    if boot_a != boot_b or boot_a == "-":
+        return []  # two kernels: two machines, their directories cannot be one
+    theirs = {_suffix(k): d for k, d in db.items()}
+    out = []
+    for key, t in da.items():
+        s = theirs.get(_suffix(key))
+        root = "/" not in key.replace("`", "")
+        rel = relation(t, s) if s is not None and (root or not roots_only) else None
+        if rel is None or (rel != "is the same directory as" and root):
+            continue
+        out.append((t, rel, s))
+    return out
+
+
+def _where(d: DirIdentity) -> str:
+    return f" ({d.path} -> {d.resolved})" if d.resolved != d.path.rstrip("/") else f" ({d.path})"
+
+
 def conflicts(source: SideDirs, target: SideDirs, side: Side) -> list[str]:
     """:func:`directory_conflicts` of two sides' identified directories (*side*: the target)."""
-    (boot_s, src), (boot_t, dst) = source, target
-    if boot_s != boot_t or boot_s == "-":
-        return []  # two kernels: two machines, their directories cannot be one
-    out = []
-    for key, t in dst.items():
-        s = src[key.replace("`target.", "`source.", 1)]
-        rel = relation(t, s)
-        if rel is None or (rel != "is the same directory as" and "/" not in key.replace("`", "")):
-            continue
-        where = f" ({t.path} -> {t.resolved})" if t.resolved != t.path.rstrip("/") else f" ({t.path})"
-        out.append(f"{key}{where} {rel} {s.key} ({s.resolved}) on {side.host.name} (device:inode "
-                   f"{t.inode or '-'} / {s.inode or '-'}): the run would write into the old controller's files — "
-                   f"point {key.split('/')[0]} at the new controller's directory")
-    return out
+    return [f"{t.key}{_where(t)} {rel} {s.key} ({s.resolved}) on {side.host.name} (device:inode "
+            f"{t.inode or '-'} / {s.inode or '-'}): the run would write into the old controller's files — "
+            f"point {t.key.split('/')[0]} at the new controller's directory"
+            for t, rel, s in overlaps(target, source)]
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,8 @@ class Servers:
 
     source: mysql.ServerIdentity
     target: mysql.ServerIdentity
+    #: an HA plan's members whose DB server answered, by :attr:`Controller.key` (``source:oldctl2``)
+    members: dict[str, mysql.ServerIdentity] = field(default_factory=dict, compare=False)
 
 
 def server_conflict(source: Side, target: Side) -> tuple[Servers, str | None]:
@@ -148,3 +169,122 @@ def server_conflict(source: Side, target: Side) -> tuple[Servers, str | None]:
     return ids, (f"`source.db` ({s.address}:{s.port}) and `target.db` ({t.address}:{t.port}) reach the same "
                  f"database server ({why}) — the import would drop and overwrite the old controller's "
                  "databases; set `target.db.address` and `target.db.port` to the new controller's DB server")
+
+
+# ---------------------------------------------------------------------- every member of an HA plan
+@dataclass(frozen=True)
+class Controller:
+    """One controller of a side as the member guard compares it: its plan name, and the side it is
+    (its own host, DB node and the side's layout). ``working``: the member the run works through."""
+
+    role: str
+    name: str
+    side: Side
+    working: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.role} member {self.name}"
+
+    @property
+    def key(self) -> str:
+        """How the journal names it: ``source:oldctl2``."""
+        return f"{self.role}:{self.name}"
+
+
+T = TypeVar("T")
+
+
+def pairs(old: Sequence[T], new: Sequence[T]) -> list[tuple[T, T, bool]]:
+    """Every pair of controllers the guard compares, ``(a, b, across)``: every new one against every old
+    one (``across``: a new member must never be an old one), then every two of one side (a side lists each
+    controller once). Pure: n old and m new give n*m + n(n-1)/2 + m(m-1)/2 pairs."""
+    out = [(o, n, True) for n in new for o in old]
+    for side in (old, new):
+        out += [(a, b, False) for i, a in enumerate(side) for b in side[i + 1:]]
+    return out
+
+
+def same_node(a: mysql.ServerIdentity, b: mysql.ServerIdentity) -> str | None:
+    """Why *a* and *b* are one DB server by its own names (``server_uuid``, or hostname + datadir + port), or
+    None. Unlike :meth:`ServerIdentity.same_as` the Galera cluster does not count: the nodes of one side's
+    cluster hold one data set by design, and are still three servers."""
+    return a.key if a.key == b.key else None
+
+
+@dataclass
+class MemberFindings:
+    """What comparing every pair of members found: the DB servers that answered (by :attr:`Controller.key`),
+    why two members are one controller (one message each, naming both and the fix), and the members whose
+    DB server did not answer (compared by their directories alone)."""
+
+    servers: dict[str, mysql.ServerIdentity]
+    problems: list[str]
+    unreached: list[str]
+
+
+def _ep(c: Controller) -> str:
+    return f"{c.side.db.address}:{c.side.db.port}"
+
+
+def _db_problem(a: Controller, b: Controller, across: bool, ids: dict[str, mysql.ServerIdentity]) -> str | None:
+    ia, ib = ids.get(a.key), ids.get(b.key)
+    if ia is None or ib is None:
+        return None
+    why = ia.same_as(ib) if across else same_node(ia, ib)
+    if why is None and mysql.shares_locks(a.side.db, b.side.db):
+        why = "one running server (a named lock taken through one address is held through the other)"
+    if why is None:
+        return None
+    if across:
+        return (f"{b.label} ({_ep(b)}) reaches the DB server of {a.label} ({_ep(a)}): {why} — the run would write "
+                f"to the old controllers' databases; a new member is never an old one: take {a.name}'s address out "
+                f"of `target.members` and name the new controller there")
+    return (f"{a.label} ({_ep(a)}) and {b.label} ({_ep(b)}) reach one DB server ({why}): one controller listed "
+            f"twice under two names — list each controller of `{a.role}.members` once")
+
+
+def _dir_problems(a: Controller, b: Controller, across: bool, dirs: dict[str, SideDirs]) -> list[str]:
+    if across:
+        return [f"{b.label}: {t.key}{_where(t)} {rel} {a.label}'s {s.key} ({s.resolved}) on {b.side.host.name} "
+                f"(device:inode {t.inode or '-'} / {s.inode or '-'}): {b.name} is {a.name}, the run would write "
+                f"into the old controller's files — take {a.name} out of `target.members` and name the new "
+                "controller there"
+                for t, rel, s in overlaps(dirs[b.key], dirs[a.key])]
+    return [f"{a.label} and {b.label}: {t.key}{_where(t)} is the same directory on both (device:inode "
+            f"{t.inode or '-'}): one machine listed twice under two names — list each controller of "
+            f"`{a.role}.members` once"
+            for t, _rel, _s in overlaps(dirs[a.key], dirs[b.key], roots_only=True)]
+
+
+def member_conflicts(old: Sequence[Controller], new: Sequence[Controller], services: Iterable[str],
+                     skip: tuple[str, str] | None = None) -> MemberFindings:
+    """Every pair of :func:`pairs` compared by what the controllers are: DB servers by their own names (and
+    across the sides by their Galera cluster) and a named lock, directories by device + inode (the same
+    rules as the source against the target). *skip*: the pair (old key, new key) already compared as the
+    plan's source and target. The working members' DB servers must answer (a StepError otherwise); another
+    member's that does not is listed in ``unreached`` (a node down; `upgrade check` reports it as such).
+    Reads only."""
+    names = list(services)
+    everyone = [*old, *new]
+
+    def server(c: Controller) -> mysql.ServerIdentity | None:
+        try:
+            return mysql.server_identity(c.side.db)
+        except mysql.DBConnectError:
+            if c.working:
+                raise
+            return None
+
+    found = dict(zip([c.key for c in everyone], together.each(server, everyone), strict=True))
+    ids = {k: v for k, v in found.items() if v is not None}
+    dirs = dict(zip([c.key for c in everyone], together.each(lambda c: side_dirs(c.side, names), everyone),
+                    strict=True))
+    problems: list[str] = []
+    for a, b, across in pairs(old, new):
+        if skip is not None and (a.key, b.key) == skip:
+            continue
+        if (why := _db_problem(a, b, across, ids)) is not None:
+            problems.append(why)
+        problems += _dir_problems(a, b, across, dirs)
+    return MemberFindings(ids, problems, [c.label for c in everyone if c.key not in ids])
