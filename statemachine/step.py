@@ -36,8 +36,8 @@ def _no_undo(ctx: Any, result: Result | None) -> None:
 #: copy files or data, verify the API, run online data migrations, or anything else
 KINDS = ("stop", "backup", "dump", "config", "import", "create", "schema", "status", "fixup", "ownership",
          "start", "copy", "verify", "migrate", "switch", "other")
-#: a step's part in its service's maintenance window
-WINDOW_EDGES = ("", "opens", "closes")
+#: a step's part in the maintenance window: its service's (``opens``, ``closes``), or the run's cut-over
+WINDOW_EDGES = ("", "opens", "closes", "cutover")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,9 @@ class Step:
     kind:   what the step does (one of :data:`KINDS`): the maintenance window's breakdown reads it.
     window: ``opens`` for the step whose intent opens the service's maintenance window (the first
             stop of the old controller's API), ``closes`` for the one whose done closes it (the API
-            verified on the new one), "" otherwise.
+            verified on the new one), ``cutover`` for a step of the cut-over the clients still wait for once
+            the services are verified (the management address or the VIP moved to the new side, the other
+            HA members started): the run's window lasts until every such step is done; "" otherwise.
     requires: names of results the step reads (like a taskflow atom's): each is ``provides``d by an
             earlier step of its machine, or, as ``<service>:<name>``, by a step of another service
             earlier in the run (a wait when services overlap; ignored when that service is not in

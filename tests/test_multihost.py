@@ -25,6 +25,7 @@ import pytest
 
 from scripts.lab import hosts as hostlab
 from tests.conftest import KEYSTONE_STEPS, REPO
+from upgrade import window
 
 OLD, NEW = "2025.2", "2026.1"
 HEADS_NEW = {"742c857f1dfb", "c88cdce8f248"}
@@ -266,6 +267,12 @@ def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tm
         st = tool(lab, "status", "--journal", str(lab.dir / "journal"), "-f", "json")
         machines = {s["service"]: s for s in json.loads(st.stdout)["services"]}
         assert machines["network"]["last_step"] == "network.old_units.disable", machines
+        # the reported window reaches the end of the address move: the clients waited for it (the cut-over)
+        win = json.loads(st.stdout)["window"]
+        moved = next(e["ts"] for e in events if e["step"] == "network.management.check" and e["kind"] == "done")
+        cut = next(r for r in win["services"] if r["service"] == "cutover")
+        assert cut["closed_by"] == "verified" and cut["end"] == win["total"]["end"] == window.stamp(moved), win
+        assert win["total"]["cutover_seconds"] == cut["cutover_seconds"] > 0, win
         # the old controller cannot come back by itself: the address is out of its ifupdown file (the alias
         # stanza commented out), keystone is disabled and masked, and a boot of the host leaves it stopped
         persisted = read_inside(lab, "oldctl", "/etc/network/interfaces")

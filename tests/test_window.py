@@ -54,7 +54,7 @@ def test_a_service_window_runs_from_its_stop_intent_to_its_verify_done_with_the_
     (w,) = rw.services
     assert (w.service, w.start, w.end, w.closed_by, w.retried) == ("keystone", 1000.0, end, "verified", 0)
     assert w.seconds(now=10**9) == sum(TAKES.values())
-    assert w.phases == {"dump": 10, "import": 20, "schema": 30, "verify": 5,
+    assert w.phases == {"dump": 10, "import": 20, "schema": 30, "verify": 5, "cutover": 0,
                         "other": 2 + 1 + 3 + 1 + 1 + 2}
     assert w.idle(now=10**9) == 0 and w.fixed() == 30 + 5 + 10
 
@@ -117,6 +117,107 @@ def test_a_revert_before_verification_closes_the_window_when_the_old_controller_
             Ev(t + 7, "keystone", "keystone.stop_source", "undone")]
     w = window.measure([*events, *undo]).services[0]
     assert (w.end, w.closed_by) == (t + 7, "reverted")
+
+
+# ---------------------------------------------------------------------- the cut-over after the services
+MOVE = ["network.management.record", "network.management.remove_old", "network.management.add_new",
+        "network.management.announce", "network.management.check"]
+
+
+def _roles(names: list[str], role: str = "cutover") -> Ev:
+    """The note a run records at its start: what its plan-built steps declare."""
+    return Ev(0.0, window.ROLES_MACHINE, None, "note",
+              {"steps": {n: {"kind": "switch", "window": role} for n in names}})
+
+
+def _chain(machine: str, names: list[str], t: float, each: float = 1.0) -> tuple[list[Ev], float]:
+    out = []
+    for n in names:
+        out += [Ev(t, machine, n, "intent"), Ev(t + each, machine, n, "done", {"seconds": each})]
+        t += each
+    return out, t
+
+
+def test_the_run_window_lasts_until_the_address_answers_from_the_new_controller():
+    ks, t = steps("keystone", 0.0)
+    move, end = _chain("network", MOVE, t + 2)
+    after, _ = _chain("network", ["network.old_units.record", "network.old_units.disable"], end)  # clients served
+    rw = window.measure([_roles(MOVE), *ks, *move, *after])
+    assert [w.service for w in rw.services] == ["keystone", "cutover"]
+    cut = rw.service("cutover")
+    assert (cut.start, cut.end, cut.closed_by) == (t + 2, end, "verified")
+    assert cut.phases["cutover"] == len(MOVE) and cut.phases["other"] == 0
+    assert (rw.start, rw.end, rw.seconds(now=0)) == (0.0, end, end)
+    rep = window.report(rw, now=0)
+    assert rep["total"]["cutover_seconds"] == len(MOVE) and rep["total"]["idle_seconds"] == 2  # before the move
+    assert rep["total"]["end"] == window.stamp(end)
+    assert [r["service"] for r in window.table_rows(rep)] == ["keystone", "cutover", "total"]
+    assert "cutover" in window.TABLE_COLUMNS
+    # a journal without the note (an earlier version's run): the move is not known to be the cut-over
+    old = window.measure([*ks, *move])
+    assert [w.service for w in old.services] == ["keystone"] and old.end == t
+
+
+def test_the_cutover_stays_open_until_every_declared_step_is_done_across_a_kill():
+    """An HA run killed inside the VIP move: the window is open (the clients wait), resumed: it closes at the
+    VIP's check; the other members' starts count in the cut-over."""
+    ha = ["ha.cluster.replicated", "ha.newctl2.keystone.start_target", "ha.vip.record", "ha.vip.stop_old",
+          "ha.vip.start_new", "ha.vip.check"]
+    ks, t = steps("keystone", 0.0)
+    first, t2 = _chain("ha", ha[:4], t)
+    killed = [Ev(t2, "ha.vip", "ha.vip.start_new", "intent")]
+    rw = window.measure([_roles(ha), *ks, *first, *killed])
+    assert rw.open and rw.service("cutover").open and rw.end is None
+    again, end = _chain("ha.vip", ha[4:], t2 + 100)
+    rw = window.measure([_roles(ha), *ks, *first, *killed, *again])
+    cut = rw.service("cutover")
+    assert (cut.end, cut.closed_by, cut.retried) == (end, "verified", 1)
+    assert rw.end == end and cut.phases["cutover"] == len(ha) and cut.idle(now=0) == 100
+
+
+def test_a_revert_during_the_cutover_closes_it_when_the_walk_back_begins():
+    ks, t = steps("keystone", 0.0)
+    move, t2 = _chain("network", MOVE[:2], t)
+    undo = [Ev(t2 + 1, "network", MOVE[1], "undo_intent"), Ev(t2 + 3, "network", MOVE[1], "undone")]
+    cut = window.measure([_roles(MOVE), *ks, *move, *undo]).service("cutover")
+    assert (cut.end, cut.closed_by) == (t2 + 3, "reverted")
+
+
+def test_a_run_records_what_its_plan_built_steps_declare_and_the_window_reads_it_back(tmp_path):
+    """A real journal: the note holds the plan-built steps with a window role only (not the catalog's)."""
+    from types import SimpleNamespace
+
+    from journal.store import Journal
+    from journal.vault import Key
+    from statemachine.step import Step
+
+    def step(name: str, role: str = "") -> Step:
+        return Step(name, name, lambda ctx: {}, kind="switch", window=role)
+
+    catalog_step = next(iter(window.catalog()))
+    machines = [SimpleNamespace(steps=[step(catalog_step), step("network.management.check", "cutover"),
+                                       step("network.old_units.disable")])]
+    j = Journal(tmp_path / "journal", key=Key.from_bytes(bytes(32)))
+    try:
+        run = j.create_run({}, "0" * 64, None, "2025.2", "2026.1", None)
+        window.record_roles(j, run, machines)
+        (note,) = [e for e in j.events(run) if e.machine == window.ROLES_MACHINE]
+        assert note.result == {"steps": {"network.management.check": {"kind": "switch", "window": "cutover"}}}
+        assert window.declared(note) == {"network.management.check": window.Declared("switch", "cutover")}
+        j.append(run, "network", "intent", step="network.management.check")
+        rw = window.measure(j.events(run))
+        assert [w.service for w in rw.services] == ["cutover"] and rw.open
+    finally:
+        j.close()
+
+
+def test_the_estimate_counts_the_cutover_measured_or_by_default():
+    ks, t = steps("keystone", 0.0)
+    move, _ = _chain("network", MOVE, t, each=2.0)
+    r = estimate.measured([_roles(MOVE), *ks, *move], "run-3")
+    assert r.fixed == {"keystone": 45, "cutover": 2.0 * len(MOVE)}
+    assert r.fixed_for("cutover") == (10.0, "run run-3")
+    assert estimate.Rates().fixed_for("cutover") == (estimate.DEFAULT_CUTOVER_SECONDS, "default")
 
 
 def test_human_durations():

@@ -36,6 +36,7 @@ from upgrade import (
     revertguard,
     runview,
     unplanned,
+    window,
 )
 from upgrade import plan as plan_mod
 from upgrade.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BusyError, UserError
@@ -162,7 +163,9 @@ def run(plan_path: str, quiet: bool = False) -> int:
         display = progress.for_console(quiet)
         try:
             claimed = writeguard.Claimed(claims.claimed_run(plan, held), ids)
-            return _drive(_session(plan, journal, key, run_id, display, claimed), "run", display)
+            session = _session(plan, journal, key, run_id, display, claimed)
+            window.record_roles(journal, run_id, session.runner.machines)  # the cut-over steps the window counts
+            return _drive(session, "run", display)
         finally:
             claims.settle(plan, journal, run_id, held)
     finally:

@@ -42,6 +42,10 @@ DEFAULT_IMPORT_MBPS = 18.0
 #: One service's schema upgrade, status check, start and verification when no run measured it:
 #: db_sync of a large nova or neutron database takes minutes; verification polls the API up to 60 s.
 DEFAULT_FIXED_SECONDS = 300.0
+#: The cut-over the clients wait for after the services (``window.CUTOVER``) when no run measured it:
+#: BENCHMARKS.md measured the management address move at about 5 s and an HA group's other members'
+#: starts with the VIP move at 22-43 s; a minute leaves room for slower hosts.
+DEFAULT_CUTOVER_SECONDS = 60.0
 #: Below this many dump bytes a run's rate measures its fixed overhead, not the throughput.
 MIN_MEASURED_BYTES = 64 * MB
 BENCHMARKS = "BENCHMARKS.md: 193 MB/s dump, 71 MB/s import measured at 1 GiB; the defaults are a quarter"
@@ -64,7 +68,7 @@ class Rates:
     def fixed_for(self, service: str) -> tuple[float, str]:
         if service in self.fixed:
             return self.fixed[service], f"run {self.fixed_from}"
-        return DEFAULT_FIXED_SECONDS, "default"
+        return DEFAULT_CUTOVER_SECONDS if service == window.CUTOVER else DEFAULT_FIXED_SECONDS, "default"
 
 
 def _dump_bytes(result: Any) -> int:
@@ -171,9 +175,10 @@ def windowed(plan: Plan) -> list[str]:
     return [n for n in plan.services if any(s.window == "opens" for s in steps_for_plan(plan, n))]
 
 
-def estimate(plan: Plan) -> Estimate:
-    """The estimated window of every service of *plan*; raises EstimateUnavailable when the source DB
-    cannot be read (its message names the server, never a password)."""
+def estimate(plan: Plan, cutover: bool = False) -> Estimate:
+    """The estimated window of every service of *plan*, and (*cutover*: the run's steps declare one) of the
+    cut-over after them, up to the address or VIP answering from the new side; raises EstimateUnavailable
+    when the source DB cannot be read (its message names the server, never a password)."""
     jump = Jump(plan.from_release, plan.to_release)
     names = windowed(plan)
     dbs = {n: databases(n, jump, plan.service_settings[n]) for n in names}
@@ -192,4 +197,7 @@ def estimate(plan: Plan) -> Estimate:
         fixed, origin = rates.fixed_for(n)
         out.append(ServiceEstimate(n, tuple(dbs[n]), tuple(d for d in dbs[n] if d not in sizes), size, rows,
                                    size / MB / rates.dump_mbps, size / MB / rates.import_mbps, fixed, origin))
+    if cutover and out:
+        fixed, origin = rates.fixed_for(window.CUTOVER)
+        out.append(ServiceEstimate(window.CUTOVER, (), (), 0, 0, 0.0, 0.0, fixed, origin))
     return Estimate(out, rates, note)

@@ -140,7 +140,8 @@ def render_estimate(plan: Plan, out: TextIO) -> None:
     red = app.redactor_for(plan)
     out.write("\nestimated maintenance window (first stop on the old controller -> verification on the new):\n")
     try:
-        est = estimate.estimate(plan)
+        cutover = any(s.window == window.CUTOVER for m in machines(plan) for s in m.steps)
+        est = estimate.estimate(plan, cutover)
     except estimate.EstimateUnavailable as exc:
         out.write(red.text(f"estimate unavailable: {exc}") + "\n")
         return
@@ -165,6 +166,10 @@ def render_estimate(plan: Plan, out: TextIO) -> None:
              f"{window.human(estimate.DEFAULT_FIXED_SECONDS)} each (default)",
              "size: data_length + index_length of the source's tables (information_schema), rows estimated; "
              "services one after another"]
+    if any(s.service == window.CUTOVER for s in est.services):
+        lines.append("cutover: after the services, the steps the clients still wait for (the management address or "
+                     "the VIP moved, the other HA members started) until it answers from the new side; "
+                     f"{window.human(estimate.DEFAULT_CUTOVER_SECONDS)} when no run measured it")
     if est.history_note:
         lines.append(f"no measurements: {est.history_note}")
     missing = [f"{d} ({s.service})" for s in est.services for d in s.missing]

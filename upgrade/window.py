@@ -8,6 +8,14 @@ no database — so the same function serves `upgrade status` (the actual window)
 (which learns the fixed per-service cost from the previous run). "Now" for an open window is the
 caller's business (:meth:`Window.seconds`).
 
+The clients wait longer than the services' own windows: until the management address (or, for an HA
+control plane, the VIP) answers from the new side. The steps of that cut-over are built from the plan
+(``services/fleet/network.py``, ``services/fleet/hagroup.py``), not from the catalog, and declare
+``window="cutover"``; a run records what its plan-built steps declare in a ``window`` note when it starts
+(:func:`record_roles`), and the events carry it to every reader. They form one more window, ``cutover``,
+from the first such step's intent until every one of them is done: the run's window ends there, and its
+steps' time is the ``cutover`` phase of the breakdown.
+
 The window is elapsed time: when a run died and was resumed, the service stayed down while the tool
 was not running, so that time counts. The part of a window no step accounts for is ``idle``.
 Durations come from the monotonic clock every event records (with the boot it belongs to), so a wall
@@ -29,7 +37,11 @@ from statemachine.step import Step
 #: what a step of each declared kind (``Step.kind``) counts as in the breakdown; every other step of the
 #: window counts as ``other``
 PHASE_OF_KIND = {"dump": "dump", "import": "import", "schema": "schema", "verify": "verify", "status": "verify"}
-KINDS = ("dump", "import", "schema", "verify", "other")
+#: the breakdown's phases; a step declared ``window="cutover"`` counts as ``cutover`` whatever its kind
+KINDS = ("dump", "import", "schema", "verify", "cutover", "other")
+CUTOVER = "cutover"
+#: the journal machine of the note that records what the run's plan-built steps declare (:func:`record_roles`)
+ROLES_MACHINE = "window"
 
 #: what the window knows of a step by its journal name: its declared ``kind`` and ``window``
 Steps = Mapping[str, Step]
@@ -38,6 +50,33 @@ Steps = Mapping[str, Step]
 def catalog() -> Steps:
     """Every step the catalog's services build, by name (the steps a journal's events name)."""
     return registry.every_step()
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a plan-built step declared, as the run's ``window`` note keeps it (read like a :class:`Step`)."""
+
+    kind: str
+    window: str
+
+
+def record_roles(journal: Any, run_id: str, machines: Iterable[Any]) -> None:
+    """At run start: the declared kind and window of every step of *machines* the catalog does not build
+    (the address move, an HA group's members and VIP), so the window is measured from the journal alone."""
+    known = catalog()
+    steps = {s.name: {"kind": s.kind, "window": s.window} for m in machines for s in m.steps
+             if s.name not in known and s.window}
+    if steps:
+        journal.append(run_id, ROLES_MACHINE, "note", result={"steps": steps})
+
+
+def declared(e: Any) -> dict[str, Declared]:
+    """The steps a ``window`` note declares ({} for any other event)."""
+    result = getattr(e, "result", None)
+    if e.kind != "note" or e.machine != ROLES_MACHINE or not isinstance(result, dict):
+        return {}
+    return {name: Declared(str(d.get("kind") or "other"), str(d.get("window") or ""))
+            for name, d in (result.get("steps") or {}).items() if isinstance(d, dict)}
 
 RESUMED_NOTE = ("the run was resumed: the window counts the wall time of the whole outage, including "
                 "the time the tool was not running (the service stayed down)")
@@ -85,6 +124,8 @@ def step_kind(step: str, steps: Steps | None = None) -> str:
     """``keystone.import_db`` -> ``import``: the phase of the step's declared kind (``other`` for a step
     the catalog does not build, such as a compute host's)."""
     found = (catalog() if steps is None else steps).get(step)
+    if found is not None and found.window == CUTOVER:
+        return CUTOVER
     return PHASE_OF_KIND.get(found.kind, "other") if found is not None else "other"
 
 
@@ -98,6 +139,12 @@ def closes_window(step: str, steps: Steps | None = None) -> bool:
     """Whether the step is declared to close its service's window."""
     found = (catalog() if steps is None else steps).get(step)
     return found is not None and found.window == "closes"
+
+
+def in_cutover(step: str, steps: Steps | None = None) -> bool:
+    """Whether the step is declared part of the cut-over the clients wait for (``window="cutover"``)."""
+    found = (catalog() if steps is None else steps).get(step)
+    return found is not None and found.window == CUTOVER
 
 
 @dataclass
@@ -173,24 +220,34 @@ class RunWindow:
 
 
 def measure(events: Iterable[EventLike], steps: Steps | None = None) -> RunWindow:
-    """Every service window of one run's events (in journal order); *steps* says what each named step
-    declares (default: every step of the catalog).
+    """Every service window of one run's events (in journal order), and the ``cutover`` window; *steps*
+    says what each named step declares (default: every step of the catalog, and what the run's ``window``
+    note declares of its plan-built steps).
 
     A step's time is counted from each of its intents to the done or failed that ends it; an
     attempt killed with the tool has no end and is not counted (its time shows as idle). A new
     intent on a machine whose last attempt did not finish is a retry: the run was resumed.
+    The cutover window opens with the first intent of a step declared ``cutover`` and closes when every
+    step the note declares so is done (or, reverted before that, when the first of them is undone).
     """
-    steps = catalog() if steps is None else steps
+    steps = dict(catalog() if steps is None else steps)
     windows: dict[str, Window] = {}
     began: dict[str, tuple[str, Any]] = {}        # machine -> (step, intent event) of the attempt in flight
     unfinished: dict[str, str] = {}               # machine -> step whose last attempt failed or was cut
+    cutover: set[str] = set()                     # the cutover steps not done yet
     for e in events:
+        if roles := declared(e):
+            steps.update(roles)
+            cutover |= {n for n, d in roles.items() if d.window == CUTOVER}
+            continue
         if e.step is None:
             continue
-        m, w = e.machine, windows.get(e.machine)
+        m = e.machine
+        key = CUTOVER if in_cutover(e.step, steps) else m
+        w = windows.get(key)
         if e.kind == "intent":
-            if w is None and opens_window(e.step, steps):
-                w = windows[m] = Window(m, e.ts, opened=e)
+            if w is None and (key == CUTOVER or opens_window(e.step, steps)):
+                w = windows[key] = Window(key, e.ts, opened=e)
             if m in unfinished or m in began:
                 if w is not None and w.open:
                     w.retried += 1
@@ -202,9 +259,13 @@ def measure(events: Iterable[EventLike], steps: Steps | None = None) -> RunWindo
                 w.phases[step_kind(step, steps)] += elapsed(intent, e)
             if e.kind == "failed":
                 unfinished[m] = e.step
+            elif w is not None and w.open and key == CUTOVER:
+                cutover.discard(e.step)
+                if not cutover:
+                    w.end, w.closed, w.closed_by = e.ts, e, "verified"
             elif w is not None and w.open and closes_window(e.step, steps):
                 w.end, w.closed, w.closed_by = e.ts, e, "verified"
-        elif e.kind == "undone" and w is not None and w.open and opens_window(e.step, steps):
+        elif e.kind == "undone" and w is not None and w.open and (key == CUTOVER or opens_window(e.step, steps)):
             w.end, w.closed, w.closed_by = e.ts, e, "reverted"   # the old controller serves again
     return RunWindow(list(windows.values()))
 

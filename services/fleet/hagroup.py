@@ -21,6 +21,10 @@ that member in the side's place (:func:`on_member`), and the VIP move:
   host sees the VIP answer from its MAC alone (``services/fleet/network.py``). Undo walks back: the new
   side stops, the old side's units that ran start again and the check host sees an old member's MAC.
 
+Everything after the services (the cluster's check, the other new members' steps, the VIP move) is declared
+``window="cutover"``: the clients reach the cloud through the VIP, so the maintenance window they see lasts
+until the VIP answers from the new side (``upgrade/window.py``).
+
 Each step is journaled under the member's machine (``ha.newctl2.keystone.start_target``), as the compute
 hosts' are, so resume retries only the members that did not finish and revert undoes exactly what was done.
 The old cluster is only read: revert needs nothing but the VIP back and the old services started.
@@ -170,7 +174,8 @@ def new_member_machine(member: Member, services: dict[str, Sequence[Step]]) -> S
                                     requires=(f"{name}.config_backup",))
             else:
                 wrapped = on_member(s, name, member, "target", machine)
-            (prepare if s.prepare else main).append(wrapped)
+            # after the services' own windows, before the VIP moves: the clients still wait for these
+            (prepare if s.prepare else main).append(wrapped if s.prepare else replace(wrapped, window="cutover"))
     return ServiceMachine(machine, prepare + main)
 
 
@@ -186,7 +191,7 @@ def cluster_machine(g: GroupSettings, databases: Sequence[str]) -> ServiceMachin
                             "`upgrade resume`; or `upgrade revert`", host=exc.nodes[0]) from None
 
     return ServiceMachine(CLUSTER_MACHINE, [Step(
-        f"{CLUSTER_MACHINE}.replicated", "replicated", run, host="target", kind="verify",
+        f"{CLUSTER_MACHINE}.replicated", "replicated", run, host="target", kind="verify", window="cutover",
         describe="every target DB node Synced in a cluster of all of them, every carried table the same "
                  "(rows, CHECKSUM TABLE) on each",
         commands=tuple(f"on {n}: SHOW GLOBAL STATUS LIKE 'wsrep_%'; CHECKSUM TABLE ... (each carried database)"
@@ -309,19 +314,20 @@ def vip_machine(g: GroupSettings) -> ServiceMachine:
         return [f"on {m.name}: {command_text(ctl.argv(verb, u))}" for m in members for u in order]
 
     return ServiceMachine(base, [
-        Step(f"{base}.record", "vip_recorded", record, host="local", kind="switch", provides=("vip",),
+        Step(f"{base}.record", "vip_recorded", record, host="local", kind="switch", window="cutover",
+             provides=("vip",),
              describe=f"record who holds {g.vip.address} and which of {', '.join(units)} run, on every controller",
              commands=tuple(f"on {m.name}: ip -j addr show dev {g.vip.device}" for m in (*g.old, *g.new))),
         Step(f"{base}.stop_old", "vip_released_by_old", stop_old, stop_old_undo, host="source", kind="switch",
-             requires=("vip",), describe=f"stop {', '.join(reversed(units))} on every old controller; wait until "
-                                         f"none holds {g.vip.ip}",
+             window="cutover", requires=("vip",),
+             describe=f"stop {', '.join(reversed(units))} on every old controller; wait until none holds {g.vip.ip}",
              commands=tuple(shown(g.old, g.old_control, "stop", list(reversed(units))))),
         Step(f"{base}.start_new", "vip_held_by_new", start_new, start_new_undo, host="target", kind="switch",
-             requires=("vip",), revert_stops=True,
+             window="cutover", requires=("vip",), revert_stops=True,
              describe=f"start {', '.join(units)} on every new controller (nobody holds {g.vip.ip}); wait until "
                       "one does",
              commands=tuple(shown(g.new, g.new_control, "start", units))),
-        Step(f"{base}.check", "vip_answering_from_new", check_run, host="local", kind="switch",
+        Step(f"{base}.check", "vip_answering_from_new", check_run, host="local", kind="switch", window="cutover",
              describe=f"gratuitous ARP from the new holder; {g.vip.ip} answers from its MAC alone, seen from "
                       f"{g.check_host.name}",
              commands=(f"arping -U -c 3 -I {g.vip.device} {g.vip.ip}   # on the new holder",

@@ -151,7 +151,7 @@ def _steps(settings: NetworkSettings, check_host: Host, stoppers: tuple[str, ...
                       timeout=60)
 
         steps.append(Step(f"{MACHINE}.nonlocal_bind", "nonlocal_bind_set", bind_run, bind_undo, host="target",
-                          describe=f"sysctl {key}=1 on the new controller"))
+                          window="cutover", describe=f"sysctl {key}=1 on the new controller"))
     for move in settings.addresses:
         steps += _address_steps(move, settings, check_host)
     return steps + _old_unit_steps(stoppers)
@@ -272,20 +272,21 @@ def _address_steps(m: AddressMove, settings: NetworkSettings, check_host: Host) 
         return {"from": check_host.name, "mac": mac, "seconds": seconds}
 
     return [
-        Step(f"{base}.record", f"{m.name}_recorded", record, host="source", kind="switch", provides=(holder,),
+        Step(f"{base}.record", f"{m.name}_recorded", record, host="source", kind="switch", window="cutover",
+             provides=(holder,),
              describe=f"record who holds {m.address} (ip -j addr on both controllers)"),
         Step(f"{base}.remove_old", f"{m.name}_removed_from_old", remove_old, remove_old_undo, host="source",
-             kind="switch", requires=(holder,),
+             kind="switch", window="cutover", requires=(holder,),
              describe=f"ip addr del {m.address} dev {m.device} on the old controller (via its own address)"),
         Step(f"{base}.persist", f"{m.name}_removed_from_old_config", persist, persist_undo, host="source",
-             kind="switch",
+             kind="switch", window="cutover",
              describe=f"comment {m.ip} out of the old controller's /etc/network/interfaces (if it is there)"),
         Step(f"{base}.add_new", f"{m.name}_added_to_new", add_new, add_new_undo, host="target", revert_stops=True,
-             kind="switch", requires=(holder,),
+             kind="switch", window="cutover", requires=(holder,),
              describe=f"ip addr add {m.address} dev {m.device} on the new controller"),
-        Step(f"{base}.announce", f"{m.name}_announced", announce_run, host="target", kind="switch",
+        Step(f"{base}.announce", f"{m.name}_announced", announce_run, host="target", kind="switch", window="cutover",
              describe=f"gratuitous ARP for {m.ip} from the new controller"),
-        Step(f"{base}.check", f"{m.name}_answering_from_new", check_run, host="local", kind="switch",
+        Step(f"{base}.check", f"{m.name}_answering_from_new", check_run, host="local", kind="switch", window="cutover",
              requires=(holder,),
              describe=f"{m.ip} answers from the new controller's MAC, seen from the check host"),
     ]
