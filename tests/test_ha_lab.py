@@ -440,11 +440,11 @@ def test_ha_member_guard_refuses_an_old_member_among_the_new_and_one_controller_
     assert text.count(third) == 1
     old2, new2 = lab.hosts["oldctl2"], lab.hosts["newctl2"]
     bad = {
+        # its DB node refuses the new side's account: the directories prove it is oldctl2
         "old-as-new": (text.replace(third, f'{{name = "oldctl2", host = "ssh://root@{old2}"'), [
-            f"target member oldctl2 ({old2}:3306) reaches the DB server of source member oldctl2 ({old2}:3306)",
-            "take oldctl2's address out of `target.members`",
             "target member oldctl2: `target.etc` (/etc) is the same directory as source member oldctl2's "
-            "`source.etc`"]),
+            "`source.etc` (/etc)", "oldctl2 is oldctl2, the run would write into the old controller's files",
+            "take oldctl2 out of `target.members`"]),
         "twice": (text.replace(third, f'{{name = "newctl3", host = "ssh://root@{new2}:22", '
                                       'ssh_options = ["-o", "HostKeyAlias=newctl2"]'), [
             f"target member newctl2 ({new2}:3306) and target member newctl3 ({new2}:3306) reach one DB server "

@@ -42,7 +42,7 @@ def journal_owner(journal_dir: Path) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------- identity
-def member_findings(plan: Plan) -> identity.MemberFindings | None:
+def member_findings(plan: Plan, strict: bool = True) -> identity.MemberFindings | None:
     """An HA plan's members compared pair by pair (``identity.member_conflicts``); None for a single
     controller. The working pair is left to :func:`guard_identity`'s source-against-target check."""
     if plan.source.group is None or plan.target.group is None:
@@ -53,7 +53,25 @@ def member_findings(plan: Plan) -> identity.MemberFindings | None:
         sides[spec.role] = [identity.Controller(spec.role, m.name, m.side, m.name == working) for m in members]
     old, new = sides["source"], sides["target"]
     skip = (old[0].key, new[0].key) if old[0].working and new[0].working else None
-    return identity.member_conflicts(old, new, plan.services, skip)
+    return identity.member_conflicts(old, new, plan.services, skip, strict)
+
+
+def _members_refused(plan: Plan, problems: list[str]) -> UserError:
+    return UserError(f"{plan.path}: the groups' members are not distinct controllers — nothing was changed:\n  "
+                     + "\n  ".join(problems))
+
+
+def refuse_member_conflicts(plan: Plan) -> None:
+    """`upgrade run`, first of all: an HA plan with an old controller among the new members, or one controller
+    twice, is refused for that (exit 2) — the DB nodes' health check would otherwise refuse it for a symptom
+    (the old node's password, its cluster). Lenient: what cannot be identified yet (a host or a working DB
+    node down) is left to the preflight and to :func:`guard_identity`, which name it."""
+    try:
+        found = member_findings(plan, strict=False)
+    except StepError:
+        return
+    if found is not None and found.problems:
+        raise _members_refused(plan, found.problems)
 
 
 def guard_identity(plan: Plan) -> identity.Servers:
@@ -71,8 +89,7 @@ def guard_identity(plan: Plan) -> identity.Servers:
         raise UserError(f"{plan.path}: the target is the old controller under another name — nothing was "
                         "changed:\n  " + "\n  ".join(problems))
     if members is not None and members.problems:
-        raise UserError(f"{plan.path}: the groups' members are not distinct controllers — nothing was changed:\n  "
-                        + "\n  ".join(members.problems))
+        raise _members_refused(plan, members.problems)
     return replace(ids, members=members.servers) if members is not None else ids
 
 

@@ -131,6 +131,7 @@ def run(plan_path: str, quiet: bool = False) -> int:
     """Start a new upgrade run from PLAN and drive it to the end."""
     plan = plan_mod.load(plan_path)
     plangroup.refuse_run(plan.path, plan.source.group)
+    claims.refuse_member_conflicts(plan)  # an HA plan: no old member among the new, none twice (exit 2)
     fleet.refuse_cluster_problems(plan)  # an HA plan: the old node read and every new node healthy (exit 2)
     # everything that can refuse the plan runs before anything is created, even the journal
     guards.require_private_dir(plan.journal_dir)

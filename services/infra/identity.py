@@ -258,13 +258,13 @@ def _dir_problems(a: Controller, b: Controller, across: bool, dirs: dict[str, Si
 
 
 def member_conflicts(old: Sequence[Controller], new: Sequence[Controller], services: Iterable[str],
-                     skip: tuple[str, str] | None = None) -> MemberFindings:
+                     skip: tuple[str, str] | None = None, strict: bool = True) -> MemberFindings:
     """Every pair of :func:`pairs` compared by what the controllers are: DB servers by their own names (and
     across the sides by their Galera cluster) and a named lock, directories by device + inode (the same
     rules as the source against the target). *skip*: the pair (old key, new key) already compared as the
-    plan's source and target. The working members' DB servers must answer (a StepError otherwise); another
-    member's that does not is listed in ``unreached`` (a node down; `upgrade check` reports it as such).
-    Reads only."""
+    plan's source and target. The working members' DB servers must answer (*strict*; a StepError otherwise);
+    another member's that does not is listed in ``unreached`` (a node down, or another side's password: an old
+    controller listed as a new member) and compared by its directories alone. Reads only."""
     names = list(services)
     everyone = [*old, *new]
 
@@ -272,7 +272,7 @@ def member_conflicts(old: Sequence[Controller], new: Sequence[Controller], servi
         try:
             return mysql.server_identity(c.side.db)
         except mysql.DBConnectError:
-            if c.working:
+            if c.working and strict:
                 raise
             return None
 
