@@ -443,7 +443,7 @@ def test_ha_member_guard_refuses_an_old_member_among_the_new_and_one_controller_
         # its DB node refuses the new side's account: the directories prove it is oldctl2
         "old-as-new": (text.replace(third, f'{{name = "oldctl2", host = "ssh://root@{old2}"'), [
             "target member oldctl2: `target.etc` (/etc) is the same directory as source member oldctl2's "
-            "`source.etc` (/etc)", "oldctl2 is oldctl2, the run would write into the old controller's files",
+            "`source.etc` (/etc)", "it is the old controller oldctl2, the run would write into its files",
             "take oldctl2 out of `target.members`"]),
         "twice": (text.replace(third, f'{{name = "newctl3", host = "ssh://root@{new2}:22", '
                                       'ssh_options = ["-o", "HostKeyAlias=newctl2"]'), [
@@ -462,9 +462,10 @@ def test_ha_member_guard_refuses_an_old_member_among_the_new_and_one_controller_
             old_sums = {h: _checksums(lab, h) for h in lab.old}
             new_dbs = {h: _user_databases(lab, h) for h in lab.new}
             configs = _config_hashes(lab)
-            res = tool(lab, "check", str(plan))
-            assert res.returncode == 2 and re.search(r"^FAIL +identity members ", res.stdout, re.M), \
-                (name, res.stdout)
+            if name == "old-as-new":  # what `upgrade check` shows of it (a second check would show the same)
+                res = tool(lab, "check", str(plan))
+                assert res.returncode == 2 and re.search(r"^FAIL +identity members +target member oldctl2: ",
+                                                         res.stdout, re.M), (name, res.stdout)
             res = tool(lab, "run", str(plan))
             assert res.returncode == 2, (name, res.stdout + res.stderr)
             assert "the groups' members are not distinct controllers — nothing was changed" in res.stderr, res.stderr

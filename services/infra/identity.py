@@ -247,8 +247,8 @@ def _db_problem(a: Controller, b: Controller, across: bool, ids: dict[str, mysql
 def _dir_problems(a: Controller, b: Controller, across: bool, dirs: dict[str, SideDirs]) -> list[str]:
     if across:
         return [f"{b.label}: {t.key}{_where(t)} {rel} {a.label}'s {s.key} ({s.resolved}) on {b.side.host.name} "
-                f"(device:inode {t.inode or '-'} / {s.inode or '-'}): {b.name} is {a.name}, the run would write "
-                f"into the old controller's files — take {a.name} out of `target.members` and name the new "
+                f"(device:inode {t.inode or '-'} / {s.inode or '-'}): it is the old controller {a.name}, the run would "
+                f"write into its files — take {a.name} out of `target.members` and name the new "
                 "controller there"
                 for t, rel, s in overlaps(dirs[b.key], dirs[a.key])]
     return [f"{a.label} and {b.label}: {t.key}{_where(t)} is the same directory on both (device:inode "
