@@ -453,15 +453,15 @@ def test_ha_member_guard_refuses_an_old_member_among_the_new_and_one_controller_
             "list each controller of `target.members` once"]),
     }
     journal = lab.dir / "journal"
+    old_sums = {h: _checksums(lab, h) for h in lab.old}
+    new_dbs = {h: _user_databases(lab, h) for h in lab.new}
+    configs = _config_hashes(lab)
     for name, (variant, needles) in bad.items():
         plan = lab.dir / f"member-{name}-plan.toml"
         assert variant != text
         plan.write_text(variant)
         try:
             files = {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key", plan)}
-            old_sums = {h: _checksums(lab, h) for h in lab.old}
-            new_dbs = {h: _user_databases(lab, h) for h in lab.new}
-            configs = _config_hashes(lab)
             if name == "old-as-new":  # what `upgrade check` shows of it (a second check would show the same)
                 res = tool(lab, "check", str(plan))
                 assert res.returncode == 2 and re.search(r"^FAIL +identity members +target member oldctl2: ",
