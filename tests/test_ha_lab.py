@@ -37,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pymysql
@@ -102,9 +103,9 @@ def _through_vip_sql(lab: halab.HaLab, sql: str) -> str:
     return res.stdout.strip()
 
 
-def _curl(lab: halab.HaLab, args: list[str], stdin: str = "") -> tuple[int, dict[str, str], str]:
+def _curl(lab: halab.HaLab, args: list[str], stdin: str = "", timeout: int = 10) -> tuple[int, dict[str, str], str]:
     """curl from the compute host: status, headers (lower-case names), body."""
-    res = lab.inside(COMPUTE, ["curl", "-s", "-i", "-m", "10", *args], input=stdin)
+    res = lab.inside(COMPUTE, ["curl", "-s", "-i", "-m", str(timeout), *args], input=stdin)
     assert res.returncode == 0, res.stderr
     head, _, body = res.stdout.replace("\r\n", "\n").partition("\n\n")
     lines = head.splitlines()
@@ -400,7 +401,8 @@ def _glance_through_vip(lab: halab.HaLab, token: str, side: list[str]) -> None:
     assert backends == set(side), backends
 
 
-def _compute(lab: halab.HaLab, token: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+def _compute(lab: halab.HaLab, token: str, method: str, path: str, body: dict | None = None,
+             timeout: int = 10) -> tuple[int, dict]:
     """nova's compute API through HAProxy on the VIP, from the compute host (microversion 2.79): status, body.
     The servers' own views (show, detail) and their delete ask neutron's API, which this lab does not serve;
     the basic list with its filters, the instance actions and the diagnostics (an RPC to the compute host)
@@ -408,7 +410,7 @@ def _compute(lab: halab.HaLab, token: str, method: str, path: str, body: dict | 
     args = ["-X", method, "-H", "@-", *(["-H", "Content-Type: application/json", "-d", json.dumps(body)] if body
                                        else [])]
     status, _, text = _curl(lab, [*args, f"http://{VIP}:8774/v2.1{path}"],
-                            f"X-Auth-Token: {token}\nOpenStack-API-Version: compute 2.79\n")
+                            f"X-Auth-Token: {token}\nOpenStack-API-Version: compute 2.79\n", timeout)
     return status, json.loads(text) if text.strip() else {}
 
 
@@ -439,10 +441,25 @@ def _boot(lab: halab.HaLab, token: str, name: str) -> str:
     return server
 
 
+def _reports_since(lab: halab.HaLab, token: str, since: float) -> str:
+    """Until the compute host's nova-compute is ``up`` with a heartbeat newer than *since* (epoch seconds), as
+    the serving side's nova records it (the compute reconnected to the side's RabbitMQ cluster through the
+    VIP: its heartbeats reach that side's conductors); the heartbeat."""
+    def fresh() -> str | None:
+        status, body = _compute(lab, token, "GET", f"/os-services?binary=nova-compute&host={COMPUTE}")
+        assert status == 200, body
+        [row] = body["services"]
+        beat = row["updated_at"]
+        ok = row["state"] == "up" and beat and datetime.fromisoformat(beat).replace(tzinfo=UTC).timestamp() > since
+        return beat if ok else None
+
+    return wait_for(f"nova-compute on {COMPUTE} reporting after {since}", fresh, timeout=180, interval=1)
+
+
 def _running_on_compute(lab: halab.HaLab, token: str, server: str) -> dict:
     """The server as its compute host's driver reports it to the serving side's nova (an RPC through the side's
     RabbitMQ cluster to the compute host), and the instance actions nova keeps of it."""
-    status, diagnostics = _compute(lab, token, "GET", f"/servers/{server}/diagnostics")
+    status, diagnostics = _compute(lab, token, "GET", f"/servers/{server}/diagnostics", timeout=90)
     assert status == 200 and diagnostics["state"] == "running", diagnostics
     status, body = _compute(lab, token, "GET", f"/servers/{server}/os-instance-actions")
     assert status == 200, body
@@ -568,6 +585,8 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     # compute host, whose driver answers the new side's nova; a new server boots there
     _nova_serving(lab, lab.new, lab.old)
     assert lab.vip_check(COMPUTE)["amqp_cluster"] == "osu-new"
+    [moved] = [e["ts"] for e in _events(lab) if e["step"] == "ha.vip.check" and e["kind"] == "done"]
+    _reports_since(lab, token, moved)
     assert _active_on_compute(lab, token) == [server]
     assert _running_on_compute(lab, token, server) == {"state": "running", "actions": ["create"]}
     after = _boot(lab, token, "ha-after")
@@ -588,11 +607,13 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     # operator's explicit choice (kept in the vault)
     res = tool(lab, "revert", "--journal", str(journal), "--discard-new-writes")
     assert res.returncode == 0, res.stderr
+    reverted = time.time()
     assert _one_holder(lab, lab.old) == "oldctl1"
     token = _keystone_through_vip(lab, lab.old)
     _glance_through_vip(lab, token, lab.old)
     _nova_serving(lab, lab.old, lab.new)
     assert lab.vip_check(COMPUTE)["amqp_cluster"] == "osu-old"
+    _reports_since(lab, token, reverted)
     assert _active_on_compute(lab, token) == [server]  # the server booted on the new side went with its data
     assert _running_on_compute(lab, token, server) == {"state": "running", "actions": ["create"]}
     assert {h: _checksums(lab, h) for h in lab.old} == old_sums

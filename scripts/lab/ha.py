@@ -13,25 +13,32 @@ host's /etc/hosts) is on no host until keepalived puts it there.
 - Old side (``--old`` release): a three-node MariaDB Galera cluster ``osu-old``
   (``scripts.lab.hagalera``: the first node bootstraps it, the others join by rsync SST);
   keepalived on each holding the VIP by unicast VRRP (oldctl1 MASTER) and HAProxy on each in
-  front of the database, keystone, glance and AMQP on the VIP (``scripts.lab.havip``); keystone
-  and glance on all three (schema, keys, bootstrap, glance's service user and the lab's images
-  made once on oldctl1, the catalog on the VIP; the same trees copied to the other two), each on
-  its own Galera node, glance's images in one store the three mount (``hosts/shared``);
-  a RabbitMQ cluster ``osu-old`` (``rabbit@oldctl1..3``: Debian's rabbitmq-server without
-  systemd, ``scripts.lab.rabbit``, one Erlang cookie, joined by ``rabbitmqctl join_cluster``).
+  front of the database, keystone, glance, placement, nova's API and AMQP on the VIP
+  (``scripts.lab.havip``); keystone, glance, placement and nova (nova-api, nova-conductor,
+  nova-scheduler: ``scripts.lab.novahost``'s controller) on all three (schemas, keys, bootstrap,
+  the service users, the lab's images and the catalog made once on oldctl1 while its node is
+  alone, the catalog on the VIP; the same trees copied to the other two), each on its own Galera
+  node, glance's images in one store the three mount (``hosts/shared``); a RabbitMQ cluster
+  ``osu-old`` (``rabbit@oldctl1..3``: Debian's rabbitmq-server without systemd,
+  ``scripts.lab.rabbit``, one Erlang cookie, joined by ``rabbitmqctl join_cluster``), each
+  controller's nova talking RPC to its own node.
 - New side (``--new`` release): its own three-node cluster ``osu-new``, bootstrapped empty (no
-  OpenStack database); keystone's and glance's trees and configs installed, not started (glance's
-  image store the three share, empty); its RabbitMQ cluster ``osu-new`` formed and stopped (newctl1
-  last, so it may start first); keepalived and HAProxy configured, not started.
-- Compute hosts: the ``nova-compute`` and ``neutron-agent`` stand-ins, configured with the VIP
-  (``controller``) only; ``HaLab.vip_check`` asks one what it sees there (the holder, keystone,
-  glance, the AMQP cluster's name).
-- ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone and glance, both sides as groups (``members``,
-  ``vip``) with ``DIR/dump.key``; `upgrade check`, `plan`, `run`, `resume` and `revert` read it.
+  OpenStack database); keystone's, glance's, placement's and nova's trees and configs installed, not
+  started (glance's image store the three share, empty); its RabbitMQ cluster ``osu-new`` formed and
+  running, as its Galera cluster is (it serves the compute hosts once the VIP moves); keepalived and
+  HAProxy configured, not started.
+- Compute hosts: a real nova-compute of the old release on nova's fake driver (``scripts.lab.novalab``;
+  the ``neutron-agent`` stand-in beside it), configured with the VIP (``controller``) only: keystone,
+  AMQP, placement through the catalog; mapped into cell1. ``HaLab.vip_check`` asks one what it sees
+  there (the holder, keystone, glance, placement, nova, the AMQP cluster's name). Neutron and cinder
+  are not served: the servers have no network.
+- ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone, glance, placement and nova, both sides as groups
+  (``members``, ``vip``) with ``DIR/dump.key``; `upgrade check`, `plan`, `run`, `resume` and `revert`
+  read it.
 
 ``down`` is ``scripts.lab.hosts``' own: every host's PID 1 killed by its recorded pid (the kernel
 ends every process of that PID namespace: MariaDB, RabbitMQ and its epmd, keepalived, HAProxy,
-keystone, glance, sshd), the namespaces deleted, the files ``up`` made removed (the shared image
+keystone, glance, placement, nova, sshd), the namespaces deleted, the files ``up`` made removed (the shared image
 store too). Only 198.51.100.0/24 and loopback are used.
 """
 
@@ -168,7 +175,7 @@ def _check_machine(venv_root: Path, releases: tuple[str, str]) -> None:
 
 def up(lab: Path, computes: int = 1, old: str = "2025.2", new: str = "2026.1",
        venv_root: Path | None = None) -> dict[str, Any]:
-    """Create the network and the hosts, build both clusters and the old side's VIP and keystone."""
+    """Create the network and the hosts, build both clusters, the old side's VIP and services, the computes."""
     from scripts.lab.controller import DEFAULT_VENV_ROOT
 
     venv_root = Path(venv_root or DEFAULT_VENV_ROOT)
@@ -291,11 +298,12 @@ def _mq_cluster(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
 
 def _side(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
     """One side: its Galera cluster, its RabbitMQ cluster, the VIP configs; on the old side, keepalived,
-    HAProxy, keystone and glance serving; on the new side, their trees installed and stopped.
+    HAProxy, keystone, glance, placement and nova serving, then the compute hosts' nova; on the new side,
+    their trees installed and stopped.
 
-    The old side's keystone schema and seed are made while its first node is still alone (DDL on a
-    one-node cluster is not certified by two others: a minute less on a loaded machine); the joining
-    nodes receive them with their state transfer."""
+    The old side's schemas and seed are made while its first node is still alone (DDL on a one-node
+    cluster is not certified by two others: a minute less on a loaded machine); the joining nodes receive
+    them with their state transfer."""
     with ThreadPoolExecutor(max_workers=1) as pool:  # the brokers boot while the databases are made
         mq = pool.submit(_mq_cluster, info, side, ctl)
         _services(info, side, ctl)
