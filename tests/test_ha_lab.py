@@ -3,16 +3,21 @@ sees it, then upgraded, resumed after kills and reverted by the real tool, then 
 
 Real parts only: network namespaces with sshd, three MariaDB Galera nodes per side (Debian's
 galera-4), a RabbitMQ cluster per side, keepalived holding the VIP by VRRP, HAProxy in front of the
-database, keystone, glance and AMQP, keystone and glance of the old release serving from the cluster
-(glance's images on a store every controller of a side shares). The checks run from a compute host
-(the VIP is all it knows) and read each node's own view of its cluster.
+database, keystone, glance, placement, nova's API and AMQP, keystone, glance, placement and nova (API,
+conductor, scheduler) of the old release serving from the cluster on all three old controllers (glance's
+images on a store every controller of a side shares), a real nova-compute (nova's fake driver) on the
+compute host. The checks run from a compute host (the VIP is all it knows) and read each node's own view
+of its cluster.
 
-The upgrade (`upgrade run`, `resume`, `revert` of the lab's HA plan: keystone and glance) runs where an
-operator would (the deploy host), killed by SIGKILL (the fail points of statemachine/failpoints.py) inside
-the import into one new Galera node and inside the VIP move, resumed each time; then keystone and glance
-answer through the VIP from every new controller with the old data (the images' bytes as uploaded),
-identical on the three new nodes; then revert: both through the VIP from the old controllers again, the
-old cluster's tables unchanged (CHECKSUM TABLE on each old node). Faults on the way: an old node down
+The upgrade (`upgrade run`, `resume`, `revert` of the lab's HA plan: keystone, glance, placement and nova)
+runs where an operator would (the deploy host), killed by SIGKILL (the fail points of
+statemachine/failpoints.py) inside the import into one new Galera node and inside the VIP move, resumed each
+time; then keystone and glance answer through the VIP from every new controller with the old data (the
+images' bytes as uploaded), identical on the three new nodes; the server booted before the run through nova's
+API on the VIP (ACTIVE on the compute host) is still ACTIVE there as the new side's nova sees it through the
+VIP, its driver answering the new side's RPC, and a new server boots; then revert: all through the VIP from
+the old controllers again, the first server there, the old cluster's keystone and glance tables unchanged
+(CHECKSUM TABLE on each old node). Faults on the way: an old node down
 before the run (`upgrade check` warns naming it, the run reads the working node), a new node down after
 the import (the resume fails naming it; resumed again once it rejoined).
 
@@ -32,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pymysql
@@ -42,7 +48,7 @@ from scripts.lab import ha as halab
 from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.hagalera import PROVIDER
 from tests.conftest import require
-from tests.test_multihost import journal_events, tool
+from tests.test_multihost import journal_events, tool, wait_for
 from upgrade import plan as plan_mod
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -50,6 +56,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 OLD, NEW = "2025.2", "2026.1"
 VIP = halab.VIP
 COMPUTE = "compute1"
+#: placement's and nova's processes on a controller that serves them
+NOVA_PROGRAMS = ("placement_wsgi.py", "nova_wsgi.py", "bin/nova-conductor", "bin/nova-scheduler")
 
 
 def _requirements() -> None:
@@ -95,9 +103,9 @@ def _through_vip_sql(lab: halab.HaLab, sql: str) -> str:
     return res.stdout.strip()
 
 
-def _curl(lab: halab.HaLab, args: list[str], stdin: str = "") -> tuple[int, dict[str, str], str]:
+def _curl(lab: halab.HaLab, args: list[str], stdin: str = "", timeout: int = 10) -> tuple[int, dict[str, str], str]:
     """curl from the compute host: status, headers (lower-case names), body."""
-    res = lab.inside(COMPUTE, ["curl", "-s", "-i", "-m", "10", *args], input=stdin)
+    res = lab.inside(COMPUTE, ["curl", "-s", "-i", "-m", str(timeout), *args], input=stdin)
     assert res.returncode == 0, res.stderr
     head, _, body = res.stdout.replace("\r\n", "\n").partition("\n\n")
     lines = head.splitlines()
@@ -183,7 +191,8 @@ def _check_rabbit_cluster(lab: halab.HaLab) -> None:
     for host in lab.old:
         assert lab.mq_nodes(host) == nodes, host
     assert halab.status(lab.dir)["from_compute"] == {"host": COMPUTE, "holder": "oldctl1", "keystone": True,
-                                                     "glance": True, "amqp_cluster": "osu-old"}
+                                                     "glance": True, "placement": True, "nova": True,
+                                                     "amqp_cluster": "osu-old"}
 
 
 def _watch_vip_move(lab: halab.HaLab, expected: str) -> None:
@@ -207,8 +216,8 @@ def _check_failover(lab: halab.HaLab, holder: str) -> None:
     _watch_vip_move(lab, "oldctl2")
     status, headers, _ = _curl(lab, [f"http://{VIP}:5000/v3"])
     assert status == 200 and headers["x-lab-haproxy"] == "oldctl2"
-    assert lab.vip_check(COMPUTE) == {"holder": "oldctl2", "keystone": True, "glance": True,
-                                      "amqp_cluster": "osu-old"}
+    assert lab.vip_check(COMPUTE) == {"holder": "oldctl2", "keystone": True, "glance": True, "placement": True,
+                                      "nova": True, "amqp_cluster": "osu-old"}
     lab.vip(holder, ("keepalived",))
     _watch_vip_move(lab, holder)
 
@@ -223,10 +232,11 @@ def _check_new_side(lab: halab.HaLab, old_uuid: str) -> None:
         assert _user_databases(lab, host) == [], host
         assert (lab.upper(host) / "keystone" / "keystone.conf").is_file(), host
         assert f"({NEW})" in (lab.upper(host) / "glance" / "glance-api.conf").read_text(), host
+        assert f"({NEW})" in (lab.upper(host) / "nova" / "nova.conf").read_text(), host
         running = " ".join(lab.processes(host).values())
-        for program in ("ks_wsgi.py", "glance-api", "beam.smp", "keepalived", "haproxy"):
+        for program in ("ks_wsgi.py", "glance-api", *NOVA_PROGRAMS, "keepalived", "haproxy"):
             assert program not in running, (host, program)
-        assert lab.mq_nodes(host) == [], host
+        assert lab.mq_nodes(host) == [f"rabbit@{h}" for h in lab.new], host  # running: nova's RPC once the VIP moves
         images = lab.inside(host, ["ls", "-A", "/var/lib/glance/images"])  # a store of its own, empty
         assert images.returncode == 0 and images.stdout == "", (host, images.stdout)
         assert VIP not in lab.addresses(host)
@@ -243,12 +253,13 @@ def _check_plan(lab: halab.HaLab) -> None:
         assert [m.name for m in group.members] == names
         assert [m.host.url for m in group.members] == [f"ssh://root@{lab.hosts[h]}" for h in names]
         assert (group.vip.address, group.vip.owner) == (f"{VIP}/24", "keepalived")
-    assert plan.services == ("keystone", "glance"), plan.services
+    assert plan.services == ("keystone", "glance", "placement", "nova"), plan.services
     res = tool(lab, "plan", str(lab.plan))
     assert res.returncode == 0, res.stderr
     assert "  group: oldctl1 ssh://root@198.51.100.31 (db, mq, api)" in res.stdout
     for step in ("ha.oldctl3.glance.stop_source", "glance.copy_images", "ha.newctl3.glance.start_target",
-                 "ha.vip.start_new"):
+                 "ha.oldctl2.nova.stop_source", "nova.upgrade_schema", "ha.newctl3.placement.start_target",
+                 "ha.newctl3.nova.start_target", "ha.vip.start_new"):
         assert step in res.stdout, step
     pacemaker = lab.dir / "pacemaker-plan.toml"
     text = lab.plan.read_text()
@@ -297,9 +308,10 @@ def test_ha_lab_serves_through_the_vip_from_one_cluster(lab: halab.HaLab) -> Non
     _check_plan(lab)
     for host in lab.old:
         running = " ".join(lab.processes(host).values())
-        for program in ("mariadbd", "keepalived", "haproxy", "ks_wsgi.py", "glance-api", "beam.smp", "epmd",
-                        "sshd"):
+        for program in ("mariadbd", "keepalived", "haproxy", "ks_wsgi.py", "glance-api", *NOVA_PROGRAMS, "beam.smp",
+                        "epmd", "sshd"):
             assert program in running, (host, program)
+    assert "bin/nova-compute" in _running(lab, COMPUTE)
 
 
 # ---------------------------------------------------------------------- the upgrade chain on the same lab
@@ -387,6 +399,82 @@ def _glance_through_vip(lab: halab.HaLab, token: str, side: list[str]) -> None:
         assert hashlib.md5(data).hexdigest() == image["checksum"]
         backends.add(backend)
     assert backends == set(side), backends
+
+
+def _compute(lab: halab.HaLab, token: str, method: str, path: str, body: dict | None = None,
+             timeout: int = 10) -> tuple[int, dict]:
+    """nova's compute API through HAProxy on the VIP, from the compute host (microversion 2.79): status, body.
+    The servers' own views (show, detail) and their delete ask neutron's API, which this lab does not serve;
+    the basic list with its filters, the instance actions and the diagnostics (an RPC to the compute host)
+    ask only nova."""
+    args = ["-X", method, "-H", "@-", *(["-H", "Content-Type: application/json", "-d", json.dumps(body)] if body
+                                       else [])]
+    status, _, text = _curl(lab, [*args, f"http://{VIP}:8774/v2.1{path}"],
+                            f"X-Auth-Token: {token}\nOpenStack-API-Version: compute 2.79\n", timeout)
+    return status, json.loads(text) if text.strip() else {}
+
+
+def _active_on_compute(lab: halab.HaLab, token: str) -> list[str]:
+    """The servers of every project ACTIVE on the compute host, as the serving side's nova-api lists them."""
+    status, body = _compute(lab, token, "GET", f"/servers?all_tenants=1&status=ACTIVE&host={COMPUTE}")
+    assert status == 200, body
+    return sorted(s["id"] for s in body["servers"])
+
+
+def _boot(lab: halab.HaLab, token: str, name: str) -> str:
+    """A server booted through the VIP (the lab's first image, the lab's flavor, no network), until nova lists
+    it ACTIVE on the compute host; its id."""
+    flavors = _compute(lab, token, "GET", "/flavors?is_public=None")[1]["flavors"]
+    flavor = next((f["id"] for f in flavors if f["name"] == "ha-tiny"), None)
+    if flavor is None:
+        status, body = _compute(lab, token, "POST", "/flavors", {"flavor": {"name": "ha-tiny", "ram": 64, "vcpus": 1,
+                                                                           "disk": 1}})
+        assert status == 200, body
+        flavor = body["flavor"]["id"]
+    image = lab.state["controller"]["images"][0]["id"]
+    status, body = _compute(lab, token, "POST", "/servers", {"server": {
+        "name": name, "imageRef": image, "flavorRef": flavor, "networks": "none"}})
+    assert status == 202, body
+    server = body["server"]["id"]
+    wait_for(f"server {name} ACTIVE on {COMPUTE}", lambda: server in _active_on_compute(lab, token), timeout=180,
+             interval=1)
+    return server
+
+
+def _reports_since(lab: halab.HaLab, token: str, since: float) -> str:
+    """Until the compute host's nova-compute is ``up`` with a heartbeat newer than *since* (epoch seconds), as
+    the serving side's nova records it (the compute reconnected to the side's RabbitMQ cluster through the
+    VIP: its heartbeats reach that side's conductors); the heartbeat."""
+    def fresh() -> str | None:
+        status, body = _compute(lab, token, "GET", f"/os-services?binary=nova-compute&host={COMPUTE}")
+        assert status == 200, body
+        [row] = body["services"]
+        beat = row["updated_at"]
+        ok = row["state"] == "up" and beat and datetime.fromisoformat(beat).replace(tzinfo=UTC).timestamp() > since
+        return beat if ok else None
+
+    return wait_for(f"nova-compute on {COMPUTE} reporting after {since}", fresh, timeout=180, interval=1)
+
+
+def _running_on_compute(lab: halab.HaLab, token: str, server: str) -> dict:
+    """The server as its compute host's driver reports it to the serving side's nova (an RPC through the side's
+    RabbitMQ cluster to the compute host), and the instance actions nova keeps of it."""
+    status, diagnostics = _compute(lab, token, "GET", f"/servers/{server}/diagnostics", timeout=90)
+    assert status == 200 and diagnostics["state"] == "running", diagnostics
+    status, body = _compute(lab, token, "GET", f"/servers/{server}/os-instance-actions")
+    assert status == 200, body
+    return {"state": diagnostics["state"], "actions": sorted(a["action"] for a in body["instanceActions"])}
+
+def _nova_serving(lab: halab.HaLab, side: list[str], other: list[str]) -> None:
+    """Placement and nova run on every controller of *side*, on none of *other*; both answer on the VIP."""
+    for host in side:
+        running = _running(lab, host)
+        assert all(p in running for p in NOVA_PROGRAMS), (host, running)
+    for host in other:
+        running = _running(lab, host)
+        assert not any(p in running for p in NOVA_PROGRAMS), (host, running)
+    seen = lab.vip_check(COMPUTE)
+    assert seen["placement"] and seen["nova"], seen
 
 
 def _stop_node(lab: halab.HaLab, host: str) -> None:
@@ -483,6 +571,12 @@ def test_ha_member_guard_refuses_an_old_member_among_the_new_and_one_controller_
 
 
 def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab: halab.HaLab) -> None:
+    # the workload: a server booted through nova's API on the VIP (its flavor made first: the keystone tables
+    # below are read after), ACTIVE on the compute host, its driver answering
+    token = _keystone_through_vip(lab, lab.old)
+    server = _boot(lab, token, "ha-before")
+    assert _active_on_compute(lab, token) == [server]
+    assert _running_on_compute(lab, token, server) == {"state": "running", "actions": ["create"]}
     old_sums = {h: _checksums(lab, h) for h in lab.old}
     assert all(s == old_sums[lab.old[0]] for s in old_sums.values())
     old_data = _identities(lab, lab.old[0])
@@ -551,6 +645,20 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     _one_holder(lab, lab.new)
     token = _keystone_through_vip(lab, lab.new)
     _glance_through_vip(lab, token, lab.new)
+    # nova's databases went through the import into newctl1 and were found on all three new nodes
+    [replicated] = [json.loads(e["result"]) for e in _events(lab)
+                    if e["step"] == "ha.cluster.replicated" and e["kind"] == "done"]
+    assert {"nova_api", "nova", "nova_cell0", "placement"} <= set(replicated["databases"]), replicated
+    # the workload through the VIP, now the new side's (its RabbitMQ cluster too): the server ACTIVE on the
+    # compute host, whose driver answers the new side's nova; a new server boots there
+    _nova_serving(lab, lab.new, lab.old)
+    assert lab.vip_check(COMPUTE)["amqp_cluster"] == "osu-new"
+    [moved] = [e["ts"] for e in _events(lab) if e["step"] == "ha.vip.check" and e["kind"] == "done"]
+    _reports_since(lab, token, moved)
+    assert _active_on_compute(lab, token) == [server]
+    assert _running_on_compute(lab, token, server) == {"state": "running", "actions": ["create"]}
+    after = _boot(lab, token, "ha-after")
+    assert _active_on_compute(lab, token) == sorted([server, after])
     for host in lab.new:
         assert "glance-api" in _running(lab, host), host
     new_sums = {h: _checksums(lab, h) for h in lab.new}
@@ -563,11 +671,19 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     assert {h: _checksums(lab, h) for h in lab.old} == old_sums  # only read
     assert {h: _checksums(lab, h, "glance") for h in lab.old} == old_glance
 
-    res = tool(lab, "revert", "--journal", str(journal))
+    # the server booted on the new side is a write the old databases never saw: going back drops it, by the
+    # operator's explicit choice (kept in the vault)
+    res = tool(lab, "revert", "--journal", str(journal), "--discard-new-writes")
     assert res.returncode == 0, res.stderr
+    reverted = time.time()
     assert _one_holder(lab, lab.old) == "oldctl1"
     token = _keystone_through_vip(lab, lab.old)
     _glance_through_vip(lab, token, lab.old)
+    _nova_serving(lab, lab.old, lab.new)
+    assert lab.vip_check(COMPUTE)["amqp_cluster"] == "osu-old"
+    _reports_since(lab, token, reverted)
+    assert _active_on_compute(lab, token) == [server]  # the server booted on the new side went with its data
+    assert _running_on_compute(lab, token, server) == {"state": "running", "actions": ["create"]}
     assert {h: _checksums(lab, h) for h in lab.old} == old_sums
     assert {h: _checksums(lab, h, "glance") for h in lab.old} == old_glance
     for host in lab.new:

@@ -13,25 +13,32 @@ host's /etc/hosts) is on no host until keepalived puts it there.
 - Old side (``--old`` release): a three-node MariaDB Galera cluster ``osu-old``
   (``scripts.lab.hagalera``: the first node bootstraps it, the others join by rsync SST);
   keepalived on each holding the VIP by unicast VRRP (oldctl1 MASTER) and HAProxy on each in
-  front of the database, keystone, glance and AMQP on the VIP (``scripts.lab.havip``); keystone
-  and glance on all three (schema, keys, bootstrap, glance's service user and the lab's images
-  made once on oldctl1, the catalog on the VIP; the same trees copied to the other two), each on
-  its own Galera node, glance's images in one store the three mount (``hosts/shared``);
-  a RabbitMQ cluster ``osu-old`` (``rabbit@oldctl1..3``: Debian's rabbitmq-server without
-  systemd, ``scripts.lab.rabbit``, one Erlang cookie, joined by ``rabbitmqctl join_cluster``).
+  front of the database, keystone, glance, placement, nova's API and AMQP on the VIP
+  (``scripts.lab.havip``); keystone, glance, placement and nova (nova-api, nova-conductor,
+  nova-scheduler: ``scripts.lab.novahost``'s controller) on all three (schemas, keys, bootstrap,
+  the service users, the lab's images and the catalog made once on oldctl1 while its node is
+  alone, the catalog on the VIP; the same trees copied to the other two), each on its own Galera
+  node, glance's images in one store the three mount (``hosts/shared``); a RabbitMQ cluster
+  ``osu-old`` (``rabbit@oldctl1..3``: Debian's rabbitmq-server without systemd,
+  ``scripts.lab.rabbit``, one Erlang cookie, joined by ``rabbitmqctl join_cluster``), each
+  controller's nova talking RPC to its own node.
 - New side (``--new`` release): its own three-node cluster ``osu-new``, bootstrapped empty (no
-  OpenStack database); keystone's and glance's trees and configs installed, not started (glance's
-  image store the three share, empty); its RabbitMQ cluster ``osu-new`` formed and stopped (newctl1
-  last, so it may start first); keepalived and HAProxy configured, not started.
-- Compute hosts: the ``nova-compute`` and ``neutron-agent`` stand-ins, configured with the VIP
-  (``controller``) only; ``HaLab.vip_check`` asks one what it sees there (the holder, keystone,
-  glance, the AMQP cluster's name).
-- ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone and glance, both sides as groups (``members``,
-  ``vip``) with ``DIR/dump.key``; `upgrade check`, `plan`, `run`, `resume` and `revert` read it.
+  OpenStack database); keystone's, glance's, placement's and nova's trees and configs installed, not
+  started (glance's image store the three share, empty); its RabbitMQ cluster ``osu-new`` formed and
+  running, as its Galera cluster is (it serves the compute hosts once the VIP moves); keepalived and
+  HAProxy configured, not started.
+- Compute hosts: a real nova-compute of the old release on nova's fake driver (``scripts.lab.novalab``;
+  the ``neutron-agent`` stand-in beside it), configured with the VIP (``controller``) only: keystone,
+  AMQP, placement through the catalog; mapped into cell1. ``HaLab.vip_check`` asks one what it sees
+  there (the holder, keystone, glance, placement, nova, the AMQP cluster's name). Neutron and cinder
+  are not served: the servers have no network.
+- ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone, glance, placement and nova, both sides as groups
+  (``members``, ``vip``) with ``DIR/dump.key``; `upgrade check`, `plan`, `run`, `resume` and `revert`
+  read it.
 
 ``down`` is ``scripts.lab.hosts``' own: every host's PID 1 killed by its recorded pid (the kernel
 ends every process of that PID namespace: MariaDB, RabbitMQ and its epmd, keepalived, HAProxy,
-keystone, glance, sshd), the namespaces deleted, the files ``up`` made removed (the shared image
+keystone, glance, placement, nova, sshd), the namespaces deleted, the files ``up`` made removed (the shared image
 store too). Only 198.51.100.0/24 and loopback are used.
 """
 
@@ -50,7 +57,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import hanode, haplan, hosts, netns
+from scripts.lab import hanode, haplan, hosts, netns, novalab, novaserve, rabbit, schemacache
 from scripts.lab.hagalera import PROVIDER
 from scripts.lab.hostside import DB_PORT, GLANCE_PORT, KEYSTONE_PORT
 from scripts.lab.plan import write_key
@@ -84,8 +91,10 @@ class HaLab(hosts.Lab):
 
     def node(self, host: str, action: str, payload: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
         """``scripts.lab.hanode ACTION`` run in *host*; the payload (passwords too) goes through stdin."""
-        argv = ["env", f"PYTHONPATH={hosts.INSIDE_REPO}", hosts._host_python(), "-m", "scripts.lab.hanode", action]
-        res = self.inside(host, argv, timeout=timeout, input=json.dumps(payload))
+        with schemacache.lent(self.host_tmp(host)) as cache:  # a schema sync there loads the run's schemas
+            argv = ["env", f"PYTHONPATH={hosts.INSIDE_REPO}", *cache, hosts._host_python(), "-m", "scripts.lab.hanode",
+                    action]
+            res = self.inside(host, argv, timeout=timeout, input=json.dumps(payload))
         if res.returncode != 0:
             raise LabError(f"HA lab action `{action}` on {host} failed (rc {res.returncode}):\n"
                            f"{res.stderr.strip()[-3000:]}")
@@ -110,7 +119,7 @@ class HaLab(hosts.Lab):
             "prefixlen": netns.PREFIXLEN, "priority": PRIORITIES[i], "master": i == 0, "backends": backends,
             "db_port": DB_PORT, "api_port": KEYSTONE_PORT, "keystone_port": hanode.KEYSTONE_BACKEND_PORT,
             "glance": [GLANCE_PORT, hanode.GLANCE_BACKEND_PORT], "amqp": [hanode.AMQP_PORT, hanode.AMQP_BACKEND_PORT],
-            "start": list(start)})
+            "apis": [list(a) for a in hanode.APIS], "start": list(start)})
 
     def vip_stop(self, host: str, programs: tuple[str, ...] = ("keepalived",)) -> dict[str, bool]:
         return self.node(host, "vip_stop", {"programs": list(programs)})
@@ -166,7 +175,7 @@ def _check_machine(venv_root: Path, releases: tuple[str, str]) -> None:
 
 def up(lab: Path, computes: int = 1, old: str = "2025.2", new: str = "2026.1",
        venv_root: Path | None = None) -> dict[str, Any]:
-    """Create the network and the hosts, build both clusters and the old side's VIP and keystone."""
+    """Create the network and the hosts, build both clusters, the old side's VIP and services, the computes."""
     from scripts.lab.controller import DEFAULT_VENV_ROOT
 
     venv_root = Path(venv_root or DEFAULT_VENV_ROOT)
@@ -226,6 +235,7 @@ def _up(lab: Path, state: dict[str, Any], addresses: dict[str, str], old: str, n
            "db_admin_password": {side: secrets.token_urlsafe(16) for side in CLUSTERS},
            "glance_password": secrets.token_urlsafe(12), "mq_password": secrets.token_urlsafe(12),
            "mq_cookie": {side: secrets.token_hex(16).upper() for side in CLUSTERS}}
+    ctl["nova"] = nova_settings(ctl["mq_password"])
     state["controller"] = ctl
     hosts._save(lab, state)
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -240,6 +250,19 @@ def _up(lab: Path, state: dict[str, Any], addresses: dict[str, str], old: str, n
         fh.write(haplan.plan_text(info, {side: list(members) for side, (_, members) in CLUSTERS.items()}, VIP,
                                   netns.PREFIXLEN, hanode.KEYSTONE_BACKEND_PORT,
                                   hanode.GLANCE_BACKEND_PORT))
+
+
+def nova_settings(mq_password: str) -> dict[str, Any]:
+    """Placement's and nova's settings (``scripts.lab.novaserve.Settings``) for both sides: each controller's
+    own keystone, placement-api and nova-api at their backend ports (every address) and its own node of the
+    side's RabbitMQ cluster (loopback), the catalog and the compute hosts on the VIP (HAProxy's ports, AMQP
+    too): the same nova.conf serves on either side, as the upgrade carries it over, and a new controller's
+    nova hears nothing from the computes until the VIP moves."""
+    s = novaserve.Settings.new(hanode.KEYSTONE_BACKEND_PORT, hanode.PLACEMENT_BACKEND_PORT, hanode.NOVA_BACKEND_PORT,
+                               hanode.AMQP_BACKEND_PORT)
+    return novaserve.settings_dict(novaserve.Settings(**{
+        **novaserve.settings_dict(s), "mq_password": mq_password, "address": VIP, "bind": "0.0.0.0",
+        "front": (KEYSTONE_PORT, hanode.PLACEMENT_PORT, hanode.NOVA_PORT, hanode.AMQP_PORT), "broker": rabbit.UNIT}))
 
 
 def _share_images(lab: Path, host: str) -> None:
@@ -257,9 +280,8 @@ def _share_images(lab: Path, host: str) -> None:
 
 def _mq_cluster(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
     """The side's RabbitMQ cluster: a node on each controller (started together), the others joined to the
-    first (``rabbitmqctl join_cluster``). The new side's is stopped after, last its first node: that one
-    may start alone (a clustered node waits at boot for the peer that stopped after it), the others then
-    rejoin it."""
+    first (``rabbitmqctl join_cluster``). Both sides' keep running, as their Galera clusters do: the new
+    side's serves once the VIP moves (nova's RPC goes through the VIP's AMQP port)."""
     t = time.monotonic()
     members = CLUSTERS[side][1]
     base = {"mq_password": ctl["mq_password"], "cookie": ctl["mq_cookie"][side]}
@@ -271,19 +293,17 @@ def _mq_cluster(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
     running = info.mq_nodes(members[0])
     if running != sorted(f"rabbit@{h}" for h in members):
         raise LabError(f"the {side} side's RabbitMQ cluster runs {running}, not the nodes of {', '.join(members)}")
-    if side == "new":
-        for h in reversed(members):
-            info.node(h, "mq_stop", {})
     _timed(info.state, f"rabbitmq_{side}", t)
 
 
 def _side(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
     """One side: its Galera cluster, its RabbitMQ cluster, the VIP configs; on the old side, keepalived,
-    HAProxy, keystone and glance serving; on the new side, their trees installed and stopped.
+    HAProxy, keystone, glance, placement and nova serving, then the compute hosts' nova; on the new side,
+    their trees installed and stopped.
 
-    The old side's keystone schema and seed are made while its first node is still alone (DDL on a
-    one-node cluster is not certified by two others: a minute less on a loaded machine); the joining
-    nodes receive them with their state transfer."""
+    The old side's schemas and seed are made while its first node is still alone (DDL on a one-node
+    cluster is not certified by two others: a minute less on a loaded machine); the joining nodes receive
+    them with their state transfer."""
     with ThreadPoolExecutor(max_workers=1) as pool:  # the brokers boot while the databases are made
         mq = pool.submit(_mq_cluster, info, side, ctl)
         _services(info, side, ctl)
@@ -303,6 +323,7 @@ def _services(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
                 "db_password": ctl["db_password"], "admin_password": ctl["admin_password"], "vip": VIP,
                 "glance_url": f"http://{VIP}:{GLANCE_PORT}"}
     glance = {**keystone, "glance_password": ctl["glance_password"]}
+    nova = {**keystone, "nova": ctl["nova"]}
     if side == "old":
         vip(first, running)
         wait_vip(info, first)
@@ -313,6 +334,9 @@ def _services(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
         state["controller"]["images"] = seeded["images"]
         _timed(state, "glance_old", t)
         t = time.monotonic()
+        info.node(first, "nova", nova, 1200)  # schema and catalog while the node is alone; units started below
+        _timed(state, "nova_old", t)
+        t = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(rest)) as pool:  # a second joiner waits for the donor by itself
         list(pool.map(lambda h: info.node(h, "galera", info.galera_payload(h)), rest))
     for h in members if side == "new" else rest:
@@ -321,21 +345,39 @@ def _services(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
     t = time.monotonic()
     if side == "new":
         for h in members:
-            info.node(h, "keystone", {**keystone, **info.galera_payload(h), "install_only": True})
-            info.node(h, "glance", {**glance, **info.galera_payload(h), "install_only": True})
-        _timed(state, "keystone_glance_new", t)
+            for action, payload in (("keystone", keystone), ("glance", glance), ("nova", nova)):
+                info.node(h, action, {**payload, **info.galera_payload(h), "install_only": True})
+        _timed(state, "installed_new", t)
         return
     tree = info.raw(first, ["tar", "-C", "/", "--exclude=var/lib/glance/images", "-cf", "-", "etc/keystone",
-                            "etc/glance", "etc/lab.json", "var/lib/glance"])
+                            "etc/glance", "etc/lab.json", "var/lib/glance", "etc/nova", "etc/placement",
+                            "etc/nova-lab.json", "var/lib/nova", "var/log/nova", "var/log/placement"])
 
     def serve(h: str) -> None:
-        info.raw(h, ["tar", "-C", "/", "-xpf", "-"], tree)
-        info.node(h, "serve", {})
+        if h != first:
+            info.raw(h, ["tar", "-C", "/", "-xpf", "-"], tree)
+            info.node(h, "serve", {})
+        info.node(h, "nova_serve", {"nova": ctl["nova"], "vip": VIP}, 1200)
 
-    with ThreadPoolExecutor(max_workers=len(rest)) as pool:
-        list(pool.map(serve, rest))
+    with ThreadPoolExecutor(max_workers=len(members)) as pool:
+        list(pool.map(serve, members))
     wait_vip(info, first)
     _timed(state, "serve_old", t)
+    t = time.monotonic()
+    nova_computes(info)
+    _timed(state, "computes", t)
+
+
+def nova_computes(info: HaLab) -> None:
+    """nova-compute of the old release on every compute host (``scripts.lab.novalab``, nova's fake driver), its
+    nova.conf naming the VIP alone (keystone, the AMQP cluster; placement through the catalog), each mapped
+    into cell1 once it registered (``nova-manage cell_v2 discover_hosts`` on the first old controller)."""
+    ctl = info.state["controller"]
+    for h in info.computes:  # one after the other: two cores
+        novalab.run_inside(info, h, "compute", {"host": h, "release": ctl["old"], "venv_root": ctl["venv_root"],
+                                                "nova": ctl["nova"]})
+    if info.computes:
+        info.helper(OLD[0], "nova_discover", {"address": info.hosts[OLD[0]], "hosts": info.computes}, 600)
 
 
 def wait_vip(info: HaLab, holder: str, timeout: float = VIP_TIMEOUT) -> None:

@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import fullstack, hagalera, havip, ksapi, layout, openstack, rabbit, svc
+from scripts.lab import fullstack, hagalera, havip, ksapi, layout, novahost, novaserve, openstack, rabbit, svc, units
 from scripts.lab.controller import _keystone_conf_text, make_controller, seed_keystone
 from scripts.lab.hostside import DB_PORT, GLANCE_PORT, KEYSTONE_PORT, ROOT, _db_admin
 from scripts.lab.proc import LabError, http_answers, run_action
@@ -35,8 +35,15 @@ KEYSTONE_BACKEND_PORT = 5001
 GLANCE_BACKEND_PORT = 9293
 #: AMQP on the VIP (HAProxy), on each RabbitMQ node, and the nodes' Erlang distribution port
 AMQP_PORT, AMQP_BACKEND_PORT, AMQP_DIST_PORT = 5672, 5673, 25672
+#: placement-api and nova-api on the VIP (HAProxy) and on each controller behind it
+PLACEMENT_PORT, PLACEMENT_BACKEND_PORT = 8778, 8779
+NOVA_PORT, NOVA_BACKEND_PORT = 8774, 8775
+#: the APIs beyond keystone and glance HAProxy serves on the VIP: (name, VIP port, backend port, health check)
+APIS = (("placement", PLACEMENT_PORT, PLACEMENT_BACKEND_PORT, "/"), ("nova", NOVA_PORT, NOVA_BACKEND_PORT, "/"))
 #: glance's only service of a controller stack here
 GLANCE = ("glance",)
+#: placement's and nova's (nova's units: ``scripts.lab.novaserve``, built by ``scripts.lab.novahost``)
+NOVA = ("placement", "nova")
 #: the lab's ``whoami`` probe (scripts.lab.svc): which host answers on an address
 WHOAMI_PORT = 8080
 VIP_TIMEOUT = 20.0
@@ -132,6 +139,31 @@ def glance(p: dict[str, Any]) -> dict[str, Any]:
     return {"images": images}
 
 
+def nova(p: dict[str, Any]) -> dict[str, Any]:
+    """Placement and nova of ``release`` (``scripts.lab.novahost``'s controller, on this host's Galera node, nova's
+    RPC on the side's RabbitMQ cluster through the VIP): on the first old controller the databases, the
+    schema, the service users and the catalog (on the VIP), the units not started yet (``nova_serve``); with
+    ``install_only`` (the new side) the configs, directories and descriptor only, no database."""
+    db = _node(p)
+    s = novaserve.Settings(**p["nova"])
+    if not p.get("install_only"):
+        return novahost.inside_controller({**p, "register": True}, db=db)
+    venv_root = Path(p["venv_root"])
+    openstack.install(ROOT, p["release"], db, venv_root, NOVA, openstack.Api(s.keystone, 0, "", s.bind, nova=s))
+    novaserve.install(ROOT, venv_root / p["release"], None, s, 0)
+    return {}
+
+
+def nova_serve(p: dict[str, Any]) -> dict[str, Any]:
+    """Placement's and nova's units on this controller (its tree built here or copied from the first; no
+    metadata API: the lab's servers have no network), then both APIs waited for on the VIP."""
+    names = [u for u in novahost.unit_names(novaserve.Settings(**p["nova"])) if "metadata" not in u]
+    units.start_all(ROOT, names)
+    for name, port, _, check in APIS:
+        _wait_vip_keystone(p["vip"], name, port, check)
+    return {}
+
+
 def serve(p: dict[str, Any]) -> dict[str, Any]:
     """Keystone and glance-api (their trees copied from the first controller: same keys, same configs) and
     the probe."""
@@ -190,7 +222,7 @@ def _amqp_cluster(vip: str) -> str:
 
 def vip_check(p: dict[str, Any]) -> dict[str, Any]:
     """What a compute host sees on the VIP, the only controller address it knows: which controller holds
-    it (the ``whoami`` probe), whether keystone and glance answer through HAProxy, which RabbitMQ
+    it (the ``whoami`` probe), whether keystone, glance, placement and nova answer through HAProxy, which RabbitMQ
     cluster answers AMQP; None where nothing answers (no holder, a side whose broker is stopped)."""
     vip = p["vip"]
     try:
@@ -203,11 +235,13 @@ def vip_check(p: dict[str, Any]) -> dict[str, Any]:
     except (OSError, LabError):
         cluster = None
     return {"holder": holder, "keystone": http_answers(KEYSTONE_PORT, "/v3", vip),
-            "glance": http_answers(GLANCE_PORT, "/versions", vip), "amqp_cluster": cluster}
+            "glance": http_answers(GLANCE_PORT, "/versions", vip),
+            **{name: http_answers(port, check, vip) for name, port, _, check in APIS}, "amqp_cluster": cluster}
 
 
 ACTIONS = {"galera": galera, "vip": vip, "vip_stop": vip_stop, "keystone": keystone, "glance": glance,
-           "serve": serve, "mq": mq, "mq_status": mq_status, "mq_stop": mq_stop, "vip_check": vip_check}
+           "nova": nova, "nova_serve": nova_serve, "serve": serve,
+           "mq": mq, "mq_status": mq_status, "mq_stop": mq_stop, "vip_check": vip_check}
 
 
 if __name__ == "__main__":

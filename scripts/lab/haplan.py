@@ -3,8 +3,9 @@
 Each side works through its first controller (the Galera node dumped from or imported into),
 reached on its own address, never the VIP; its ``members`` are the three controllers with every
 role, its ``vip`` the management VIP held by keepalived, with HAProxy in front of the APIs: both
-driven by ``scripts.lab.havipctl`` (the lab runs them without systemd). `upgrade run` moves keystone
-and glance, then the VIP from the old side's keepalived to the new side's (services/fleet/hagroup.py).
+driven by ``scripts.lab.havipctl`` (the lab runs them without systemd). `upgrade run` moves keystone,
+glance, placement and nova (their units driven by ``scripts.lab.units``, nova's by ``scripts.lab.novaserve``),
+then the VIP from the old side's keepalived to the new side's (services/fleet/hagroup.py).
 
 Glance is verified on the first new controller's own address (its backend port, behind HAProxy), as
 keystone is. Its image store is one directory per side that the side's three controllers share
@@ -18,13 +19,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from scripts.lab.hostplan import CONTROL, LabFacts
+from scripts.lab.hanode import NOVA_BACKEND_PORT, PLACEMENT_BACKEND_PORT
+from scripts.lab.hostplan import LabFacts
 from scripts.lab.hostside import DB_ADMIN, DB_PORT
+from scripts.lab.novahost import CONTROL
 from scripts.lab.plan import lab_ignore, service_sections
 
 ROLES = ["db", "mq", "api"]
 #: what the lab's HA plan upgrades (the whole catalog the lab seeds)
-SERVICES = ("keystone", "glance")
+SERVICES = ("keystone", "glance", "placement", "nova")
+#: nova's units on every controller (no broker of its own: nova's RPC is the side's RabbitMQ cluster on the VIP;
+#: no metadata API: the lab's servers have no network)
+NOVA_UNITS = ["nova-api", "nova-conductor", "nova-scheduler"]
 #: how the plan starts and stops keepalived and HAProxy on a lab controller
 VIP_CONTROL = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.havipctl", "{action}", "{unit}"]
 
@@ -64,7 +70,12 @@ def plan_text(lab: LabFacts, sides: dict[str, list[str]], vip: str, prefixlen: i
                  f"admin_password = \"{ctl['db_admin_password'][side]}\"\n"
                  "service_address = \"127.0.0.1\"\n\n")
     first_new = lab.hosts[sides["new"][0]]
+    common = 'owner = "root:root"\ngrant_hosts = ["127.0.0.1", "%"]\n'
     return text + ("[services.keystone]\nunit = \"keystone\"\nowner = \"root:root\"\n"
                    f"verify_url = \"http://{first_new}:{keystone_port}/v3\"\n"
                    "grant_hosts = [\"127.0.0.1\", \"%\"]\n\n"
-                   + service_sections(SERVICES, f"http://{first_new}:{glance_port}"))
+                   + service_sections(("glance",), f"http://{first_new}:{glance_port}")
+                   + f"[services.placement]\nunits = [\"placement-api\"]\n{common}"
+                     f"verify_url = \"http://{first_new}:{PLACEMENT_BACKEND_PORT}/\"\n\n"
+                   + f"[services.nova]\nunits = {json.dumps(NOVA_UNITS)}\n{common}"
+                     f"verify_url = \"http://{first_new}:{NOVA_BACKEND_PORT}/\"\n\n")

@@ -6,8 +6,8 @@ has the highest priority and starts as MASTER, the others as BACKUP. HAProxy on 
 controller binds the VIP (``net.ipv4.ip_nonlocal_bind=1`` in the host's namespace, so it
 listens whether or not its host holds the VIP) and forwards: the database port to the
 Galera nodes (one active, the others ``backup``: writes go to one node, as production setups
-do to avoid certification conflicts), keystone's and glance's ports to the API of every controller
-(round robin, health-checked) and AMQP to every node of the RabbitMQ cluster, adding
+do to avoid certification conflicts), keystone's, glance's, placement's and nova's ports to the API of
+every controller (round robin, health-checked) and AMQP to every node of the RabbitMQ cluster, adding
 ``X-Lab-Haproxy`` (which host's HAProxy answered) and ``X-Lab-Backend`` (which controller served)
 to each HTTP response.
 
@@ -63,10 +63,12 @@ def _http_listen(name: str, service: str, vip: str, port: int, backends: dict[st
 
 
 def haproxy_cfg(name: str, vip: str, backends: dict[str, str], db_port: int, api_port: int,
-                keystone_port: int, glance: tuple[int, int] | None = None, amqp: tuple[int, int] | None = None) -> str:
+                keystone_port: int, glance: tuple[int, int] | None = None, amqp: tuple[int, int] | None = None,
+                apis: list[tuple[str, int, int, str]] = ()) -> str:
     """*backends*: controller name -> its own address (every side's three); *glance* and *amqp*: (port on the
     VIP, port on each controller) of glance-api and of the RabbitMQ cluster's AMQP (any node serves: one
-    cluster), where the lab has them."""
+    cluster), where the lab has them; *apis*: more APIs the same way as glance's (placement, nova: name, port
+    on the VIP, port on each controller, the path of the health check)."""
     db_servers = "".join(f"  server {n} {a}:{db_port} check inter 1s rise 1 fall 2{' backup' if i else ''}\n"
                          for i, (n, a) in enumerate(backends.items()))
     text = (f"# HAProxy of HA lab controller {name} (written by scripts/lab/havip.py)\n"
@@ -77,6 +79,8 @@ def haproxy_cfg(name: str, vip: str, backends: dict[str, str], db_port: int, api
             + _http_listen(name, "keystone", vip, api_port, backends, keystone_port, "/v3"))
     if glance:
         text += _http_listen(name, "glance", vip, glance[0], backends, glance[1], "/versions")
+    for service, port, backend_port, check in apis:
+        text += _http_listen(name, service, vip, port, backends, backend_port, check)
     if amqp:
         text += (f"listen rabbitmq\n  bind {vip}:{amqp[0]}\n  mode tcp\n  option tcpka\n  balance roundrobin\n"
                  + "".join(f"  server {n} {a}:{amqp[1]} check inter 1s rise 1 fall 2\n" for n, a in backends.items()))
@@ -92,7 +96,8 @@ def write(p: dict) -> None:
     for path, text in ((KEEPALIVED_CONF, keepalived_conf(p["name"], p["address"], p["peers"], p["vip"],
                                                          p["prefixlen"], p["priority"], p["master"])),
                        (HAPROXY_CFG, haproxy_cfg(p["name"], p["vip"], p["backends"], p["db_port"], p["api_port"],
-                                                 p["keystone_port"], _pair(p.get("glance")), _pair(p.get("amqp"))))):
+                                                 p["keystone_port"], _pair(p.get("glance")), _pair(p.get("amqp")),
+                                                 [tuple(a) for a in p.get("apis", ())]))):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     subprocess.run(["haproxy", "-c", "-q", "-f", str(HAPROXY_CFG)], check=True, capture_output=True)

@@ -49,23 +49,35 @@ CONTROL = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.unit
 
 
 # ---------------------------------------------------------------------- inside a controller (scripts.lab.hostside)
-def inside_controller(p: dict[str, Any]) -> dict[str, Any]:
+def inside_controller(p: dict[str, Any], db: Any = None) -> dict[str, Any]:
     """Placement and nova of the controller's release rooted at ``/`` (configs, databases, schema, broker);
-    with ``serve``: its service users and catalog entries made through its keystone, every unit started."""
+    with ``serve``: its service users and catalog entries made through its keystone, every unit started
+    (``register`` alone: the catalog, the units left to start). *db*: the host's server (default: its
+    MariaDB; the HA lab's Galera node)."""
     from scripts.lab import fullstack, units
     from scripts.lab.hostside import ROOT, HostMariaDB
     from scripts.lab.openstack import Api
 
     s = novaserve.Settings(**p["nova"])
-    db = HostMariaDB(p["address"])
+    if db is None:
+        db = HostMariaDB(p["address"])
     db.start()
     fullstack.build(ROOT, p["release"], db, Path(p["venv_root"]), SERVICES, Api(s.keystone, 0, "", s.bind, nova=s),
                     MQ_DIST_PORT)
-    if p.get("serve"):
+    if p.get("serve") or p.get("register"):
         token = ksapi.get_token(f"{s.keystone}/v3", "admin", p["admin_password"], project="admin")
         novaserve.register(s, token)
-        units.start_all(ROOT, fullstack.unit_names(SERVICES, ROOT))
+    if p.get("serve"):
+        units.start_all(ROOT, unit_names(s))
     return {}
+
+
+def unit_names(s: novaserve.Settings) -> list[str]:
+    """The units of a controller's placement and nova, in start order (nova's broker where it has its own)."""
+    from scripts.lab import fullstack
+    from scripts.lab.hostside import ROOT
+
+    return novaserve.tree_units(fullstack.unit_names(SERVICES, ROOT), s)
 
 
 def inside_discover(p: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,14 @@ class Settings:
     address: str = "127.0.0.1"
     #: where the APIs and the broker listen: loopback, or every address of a multi-host lab's controller
     bind: str = "127.0.0.1"
+    #: behind a load balancer on the management address (the HA lab's HAProxy on its VIP): the ports it serves
+    #: keystone, placement, nova's API and AMQP on there, while each controller's own listen on the ports
+    #: above; empty where the management address reaches the controller's own ports
+    front: tuple[int, ...] = ()
+    #: the broker unit of each controller nova's RPC uses: nova's own (:data:`BROKER`, a unit of nova's that
+    #: moves with it), or the controller's node of a broker cluster that is no unit of nova's (the HA lab's
+    #: ``rabbitmq-server``, on ``mq_port`` of every controller, behind the VIP for the compute hosts)
+    broker: str = BROKER
 
     @classmethod
     def new(cls, keystone_port: int, placement_port: int, api_port: int, mq_port: int) -> Settings:
@@ -97,7 +105,7 @@ class Settings:
     @property
     def management_keystone(self) -> str:
         """The keystone a compute host asks: on the management address."""
-        return f"http://{self.address}:{self.keystone_port}"
+        return f"http://{self.address}:{self.front[0] if self.front else self.keystone_port}"
 
     @property
     def transport_url(self) -> str:
@@ -106,7 +114,8 @@ class Settings:
     @property
     def management_transport_url(self) -> str:
         """The broker as a compute host names it: on the management address."""
-        return f"rabbit://{rabbit.USER}:{self.mq_password}@{self.address}:{self.mq_port}/"
+        port = self.front[3] if self.front else self.mq_port
+        return f"rabbit://{rabbit.USER}:{self.mq_password}@{self.address}:{port}/"
 
     @property
     def api_url(self) -> str:
@@ -160,19 +169,23 @@ def placement_conf(root: Path, release: str, s: Settings, db: str) -> str:
                                      f"www_authenticate_uri = {ks}/v3"))
 
 
-def install(root: Path, venv: Path, db: MariaDB, s: Settings, dist_port: int) -> None:
+def install(root: Path, venv: Path, db: MariaDB | None, s: Settings, dist_port: int) -> None:
     """What a controller tree needs beyond its configs (``scripts.lab.openstack`` writes them) to serve
-    nova and placement: the release's api-paste.ini, nova's broker (not started), the descriptor, and
-    cell1 mapped to the lab's broker (a schema loaded from a test run's cache carries another lab's)."""
+    nova and placement: the release's api-paste.ini, nova's broker (not started; none where the controllers
+    share one), the descriptor, and cell1 mapped to the lab's broker (a schema loaded from a test run's cache
+    carries another lab's; no *db*: a controller installed before its database exists, the HA lab's new ones)."""
     root = Path(root).resolve()
     shutil.copyfile(venv / "etc" / "nova" / "api-paste.ini", root / "etc" / "nova" / "api-paste.ini")
     for d in (layout.var_lib(root, "nova") / "tmp", layout.log_dir(root, "nova"), layout.log_dir(root, "placement")):
         d.mkdir(parents=True, exist_ok=True)
-    rabbit.install(root, s.mq_port, dist_port, s.mq_password, bind=s.bind, unit=BROKER)
-    db.execute("UPDATE cell_mappings SET transport_url=%s WHERE name='cell1'", db="nova_api", args=(s.transport_url,))
+    if s.broker == BROKER:
+        rabbit.install(root, s.mq_port, dist_port, s.mq_password, bind=s.bind, unit=BROKER)
+    if db is not None:
+        db.execute("UPDATE cell_mappings SET transport_url=%s WHERE name='cell1'", db="nova_api",
+                   args=(s.transport_url,))
     # last: with it, the unit supervisor hands nova's units of this tree to this module
     _descriptor(root).write_text(json.dumps({"placement_port": s.placement_port, "api_port": s.api_port,
-                                             "bind": s.bind}) + "\n")
+                                             "bind": s.bind, "broker": s.broker}) + "\n")
 
 
 def register(s: Settings, admin_token: str) -> dict[str, str]:
@@ -184,8 +197,9 @@ def register(s: Settings, admin_token: str) -> dict[str, str]:
     # (``service``, devstack grants it): cinder lets only such a request delete an attachment nova uses
     for user, password in (("nova", s.nova_password), ("placement", s.placement_password)):
         out[f"{user}_user_id"] = ksapi.service_user(url, token, user, password, ("admin", "service"))
-    for name, kind, endpoint in (("nova", "compute", f"http://{s.address}:{s.api_port}/v2.1"),
-                                 ("placement", "placement", f"http://{s.address}:{s.placement_port}")):
+    api, placement = s.front[2] if s.front else s.api_port, s.front[1] if s.front else s.placement_port
+    for name, kind, endpoint in (("nova", "compute", f"http://{s.address}:{api}/v2.1"),
+                                 ("placement", "placement", f"http://{s.address}:{placement}")):
         out[f"{kind}_service_id"] = ksapi.catalog_service(url, token, name, kind, endpoint, REGION)
     return out
 
@@ -244,11 +258,16 @@ def pid(root: Path, unit: str) -> int | None:
     return p if pid_alive(p, _marker(unit)) else None
 
 
+def tree_units(names: list[str], s: Settings) -> list[str]:
+    """*names* (a controller tree's units) without nova's broker where nova uses another."""
+    return [u for u in names if u != BROKER or s.broker == BROKER]
+
+
 def _ready(root: Path, unit: str) -> bool:
     if unit in TOPICS:  # connected to its broker (cheap), then it consumes its RPC topic: calls and casts reach it
-        p = pid(root, unit)
-        return (p is not None and session_connected(p, rabbit.broker(root, BROKER).port)
-                and rabbit.consumers(root, TOPICS[unit], BROKER) > 0)
+        p, broker = pid(root, unit), _ports(root).get("broker", BROKER)
+        return (p is not None and session_connected(p, rabbit.broker(root, broker).port)
+                and rabbit.consumers(root, TOPICS[unit], broker) > 0)
     return http_answers(_port(root, unit))
 
 
