@@ -146,6 +146,15 @@ def test_a_server_without_this_run_s_claim_is_refused_and_the_claimed_one_passes
         other = replace(ctx, claimed=writeguard.Claimed("another-run", servers))
         with pytest.raises(StepError, match=f"holds the claim of run {ctx.run_id} .*not the claim of run another-run"):
             writeguard.assert_target_db(other, "keystone.import_db")
+        # an HA plan: the target's directories turn out to be another old controller's (an address moved under
+        # the run to oldctl2): the write is refused naming it, though the DB server holds this run's claim
+        config = next(s for s in writeguard.guarded("keystone", registry.steps_for("keystone")) if s.kind == "config")
+        oldctl2 = (("oldctl2", replace(target, role="source")),)
+        moved = replace(ctx, claimed=writeguard.Claimed(ctx.run_id, servers, oldctl2))
+        claimed_state = _both(lab)
+        with pytest.raises(StepError, match=r"refusing to write — .*\(old controller oldctl2\); nothing was written"):
+            config.run(moved)
+        assert _both(lab) == claimed_state
     finally:
         claim_mod.release(target, ctx.run_id)
 

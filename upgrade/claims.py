@@ -18,7 +18,7 @@ from pathlib import Path
 
 from journal.store import Journal
 from services.infra import claim as claim_mod
-from services.infra import identity, mysql
+from services.infra import identity, mysql, writeguard
 from services.infra.claim import Claim, ClaimHeld
 from services.infra.settings import Side
 from services.registry import AFTER_COMPUTES
@@ -226,6 +226,15 @@ def claimed_run(plan: Plan, held: Claim | None) -> str:
     except StepError:  # a revert whose target does not answer: its writing undos will say so
         return ""
     return c.run_id if c is not None else ""
+
+
+def claimed(plan: Plan, held: Claim | None, ids: identity.Servers | None) -> writeguard.Claimed:
+    """What every writing step of this run asserts: the run whose claim stands on the target, both DB
+    servers, and (an HA plan) the source group's other controllers, whose directories a write must not meet
+    either: an address that moves under a run to another old member is refused like one moved to the source."""
+    members, working = fleet.members(plan.source)
+    others = tuple((m.name, m.side) for m in members if m.name != working)
+    return writeguard.Claimed(claimed_run(plan, held), ids, others)
 
 
 def set_state(plan: Plan, c: Claim | None, **changes: str) -> Claim | None:

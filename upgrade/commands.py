@@ -163,7 +163,7 @@ def run(plan_path: str, quiet: bool = False) -> int:
                         jump=f"{plan.from_release}->{plan.to_release}", journal=str(journal.dir))
         display = progress.for_console(quiet)
         try:
-            claimed = writeguard.Claimed(claims.claimed_run(plan, held), ids)
+            claimed = claims.claimed(plan, held, ids)
             session = _session(plan, journal, key, run_id, display, claimed)
             window.record_roles(journal, run_id, session.runner.machines)  # the cut-over steps the window counts
             return _drive(session, "run", display)
@@ -220,7 +220,7 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         app.sweep_leftovers(plan)
         display = progress.for_console(quiet)
         try:
-            claimed = writeguard.Claimed(claims.claimed_run(plan, held), ids)
+            claimed = claims.claimed(plan, held, ids)
             return _drive(_session(plan, journal, key, rid, display, claimed, unpin=verb == "unpin"), verb, display)
         finally:
             claims.settle(plan, journal, rid, held)

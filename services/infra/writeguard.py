@@ -23,6 +23,7 @@ from typing import Any
 
 from services.infra import claim as claim_mod
 from services.infra import identity, mysql
+from services.infra.settings import Side
 from statemachine.step import Result, Step, StepError
 
 #: step kinds that write the target's databases (a config write rewrites DB URLs the target then uses; a
@@ -41,9 +42,11 @@ class Claimed:
 
     run_id: str
     servers: identity.Servers | None = None
-    #: the source's directories by service, identified at their first check in this process: the old
-    #: controller is only read, so only the target's are asked again before each write
-    source_dirs: dict[str, identity.SideDirs] = field(default_factory=dict, compare=False, hash=False)
+    #: an HA plan's other old controllers (name, side): what a write's directories must not be either
+    old_members: tuple[tuple[str, Side], ...] = field(default=(), compare=False, hash=False)
+    #: the old controllers' directories by (controller, service), identified at their first check in this
+    #: process: the old controllers are only read, so only the target's are asked again before each write
+    source_dirs: dict[tuple[str, str], identity.SideDirs] = field(default_factory=dict, compare=False, hash=False)
 
 
 def _refuse(step: str, what: str, fix: str) -> StepError:
@@ -75,14 +78,20 @@ def assert_target_db(ctx: Any, step: str) -> None:
 
 
 def assert_target_dirs(ctx: Any, step: str, service: str) -> None:
-    """The target's ``etc``/``lib`` and the service's directories in them are not the source's."""
+    """The target's ``etc``/``lib`` and the service's directories in them are not the source's, nor (an HA
+    plan) any other old controller's."""
     claimed: Claimed | None = getattr(ctx, "claimed", None)
     cache = claimed.source_dirs if claimed is not None else {}
-    if service not in cache:
-        cache[service] = identity.side_dirs(ctx.source, [service])
-    problems = identity.conflicts(cache[service], identity.side_dirs(ctx.target, [service]), ctx.target)
-    if problems:
-        raise _refuse(step, "; ".join(problems), "point the plan's target directories at the new controller's")
+    olds = [("", ctx.source), *(claimed.old_members if claimed is not None else ())]
+    mine = identity.side_dirs(ctx.target, [service])
+    for name, side in olds:
+        if (name, service) not in cache:
+            cache[(name, service)] = identity.side_dirs(side, [service])
+        problems = identity.conflicts(cache[(name, service)], mine, ctx.target)
+        if problems:
+            where = f" (old controller {name})" if name else ""
+            raise _refuse(step, "; ".join(problems) + where,
+                          "point the plan's target directories at the new controller's")
 
 
 def assert_target(ctx: Any, step: Step, service: str) -> None:
