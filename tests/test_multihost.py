@@ -303,32 +303,19 @@ def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tm
 
 
 # ---------------------------------------------------------------------- faults
-def test_unreachable_host_is_refused_before_anything_runs(lab):
+def test_unreachable_host_is_refused_before_anything_runs(shared_lab, tmp_path):
+    """On the module's one lab (nothing changes): newctl's sshd dead, the run refused; sshd started again."""
+    lab = shared_lab
+    plan = _own_plan(lab, tmp_path)
     lab.kill_sshd("newctl")
-    res = tool(lab, "run", str(lab.plan))
+    try:
+        res = tool(lab, "run", str(plan))
+    finally:
+        lab.start_sshd("newctl")
     assert res.returncode == 2, res.stderr
     assert "target:newctl" in res.stderr and "198.51.100.12" in res.stderr and "Connection refused" in res.stderr
     assert "nothing was changed" in res.stderr
-    assert not (lab.dir / "journal" / "journal.db").exists() or not journal_events(lab.dir / "journal")
-
-
-def test_old_controller_sshd_killed_mid_run_then_resume(lab):
-    journal = lab.dir / "journal"
-    proc = start_tool(lab, "run", str(lab.plan))
-    try:
-        wait_for("keystone.stop_target", lambda: intent_seen(journal, "keystone.stop_target"), proc=proc)
-        assert lab.kill_sshd("oldctl")
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err
-    assert "source:oldctl" in err and "198.51.100.11" in err and "over SSH" in err, err
-    assert "upgrade resume" in err
-    lab.start_sshd("oldctl")
-    res = tool(lab, "resume", "--journal", str(journal))
-    assert res.returncode == 0, res.stderr
-    assert heads(lab, "newctl") == HEADS_NEW and vip_holders(lab) == ["newctl"]
+    assert not (tmp_path / "journal" / "journal.db").exists() or not journal_events(tmp_path / "journal")
 
 
 def _import_process(lab: hostlab.Lab) -> bool:
@@ -347,9 +334,26 @@ def _import_process(lab: hostlab.Lab) -> bool:
     return False
 
 
-def test_new_controller_link_down_mid_import_then_resume(lab):
+def test_old_controller_sshd_killed_then_new_controller_link_down_mid_import_each_resumed(lab):
+    """Two network faults in one run, chained: oldctl's sshd killed as keystone.stop_target begins (the run
+    fails naming the host and `upgrade resume`); sshd back, the resume loses newctl's link while the import
+    streams into it (it fails in keystone.dump_source naming newctl); the link back, the last resume ends
+    the upgrade."""
     journal = lab.dir / "journal"
     proc = start_tool(lab, "run", str(lab.plan))
+    try:
+        wait_for("keystone.stop_target", lambda: intent_seen(journal, "keystone.stop_target"), proc=proc)
+        assert lab.kill_sshd("oldctl")
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "source:oldctl" in err and "198.51.100.11" in err and "over SSH" in err, err
+    assert "upgrade resume" in err
+    assert not intent_seen(journal, "keystone.dump_source")  # the next fault comes in the resume
+    lab.start_sshd("oldctl")
+    proc = start_tool(lab, "resume", "--journal", str(journal))
     try:
         # the import streams from the dump as it is vaulted: it runs inside keystone.dump_source
         wait_for("keystone.dump_source", lambda: intent_seen(journal, "keystone.dump_source"), proc=proc)
@@ -373,6 +377,16 @@ def shared_lab(hostlab_snapshot, tmp_path_factory):
         yield running
 
 
+def _own_plan(lab: hostlab.Lab, directory: Path) -> Path:
+    """The lab's plan and key copied into *directory*: a run on the module's shared lab keeps its journal
+    there (beside the plan), not in the lab's."""
+    plan = directory / "plan.toml"
+    shutil.copyfile(lab.plan, plan)
+    shutil.copyfile(lab.dir / "dump.key", directory / "dump.key")
+    (directory / "dump.key").chmod(0o600)
+    return plan
+
+
 #: the IP move's kill points in the order the move reaches them: one chained schedule (each resume killed at
 #: the next point) keeps every point and recovers from each, with one run and one revert
 MOVE_KILLS = ["network.management.remove_old:inside", "network.management.persist:inside",
@@ -387,10 +401,7 @@ def test_killed_during_the_ip_move_resume_then_revert(shared_lab, tmp_path):
     """
     lab = shared_lab
     journal = tmp_path / "journal"
-    plan = tmp_path / "plan.toml"
-    shutil.copyfile(lab.plan, plan)
-    shutil.copyfile(lab.dir / "dump.key", tmp_path / "dump.key")
-    (tmp_path / "dump.key").chmod(0o600)
+    plan = _own_plan(lab, tmp_path)
     write_inside(lab, "oldctl", "/etc/network/interfaces", INTERFACES)
     args: tuple[str, ...] = ("run", str(plan))
     for point in MOVE_KILLS:
@@ -456,10 +467,7 @@ def test_address_managed_by_keepalived_is_refused(shared_lab, tmp_path):
     """keepalived's config naming the management address, then a running keepalived: `check` and `run`
     refuse (exit 2) naming the file or the daemon; nothing changes on either controller."""
     lab = shared_lab
-    shutil.copyfile(lab.dir / "dump.key", tmp_path / "dump.key")
-    (tmp_path / "dump.key").chmod(0o600)
-    plan = tmp_path / "plan.toml"
-    shutil.copyfile(lab.plan, plan)
+    plan = _own_plan(lab, tmp_path)
     conf = "/etc/keepalived/keepalived.conf"
     write_inside(lab, "oldctl", conf, f"vrrp_instance VI_1 {{\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
                  .encode())
@@ -538,9 +546,11 @@ def test_twenty_computes_in_parallel_one_broken_alone(lab20):
     assert ok.returncode == 0, ok.stderr
 
 
-def test_check_reports_an_address_already_on_the_new_controller(lab):
+def test_check_reports_an_address_already_on_the_new_controller(shared_lab):
     """`upgrade check` reads the addresses on both controllers over SSH: on the old one is right,
-    on the new one too is a failure (exit 2) naming the address and the host."""
+    on the new one too is a failure (exit 2) naming the address and the host. (On the module's one lab:
+    `check` changes nothing, the address it adds is taken away again.)"""
+    lab = shared_lab
     res = tool(lab, "check", str(lab.plan))
     assert "address management" in res.stdout and f"{VIP}/24 on" in res.stdout, res.stdout
     assert res.returncode in (0, 1), res.stdout
