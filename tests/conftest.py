@@ -103,11 +103,13 @@ XDIST_GROUPS = {
         "test_run_then_revert", "test_bad_jumps_are_refused_before_anything_runs",
         "test_service_not_installed_on_the_target_is_refused",
         "test_killed_while_two_services_overlap_mid_fixup_or_in_the_finishing_phase_resumes_exactly")},
-    # the module's one shared lab (shared_lab): the address moves and the refusals that change nothing
+    # the module's one shared lab (shared_lab): the runs that end reverted, the refusals that change nothing
     **{f"test_multihost.py::{name}": "hostlab-moves" for name in (
+        "test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted",
         "test_unreachable_host_is_refused_before_anything_runs", "test_killed_during_the_ip_move_resume_then_revert",
         "test_target_that_is_the_old_controller_over_ssh_is_refused", "test_address_managed_by_keepalived_is_refused",
-        "test_check_reports_an_address_already_on_the_new_controller")},
+        "test_check_reports_an_address_already_on_the_new_controller",
+        "test_keystone_and_glance_upgrade_over_ssh_then_revert")},
     # the uninterrupted run the resumed runs are compared with (reference)
     "test_crash_resume_revert.py::test_killed_run_resumes_to_the_uninterrupted_end": "crash-reference",
     "test_crash_resume_revert.py::test_external_sigkill_mid_run_then_resume": "crash-reference",

@@ -3,8 +3,10 @@ controller, and the real `upgrade` running in the deploy host as a subprocess, o
 
 Assertions read each host's overlay upper directories and databases directly (from outside the
 hosts), and watch the management address from a compute host, as a client would.
-Every test makes its own lab from one seeded snapshot (a few seconds) and removes it, whatever
-happens. Needs root; under CI a missing part fails instead of skipping.
+A test that leaves its lab changed makes its own from one seeded snapshot (a few seconds) and removes it,
+whatever happens; the others share the module's one lab (``shared_lab``, one xdist group), each leaving it
+as it found it (its run reverted, what it added taken away). Needs root; under CI a missing part fails
+instead of skipping.
 """
 
 from __future__ import annotations
@@ -197,10 +199,12 @@ def assert_images_served(lab: hostlab.Lab, seed: dict) -> None:
 
 
 # ---------------------------------------------------------------------- the full run
-def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tmp_path):
+def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(shared_lab, tmp_path):
     """keystone upgraded over SSH, checked on both hosts' files, databases and the journal, while a client on
     compute1 polls the management address through run and revert (one lab, one run: the full run's
     checks and the switchover's)."""
+    lab = shared_lab
+    plan, journal = _own_plan(lab, tmp_path), tmp_path / "journal"
     seed = lab.state["controller"]["seed"]
     source_before = checksums(lab, "oldctl")
     old_etc_before = tree(lab.upper("oldctl") / "keystone")
@@ -222,7 +226,7 @@ def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tm
     assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "enabled"
     try:
         wait_for("a first answer", lambda: out.exists() and out.read_text().strip())
-        res = tool(lab, "run", str(lab.plan))
+        res = tool(lab, "run", str(plan))
         assert res.returncode == 0, res.stderr
         after_run = out.read_text().split("\n")
         # newctl's /etc/keystone, as written through SSH, read from its overlay upper directory
@@ -249,7 +253,7 @@ def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tm
         assert keystone_token(lab, "compute1", "demo", seed["demo_password"], "demo") == 201
         assert (lab.upper("newctl", "varlog") / "keystone/keystone-api.out").exists()
         # the journal: every step in order, the copy verified per file
-        events = journal_events(lab.dir / "journal")
+        events = journal_events(journal)
         dones = [e["step"] for e in events if e["kind"] == "done"]
         head = len(KEYSTONE_STEPS) + len(NETWORK_STEPS)
         assert dones[:head] == [f"keystone.{s}" for s in KEYSTONE_STEPS] + NETWORK_STEPS
@@ -263,7 +267,7 @@ def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tm
         check = next(json.loads(e["result"]) for e in events
                      if e["step"] == "network.management.check" and e["kind"] == "done")
         assert check["mac"] == lab.mac("newctl")
-        st = tool(lab, "status", "--journal", str(lab.dir / "journal"), "-f", "json")
+        st = tool(lab, "status", "--journal", str(journal), "-f", "json")
         machines = {s["service"]: s for s in json.loads(st.stdout)["services"]}
         assert machines["network"]["last_step"] == "network.old_units.disable", machines
         # the old controller cannot come back by itself: the address is out of its ifupdown file (the alias
@@ -277,11 +281,11 @@ def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tm
         assert svc_inside(lab, "oldctl", "start", "keystone").returncode == 1  # masked: not even by hand
         booted = svc_inside(lab, "oldctl", "boot", "keystone")
         assert booted.returncode == 0 and "started nothing" in booted.stderr, booted.stderr
-        events = journal_events(lab.dir / "journal")
+        events = journal_events(journal)
         disabled = next(json.loads(e["result"]) for e in events
                         if e["step"] == "network.old_units.disable" and e["kind"] == "done")
         assert disabled["disabled"] == [{"unit": "keystone", "before": "enabled", "actions": ["disable", "mask"]}]
-        res = tool(lab, "revert", "--journal", str(lab.dir / "journal"))
+        res = tool(lab, "revert", "--journal", str(journal))
         assert res.returncode == 0, res.stderr
         # revert: exactly what the run disabled is enabled again, the file has its bytes back
         assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "enabled"
@@ -377,11 +381,11 @@ def shared_lab(hostlab_snapshot, tmp_path_factory):
         yield running
 
 
-def _own_plan(lab: hostlab.Lab, directory: Path) -> Path:
-    """The lab's plan and key copied into *directory*: a run on the module's shared lab keeps its journal
-    there (beside the plan), not in the lab's."""
+def _own_plan(lab: hostlab.Lab, directory: Path, source: Path | None = None) -> Path:
+    """The lab's plan (*source*: another of its plans) and key copied into *directory*: a run on the
+    module's shared lab keeps its journal there (beside the plan), not in the lab's."""
     plan = directory / "plan.toml"
-    shutil.copyfile(lab.plan, plan)
+    shutil.copyfile(source or lab.plan, plan)
     shutil.copyfile(lab.dir / "dump.key", directory / "dump.key")
     (directory / "dump.key").chmod(0o600)
     return plan
@@ -565,9 +569,11 @@ def test_check_reports_an_address_already_on_the_new_controller(shared_lab):
 
 
 # ---------------------------------------------------------------------- keystone and glance
-def test_keystone_and_glance_upgrade_over_ssh_then_revert(lab):
+def test_keystone_and_glance_upgrade_over_ssh_then_revert(shared_lab, tmp_path):
     """glance 2025.2 serving on oldctl (images uploaded through its API at seeding) -> 2026.1 on newctl:
     images and their files carried over SSH, served through the management address; revert gives them back."""
+    lab = shared_lab
+    plan, journal = _own_plan(lab, tmp_path, lab.glance_plan), tmp_path / "journal"
     seed = lab.state["controller"]["seed"]
     assert len(seed["images"]) >= 2
     images = Path("glance") / "images"
@@ -575,7 +581,7 @@ def test_keystone_and_glance_upgrade_over_ssh_then_revert(lab):
     assert sorted(old_files) == sorted(i["id"] for i in seed["images"])  # written by glance on oldctl
     sums_before = {db: checksums(lab, "oldctl", db) for db in ("keystone", "glance")}
     assert_images_served(lab, seed)  # oldctl's glance, through the management address
-    res = tool(lab, "run", str(lab.glance_plan))
+    res = tool(lab, "run", str(plan))
     assert res.returncode == 0, res.stderr
     # the management address moved; a client on compute1 sees the same images through glance 2026.1
     assert vip_holders(lab) == ["newctl"] and who_answers(lab) == "newctl"
@@ -587,7 +593,7 @@ def test_keystone_and_glance_upgrade_over_ssh_then_revert(lab):
     # the old controller was only read: its image files and both its databases are as they were
     assert tree(lab.upper("oldctl", "varlib") / images) == old_files
     assert {db: checksums(lab, "oldctl", db) for db in ("keystone", "glance")} == sums_before
-    events = journal_events(lab.dir / "journal")
+    events = journal_events(journal)
     dones = [e["step"] for e in events if e["kind"] == "done"]
     assert [d for d in dones if d.startswith("keystone.")] == [f"keystone.{s}" for s in KEYSTONE_STEPS]
     assert {f"glance.{s}" for s in ("import_db", "upgrade_schema", "copy_images", "start_target", "verify")} \
@@ -596,7 +602,7 @@ def test_keystone_and_glance_upgrade_over_ssh_then_revert(lab):
     verified = next(json.loads(e["result"]) for e in events if e["step"] == "glance.verify" and e["kind"] == "done")
     assert verified["http_status"] == 200 and verified["url"].startswith(f"http://{lab.hosts['newctl']}:")
     # revert: oldctl serves glance again through the management address, nothing of it changed
-    res = tool(lab, "revert", "--journal", str(lab.dir / "journal"))
+    res = tool(lab, "revert", "--journal", str(journal))
     assert res.returncode == 0, res.stderr
     assert vip_holders(lab) == ["oldctl"] and who_answers(lab) == "oldctl"
     assert_images_served(lab, seed)
