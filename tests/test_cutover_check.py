@@ -66,7 +66,7 @@ def cloud_check_plan(tmp_path: Path, port: int, neutron: str, cinder: str) -> Pl
     return plan_mod.load(path)
 
 
-def test_agents_volumes_and_the_catalog_apis(keystone_lab, tmp_path):
+def test_agents_volumes_and_the_catalog_apis(keystone_lab, tmp_path, monkeypatch):
     """The other reporters of the check, in process against real MariaDB and a real keystone (the session's
     keystone lab: its catalog holds keystone's own endpoints): neutron agents and cinder-volume services whose
     heartbeats stay still are named at the timeout (a cinder-scheduler is not waited for), a refused token is
@@ -114,9 +114,20 @@ def test_agents_volumes_and_the_catalog_apis(keystone_lab, tmp_path):
         assert f"keystone {auth.auth_url}" in msg and "refused a token for admin" in msg and "HTTP 401" in msg, msg
         assert ADMIN_PASSWORD not in msg
 
-        beating = threading.Event()
+        beating, read = threading.Event(), threading.Event()
+        real_heartbeats = cloudcheck.heartbeats
 
-        def beat() -> None:  # what the agent and the volume service write every report_interval
+        def heartbeats(*args, **kwargs):  # the real read; tells the writer that the check has its before-values
+            try:
+                return real_heartbeats(*args, **kwargs)
+            finally:
+                read.set()
+
+        monkeypatch.setattr(cloudcheck, "heartbeats", heartbeats)
+
+        def beat() -> None:  # what the agent and the volume service write every report_interval, once the
+            # check has read the heartbeats it starts from (a loaded machine may start it late)
+            read.wait()
             while not beating.wait(0.2):
                 db.execute(f"UPDATE {neutron}.agents SET heartbeat_timestamp=UTC_TIMESTAMP()")
                 db.execute(f"UPDATE {cinder}.services SET updated_at=UTC_TIMESTAMP()")
@@ -127,6 +138,7 @@ def test_agents_volumes_and_the_catalog_apis(keystone_lab, tmp_path):
             result = cloudcheck.verify(ctx, replace(s, timeout=60))
         finally:
             beating.set()
+            read.set()  # a check that failed before its first read must not leave the writer waiting
             writer.join()
         assert set(result["reported"]) == {"neutron-openvswitch-agent on compute1", "cinder-volume on newctl@lvm"}
         assert result["reported"]["cinder-volume on newctl@lvm"]["before"] is None
