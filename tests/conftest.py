@@ -97,16 +97,19 @@ XDIST_GROUPS = {
     "test_lab.py": "lab-parts",
     "test_ha_lab.py": "halab",  # one HA lab for the module: its checks, the upgrade chain, then `down`
     "test_new_databases.py": "new-databases", "test_report.py": "report-pages",
-    "test_compute_upgrade.py": "novalab",  # one lab with real nova for the module
-    "test_cutover_check.py::test_silent_compute_named_then_resumed_after_a_kill_inside_the_check": "novalab",
+    "test_compute_upgrade.py": "novalab",  # one lab with real nova for the module (the cut-over check's too)
     # the services lab (stacks); the nova SLURP test builds its own
     **{f"test_services_upgrade.py::{name}": "svclab" for name in (
         "test_run_then_revert", "test_bad_jumps_are_refused_before_anything_runs",
         "test_service_not_installed_on_the_target_is_refused",
         "test_killed_while_two_services_overlap_mid_fixup_or_in_the_finishing_phase_resumes_exactly")},
-    # the one lab of the address moves (shared_lab)
-    "test_multihost.py::test_killed_during_the_ip_move_resume_then_revert": "hostlab-moves",
-    "test_multihost.py::test_target_that_is_the_old_controller_over_ssh_is_refused": "hostlab-moves",
+    # the module's one shared lab (shared_lab): the runs that end reverted, the refusals that change nothing
+    **{f"test_multihost.py::{name}": "hostlab-moves" for name in (
+        "test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted",
+        "test_unreachable_host_is_refused_before_anything_runs", "test_killed_during_the_ip_move_resume_then_revert",
+        "test_target_that_is_the_old_controller_over_ssh_is_refused", "test_address_managed_by_keepalived_is_refused",
+        "test_check_reports_an_address_already_on_the_new_controller",
+        "test_keystone_and_glance_upgrade_over_ssh_then_revert")},
     # the uninterrupted run the resumed runs are compared with (reference)
     "test_crash_resume_revert.py::test_killed_run_resumes_to_the_uninterrupted_end": "crash-reference",
     "test_crash_resume_revert.py::test_external_sigkill_mid_run_then_resume": "crash-reference",

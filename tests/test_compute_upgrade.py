@@ -1,4 +1,5 @@
-"""The rolling compute upgrade and nova's unpin, on the multi-host lab with real nova: nova-conductor,
+"""The rolling compute upgrade, nova's unpin and the run's post-cut-over check (``cloud.verify``: a silent
+compute named, a kill inside the check), on the multi-host lab with real nova: nova-conductor,
 placement and RabbitMQ of the target release on newctl, a real nova-compute (nova's fake virt driver)
 of the source release on each of two compute hosts (``scripts/lab/novalab.py``), driven by the real
 `upgrade` over SSH from the deploy host.
@@ -11,7 +12,10 @@ controller's nova database, as the tool reads them.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import json
+import re
 import shutil
 import signal
 import subprocess
@@ -206,6 +210,86 @@ def test_killed_inside_the_rolling_upgrade_resume_then_revert(nova_lab, tmp_path
     wait_versions(lab, {h: v[OLD] for h in COMPUTES})
     initial(lab)
     assert (services_checksum(lab), conf_hash(lab)) == start
+
+
+# ---------------------------------------------------------------------- the post-cut-over check, same lab
+#: the run's last step: it waits until the cloud reports to the new controller (``[cloud]``)
+STEP = "cloud.verify"
+
+
+def cloud_plan(lab, tmp_path: Path, timeout: int, leave_out: str) -> Path:
+    """The lab's plan of the compute hosts (computes left for later: restarted only) and nova-unpin, with
+    ``[cloud]``; *leave_out*: a compute host not in ``[[computes]]`` (the run does not restart it)."""
+    plan = _plan(lab, tmp_path, later=True)
+    text = plan.read_text()
+    text, n = re.subn(rf'\[\[computes\]\]\nname = "{leave_out}"\nhost = "[^"]+"\n\n', "", text)
+    assert n == 1, text
+    plan.write_text(text + f"\n[cloud]\ntimeout = {timeout}\n")
+    return plan
+
+
+def _when(stamp: str) -> datetime.datetime:
+    """A heartbeat as the step's result gives it (ISO, UTC as nova writes it)."""
+    return datetime.datetime.fromisoformat(stamp)
+
+
+def test_silent_compute_named_then_resumed_after_a_kill_inside_the_check(nova_lab, tmp_path):
+    """compute2's nova-compute stopped: the run's last step times out naming it (and only it), exit 1, the
+    run failed at that step and resumable; compute2 started, a resume killed inside the check, then resumed:
+    the run completes, the check done once, its result naming each compute with a heartbeat newer than the
+    one it had when the check began. The revert leaves the lab at its starting point."""
+    lab = nova_lab
+    initial(lab)
+    plan = cloud_plan(lab, tmp_path, timeout=10, leave_out="compute2")
+    journal = tmp_path / "journal"
+    timings: dict[str, float] = {}
+    unit(lab, "compute2", "stop", "nova-compute")
+    try:
+        t0 = time.monotonic()
+        res = _tool(lab, "run", str(plan))
+        timings["run (times out)"] = time.monotonic() - t0
+        assert res.returncode == 1, res.stderr
+        assert "nova-compute on compute2" in res.stderr, res.stderr
+        assert "nova-compute on compute1" not in res.stderr, res.stderr
+        assert "upgrade resume" in res.stderr, res.stderr
+        events = journal_events(journal)
+        assert [e["kind"] for e in events if e["step"] == STEP] == ["intent", "failed"]
+        dones = {e["step"] for e in events if e["kind"] == "done"}
+        assert {"compute.compute1.restart", "compute.compute1.verify"} <= dones
+        status = _tool(lab, "status", "--journal", str(journal))
+        assert "failed" in status.stdout and STEP in status.stdout, status.stdout
+    finally:
+        unit(lab, "compute2", "start", "nova-compute")
+
+    t0 = time.monotonic()
+    res = _tool(lab, "resume", "--journal", str(journal), failpoint=f"{STEP}:inside")
+    timings["resume (killed inside)"] = time.monotonic() - t0
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    t0 = time.monotonic()
+    res = _tool(lab, "resume", "--journal", str(journal))
+    timings["resume"] = time.monotonic() - t0
+    assert res.returncode == 0, res.stderr
+
+    events = journal_events(journal)
+    dones = [e for e in events if e["kind"] == "done"]
+    assert len({e["step"] for e in dones}) == len(dones)  # no committed step twice
+    assert dones[-1]["step"] == STEP  # the run's last step
+    result = json.loads(dones[-1]["result"])
+    reported = result["reported"]
+    assert set(reported) == {f"nova-compute on {h}" for h in COMPUTES}
+    for h in COMPUTES:
+        beat = reported[f"nova-compute on {h}"]
+        # newer than the one it had when the check began (none: its row was made anew by the restart)
+        assert beat["before"] is None or _when(beat["heartbeat"]) > _when(beat["before"])
+        assert heartbeat(lab, h) >= _when(beat["heartbeat"])  # what the new controller's database holds
+    assert result["apis"] == []  # the plan names no auth_url
+
+    t0 = time.monotonic()
+    res = _tool(lab, "revert", "--journal", str(journal))
+    timings["revert"] = time.monotonic() - t0
+    assert res.returncode == 0, res.stderr
+    initial(lab)
+    print(f"cloud check test: {({k: round(v, 1) for k, v in timings.items()})}")
 
 
 def test_lab_timings_reported(nova_lab):

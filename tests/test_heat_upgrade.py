@@ -43,6 +43,9 @@ class HeatLab:
         seed = self.state["seed"]
         self.clouds = heatlab.write_clouds(directory / "clouds.yaml", summary["keystone_url"], seed["demo_user"],
                                            seed["demo_password"], seed["demo_project"])
+        #: each release's client, kept running for the module
+        self.clients = {side: heatlab.Client(DEFAULT_VENV_ROOT / self.state[side]["release"], self.clouds)
+                        for side in ("old", "new")}
 
     def root(self, side: str) -> Path:
         return Path(self.state[side]["root"])
@@ -52,7 +55,7 @@ class HeatLab:
 
     def client(self, side: str, *args: str) -> Any:
         """The real client of *side*'s release, as the demo user, through the catalog."""
-        return heatlab.openstack(DEFAULT_VENV_ROOT / self.state[side]["release"], self.clouds, *args)
+        return self.clients[side](*args)
 
     def heat_sums(self, side: str) -> dict[str, Any]:
         return {t: v for t, v in self.db(side).checksums("heat").items() if t not in VOLATILE}
@@ -75,9 +78,14 @@ def heat_lab(tmp_path_factory: pytest.TempPathFactory):
         summary = lab_cli.up(directory, OLD, NEW, DEFAULT_VENV_ROOT, SERVICES)
     except LabError as exc:
         require(False, f"the heat lab did not come up: {exc}")
+    lab = None
     try:
-        yield HeatLab(directory, summary)
+        lab = HeatLab(directory, summary)
+        yield lab
     finally:
+        if lab is not None:
+            for client in lab.clients.values():
+                client.close()
         lab_cli.down(directory)
 
 

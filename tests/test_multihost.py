@@ -3,8 +3,10 @@ controller, and the real `upgrade` running in the deploy host as a subprocess, o
 
 Assertions read each host's overlay upper directories and databases directly (from outside the
 hosts), and watch the management address from a compute host, as a client would.
-Every test makes its own lab from one seeded snapshot (a few seconds) and removes it, whatever
-happens. Needs root; under CI a missing part fails instead of skipping.
+A test that leaves its lab changed makes its own from one seeded snapshot (a few seconds) and removes it,
+whatever happens; the others share the module's one lab (``shared_lab``, one xdist group), each leaving it
+as it found it (its run reverted, what it added taken away). Needs root; under CI a missing part fails
+instead of skipping.
 """
 
 from __future__ import annotations
@@ -198,10 +200,12 @@ def assert_images_served(lab: hostlab.Lab, seed: dict) -> None:
 
 
 # ---------------------------------------------------------------------- the full run
-def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tmp_path):
+def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(shared_lab, tmp_path):
     """keystone upgraded over SSH, checked on both hosts' files, databases and the journal, while a client on
     compute1 polls the management address through run and revert (one lab, one run: the full run's
     checks and the switchover's)."""
+    lab = shared_lab
+    plan, journal = _own_plan(lab, tmp_path), tmp_path / "journal"
     seed = lab.state["controller"]["seed"]
     source_before = checksums(lab, "oldctl")
     old_etc_before = tree(lab.upper("oldctl") / "keystone")
@@ -223,7 +227,7 @@ def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tm
     assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "enabled"
     try:
         wait_for("a first answer", lambda: out.exists() and out.read_text().strip())
-        res = tool(lab, "run", str(lab.plan))
+        res = tool(lab, "run", str(plan))
         assert res.returncode == 0, res.stderr
         after_run = out.read_text().split("\n")
         # newctl's /etc/keystone, as written through SSH, read from its overlay upper directory
@@ -250,7 +254,7 @@ def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tm
         assert keystone_token(lab, "compute1", "demo", seed["demo_password"], "demo") == 201
         assert (lab.upper("newctl", "varlog") / "keystone/keystone-api.out").exists()
         # the journal: every step in order, the copy verified per file
-        events = journal_events(lab.dir / "journal")
+        events = journal_events(journal)
         dones = [e["step"] for e in events if e["kind"] == "done"]
         head = len(KEYSTONE_STEPS) + len(NETWORK_STEPS)
         assert dones[:head] == [f"keystone.{s}" for s in KEYSTONE_STEPS] + NETWORK_STEPS
@@ -264,7 +268,7 @@ def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tm
         check = next(json.loads(e["result"]) for e in events
                      if e["step"] == "network.management.check" and e["kind"] == "done")
         assert check["mac"] == lab.mac("newctl")
-        st = tool(lab, "status", "--journal", str(lab.dir / "journal"), "-f", "json")
+        st = tool(lab, "status", "--journal", str(journal), "-f", "json")
         machines = {s["service"]: s for s in json.loads(st.stdout)["services"]}
         assert machines["network"]["last_step"] == "network.old_units.disable", machines
         # the reported window reaches the end of the address move: the clients waited for it (the cut-over)
@@ -284,11 +288,11 @@ def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tm
         assert svc_inside(lab, "oldctl", "start", "keystone").returncode == 1  # masked: not even by hand
         booted = svc_inside(lab, "oldctl", "boot", "keystone")
         assert booted.returncode == 0 and "started nothing" in booted.stderr, booted.stderr
-        events = journal_events(lab.dir / "journal")
+        events = journal_events(journal)
         disabled = next(json.loads(e["result"]) for e in events
                         if e["step"] == "network.old_units.disable" and e["kind"] == "done")
         assert disabled["disabled"] == [{"unit": "keystone", "before": "enabled", "actions": ["disable", "mask"]}]
-        res = tool(lab, "revert", "--journal", str(lab.dir / "journal"))
+        res = tool(lab, "revert", "--journal", str(journal))
         assert res.returncode == 0, res.stderr
         # revert: exactly what the run disabled is enabled again, the file has its bytes back
         assert svc_inside(lab, "oldctl", "is-enabled", "keystone").stdout.strip() == "enabled"
@@ -310,32 +314,19 @@ def test_keystone_upgrade_over_ssh_seen_from_a_compute_host_and_reverted(lab, tm
 
 
 # ---------------------------------------------------------------------- faults
-def test_unreachable_host_is_refused_before_anything_runs(lab):
+def test_unreachable_host_is_refused_before_anything_runs(shared_lab, tmp_path):
+    """On the module's one lab (nothing changes): newctl's sshd dead, the run refused; sshd started again."""
+    lab = shared_lab
+    plan = _own_plan(lab, tmp_path)
     lab.kill_sshd("newctl")
-    res = tool(lab, "run", str(lab.plan))
+    try:
+        res = tool(lab, "run", str(plan))
+    finally:
+        lab.start_sshd("newctl")
     assert res.returncode == 2, res.stderr
     assert "target:newctl" in res.stderr and "198.51.100.12" in res.stderr and "Connection refused" in res.stderr
     assert "nothing was changed" in res.stderr
-    assert not (lab.dir / "journal" / "journal.db").exists() or not journal_events(lab.dir / "journal")
-
-
-def test_old_controller_sshd_killed_mid_run_then_resume(lab):
-    journal = lab.dir / "journal"
-    proc = start_tool(lab, "run", str(lab.plan))
-    try:
-        wait_for("keystone.stop_target", lambda: intent_seen(journal, "keystone.stop_target"), proc=proc)
-        assert lab.kill_sshd("oldctl")
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err
-    assert "source:oldctl" in err and "198.51.100.11" in err and "over SSH" in err, err
-    assert "upgrade resume" in err
-    lab.start_sshd("oldctl")
-    res = tool(lab, "resume", "--journal", str(journal))
-    assert res.returncode == 0, res.stderr
-    assert heads(lab, "newctl") == HEADS_NEW and vip_holders(lab) == ["newctl"]
+    assert not (tmp_path / "journal" / "journal.db").exists() or not journal_events(tmp_path / "journal")
 
 
 def _import_process(lab: hostlab.Lab) -> bool:
@@ -354,9 +345,26 @@ def _import_process(lab: hostlab.Lab) -> bool:
     return False
 
 
-def test_new_controller_link_down_mid_import_then_resume(lab):
+def test_old_controller_sshd_killed_then_new_controller_link_down_mid_import_each_resumed(lab):
+    """Two network faults in one run, chained: oldctl's sshd killed as keystone.stop_target begins (the run
+    fails naming the host and `upgrade resume`); sshd back, the resume loses newctl's link while the import
+    streams into it (it fails in keystone.dump_source naming newctl); the link back, the last resume ends
+    the upgrade."""
     journal = lab.dir / "journal"
     proc = start_tool(lab, "run", str(lab.plan))
+    try:
+        wait_for("keystone.stop_target", lambda: intent_seen(journal, "keystone.stop_target"), proc=proc)
+        assert lab.kill_sshd("oldctl")
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "source:oldctl" in err and "198.51.100.11" in err and "over SSH" in err, err
+    assert "upgrade resume" in err
+    assert not intent_seen(journal, "keystone.dump_source")  # the next fault comes in the resume
+    lab.start_sshd("oldctl")
+    proc = start_tool(lab, "resume", "--journal", str(journal))
     try:
         # the import streams from the dump as it is vaulted: it runs inside keystone.dump_source
         wait_for("keystone.dump_source", lambda: intent_seen(journal, "keystone.dump_source"), proc=proc)
@@ -380,6 +388,16 @@ def shared_lab(hostlab_snapshot, tmp_path_factory):
         yield running
 
 
+def _own_plan(lab: hostlab.Lab, directory: Path, source: Path | None = None) -> Path:
+    """The lab's plan (*source*: another of its plans) and key copied into *directory*: a run on the
+    module's shared lab keeps its journal there (beside the plan), not in the lab's."""
+    plan = directory / "plan.toml"
+    shutil.copyfile(source or lab.plan, plan)
+    shutil.copyfile(lab.dir / "dump.key", directory / "dump.key")
+    (directory / "dump.key").chmod(0o600)
+    return plan
+
+
 #: the IP move's kill points in the order the move reaches them: one chained schedule (each resume killed at
 #: the next point) keeps every point and recovers from each, with one run and one revert
 MOVE_KILLS = ["network.management.remove_old:inside", "network.management.persist:inside",
@@ -394,10 +412,7 @@ def test_killed_during_the_ip_move_resume_then_revert(shared_lab, tmp_path):
     """
     lab = shared_lab
     journal = tmp_path / "journal"
-    plan = tmp_path / "plan.toml"
-    shutil.copyfile(lab.plan, plan)
-    shutil.copyfile(lab.dir / "dump.key", tmp_path / "dump.key")
-    (tmp_path / "dump.key").chmod(0o600)
+    plan = _own_plan(lab, tmp_path)
     write_inside(lab, "oldctl", "/etc/network/interfaces", INTERFACES)
     args: tuple[str, ...] = ("run", str(plan))
     for point in MOVE_KILLS:
@@ -463,10 +478,7 @@ def test_address_managed_by_keepalived_is_refused(shared_lab, tmp_path):
     """keepalived's config naming the management address, then a running keepalived: `check` and `run`
     refuse (exit 2) naming the file or the daemon; nothing changes on either controller."""
     lab = shared_lab
-    shutil.copyfile(lab.dir / "dump.key", tmp_path / "dump.key")
-    (tmp_path / "dump.key").chmod(0o600)
-    plan = tmp_path / "plan.toml"
-    shutil.copyfile(lab.plan, plan)
+    plan = _own_plan(lab, tmp_path)
     conf = "/etc/keepalived/keepalived.conf"
     write_inside(lab, "oldctl", conf, f"vrrp_instance VI_1 {{\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
                  .encode())
@@ -545,9 +557,11 @@ def test_twenty_computes_in_parallel_one_broken_alone(lab20):
     assert ok.returncode == 0, ok.stderr
 
 
-def test_check_reports_an_address_already_on_the_new_controller(lab):
+def test_check_reports_an_address_already_on_the_new_controller(shared_lab):
     """`upgrade check` reads the addresses on both controllers over SSH: on the old one is right,
-    on the new one too is a failure (exit 2) naming the address and the host."""
+    on the new one too is a failure (exit 2) naming the address and the host. (On the module's one lab:
+    `check` changes nothing, the address it adds is taken away again.)"""
+    lab = shared_lab
     res = tool(lab, "check", str(lab.plan))
     assert "address management" in res.stdout and f"{VIP}/24 on" in res.stdout, res.stdout
     assert res.returncode in (0, 1), res.stdout
@@ -562,9 +576,11 @@ def test_check_reports_an_address_already_on_the_new_controller(lab):
 
 
 # ---------------------------------------------------------------------- keystone and glance
-def test_keystone_and_glance_upgrade_over_ssh_then_revert(lab):
+def test_keystone_and_glance_upgrade_over_ssh_then_revert(shared_lab, tmp_path):
     """glance 2025.2 serving on oldctl (images uploaded through its API at seeding) -> 2026.1 on newctl:
     images and their files carried over SSH, served through the management address; revert gives them back."""
+    lab = shared_lab
+    plan, journal = _own_plan(lab, tmp_path, lab.glance_plan), tmp_path / "journal"
     seed = lab.state["controller"]["seed"]
     assert len(seed["images"]) >= 2
     images = Path("glance") / "images"
@@ -572,7 +588,7 @@ def test_keystone_and_glance_upgrade_over_ssh_then_revert(lab):
     assert sorted(old_files) == sorted(i["id"] for i in seed["images"])  # written by glance on oldctl
     sums_before = {db: checksums(lab, "oldctl", db) for db in ("keystone", "glance")}
     assert_images_served(lab, seed)  # oldctl's glance, through the management address
-    res = tool(lab, "run", str(lab.glance_plan))
+    res = tool(lab, "run", str(plan))
     assert res.returncode == 0, res.stderr
     # the management address moved; a client on compute1 sees the same images through glance 2026.1
     assert vip_holders(lab) == ["newctl"] and who_answers(lab) == "newctl"
@@ -584,7 +600,7 @@ def test_keystone_and_glance_upgrade_over_ssh_then_revert(lab):
     # the old controller was only read: its image files and both its databases are as they were
     assert tree(lab.upper("oldctl", "varlib") / images) == old_files
     assert {db: checksums(lab, "oldctl", db) for db in ("keystone", "glance")} == sums_before
-    events = journal_events(lab.dir / "journal")
+    events = journal_events(journal)
     dones = [e["step"] for e in events if e["kind"] == "done"]
     assert [d for d in dones if d.startswith("keystone.")] == [f"keystone.{s}" for s in KEYSTONE_STEPS]
     assert {f"glance.{s}" for s in ("import_db", "upgrade_schema", "copy_images", "start_target", "verify")} \
@@ -593,7 +609,7 @@ def test_keystone_and_glance_upgrade_over_ssh_then_revert(lab):
     verified = next(json.loads(e["result"]) for e in events if e["step"] == "glance.verify" and e["kind"] == "done")
     assert verified["http_status"] == 200 and verified["url"].startswith(f"http://{lab.hosts['newctl']}:")
     # revert: oldctl serves glance again through the management address, nothing of it changed
-    res = tool(lab, "revert", "--journal", str(lab.dir / "journal"))
+    res = tool(lab, "revert", "--journal", str(journal))
     assert res.returncode == 0, res.stderr
     assert vip_holders(lab) == ["oldctl"] and who_answers(lab) == "oldctl"
     assert_images_served(lab, seed)

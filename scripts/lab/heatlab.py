@@ -349,16 +349,29 @@ outputs:
 """
 
 
+#: the one cloud of the clouds.yaml :func:`write_clouds` makes
+CLOUD = "lab"
+
+
 def write_clouds(path: Path, keystone_url: str, user: str, password: str, project: str) -> Path:
     """A 0600 clouds.yaml with one cloud ``lab`` for *user* in *project*: the password reaches the
     client through this file, never its argv or environment."""
-    return osclient.write_clouds(path, keystone_url, {"lab": (user, password, project)})
+    return osclient.write_clouds(path, keystone_url, {CLOUD: (user, password, project)})
 
 
-def openstack(venv: Path, clouds: Path, *args: str) -> Any:
+class Client:
     """``openstack ARGS -f json`` of *venv* (python-openstackclient with heatclient) as the clouds.yaml's
-    user; its JSON answer, or LabError with the client's own message."""
-    return osclient.openstack(venv, clouds, "lab", *args)
+    user: its JSON answer, or LabError with the client's own message. One client process kept running
+    (``osclient.Shell``: the client's 2-3 s of imports paid once, not per command); :meth:`close` ends it."""
+
+    def __init__(self, venv: Path, clouds: Path) -> None:
+        self.shell = osclient.Shell(venv, clouds)
+
+    def __call__(self, *args: str) -> Any:
+        return self.shell(CLOUD, *args)
+
+    def close(self) -> None:
+        self.shell.close()
 
 
 def stack_view(stack: dict[str, Any]) -> dict[str, Any]:

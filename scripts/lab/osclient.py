@@ -2,11 +2,11 @@
 release venv, its credentials in a 0600 clouds.yaml (never on its argv or in its environment: the
 environment names the file and the cloud only).
 
-Two ways to run it. :func:`openstack`: one ``openstack`` process per command, as a user types it (the heat
-lab, ``scripts.lab.heatlab``). :class:`Shell`: one process per cloud kept running
-(``scripts.lab.osclient_driver``: the same ``OpenStackShell().run(argv)`` per command, the client's
-imports paid once), for the Grenade-style resources (``scripts.lab.grenade``) that ask a hundred commands
-of a lab: a command then costs its API round-trips, not 2-3 s of CPU.
+Two ways to run it. :func:`openstack`: one ``openstack`` process per command, as a user types it.
+:class:`Shell`: one process per cloud kept running (``scripts.lab.osclient_driver``: the same
+``OpenStackShell().run(argv)`` per command, the client's imports paid once), for the Grenade-style
+resources (``scripts.lab.grenade``) that ask a hundred commands of a lab and the heat lab's stacks
+(``scripts.lab.heatlab``): a command then costs its API round-trips, not 2-3 s of CPU.
 """
 
 from __future__ import annotations
