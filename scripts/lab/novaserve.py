@@ -92,6 +92,9 @@ class Settings:
     #: ``rabbitmq-server``, on ``mq_port`` of every controller, behind the VIP for the compute hosts)
     broker: str = BROKER
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "front", tuple(self.front))  # read back from the lab's JSON state: a list
+
     @classmethod
     def new(cls, keystone_port: int, placement_port: int, api_port: int, mq_port: int) -> Settings:
         return cls(keystone_port, placement_port, api_port, mq_port, secrets.token_urlsafe(12),
