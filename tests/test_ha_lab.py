@@ -50,6 +50,7 @@ from scripts.lab.hagalera import PROVIDER
 from tests.conftest import require
 from tests.test_multihost import journal_events, tool, wait_for
 from upgrade import plan as plan_mod
+from upgrade import window
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -651,6 +652,11 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     _nova_serving(lab, lab.new, lab.old)
     assert lab.vip_check(COMPUTE)["amqp_cluster"] == "osu-new"
     [moved] = [e["ts"] for e in _events(lab) if e["step"] == "ha.vip.check" and e["kind"] == "done"]
+    # the window the tool reports lasts until the VIP answers from the new side (the cut-over), not only
+    # until the first new member verified its services
+    win = json.loads(tool(lab, "status", "--journal", str(journal), "-f", "json").stdout)["window"]
+    cut = next(r for r in win["services"] if r["service"] == "cutover")
+    assert cut["closed_by"] == "verified" and cut["end"] == win["total"]["end"] == window.stamp(moved), win
     _reports_since(lab, token, moved)
     assert _active_on_compute(lab, token) == [server]
     assert _running_on_compute(lab, token, server) == {"state": "running", "actions": ["create"]}
