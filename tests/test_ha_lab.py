@@ -3,20 +3,23 @@ sees it, then upgraded, resumed after kills and reverted by the real tool, then 
 
 Real parts only: network namespaces with sshd, three MariaDB Galera nodes per side (Debian's
 galera-4), a RabbitMQ cluster per side, keepalived holding the VIP by VRRP, HAProxy in front of the
-database, keystone, glance, placement, nova's API and AMQP, keystone, glance, placement and nova (API,
-conductor, scheduler) of the old release serving from the cluster on all three old controllers (glance's
-images on a store every controller of a side shares), a real nova-compute (nova's fake driver) on the
-compute host. The checks run from a compute host (the VIP is all it knows) and read each node's own view
+database, keystone, glance, placement, nova's API, neutron-server, cinder-api and AMQP, keystone, glance,
+placement, nova (API, conductor, scheduler), neutron (server, RPC server) and cinder (API, scheduler, volume on
+the fake driver) of the old release serving from the cluster on all three old controllers (glance's images on
+a store every controller of a side shares), a real nova-compute (nova's fake driver) on the compute host.
+The checks run from a compute host (the VIP is all it knows) and read each node's own view
 of its cluster.
 
-The upgrade (`upgrade run`, `resume`, `revert` of the lab's HA plan: keystone, glance, placement and nova)
+The upgrade (`upgrade run`, `resume`, `revert` of the lab's HA plan: keystone, glance, placement, nova, neutron
+and cinder)
 runs where an operator would (the deploy host), killed by SIGKILL (the fail points of
 statemachine/failpoints.py) inside the import into one new Galera node and inside the VIP move, resumed each
 time; then keystone and glance answer through the VIP from every new controller with the old data (the
-images' bytes as uploaded), identical on the three new nodes; the server booted before the run through nova's
-API on the VIP (ACTIVE on the compute host) is still ACTIVE there as the new side's nova sees it through the
-VIP, its driver answering the new side's RPC, and a new server boots; then revert: all through the VIP from
-the old controllers again, the first server there, the old cluster's keystone and glance tables unchanged
+images' bytes as uploaded), identical on the three new nodes; the network, the volume (and its snapshot) and
+the server (ACTIVE on the compute host) made before the run by the real python-openstackclient through the
+VIP are shown by it as made, the server's driver answering the new side's RPC, new ones of each are made and
+deleted and another server boots; then revert: all through the VIP from the old controllers again, the
+client shows the first three as made, the old cluster's keystone and glance tables unchanged
 (CHECKSUM TABLE on each old node). Faults on the way: an old node down
 before the run (`upgrade check` warns naming it, the run reads the working node), a new node down after
 the import (the resume fails naming it; resumed again once it rejoined).
