@@ -176,7 +176,7 @@ def nova(p: dict[str, Any]) -> dict[str, Any]:
 
 def nova_serve(p: dict[str, Any]) -> dict[str, Any]:
     """Placement's and nova's units on this controller (its tree built here or copied from the first; no
-    metadata API: the lab's servers have no network), then both APIs waited for on the VIP."""
+    metadata API: the lab's servers boot with no network), then both APIs waited for on the VIP."""
     names = [u for u in novahost.unit_names(novaserve.Settings(**p["nova"])) if "metadata" not in u]
     units.start_all(ROOT, names)
     for name, port, _, check in APIS:

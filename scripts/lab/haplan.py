@@ -32,7 +32,7 @@ ROLES = ["db", "mq", "api"]
 #: what the lab's HA plan upgrades (the whole catalog the lab seeds)
 SERVICES = ("keystone", "glance", "placement", "nova", "neutron", "cinder")
 #: nova's units on every controller (no broker of its own: nova's RPC is the side's RabbitMQ cluster on the VIP;
-#: no metadata API: the lab's servers have no network)
+#: no metadata API: the lab's servers boot with no network)
 NOVA_UNITS = ["nova-api", "nova-conductor", "nova-scheduler"]
 #: how the plan starts and stops keepalived and HAProxy on a lab controller
 VIP_CONTROL = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.havipctl", "{action}", "{unit}"]
