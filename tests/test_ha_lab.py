@@ -3,20 +3,23 @@ sees it, then upgraded, resumed after kills and reverted by the real tool, then 
 
 Real parts only: network namespaces with sshd, three MariaDB Galera nodes per side (Debian's
 galera-4), a RabbitMQ cluster per side, keepalived holding the VIP by VRRP, HAProxy in front of the
-database, keystone, glance, placement, nova's API and AMQP, keystone, glance, placement and nova (API,
-conductor, scheduler) of the old release serving from the cluster on all three old controllers (glance's
-images on a store every controller of a side shares), a real nova-compute (nova's fake driver) on the
-compute host. The checks run from a compute host (the VIP is all it knows) and read each node's own view
+database, keystone, glance, placement, nova's API, neutron-server, cinder-api and AMQP, keystone, glance,
+placement, nova (API, conductor, scheduler), neutron (server, RPC server) and cinder (API, scheduler, volume on
+the fake driver) of the old release serving from the cluster on all three old controllers (glance's images on
+a store every controller of a side shares), a real nova-compute (nova's fake driver) on the compute host.
+The checks run from a compute host (the VIP is all it knows) and read each node's own view
 of its cluster.
 
-The upgrade (`upgrade run`, `resume`, `revert` of the lab's HA plan: keystone, glance, placement and nova)
+The upgrade (`upgrade run`, `resume`, `revert` of the lab's HA plan: keystone, glance, placement, nova, neutron
+and cinder)
 runs where an operator would (the deploy host), killed by SIGKILL (the fail points of
 statemachine/failpoints.py) inside the import into one new Galera node and inside the VIP move, resumed each
 time; then keystone and glance answer through the VIP from every new controller with the old data (the
-images' bytes as uploaded), identical on the three new nodes; the server booted before the run through nova's
-API on the VIP (ACTIVE on the compute host) is still ACTIVE there as the new side's nova sees it through the
-VIP, its driver answering the new side's RPC, and a new server boots; then revert: all through the VIP from
-the old controllers again, the first server there, the old cluster's keystone and glance tables unchanged
+images' bytes as uploaded), identical on the three new nodes; the network, the volume (and its snapshot) and
+the server (ACTIVE on the compute host) made before the run by the real python-openstackclient through the
+VIP are shown by it as made, the server's driver answering the new side's RPC, new ones of each are made and
+deleted and another server boots; then revert: all through the VIP from the old controllers again, the
+client shows the first three as made, the old cluster's keystone and glance tables unchanged
 (CHECKSUM TABLE on each old node). Faults on the way: an old node down
 before the run (`upgrade check` warns naming it, the run reads the working node), a new node down after
 the import (the resume fails naming it; resumed again once it rejoined).
@@ -43,7 +46,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from scripts.lab import fullstack, netns
+from scripts.lab import fullstack, grenade, grenade_netvol, netns, netvolhost, osclient
 from scripts.lab import ha as halab
 from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.hagalera import PROVIDER
@@ -59,6 +62,11 @@ VIP = halab.VIP
 COMPUTE = "compute1"
 #: placement's and nova's processes on a controller that serves them
 NOVA_PROGRAMS = ("placement_wsgi.py", "nova_wsgi.py", "bin/nova-conductor", "bin/nova-scheduler")
+#: neutron's and cinder's (scripts.lab.netvolhost's units)
+NETVOL_PROGRAMS = ("netvol_wsgi.py neutron", "neutron-rpc-server", "netvol_wsgi.py cinder", "cinder-scheduler",
+                   "cinder-volume")
+#: what a compute host sees on the VIP of a serving side (scripts.lab.ha.HaLab.vip_check), but the holder and AMQP
+APIS_UP = {"keystone": True, "glance": True, "placement": True, "nova": True, "neutron": True, "cinder": True}
 
 
 def _requirements() -> None:
@@ -191,8 +199,7 @@ def _check_rabbit_cluster(lab: halab.HaLab) -> None:
     nodes = [f"rabbit@{h}" for h in lab.old]
     for host in lab.old:
         assert lab.mq_nodes(host) == nodes, host
-    assert halab.status(lab.dir)["from_compute"] == {"host": COMPUTE, "holder": "oldctl1", "keystone": True,
-                                                     "glance": True, "placement": True, "nova": True,
+    assert halab.status(lab.dir)["from_compute"] == {"host": COMPUTE, "holder": "oldctl1", **APIS_UP,
                                                      "amqp_cluster": "osu-old"}
 
 
@@ -217,8 +224,7 @@ def _check_failover(lab: halab.HaLab, holder: str) -> None:
     _watch_vip_move(lab, "oldctl2")
     status, headers, _ = _curl(lab, [f"http://{VIP}:5000/v3"])
     assert status == 200 and headers["x-lab-haproxy"] == "oldctl2"
-    assert lab.vip_check(COMPUTE) == {"holder": "oldctl2", "keystone": True, "glance": True, "placement": True,
-                                      "nova": True, "amqp_cluster": "osu-old"}
+    assert lab.vip_check(COMPUTE) == {"holder": "oldctl2", **APIS_UP, "amqp_cluster": "osu-old"}
     lab.vip(holder, ("keepalived",))
     _watch_vip_move(lab, holder)
 
@@ -234,8 +240,11 @@ def _check_new_side(lab: halab.HaLab, old_uuid: str) -> None:
         assert (lab.upper(host) / "keystone" / "keystone.conf").is_file(), host
         assert f"({NEW})" in (lab.upper(host) / "glance" / "glance-api.conf").read_text(), host
         assert f"({NEW})" in (lab.upper(host) / "nova" / "nova.conf").read_text(), host
+        for conf in ("neutron/neutron.conf", "cinder/cinder.conf"):
+            assert f"({NEW})" in (lab.upper(host) / conf).read_text(), (host, conf)
+        assert "host = new-ctl" in (lab.upper(host) / "cinder-host.conf").read_text(), host
         running = " ".join(lab.processes(host).values())
-        for program in ("ks_wsgi.py", "glance-api", *NOVA_PROGRAMS, "keepalived", "haproxy"):
+        for program in ("ks_wsgi.py", "glance-api", *NOVA_PROGRAMS, *NETVOL_PROGRAMS, "keepalived", "haproxy"):
             assert program not in running, (host, program)
         assert lab.mq_nodes(host) == [f"rabbit@{h}" for h in lab.new], host  # running: nova's RPC once the VIP moves
         images = lab.inside(host, ["ls", "-A", "/var/lib/glance/images"])  # a store of its own, empty
@@ -254,13 +263,14 @@ def _check_plan(lab: halab.HaLab) -> None:
         assert [m.name for m in group.members] == names
         assert [m.host.url for m in group.members] == [f"ssh://root@{lab.hosts[h]}" for h in names]
         assert (group.vip.address, group.vip.owner) == (f"{VIP}/24", "keepalived")
-    assert plan.services == ("keystone", "glance", "placement", "nova"), plan.services
+    assert plan.services == ("keystone", "glance", "placement", "nova", "neutron", "cinder"), plan.services
     res = tool(lab, "plan", str(lab.plan))
     assert res.returncode == 0, res.stderr
     assert "  group: oldctl1 ssh://root@198.51.100.31 (db, mq, api)" in res.stdout
     for step in ("ha.oldctl3.glance.stop_source", "glance.copy_images", "ha.newctl3.glance.start_target",
                  "ha.oldctl2.nova.stop_source", "nova.upgrade_schema", "ha.newctl3.placement.start_target",
-                 "ha.newctl3.nova.start_target", "ha.vip.start_new"):
+                 "ha.newctl3.nova.start_target", "ha.oldctl2.neutron.stop_source", "ha.newctl3.neutron.start_target",
+                 "ha.oldctl3.cinder.stop_source", "ha.newctl2.cinder.start_target", "ha.vip.start_new"):
         assert step in res.stdout, step
     pacemaker = lab.dir / "pacemaker-plan.toml"
     text = lab.plan.read_text()
@@ -309,8 +319,8 @@ def test_ha_lab_serves_through_the_vip_from_one_cluster(lab: halab.HaLab) -> Non
     _check_plan(lab)
     for host in lab.old:
         running = " ".join(lab.processes(host).values())
-        for program in ("mariadbd", "keepalived", "haproxy", "ks_wsgi.py", "glance-api", *NOVA_PROGRAMS, "beam.smp",
-                        "epmd", "sshd"):
+        for program in ("mariadbd", "keepalived", "haproxy", "ks_wsgi.py", "glance-api", *NOVA_PROGRAMS,
+                        *NETVOL_PROGRAMS, "beam.smp", "epmd", "sshd"):
             assert program in running, (host, program)
     assert "bin/nova-compute" in _running(lab, COMPUTE)
 
@@ -405,9 +415,8 @@ def _glance_through_vip(lab: halab.HaLab, token: str, side: list[str]) -> None:
 def _compute(lab: halab.HaLab, token: str, method: str, path: str, body: dict | None = None,
              timeout: int = 10) -> tuple[int, dict]:
     """nova's compute API through HAProxy on the VIP, from the compute host (microversion 2.79): status, body.
-    The servers' own views (show, detail) and their delete ask neutron's API, which this lab does not serve;
-    the basic list with its filters, the instance actions and the diagnostics (an RPC to the compute host)
-    ask only nova."""
+    What the client does not show: the list filtered by host across projects, the instance actions and the
+    diagnostics (an RPC to the compute host's driver)."""
     args = ["-X", method, "-H", "@-", *(["-H", "Content-Type: application/json", "-d", json.dumps(body)] if body
                                        else [])]
     status, _, text = _curl(lab, [*args, f"http://{VIP}:8774/v2.1{path}"],
@@ -420,26 +429,6 @@ def _active_on_compute(lab: halab.HaLab, token: str) -> list[str]:
     status, body = _compute(lab, token, "GET", f"/servers?all_tenants=1&status=ACTIVE&host={COMPUTE}")
     assert status == 200, body
     return sorted(s["id"] for s in body["servers"])
-
-
-def _boot(lab: halab.HaLab, token: str, name: str) -> str:
-    """A server booted through the VIP (the lab's first image, the lab's flavor, no network), until nova lists
-    it ACTIVE on the compute host; its id."""
-    flavors = _compute(lab, token, "GET", "/flavors?is_public=None")[1]["flavors"]
-    flavor = next((f["id"] for f in flavors if f["name"] == "ha-tiny"), None)
-    if flavor is None:
-        status, body = _compute(lab, token, "POST", "/flavors", {"flavor": {"name": "ha-tiny", "ram": 64, "vcpus": 1,
-                                                                           "disk": 1}})
-        assert status == 200, body
-        flavor = body["flavor"]["id"]
-    image = lab.state["controller"]["images"][0]["id"]
-    status, body = _compute(lab, token, "POST", "/servers", {"server": {
-        "name": name, "imageRef": image, "flavorRef": flavor, "networks": "none"}})
-    assert status == 202, body
-    server = body["server"]["id"]
-    wait_for(f"server {name} ACTIVE on {COMPUTE}", lambda: server in _active_on_compute(lab, token), timeout=180,
-             interval=1)
-    return server
 
 
 def _reports_since(lab: halab.HaLab, token: str, since: float) -> str:
@@ -467,15 +456,45 @@ def _running_on_compute(lab: halab.HaLab, token: str, server: str) -> dict:
     return {"state": diagnostics["state"], "actions": sorted(a["action"] for a in body["instanceActions"])}
 
 def _nova_serving(lab: halab.HaLab, side: list[str], other: list[str]) -> None:
-    """Placement and nova run on every controller of *side*, on none of *other*; both answer on the VIP."""
+    """Placement, nova, neutron and cinder run on every controller of *side*, on none of *other*; their APIs
+    answer on the VIP."""
     for host in side:
         running = _running(lab, host)
-        assert all(p in running for p in NOVA_PROGRAMS), (host, running)
+        assert all(p in running for p in (*NOVA_PROGRAMS, *NETVOL_PROGRAMS)), (host, running)
     for host in other:
         running = _running(lab, host)
-        assert not any(p in running for p in NOVA_PROGRAMS), (host, running)
+        assert not any(p in running for p in (*NOVA_PROGRAMS, *NETVOL_PROGRAMS)), (host, running)
     seen = lab.vip_check(COMPUTE)
-    assert seen["placement"] and seen["nova"], seen
+    assert seen["placement"] and seen["nova"] and seen["neutron"] and seen["cinder"], seen
+
+
+def _cloud(lab: halab.HaLab) -> grenade.Cloud:
+    """The real python-openstackclient (the new release's, one long-lived shell) in the deploy host, with a
+    0600 clouds.yaml naming keystone on the VIP alone: the lab's admin and a non-admin user of its own project
+    (made through keystone on the VIP)."""
+    ctl = lab.state["controller"]
+    keystone = f"http://{VIP}:5000/v3"
+    password = secrets.token_urlsafe(12)
+    netvolhost._run(lab, None, "user", {"keystone": keystone, "admin_password": ctl["admin_password"],
+                                        "project": grenade.PROJECT, "user": grenade.USER, "password": password})
+    directory = lab.dir / "grenade"
+    directory.mkdir(mode=0o700)
+    osclient.write_clouds(directory / "clouds.yaml", keystone, {"admin": ("admin", ctl["admin_password"], "admin"),
+                                                               grenade.PROJECT: (grenade.USER, password,
+                                                                                 grenade.PROJECT)})
+    return grenade.Cloud(directory, DEFAULT_VENV_ROOT / NEW, COMPUTE, ctl["images"][0]["id"],
+                         where=tuple(lab.in_deploy([])))
+
+
+#: what the client makes before the run and finds after the resume and the revert (scripts.lab.grenade's kinds)
+KINDS = (grenade.COMPUTE, grenade._netvol(grenade_netvol.NETWORK), grenade._netvol(grenade_netvol.VOLUME))
+
+
+def _client_verify(c: grenade.Cloud, made: dict, since: float) -> None:
+    """Every resource the client made before the run, shown by it through the VIP as made (the server ACTIVE on
+    the compute host, whose nova-compute reports after *since*)."""
+    for kind in KINDS:
+        kind.verify(c, made[kind.name], datetime.fromtimestamp(since, UTC))
 
 
 def _stop_node(lab: halab.HaLab, host: str) -> None:
@@ -569,10 +588,14 @@ def test_ha_member_guard_refuses_an_old_member_among_the_new_and_one_controller_
 
 
 def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab: halab.HaLab) -> None:
-    # the workload: a server booted through nova's API on the VIP (its flavor made first: the keystone tables
-    # below are read after), ACTIVE on the compute host, its driver answering
+    # the workload, made by the real client through the VIP (its user, flavor, network, volume first: the keystone
+    # tables below are read after): a network, a volume and a server ACTIVE on the compute host, its driver
+    # answering
     token = _keystone_through_vip(lab, lab.old)
-    server = _boot(lab, token, "ha-before")
+    c = _cloud(lab)
+    made = {kind.name: kind.create(c) for kind in KINDS}
+    server = made["compute"]["server"]["id"]
+    assert made["compute"]["server"]["status"] == "ACTIVE" and made["compute"]["server"]["host"] == COMPUTE
     assert _active_on_compute(lab, token) == [server]
     assert _running_on_compute(lab, token, server) == {"state": "running", "actions": ["create"]}
     old_sums = {h: _checksums(lab, h) for h in lab.old}
@@ -646,7 +669,8 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     # nova's databases went through the import into newctl1 and were found on all three new nodes
     [replicated] = [json.loads(e["result"]) for e in _events(lab)
                     if e["step"] == "ha.cluster.replicated" and e["kind"] == "done"]
-    assert {"nova_api", "nova", "nova_cell0", "placement"} <= set(replicated["databases"]), replicated
+    assert {"nova_api", "nova", "nova_cell0", "placement", "neutron", "cinder"} <= set(replicated["databases"]), \
+        replicated
     # the workload through the VIP, now the new side's (its RabbitMQ cluster too): the server ACTIVE on the
     # compute host, whose driver answers the new side's nova; a new server boots there
     _nova_serving(lab, lab.new, lab.old)
@@ -658,9 +682,14 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     cut = next(r for r in win["services"] if r["service"] == "cutover")
     assert cut["closed_by"] == "verified" and cut["end"] == win["total"]["end"] == window.stamp(moved), win
     _reports_since(lab, token, moved)
+    # the client through the VIP, now served by the new side: the network, the volume and the server as made,
+    # new ones of each made and deleted, and one more server left running (a write the old side never saw)
+    _client_verify(c, made, moved)
+    for kind in KINDS:
+        kind.new_work(c)
     assert _active_on_compute(lab, token) == [server]
     assert _running_on_compute(lab, token, server) == {"state": "running", "actions": ["create"]}
-    after = _boot(lab, token, "ha-after")
+    after = grenade._boot(c, "ha-after")["id"]
     assert _active_on_compute(lab, token) == sorted([server, after])
     for host in lab.new:
         assert "glance-api" in _running(lab, host), host
@@ -685,6 +714,8 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     _nova_serving(lab, lab.old, lab.new)
     assert lab.vip_check(COMPUTE)["amqp_cluster"] == "osu-old"
     _reports_since(lab, token, reverted)
+    _client_verify(c, made, reverted)  # the client through the VIP again: the old side shows them as made
+    c.close()
     assert _active_on_compute(lab, token) == [server]  # the server booted on the new side went with its data
     assert _running_on_compute(lab, token, server) == {"state": "running", "actions": ["create"]}
     assert {h: _checksums(lab, h) for h in lab.old} == old_sums

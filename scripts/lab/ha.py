@@ -13,39 +13,45 @@ host's /etc/hosts) is on no host until keepalived puts it there.
 - Old side (``--old`` release): a three-node MariaDB Galera cluster ``osu-old``
   (``scripts.lab.hagalera``: the first node bootstraps it, the others join by rsync SST);
   keepalived on each holding the VIP by unicast VRRP (oldctl1 MASTER) and HAProxy on each in
-  front of the database, keystone, glance, placement, nova's API and AMQP on the VIP
-  (``scripts.lab.havip``); keystone, glance, placement and nova (nova-api, nova-conductor,
-  nova-scheduler: ``scripts.lab.novahost``'s controller) on all three (schemas, keys, bootstrap,
+  front of the database, keystone, glance, placement, nova's API, neutron-server, cinder-api and AMQP on
+  the VIP (``scripts.lab.havip``); keystone, glance, placement and nova (nova-api, nova-conductor,
+  nova-scheduler: ``scripts.lab.novahost``'s controller), neutron and cinder (neutron-server and its RPC
+  server, cinder-api, -scheduler and -volume on the fake driver: ``scripts.lab.netvolhost``'s controller;
+  every cinder-volume of a side has the side's one host name, :data:`CINDER_HOSTS`) on all three (schemas,
+  keys, bootstrap,
   the service users, the lab's images and the catalog made once on oldctl1 while its node is
   alone, the catalog on the VIP; the same trees copied to the other two), each on its own Galera
   node, glance's images in one store the three mount (``hosts/shared``); a RabbitMQ cluster
   ``osu-old`` (``rabbit@oldctl1..3``: Debian's rabbitmq-server without systemd,
   ``scripts.lab.rabbit``, one Erlang cookie, joined by ``rabbitmqctl join_cluster``), each
-  controller's nova talking RPC to its own node.
+  controller's nova, neutron and cinder talking RPC to its own node (neutron and cinder with a user and
+  vhost each).
 - New side (``--new`` release): its own three-node cluster ``osu-new``, bootstrapped empty (no
-  OpenStack database); keystone's, glance's, placement's and nova's trees and configs installed, not
+  OpenStack database); keystone's, glance's, placement's, nova's, neutron's and cinder's trees and configs
+  installed, not
   started (glance's image store the three share, empty); its RabbitMQ cluster ``osu-new`` formed and
   running, as its Galera cluster is (it serves the compute hosts once the VIP moves); keepalived and
   HAProxy configured, not started.
 - Compute hosts: a real nova-compute of the old release on nova's fake driver (``scripts.lab.novalab``;
   the ``neutron-agent`` stand-in beside it), configured with the VIP (``controller``) only: keystone,
   AMQP, placement through the catalog; mapped into cell1. ``HaLab.vip_check`` asks one what it sees
-  there (the holder, keystone, glance, placement, nova, the AMQP cluster's name). Neutron and cinder
-  are not served: the servers have no network.
-- ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone, glance, placement and nova, both sides as groups
-  (``members``, ``vip``) with ``DIR/dump.key``; `upgrade check`, `plan`, `run`, `resume` and `revert`
+  there (the holder, keystone, glance, placement, nova, neutron, cinder, the AMQP cluster's name). The
+  servers boot with ``--nic none`` (no neutron agent on the compute hosts).
+- ``DIR/plan.toml`` (``scripts.lab.haplan``): keystone, glance, placement, nova, neutron and cinder, both
+  sides as groups (``members``, ``vip``) with ``DIR/dump.key``; `upgrade check`, `plan`, `run`, `resume` and `revert`
   read it.
 
 ``down`` is ``scripts.lab.hosts``' own: every host's PID 1 killed by its recorded pid (the kernel
 ends every process of that PID namespace: MariaDB, RabbitMQ and its epmd, keepalived, HAProxy,
-keystone, glance, placement, nova, sshd), the namespaces deleted, the files ``up`` made removed (the shared image
-store too). Only 198.51.100.0/24 and loopback are used.
+keystone, glance, placement, nova, neutron, cinder, sshd), the namespaces deleted, the files ``up`` made
+removed (the shared image store too). Only 198.51.100.0/24 and loopback are used.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -53,11 +59,11 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import hanode, haplan, hosts, netns, novalab, novaserve, rabbit, schemacache
+from scripts.lab import hanode, haplan, hosts, netns, netvol, novalab, novaserve, rabbit, schemacache
 from scripts.lab.hagalera import PROVIDER
 from scripts.lab.hostside import DB_PORT, GLANCE_PORT, KEYSTONE_PORT
 from scripts.lab.plan import write_key
@@ -71,6 +77,8 @@ CONTROLLERS = OLD + NEW
 ADDRESSES = {"deploy": f"{NET}.2", **{h: f"{NET}.{31 + i}" for i, h in enumerate(OLD)},
              **{h: f"{NET}.{41 + i}" for i, h in enumerate(NEW)}}
 CLUSTERS = {"old": ("osu-old", OLD), "new": ("osu-new", NEW)}
+#: cinder's host name on each side's controllers (``scripts.lab.openstack``'s, which the plan's update_host names)
+CINDER_HOSTS = {"old": "old-ctl", "new": "new-ctl"}
 #: keepalived priorities of a side's first, second and third controller
 PRIORITIES = (150, 100, 50)
 TOOLS = ("ip", "nsenter", "unshare", "ssh-keygen", "/usr/sbin/sshd", "rsync", "/usr/sbin/keepalived",
@@ -236,6 +244,7 @@ def _up(lab: Path, state: dict[str, Any], addresses: dict[str, str], old: str, n
            "glance_password": secrets.token_urlsafe(12), "mq_password": secrets.token_urlsafe(12),
            "mq_cookie": {side: secrets.token_hex(16).upper() for side in CLUSTERS}}
     ctl["nova"] = nova_settings(ctl["mq_password"])
+    ctl["netvol"] = netvol_settings()
     state["controller"] = ctl
     hosts._save(lab, state)
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -263,6 +272,16 @@ def nova_settings(mq_password: str) -> dict[str, Any]:
     return novaserve.settings_dict(novaserve.Settings(**{
         **novaserve.settings_dict(s), "mq_password": mq_password, "address": VIP, "bind": "0.0.0.0",
         "front": (KEYSTONE_PORT, hanode.PLACEMENT_PORT, hanode.NOVA_PORT, hanode.AMQP_PORT), "broker": rabbit.UNIT}))
+
+
+def netvol_settings() -> dict[str, Any]:
+    """Neutron's and cinder's settings (``scripts.lab.netvol.Settings``) for both sides: each controller's API on
+    every address at its backend port behind HAProxy's usual port on the VIP (which the catalog names), its own
+    keystone at the backend port, its RPC on its own node of the side's RabbitMQ cluster (loopback, a user and
+    vhost each): valid unchanged on either side, as the upgrade carries the configs over."""
+    return {name: dataclasses.asdict(netvol.Settings.new(
+        hanode.KEYSTONE_BACKEND_PORT, backend, hanode.AMQP_BACKEND_PORT, bind="0.0.0.0", public=VIP, mq_user=name,
+        mq_vhost=name, public_port=front)) for name, front, backend, _ in hanode.APIS if name in hanode.NETVOL}
 
 
 def _share_images(lab: Path, host: str) -> None:
@@ -298,19 +317,21 @@ def _mq_cluster(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
 
 def _side(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
     """One side: its Galera cluster, its RabbitMQ cluster, the VIP configs; on the old side, keepalived,
-    HAProxy, keystone, glance, placement and nova serving, then the compute hosts' nova; on the new side,
-    their trees installed and stopped.
+    HAProxy, keystone, glance, placement, nova, neutron and cinder serving, then the compute hosts' nova; on the
+    new side, their trees installed and stopped.
 
     The old side's schemas and seed are made while its first node is still alone (DDL on a one-node
     cluster is not certified by two others: a minute less on a loaded machine); the joining nodes receive
     them with their state transfer."""
     with ThreadPoolExecutor(max_workers=1) as pool:  # the brokers boot while the databases are made
         mq = pool.submit(_mq_cluster, info, side, ctl)
-        _services(info, side, ctl)
+        _services(info, side, ctl, mq)
         mq.result()
 
 
-def _services(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
+def _services(info: HaLab, side: str, ctl: dict[str, Any], mq: Future) -> None:
+    """The side's services; *mq*: its RabbitMQ cluster being formed, waited for before neutron's and cinder's
+    logins are added to it."""
     state = info.state
     members = CLUSTERS[side][1]
     first, rest = members[0], members[1:]
@@ -324,6 +345,10 @@ def _services(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
                 "glance_url": f"http://{VIP}:{GLANCE_PORT}"}
     glance = {**keystone, "glance_password": ctl["glance_password"]}
     nova = {**keystone, "nova": ctl["nova"]}
+    # cinder's host name is one per side (every cinder-volume of a side serves its volumes: the fake driver keeps
+    # nothing on the host); the plan's update_host moves the volumes from the old side's to the new side's
+    netvol_payload = {**info.galera_payload(first), "release": ctl[side], "venv_root": ctl["venv_root"],
+                      "settings": ctl["netvol"], "cinder_host": CINDER_HOSTS[side]}
     if side == "old":
         vip(first, running)
         wait_vip(info, first)
@@ -333,9 +358,15 @@ def _services(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
         seeded = info.node(first, "glance", {**glance, "seed": state["controller"]["seed"]})
         state["controller"]["images"] = seeded["images"]
         _timed(state, "glance_old", t)
+        mq.result()
         t = time.monotonic()
-        info.node(first, "nova", nova, 1200)  # schema and catalog while the node is alone; units started below
-        _timed(state, "nova_old", t)
+        with ThreadPoolExecutor(max_workers=2) as pool:  # schemas and catalog while the node is alone; units below
+            jobs = [pool.submit(info.node, first, "nova", nova, 1200),
+                    pool.submit(info.node, first, "netvol", {**netvol_payload, "admin_password": ctl["admin_password"]},
+                                1200)]
+            for job in jobs:
+                job.result()
+        _timed(state, "nova_netvol_old", t)
         t = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(rest)) as pool:  # a second joiner waits for the donor by itself
         list(pool.map(lambda h: info.node(h, "galera", info.galera_payload(h)), rest))
@@ -344,20 +375,26 @@ def _services(info: HaLab, side: str, ctl: dict[str, Any]) -> None:
     _timed(state, f"galera_{side}", t)
     t = time.monotonic()
     if side == "new":
+        mq.result()
         for h in members:
-            for action, payload in (("keystone", keystone), ("glance", glance), ("nova", nova)):
+            for action, payload in (("keystone", keystone), ("glance", glance), ("nova", nova),
+                                    ("netvol", {**netvol_payload, "logins": h == first})):
                 info.node(h, action, {**payload, **info.galera_payload(h), "install_only": True})
         _timed(state, "installed_new", t)
         return
     tree = info.raw(first, ["tar", "-C", "/", "--exclude=var/lib/glance/images", "-cf", "-", "etc/keystone",
                             "etc/glance", "etc/lab.json", "var/lib/glance", "etc/nova", "etc/placement",
-                            "etc/nova-lab.json", "var/lib/nova", "var/log/nova", "var/log/placement"])
+                            "etc/nova-lab.json", "var/lib/nova", "var/log/nova", "var/log/placement",
+                            "etc/neutron", "etc/cinder", "etc/neutron-lab.json", "etc/cinder-lab.json",
+                            "etc/cinder-host.conf", "var/lib/neutron", "var/lib/cinder", "var/log/neutron",
+                            "var/log/cinder"])
 
     def serve(h: str) -> None:
         if h != first:
             info.raw(h, ["tar", "-C", "/", "-xpf", "-"], tree)
             info.node(h, "serve", {})
         info.node(h, "nova_serve", {"nova": ctl["nova"], "vip": VIP}, 1200)
+        info.node(h, "netvol_serve", {"vip": VIP}, 1200)
 
     with ThreadPoolExecutor(max_workers=len(members)) as pool:
         list(pool.map(serve, members))

@@ -4,7 +4,8 @@ Here ``/`` is the host's root (see ``scripts.lab.hostside``): the Galera node, k
 HAProxy and keystone live in the host's own ``/etc``, ``/var/lib``, ``/var/log`` and ``/run``.
 Keystone and glance listen on every address of their host at :data:`KEYSTONE_BACKEND_PORT` and
 :data:`GLANCE_BACKEND_PORT`; clients reach them through HAProxy on the VIP at the usual ports (the
-catalog's URLs name the VIP), and RabbitMQ's cluster at :data:`AMQP_PORT` on the VIP the same way.
+catalog's URLs name the VIP), and RabbitMQ's cluster at :data:`AMQP_PORT` on the VIP the same way;
+placement, nova, neutron and cinder likewise (:data:`APIS`).
 Glance keeps its images in ``/var/lib/glance/images``, a directory every controller of the lab
 shares (``scripts.lab.ha`` mounts it, as production mounts NFS or uses Ceph): an image uploaded
 through one glance-api is served by any other. Its database
@@ -24,7 +25,20 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import fullstack, hagalera, havip, ksapi, layout, novahost, novaserve, openstack, rabbit, svc, units
+from scripts.lab import (
+    fullstack,
+    hagalera,
+    havip,
+    ksapi,
+    layout,
+    netvolhost,
+    novahost,
+    novaserve,
+    openstack,
+    rabbit,
+    svc,
+    units,
+)
 from scripts.lab.controller import _keystone_conf_text, make_controller, seed_keystone
 from scripts.lab.hostside import DB_PORT, GLANCE_PORT, KEYSTONE_PORT, ROOT, _db_admin
 from scripts.lab.proc import LabError, http_answers, run_action
@@ -38,12 +52,18 @@ AMQP_PORT, AMQP_BACKEND_PORT, AMQP_DIST_PORT = 5672, 5673, 25672
 #: placement-api and nova-api on the VIP (HAProxy) and on each controller behind it
 PLACEMENT_PORT, PLACEMENT_BACKEND_PORT = 8778, 8779
 NOVA_PORT, NOVA_BACKEND_PORT = 8774, 8775
+#: neutron-server and cinder-api on the VIP (HAProxy) and on each controller behind it
+NEUTRON_PORT, NEUTRON_BACKEND_PORT = 9696, 9697
+CINDER_PORT, CINDER_BACKEND_PORT = 8776, 8777
 #: the APIs beyond keystone and glance HAProxy serves on the VIP: (name, VIP port, backend port, health check)
-APIS = (("placement", PLACEMENT_PORT, PLACEMENT_BACKEND_PORT, "/"), ("nova", NOVA_PORT, NOVA_BACKEND_PORT, "/"))
+APIS = (("placement", PLACEMENT_PORT, PLACEMENT_BACKEND_PORT, "/"), ("nova", NOVA_PORT, NOVA_BACKEND_PORT, "/"),
+        ("neutron", NEUTRON_PORT, NEUTRON_BACKEND_PORT, "/"), ("cinder", CINDER_PORT, CINDER_BACKEND_PORT, "/"))
 #: glance's only service of a controller stack here
 GLANCE = ("glance",)
 #: placement's and nova's (nova's units: ``scripts.lab.novaserve``, built by ``scripts.lab.novahost``)
 NOVA = ("placement", "nova")
+#: neutron's and cinder's (``scripts.lab.netvolhost``'s controller)
+NETVOL = ("neutron", "cinder")
 #: the lab's ``whoami`` probe (scripts.lab.svc): which host answers on an address
 WHOAMI_PORT = 8080
 VIP_TIMEOUT = 20.0
@@ -156,11 +176,30 @@ def nova(p: dict[str, Any]) -> dict[str, Any]:
 
 def nova_serve(p: dict[str, Any]) -> dict[str, Any]:
     """Placement's and nova's units on this controller (its tree built here or copied from the first; no
-    metadata API: the lab's servers have no network), then both APIs waited for on the VIP."""
+    metadata API: the lab's servers boot with no network), then both APIs waited for on the VIP."""
     names = [u for u in novahost.unit_names(novaserve.Settings(**p["nova"])) if "metadata" not in u]
     units.start_all(ROOT, names)
     for name, port, _, check in APIS:
-        _wait_vip_keystone(p["vip"], name, port, check)
+        if name in NOVA:
+            _wait_vip_keystone(p["vip"], name, port, check)
+    return {}
+
+
+def netvol(p: dict[str, Any]) -> dict[str, Any]:
+    """Neutron and cinder of ``release`` (``scripts.lab.netvolhost``'s controller) on this host's Galera node,
+    their RPC on the side's RabbitMQ cluster (this host's node, a user and vhost each): on the first old
+    controller the databases, the schema, the service users and the catalog (on the VIP), the units not
+    started yet (``netvol_serve``); with ``install_only`` (the new side) the configs and descriptors only."""
+    return netvolhost.inside({**p, "broker": rabbit.UNIT, "register": not p.get("install_only")}, db=_node(p))
+
+
+def netvol_serve(p: dict[str, Any]) -> dict[str, Any]:
+    """Neutron's and cinder's units on this controller (its tree built here or copied from the first), then both
+    APIs waited for on the VIP."""
+    units.start_all(ROOT, netvolhost.unit_names(), svc.start)
+    for name, port, _, check in APIS:
+        if name in NETVOL:
+            _wait_vip_keystone(p["vip"], name, port, check)
     return {}
 
 
@@ -241,6 +280,7 @@ def vip_check(p: dict[str, Any]) -> dict[str, Any]:
 
 ACTIONS = {"galera": galera, "vip": vip, "vip_stop": vip_stop, "keystone": keystone, "glance": glance,
            "nova": nova, "nova_serve": nova_serve, "serve": serve,
+           "netvol": netvol, "netvol_serve": netvol_serve,
            "mq": mq, "mq_status": mq_status, "mq_stop": mq_stop, "vip_check": vip_check}
 
 

@@ -4,7 +4,8 @@ Each side works through its first controller (the Galera node dumped from or imp
 reached on its own address, never the VIP; its ``members`` are the three controllers with every
 role, its ``vip`` the management VIP held by keepalived, with HAProxy in front of the APIs: both
 driven by ``scripts.lab.havipctl`` (the lab runs them without systemd). `upgrade run` moves keystone,
-glance, placement and nova (their units driven by ``scripts.lab.units``, nova's by ``scripts.lab.novaserve``),
+glance, placement, nova, neutron and cinder (their units driven by ``scripts.lab.units``, nova's by
+``scripts.lab.novaserve``, neutron's and cinder's by their labs, ``scripts.lab.netvol``),
 then the VIP from the old side's keepalived to the new side's (services/fleet/hagroup.py).
 
 Glance is verified on the first new controller's own address (its backend port, behind HAProxy), as
@@ -19,17 +20,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from scripts.lab import served
 from scripts.lab.hanode import NOVA_BACKEND_PORT, PLACEMENT_BACKEND_PORT
 from scripts.lab.hostplan import LabFacts
 from scripts.lab.hostside import DB_ADMIN, DB_PORT
 from scripts.lab.novahost import CONTROL
+from scripts.lab.openstack import NEW_HOST, NEW_PORTAL, OLD_HOST, OLD_PORTAL
 from scripts.lab.plan import lab_ignore, service_sections
 
 ROLES = ["db", "mq", "api"]
 #: what the lab's HA plan upgrades (the whole catalog the lab seeds)
-SERVICES = ("keystone", "glance", "placement", "nova")
+SERVICES = ("keystone", "glance", "placement", "nova", "neutron", "cinder")
 #: nova's units on every controller (no broker of its own: nova's RPC is the side's RabbitMQ cluster on the VIP;
-#: no metadata API: the lab's servers have no network)
+#: no metadata API: the lab's servers boot with no network)
 NOVA_UNITS = ["nova-api", "nova-conductor", "nova-scheduler"]
 #: how the plan starts and stops keepalived and HAProxy on a lab controller
 VIP_CONTROL = ["env", "PYTHONPATH=/run/osu/repo", "python3", "-m", "scripts.lab.havipctl", "{action}", "{unit}"]
@@ -78,4 +81,18 @@ def plan_text(lab: LabFacts, sides: dict[str, list[str]], vip: str, prefixlen: i
                    + f"[services.placement]\nunits = [\"placement-api\"]\n{common}"
                      f"verify_url = \"http://{first_new}:{PLACEMENT_BACKEND_PORT}/\"\n\n"
                    + f"[services.nova]\nunits = {json.dumps(NOVA_UNITS)}\n{common}"
-                     f"verify_url = \"http://{first_new}:{NOVA_BACKEND_PORT}/\"\n\n")
+                     f"verify_url = \"http://{first_new}:{NOVA_BACKEND_PORT}/\"\n\n"
+                   + _netvol_sections(lab, sides["old"][0], first_new, common))
+
+
+def _netvol_sections(lab: LabFacts, first_old: str, first_new: str, common: str) -> str:
+    """Neutron's and cinder's tables (``scripts.lab.netvolhost``'s, adapted): the real units the first old
+    controller's tree runs (no broker of theirs: the side's RabbitMQ cluster is none of their units), the API
+    verified on the first new controller's backend port; cinder's ``update_host`` from the old side's host name
+    to the new side's (each side's cinder-volumes share one, ``scripts.lab.ha``)."""
+    etc = lab.upper(first_old, "etc")
+    extra = {"neutron": f'old_host = "{OLD_HOST}"\n',
+             "cinder": f'old_host = "{OLD_HOST}"\nnew_host = "{NEW_HOST}"\niscsi_address_from = "{OLD_PORTAL}"\n'
+                       f'iscsi_address_to = "{NEW_PORTAL}"\n'}
+    return "".join(f"[services.{s.name}]\n{s.plan_lines(etc, first_new)}{common}{extra[s.name]}\n"
+                   for s in served.labs())

@@ -6,7 +6,8 @@ has the highest priority and starts as MASTER, the others as BACKUP. HAProxy on 
 controller binds the VIP (``net.ipv4.ip_nonlocal_bind=1`` in the host's namespace, so it
 listens whether or not its host holds the VIP) and forwards: the database port to the
 Galera nodes (one active, the others ``backup``: writes go to one node, as production setups
-do to avoid certification conflicts), keystone's, glance's, placement's and nova's ports to the API of
+do to avoid certification conflicts), keystone's, glance's, placement's, nova's, neutron's and cinder's ports
+to the API of
 every controller (round robin, health-checked) and AMQP to every node of the RabbitMQ cluster, adding
 ``X-Lab-Haproxy`` (which host's HAProxy answered) and ``X-Lab-Backend`` (which controller served)
 to each HTTP response.

@@ -67,6 +67,9 @@ class Settings:
     #: the broker login: the service's own broker's one user, or a user and vhost of a shared broker
     mq_user: str = rabbit.USER
     mq_vhost: str = "/"
+    #: the port the catalog's endpoints name, where a load balancer serves the API on the management address
+    #: (the HA lab's HAProxy on its VIP) while each controller's listens on ``api_port``; 0: ``api_port``
+    public_port: int = 0
 
     @classmethod
     def new(cls, keystone_port: int, api_port: int, mq_port: int, **kw: str) -> Settings:
@@ -271,7 +274,8 @@ class Served:
         out = {f"{self.name}_user_id": ksapi.service_user(url, token, self.name, s.password)}
         for name, kind, path in self.catalog:
             out[f"{kind}_service_id"] = ksapi.catalog_service(url, token, name, kind,
-                                                              f"http://{s.public}:{s.api_port}{path}", REGION)
+                                                              f"http://{s.public}:{s.public_port or s.api_port}{path}",
+                                                              REGION)
         return out
 
     def plan_lines(self, root: Path, verify_host: str = "127.0.0.1") -> str:

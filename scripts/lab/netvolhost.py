@@ -68,10 +68,16 @@ def _broker() -> rabbit.Broker:
     return b
 
 
-def inside(p: dict[str, Any]) -> dict[str, Any]:
+def inside(p: dict[str, Any], db: Any = None) -> dict[str, Any]:
     """One controller: neutron's and cinder's databases with the release's schema, the broker's logins,
     their real configs; on the old one their service users and catalog entries registered and every
-    unit started. Set up again: the units stopped and the databases made anew first."""
+    unit started. Set up again: the units stopped and the databases made anew first.
+
+    Generalised for the HA lab (``scripts.lab.hanode``): *db* the host's server (default: its MariaDB;
+    there its Galera node), ``broker`` the unit of the host's broker to log in on (default: this module's
+    own :data:`BROKER`, made here; there the side's RabbitMQ cluster's node, which exists), ``logins``
+    false where another node of that cluster made them already, ``install_only`` the configs alone (no
+    database: the new side's), ``register`` the catalog without starting the units."""
     from scripts.lab import cinderlab, neutronlab, svc, units
     from scripts.lab.hostside import HostMariaDB
     from scripts.lab.openstack import make_stack
@@ -82,26 +88,37 @@ def inside(p: dict[str, Any]) -> dict[str, Any]:
         if lab.installed(ROOT):
             for unit in lab.tree_units(ROOT):
                 svc.stop(ROOT, unit)
-    db = HostMariaDB(p["address"])
-    for name in served.NAMES:
-        db.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    if db is None:
+        db = HostMariaDB(p["address"])
+    timings = {}
+    venv = Path(p["venv_root"]) / p["release"]
+    if not p.get("install_only"):
+        for name in served.NAMES:
+            db.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        t0 = time.monotonic()
+        venv = make_stack(ROOT, p["release"], db, Path(p["venv_root"]), served.NAMES).venv
+        timings["schema"] = round(time.monotonic() - t0, 1)
     t0 = time.monotonic()
-    stack = make_stack(ROOT, p["release"], db, Path(p["venv_root"]), served.NAMES)
-    timings = {"schema": round(time.monotonic() - t0, 1)}
-    t0 = time.monotonic()
-    broker = _broker()
-    rabbit.add_logins(broker, {s.mq_user: (s.mq_password, s.mq_vhost) for s in settings.values()})
+    broker = rabbit.broker(ROOT, p["broker"]) if p.get("broker") else _broker()
+    if p.get("logins", True):
+        rabbit.add_logins(broker, {s.mq_user: (s.mq_password, s.mq_vhost) for s in settings.values()})
     timings["broker"] = round(time.monotonic() - t0, 1)
-    neutronlab.install(ROOT, p["release"], stack.venv, db, settings["neutron"], broker=broker)
-    cinderlab.install(ROOT, p["release"], stack.venv, db, settings["cinder"], 0, p["cinder_host"], broker=broker)
-    if not p.get("serve"):
+    neutronlab.install(ROOT, p["release"], venv, db, settings["neutron"], broker=broker)
+    cinderlab.install(ROOT, p["release"], venv, db, settings["cinder"], 0, p["cinder_host"], broker=broker)
+    if not (p.get("serve") or p.get("register")):
         return {"timings": timings}
-    token = ksapi.get_token(f"http://127.0.0.1:{KEYSTONE_PORT}/v3", "admin", p["admin_password"], "admin")
+    token = ksapi.get_token(f"{settings['neutron'].keystone}/v3", "admin", p["admin_password"], "admin")
     ids = {lab.name: lab.register(settings[lab.name], token) for lab in labs}
-    t0 = time.monotonic()
-    units.start_all(ROOT, [u for lab in labs for u in reversed(lab.tree_units(ROOT))], svc.start)
-    timings["start"] = round(time.monotonic() - t0, 1)
+    if p.get("serve"):
+        t0 = time.monotonic()
+        units.start_all(ROOT, unit_names(), svc.start)
+        timings["start"] = round(time.monotonic() - t0, 1)
     return {"timings": timings, "ids": ids}
+
+
+def unit_names() -> list[str]:
+    """The units of neutron and cinder of the host's tree, in start order."""
+    return [u for lab in served.labs() for u in reversed(lab.tree_units(ROOT))]
 
 
 def user(p: dict[str, Any]) -> dict[str, Any]:
