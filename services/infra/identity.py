@@ -157,12 +157,19 @@ class Servers:
     members: dict[str, mysql.ServerIdentity] = field(default_factory=dict, compare=False)
 
 
+def one_server(named: str | None, a: Side, b: Side) -> str | None:
+    """Why *a*'s and *b*'s DB servers are one: *named*, what their own names say (None: they differ), else a
+    named lock taken through one address and held through the other (one running server whatever it is
+    called); None: two servers."""
+    if named is None and mysql.shares_locks(a.db, b.db):
+        return "one running server (a named lock taken through one address is held through the other)"
+    return named
+
+
 def server_conflict(source: Side, target: Side) -> tuple[Servers, str | None]:
     """Both servers' identities, and why they are one server (None: two servers)."""
     ids = Servers(mysql.server_identity(source.db), mysql.server_identity(target.db))
-    why = ids.source.same_as(ids.target)
-    if why is None and mysql.shares_locks(source.db, target.db):
-        why = "one running server (a named lock taken through one address is held through the other)"
+    why = one_server(ids.source.same_as(ids.target), source, target)
     if why is None:
         return ids, None
     s, t = source.db, target.db
@@ -231,9 +238,7 @@ def _db_problem(a: Controller, b: Controller, across: bool, ids: dict[str, mysql
     ia, ib = ids.get(a.key), ids.get(b.key)
     if ia is None or ib is None:
         return None
-    why = ia.same_as(ib) if across else same_node(ia, ib)
-    if why is None and mysql.shares_locks(a.side.db, b.side.db):
-        why = "one running server (a named lock taken through one address is held through the other)"
+    why = one_server(ia.same_as(ib) if across else same_node(ia, ib), a.side, b.side)
     if why is None:
         return None
     if across:
