@@ -611,7 +611,9 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
                      res.stdout, re.M), res.stdout
     assert re.search(r"^OK +cluster oldctl1 +source DB node oldctl1: Synced, in a cluster of 2; the run works "
                      r"through it", res.stdout, re.M), res.stdout
-    # the same plan working through the node that is down: refused before anything, the healthy ones named
+    # the run itself by a plan that works through the node that is down (oldctl3): `check` names the healthy
+    # member the run takes instead, the first in the plan's order (oldctl1), and the run records it, so the
+    # resumes and the revert below (which read this plan from the journal) work through the same member
     down = lab.dir / "down-source-plan.toml"
     text = lab.plan.read_text()
     first, third = lab.hosts[lab.old[0]], lab.hosts["oldctl3"]
@@ -619,22 +621,18 @@ def test_ha_run_killed_in_the_import_and_the_vip_move_resumed_then_reverted(lab:
     down.write_text(text.replace(source, source.replace(f"root@{first}\"     #", f"root@{third}\"     #")
                                  .replace(f'address = "{first}"', f'address = "{third}"')
                                  .replace(f'\nname = "{lab.old[0]}"\n', '\nname = "oldctl3"\n')))
-    try:
-        assert down.read_text() != text
-        before = {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key", down)}
-        res = tool(lab, "run", str(down))
-        assert res.returncode == 2, res.stdout + res.stderr
-        assert "oldctl3" in res.stderr and "(healthy: oldctl1, oldctl2)" in res.stderr, res.stderr
-        assert not journal.exists()
-        assert {p.name: p.read_bytes() for p in (lab.plan, lab.dir / "dump.key", down)} == before
-        assert {h: _checksums(lab, h) for h in lab.old if h != "oldctl3"} == \
-            {h: old_sums[h] for h in lab.old if h != "oldctl3"}
-    finally:
-        down.unlink()
+    assert down.read_text() != text and plan_mod.load(down).source.host_spec.alias == "oldctl3"
+    rows = {r["check"]: r for r in json.loads(tool(lab, "check", str(down), "-f", "json").stdout)}
+    assert rows["cluster oldctl3"]["status"] == "WARN" and "cannot be reached" in rows["cluster oldctl3"]["detail"] \
+        and rows["cluster oldctl3"]["remedy"].startswith("the run works through oldctl1 instead"), rows
+    assert rows["cluster oldctl1"]["status"] == "OK" and "the run works through it" in rows["cluster oldctl1"]["detail"]
+    assert rows["db source"]["status"] == "OK", rows  # oldctl1's node, not the one down
 
     # killed inside the import into newctl1's Galera node: every old keystone stopped, the VIP still old
-    res = tool(lab, "run", str(lab.plan), failpoint="keystone.import_db:inside")
+    res = tool(lab, "run", str(down), failpoint="keystone.import_db:inside")
     assert res.returncode == -signal.SIGKILL, res.stderr
+    [chosen] = [json.loads(e["result"]) for e in _events(lab) if e["machine"] == "working-source"]
+    assert chosen == {"working": "oldctl1", "planned": "oldctl3"}, chosen
     done = _done(lab)
     assert {"ha.oldctl2.keystone.stop_source", "ha.oldctl3.keystone.stop_source", "keystone.dump_source"} <= done
     assert "keystone.import_db" not in done

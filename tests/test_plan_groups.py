@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from upgrade import cli
+from upgrade import cli, fleet
 from upgrade import plan as plan_mod
 from upgrade.planinit import HA_MEMBERS, render
 
@@ -177,3 +177,26 @@ def test_one_vip_for_both_sides_and_not_in_network(ha_plan: Path) -> None:
                               'name = "management"}]\ncheck_from = "local"\n')
     with pytest.raises(plan_mod.PlanError, match=r"moves 198\.51\.100\.10, the groups' VIP .*\(keepalived\)"):
         plan_mod.load(ha_plan)
+
+
+def test_the_run_works_through_a_healthy_old_member_when_the_plans_own_is_down(ha_plan: Path) -> None:
+    """The old member an HA run works through (upgrade/fleet.py): the plan's own `host` while its node is
+    healthy, else the first healthy old DB member in the plan's order, with its host and its node on the
+    side's DB port and account (what the run then records for resume and revert; tests/test_ha_lab.py runs it)."""
+    nodes = ["oldctl1", "oldctl2", "oldctl3"]
+    assert fleet.choose_working("oldctl1", nodes, dict.fromkeys(nodes)) == "oldctl1"
+    down = {"oldctl1": "cannot be reached", "oldctl2": None, "oldctl3": None}
+    assert fleet.choose_working("oldctl1", nodes, down) == "oldctl2"
+    assert fleet.choose_working("oldctl3", nodes, {**down, "oldctl2": "Donor/Desynced"}) == "oldctl3"
+    assert fleet.choose_working("oldctl1", nodes, dict.fromkeys(nodes, "cannot be reached")) is None
+    assert fleet.choose_working("api1", nodes, dict.fromkeys(nodes, "cannot be reached")) == "api1"  # not a DB node
+
+    p = plan_mod.load(ha_plan)
+    first, second = p.source.group.members[:2]
+    assert p.source.host_spec == first.host and fleet.through_member(p, first.name) is p
+    moved = fleet.through_member(p, second.name)
+    assert moved.source.host_spec == second.host and moved.source.host == second.host.url
+    assert moved.source.db.address == second.host.target()[1] != p.source.db.address
+    assert (moved.source.db.port, moved.source.db.admin_user, moved.source.db.admin_password) == \
+        (p.source.db.port, p.source.db.admin_user, p.source.db.admin_password)
+    assert (moved.target, moved.raw, moved.sha256) == (p.target, p.raw, p.sha256)  # the plan as it was written

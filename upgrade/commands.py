@@ -132,7 +132,7 @@ def run(plan_path: str, quiet: bool = False) -> int:
     plan = plan_mod.load(plan_path)
     plangroup.refuse_run(plan.path, plan.source.group)
     claims.refuse_member_conflicts(plan)  # an HA plan: no old member among the new, none twice (exit 2)
-    fleet.refuse_cluster_problems(plan)  # an HA plan: the old node read and every new node healthy (exit 2)
+    planned, plan = plan, fleet.working_plan(plan)  # an HA plan: an old node to read, every new one healthy
     # everything that can refuse the plan runs before anything is created, even the journal
     guards.require_private_dir(plan.journal_dir)
     guards.require_private_dir(app.vault_dir(plan), "vault directory")
@@ -159,6 +159,7 @@ def run(plan_path: str, quiet: bool = False) -> int:
                                     key.key_id)
         held = claims.set_state(plan, held, run_id=run_id, state="running")
         claims.record_identity(journal, run_id, ids)
+        fleet.record_working(journal, run_id, planned, plan)  # a healthy old member the plan did not name
         logs.get().info("run_started", run=run_id, plan=str(plan.path), services=list(plan.services),
                         jump=f"{plan.from_release}->{plan.to_release}", journal=str(journal.dir))
         display = progress.for_console(quiet)
@@ -202,6 +203,7 @@ def _continue(verb: str, journal_dir: Path, run_id: str | None, plan_path: str |
         raise UserError(f"the plan {plan.path} changed since run {run_row['id']} started (sha256 "
                         f"{run_row['plan_sha256'][:12]}… then, {plan.sha256[:12]}… now) — restore the plan as it "
                         "was (or pass it with --plan); a run never continues under a different plan")
+    plan = fleet.recorded_plan(plan, journal, run_row["id"])  # the old member the run started through
     guards.require_private_dir(plan.artifact_dir or journal.dir / "artifacts", "vault directory")
     journal.redactor = app.redactor_for(plan)
     logs.configure(journal.redactor, journal.dir / "upgrade.log", quiet, progress=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from services import registry
 from services.catalog import nova
 from services.fleet import addrconfig, cloudcheck, compute, hagroup, network
-from services.infra import enablement, galera, mysql
+from services.infra import enablement, galera
 from services.infra.settings import Side
 from services.releases import Jump
 from statemachine.machine import ServiceMachine
@@ -107,59 +107,113 @@ def ha_machines(plan: Plan, services: dict[str, Sequence[Any]],
     return hagroup.machines(g, services, dbs)
 
 
-def cluster_findings(plan: Plan) -> list[tuple[str, str, str, str]]:
-    """An HA plan's DB nodes as `upgrade check` reports them, (status, node, detail, remedy) each: OK, or FAIL
-    for the node a side works through (the dump is read from it, the import goes to it) and for any new node
-    (the import must replicate to all), or WARN for another old node (the run reads the working one: that
-    node is left as it is). An old node is healthy when it answers, is ``Synced`` and in the ``Primary``
-    component (a smaller cluster than the plan names, with a node down, is fine to read)."""
+#: the journal note of the old member an HA run works through when the plan's own was down (upgrade/commands.py)
+WORKING_NOTE = "working-source"
+
+
+def _node_health(role: str, nodes: Sequence[hagroup.Member]) -> dict[str, tuple[str | None, dict]]:
+    """Each DB node of *nodes* as (why it is not healthy or None, its status). An old node is healthy when it
+    answers, is ``Synced`` and in the ``Primary`` component: a smaller cluster than the plan names, with a node
+    down, is fine to read. A new node must be Synced in a cluster of every node the plan names."""
+    seen = {}
+    for m in nodes:
+        problem, st = galera.node_problem(m.name, m.side.db, len(nodes), role)
+        if role == "source" and st.get("wsrep_local_state_comment") == "Synced" \
+                and st.get("wsrep_cluster_status") == "Primary":
+            problem = None
+        seen[m.name] = (problem, st)
+    return seen
+
+
+def choose_working(planned: str, nodes: Sequence[str], problems: dict[str, str | None]) -> str | None:
+    """The old DB node an HA run works through: the plan's own (*planned*, the side's ``host``) while it is
+    healthy, else the first healthy one of *nodes* in the plan's order (None: none is). Every old node holds
+    the same data (one Galera cluster, only read), so any healthy one gives the same dump."""
+    if planned not in nodes or problems.get(planned) is None:
+        return planned
+    return next((n for n in nodes if problems.get(n) is None), None)
+
+
+def cluster(plan: Plan) -> tuple[list[tuple[str, str, str, str]], str]:
+    """An HA plan's DB nodes as `upgrade check` reports them, (status, node, detail, remedy) each, and the old
+    member the run works through ("" for a single controller). OK; FAIL for any new node that is not healthy
+    (the import must replicate to all) and for the old nodes when none is healthy; WARN for another old node
+    (the run reads a healthy one, the plan's own ``host`` if it is: the others are left as they are)."""
     g = group_settings(plan)
     if g is None:
-        return []
-    out = []
+        return [], ""
+    out, working = [], g.old[0].name
     for role, members, group in (("source", g.old, plan.source.group), ("target", g.new, plan.target.group)):
         dbs = {m.name for m in group.with_role("db")} if group else set()
         nodes = [m for m in members if m.name in dbs]
-        seen: dict[str, tuple[str | None, dict]] = {}
+        seen = _node_health(role, nodes)
+        problems = {name: problem for name, (problem, _) in seen.items()}
+        through = members[0].name
+        if role == "source":
+            working = choose_working(through, [m.name for m in plan.source.group.members if m.name in dbs],
+                                     problems) or through
+            through = working
         for m in nodes:
-            try:
-                st = galera.status(m.side.db)
-            except mysql.DBConnectError as exc:
-                seen[m.name] = (f"{role} DB node {m.name} ({m.side.db.address}:{m.side.db.port}) cannot be "
-                                f"reached: {exc}", {})
-                continue
-            problem, _ = galera.node_problem(m.name, m.side.db, len(nodes), role)
-            if role == "source" and st.get("wsrep_local_state_comment") == "Synced" \
-                    and st.get("wsrep_cluster_status") == "Primary":
-                problem = None
-            seen[m.name] = (problem, st)
-        healthy = [m for m in nodes if seen[m.name][0] is None]
-        for m in nodes:
-            working = m is members[0]
             problem, st = seen[m.name]
             if problem is None:
                 out.append(("OK", m.name, f"{role} DB node {m.name}: Synced"
                             + (f", in a cluster of {st.get('wsrep_cluster_size')}" if st else "")
-                            + ("; the run works through it" if working else ""), ""))
-            elif role == "source" and not working:
-                out.append(("WARN", m.name, problem, f"the run reads {members[0].name} (the side's `host`); bring "
-                                                     f"{m.name} back into its cluster when convenient"))
+                            + ("; the run works through it" if m.name == through else ""), ""))
+            elif role == "source" and m.name != through:
+                instead = " instead (recorded in the run's journal: resume and revert read it too)" \
+                    if m is members[0] else ""
+                out.append(("WARN", m.name, problem, f"the run works through {through}{instead}; bring {m.name} "
+                                                     "back into its cluster when convenient"))
             elif role == "source":
-                named = ", ".join(h.name for h in healthy) or "none: bring one back into its cluster first"
-                out.append(("FAIL", m.name, problem, "the run dumps from this node: name a healthy member in "
-                                                     f"`source.host` and `[source.db] address` (healthy: {named})"))
+                out.append(("FAIL", m.name, problem, "no old DB node is healthy to dump from: bring one back into "
+                                                     "its cluster first"))
             else:
                 out.append(("FAIL", m.name, problem, "every new node must receive the import: bring it back into "
                                                      "the new cluster (it rejoins by a state transfer)"))
-    return out
+    return out, working
 
 
-def refuse_cluster_problems(plan: Plan) -> None:
-    """Before `upgrade run` writes anything: the old node the run reads and every new node are healthy."""
-    failed = [f"{detail} — {remedy}" for status, _, detail, remedy in cluster_findings(plan) if status == "FAIL"]
+def working_plan(plan: Plan) -> Plan:
+    """Before `upgrade run` writes anything: refused (exit 2) unless some old DB node is healthy and every new
+    node is; the plan working through a healthy old member — the plan's own (``host``) when it is healthy,
+    else another (`record_working` keeps it for resume and revert)."""
+    findings, working = cluster(plan)
+    failed = [f"{detail} — {remedy}" for status, _, detail, remedy in findings if status == "FAIL"]
     if failed:
         raise UserError("an HA plan's database nodes are not ready, nothing was changed:\n  " + "\n  ".join(failed)
                         + f"\n(plan {plan.path})")
+    return through_member(plan, working)
+
+
+def through_member(plan: Plan, name: str) -> Plan:
+    """*plan* with the old member *name* as the one the run works through: its host, and its DB node (the
+    side's port and account on the member's own address, as for every other member). *plan* when *name* is
+    already the side's ``host`` (or not a member)."""
+    group = plan.source.group
+    m = next((m for m in (group.members if group else ()) if m.name == name), None)
+    if m is None or (plan.source.host_spec is not None and m.host.url == plan.source.host_spec.url):
+        return plan
+    db = replace(plan.source.db, address=m.host.target()[1])
+    return replace(plan, source=replace(plan.source, host=m.host.url, host_spec=m.host, db=db))
+
+
+def record_working(journal: Any, run_id: str, planned: Plan, plan: Plan) -> None:
+    """At run start, when the run works through another old member than the plan names: which, so that
+    resume and revert work through it too (the same machines, the same node read)."""
+    if plan.source.host_spec == planned.source.host_spec or plan.source.group is None:
+        return
+    names = {m.host.url: m.name for m in plan.source.group.members}
+    journal.append(run_id, WORKING_NOTE, "note", result={
+        "working": names[plan.source.host], "planned": names.get(planned.source.host, planned.source.host)})
+
+
+def recorded_plan(plan: Plan, journal: Any, run_id: str) -> Plan:
+    """*plan* working through the old member the run recorded at its start (*plan* itself when it recorded
+    none: the plan's own ``host``)."""
+    for e in journal.notes(run_id, WORKING_NOTE):
+        if isinstance(e.result, dict) and e.result.get("working"):
+            return through_member(plan, str(e.result["working"]))
+    return plan
 
 
 def last_machines(plan: Plan) -> list[ServiceMachine]:
