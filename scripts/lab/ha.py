@@ -393,8 +393,11 @@ def _services(info: HaLab, side: str, ctl: dict[str, Any], mq: Future) -> None:
         if h != first:
             info.raw(h, ["tar", "-C", "/", "-xpf", "-"], tree)
             info.node(h, "serve", {})
-        info.node(h, "nova_serve", {"nova": ctl["nova"], "vip": VIP}, 1200)
-        info.node(h, "netvol_serve", {"vip": VIP}, 1200)
+        with ThreadPoolExecutor(max_workers=2) as units:  # each waits on its own APIs and RPC topics: side by side
+            jobs = [units.submit(info.node, h, "nova_serve", {"nova": ctl["nova"], "vip": VIP}, 1200),
+                    units.submit(info.node, h, "netvol_serve", {"vip": VIP}, 1200)]
+            for job in jobs:
+                job.result()
 
     with ThreadPoolExecutor(max_workers=len(members)) as pool:
         list(pool.map(serve, members))

@@ -30,6 +30,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -105,8 +106,9 @@ def synced(db: MariaDB, venv: Path, service: str, schemas: Sequence[str], sync: 
 
 
 def _place(src: Path, dst: Path) -> None:
-    """*src* at *dst* whole or not at all (a hard link where both are on one file system, else a copy)."""
-    tmp = dst.with_name(dst.name + ".partial")
+    """*src* at *dst* whole or not at all (a hard link where both are on one file system, else a copy); two
+    threads placing the same dump (a host's units started side by side) each use their own partial file."""
+    tmp = dst.with_name(f"{dst.name}.{os.getpid()}.{threading.get_ident()}.partial")
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
