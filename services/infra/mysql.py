@@ -708,6 +708,9 @@ def dump_streamed(src: tuple[Host, DBEndpoint], dst: tuple[Host, DBEndpoint] | N
     children = children or Children()
     dump_host, dump_ep = src
     argv = dump_argv(mysqldump, db, tables, objects)
+    # one name for the import's failure, whether it shows as a broken pipe (the dump still writing) or as the
+    # client's exit once the whole dump was read (a small one, a slow import)
+    imported = f"import into {db}" + (f" (tables {', '.join(tables)})" if tables else "")
     proc, drain = _start_client(dump_host, dump_ep, argv, subprocess.PIPE)
     children.add(proc)
     imp = tee = marks = None
@@ -735,10 +738,9 @@ def dump_streamed(src: tuple[Host, DBEndpoint], dst: tuple[Host, DBEndpoint] | N
             # the import stopped reading: its exit code and stderr say why
             proc.kill()
             imp.wait()
-            raise client_failed(f"import into {db}" + (f" (tables {', '.join(tables)})" if tables else ""),
-                                imp_host, imp_argv, imp.returncode, imp_drain) from None
+            raise client_failed(imported, imp_host, imp_argv, imp.returncode, imp_drain) from None
         if imp is not None:
-            _wait_client(imp, imp_host, imp_argv, f"import of database {db}", imp_drain)
+            _wait_client(imp, imp_host, imp_argv, imported, imp_drain)
             if marks is not None:
                 marks.join()  # every mark read: the last table's too
     except BaseException:
