@@ -125,7 +125,7 @@ SLOW_MODULES = frozenset({"test_demo.py", "test_real_openstack.py", "test_servic
                           "test_crash_resume_revert.py", "test_compute_upgrade.py", "test_cutover_check.py"})
 
 
-#: the modules whose single lab takes longest, started first (one worker takes each while the other works
+#: the modules whose single lab takes longest, started first (one worker takes each while the others work
 #: through the rest)
 LONGEST = ("test_grenade_multihost.py", "test_grenade.py", "test_demo.py", "test_ha_lab.py")
 

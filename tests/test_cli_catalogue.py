@@ -336,9 +336,12 @@ def test_ctrl_c_during_a_step_ends_cleanly_and_resumes(lab, tmp_path):
     """SIGINT to the tool's process group (what a terminal's Ctrl-C does) while db_sync runs."""
     plan = lab.write_plan(tmp_path)
     journal = tmp_path / "journal"
+    # started as a terminal's shell starts it: SIGINT at its default (a process started in the background by a
+    # non-interactive shell, as a test run may be, inherits it ignored, and so would the tool)
     proc = subprocess.Popen([sys.executable, "-m", "upgrade.cli", "run", str(plan)], cwd=REPO,
                             env={**os.environ, TARGET_PW_ENV: TARGET_DB_PASSWORD}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for_intent(journal, "keystone.upgrade_schema", proc)
         # the step's own command at work, not only its intent journaled (a loaded machine may let the tool
