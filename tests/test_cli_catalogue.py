@@ -32,7 +32,7 @@ from tests.conftest import (
     upgrade,
     upgrade_in_process,
 )
-from tests.test_crash_resume_revert import _wait_for_intent, _wait_until
+from tests.test_crash_resume_revert import _processes_with, _wait_for_intent, _wait_until
 
 
 def _plan(d: Path, text: str = BASE, key: bool = True) -> Path:
@@ -316,22 +316,6 @@ def test_an_unfinished_run_of_another_plan_blocks_a_new_run(lab, tmp_path):
     assert upgrade("revert", "--journal", str(tmp_path / "a" / "journal")).returncode == 0
 
 
-def _db_sync_in_session(session: int) -> bool:
-    """The migration itself (``keystone-manage db_sync``, not its ``--check``) of the tool whose session is
-    *session* runs (another test's is not it)."""
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, session, ...
-        if any(a.endswith(b"keystone-manage") for a in argv) and b"db_sync" in argv and b"--check" not in argv \
-                and int(fields[3]) == session:
-            return True
-    return False
-
-
 def test_ctrl_c_during_a_step_ends_cleanly_and_resumes(lab, tmp_path):
     """SIGINT to the tool's process group (what a terminal's Ctrl-C does) while db_sync runs."""
     plan = lab.write_plan(tmp_path)
@@ -346,7 +330,8 @@ def test_ctrl_c_during_a_step_ends_cleanly_and_resumes(lab, tmp_path):
         _wait_for_intent(journal, "keystone.upgrade_schema", proc)
         # the step's own command at work, not only its intent journaled (a loaded machine may let the tool
         # run on between the two)
-        _wait_until(lambda: _db_sync_in_session(proc.pid) or proc.poll() is not None, "keystone-manage db_sync")
+        _wait_until(lambda: _processes_with("db_sync", unless="--check", session=proc.pid) or proc.poll() is not None,
+                    "keystone-manage db_sync")
         assert proc.poll() is None, "the run ended before its db_sync was seen"
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=120)

@@ -257,16 +257,22 @@ def _wait_for_intent(journal, step: str, proc: subprocess.Popen, timeout: float 
     raise AssertionError(f"no intent for {step} within {timeout} s")
 
 
-def _processes_with(needle: str) -> list[int]:
-    """Pids of keystone-manage processes whose command line holds *needle*."""
+def _processes_with(needle: str, unless: str | None = None, session: int | None = None) -> list[int]:
+    """Pids of keystone-manage processes whose command line holds *needle* (and not *unless*), only those of
+    the session *session* if given (the tool's own commands, not another test's)."""
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            if any(a.endswith(b"keystone-manage") for a in argv) and needle.encode() in argv:
+            if not any(a.endswith(b"keystone-manage") for a in argv) or needle.encode() not in argv \
+                    or (unless is not None and unless.encode() in argv):
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, session, ...
+            if session is None or int(fields[3]) == session:
                 out.append(int(entry))
     return out
 
