@@ -213,6 +213,11 @@ def test_resources_survive_the_switchover_and_the_revert(grenade_lab):
     assert rev.returncode == 0, rev.stdout[-3000:] + rev.stderr[-3000:]
     reverted = datetime.now(UTC)
     assert who_answers(lab) == "oldctl"
+    # the revert ended once the old controller listened again where the stops had closed listeners: neutron's
+    # API among them (the client below is not refused while neutron-server binds)
+    closed = {a for e in journal_events(journal) if e["kind"] == "done" and e["step"] == "neutron.stop_source"
+              for a in json.loads(e["result"])["listeners"]}
+    assert any(a.endswith(":9696") for a in closed), closed
 
     # the OLD controller, holding the address again: the same view, the computes back on it
     t0 = time.monotonic()

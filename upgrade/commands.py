@@ -35,6 +35,7 @@ from upgrade import (
     reportpage,
     revertguard,
     runview,
+    serving,
     unplanned,
     window,
 )
@@ -106,6 +107,8 @@ def _drive(session: app.Session, verb: str, display: progress.Display) -> int:
         display.begin(verb, _ahead(session, verb))
         if verb == "revert":
             session.runner.revert()
+            back = serving.wait_back(session.journal, session.run_id, session.runner.ctx.source.host)
+            log.info("old_listening_again", run=session.run_id, listeners=sorted(back))
         else:
             session.runner.forward()
             revertguard.record_baseline(session.plan, session.journal, session.run_id)  # what revert compares

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from services.infra import control, together
+from services.infra import control, listeners, together
 from services.infra.context import UpgradeContext
 from services.infra.host import command_text
 from services.infra.overhead import Tally
@@ -38,17 +38,22 @@ def stop_step(name: str, role: str, units: UnitsFn | None = None) -> Step:
         tally = Tally()
         with tally.timed("checks"):
             was = together.each(lambda u: control.is_running(side(ctx), u), units)
+            heard = listeners.listening(side(ctx).host) if role == "source" else None
         for unit, running in zip(units, was, strict=True):
             if running:
                 control.stop(side(ctx), unit)
         with tally.timed("checks"):
             after = together.each(lambda u: control.is_running(side(ctx), u), units)
+            left = listeners.listening(side(ctx).host) if heard is not None else None
         still = [u for u, r in zip(units, after, strict=True) if r]
         if still:
             raise StepError(f"{', '.join(still)} on {side(ctx).host.name} still run(s) after stop",
                             host=side(ctx).host.name)
-        return {"units": [{"unit": u, "was_running": r} for u, r in zip(units, was, strict=True)],
-                "overhead": tally.result()}
+        out: Result = {"units": [{"unit": u, "was_running": r} for u, r in zip(units, was, strict=True)],
+                       "overhead": tally.result()}
+        if heard is not None and left is not None:  # what the revert waits for (upgrade/serving.py)
+            out["listeners"] = sorted(heard - left)
+        return out
 
     def undo(ctx: UpgradeContext, result: Result | None) -> None:
         # the old controller must serve again after a revert; a target service is restarted
