@@ -83,13 +83,32 @@ class ParallelGroup:
     of the group that ``after`` names for it are complete (names outside the group are ignored).
     ``waits`` maps a step name to the steps of other machines that must be done before it starts;
     a waited-for step no machine of the group has is ignored (its service is not in the run).
-    Machines start in list order, and a step may only wait for steps of machines earlier in the
-    list: the earliest unfinished machine never waits, so the group cannot deadlock."""
+    ``weight``, asked once when the group starts, gives machines' weights (the bytes of their databases):
+    the heaviest start first, each after the machines it waits for (a machine takes the weight of the
+    heaviest that waits for it), so the longest service neither starts last nor waits for one that
+    did. Only running steps take a slot: a machine parked on another's step gives its slot back and
+    takes the next free one when it may go on, ahead of machines not yet started (its service is
+    stopped). A step may only wait for steps of machines earlier in the list, so the waits have no
+    cycle and a slot is always free for the machine waited for: the group cannot deadlock."""
 
     machines: frozenset[str]
     pool: int = 10
     after: Mapping[str, frozenset[str]] = field(default_factory=dict)
     waits: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    weight: Callable[[], Mapping[str, int]] | None = None
+
+    def start_order(self, names: Sequence[str], owner: Mapping[str, str]) -> list[str]:
+        """*names* (the group's machines in list order) in the order they start; *owner*: step -> machine."""
+        weight = self.weight() if self.weight else {}
+        needs = {n: set(self.waits_for(n)) for n in names}
+        for step, awaited in self.waits.items():
+            if step in owner:
+                needs[owner[step]] |= {owner[a] for a in awaited if a in owner} - {owner[step]}
+        rank = {n: weight.get(n, 0) for n in names}
+        for n in reversed(names):  # a machine waits only for earlier ones: its rank is final when reached
+            for m in needs[n]:
+                rank[m] = max(rank[m], rank[n])
+        return sorted(names, key=lambda n: (-rank[n], names.index(n)))
 
     def waits_for(self, name: str) -> frozenset[str]:
         return frozenset(self.after.get(name, frozenset())) & self.machines
@@ -203,7 +222,8 @@ class Runner:
     def _forward_group(self, group: ParallelGroup, view: RunView) -> None:
         """Run the group's machines side by side; only ``step.run`` leaves this thread."""
         members = [m for m in self.machines if m.name in group.machines]
-        waiting = list(members)
+        order = group.start_order([m.name for m in members], {s.name: m.name for m in members for s in m.steps})
+        waiting = sorted(members, key=lambda m: order.index(m.name))
         complete: set[str] = set()
         running: dict[Future, tuple[ServiceMachine, Step, str, float, Iterator[Step]]] = {}
         parked: list[tuple[ServiceMachine, Step, Iterator[Step]]] = []
@@ -226,20 +246,22 @@ class Runner:
                 running[pool.submit(step.run, self.ctx)] = (m, step, before, started, steps)
 
         def fill(pool: ThreadPoolExecutor) -> None:
-            """Go on with parked machines whose awaited steps are done, then start waiting machines whose
-            predecessors are complete, in list order, while slots are free (a machine with nothing left
-            to do completes at once and may free the next one)."""
+            """While slots are free (only running steps hold one): first the parked machines whose awaited
+            steps are done, then the waiting machines whose predecessors are complete, in start order (a
+            machine with nothing left to do completes at once and may free the next one)."""
             for entry in [e for e in parked if not unmet(e[1])]:
+                if len(running) >= group.pool:
+                    return
                 parked.remove(entry)
                 next_step(pool, entry[0], entry[2], entry[1])
             started = True
-            while started and len(running) + len(parked) < group.pool:
+            while started and len(running) < group.pool:
                 started = False
                 for m in [m for m in waiting if group.waits_for(m.name) <= complete]:
                     waiting.remove(m)
                     started = True
                     next_step(pool, m, self._pending(m, view, "main"))
-                    if len(running) + len(parked) >= group.pool:
+                    if len(running) >= group.pool:
                         return
 
         with ThreadPoolExecutor(max_workers=group.pool, thread_name_prefix="machine") as pool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -172,11 +172,49 @@ def test_services_overlap_and_each_step_waits_only_for_what_it_needs(journal):
     assert checked >= 8
     # glance stopped and migrated while keystone was still being upgraded: only its verify waited
     assert span["glance"][0] < span["keystone"][1]
-    assert _max_overlap(list(span.values())) == 2  # side by side, never more than the pool
+    steps = [iv for suffix in ("stop_source", "upgrade_schema", "status_check", "rewrite_iscsi", "start_target",
+                               "verify") for iv in _intervals(journal, run_id, suffix)]
+    assert _max_overlap(steps) == 2  # side by side, never more steps running than the pool
     assert journal.verify_chain() is None
     view = replay(journal.events(run_id))
     assert all(len(view.machine(s).committed) == len(m.steps)
                for s, m in zip(SERVICE_ORDER, _service_runner(journal, run_id, Ctx()).machines, strict=True))
+
+
+def test_the_heaviest_start_first_each_after_what_it_waits_for(journal):
+    """``ParallelGroup.weight`` (the bytes of each service's databases, upgrade/app.database_bytes): nova, the
+    heaviest, starts right after keystone and placement, which its steps wait for (every verify waits for
+    keystone's, nova's status check and start for placement's); then neutron, then the rest in list order.
+    With a pool of one the order shows whole."""
+    from services.registry import overlap_group, steps_for
+
+    group = overlap_group({s: steps_for(s) for s in SERVICE_ORDER}, 2)
+    assert group is not None
+    asked: list[int] = []
+    group = replace(group, pool=1, weight=lambda: asked.append(1) or {"nova": 100, "neutron": 50, "glance": 1})
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    ctx = Ctx()
+    Runner(journal, run_id, [_service_machine(s) for s in SERVICE_ORDER], ctx, groups=[group]).forward()
+    assert journal.run(run_id)["status"] == "completed" and asked == [1]
+    firsts = [c.split(".")[0] for c in ctx.calls if c.endswith(".stop_source")]
+    assert firsts == ["keystone", "placement", "nova", "neutron", "glance", "cinder"]
+    assert [c.split(".")[0] for c in ctx.calls] == [m for m in firsts for _ in SERVICE_STEPS.get(m, "1234")]
+    assert _max_overlap(_intervals(journal, run_id, "")) == 1  # never two steps at once
+
+
+def test_a_parked_machine_gives_its_slot_back(journal):
+    """Only running steps hold a slot: b's first step waits for a's second, so b parks at once, and c starts
+    beside a instead of after it (a pool of two: a and c run, b waits without a slot)."""
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    names = ("a", "b", "c")
+    machines = [ServiceMachine(n, [Step(f"{n}.s{i}", f"s{i}", _work(f"{n}.s{i}", n, 0.2)) for i in (1, 2)])
+                for n in names]
+    group = ParallelGroup(frozenset(names), 2, waits={"b.s1": frozenset({"a.s2"})})
+    Runner(journal, run_id, machines, Ctx(), groups=[group]).forward()
+    assert _at(journal, run_id, "c.s1", "intent") < _at(journal, run_id, "a.s1", "done")
+    assert _at(journal, run_id, "b.s1", "intent") >= _at(journal, run_id, "a.s2", "done")
+    assert _max_overlap(_intervals(journal, run_id, "")) == 2
+    assert journal.run(run_id)["status"] == "completed"
 
 
 def test_a_failed_service_stops_what_waits_for_it_and_resume_finishes(journal):

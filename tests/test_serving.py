@@ -1,11 +1,13 @@
-"""The end of a revert waits until the old controller listens again where its stops closed listeners
-(``upgrade/serving.py``), read from the kernel's own tables; one that never comes back fails the revert by name.
-The lab's revert tests (tests/test_grenade_multihost.py) show it on real services."""
+"""The end of a revert waits until the old controller listens again where its source stops recorded the
+services' API listeners (``upgrade/serving.py``: the ports their configs name, read from the kernel's own
+tables); one that never comes back fails the revert by name. The lab's revert tests
+(tests/test_grenade_multihost.py) show it on real services."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -33,6 +35,24 @@ def test_the_kernels_listeners_are_read_as_addresses() -> None:
     assert not {four[1], six[1]} & listeners.listening(LocalHost())
     row = "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1"
     assert listeners.parse(row + "\n" + row.replace(" 0A ", " 01 ").replace("1F90", "1F91")) == {"127.0.0.1:8080"}
+
+
+def test_a_stop_records_the_addresses_on_the_port_its_config_names(tmp_path: Path) -> None:
+    s, address = _listener()
+    other, _ = _listener()
+    port = int(address.rsplit(":", 1)[1])
+    (tmp_path / "neutron").mkdir()
+    conf = tmp_path / "neutron" / "neutron.conf"
+    conf.write_text(f"[DEFAULT]\nbind_port = {port}\n")
+    side = SimpleNamespace(etc=str(tmp_path), host=LocalHost())
+    named = (listeners.Listen("neutron/neutron.conf", "DEFAULT", "bind_port", 9696),)
+    assert listeners.serving(side, named) == {address}  # not the other listener of the host
+    conf.write_text("[DEFAULT]\n")  # unset: the release's default port, where nothing listens here
+    assert listeners.serving(side, named) == set() or all(a.endswith(":9696") for a in listeners.serving(side, named))
+    absent = (listeners.Listen("cinder/cinder.conf", "DEFAULT", "osapi_volume_listen_port", 8776),)
+    assert listeners.serving(side, absent) == set()  # no config, no port
+    s.close()
+    other.close()
 
 
 def _journal(tmp_path: Path, closed: dict[str, list[str]]) -> tuple[Journal, str]:

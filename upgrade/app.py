@@ -6,9 +6,11 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
+
+import pymysql
 
 from journal import private, vault
 from journal.redact import Redactor
@@ -307,6 +309,20 @@ def deferred(plan: Plan, journal: Journal, run_id: str) -> tuple[str, ...]:
     return tuple(n for n in plan.services if n in AFTER_COMPUTES and n not in started)
 
 
+def database_bytes(plan: Plan, names: list[str]) -> dict[str, int]:
+    """The size of each service's databases on the source (data_length + index_length): the weights the
+    overlap starts services by (``ParallelGroup.weight``), so the longest dump and schema upgrade start at
+    once, after only what they wait for. Asked when the group starts; a source that cannot be read then
+    leaves the plan's order (the steps will say why)."""
+    jump = Jump(plan.from_release, plan.to_release)
+    try:
+        return {n: preflight.data_bytes(plan.source.db, registry.databases(n, jump, plan.service_settings[n]))
+                for n in names}
+    except (StepError, pymysql.err.MySQLError) as exc:
+        logs.get().warning("start_order_unread", error=str(exc))
+        return {}
+
+
 def run_machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Host] = hosts.connect,
                  leave_out: tuple[str, ...] = ()) -> tuple[list[ServiceMachine], list[ParallelGroup]]:
     """Every machine a run of *plan* drives, in the run's order, and the groups that run side by side: what
@@ -324,7 +340,7 @@ def run_machines(plan: Plan, connect: Callable[[hosts.HostSpec, str], Host] = ho
     extra, groups = fleet.machines(plan, stoppers, connect=connect)
     overlap = overlap_group({n: m.steps for n, m in machines.items()}, plan.service_pool)
     if overlap is not None:
-        groups = [overlap, *groups]
+        groups = [replace(overlap, weight=lambda: database_bytes(plan, sorted(overlap.machines))), *groups]
     # an HA plan: the other old members stop first, the cluster check, the other new members and the VIP after
     before, after, ha_groups = fleet.ha_machines(plan, {n: machines[n].steps for n in plan.services
                                                         if n not in AFTER_COMPUTES and n in machines}, connect)

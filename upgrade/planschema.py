@@ -57,11 +57,13 @@ TABLES: tuple[Table, ...] = (
                                           "\"later\": the run ends with nova pinned and `upgrade unpin PLAN` "
                                           "unpins once the computes are upgraded"),
         Key("service_pool", "integer", "2", "how many services are upgraded side by side (1-8; 1 = the runbook's "
-                                             "strict sequence): services start in the runbook's order, and a step "
-                                             "waits only for the step of another service it needs (every verify "
-                                             "for keystone's, nova's status check and start for placement's "
-                                             "verify, cinder's iSCSI rewrite for nova's schema migration), each "
-                                             "step still journaled, resume and revert unchanged"),
+                                             "strict sequence): services start by the size of their databases on "
+                                             "the source, largest first, each after the services it waits for, "
+                                             "and a step waits only for the step of another service it needs "
+                                             "(every verify for keystone's, nova's status check and start for "
+                                             "placement's verify, cinder's iSCSI rewrite for nova's schema "
+                                             "migration), holding no slot while it waits; each step still "
+                                             "journaled, resume and revert unchanged"),
         Key("dump_streams", "integer", "0", "how many streams each database is dumped and imported in, cut by "
                                              "table, largest first (0-32; 0 = as many as the smaller controller "
                                              "has cores, at most 8, fewer for a small database; 1 = one "

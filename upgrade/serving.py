@@ -2,9 +2,9 @@
 
 Starting a unit is not serving: an API binds its port seconds after its start returns, and an operator (or a
 check from a compute host) that uses the cloud as soon as `upgrade revert` ends would be refused. Each source
-stop recorded the listeners it closed (``services/infra/listeners.py``); the revert ends when all of them
-listen again, or fails naming those that do not (every step is undone then: the old service's own log says
-why it does not bind).
+stop recorded where its service's API listened (``services/infra/listeners.py``); the revert ends when all of
+them listen again, or fails naming those that do not (every step is undone then: the old service's own log
+says why it does not bind).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ WAIT = 300.0
 
 
 def closed_by_stops(journal: Journal, run_id: str) -> dict[str, str]:
-    """Each listener a stop of the run closed on the source, with the service whose stop closed it."""
+    """Each address a source stop of the run recorded as its service's API listener, with that service."""
     out: dict[str, str] = {}
     for ev in journal.events(run_id):
         if ev.kind == "done" and ev.host == "source" and (ev.step or "").endswith(".stop_source"):
@@ -29,15 +29,15 @@ def closed_by_stops(journal: Journal, run_id: str) -> dict[str, str]:
 
 
 def wait_back(journal: Journal, run_id: str, host: Host, timeout: float = WAIT) -> dict[str, str]:
-    """Wait until the old controller listens again where the run's stops closed listeners; raise, naming
+    """Wait until the old controller listens again where the run's stops recorded API listeners; raise, naming
     each address and service that does not within *timeout*. Returns what was waited for."""
     wanted = closed_by_stops(journal, run_id)
     missing = listeners.wait_listening(host, set(wanted), timeout) if wanted else set()
     if missing:
         names = ", ".join(f"{a} ({wanted[a]})" for a in sorted(missing))
         err = UserError(f"the revert undid every step and started the old services, but on {host.name} nothing "
-                        f"listens again after {timeout:.0f} s on {names}, where the service listened before the "
-                        f"run stopped it — read that service's log on {host.name} and start it by hand; the run "
+                        f"listens again after {timeout:.0f} s on {names}, where the service's API listened before "
+                        f"the run stopped it — read that service's log on {host.name} and start it by hand; the run "
                         "stays reverted (nothing is left to undo)")
         err.exit_code = EXIT_FAILED
         raise err

@@ -21,6 +21,7 @@ from services.infra.before import keep as keep_before
 from services.infra.before import load as load_before
 from services.infra.blockcopy import transfer_step
 from services.infra.config import get_value, set_value
+from services.infra.listeners import Listen
 from services.options import Option
 from services.releases import DEFAULT_JUMP, Era, Jump
 from services.spec import ServiceSpec
@@ -257,7 +258,8 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
         (lambda: extra) if extra else None,
         dbs=dbs, units=units_fn(SPEC, jump), edits=(legacy_config.edit(jump.target), iscsi_conf_edit(jump)),
         before_schema=tuple(before), after_schema=tuple(after),
-        finish=(online_migrations_step(NAME, online, lambda ctx: [ctx.services[NAME].db_name]),) if online else ())
+        finish=(online_migrations_step(NAME, online, lambda ctx: [ctx.services[NAME].db_name]),) if online else (),
+        listens=(Listen("cinder/cinder.conf", "DEFAULT", "osapi_volume_listen_port", 8776),))
 
 
 

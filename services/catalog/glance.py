@@ -17,6 +17,7 @@ from typing import Any
 
 from services import options, releases
 from services.infra.files import copy_dir_step
+from services.infra.listeners import Listen
 from services.options import Option
 from services.releases import DEFAULT_JUMP, Era, Jump
 from services.spec import ServiceSpec
@@ -62,7 +63,7 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
         api_verify_step(NAME, "image", requires=("keystone:api",)),
         dbs=dbs, units=units_fn(SPEC, jump), edits=(legacy_config.edit(jump.target),),
         convert_utf8=SPEC.charset_for(jump.target),
-        after_schema=tuple(after))
+        after_schema=tuple(after), listens=(Listen("glance/glance-api.conf", "DEFAULT", "bind_port", 9292),))
 
 
 SPEC = ServiceSpec(

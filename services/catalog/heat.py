@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services import options, releases
+from services.infra.listeners import Listen
 from services.releases import DEFAULT_JUMP, Era, Jump
 from services.spec import ServiceSpec
 from services.steps import legacy_config
@@ -43,7 +44,8 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
         NAME, dbs[0].conns, schema,
         api_verify_step(NAME, "orchestration", requires=("keystone:api",)),
         dbs=dbs, units=units_fn(SPEC, jump), edits=(legacy_config.edit(jump.target),),
-        after_schema=(status_step(NAME, status),) if status else ())
+        after_schema=(status_step(NAME, status),) if status else (),
+        listens=(Listen("heat/heat.conf", "heat_api", "bind_port", 8004),))
 
 
 SPEC = ServiceSpec(

@@ -15,6 +15,7 @@ from typing import Any
 from services import options, releases
 from services.infra import mysql
 from services.infra.config import get_value
+from services.infra.listeners import Listen
 from services.options import Option
 from services.releases import DEFAULT_JUMP, Era, Jump
 from services.spec import ServiceSpec
@@ -151,7 +152,8 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
         api_verify_step(NAME, "network", heads,
                         lambda ctx: [f"SQL: SELECT version_num FROM {ctx.services[NAME].db_name}.alembic_version"],
                         ", alembic heads recorded", requires=("keystone:api",)),
-        dbs=dbs, units=units_fn(SPEC, jump), edits=(legacy_config.edit(jump.target),), after_schema=tuple(after))
+        dbs=dbs, units=units_fn(SPEC, jump), edits=(legacy_config.edit(jump.target),), after_schema=tuple(after),
+        listens=(Listen("neutron/neutron.conf", "DEFAULT", "bind_port", 9696),))
 
 
 

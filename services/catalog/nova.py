@@ -24,6 +24,7 @@ from services.infra.before import keep as keep_before
 from services.infra.before import load as load_before
 from services.infra.config import get_value, rewrite_db_url, set_value, with_database
 from services.infra.host import command_text
+from services.infra.listeners import Listen
 from services.options import Option
 from services.releases import DEFAULT_JUMP, Era, Jump
 from services.spec import RequiredSection, ServiceSpec
@@ -371,7 +372,8 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
         dbs=dbs, units=_units(jump),
         edits=(legacy_config.edit(jump.target), *((pin_edit(jump),) if "pin_compute" in fix else ())),
         before_schema=tuple(before), after_schema=tuple(after), new_dbs=new,
-        finish=(online_migrations_step(NAME, online, lambda ctx: names(ctx, {"main", "cell0"})),) if online else ())
+        finish=(online_migrations_step(NAME, online, lambda ctx: names(ctx, {"main", "cell0"})),) if online else (),
+        listens=(Listen("nova/nova.conf", "DEFAULT", "osapi_compute_listen_port", 8774),))
     # the status check asks the placement API, and nova starts against it: "upgrade placement before
     # any nova services" (facts §4.1)
     return [replace(s, requires=(*s.requires, "placement:api"))

@@ -12,13 +12,46 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from dataclasses import dataclass
+from typing import Any
 
+from services.infra.config import get_value
 from services.infra.host import Host
 
 #: ``st`` of a listening socket in /proc/net/tcp
 _LISTEN = "0A"
 #: how often a wait reads the listeners again
 POLL = 0.5
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A port a service's API listens on: the option of its config (a file under the controller's ``etc``)
+    that sets it, and the release's default."""
+
+    file: str
+    section: str
+    option: str
+    default: int
+
+    def port(self, side: Any) -> int | None:
+        """The port the source's config sets (the default when unset; None if the file is absent)."""
+        path = f"{side.etc.rstrip('/')}/{self.file}"
+        if not side.host.exists(path):
+            return None
+        raw = (get_value(side.host.read_bytes(path), self.section, self.option) or "").strip()
+        return int(raw) if raw.isdigit() else self.default
+
+
+def port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def serving(side: Any, listens: tuple[Listen, ...]) -> set[str] | None:
+    """The addresses listening now on the ports *listens* name in *side*'s config (None: unreadable)."""
+    ports = {p for p in (lst.port(side) for lst in listens) if p is not None}
+    now = listening(side.host) if ports else set()
+    return None if now is None else {a for a in now if port_of(a) in ports}
 
 
 def _address(hexed: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from services.infra.listeners import Listen
 from services.steps.configs import ConfigEdit, install_config_step, new_db_config_edit
 from services.steps.databases import (
     ConfigKey,
@@ -26,14 +27,16 @@ def standard_steps(name: str, conns: tuple[ConfigKey, ...], schema: Step, verify
                    extra: Callable[[], list[Step]] | None = None, *, dbs: tuple[DBSpec, ...] | None = None,
                    units: UnitsFn | None = None, edits: tuple[ConfigEdit, ...] = (), convert_utf8: str = "",
                    before_schema: tuple[Step, ...] = (), after_schema: tuple[Step, ...] = (),
-                   new_dbs: tuple[DBSpec, ...] = (), finish: tuple[Step, ...] = ()) -> list[Step]:
+                   new_dbs: tuple[DBSpec, ...] = (), finish: tuple[Step, ...] = (),
+                   listens: tuple[Listen, ...] = ()) -> list[Step]:
     """The runbook's sequence for one service with its own schema upgrade and verification.
 
     A service adds only what differs: its databases (``dbs``, default the one ``conns[0]`` names),
     the databases new in the target release (``new_dbs``: backed up if the target has them,
     created after the import, named in the config), units, config edits, the utf8 conversion on
-    import, fix-up steps right before and after its schema upgrade, and ``finish`` steps (online
-    data migrations) the runner runs once every service is verified.
+    import, fix-up steps right before and after its schema upgrade, ``finish`` steps (online
+    data migrations) the runner runs once every service is verified, and where its API listens
+    (``listens``: the revert waits for those ports on the old controller).
 
     The target is prepared (its units stopped, its databases and configs backed up into the vault)
     before the source stops: the new controller serves nothing yet, so this changes nothing a
@@ -46,7 +49,7 @@ def standard_steps(name: str, conns: tuple[ConfigKey, ...], schema: Step, verify
     return [
         stop_step(name, "target", units),
         backup_target_step(name, conns[0], (*carried, *new_dbs) if new_dbs else dbs),
-        stop_step(name, "source", units),
+        stop_step(name, "source", units, listens),
         dump_source_step(name, carried, convert_utf8),
         install_config_step(name, conns, dbs, edits),
         import_db_step(name, conns[0], dbs, convert_utf8),

@@ -8,6 +8,7 @@ from typing import Any
 from services.infra import control, listeners, together
 from services.infra.context import UpgradeContext
 from services.infra.host import command_text
+from services.infra.listeners import Listen
 from services.infra.overhead import Tally
 from services.infra.settings import Side
 from services.steps.databases import svc
@@ -21,10 +22,11 @@ def single_unit(ctx: Any, role: str, name: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------- stop / start
-def stop_step(name: str, role: str, units: UnitsFn | None = None) -> Step:
+def stop_step(name: str, role: str, units: UnitsFn | None = None, listens: tuple[Listen, ...] = ()) -> Step:
     """Stop the service's units on one side (the source's stop opens the window). Its commands are
     written out (``Step.commands``), not recorded: what it stops depends on what the status command
-    answers, which a recording host cannot say."""
+    answers, which a recording host cannot say. On the source it first records where the service's
+    API listens (*listens*, read from its config there): a revert ends once those listen again."""
     def side(ctx: UpgradeContext) -> Side:
         return ctx.source if role == "source" else ctx.target
 
@@ -38,21 +40,20 @@ def stop_step(name: str, role: str, units: UnitsFn | None = None) -> Step:
         tally = Tally()
         with tally.timed("checks"):
             was = together.each(lambda u: control.is_running(side(ctx), u), units)
-            heard = listeners.listening(side(ctx).host) if role == "source" else None
+            heard = listeners.serving(side(ctx), listens) if role == "source" and listens else None
         for unit, running in zip(units, was, strict=True):
             if running:
                 control.stop(side(ctx), unit)
         with tally.timed("checks"):
             after = together.each(lambda u: control.is_running(side(ctx), u), units)
-            left = listeners.listening(side(ctx).host) if heard is not None else None
         still = [u for u, r in zip(units, after, strict=True) if r]
         if still:
             raise StepError(f"{', '.join(still)} on {side(ctx).host.name} still run(s) after stop",
                             host=side(ctx).host.name)
         out: Result = {"units": [{"unit": u, "was_running": r} for u, r in zip(units, was, strict=True)],
                        "overhead": tally.result()}
-        if heard is not None and left is not None:  # what the revert waits for (upgrade/serving.py)
-            out["listeners"] = sorted(heard - left)
+        if heard is not None:  # what the revert waits for (upgrade/serving.py)
+            out["listeners"] = sorted(heard)
         return out
 
     def undo(ctx: UpgradeContext, result: Result | None) -> None:
