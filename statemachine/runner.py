@@ -84,7 +84,7 @@ class ParallelGroup:
     ``waits`` maps a step name to the steps of other machines that must be done before it starts;
     a waited-for step no machine of the group has is ignored (its service is not in the run).
     ``weight``, asked once when the group starts, gives machines' weights (the bytes of their databases):
-    the heaviest start first, each after the machines it waits for (a machine takes the weight of the
+    the heaviest starts first, and the machines it waits for right after it (a machine ranks with the
     heaviest that waits for it), so the longest service neither starts last nor waits for one that
     did. Only running steps take a slot: a machine parked on another's step gives its slot back and
     takes the next free one when it may go on, ahead of machines not yet started (its service is
@@ -108,7 +108,7 @@ class ParallelGroup:
         for n in reversed(names):  # a machine waits only for earlier ones: its rank is final when reached
             for m in needs[n]:
                 rank[m] = max(rank[m], rank[n])
-        return sorted(names, key=lambda n: (-rank[n], names.index(n)))
+        return sorted(names, key=lambda n: (-rank[n], -weight.get(n, 0), names.index(n)))
 
     def waits_for(self, name: str) -> frozenset[str]:
         return frozenset(self.after.get(name, frozenset())) & self.machines

@@ -183,9 +183,10 @@ def test_services_overlap_and_each_step_waits_only_for_what_it_needs(journal):
 
 def test_the_heaviest_start_first_each_after_what_it_waits_for(journal):
     """``ParallelGroup.weight`` (the bytes of each service's databases, upgrade/app.database_bytes): nova, the
-    heaviest, starts right after keystone and placement, which its steps wait for (every verify waits for
-    keystone's, nova's status check and start for placement's); then neutron, then the rest in list order.
-    With a pool of one the order shows whole."""
+    heaviest, starts first, and right after it keystone and placement, which its steps wait for (every verify
+    waits for keystone's, nova's status check and start for placement's); then neutron, then the rest by
+    weight. With a pool of one the order shows whole: nova parks at its status check, giving its only slot
+    to keystone and placement, and goes on once placement is verified, before any other service starts."""
     from services.registry import overlap_group, steps_for
 
     group = overlap_group({s: steps_for(s) for s in SERVICE_ORDER}, 2)
@@ -197,8 +198,11 @@ def test_the_heaviest_start_first_each_after_what_it_waits_for(journal):
     Runner(journal, run_id, [_service_machine(s) for s in SERVICE_ORDER], ctx, groups=[group]).forward()
     assert journal.run(run_id)["status"] == "completed" and asked == [1]
     firsts = [c.split(".")[0] for c in ctx.calls if c.endswith(".stop_source")]
-    assert firsts == ["keystone", "placement", "nova", "neutron", "glance", "cinder"]
-    assert [c.split(".")[0] for c in ctx.calls] == [m for m in firsts for _ in SERVICE_STEPS.get(m, "1234")]
+    assert firsts == ["nova", "keystone", "placement", "neutron", "glance", "cinder"]
+    resumed = ctx.calls.index("nova.status_check")
+    assert ctx.calls[resumed - 1] == "placement.verify" and ctx.calls[resumed:resumed + 3] == [
+        "nova.status_check", "nova.start_target", "nova.verify"]  # parked, then first when it may go on
+    assert ctx.calls.index("nova.verify") < ctx.calls.index("neutron.stop_source")
     assert _max_overlap(_intervals(journal, run_id, "")) == 1  # never two steps at once
 
 

@@ -356,8 +356,8 @@ _STRAIGHT: dict[str, Any] = {}
 
 
 def test_killed_while_two_services_overlap_mid_fixup_or_in_the_finishing_phase_resumes_exactly(stacks, tmp_path):
-    """service_pool 2 (the default): the overlap starts placement and nova first (nova's database is the
-    largest, and its steps wait for placement's), side by side. A chained kill schedule, one run: killed
+    """service_pool 2 (the default): the overlap starts nova (the largest database) and placement (which
+    nova's steps wait for) first, side by side. A chained kill schedule, one run: killed
     inside placement's import while nova is mid-step; the resume killed half-way through
     cinder's iSCSI rewrite (cinder's rows rewritten, nova's not yet); the next resume killed in the
     finishing phase, every service verified and nova's online migrations begun; the last resume ends
@@ -382,7 +382,7 @@ def test_killed_while_two_services_overlap_mid_fixup_or_in_the_finishing_phase_r
     ev = _events(journal)
     assert _in_flight(ev) == {"nova", "placement"}  # the overlap: two machines cut at once
     assert [e["machine"] for e in ev if e["kind"] == "intent" and e["step"].endswith(".stop_source")] \
-        == ["placement", "nova"]  # the largest database first, after what it waits for
+        == ["nova", "placement"]  # the largest database first, then what it waits for
 
     res = upgrade("resume", "--journal", str(journal), failpoint="cinder.rewrite_iscsi:volume_attachment",
                   timeout=1500)
