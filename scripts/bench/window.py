@@ -12,6 +12,7 @@ commands in sequence, no journal, no encryption), (b) ``upgrade run`` with ``ser
 trial the keystone/glance APIs on the management address must show what the old controller
 showed before (``scripts.lab.verify.api_view``), so a trial that did less work cannot count.
 
+``BENCH_WINDOW_POOL=3``: (c) with three services side by side instead of the default two.
 ``--large`` grows the old controller's nova DB to >= 1 GiB (``BENCH_WINDOW_NOVA_GIB=1,5``: 1 GiB, then
 5 GiB, each measured once) (instances, instance_actions,
 instance_actions_events, by INSERT ... SELECT inside the server) and keystone to 100k users
@@ -49,7 +50,9 @@ from upgrade import tables
 
 REPO = Path(__file__).resolve().parents[2]
 UPGRADE = REPO / ".venv" / "bin" / "upgrade"
-VARIANTS = {"a": "hand-run script", "b": "tool, service_pool = 1", "c": "tool, service_pool = 2"}
+#: the pool of (c), the overlapping run (``BENCH_WINDOW_POOL``; default the plan's default, 2)
+POOL_C = int(os.environ.get("BENCH_WINDOW_POOL", "2"))
+VARIANTS = {"a": "hand-run script", "b": "tool, service_pool = 1", "c": f"tool, service_pool = {POOL_C}"}
 KINDS = ("dump+import", "schema", "verify", "other")
 #: tool steps with no counterpart in the script: the tool's extra work inside the window
 EXTRA_STEPS = ("stop_target", "backup_target", "status_check", "agents", "transfer_volumes")
@@ -175,7 +178,7 @@ def run_tool(bench: Path, index: int, variant: str) -> Trial:
     """(b)/(c): ``upgrade run`` with the given pool; the window and its kinds from the journal."""
     lab, out = bench / "lab", bench / f"trial-{variant}{index}"
     out.mkdir(parents=True, exist_ok=True)
-    set_pool(lab / "plan.toml", 1 if variant == "b" else 2)
+    set_pool(lab / "plan.toml", 1 if variant == "b" else POOL_C)
     load0 = os.getloadavg()[0]
     with (out / "output.txt").open("w") as fh:
         proc = subprocess.Popen([str(UPGRADE), "run", str(lab / "plan.toml")], stdout=fh, stderr=subprocess.STDOUT,
