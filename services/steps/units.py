@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from services.infra import control, listeners, together
+from services.infra.before import keep as keep_before
 from services.infra.context import UpgradeContext
 from services.infra.host import command_text
 from services.infra.listeners import Listen
@@ -41,6 +42,15 @@ def stop_step(name: str, role: str, units: UnitsFn | None = None, listens: tuple
         with tally.timed("checks"):
             was = together.each(lambda u: control.is_running(side(ctx), u), units)
             heard = listeners.serving(side(ctx), listens) if role == "source" and listens else None
+        if role == "source":
+            # what ran, kept before anything stops: an attempt killed after its stops would otherwise be run
+            # again on resume, find the old units stopped and leave them stopped on revert
+            with tally.timed("vault"):
+                first, _ = keep_before(ctx, f"{name}.stop_source", f"units-{side(ctx).host.name}",
+                                       {"was_running": dict(zip(units, was, strict=True)),
+                                        "listeners": sorted(heard) if heard is not None else None})
+            was = [first["was_running"].get(u, r) for u, r in zip(units, was, strict=True)]
+            heard = set(first["listeners"]) if first["listeners"] is not None else None
         for unit, running in zip(units, was, strict=True):
             if running:
                 control.stop(side(ctx), unit)
