@@ -1,11 +1,12 @@
-"""The TCP listeners of a controller: what a service's stop closed, so that a revert can wait until the old
-controller listens there again.
+"""The TCP listeners of a controller: where a service's API listened before its stop, so that a revert can
+wait until the old controller listens there again.
 
-A unit that has been started is not yet serving: neutron-server, nova-api or an Apache vhost bind their ports
-seconds after ``systemctl start`` returns. The source's stop records the listeners it closed (those listening
-just before it and not just after), and ``upgrade revert`` ends only when each of them listens again
-(``upgrade/serving.py``). Read from ``/proc/net/tcp{,6}`` of the host (its network namespace): every Linux
-has it, and no tool's output format is parsed.
+A unit that has been started is not yet serving: neutron-server or cinder-api bind their ports seconds after
+``systemctl start`` returns. The source's stop records the addresses listening on the port the service's own
+config names (``Listen``: neutron's ``bind_port``, cinder's ``osapi_volume_listen_port`` ...), and ``upgrade
+revert`` ends only when each listens again (``upgrade/serving.py``). By port, not by what closed during the
+stop: another process of the host may close a socket at that moment. Read from ``/proc/net/tcp{,6}`` of the
+host (its network namespace): every Linux has it, and no tool's output format is parsed.
 """
 
 from __future__ import annotations
