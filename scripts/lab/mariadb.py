@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import random
 import socket
 import subprocess
 import tempfile
@@ -46,12 +47,32 @@ def server_env() -> dict[str, str] | None:
     return {**os.environ, "LD_PRELOAD": preload}
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (the kernel picks it).
+#: lab ports are drawn from here up to the kernel's ephemeral range (ip_local_port_range)
+LAB_PORTS_FROM = 20000
 
-    There is a small window before the caller binds it; good enough for a lab on loopback.
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now, below the kernel's ephemeral range.
+
+    Not one the kernel picks (``bind(0)``): those are ephemeral ports, which any outgoing connection of the
+    host may take before the lab binds one it reserved minutes earlier (a broker's distribution port was
+    seen taken so: RabbitMQ's ``dist_port_already_used ... not_erlang``). Outgoing connections never take a
+    port below the range; there is still a small window before the caller binds it, good enough for a lab.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    draw = random.SystemRandom()
+    for _ in range(200 if low > LAB_PORTS_FROM + 1000 else 0):
+        port = draw.randrange(LAB_PORTS_FROM, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room below the range: the kernel's
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
