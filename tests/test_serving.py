@@ -64,6 +64,8 @@ def _journal(tmp_path: Path, closed: dict[str, list[str]]) -> tuple[Journal, str
                  result={"units": [], "listeners": addresses})
         j.append(rid, service, "done", step=f"{service}.stop_target", host="target",
                  result={"units": [], "listeners": ["127.0.0.1:1"]})  # only the source's stops count
+        j.append(rid, "ha.oldctl2", "done", step=f"ha.oldctl2.{service}.stop_source", host="source",
+                 result={"units": [], "listeners": ["127.0.0.1:1"]})  # another HA member's, not this host's
     return j, rid
 
 

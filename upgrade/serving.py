@@ -22,7 +22,8 @@ def closed_by_stops(journal: Journal, run_id: str) -> dict[str, str]:
     """Each address a source stop of the run recorded as its service's API listener, with that service."""
     out: dict[str, str] = {}
     for ev in journal.events(run_id):
-        if ev.kind == "done" and ev.host == "source" and (ev.step or "").endswith(".stop_source"):
+        # the service's own stop (on the host the run works through), not an HA member's copy of it on another
+        if ev.kind == "done" and ev.host == "source" and ev.step == f"{ev.machine}.stop_source":
             for address in (ev.result or {}).get("listeners") or []:
                 out.setdefault(address, ev.machine)
     return out
