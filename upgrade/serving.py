@@ -9,6 +9,8 @@ says why it does not bind).
 
 from __future__ import annotations
 
+import json
+
 from journal.store import Journal
 from services.infra import listeners
 from services.infra.host import Host
@@ -19,13 +21,14 @@ WAIT = 300.0
 
 
 def closed_by_stops(journal: Journal, run_id: str) -> dict[str, str]:
-    """Each address a source stop of the run recorded as its service's API listener, with that service."""
+    """Each address a source stop of the run recorded as its service's API listener, with that service: the
+    services' own ``<service>.stop_source`` (not an HA member's copy of it on another host), read through the
+    journal's last event per step and kind (``Journal.step_rows``), not by decoding the whole run."""
     out: dict[str, str] = {}
-    for ev in journal.events(run_id):
-        # the service's own stop (on the host the run works through), not an HA member's copy of it on another
-        if ev.kind == "done" and ev.host == "source" and ev.step == f"{ev.machine}.stop_source":
-            for address in (ev.result or {}).get("listeners") or []:
-                out.setdefault(address, ev.machine)
+    for machine, step, kind, _output, result in journal.step_rows(run_id):
+        if kind == "done" and step == f"{machine}.stop_source" and result:
+            for address in json.loads(result).get("listeners") or []:
+                out.setdefault(address, machine)
     return out
 
 
