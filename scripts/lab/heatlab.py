@@ -27,12 +27,11 @@ import os
 import secrets
 import shutil
 import subprocess
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scripts.lab import ksapi, layout, osclient, rabbit
+from scripts.lab import ksapi, layout, osclient, proc, rabbit
 from scripts.lab.proc import (
     LabError,
     clean_env,
@@ -40,9 +39,7 @@ from scripts.lab.proc import (
     pid_alive,
     port_open,
     read_pid,
-    tail,
     terminate,
-    write_pid,
 )
 
 if TYPE_CHECKING:  # the unit supervisor imports this module: no pymysql at run time
@@ -255,25 +252,10 @@ def start(root: Path, unit: str) -> None:
         if port_open(port):
             raise LabError(f"{unit}: 127.0.0.1:{port} is already in use by another process")
     log = layout.log_dir(root, NAME) / f"{unit}.out"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        out.write(f"--- lab heat start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
-        out.flush()
-        proc = subprocess.Popen(_argv(root, unit), env=clean_env(), cwd=root, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    write_pid(_pid_file(root, unit), proc.pid)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _pid_file(root, unit).unlink(missing_ok=True)
-            raise LabError(f"{unit} exited with rc {proc.returncode} during start; {log}:\n{tail(log)}")
-        if _ready(root, unit):
-            return
-        # the engine's probe is a rabbitmqctl call (an Erlang VM of its own): ask less often than an API
-        time.sleep(1.0 if unit == "heat-engine" else 0.3)
-    terminate(proc.pid, STOP_TIMEOUT)
-    _pid_file(root, unit).unlink(missing_ok=True)
-    raise LabError(f"{unit} was not ready within {START_TIMEOUT:.0f} s; {log}:\n{tail(log)}")
+    # the engine's probe is a rabbitmqctl call (an Erlang VM of its own): ask less often than an API
+    proc.launch(unit, _argv(root, unit), _pid_file(root, unit), log, lambda: _ready(root, unit),
+                mark=b"--- lab heat start ", timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT, cwd=root,
+                poll=1.0 if unit == "heat-engine" else 0.3, own_logs=(log.with_suffix(".log"),))
 
 
 def stop(root: Path, unit: str) -> None:

@@ -22,24 +22,19 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from scripts.lab import ksapi, layout, rabbit
+from scripts.lab import ksapi, layout, proc, rabbit
 from scripts.lab.proc import (
     LabError,
-    clean_env,
     http_answers,
     pid_alive,
     port_open,
     read_pid,
     session_connected,
-    tail,
     terminate,
-    write_pid,
 )
 
 WSGI = Path(__file__).resolve().with_name("netvol_wsgi.py")
@@ -220,25 +215,10 @@ class Served:
         if self.is_api(unit) and port_open(self.api_port(root)):
             raise LabError(f"{unit}: 127.0.0.1:{self.api_port(root)} is already in use by another process")
         log = layout.log_dir(root, self.name) / f"{unit}.out"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            out.write(f"--- lab {self.name} start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
-            out.flush()
-            proc = subprocess.Popen(self.argv(root, unit), env=clean_env(), cwd=root, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        write_pid(layout.pid_file(root, unit), proc.pid)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                layout.pid_file(root, unit).unlink(missing_ok=True)
-                raise LabError(f"{unit} exited with rc {proc.returncode} during start; {log}:\n{tail(log)}")
-            if self.ready(root, unit):
-                return
-            # an RPC unit's probe is a rabbitmqctl call (an Erlang VM of its own): ask less often than an API
-            time.sleep(0.3 if self.is_api(unit) else 1.0)
-        terminate(proc.pid, STOP_TIMEOUT)
-        layout.pid_file(root, unit).unlink(missing_ok=True)
-        raise LabError(f"{unit} was not ready within {START_TIMEOUT:.0f} s; {log}:\n{tail(log)}")
+        # an RPC unit's probe is a rabbitmqctl call (an Erlang VM of its own): ask less often than an API
+        proc.launch(unit, self.argv(root, unit), layout.pid_file(root, unit), log, lambda: self.ready(root, unit),
+                    mark=f"--- lab {self.name} start ".encode(), timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT,
+                    cwd=root, poll=0.3 if self.is_api(unit) else 1.0, own_logs=(log.with_suffix(".log"),))
 
     def stop(self, root: Path, unit: str) -> None:
         root = Path(root).resolve()

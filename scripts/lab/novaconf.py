@@ -15,12 +15,10 @@ Standard library only: the multi-host lab runs this with each host's python3.
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scripts.lab.proc import LabError, clean_env, tail, terminate, write_pid
+from scripts.lab import proc
 
 #: nova's fake driver in its single-node form: a stable node name and uuid (``compute_id``), so the host
 #: restarts like a real one (fake.FakeDriver refuses a restart without that file)
@@ -87,24 +85,6 @@ def started_line(log: Path, unit: str) -> bool:
 
 def launch(unit: str, argv: list[str], pid_file: Path, log: Path, ready: Callable[[], bool],
            env: dict[str, str] | None = None, cwd: Path | None = None, poll: float = 0.2) -> int:
-    """Start *unit* detached (its own session), keep its pid in *pid_file*, wait until ``ready()``; its pid.
-    A unit that exits or is not ready in time is stopped and named with its output's tail."""
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        out.write(MARK + f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
-        out.flush()
-        proc = subprocess.Popen(argv, env=clean_env(**(env or {})), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    write_pid(pid_file, proc.pid)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pid_file.unlink(missing_ok=True)
-            raise LabError(f"{unit} exited with rc {proc.returncode} during start; {log}:\n{tail(log)}")
-        if ready():
-            return proc.pid
-        time.sleep(poll)
-    terminate(proc.pid, STOP_TIMEOUT)
-    pid_file.unlink(missing_ok=True)
-    raise LabError(f"{unit} was not ready within {START_TIMEOUT:.0f} s; {log}:\n{tail(log)}")
+    """Start a nova or placement *unit* (``proc.launch``, under nova's start mark and timeouts); its pid."""
+    return proc.launch(unit, argv, pid_file, log, ready, mark=MARK, timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT,
+                       env=env, cwd=cwd, poll=poll)
