@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services import options, releases
-from services.infra import control, exports, iscsi, mysql, volumes
+from services.infra import control, exports, iscsi, mysql, together, volumes
 from services.infra.before import keep as keep_before
 from services.infra.before import load as load_before
 from services.infra.blockcopy import transfer_step
@@ -195,9 +195,10 @@ def update_host_step() -> Step:
         rows = mysql.query(ctx.target.db, "SELECT id, host FROM volumes WHERE deleted=0 AND (host=%s OR host LIKE "
                                           "%s OR host LIKE %s)", (old, f"{old}@%", f"{old}#%"), db=db)
         first, _art = keep_before(ctx, f"{NAME}.update_host", "hosts-before", {i: h for i, h in rows})
-        # update_host sets host to --newhost whole: keep each volume's @backend#pool
-        for current in sorted({h for _i, h in rows}):
-            run_cmd(ctx.target, cmd, {"current": current, "new": new + current[len(old):]})
+        # update_host sets host to --newhost whole: keep each volume's @backend#pool. Each call moves the
+        # volumes of one distinct host, none of another's: side by side
+        together.each(lambda current: run_cmd(ctx.target, cmd, {"current": current, "new": new + current[len(old):]}),
+                      sorted({h for _i, h in rows}))
         return {"changed": [{"id": i, "host": h} for i, h in sorted(first.items())]}
 
     def undo(ctx: Any, result: Result | None) -> None:
@@ -483,11 +484,9 @@ def remove_old_services_step() -> Step:
         # the whole rows, first (a kill after a remove must not lose them): no secret in them
         first, art = keep_before(ctx, f"{NAME}.remove_old_services", "services-before",
                                  {str(r[cols.index("id")]): [None if x is None else str(x) for x in r] for r in rows})
-        removed = []
-        for r in rows:
-            binary, host = r[cols.index("binary")], r[cols.index("host")]
-            run_cmd(ctx.target, SERVICE_REMOVE, {"binary": binary, "host": host})
-            removed.append({"binary": binary, "host": host})
+        removed = [{"binary": r[cols.index("binary")], "host": r[cols.index("host")]} for r in rows]
+        # one row per call, independent of the others: side by side, the window waits for one cinder-manage
+        together.each(lambda row: run_cmd(ctx.target, SERVICE_REMOVE, row), removed)
         return {"removed": removed, "columns": cols, "ids": sorted(first), "artifact": art}
 
     def undo(ctx: Any, result: Result | None) -> None:
