@@ -273,15 +273,22 @@ def test_old_host_service_rows_removed_by_cinder_manage_and_put_back(volume_lab:
     lab = volume_lab
     ctx = _ctx(lab, tmp_path, new_host="new-ctl")
     db = lab["db"]
-    before = db.checksums("cinder")
-    step = _step("remove_old_services")
-    res = json.loads(json.dumps(step.run(ctx)))
-    assert res["removed"] == [{"binary": "cinder-volume", "host": f"{OLD_HOST}@lvm"}]
-    live = db.execute("SELECT host FROM services WHERE deleted=0", db="cinder")
-    assert [h for (h,) in live] == ["other@ceph"]
-    assert str(res["artifact"]["path"]).startswith(str(tmp_path / "vault"))
-    step.undo(ctx, res)
-    assert db.checksums("cinder") == before
+    # a second row of the old host (its scheduler): the calls, one per row, run side by side
+    db.execute("INSERT INTO services (created_at, deleted, host, `binary`, topic, report_count, disabled) "
+               f"VALUES (NOW(), 0, '{OLD_HOST}', 'cinder-scheduler', 'cinder-scheduler', 1, 0)", db="cinder")
+    try:
+        before = db.checksums("cinder")
+        step = _step("remove_old_services")
+        res = json.loads(json.dumps(step.run(ctx)))
+        assert res["removed"] == [{"binary": "cinder-volume", "host": f"{OLD_HOST}@lvm"},  # in the rows' id order
+                                  {"binary": "cinder-scheduler", "host": OLD_HOST}], res["removed"]
+        live = db.execute("SELECT host FROM services WHERE deleted=0", db="cinder")
+        assert [h for (h,) in live] == ["other@ceph"]
+        assert str(res["artifact"]["path"]).startswith(str(tmp_path / "vault"))
+        step.undo(ctx, res)
+        assert db.checksums("cinder") == before
+    finally:
+        db.execute(f"DELETE FROM services WHERE host='{OLD_HOST}' AND `binary`='cinder-scheduler'", db="cinder")
 
 
 @pytest.mark.parametrize(("src", "dst", "want"), [
