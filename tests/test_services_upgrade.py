@@ -133,7 +133,7 @@ def test_run_then_revert(stacks, tmp_path):
     assert _done(ev, "nova.status_check")["accepted_failures"] == ["Placement API"]
     assert _done(ev, "cinder.previous_online_migrations")["rc"] == 0
     # the old host's service row removed by the real cinder-manage; the other host's kept
-    removed = _done(ev, "cinder.remove_old_services")["removed"]
+    removed = _done(ev, "cinder.update_host")["removed"]
     assert removed == [{"binary": "cinder-volume", "host": f"{OLD_HOST}@lvm"}]
     live = {h for (h,) in new.db.execute("SELECT host FROM services WHERE deleted=0", db="cinder")}
     assert f"{OLD_HOST}@lvm" not in live and "other@ceph" in live

@@ -267,26 +267,37 @@ def test_an_instance_started_after_the_preflight_stops_the_step(volume_lab: Any,
     assert _exported(lab) == shown and _devices(lab) == devices
 
 
-def test_old_host_service_rows_removed_by_cinder_manage_and_put_back(volume_lab: Any, tmp_path: Path) -> None:
-    """The real `cinder-manage service remove` on the target's copy; the undo restores the rows byte
-    for byte; the other host's row is never touched."""
+def test_old_host_moved_by_cinder_manage_side_by_side_and_put_back(volume_lab: Any, tmp_path: Path) -> None:
+    """One step, the real `cinder-manage` calls side by side: `volume update_host` for the old host's volumes
+    and `service remove` for each of its service rows, on the target's copy; the undo puts the service rows
+    back byte for byte and each volume's host back; the other host's rows are never touched."""
     lab = volume_lab
     ctx = _ctx(lab, tmp_path, new_host="new-ctl")
     db = lab["db"]
-    # a second row of the old host (its scheduler): the calls, one per row, run side by side
+    hosts = "SELECT id, host FROM volumes ORDER BY id"
+    # a second row of the old host (its scheduler): one call per row
     db.execute("INSERT INTO services (created_at, deleted, host, `binary`, topic, report_count, disabled) "
                f"VALUES (NOW(), 0, '{OLD_HOST}', 'cinder-scheduler', 'cinder-scheduler', 1, 0)", db="cinder")
     try:
-        before = db.checksums("cinder")
-        step = _step("remove_old_services")
+        before, vols = db.checksums("cinder"), db.execute(hosts, db="cinder")
+        assert any(h.startswith(f"{OLD_HOST}@") for _i, h in vols)
+        step = _step("update_host")
         res = json.loads(json.dumps(step.run(ctx)))
         assert res["removed"] == [{"binary": "cinder-volume", "host": f"{OLD_HOST}@lvm"},  # in the rows' id order
                                   {"binary": "cinder-scheduler", "host": OLD_HOST}], res["removed"]
+        assert {r["id"] for r in res["changed"]} == {i for i, h in vols if h.startswith(f"{OLD_HOST}@")}
         live = db.execute("SELECT host FROM services WHERE deleted=0", db="cinder")
         assert [h for (h,) in live] == ["other@ceph"]
+        moved = db.execute(hosts, db="cinder")
+        assert [h for _i, h in moved] == [h.replace(OLD_HOST, "new-ctl", 1) if h.startswith(f"{OLD_HOST}@") else h
+                                          for _i, h in vols]
         assert str(res["artifact"]["path"]).startswith(str(tmp_path / "vault"))
         step.undo(ctx, res)
-        assert db.checksums("cinder") == before
+        after = db.checksums("cinder")
+        assert after["services"] == before["services"]  # byte for byte
+        # volume update_host also stamps updated_at, which the hosts' undo leaves (revert restores the whole copy)
+        assert db.execute(hosts, db="cinder") == vols
+        assert {t: v for t, v in after.items() if t != "volumes"} == {t: v for t, v in before.items() if t != "volumes"}
     finally:
         db.execute(f"DELETE FROM services WHERE host='{OLD_HOST}' AND `binary`='cinder-scheduler'", db="cinder")
 
@@ -308,6 +319,8 @@ def test_attachments_are_refreshed_the_way_the_target_release_documents(src: str
     stays = ctx(jump, ("cinder",))
     assert commands("cinder", jump, stays, "refresh_attachments") == ["(iSCSI target address unchanged: no "
                                                                      "attachment to refresh)"]
-    names = [s.name for s in cinder.steps(jump)]
-    assert ("cinder.remove_old_services" in names) == (releases.at_least(dst, "liberty"))
+    # the old host's service rows are removed by update_host's step where the release has `service remove`
+    removes = any("service remove" in line for line in commands("cinder", jump, ctx(jump, ("cinder",), cinder={
+        "old_host": "old-ctl", "new_host": "new-ctl"}), "update_host"))
+    assert removes == releases.at_least(dst, "liberty")
     assert "openstack-cinder-backup" in cinder.SPEC.units_for(dst)

@@ -179,49 +179,96 @@ def iscsi_rows_step() -> Step:
 
 
 # ---------------------------------------------------------------------- host name
-def update_host_step() -> Step:
-    cmd = releases.Cmd("cinder-manage", ("--config-file", "{etc}/cinder/cinder.conf", "volume", "update_host",
-                                         "--currenthost", "{current}", "--newhost", "{new}"))
+UPDATE_HOST = releases.Cmd("cinder-manage", ("--config-file", "{etc}/cinder/cinder.conf", "volume", "update_host",
+                                             "--currenthost", "{current}", "--newhost", "{new}"))
+SERVICE_REMOVE = releases.Cmd("cinder-manage", ("--config-file", "{etc}/cinder/cinder.conf", "service", "remove",
+                                                "{binary}", "{host}"))
 
-    def hosts(ctx: Any) -> tuple[str, str]:
-        o = ctx.services[NAME].options
-        return o.get("old_host") or "", o.get("new_host") or ""
+
+def _hosts(ctx: Any) -> tuple[str, str]:
+    o = ctx.services[NAME].options
+    return o.get("old_host") or "", o.get("new_host") or ""
+
+
+def update_host_step(remove_services: bool) -> Step:
+    """The old controller's host name replaced by the new one's in cinder's copy: ``volume update_host`` for
+    each distinct host of its volumes (keeping each volume's @backend#pool), and, where the release has it
+    (Liberty on), ``cinder-manage service remove`` of every service row of the old host (their old versions
+    make the new services fail with ServiceTooOld, facts §7.1). The calls are independent of each other (one
+    host's volumes, one service row each), so they run side by side: each is a cinder-manage start-up inside
+    the window. The volumes' hosts and the whole service rows are kept in the vault first; undo puts both
+    back."""
+
+    def found(ctx: Any) -> tuple[list[tuple[Any, str]], list[str], list[tuple]]:
+        old, _new = _hosts(ctx)
+        st = ctx.services[NAME]
+        vols = mysql.query(ctx.target.db, "SELECT id, host FROM volumes WHERE deleted=0 AND (host=%s OR host LIKE "
+                                          "%s OR host LIKE %s)", (old, f"{old}@%", f"{old}#%"), db=st.db_name)
+        if not remove_services:
+            return vols, [], []
+        cols = mysql.table_columns(ctx.target.db, st.db_name, "services")
+        rows = mysql.query(ctx.target.db, "SELECT * FROM services WHERE deleted=0 AND (host=%s OR host LIKE %s) "
+                                          "ORDER BY id", (old, f"{old}@%"), db=st.db_name)
+        return vols, cols, rows
 
     def run(ctx: Any) -> Result:
-        old, new = hosts(ctx)
+        old, new = _hosts(ctx)
         if not old or not new or old == new:
-            return {"changed": []}
-        db = ctx.services[NAME].db_name
-        rows = mysql.query(ctx.target.db, "SELECT id, host FROM volumes WHERE deleted=0 AND (host=%s OR host LIKE "
-                                          "%s OR host LIKE %s)", (old, f"{old}@%", f"{old}#%"), db=db)
-        first, _art = keep_before(ctx, f"{NAME}.update_host", "hosts-before", {i: h for i, h in rows})
-        # update_host sets host to --newhost whole: keep each volume's @backend#pool. Each call moves the
-        # volumes of one distinct host, none of another's: side by side
-        together.each(lambda current: run_cmd(ctx.target, cmd, {"current": current, "new": new + current[len(old):]}),
-                      sorted({h for _i, h in rows}))
-        return {"changed": [{"id": i, "host": h} for i, h in sorted(first.items())]}
+            return {"changed": [], "removed": []}
+        step = f"{NAME}.update_host"
+        vols, cols, rows = found(ctx)
+        # every before-value first (a kill after a command must not lose them): no secret in them
+        first, _art = keep_before(ctx, step, "hosts-before", {i: h for i, h in vols})
+        out: Result = {"changed": [{"id": i, "host": h} for i, h in sorted(first.items())], "removed": []}
+        calls = [(UPDATE_HOST, {"current": h, "new": new + h[len(old):]}) for h in sorted({h for _i, h in vols})]
+        if remove_services:
+            kept, art = keep_before(ctx, step, "services-before",
+                                    {str(r[cols.index("id")]): [None if x is None else str(x) for x in r]
+                                     for r in rows})
+            removed = [{"binary": r[cols.index("binary")], "host": r[cols.index("host")]} for r in rows]
+            calls += [(SERVICE_REMOVE, row) for row in removed]
+            out.update({"removed": removed, "columns": cols, "ids": sorted(kept), "artifact": art})
+        together.each(lambda call: run_cmd(ctx.target, *call), calls)
+        return out
 
     def undo(ctx: Any, result: Result | None) -> None:
-        rows = (result or {}).get("changed") or []
-        if not rows:
+        # the target's database only: the source's was never written. An interrupted attempt left no result:
+        # import_db's undo restores the whole database
+        changed, ids = (result or {}).get("changed") or [], (result or {}).get("ids") or []
+        if not changed and not ids:
             return
         conn = mysql.connect(ctx.target.db, ctx.services[NAME].db_name)
         try:
             with conn.cursor() as cur:
-                for r in rows:
+                for r in changed:
                     cur.execute("UPDATE volumes SET host=%s WHERE id=%s", (r["host"], r["id"]))
+                if ids:  # in place, not REPLACE: the soft-deleted row stays the parent of its volumes
+                    rows = load_before(ctx, result["artifact"], f"{NAME}.update_host")
+                    cols = result["columns"]
+                    names = ", ".join(mysql.quote_ident(c) for c in cols)
+                    marks = ", ".join(["%s"] * len(cols))
+                    update = ", ".join(f"{mysql.quote_ident(c)}=VALUES({mysql.quote_ident(c)})" for c in cols)
+                    for values in rows.values():
+                        cur.execute(f"INSERT INTO services ({names}) VALUES ({marks}) ON DUPLICATE KEY UPDATE "
+                                    f"{update}", values)
         finally:
             conn.close()
 
     def commands(ctx: Any) -> list[str]:
-        old, new = hosts(ctx)
+        old, new = _hosts(ctx)
         if not old or not new or old == new:
             return ["(host name unchanged: no update_host)"]
-        return [shown(cmd, ctx.target, {"current": f"{old}@BACKEND#POOL", "new": f"{new}@BACKEND#POOL"})
-                + "   # for each distinct host of the old controller's volumes"]
+        out = [shown(UPDATE_HOST, ctx.target, {"current": f"{old}@BACKEND#POOL", "new": f"{new}@BACKEND#POOL"})
+               + "   # for each distinct host of the old controller's volumes"]
+        if remove_services:
+            out.append(shown(SERVICE_REMOVE, ctx.target, {"binary": "BINARY", "host": f"{old}[@BACKEND]"})
+                       + "   # for each service row of the old host; the rows are kept in the vault for revert")
+        return out
 
+    also = "; remove the old host's service rows (cinder-manage service remove)" if remove_services else ""
     return Step(f"{NAME}.update_host", "hosts_updated", run, undo, host="target", commands=commands, kind="fixup",
-                describe="move the old controller's volumes to the new host name (volume update_host)")
+                describe=f"move the old controller's volumes to the new host name (volume update_host){also}, "
+                         "the commands side by side")
 
 
 # ---------------------------------------------------------------------- N's online migrations
@@ -246,7 +293,7 @@ def steps(jump: Jump = DEFAULT_JUMP, options: Mapping[str, Any] | None = None) -
     schema = schema_step(NAME, cmds, "cinder-manage db sync",
                          dbs=lambda ctx: [ctx.services[NAME].db_name])
     fix = SPEC.fixups_for(jump.target)
-    candidates = [iscsi_rows_step(), update_host_step(), remove_old_services_step(), stop_exports_step(),
+    candidates = [iscsi_rows_step(), update_host_step("remove_old_services" in fix), stop_exports_step(),
                   transfer_step(NAME, _copy_list, shown=_copy_shown)]
     after: list[Step] = [s for s in candidates if s.name.split(".", 1)[1] in fix]
     extra = [s for s in (refresh_attachments_step(jump),) if s.name.split(".", 1)[1] in fix]
@@ -460,67 +507,6 @@ def refresh_attachments_step(jump: Jump) -> Step:
                          "refresh from Xena, tgtd restart before)")
 
 
-# ---------------------------------------------------------------------- the old host's services
-SERVICE_REMOVE = releases.Cmd("cinder-manage", ("--config-file", "{etc}/cinder/cinder.conf", "service", "remove",
-                                                "{binary}", "{host}"))
-
-
-def remove_old_services_step() -> Step:
-    """``cinder-manage service remove`` of every service row of the old host on the target (its old
-    versions make the new services fail with ServiceTooOld, facts §7.1); undo puts the rows back."""
-
-    def old_rows(ctx: Any) -> tuple[list[str], list[tuple]]:
-        st = ctx.services[NAME]
-        old, new = st.options.get("old_host") or "", st.options.get("new_host") or ""
-        if not old or old == new:
-            return [], []
-        cols = mysql.table_columns(ctx.target.db, st.db_name, "services")
-        rows = mysql.query(ctx.target.db, "SELECT * FROM services WHERE deleted=0 AND (host=%s OR host LIKE %s) "
-                                          "ORDER BY id", (old, f"{old}@%"), db=st.db_name)
-        return cols, rows
-
-    def run(ctx: Any) -> Result:
-        cols, rows = old_rows(ctx)
-        # the whole rows, first (a kill after a remove must not lose them): no secret in them
-        first, art = keep_before(ctx, f"{NAME}.remove_old_services", "services-before",
-                                 {str(r[cols.index("id")]): [None if x is None else str(x) for x in r] for r in rows})
-        removed = [{"binary": r[cols.index("binary")], "host": r[cols.index("host")]} for r in rows]
-        # one row per call, independent of the others: side by side, the window waits for one cinder-manage
-        together.each(lambda row: run_cmd(ctx.target, SERVICE_REMOVE, row), removed)
-        return {"removed": removed, "columns": cols, "ids": sorted(first), "artifact": art}
-
-    def undo(ctx: Any, result: Result | None) -> None:
-        if not result or not result.get("ids"):
-            return  # interrupted before anything was removed, or nothing to remove; import_db's undo covers the rest
-        rows = load_before(ctx, result["artifact"], f"{NAME}.remove_old_services")
-        cols = result["columns"]
-        names = ", ".join(mysql.quote_ident(c) for c in cols)
-        marks = ", ".join(["%s"] * len(cols))
-        update = ", ".join(f"{mysql.quote_ident(c)}=VALUES({mysql.quote_ident(c)})" for c in cols)
-        conn = mysql.connect(ctx.target.db, ctx.services[NAME].db_name)
-        try:  # the target's database only: the source's was never written. In place, not REPLACE: the
-            # soft-deleted row stays the parent of its volumes (volumes.service_uuid)
-            with conn.cursor() as cur:
-                for values in rows.values():
-                    cur.execute(f"INSERT INTO services ({names}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {update}",
-                                values)
-        finally:
-            conn.close()
-
-    def commands(ctx: Any) -> list[str]:
-        st = ctx.services[NAME]
-        old, new = st.options.get("old_host") or "", st.options.get("new_host") or ""
-        if not old or old == new:
-            return ["(host name unchanged: the new services take over the old rows)"]
-        return [shown(SERVICE_REMOVE, ctx.target, {"binary": "BINARY", "host": f"{old}[@BACKEND]"})
-                + "   # for each service row of the old host, after the old controller stopped; the rows are "
-                  "kept in the vault for revert"]
-
-    return Step(f"{NAME}.remove_old_services", "old_services_removed", run, undo, host="target", commands=commands,
-                kind="fixup", describe="remove the old host's cinder service rows (cinder-manage service remove) "
-                                       "so the new services do not fail with ServiceTooOld")
-
-
 SPEC = ServiceSpec(
     name=NAME, order=60, steps=steps, tool="cinder-manage",
     # the runbook starts api, volume, scheduler; upstream: scheduler, volume, backup, api (§7.1);
@@ -563,6 +549,7 @@ SPEC = ServiceSpec(
     # `cinder-manage service remove` exists from Liberty (facts §7.1)
     fixups=(Era("havana", "kilo", ("rewrite_iscsi", "update_host", "stop_exports", "transfer_volumes",
                                    "refresh_attachments")),
+            # remove_old_services: the old host's service rows removed by update_host's step (from Liberty)
             Era("liberty", None, ("rewrite_iscsi", "update_host", "remove_old_services", "stop_exports",
                                   "transfer_volumes", "refresh_attachments"))),
     idle_writes={"services": ("updated_at", "report_count")},  # the heartbeat
