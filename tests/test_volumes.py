@@ -302,6 +302,22 @@ def test_old_host_moved_by_cinder_manage_side_by_side_and_put_back(volume_lab: A
         db.execute(f"DELETE FROM services WHERE host='{OLD_HOST}' AND `binary`='cinder-scheduler'", db="cinder")
 
 
+def test_old_host_rows_retired_without_a_new_host_name_volumes_left(volume_lab: Any, tmp_path: Path) -> None:
+    """old_host named, new_host not (options.NEW_HOST: rows are retired whenever the old name differs): the
+    real `service remove` retires the old host's service row, no volume is moved, the undo puts the row back."""
+    db = volume_lab["db"]
+    ctx = _ctx(volume_lab, tmp_path)
+    hosts = "SELECT id, host FROM volumes ORDER BY id"
+    before, vols = db.checksums("cinder"), db.execute(hosts, db="cinder")
+    step = _step("update_host")
+    res = json.loads(json.dumps(step.run(ctx)))
+    assert res["changed"] == [] and res["removed"] == [{"binary": "cinder-volume", "host": f"{OLD_HOST}@lvm"}]
+    assert db.execute(hosts, db="cinder") == vols
+    assert [h for (h,) in db.execute("SELECT host FROM services WHERE deleted=0", db="cinder")] == ["other@ceph"]
+    step.undo(ctx, res)
+    assert db.checksums("cinder") == before
+
+
 @pytest.mark.parametrize(("src", "dst", "want"), [
     ("havana", "icehouse", "restart tgtd"),
     ("victoria", "wallaby", "restart tgtd"),

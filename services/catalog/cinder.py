@@ -199,12 +199,19 @@ def update_host_step(remove_services: bool) -> Step:
     the window. The volumes' hosts and the whole service rows are kept in the vault first; undo puts both
     back."""
 
-    def found(ctx: Any) -> tuple[list[tuple[Any, str]], list[str], list[tuple]]:
+    def what(ctx: Any) -> tuple[bool, bool]:
+        """(move the volumes, retire the service rows): volumes move to a known different new name; the old
+        host's rows are retired whenever it is named and differs, a new name or not (options.NEW_HOST)."""
+        old, new = _hosts(ctx)
+        return bool(old and new and old != new), bool(remove_services and old and old != new)
+
+    def found(ctx: Any, move: bool, retire: bool) -> tuple[list[tuple[Any, str]], list[str], list[tuple]]:
         old, _new = _hosts(ctx)
         st = ctx.services[NAME]
         vols = mysql.query(ctx.target.db, "SELECT id, host FROM volumes WHERE deleted=0 AND (host=%s OR host LIKE "
-                                          "%s OR host LIKE %s)", (old, f"{old}@%", f"{old}#%"), db=st.db_name)
-        if not remove_services:
+                                          "%s OR host LIKE %s)", (old, f"{old}@%", f"{old}#%"),
+                           db=st.db_name) if move else []
+        if not retire:
             return vols, [], []
         cols = mysql.table_columns(ctx.target.db, st.db_name, "services")
         rows = mysql.query(ctx.target.db, "SELECT * FROM services WHERE deleted=0 AND (host=%s OR host LIKE %s) "
@@ -213,15 +220,17 @@ def update_host_step(remove_services: bool) -> Step:
 
     def run(ctx: Any) -> Result:
         old, new = _hosts(ctx)
-        if not old or not new or old == new:
-            return {"changed": [], "removed": []}
+        move, retire = what(ctx)
+        out: Result = {"changed": [], "removed": []}
         step = f"{NAME}.update_host"
-        vols, cols, rows = found(ctx)
+        vols, cols, rows = found(ctx, move, retire)
+        calls: list[tuple[releases.Cmd, dict[str, str]]] = []
         # every before-value first (a kill after a command must not lose them): no secret in them
-        first, _art = keep_before(ctx, step, "hosts-before", {i: h for i, h in vols})
-        out: Result = {"changed": [{"id": i, "host": h} for i, h in sorted(first.items())], "removed": []}
-        calls = [(UPDATE_HOST, {"current": h, "new": new + h[len(old):]}) for h in sorted({h for _i, h in vols})]
-        if remove_services:
+        if move:
+            first, _art = keep_before(ctx, step, "hosts-before", {i: h for i, h in vols})
+            out["changed"] = [{"id": i, "host": h} for i, h in sorted(first.items())]
+            calls += [(UPDATE_HOST, {"current": h, "new": new + h[len(old):]}) for h in sorted({h for _i, h in vols})]
+        if retire:
             kept, art = keep_before(ctx, step, "services-before",
                                     {str(r[cols.index("id")]): [None if x is None else str(x) for x in r]
                                      for r in rows})
@@ -256,11 +265,12 @@ def update_host_step(remove_services: bool) -> Step:
 
     def commands(ctx: Any) -> list[str]:
         old, new = _hosts(ctx)
-        if not old or not new or old == new:
+        move, retire = what(ctx)
+        if not move and not retire:
             return ["(host name unchanged: no update_host)"]
         out = [shown(UPDATE_HOST, ctx.target, {"current": f"{old}@BACKEND#POOL", "new": f"{new}@BACKEND#POOL"})
-               + "   # for each distinct host of the old controller's volumes"]
-        if remove_services:
+               + "   # for each distinct host of the old controller's volumes"] if move else []
+        if retire:
             out.append(shown(SERVICE_REMOVE, ctx.target, {"binary": "BINARY", "host": f"{old}[@BACKEND]"})
                        + "   # for each service row of the old host; the rows are kept in the vault for revert")
         return out
