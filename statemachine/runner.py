@@ -13,8 +13,8 @@ of a group starts only once the group's machines it comes ``after`` are complete
 group ``waits`` names starts only once the steps it waits for are done (glance's verify needs
 keystone serving, not keystone's whole upgrade): a machine parked before such a step keeps its
 slot. A failing machine fails alone (what waits for it never starts or stays parked); the others
-run on, and the run fails once the group is done. Revert undoes a group's machines one by one, in
-reverse list order.
+run on, and the run fails once the group is done. Revert undoes a group's machines side by side too,
+the run's order reversed (what came after or waited is undone first).
 
 A run has three phases: every machine's leading ``prepare`` steps (before the first service stops),
 the other steps, then every machine's trailing ``finish`` steps (after the last service is verified).
@@ -125,6 +125,7 @@ class Runner:
         self.observer = observer or Observer()
         self.log = log or (lambda *a, **k: None)
         self.groups = list(groups)
+        self._undo_started: dict[str, float] = {}  # step -> when its undo began
         # every requirement met by an earlier step (a programming error otherwise), before anything runs
         deps.cross_waits({m.name: m.steps for m in self.machines})
 
@@ -347,37 +348,31 @@ class Runner:
     def revert(self) -> None:
         """Undo committed (and interrupted) steps backwards, services in reverse order.
 
+        A group's machines, which the run drove side by side, are undone side by side too, at the group's
+        place: each step's undo waits only for what the run made wait for it, reversed (a machine's undo
+        starts once the machines that came ``after`` it are undone; an undo waits for the undo of every step
+        whose ``waits`` named it). The revert is the outage an operator chose to end, so it is as short as
+        the run's own order allows; within a machine, steps are undone in reverse order, one at a time.
+
         The old controller must come back whatever happens on the new one (DESIGN.md §9.3): a
         failing undo of a target-side step (``Step.host == "target"``, unless ``revert_stops``) is
         journaled (``undo_failed``) and the revert goes on, leaving that machine's remaining
         target-side steps for the next revert (in their order) and still undoing its other steps
         (starting the old service) and every other machine. The revert then fails naming what
         failed, and `upgrade revert` again finishes the new controller. Any other failure stops
-        the revert where it is."""
+        the revert where it is (undos already running in a group finish and are journaled first)."""
         view = self.view()
         self._restore(view)
         self.journal.set_status(self.run_id, "reverting")
         failed: list[RevertFailed] = []
+        reverted_groups: set[int] = set()
         for m in reversed(self.machines):
-            mv = view.machine(m.name)
-            todo = [s for s in m.steps if s.name in mv.committed or s.name == mv.attempted]
-            target_failed = False
-            for step in reversed(todo):
-                if target_failed and self._target_side(step):
-                    continue  # after this machine's failed target undo, in order, by the next revert
-                # the machine stands in the step's state: a step interrupted or failed forward, or one
-                # left behind by an earlier revert's failed target undo, is undone from there too; an
-                # uncommitted step's undo receives None (its effect may be partial)
-                m.set_state(step.state)
-                try:
-                    self._undo(m, step, mv.committed.get(step.name))
-                except RevertFailed as err:
-                    if err.interrupted or not self._target_side(step):
-                        raise
-                    failed.append(err)
-                    target_failed = True
-                    self.observer.note(m.name, f"{step.name} could not be undone ({err}); going on with the "
-                                               "old controller's steps")
+            group = next((i for i, g in enumerate(self.groups) if m.name in g.machines), None)
+            if group is None:
+                self._revert_machine(m, view, failed)
+            elif group not in reverted_groups:  # the whole group, at its last machine's place
+                reverted_groups.add(group)
+                self._revert_group(self.groups[group], view, failed)
         if failed:
             self.journal.set_status(self.run_id, "revert_failed")
             first = failed[0]
@@ -390,34 +385,160 @@ class Runner:
         self.journal.set_status(self.run_id, "reverted")
 
     @staticmethod
+    def _undo_todo(m: ServiceMachine, view: RunView) -> list[Step]:
+        """The machine's steps a revert undoes, last first: the committed ones and the one interrupted."""
+        mv = view.machine(m.name)
+        return [s for s in reversed(m.steps) if s.name in mv.committed or s.name == mv.attempted]
+
+    def _undo_failed(self, m: ServiceMachine, step: Step, exc: BaseException, failed: list[RevertFailed]) -> None:
+        """A failed undo, journaled: a target-side one is kept in *failed* and the revert goes on (the
+        machine's later target-side undos are left for the next revert); any other is raised."""
+        err = self._failure(m, step, exc, undo=True)
+        if err.interrupted or not self._target_side(step):
+            self._raise(err, exc)
+        failed.append(err)
+        self.observer.note(m.name, f"{step.name} could not be undone ({err}); going on with the "
+                                   "old controller's steps")
+
+    def _revert_machine(self, m: ServiceMachine, view: RunView, failed: list[RevertFailed]) -> None:
+        """Undo one machine's steps, last first (a machine outside any group)."""
+        results = view.machine(m.name).committed
+        target_failed = False
+        for step in self._undo_todo(m, view):
+            if target_failed and self._target_side(step):
+                continue  # after this machine's failed target undo, in order, by the next revert
+            before = self._undo_begin(m, step)
+            try:
+                step.undo(self.ctx, results.get(step.name))
+            except BaseException as exc:
+                self._undo_failed(m, step, exc, failed)
+                target_failed = True
+                continue
+            self._undo_end(m, step, before)
+
+    def _revert_group(self, group: ParallelGroup, view: RunView, failed: list[RevertFailed]) -> None:
+        """Undo the group's machines side by side; only ``step.undo`` leaves this thread. The run's order
+        reversed: a machine starts once every machine that came ``after`` it is complete, and a step's
+        undo once every step whose ``waits`` named it is undone or left for the next revert."""
+        members = [m for m in self.machines if m.name in group.machines]
+        todo = {m.name: self._undo_todo(m, view) for m in members}
+        pending = {s.name for steps in todo.values() for s in steps}  # undos not yet done (nor left)
+        waited_by: dict[str, set[str]] = {}
+        for step_name, awaited in group.waits.items():
+            for a in awaited:
+                waited_by.setdefault(a, set()).add(step_name)
+        followers = {m.name: {n.name for n in members if m.name in group.waits_for(n.name)} for m in members}
+        waiting = list(reversed(members))
+        complete: set[str] = set()
+        target_failed: set[str] = set()
+        running: dict[Future, tuple[ServiceMachine, Step, str, Iterator[Step]]] = {}
+        parked: list[tuple[ServiceMachine, Step, Iterator[Step]]] = []
+        stop: list[RevertFailed] = []
+
+        def unmet(step: Step) -> set[str]:
+            return waited_by.get(step.name, set()) & pending
+
+        def next_step(pool: ThreadPoolExecutor, m: ServiceMachine, steps: Iterator[Step],
+                      step: Step | None = None) -> None:
+            step = step or next(steps, None)
+            while step is not None and m.name in target_failed and self._target_side(step):
+                pending.discard(step.name)  # left for the next revert, in order
+                step = next(steps, None)
+            if step is None:
+                complete.add(m.name)
+            elif unmet(step):
+                parked.append((m, step, steps))
+            else:
+                before = self._undo_begin(m, step)
+                result = view.machine(m.name).committed.get(step.name)
+                running[pool.submit(step.undo, self.ctx, result)] = (m, step, before, steps)
+
+        def fill(pool: ThreadPoolExecutor) -> None:
+            if stop:
+                return
+            for entry in [e for e in parked if not unmet(e[1])]:
+                if len(running) >= group.pool:
+                    return
+                parked.remove(entry)
+                next_step(pool, entry[0], entry[2], entry[1])
+            started = True
+            while started and len(running) < group.pool:
+                started = False
+                for m in [m for m in waiting if followers[m.name] <= complete]:
+                    waiting.remove(m)
+                    started = True
+                    next_step(pool, m, iter(todo[m.name]))
+                    if len(running) >= group.pool:
+                        return
+
+        with ThreadPoolExecutor(max_workers=group.pool, thread_name_prefix="undo") as pool:
+            fill(pool)
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    m, step, before, steps = running.pop(fut)
+                    try:
+                        fut.result()
+                    except BaseException as exc:
+                        try:
+                            self._undo_failed(m, step, exc, failed)
+                        except RevertFailed as err:
+                            stop.append(err)  # no new undo starts; the running ones finish and are journaled
+                            continue
+                        target_failed.add(m.name)
+                        pending.discard(step.name)
+                        if not stop:
+                            next_step(pool, m, steps)
+                        continue
+                    self._undo_end(m, step, before)
+                    pending.discard(step.name)
+                    if not stop:
+                        next_step(pool, m, steps)
+                fill(pool)
+        if stop:
+            raise stop[0]
+        if parked or waiting:  # an undo waits for one that never comes: the group's waits have a cycle
+            raise RuntimeError("undos wait for steps no machine of the group undoes: "
+                               + ", ".join(f"{step.name} waits for {', '.join(sorted(unmet(step)))}"
+                                           for _, step, _ in parked))
+
+    @staticmethod
     def _target_side(step: Step) -> bool:
         """A step whose undo acts on the new controller only: its failure must not keep the old one down."""
         return (step.undo_host or step.host) == "target" and not step.revert_stops
 
-    def _undo(self, m: ServiceMachine, step: Step, result: Any) -> None:
+    def _undo_begin(self, m: ServiceMachine, step: Step) -> str:
+        """The write-ahead half of an undo: the machine stands in the step's state (a step interrupted or
+        failed forward, or left by an earlier revert's failed target undo, is undone from there too; an
+        uncommitted step's undo receives None: its effect may be partial), ``undo_intent`` committed."""
+        m.set_state(step.state)
         before = m.state
-        after = m.state_before(step)
         self.journal.append(self.run_id, m.name, "undo_intent", step=step.name, from_state=before,
-                            to_state=after, host=step.undo_host or step.host)
+                            to_state=m.state_before(step), host=step.undo_host or step.host)
         self.observer.step_started(m.name, step, undo=True)
-        started = time.monotonic()
+        self._undo_started[step.name] = time.monotonic()
         failpoints.hit(f"{step.name}:undo_before")
-        try:
-            step.undo(self.ctx, result)
-        except BaseException as exc:
-            self._fail(m, step, exc, undo=True)
+        return before
+
+    def _undo_end(self, m: ServiceMachine, step: Step, before: str) -> None:
+        """The other half: ``undone`` committed, the machine one state back."""
         failpoints.hit(f"{step.name}:undo_after")
+        seconds = time.monotonic() - self._undo_started.pop(step.name)
         self.journal.append(self.run_id, m.name, "undone", step=step.name, from_state=before,
-                            to_state=after, host=step.undo_host or step.host,
-                            result={"seconds": round(time.monotonic() - started, 3)})
+                            to_state=m.state_before(step), host=step.undo_host or step.host,
+                            result={"seconds": round(seconds, 3)})
         self.ctx.results.pop(step.name, None)
         m.retreat(step)
-        self.observer.step_finished(m.name, step, undo=True, seconds=time.monotonic() - started)
+        self.observer.step_finished(m.name, step, undo=True, seconds=seconds)
         self.log("step_undone", machine=m.name, step=step.name)
 
     # ------------------------------------------------------------------ failure
     def _fail(self, m: ServiceMachine, step: Step, exc: BaseException, undo: bool) -> NoReturn:
-        err = self._failure(m, step, exc, undo)
+        self._raise(self._failure(m, step, exc, undo), exc)
+
+    @staticmethod
+    def _raise(err: RunFailed, exc: BaseException) -> NoReturn:
+        """*err*, chained to an unexpected *exc* (a bug's traceback), not to a step's own error."""
         if isinstance(exc, (StepError, KeyboardInterrupt)) or not isinstance(exc, Exception):
             raise err from None
         raise err from exc

@@ -301,3 +301,200 @@ def test_preparation_steps_of_every_machine_run_before_any_other_step(journal):
     Runner(journal, run_id, [machine("keystone"), machine("glance")], ctx).forward()
     assert ctx.calls == ["glance.backup_target", "keystone.stop_source", "keystone.verify", "glance.stop_source",
                          "glance.verify"]
+
+
+# ---------------------------------------------------------------------- the revert of a group
+def _undoing(step: str, seconds: float):
+    """A step's undo: it records its call, sleeps (a real thread, really waiting), fails if broken."""
+    def undo(ctx: Ctx, result: Any) -> None:
+        with ctx.lock:
+            ctx.calls.append(f"undo {step}")
+        time.sleep(seconds)
+        if f"undo {step}" in ctx.broken:
+            raise StepError(f"undo of {step} broke on purpose", host="target")
+    return undo
+
+
+def _undoable(m: ServiceMachine, seconds: float = 0.15, host: str = "source") -> ServiceMachine:
+    """*m* with an undo on every step (acting on *host*)."""
+    return ServiceMachine(m.name, [replace(s, undo=_undoing(s.name, seconds), host=host) for s in m.steps])
+
+
+def _undo_intervals(journal: Journal, run_id: str) -> dict[str, tuple[float, float]]:
+    ev = journal.events(run_id)
+    start = {e.step: e.ts for e in ev if e.kind == "undo_intent"}
+    return {e.step: (start[e.step], e.ts) for e in ev if e.kind == "undone"}
+
+
+def test_a_groups_machines_are_undone_side_by_side_bounded_by_the_pool(journal):
+    """The revert of machines the run drove side by side runs side by side too (the outage an operator chose
+    to end is as short as the run's order allows), never more than the pool; each machine's steps last first."""
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    computes = [_undoable(_machine(f"compute.c{i}")) for i in range(8)]
+    group = ParallelGroup(frozenset(m.name for m in computes), 3)
+    Runner(journal, run_id, computes, Ctx(), groups=[group]).forward()
+    ctx = Ctx()
+    Runner(journal, run_id, computes, ctx, groups=[group]).revert()
+    spans = _undo_intervals(journal, run_id)
+    assert len(spans) == 16 and 2 <= _max_overlap(list(spans.values())) <= 3
+    for i in range(8):  # within a machine: verify's undo before restart's
+        assert spans[f"compute.c{i}.verify"][1] <= spans[f"compute.c{i}.restart"][0]
+    assert journal.run(run_id)["status"] == "reverted" and journal.verify_chain() is None
+    view = replay(journal.events(run_id))
+    assert not any(view.machine(m.name).committed for m in computes)
+    assert len(ctx.calls) == 16
+
+
+def test_the_revert_of_overlapping_services_keeps_the_runs_waits_reversed(journal):
+    """Each undo waits for the undo of every step that waited for it in the run (nova's status check waited
+    for placement's verify: placement's verify is undone after nova's status check), and a machine's undo
+    starts only once the machines that came after it are undone; independent services are undone together."""
+    from services.registry import overlap_group, steps_for
+
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    group = overlap_group({s: steps_for(s) for s in SERVICE_ORDER}, 3)
+    assert group is not None and group.waits
+    machines = [_undoable(_service_machine(s)) for s in SERVICE_ORDER]
+    Runner(journal, run_id, machines, Ctx(), groups=[group]).forward()
+    Runner(journal, run_id, machines, Ctx(), groups=[group]).revert()
+    spans = _undo_intervals(journal, run_id)
+    known = {s.name for m in machines for s in m.steps}
+    checked = 0
+    for step, awaited in group.waits.items():
+        for a in awaited & known:
+            if step in known:
+                assert spans[step][1] <= spans[a][0], (step, a)
+                checked += 1
+    assert checked
+    assert _max_overlap(list(spans.values())) >= 2
+    assert journal.run(run_id)["status"] == "reverted" and journal.verify_chain() is None
+
+
+def test_a_machine_that_came_after_another_is_undone_before_it(journal):
+    """``after`` reversed: b ran only once a was complete, so a's undo starts only once b is undone; c, free of
+    both, is undone beside them."""
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    names = ("a", "b", "c")
+    machines = [_undoable(ServiceMachine(n, [Step(f"{n}.s{i}", f"s{i}", _work(f"{n}.s{i}", n, 0.05))
+                                             for i in (1, 2)])) for n in names]
+    group = ParallelGroup(frozenset(names), 3, after={"b": frozenset({"a"})})
+    Runner(journal, run_id, machines, Ctx(), groups=[group]).forward()
+    Runner(journal, run_id, machines, Ctx(), groups=[group]).revert()
+    spans = _undo_intervals(journal, run_id)
+    assert max(spans["b.s1"][1], spans["b.s2"][1]) <= min(spans["a.s1"][0], spans["a.s2"][0])
+    assert spans["c.s2"][0] < spans["b.s2"][1]  # c did not wait
+    assert journal.run(run_id)["status"] == "reverted"
+
+
+def test_a_failed_target_undo_in_a_group_leaves_that_machine_s_target_steps_and_undoes_the_rest(journal):
+    """One machine's target-side undo fails: its other target-side undos are left for the next revert, its
+    source-side ones and every other machine are undone (the old side serves); the next revert finishes."""
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    machines = []
+    for i in range(4):
+        name = f"svc{i}"
+        machines.append(ServiceMachine(name, [
+            Step(f"{name}.stop_source", "stopped", _work(f"{name}.stop_source", name, 0.05),
+                 undo=_undoing(f"{name}.stop_source", 0.05), host="source"),
+            Step(f"{name}.import", "imported", _work(f"{name}.import", name, 0.05),
+                 undo=_undoing(f"{name}.import", 0.05), host="target"),
+            Step(f"{name}.start", "started", _work(f"{name}.start", name, 0.05),
+                 undo=_undoing(f"{name}.start", 0.05), host="target")]))
+    group = ParallelGroup(frozenset(m.name for m in machines), 2)
+    Runner(journal, run_id, machines, Ctx(), groups=[group]).forward()
+    ctx = Ctx(broken={"undo svc1.start"})
+    with pytest.raises(RunFailed) as err:
+        Runner(journal, run_id, machines, ctx, groups=[group]).revert()
+    assert err.value.partial and err.value.step == "svc1.start" and "undo of svc1.start broke" in str(err.value)
+    assert "undo svc1.import" not in ctx.calls and "undo svc1.stop_source" in ctx.calls
+    view = replay(journal.events(run_id))
+    assert set(view.machine("svc1").committed) == {"svc1.import", "svc1.start"}
+    assert not any(view.machine(f"svc{i}").committed for i in (0, 2, 3))
+    assert journal.run(run_id)["status"] == "revert_failed"
+    ctx = Ctx()
+    Runner(journal, run_id, machines, ctx, groups=[group]).revert()
+    assert sorted(ctx.calls) == ["undo svc1.import", "undo svc1.start"]
+    assert journal.run(run_id)["status"] == "reverted" and journal.verify_chain() is None
+
+
+def test_a_failed_source_undo_in_a_group_stops_the_revert_and_the_next_one_finishes(journal):
+    """A failed undo that is not target-side stops the revert: the undos already running finish and are
+    journaled, no other starts; `upgrade revert` again undoes exactly what is left."""
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    machines = [_undoable(_machine(f"compute.c{i}"), seconds=0.1) for i in range(6)]
+    group = ParallelGroup(frozenset(m.name for m in machines), 2)
+    Runner(journal, run_id, machines, Ctx(), groups=[group]).forward()
+    ctx = Ctx(broken={"undo compute.c4.restart"})
+    with pytest.raises(RunFailed) as err:
+        Runner(journal, run_id, machines, ctx, groups=[group]).revert()
+    assert not err.value.partial and err.value.step == "compute.c4.restart"
+    ev = journal.events(run_id)
+    failed_at = next(e.seq for e in ev if e.kind == "undo_failed")
+    assert not [e for e in ev if e.kind == "undo_intent" and e.seq > failed_at]  # nothing new after it
+    intents = {e.step for e in ev if e.kind == "undo_intent"}
+    ended = {e.step for e in ev if e.kind in ("undone", "undo_failed")}
+    assert intents == ended  # what was running when it failed finished and was journaled
+    assert journal.run(run_id)["status"] == "revert_failed"
+    left = {m.name: set(replay(ev).machine(m.name).committed) for m in machines}
+    assert left["compute.c4"] == {"compute.c4.restart"} and any(left[f"compute.c{i}"] for i in (0, 1, 2, 3))
+    ctx2 = Ctx()
+    Runner(journal, run_id, machines, ctx2, groups=[group]).revert()
+    assert sorted(ctx2.calls) == sorted(f"undo {s}" for steps in left.values() for s in steps)
+    assert journal.run(run_id)["status"] == "reverted" and journal.verify_chain() is None
+
+
+KILLED_REVERT = """
+import sys
+from pathlib import Path
+from journal.store import Journal
+from journal.vault import Key
+from tests.test_runner_parallel import Ctx, _group_runner
+journal = Journal(Path(sys.argv[1]), key=Key.from_bytes(bytes(32)))
+runner, _ = _group_runner(journal, sys.argv[2])
+runner.revert()
+"""
+
+
+def _group_runner(journal: Journal, run_id: str) -> tuple[Runner, list[ServiceMachine]]:
+    machines = [_undoable(_machine(f"compute.c{i}"), seconds=0.2) for i in range(4)]
+    return Runner(journal, run_id, machines, Ctx(), groups=[ParallelGroup(frozenset(m.name for m in machines),
+                                                                          3)]), machines
+
+
+def test_a_revert_killed_while_a_group_undoes_side_by_side_runs_again_to_the_end(tmp_path, journal):
+    """SIGKILLed at an undo's start while other machines' undos run beside it: the next revert undoes
+    exactly what is left (an undo begun and not journaled is done again: undos are idempotent), and the
+    journal's chain holds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from statemachine import failpoints
+    from tests.conftest import REPO
+
+    run_id = journal.create_run({}, "x", None, "a", "b", None)
+    runner, machines = _group_runner(journal, run_id)
+    runner.forward()
+    journal.close()
+    env = {**os.environ, failpoints.ENV: "compute.c1.restart:undo_before"}
+    res = subprocess.run([sys.executable, "-c", KILLED_REVERT, str(tmp_path / "journal"), run_id], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    j = Journal(tmp_path / "journal", key=Key.from_bytes(bytes(32)))
+    try:
+        ev = j.events(run_id)
+        assert ev[-1].kind == "undo_intent" and ev[-1].step == "compute.c1.restart"
+        undone_before = {e.step for e in ev if e.kind == "undone"}
+        begun = {e.step for e in ev if e.kind == "undo_intent"}
+        assert len(begun) >= 2  # others were at work beside it
+        runner, _ = _group_runner(j, run_id)
+        runner.revert()
+        ev = j.events(run_id)
+        undone = [e.step for e in ev if e.kind == "undone"]
+        assert sorted(set(undone)) == sorted(s.name for m in machines for s in m.steps)
+        assert len(undone) == len(set(undone))  # nothing journaled undone twice
+        assert undone_before < set(undone)
+        assert j.run(run_id)["status"] == "reverted" and j.verify_chain() is None
+    finally:
+        j.close()

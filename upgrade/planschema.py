@@ -63,7 +63,9 @@ TABLES: tuple[Table, ...] = (
                                              "(every verify for keystone's, nova's status check and start for "
                                              "placement's verify, cinder's iSCSI rewrite for nova's schema "
                                              "migration), holding no slot while it waits; each step still "
-                                             "journaled, resume and revert unchanged"),
+                                             "journaled, resume unchanged; `upgrade revert` undoes them side "
+                                             "by side too, each undo once the undos of the steps that waited "
+                                             "for it are done, so the old controller serves again sooner"),
         Key("dump_streams", "integer", "0", "how many streams each database is dumped and imported in, cut by "
                                              "table, largest first (0-32; 0 = as many as the smaller controller "
                                              "has cores, at most 8, fewer for a small database; 1 = one "
