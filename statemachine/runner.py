@@ -114,6 +114,65 @@ class ParallelGroup:
         return frozenset(self.after.get(name, frozenset())) & self.machines
 
 
+
+@dataclass
+class _Slots:
+    """Machines of a group driven side by side, the bookkeeping a group's run and its revert share: at most
+    *size* steps at work (a machine whose next step must wait gives its slot back and is parked), a
+    machine started once *may_start* says so (its predecessors are complete), the parked ones first when
+    a slot frees. *begin* does the step's write-ahead half on this thread and returns its future and what
+    the end half needs."""
+
+    size: int
+    waiting: list[ServiceMachine]
+    may_start: Callable[[ServiceMachine], bool]
+    steps_of: Callable[[ServiceMachine], Iterator[Step]]
+    unmet: Callable[[Step], Any]
+    begin: Callable[[ThreadPoolExecutor, ServiceMachine, Step], tuple[Future, Any]]
+    running: dict[Future, tuple[ServiceMachine, Step, Iterator[Step], Any]] = field(default_factory=dict)
+    parked: list[tuple[ServiceMachine, Step, Iterator[Step]]] = field(default_factory=list)
+    complete: set[str] = field(default_factory=set)
+
+    def next_step(self, pool: ThreadPoolExecutor, m: ServiceMachine, steps: Iterator[Step],
+                  step: Step | None = None) -> None:
+        """The machine's next step: started, parked until what it waits for is done, or the machine complete."""
+        step = step or next(steps, None)
+        if step is None:
+            self.complete.add(m.name)
+        elif self.unmet(step):
+            self.parked.append((m, step, steps))
+        else:
+            fut, token = self.begin(pool, m, step)
+            self.running[fut] = (m, step, steps, token)
+
+    def fill(self, pool: ThreadPoolExecutor) -> None:
+        """While slots are free (only running steps hold one): first the parked machines whose awaited
+        steps are done, then the waiting machines that may start, in their order (a machine with nothing
+        left to do completes at once and may free the next one)."""
+        for entry in [e for e in self.parked if not self.unmet(e[1])]:
+            if len(self.running) >= self.size:
+                return
+            self.parked.remove(entry)
+            self.next_step(pool, entry[0], entry[2], entry[1])
+        started = True
+        while started and len(self.running) < self.size:
+            started = False
+            for m in [m for m in self.waiting if self.may_start(m)]:
+                self.waiting.remove(m)
+                started = True
+                self.next_step(pool, m, self.steps_of(m))
+                if len(self.running) >= self.size:
+                    return
+
+    def ended(self) -> Iterator[tuple[Future, ServiceMachine, Step, Iterator[Step], Any]]:
+        """Each step as it ends (its future done), until none runs; the caller takes the next step or not."""
+        while self.running:
+            done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                m, step, steps, token = self.running.pop(fut)
+                yield fut, m, step, steps, token
+
+
 class Runner:
     def __init__(self, journal: Journal, run_id: str, machines: Sequence[ServiceMachine], ctx: StepContext,
                  observer: Observer | None = None, log: Callable[..., Any] | None = None,
@@ -224,10 +283,6 @@ class Runner:
         """Run the group's machines side by side; only ``step.run`` leaves this thread."""
         members = [m for m in self.machines if m.name in group.machines]
         order = group.start_order([m.name for m in members], {s.name: m.name for m in members for s in m.steps})
-        waiting = sorted(members, key=lambda m: order.index(m.name))
-        complete: set[str] = set()
-        running: dict[Future, tuple[ServiceMachine, Step, str, float, Iterator[Step]]] = {}
-        parked: list[tuple[ServiceMachine, Step, Iterator[Step]]] = []
         failures: list[RunFailed] = []
         known = {s.name for m in members for s in m.steps}
         done_steps = {s.name for m in members for s in m.steps if s.name in view.machine(m.name).committed}
@@ -235,51 +290,26 @@ class Runner:
         def unmet(step: Step) -> frozenset[str]:
             return (frozenset(group.waits.get(step.name, frozenset())) & known) - done_steps
 
-        def next_step(pool: ThreadPoolExecutor, m: ServiceMachine, steps: Iterator[Step],
-                      step: Step | None = None) -> None:
-            step = step or next(steps, None)
-            if step is None:
-                complete.add(m.name)
-            elif unmet(step):
-                parked.append((m, step, steps))
-            else:
-                before, started = self._begin(m, step)
-                running[pool.submit(step.run, self.ctx)] = (m, step, before, started, steps)
+        def begin(pool: ThreadPoolExecutor, m: ServiceMachine, step: Step) -> tuple[Future, Any]:
+            token = self._begin(m, step)
+            return pool.submit(step.run, self.ctx), token
 
-        def fill(pool: ThreadPoolExecutor) -> None:
-            """While slots are free (only running steps hold one): first the parked machines whose awaited
-            steps are done, then the waiting machines whose predecessors are complete, in start order (a
-            machine with nothing left to do completes at once and may free the next one)."""
-            for entry in [e for e in parked if not unmet(e[1])]:
-                if len(running) >= group.pool:
-                    return
-                parked.remove(entry)
-                next_step(pool, entry[0], entry[2], entry[1])
-            started = True
-            while started and len(running) < group.pool:
-                started = False
-                for m in [m for m in waiting if group.waits_for(m.name) <= complete]:
-                    waiting.remove(m)
-                    started = True
-                    next_step(pool, m, self._pending(m, view, "main"))
-                    if len(running) >= group.pool:
-                        return
-
+        slots = _Slots(group.pool, sorted(members, key=lambda m: order.index(m.name)),
+                       lambda m: group.waits_for(m.name) <= slots.complete,
+                       lambda m: self._pending(m, view, "main"), unmet, begin)
         with ThreadPoolExecutor(max_workers=group.pool, thread_name_prefix="machine") as pool:
-            fill(pool)
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    m, step, before, started, steps = running.pop(fut)
-                    try:
-                        result = fut.result()
-                    except BaseException as exc:  # this machine stops; the others go on
-                        failures.append(self._failure(m, step, exc, undo=False))
-                        continue
+            slots.fill(pool)
+            for fut, m, step, steps, (before, started) in slots.ended():
+                try:
+                    result = fut.result()
+                except BaseException as exc:  # this machine stops; the others go on
+                    failures.append(self._failure(m, step, exc, undo=False))
+                else:
                     self._commit(m, step, before, started, result)
                     done_steps.add(step.name)
-                    next_step(pool, m, steps)
-                fill(pool)
+                    slots.next_step(pool, m, steps)
+                slots.fill(pool)
+        parked, waiting = slots.parked, slots.waiting
         if parked and not failures:  # a step waits for a later machine's step: the group's order is wrong
             raise RuntimeError("steps wait for machines that come later in the run: "
                                + ", ".join(f"{step.name} waits for {', '.join(sorted(unmet(step)))}"
@@ -428,79 +458,46 @@ class Runner:
             for a in awaited:
                 waited_by.setdefault(a, set()).add(step_name)
         followers = {m.name: {n.name for n in members if m.name in group.waits_for(n.name)} for m in members}
-        waiting = list(reversed(members))
-        complete: set[str] = set()
         target_failed: set[str] = set()
-        running: dict[Future, tuple[ServiceMachine, Step, str, Iterator[Step]]] = {}
-        parked: list[tuple[ServiceMachine, Step, Iterator[Step]]] = []
         stop: list[RevertFailed] = []
 
-        def unmet(step: Step) -> set[str]:
-            return waited_by.get(step.name, set()) & pending
+        def remaining(m: ServiceMachine) -> Iterator[Step]:
+            for step in todo[m.name]:
+                if m.name in target_failed and self._target_side(step):
+                    pending.discard(step.name)  # left for the next revert, in order
+                    continue
+                yield step
 
-        def next_step(pool: ThreadPoolExecutor, m: ServiceMachine, steps: Iterator[Step],
-                      step: Step | None = None) -> None:
-            step = step or next(steps, None)
-            while step is not None and m.name in target_failed and self._target_side(step):
-                pending.discard(step.name)  # left for the next revert, in order
-                step = next(steps, None)
-            if step is None:
-                complete.add(m.name)
-            elif unmet(step):
-                parked.append((m, step, steps))
-            else:
-                before = self._undo_begin(m, step)
-                result = view.machine(m.name).committed.get(step.name)
-                running[pool.submit(step.undo, self.ctx, result)] = (m, step, before, steps)
+        def begin(pool: ThreadPoolExecutor, m: ServiceMachine, step: Step) -> tuple[Future, Any]:
+            before = self._undo_begin(m, step)
+            return pool.submit(step.undo, self.ctx, view.machine(m.name).committed.get(step.name)), before
 
-        def fill(pool: ThreadPoolExecutor) -> None:
-            if stop:
-                return
-            for entry in [e for e in parked if not unmet(e[1])]:
-                if len(running) >= group.pool:
-                    return
-                parked.remove(entry)
-                next_step(pool, entry[0], entry[2], entry[1])
-            started = True
-            while started and len(running) < group.pool:
-                started = False
-                for m in [m for m in waiting if followers[m.name] <= complete]:
-                    waiting.remove(m)
-                    started = True
-                    next_step(pool, m, iter(todo[m.name]))
-                    if len(running) >= group.pool:
-                        return
-
+        slots = _Slots(group.pool, list(reversed(members)), lambda m: followers[m.name] <= slots.complete,
+                       remaining, lambda step: waited_by.get(step.name, set()) & pending, begin)
         with ThreadPoolExecutor(max_workers=group.pool, thread_name_prefix="undo") as pool:
-            fill(pool)
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    m, step, before, steps = running.pop(fut)
+            slots.fill(pool)
+            for fut, m, step, steps, before in slots.ended():
+                try:
+                    fut.result()
+                except BaseException as exc:
                     try:
-                        fut.result()
-                    except BaseException as exc:
-                        try:
-                            self._undo_failed(m, step, exc, failed)
-                        except RevertFailed as err:
-                            stop.append(err)  # no new undo starts; the running ones finish and are journaled
-                            continue
-                        target_failed.add(m.name)
-                        pending.discard(step.name)
-                        if not stop:
-                            next_step(pool, m, steps)
+                        self._undo_failed(m, step, exc, failed)
+                    except RevertFailed as err:
+                        stop.append(err)  # no new undo starts; the running ones finish and are journaled
                         continue
+                    target_failed.add(m.name)
+                else:
                     self._undo_end(m, step, before)
-                    pending.discard(step.name)
-                    if not stop:
-                        next_step(pool, m, steps)
-                fill(pool)
+                pending.discard(step.name)
+                if not stop:
+                    slots.next_step(pool, m, steps)
+                    slots.fill(pool)
         if stop:
             raise stop[0]
-        if parked or waiting:  # an undo waits for one that never comes: the group's waits have a cycle
+        if slots.parked or slots.waiting:  # an undo waits for one that never comes: the group's waits have a cycle
             raise RuntimeError("undos wait for steps no machine of the group undoes: "
-                               + ", ".join(f"{step.name} waits for {', '.join(sorted(unmet(step)))}"
-                                           for _, step, _ in parked))
+                               + ", ".join(f"{step.name} waits for {', '.join(sorted(slots.unmet(step)))}"
+                                           for _, step, _ in slots.parked))
 
     @staticmethod
     def _target_side(step: Step) -> bool:
