@@ -114,7 +114,6 @@ class ParallelGroup:
         return frozenset(self.after.get(name, frozenset())) & self.machines
 
 
-
 @dataclass
 class _Slots:
     """Machines of a group driven side by side, the bookkeeping a group's run and its revert share: at most
@@ -184,7 +183,6 @@ class Runner:
         self.observer = observer or Observer()
         self.log = log or (lambda *a, **k: None)
         self.groups = list(groups)
-        self._undo_started: dict[str, float] = {}  # step -> when its undo began
         # every requirement met by an earlier step (a programming error otherwise), before anything runs
         deps.cross_waits({m.name: m.steps for m in self.machines})
 
@@ -437,14 +435,14 @@ class Runner:
         for step in self._undo_todo(m, view):
             if target_failed and self._target_side(step):
                 continue  # after this machine's failed target undo, in order, by the next revert
-            before = self._undo_begin(m, step)
+            token = self._undo_begin(m, step)
             try:
                 step.undo(self.ctx, results.get(step.name))
             except BaseException as exc:
                 self._undo_failed(m, step, exc, failed)
                 target_failed = True
                 continue
-            self._undo_end(m, step, before)
+            self._undo_end(m, step, *token)
 
     def _revert_group(self, group: ParallelGroup, view: RunView, failed: list[RevertFailed]) -> None:
         """Undo the group's machines side by side; only ``step.undo`` leaves this thread. The run's order
@@ -469,14 +467,14 @@ class Runner:
                 yield step
 
         def begin(pool: ThreadPoolExecutor, m: ServiceMachine, step: Step) -> tuple[Future, Any]:
-            before = self._undo_begin(m, step)
-            return pool.submit(step.undo, self.ctx, view.machine(m.name).committed.get(step.name)), before
+            token = self._undo_begin(m, step)
+            return pool.submit(step.undo, self.ctx, view.machine(m.name).committed.get(step.name)), token
 
         slots = _Slots(group.pool, list(reversed(members)), lambda m: followers[m.name] <= slots.complete,
                        remaining, lambda step: waited_by.get(step.name, set()) & pending, begin)
         with ThreadPoolExecutor(max_workers=group.pool, thread_name_prefix="undo") as pool:
             slots.fill(pool)
-            for fut, m, step, steps, before in slots.ended():
+            for fut, m, step, steps, token in slots.ended():
                 try:
                     fut.result()
                 except BaseException as exc:
@@ -487,7 +485,7 @@ class Runner:
                         continue
                     target_failed.add(m.name)
                 else:
-                    self._undo_end(m, step, before)
+                    self._undo_end(m, step, *token)
                 pending.discard(step.name)
                 if not stop:
                     slots.next_step(pool, m, steps)
@@ -504,7 +502,7 @@ class Runner:
         """A step whose undo acts on the new controller only: its failure must not keep the old one down."""
         return (step.undo_host or step.host) == "target" and not step.revert_stops
 
-    def _undo_begin(self, m: ServiceMachine, step: Step) -> str:
+    def _undo_begin(self, m: ServiceMachine, step: Step) -> tuple[str, float]:
         """The write-ahead half of an undo: the machine stands in the step's state (a step interrupted or
         failed forward, or left by an earlier revert's failed target undo, is undone from there too; an
         uncommitted step's undo receives None: its effect may be partial), ``undo_intent`` committed."""
@@ -513,14 +511,14 @@ class Runner:
         self.journal.append(self.run_id, m.name, "undo_intent", step=step.name, from_state=before,
                             to_state=m.state_before(step), host=step.undo_host or step.host)
         self.observer.step_started(m.name, step, undo=True)
-        self._undo_started[step.name] = time.monotonic()
+        started = time.monotonic()
         failpoints.hit(f"{step.name}:undo_before")
-        return before
+        return before, started
 
-    def _undo_end(self, m: ServiceMachine, step: Step, before: str) -> None:
+    def _undo_end(self, m: ServiceMachine, step: Step, before: str, started: float) -> None:
         """The other half: ``undone`` committed, the machine one state back."""
         failpoints.hit(f"{step.name}:undo_after")
-        seconds = time.monotonic() - self._undo_started.pop(step.name)
+        seconds = time.monotonic() - started
         self.journal.append(self.run_id, m.name, "undone", step=step.name, from_state=before,
                             to_state=m.state_before(step), host=step.undo_host or step.host,
                             result={"seconds": round(seconds, 3)})
