@@ -46,7 +46,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from scripts.lab import fullstack, grenade, grenade_netvol, netns, netvolhost, osclient
+from scripts.lab import fullstack, grenade, grenade_netvol, netns, netvolhost, osclient, tablesums
 from scripts.lab import ha as halab
 from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.hagalera import PROVIDER
@@ -326,29 +326,12 @@ def test_ha_lab_serves_through_the_vip_from_one_cluster(lab: halab.HaLab) -> Non
 
 
 # ---------------------------------------------------------------------- the upgrade chain on the same lab
-#: columns the serving service itself writes on a client's request, not data: keystone stamps ``user.last_active_at``
-#: with the day's UTC date at every password login (``shadow_users_api.set_last_active_at``), so a login after
-#: midnight changes it though no one wrote to the cloud; the rest of each such row is still compared
-CLIENT_STAMPS = {("keystone", "user"): "last_active_at"}
-
-
 def _checksums(lab: halab.HaLab, host: str, db: str = "keystone") -> dict[str, tuple]:
-    """Per table of *db* on *host*'s own node: (rows, CHECKSUM TABLE), read causally; a table with a column of
-    :data:`CLIENT_STAMPS`: (rows, the sum of its rows' CRC32 without that column)."""
-    tables = [r[0] for r in _node_query(lab, host, "SELECT table_name FROM information_schema.tables WHERE "
-                                                   f"table_schema = '{db}' AND table_type = 'BASE TABLE'")]
-    assert tables, (host, db)
-    sums = dict(_node_query(lab, host, "CHECKSUM TABLE " + ", ".join(f"`{db}`.`{t}`" for t in tables)))
-    for (schema, table), stamp in CLIENT_STAMPS.items():
-        if schema == db and table in tables:
-            columns = [r[0] for r in _node_query(lab, host, "SELECT column_name FROM information_schema.columns "
-                                                            f"WHERE table_schema = '{db}' AND table_name = '{table}' "
-                                                            f"AND column_name <> '{stamp}' ORDER BY ordinal_position")]
-            row = "CONCAT_WS(0x1f, " + ", ".join(f"IFNULL(`{c}`, 0x00)" for c in columns) + ")"
-            [(crc,)] = _node_query(lab, host, f"SELECT COALESCE(SUM(CRC32({row})), 0) FROM `{db}`.`{table}`")
-            sums[f"{db}.{table}"] = f"rows-without-{stamp}:{crc}"
-    counts = {t: _node_query(lab, host, f"SELECT COUNT(*) FROM `{db}`.`{t}`")[0][0] for t in tables}
-    return {t: (counts[t], sums[f"{db}.{t}"]) for t in tables}
+    """Per table of *db* on *host*'s own node, read causally: (rows, fingerprint), keystone's login date stamp
+    left out (``scripts/lab/tablesums.py``: a login after midnight changes it though no one wrote)."""
+    sums = tablesums.table_sums(lambda sql: _node_query(lab, host, sql), db)
+    assert sums, (host, db)
+    return sums
 
 
 def _identities(lab: halab.HaLab, host: str) -> dict[str, list]:

@@ -152,6 +152,23 @@ def test_two_mariadb_side_by_side(make_db: Callable[[str], MariaDB], tmp_path: P
     b.execute("UPDATE items SET name = 'changed' WHERE id = 1", db="labtest")
     assert b.checksums("labtest") != sums  # checksums do see a changed row
 
+    # keystone's login date stamp (scripts/lab/tablesums.py): a login on another day is not a change, any
+    # other column of the same rows is, and NULL is not the empty string
+    a.execute("CREATE DATABASE keystone")
+    a.execute("CREATE TABLE user (id VARCHAR(64) PRIMARY KEY, enabled TINYINT, extra TEXT, last_active_at DATE)",
+              db="keystone")
+    a.execute("INSERT INTO user VALUES ('u1', 1, NULL, '2026-12-06'), ('u2', 1, '', NULL)", db="keystone")
+    before = a.checksums("keystone")
+    assert before["user"][0] == 2 and str(before["user"][1]).startswith("rows-without-last_active_at:")
+    a.execute("UPDATE user SET last_active_at = '2026-12-07'", db="keystone")
+    assert a.checksums("keystone") == before
+    for change in ("UPDATE user SET enabled = 0 WHERE id = 'u1'", "UPDATE user SET extra = '' WHERE id = 'u1'"):
+        a.execute(change, db="keystone")
+        assert a.checksums("keystone") != before, change
+        a.execute("UPDATE user SET enabled = 1, extra = NULL WHERE id = 'u1'", db="keystone")
+        assert a.checksums("keystone") == before
+    a.execute("DROP DATABASE keystone")
+
     pids = [read_pid(a.pid_file), read_pid(b.pid_file)]
     assert all(pids)
     a.stop()

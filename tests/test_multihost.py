@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from scripts.lab import hosts as hostlab
+from scripts.lab import tablesums
 from tests.conftest import KEYSTONE_STEPS, REPO
 from upgrade import window
 
@@ -157,9 +158,8 @@ def heads(lab: hostlab.Lab, host: str) -> set[str]:
 
 
 def checksums(lab: hostlab.Lab, host: str, schema: str = "keystone") -> dict:
-    tables = [r[0] for r in lab.query(host, "SELECT table_name FROM information_schema.tables WHERE "
-                                            "table_schema=%s AND table_type='BASE TABLE'", (schema,))]
-    return {t: lab.query(host, f"CHECKSUM TABLE {schema}.`{t}`")[0][1] for t in sorted(tables)}
+    """Per table of *schema* on *host*'s server: (rows, fingerprint), keystone's login date stamp left out."""
+    return tablesums.table_sums(lambda sql: lab.query(host, sql), schema)
 
 
 def keystone_token(lab: hostlab.Lab, host: str, user: str, password: str, project: str) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pymysql
 
+from scripts.lab import tablesums
 from scripts.lab.proc import LabError, pid_alive, port_open, read_pid, tail, terminate, wait_exit, write_pid
 
 # A unix socket path must fit in sockaddr_un.sun_path (108 bytes with the NUL); deep test
@@ -75,11 +76,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room below the range: the kernel's
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _quote_ident(name: str) -> str:
-    """Backtick-quote an identifier; table and database names come from the server or callers."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 class MariaDB:
@@ -279,29 +275,20 @@ class MariaDB:
         finally:
             conn.close()
 
-    def checksums(self, db: str) -> dict[str, tuple[int, int | None]]:
-        """table -> (row count, CHECKSUM TABLE value), sorted by table: compares two copies of a DB.
+    def checksums(self, db: str) -> dict[str, tuple[int, Any]]:
+        """table -> (row count, fingerprint), sorted by table: compares two copies of a DB, or one DB before
+        and after (``scripts/lab/tablesums.py``: CHECKSUM TABLE, keystone's login date stamp left out).
 
         CHECKSUM TABLE depends on the row format too, so only compare servers of the same version.
         """
         conn = self.connect(db)
         try:
             with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT table_name FROM information_schema.tables"
-                    " WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
-                    (db,),
-                )
-                tables = [row[0] for row in cur.fetchall()]
-                result: dict[str, tuple[int, int | None]] = {}
-                for table in tables:
-                    qualified = f"{_quote_ident(db)}.{_quote_ident(table)}"
-                    cur.execute(f"SELECT COUNT(*) FROM {qualified}")
-                    (count,) = cur.fetchone()
-                    cur.execute(f"CHECKSUM TABLE {qualified}")
-                    checksum = cur.fetchone()[1]
-                    result[table] = (int(count), None if checksum is None else int(checksum))
-                return result
+                def query(sql: str) -> list[tuple]:
+                    cur.execute(sql)
+                    return list(cur.fetchall())
+
+                return tablesums.table_sums(query, db)
         finally:
             conn.close()
 
@@ -335,7 +322,7 @@ class MariaDB:
 
     def restore(self, db: str, path: Path) -> None:
         """Replace ``db`` with the content of a ``snapshot`` file (DROP DATABASE IF EXISTS, then import)."""
-        self.execute(f"DROP DATABASE IF EXISTS {_quote_ident(db)}")
+        self.execute(f"DROP DATABASE IF EXISTS {tablesums.quote(db)}")
         with Path(path).open("rb") as src:
             proc = subprocess.run(self._client("mariadb"), stdin=src, capture_output=True)
         if proc.returncode != 0:
