@@ -19,12 +19,11 @@ from services.infra import mysql
 from services.infra.context import UpgradeContext
 from services.infra.host import command_text
 from services.infra.newwrites import EPHEMERAL
-from services.infra.settings import Side
 from services.options import Option
 from services.releases import DEFAULT_JUMP, Era, Jump
 from services.spec import ServiceSpec
 from services.steps import legacy_config, oncopy
-from services.steps.commands import run_manage, schema_step
+from services.steps.commands import render, run_manage, schema_step
 from services.steps.databases import ConfigKey
 from services.steps.specs import db_specs
 from services.steps.standard import standard_steps
@@ -38,8 +37,11 @@ CONNECTION = ConfigKey("keystone.conf", "database", "connection")
 CHECK_MEANING = {0: "up to date", 2: "expand needed", 4: "contract needed"}
 
 
-def _manage(side: Side, *args: str) -> list[str]:
-    return [side.tool("keystone-manage"), "--config-file", f"{side.etc}/keystone/keystone.conf", *args]
+def _sync_and_check(ctx: UpgradeContext) -> tuple[list[str], list[str]]:
+    """The target release's two schema commands as its spec lists them (Pike on): ``db_sync``, then
+    ``db_sync --check``; the step and `upgrade plan` render the same two."""
+    sync, check = SPEC.schema_for(ctx.to_release)
+    return render(sync, ctx.target), render(check, ctx.target)
 
 
 def revisions(ctx: UpgradeContext) -> list[str]:
@@ -53,9 +55,9 @@ def _upgrade_schema(ctx: UpgradeContext) -> Result:
     # the revisions before are read from the table, not by a `db_sync --check` of its own: that answer was only
     # recorded, and a keystone-manage start-up is seconds of the window
     before = revisions(ctx)
-    run_manage(t, _manage(t, "db_sync"), "keystone-manage db_sync")
-    check_after = run_manage(t, _manage(t, "db_sync", "--check"), "keystone-manage db_sync --check",
-                             ok=(0, 2, 4)).rc
+    sync, check = _sync_and_check(ctx)
+    run_manage(t, sync, "keystone-manage db_sync")
+    check_after = run_manage(t, check, "keystone-manage db_sync --check", ok=(0, 2, 4)).rc
     if check_after != 0:
         raise StepError(f"after db_sync, `keystone-manage db_sync --check` on {t.host.name} says "
                         f"{CHECK_MEANING.get(check_after, check_after)} (exit {check_after})", host=t.host.name)
@@ -63,10 +65,9 @@ def _upgrade_schema(ctx: UpgradeContext) -> Result:
 
 
 def _schema_commands(ctx: UpgradeContext) -> list[str]:
-    t = ctx.target
-    return ["SQL: SELECT version_num FROM alembic_version",
-            command_text(_manage(t, "db_sync")),
-            command_text(_manage(t, "db_sync", "--check")) + "   # must exit 0"]
+    sync, check = _sync_and_check(ctx)
+    return ["SQL: SELECT version_num FROM alembic_version", command_text(sync),
+            command_text(check) + "   # must exit 0"]
 
 
 #: Havana's token flush, by the source's keystone-manage (Havana reads ``[sql] connection``, §2.4)
