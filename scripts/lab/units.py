@@ -101,17 +101,31 @@ def start(root: Path, unit: str) -> None:
 
 
 def start_all(root: Path, names: list[str], start: Callable[[Path, str], Any] = start) -> None:
-    """Start the units *names* of the tree at *root* side by side with *start* (this supervisor's, or
-    ``svc.start``): the brokers first, all at once, then every other unit at once, each waited for by its
-    own readiness condition, as systemd starts the units of one target. One after the other, a controller
-    waited for each unit's start-up (a Python service's imports, an Erlang VM's boot) in turn. The first
-    failure is raised once every start has ended."""
+    """Start the units *names* (in start order) of the tree at *root* with *start* (this supervisor's, or
+    ``svc.start``), each waited for by its own readiness condition: the brokers first, all at once; then the
+    services side by side, each service's units one after the other in their order, as the tool starts them
+    (``services/steps/units.py``). One after the other for the whole controller, it waited for every unit's
+    start-up (a Python service's imports, an Erlang VM's boot) in turn; all at once, a unit could come up
+    before the one of its service it needs: cinder-scheduler asks the volume services for their capabilities
+    once, when it starts, and a cinder-volume not yet consuming then stays unknown to it until its periodic
+    report a minute or two later (a volume made meanwhile fails with "No valid backend was found"). A unit's
+    service is its name up to the first ``-`` (``cinder-volume``: cinder). The first failure is raised once
+    every start has ended."""
     brokers = [n for n in names if n.startswith("rabbitmq")]
-    for wave in (brokers, [n for n in names if n not in brokers]):
+    services: dict[str, list[str]] = {}
+    for name in names:
+        if name not in brokers:
+            services.setdefault(name.split("-", 1)[0], []).append(name)
+
+    def in_order(chain: list[str]) -> None:
+        for name in chain:
+            start(root, name)
+
+    for wave in ([[b] for b in brokers], list(services.values())):
         if not wave:
             continue
         with ThreadPoolExecutor(max_workers=len(wave)) as pool:
-            jobs = [pool.submit(start, root, name) for name in wave]
+            jobs = [pool.submit(in_order, chain) for chain in wave]
         for job in jobs:
             job.result()
 
