@@ -76,6 +76,8 @@ class Trial:
     steps: dict[str, float] = field(default_factory=dict)
     #: the tool's own work inside the window, by kind (what its steps report under ``overhead``)
     overhead: dict[str, float] = field(default_factory=dict)
+    #: (b)/(c): ``upgrade revert`` of the completed run (``run_revert``): its seconds, the undos' span
+    revert: dict[str, float] = field(default_factory=dict)
 
     @property
     def window(self) -> float:
@@ -195,6 +197,31 @@ def run_tool(bench: Path, index: int, variant: str) -> Trial:
     return Trial(variant, index, rows, (load0, os.getloadavg()[0]), rss, extra, idle, progress_steps(out), own)
 
 
+def run_revert(bench: Path, trial_dir: Path) -> dict[str, float]:
+    """``upgrade revert`` of the trial's completed run, as an operator going back would type it: the command's
+    seconds (until the old controller's APIs listen again) and, from the journal, the undos' span (the first
+    ``undo_intent`` to the last ``undone``)."""
+    from journal.store import Journal
+
+    lab = bench / "lab"
+    t0 = time.monotonic()
+    with (trial_dir / "revert.txt").open("w") as fh:
+        res = subprocess.run([str(UPGRADE), "revert", "--journal", str(lab / "journal")], stdout=fh,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=TRIAL_TIMEOUT)
+    seconds = time.monotonic() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"upgrade revert failed (rc {res.returncode}): "
+                           f"{(trial_dir / 'revert.txt').read_text()[-3000:]}")
+    j = Journal(lab / "journal", create=False)
+    try:
+        events = j.events(j.latest_run()["id"])
+    finally:
+        j.close()
+    began = [e.ts for e in events if e.kind == "undo_intent"]
+    ended = [e.ts for e in events if e.kind == "undone"]
+    return {"command": seconds, "undos": max(ended) - min(began) if began and ended else 0.0}
+
+
 def progress_steps(trial_dir: Path) -> dict[str, float]:
     """Seconds per step from the run's progress lines (``[40/75] nova.import_db  done  8.8 s``)."""
     out: dict[str, float] = {}
@@ -288,6 +315,12 @@ def trial(bench: Path, variant: str, index: int, before: dict[str, Any], views: 
             raise RuntimeError(f"variant {variant} trial {index}: the upgraded lab does not serve the same data:\n"
                                f"before {before}\nafter {after}")
         views.append(new_db_view(bench / "lab"))
+        if variant != "a":  # the way back: the old controller serving what it served before
+            t.revert = run_revert(bench, bench / f"trial-{variant}{index}")
+            back = api_view(bench / "lab")
+            if back != before:
+                raise RuntimeError(f"variant {variant} trial {index}: after the revert the lab does not serve what "
+                                   f"the old controller served:\nbefore {before}\nafter {back}")
     finally:
         lab_cli("down", bench / "lab", check=False)
     print(f"window: {variant}{index} {t.window:.1f} s (load {t.load[0]:.2f} -> {t.load[1]:.2f})", file=sys.stderr,
@@ -621,7 +654,7 @@ def render(res: dict[str, Any], larges: list[dict[str, Any]], trials: int) -> st
                                 f"{t.load[0]:.2f} -> {t.load[1]:.2f}", "-" if t.rss_mb is None else f"{t.rss_mb:.1f}")
                                for t in res["trials"]], right=(0, 2, 4))]
     lines += ["", f"Ratios of the windows per round (min / median / max): (b)/(a) {stats(r['b'])}, "
-              f"(c)/(a) {stats(r['c'])}.", "", *overhead_lines(o), "",
+              f"(c)/(a) {stats(r['c'])}.", "", *overhead_lines(o), "", *revert_lines(by), "",
               *[line for big in (larges or [None]) for line in (*large_lines(big), "")],
               *reason_lines(by, o), "", *target_lines(r, o, rss, large), ""]
     return "\n".join(lines)
@@ -703,6 +736,7 @@ def large_lines(large: dict[str, Any] | None) -> list[str]:
               + ", ".join(f"({v}) {statistics.median(x[0] for x in own[v]):.1f} s of which the vault "
                           f"{statistics.median(x[1] for x in own[v]):.1f} s, {shares[v]:.1%} of the window"
                           for v in own) + ".",
+              *revert_lines(by),
               f"Targets at this size (reported, never asserted): (b)/(a) <= 0.9: {'met' if rb <= 0.9 else 'NOT met'} "
               f"({rb:.2f}); (c)/(a) <= 0.6: {'met' if rc <= 0.6 else 'NOT met'} ({rc:.2f}); the tool's own work <= 5 % "
               f"of the window: {'met' if shares['b'] <= 0.05 else 'NOT met'} ((b) {shares['b']:.1%}); peak RSS <= "
@@ -714,6 +748,18 @@ def large_lines(large: dict[str, Any] | None) -> list[str]:
                      f"backups; {vu['disk_mib'] / vu['plain_mib']:.4f}x: AES-GCM adds a 16-byte tag per 1 MiB "
                      "chunk; compression is off, see the zstd section).")
     return lines
+
+
+def revert_lines(by: dict[str, list[Trial]]) -> list[str]:
+    """The way back after each tool trial (``upgrade revert``; the script has none to compare with)."""
+    done = {v: [t.revert for t in by[v] if t.revert] for v in ("b", "c")}
+    if not any(done.values()):
+        return []
+    return ["The way back: `upgrade revert` of each tool trial's completed run, until the old controller's APIs "
+            "listen again (the same API view as before the run checked after it): "
+            + ", ".join(f"after ({v}) {statistics.median(r['command'] for r in rs):.1f} s, of which the undos "
+                        f"{statistics.median(r['undos'] for r in rs):.1f} s" for v, rs in done.items() if rs)
+            + " (medians)."]
 
 
 def reason_lines(by: dict[str, list[Trial]], o: dict[str, float]) -> list[str]:
