@@ -5,8 +5,8 @@ which no one would call a write to the cloud: keystone sets ``user.last_active_a
 every password login (``shadow_users_api.set_last_active_at``; the column is a ``Date``). On one day the stamp
 rewrites the same value, so it goes unseen; a login after midnight changes the table's checksum although
 nothing wrote to the cloud, and a comparison that spans 00:00 UTC (a test's revert, a long run) would fail
-for it. Such a table (:data:`CLIENT_STAMPS`) is fingerprinted by its rows without that column (the sum of each
-row's CRC32); every other column and table is still compared whole.
+for it. Such a table (:data:`CLIENT_STAMPS`) is fingerprinted by its rows without that column (the new-writes
+check's marker); every other column and table is still compared whole.
 
 Narrower than a service's ``idle_writes`` (``services/infra/newwrites.py``), which also leave out failed-login
 counters and whole ephemeral tables to tell an idle cloud from a written one: here only the date stamp a
@@ -18,16 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from services.infra.mysql import quote_ident as quote
+from services.infra.newwrites import subset_marker_sql
+
 #: (database, table) -> the column the serving service stamps on a client's request
 CLIENT_STAMPS: dict[tuple[str, str], str] = {("keystone", "user"): "last_active_at"}
 
 #: runs one statement, returns its rows
 Query = Callable[[str], list[tuple]]
-
-
-def quote(name: str) -> str:
-    """Backtick-quote an identifier (names come from the server or callers)."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 def literal(text: str) -> str:
@@ -39,8 +37,8 @@ def table_sums(query: Query, db: str) -> dict[str, tuple[int, Any]]:
     """table -> (row count, fingerprint), sorted by table, of every base table of *db* that *query* reaches.
 
     The fingerprint is CHECKSUM TABLE (it depends on the row format too: compare servers of one version), or
-    for a table of :data:`CLIENT_STAMPS` ``"rows-without-<column>:<sum of CRC32>"`` (NULL and the empty string
-    told apart)."""
+    for a table of :data:`CLIENT_STAMPS` ``"rows-without-<column>:<marker>"``, the marker the product's new-writes
+    check takes of a table without some columns (``services/infra/newwrites.subset_marker_sql``)."""
     tables = [r[0] for r in query("SELECT table_name FROM information_schema.tables WHERE table_schema = "
                                   f"{literal(db)} AND table_type = 'BASE TABLE' ORDER BY table_name")]
     out: dict[str, tuple[int, Any]] = {}
@@ -55,7 +53,6 @@ def table_sums(query: Query, db: str) -> dict[str, tuple[int, Any]]:
         columns = [r[0] for r in query("SELECT column_name FROM information_schema.columns WHERE table_schema = "
                                        f"{literal(db)} AND table_name = {literal(table)} AND column_name <> "
                                        f"{literal(stamp)} ORDER BY ordinal_position")]
-        row = "CONCAT_WS(0x1f, " + ", ".join(f"IFNULL(CONCAT('=', {quote(c)}), '-')" for c in columns) + ")"
-        [(crc,)] = query(f"SELECT COALESCE(SUM(CRC32({row})), 0) FROM {qualified}")
-        out[table] = (int(count), f"rows-without-{stamp}:{int(crc)}")
+        [(_rows, marker)] = query(subset_marker_sql(qualified, columns))  # the new-writes check's own marker
+        out[table] = (int(count), f"rows-without-{stamp}:{int(marker)}")
     return out

@@ -37,13 +37,16 @@ Idle = Mapping[str, Mapping[str, tuple[str, ...]]]
 Baseline = dict[str, dict[str, dict[str, list[Any]]]]  # service -> database -> table -> [rows, marker]
 
 
+def subset_marker_sql(table: str, columns: list[str]) -> str:
+    """``SELECT COUNT(*), marker`` over *columns* of *table* (quoted, qualified or not) only: a 64-bit XOR of
+    every row's MD5, order independent (NULL and empty differ: values are hexed, NULL is a letter no hex has)."""
+    row = "CONCAT_WS(0x1f, " + ", ".join(f"IFNULL(HEX({mysql.quote_ident(c)}), 'N')" for c in columns) + ")"
+    return f"SELECT COUNT(*), COALESCE(BIT_XOR(CAST(CONV(LEFT(MD5({row}), 16), 16, 10) AS UNSIGNED)), 0) FROM {table}"
+
+
 def _subset_marker(cur: Any, table: str, columns: list[str]) -> list[Any]:
-    """[rows, marker] over *columns* only: a 64-bit XOR of every row's MD5, order independent (NULL and
-    empty differ: values are hexed, NULL is a letter no hex has)."""
-    q = mysql.quote_ident
-    row = "CONCAT_WS(0x1f, " + ", ".join(f"IFNULL(HEX({q(c)}), 'N')" for c in columns) + ")"
-    cur.execute(f"SELECT COUNT(*), COALESCE(BIT_XOR(CAST(CONV(LEFT(MD5({row}), 16), 16, 10) AS UNSIGNED)), 0) "
-                f"FROM {q(table)}")
+    """[rows, marker] over *columns* only (:func:`subset_marker_sql`)."""
+    cur.execute(subset_marker_sql(mysql.quote_ident(table), columns))
     count, marker = cur.fetchone()
     return [int(count), int(marker)]
 
