@@ -4,18 +4,22 @@ service's units one after the other in their order (``scripts.lab.units.start_al
 All at once, cinder-scheduler could come up before cinder-volume consumed its RPC: the scheduler asks the
 volume services for their capabilities once, at its start, so the volume stayed unknown to it until its periodic
 report and a volume made meanwhile failed with "No valid backend was found" (seen in a Grenade lab build). The
-start callback here records when each start began and ended (real threads, no clock: events)."""
+start callback here records when each start began and ended (real threads, no clock: events). And a unit the lab
+launches names itself in its pid file before it becomes the unit (a real process)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
-from scripts.lab import units
+from scripts.lab import proc, units
 from scripts.lab.proc import LabError
+from tests.test_multihost import wait_for
 
 #: start order, as the labs pass it (each service's units in the reverse of their stop order)
 NAMES = ["rabbitmq-cinder", "rabbitmq-nova", "cinder-volume", "cinder-scheduler", "cinder-api", "nova-scheduler",
@@ -64,3 +68,20 @@ def test_a_failed_start_is_raised_after_the_others_ended(tmp_path: Path) -> None
         units.start_all(tmp_path, NAMES, start)
     # cinder's chain stops at its failed unit; every other service started whole
     assert "cinder-api" not in ended and set(NAMES) - {"cinder-scheduler", "cinder-api"} == set(ended)
+
+
+def test_a_launched_unit_writes_its_own_pid_file_before_it_becomes_the_unit(tmp_path: Path) -> None:
+    """``proc.own_pid_argv``: the child names itself in the pid file, so a launcher killed right after starting it
+    (it dies with the tool) leaves no unit that no pid file names; the parent's own ``write_pid`` is not needed."""
+    pid_file = tmp_path / "run" / "unit-lab-x.pid"
+    pid_file.parent.mkdir()
+    child = subprocess.Popen(proc.own_pid_argv(pid_file, [sys.executable, str(units.STANDIN), "lab-x"]),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        wait_for("the unit to name itself in its pid file and run as the unit",
+                 lambda: proc.read_pid(pid_file) == child.pid and proc.pid_alive(child.pid, ("standin.py lab-x",)))
+        assert child.poll() is None and sorted(p.name for p in pid_file.parent.iterdir()) == [pid_file.name]
+    finally:
+        proc.terminate(child.pid, 10)
+    assert child.wait(10) == 0  # the stand-in itself ended on SIGTERM (it was exec'd, not a shell's child)

@@ -44,6 +44,19 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
+#: what a launched unit runs first: it stores its own pid (atomically, under a name the parent's ``write_pid`` does
+#: not use), then becomes the unit (``exec``: the same pid)
+_OWN_PID = 'echo $$ > "$0.child"; /bin/mv -f "$0.child" "$0"; exec "$@"'
+
+
+def own_pid_argv(pid_file: Path, argv: Sequence[str]) -> list[str]:
+    """*argv* started so that the child writes *pid_file* itself before it becomes the unit. A launcher is a
+    command of the tool's (``scripts.lab.units start``), which dies with the tool (``setpriv --pdeathsig``): killed
+    between starting its detached unit and writing the pid file, it left a unit running that no pid file named, so
+    the next start ran a second one (and a unit with a port would then be refused as "already in use")."""
+    return ["/bin/sh", "-c", _OWN_PID, str(pid_file), *argv]
+
+
 def write_pid(path: Path, pid: int) -> None:
     """Store a pid atomically, so a concurrent reader never sees a half-written number."""
     tmp = path.with_name(path.name + ".tmp")
@@ -142,8 +155,9 @@ def launch(unit: str, argv: list[str], pid_file: Path, log: Path, ready: Callabl
         with log.open("ab") as out:
             out.write(mark + f"{time.strftime('%Y-%m-%d %H:%M:%S')} (start {attempt}) ---\n".encode())
             out.flush()
-            proc = subprocess.Popen(argv, env=clean_env(**(env or {})), cwd=cwd, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(own_pid_argv(pid_file, argv), env=clean_env(**(env or {})), cwd=cwd,
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         write_pid(pid_file, proc.pid)
         while proc.poll() is None and time.monotonic() < deadline:
             if ready():

@@ -35,7 +35,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scripts.lab import layout
-from scripts.lab.proc import LabError, clean_env, pid_alive, port_open, read_pid, tail, terminate, write_pid
+from scripts.lab.proc import (
+    LabError,
+    clean_env,
+    own_pid_argv,
+    pid_alive,
+    port_open,
+    read_pid,
+    tail,
+    terminate,
+    write_pid,
+)
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -185,7 +195,7 @@ def start(root: Path, service: str) -> int:
         out.write(f"--- lab svc start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
         out.flush()
         proc = subprocess.Popen(
-            spec.argv(root, desc),
+            own_pid_argv(pid_path, spec.argv(root, desc)),
             env=clean_env(**spec.env(root, desc)),
             cwd=root,
             stdin=subprocess.DEVNULL,

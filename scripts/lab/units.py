@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.lab import heatlab, layout, novaserve, served, svc
-from scripts.lab.proc import LabError, pid_alive, port_open, read_pid, terminate, write_pid
+from scripts.lab.proc import LabError, own_pid_argv, pid_alive, port_open, read_pid, terminate, write_pid
 
 STANDIN = Path(__file__).resolve().with_name("standin.py")
 UNITS_FILE = "units.json"
@@ -89,7 +89,8 @@ def start(root: Path, unit: str) -> None:
     log = layout.log_dir(root, "units") / f"{unit}.out"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, str(STANDIN), unit, *([str(port)] if port else [])],
+        proc = subprocess.Popen(own_pid_argv(_pid_file(root, unit),
+                                             [sys.executable, str(STANDIN), unit, *([str(port)] if port else [])]),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     write_pid(_pid_file(root, unit), proc.pid)
