@@ -143,6 +143,7 @@ def test_agents_volumes_and_the_catalog_apis(keystone_lab, tmp_path, monkeypatch
         assert set(result["reported"]) == {"neutron-openvswitch-agent on compute1", "cinder-volume on newctl@lvm"}
         assert result["reported"]["cinder-volume on newctl@lvm"]["before"] is None
         assert [a.split(" ")[1] for a in result["apis"]] == ["identity"]
+        assert "pools" not in result  # no block-storage API in this catalog: cinder-scheduler's pools not asked
         assert ADMIN_PASSWORD not in json.dumps(result)
         [row] = check.cloud(plan)
         assert row.status == check.OK, row

@@ -21,20 +21,26 @@ import signal
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from journal.redact import Redactor
 from scripts.lab import __main__ as lab_cli
 from scripts.lab import fullstack, grenade, novaserve, osclient, rabbit, served, units
 from scripts.lab import plan as plan_mod
 from scripts.lab.controller import DEFAULT_VENV_ROOT
 from scripts.lab.proc import LabError, pid_alive
+from services.fleet import cloudcheck
 from statemachine import failpoints
+from statemachine.step import StepError
 from tests.conftest import NEW, OLD, REPO, require, require_mariadb, upgrade
 from tests.test_multihost import wait_for
+from upgrade import plan as upgrade_plan
 
 #: stands up real services and runs a whole upgrade (declared here, so conftest's tables need no entry)
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -213,6 +219,7 @@ def test_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
     assert {(s["Binary"], s["Host"], s["State"]) for s in services if s["State"] == "up"} >= {
         ("cinder-volume", "new-ctl@lvm", "up"), ("cinder-scheduler", "new-ctl", "up")}
     new.close()
+    _scheduler_without_pools_is_named(lab, env)
 
     exp = upgrade("journal", "export", "--journal", str(lab.journal), "--format", "jsonl")
     assert exp.returncode == 0, exp.stderr
@@ -226,6 +233,7 @@ def test_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
     assert f"nova-compute on {novaserve.COMPUTE_HOST}" in reported and "cinder-volume on new-ctl@lvm" in reported
     assert {api.split()[1] for api in done["cloud.verify"]["apis"]} >= {"compute", "placement", "network", "volumev3",
                                                                       "identity", "image"}
+    assert done["cloud.verify"]["pools"] == ["new-ctl@lvm"]  # cinder-scheduler could place a volume there
     assert done["nova.verify"]["url"] == lab.summary["compute_url"] and done["nova.verify"]["http_status"]
     assert done["placement.verify"]["url"] == lab.summary["placement_url"]
     assert done["nova.status_check"]["rc"] in (0, 1), done["nova.status_check"]  # the placement API answers
@@ -255,6 +263,39 @@ def test_resources_survive_upgrade_and_revert(nova_lab: NovaLab) -> None:
     secrets += [lab.state["netvol"][n]["password"] for n in REAL[1:]]
     seen_text = "".join(outputs) + rev.stdout + rev.stderr + exp.stdout
     assert not [s for s in secrets if s in seen_text]
+
+
+def _scheduler_without_pools_is_named(lab: NovaLab, env: dict[str, str]) -> None:
+    """The post-cut-over check asks cinder-scheduler for its pools, not only cinder-volume for a heartbeat. A
+    scheduler that asked for capabilities while the volume service could not answer knows no pool of it: every
+    volume create fails ("No valid backend was found") until the volume service publishes them (every 60 s).
+    Here the volume service is frozen (SIGSTOP: it neither answers nor publishes) while the scheduler restarts:
+    the check names the missing pool; once the volume service runs on, it answers the scheduler's queued
+    request and the check is done."""
+    root, cinder = lab.root("new"), served.served(lab.root("new"), "cinder")
+    assert cinder is not None
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():  # the [cloud] password by its variable, as `upgrade` reads it
+            mp.setenv(key, value)
+        plan = upgrade_plan.load(lab.plan)
+    assert plan.cloud is not None and plan.cloud.cinder_db and plan.cloud.auth is not None
+    ctx = SimpleNamespace(target=SimpleNamespace(db=plan.target.db, host=SimpleNamespace(name="new")),
+                          redactor=Redactor())
+    volume = cinder.pid(root, "cinder-volume")
+    assert volume
+    os.kill(volume, signal.SIGSTOP)
+    try:
+        cinder.stop(root, "cinder-scheduler")
+        cinder.start(root, "cinder-scheduler")  # consumes again: its capability request is in the frozen one's queue
+        with pytest.raises(StepError) as err:
+            cloudcheck.verify(ctx, replace(plan.cloud, timeout=3))
+        msg = str(err.value)
+        assert "cinder-scheduler's pool of new-ctl@lvm: none yet" in msg and "restart cinder-scheduler" in msg, msg
+        assert plan.cloud.auth.password not in msg
+    finally:
+        os.kill(volume, signal.SIGCONT)
+    result = cloudcheck.verify(ctx, replace(plan.cloud, timeout=120))
+    assert result["pools"] == ["new-ctl@lvm"] and "cinder-volume on new-ctl@lvm" in result["reported"]
 
 
 def test_real_needs_the_service_and_changes_nothing(tmp_path: Path) -> None:

@@ -197,7 +197,8 @@ TABLES: tuple[Table, ...] = (
     Table("cloud", "the run's last step: it waits until the cloud reports to the new controller — every "
                    "nova-compute (and [[computes]] host), every neutron agent and cinder-volume of the new "
                    "controller's databases with a heartbeat newer than the step's start, and, with auth_url, "
-                   "every API of the keystone catalog answering an authenticated request; a timeout names each "
+                   "every API of the keystone catalog answering an authenticated request and, with cinder, "
+                   "cinder-scheduler holding a pool of every enabled cinder-volume backend; a timeout names each "
                    "one that did not and leaves the run resumable (leave the table out: not waited for)", (
         Key("timeout", "integer", "300", "seconds the cloud may take to report after the cut-over (1-86400)"),
         Key("auth_url", "string", "\"\" (no API asked)", "the new controller's keystone as this machine reaches it "

@@ -14,7 +14,13 @@ bounded by ``[cloud] timeout`` — until, read on the new controller only:
 * with cinder in the run, every ``cinder-volume`` service (``services.updated_at``) likewise;
 * with ``[cloud] auth_url``, a keystone token from the plan's admin credentials (password in the request
   body, token in a header: never in argv, the journal or a log), and a GET with it to every endpoint of
-  the catalog's ``interface`` answers (any status below 500 but 401: the API serves and takes the token).
+  the catalog's ``interface`` answers (any status below 500 but 401: the API serves and takes the token);
+* with both and cinder in the run, cinder-scheduler has a pool of every enabled ``cinder-volume`` backend
+  (``GET <block-storage API>/scheduler-stats/get_pools``). A heartbeat is not enough: the scheduler learns a
+  backend's capabilities only when it asks at its own start or when the volume service publishes them, every
+  ``backend_stats_polling_interval`` (60 s), not at its start. A scheduler that started before
+  ``cinder-volume`` consumed its RPC (``systemctl start`` of a ``Type=simple`` unit returns before that) knows
+  no pool until then, and every volume create fails meanwhile with "No valid backend was found".
 
 A timeout names every host, agent, service and endpoint that did not report and fails the step: the run
 stays resumable, and `upgrade resume` after the operator's fix runs the step again from the start.
@@ -184,6 +190,65 @@ def answers(url: str, token: str) -> str | None:
     return None if status < 500 and status != 401 else f"HTTP {status}"
 
 
+# ---------------------------------------------------------------------- cinder-scheduler's pools
+#: the catalog types cinder's API is registered under, the service-types authority's name first
+VOLUME_API = ("block-storage", "volumev3", "volumev2", "volume")
+POOLS = "cinder-scheduler's pool of "
+#: what to do about a missing pool, in the timeout's message
+POOLS_HINT = ("; a missing pool: restart cinder-scheduler on the new controller once cinder-volume runs, it asks "
+              "every volume service for its capabilities when it starts")
+
+
+def volume_backends(ep: DBEndpoint, cinder_db: str) -> list[str]:
+    """The backends cinder-scheduler must have a pool of: every enabled, unfrozen ``cinder-volume`` service of
+    *ep*'s cinder database, by the name the scheduler files its pools under (its cluster, else its host; the
+    columns a release lacks are left out). A disabled or frozen backend gets no pool: the scheduler skips it."""
+    try:
+        columns = set(mysql.table_columns(ep, cinder_db, "services"))
+        name = "COALESCE(cluster_name, host)" if "cluster_name" in columns else "host"
+        where = " ".join(f"AND {c}=0" for c in ("disabled", "frozen") if c in columns)
+        return sorted({r[0] for r in mysql.query(
+            ep, f"SELECT {name} FROM services WHERE `binary`='cinder-volume' AND deleted=0 {where}", db=cinder_db)})
+    except pymysql.MySQLError as exc:
+        raise StepError(f"cannot read cinder's volume services in {cinder_db} on {ep.address}:{ep.port}: "
+                        f"{exc}") from None
+
+
+def volume_api(catalog: list[dict[str, Any]], interface: str) -> str | None:
+    """The URL of cinder's API of *interface* in the catalog, or None (no block-storage endpoint)."""
+    for kind in VOLUME_API:
+        for svc in catalog:
+            if svc.get("type") == kind:
+                for ep in svc.get("endpoints", ()):
+                    if ep.get("interface") == interface and ep.get("url"):
+                        return ep["url"]
+    return None
+
+
+def pooled(url: str, token: str) -> set[str] | str:
+    """The backends (``host@backend``, or the cluster's) cinder-scheduler has a pool of, or why it cannot say."""
+    try:
+        status, _h, raw = _request(url.rstrip("/") + "/scheduler-stats/get_pools", token=token)
+    except (urllib.error.URLError, OSError) as exc:
+        return str(getattr(exc, "reason", exc))
+    if status != 200:
+        return f"HTTP {status}"
+    try:
+        return {str(p["name"]).partition("#")[0] for p in json.loads(raw)["pools"]}
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {status} without a list of pools"
+
+
+def unpooled(url: str, token: str, backends: list[str]) -> dict[str, str]:
+    """What the wait names for cinder-scheduler: each backend it has no pool of yet, and why."""
+    known = pooled(url, token)
+    if isinstance(known, str):
+        return {f"cinder-scheduler's pools at {url}": known} if backends else {}
+    return {f"{POOLS}{b}": "none yet: the scheduler learns a backend when it asks at its own "
+            "start or when cinder-volume publishes its capabilities (every backend_stats_polling_interval)"
+            for b in backends if b not in known}
+
+
 # ---------------------------------------------------------------------- the step
 def verify(ctx: Any, s: CloudSettings) -> Result:
     """Wait until every reporter has a newer heartbeat and every endpoint answers (see the module)."""
@@ -193,6 +258,7 @@ def verify(ctx: Any, s: CloudSettings) -> Result:
     failpoints.hit(f"{MACHINE}.verify:inside")  # a kill here: resume runs the step again from the start
     token: str | None = None
     apis: dict[str, str] | None = None if s.auth else {}
+    volumes: str | None = None  # cinder's API in the catalog, where the scheduler's pools are asked
     answered: dict[str, str] = {}
     why: dict[str, str] = {}
     while True:
@@ -203,6 +269,7 @@ def verify(ctx: Any, s: CloudSettings) -> Result:
                 token, catalog = token_and_catalog(s.auth)
                 ctx.redactor.add(token)
                 apis = endpoints(catalog, s.auth.interface)
+                volumes = volume_api(catalog, s.auth.interface) if s.cinder_db else None
             except StepError as exc:
                 waiting[f"keystone {s.auth.auth_url}"] = str(exc)
         for what, url in (apis or {}).items():
@@ -212,17 +279,22 @@ def verify(ctx: Any, s: CloudSettings) -> Result:
                 else:
                     why[what] = err
         waiting.update({what: why.get(what, "not asked yet") for what in (apis or {}) if what not in answered})
+        backends = volume_backends(ctx.target.db, s.cinder_db) if volumes and token else []
+        if volumes and token and backends:
+            waiting.update(unpooled(volumes, token, backends))
         if not waiting:
             return {"began": _stamp(began), "after": round(time.monotonic() - started, 3),
                     "reported": {who: {"before": _stamp(before.get(who)), "heartbeat": _stamp(beat)}
                                  for who, beat in sorted(now.items())},
-                    "apis": sorted(answered)}
+                    "apis": sorted(answered), **({"pools": backends} if volumes else {})}
         if time.monotonic() - started > s.timeout:
             lines = "\n  ".join(f"{who}: {detail}" for who, detail in sorted(waiting.items()))
+            hint = POOLS_HINT if any(who.startswith(POOLS) for who in waiting) else ""
             raise StepError(f"the cloud did not report to the new controller {ctx.target.host.name} within "
                             f"{s.timeout:.0f} s after the cut-over; {len(waiting)} did not (heartbeats read in its "
                             f"databases since {_stamp(began)} UTC):\n  {lines}\n— start or fix each one (its "
-                            "service on that host, its log), then `upgrade resume` (or raise [cloud] timeout)",
+                            f"service on that host, its log{hint}"
+                            "), then `upgrade resume` (or raise [cloud] timeout)",
                             host=ctx.target.host.name)
         time.sleep(POLL)
 
@@ -249,6 +321,11 @@ def commands(s: CloudSettings) -> list[str]:
         out += [f"POST {s.auth.auth_url.rstrip('/')}/auth/tokens   # as {s.auth.username} in project "
                 f"{s.auth.project}: a token and its catalog",
                 f"GET <every {s.auth.interface} endpoint of the catalog> with the token   # until each answers"]
+        if s.cinder_db:
+            out += [f"SQL: SELECT COALESCE(cluster_name, host) FROM {s.cinder_db}.services WHERE "
+                    f"`binary`='cinder-volume' AND deleted=0 AND disabled=0 AND frozen=0   # {db}",
+                    "GET <the block-storage endpoint>/scheduler-stats/get_pools with the token   # until "
+                    "cinder-scheduler has a pool of each"]
     else:
         out.append("(no [cloud] auth_url: the catalog's APIs are not asked)")
     return out
@@ -257,7 +334,8 @@ def commands(s: CloudSettings) -> list[str]:
 def machine(s: CloudSettings) -> ServiceMachine:
     """The ``cloud`` machine: the run's last, one read-only step."""
     parts = ", ".join(p for p, on in (("nova-compute", s.nova_db), ("neutron agents", s.neutron_db),
-                                      ("cinder-volume", s.cinder_db), ("every API of the catalog", s.auth)) if on)
+                                      ("cinder-volume", s.cinder_db), ("every API of the catalog", s.auth),
+                                      ("cinder-scheduler's pools", s.cinder_db and s.auth)) if on)
     return ServiceMachine(MACHINE, [
         Step(f"{MACHINE}.verify", "cloud_verified", lambda ctx: verify(ctx, s), _undo, host="target",
              kind="verify", provides=("reports",), commands=lambda ctx: commands(s),
