@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.lab import ksapi, layout, svc
+from scripts.lab import ksapi, layout, mariadb, svc
 from scripts.lab.controller import (
     CREDENTIAL_BLOB,
     DEFAULT_VENV_ROOT,
@@ -116,6 +116,30 @@ def old_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Controll
         if (root / layout.DESCRIPTOR).exists():
             svc.stop(root, "keystone")
         db.stop()
+
+
+# -- ports ------------------------------------------------------------------------------
+def test_a_drawn_port_is_reserved_against_every_other_draw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes drawing lab ports at once never get the same one: a free port is only free until its
+    caller binds it, and two labs built at once had drawn the same (a later start failed "already in use").
+    Each draw is reserved (a file per port, created with O_EXCL); a reservation older than the window is
+    stale and taken over. 300 draws each from ~12,000 ports: without the reservations the two would share
+    a few (the birthday bound), so this fails without them."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the child's reservations: tmp_path/osu-lab-ports
+    monkeypatch.setattr(mariadb, "PORT_RESERVATIONS", tmp_path / "osu-lab-ports")
+    child = subprocess.Popen([sys.executable, "-c", "from scripts.lab.mariadb import free_port\n"
+                              "print(*(free_port() for _ in range(300)))"],
+                             cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    mine = [free_port() for _ in range(300)]
+    out, _ = child.communicate(timeout=120)
+    theirs = [int(p) for p in out.split()]
+    assert child.returncode == 0 and len(set(mine)) == len(set(theirs)) == 300
+    assert not set(mine) & set(theirs)
+    assert {int(p.name) for p in mariadb.PORT_RESERVATIONS.iterdir()} == set(mine) | set(theirs)
+    held, stale = mine[0], mariadb.PORT_RESERVATIONS / str(mine[1])
+    assert not mariadb._reserve(held)  # held by this draw
+    os.utime(stale, (time.time() - 2 * mariadb.PORT_RESERVED_FOR,) * 2)
+    assert mariadb._reserve(mine[1]) and not mariadb._reserve(mine[1])  # stale: taken over, then held again
 
 
 # -- MariaDB ----------------------------------------------------------------------------

@@ -50,15 +50,42 @@ def server_env() -> dict[str, str] | None:
 
 #: lab ports are drawn from here up to the kernel's ephemeral range (ip_local_port_range)
 LAB_PORTS_FROM = 20000
+#: where a drawn port is reserved (a file named by the port), for every process and thread of the machine
+PORT_RESERVATIONS = Path(tempfile.gettempdir()) / "osu-lab-ports"
+#: how long a reservation holds: a lab binds what it drew within seconds, a long build within minutes
+PORT_RESERVED_FOR = 900.0
+
+
+def _reserve(port: int) -> bool:
+    """Reserve *port* for this draw (False: another draw holds it). ``O_EXCL`` makes the claim atomic across
+    processes; a reservation older than :data:`PORT_RESERVED_FOR` is stale (its port is bound by now, which
+    the probe sees, or was never used) and is taken over."""
+    PORT_RESERVATIONS.mkdir(exist_ok=True)
+    path = PORT_RESERVATIONS / str(port)
+    for _ in range(2):
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return True
+        except FileExistsError:
+            try:
+                if time.time() - path.stat().st_mtime < PORT_RESERVED_FOR:
+                    return False
+                path.unlink()
+            except FileNotFoundError:
+                pass  # released meanwhile: claim it on the next pass
+    return False
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now, below the kernel's ephemeral range.
+    """A TCP port on 127.0.0.1 that is free right now, below the kernel's ephemeral range, that no other draw
+    of the machine handed out in the last :data:`PORT_RESERVED_FOR` seconds.
 
     Not one the kernel picks (``bind(0)``): those are ephemeral ports, which any outgoing connection of the
     host may take before the lab binds one it reserved minutes earlier (a broker's distribution port was
     seen taken so: RabbitMQ's ``dist_port_already_used ... not_erlang``). Outgoing connections never take a
-    port below the range; there is still a small window before the caller binds it, good enough for a lab.
+    port below the range. A free port is only free until its caller binds it: two labs built at once (the
+    test suite's workers) could draw the same one and the later start failed "already in use", so each
+    draw is reserved (:func:`_reserve`).
     """
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
@@ -72,10 +99,14 @@ def free_port() -> int:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        if _reserve(port):
             return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room below the range: the kernel's
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    while True:  # no room below the range: the kernel's, reserved as well
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if _reserve(port):
+            return port
 
 
 class MariaDB:
