@@ -231,6 +231,8 @@ def pooled(url: str, token: str) -> set[str] | str:
         status, _h, raw = _request(url.rstrip("/") + "/scheduler-stats/get_pools", token=token)
     except (urllib.error.URLError, OSError) as exc:
         return str(getattr(exc, "reason", exc))
+    if status == 403:
+        return "HTTP 403: only an admin may read them ([cloud] username must be one)"
     if status != 200:
         return f"HTTP {status}"
     try:
