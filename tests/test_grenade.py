@@ -283,7 +283,7 @@ def _scheduler_without_pools_is_named(lab: NovaLab, env: dict[str, str]) -> None
                           redactor=Redactor())
     volume = cinder.pid(root, "cinder-volume")
     assert volume
-    os.kill(volume, signal.SIGSTOP)
+    os.killpg(volume, signal.SIGSTOP)  # its group: cinder-volume serves each backend from a child process
     try:
         cinder.stop(root, "cinder-scheduler")
         cinder.start(root, "cinder-scheduler")  # consumes again: its capability request is in the frozen one's queue
@@ -293,7 +293,7 @@ def _scheduler_without_pools_is_named(lab: NovaLab, env: dict[str, str]) -> None
         assert "cinder-scheduler's pool of new-ctl@lvm: none yet" in msg and "restart cinder-scheduler" in msg, msg
         assert plan.cloud.auth.password not in msg
     finally:
-        os.kill(volume, signal.SIGCONT)
+        os.killpg(volume, signal.SIGCONT)
     result = cloudcheck.verify(ctx, replace(plan.cloud, timeout=120))
     assert result["pools"] == ["new-ctl@lvm"] and "cinder-volume on new-ctl@lvm" in result["reported"]
 
