@@ -245,7 +245,7 @@ def unpooled(url: str, token: str, backends: list[str]) -> dict[str, str]:
     """What the wait names for cinder-scheduler: each backend it has no pool of yet, and why."""
     known = pooled(url, token)
     if isinstance(known, str):
-        return {f"cinder-scheduler's pools at {url}": known} if backends else {}
+        return {f"cinder-scheduler's pools at {url}": known}
     return {f"{POOLS}{b}": "none yet: the scheduler learns a backend when it asks at its own "
             "start or when cinder-volume publishes its capabilities (every backend_stats_polling_interval)"
             for b in backends if b not in known}
