@@ -70,6 +70,10 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+#: how often (every 10 ms) an empty command line is read again before it counts as not the process wanted
+EXEC_RETRIES = 50
+
+
 def pid_alive(pid: int | None, cmdline_has: Iterable[str] = ()) -> bool:
     """True if ``pid`` runs (zombies count as dead) and its command line contains every marker.
 
@@ -81,13 +85,19 @@ def pid_alive(pid: int | None, cmdline_has: Iterable[str] = ()) -> bool:
     _reap(pid)
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        # The state is the first field after the parenthesised command name (which may hold spaces).
+        if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+            return False
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        for _ in range(EXEC_RETRIES if cmdline_has and not cmdline else 0):
+            # in the middle of an exec the command line reads empty for an instant (Popen returns there): read
+            # as "not ours", a unit stopped right after its start was left running with no pid file
+            time.sleep(0.01)
+            if cmdline := Path(f"/proc/{pid}/cmdline").read_bytes():
+                break
     except OSError:
         return False
-    # The state is the first field after the parenthesised command name (which may hold spaces).
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    if state in ("Z", "X"):
-        return False
+    cmdline = cmdline.replace(b"\0", b" ").decode(errors="replace")
     return all(marker in cmdline for marker in cmdline_has)
 
 
