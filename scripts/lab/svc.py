@@ -34,18 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from scripts.lab import layout
-from scripts.lab.proc import (
-    LabError,
-    clean_env,
-    own_pid_argv,
-    pid_alive,
-    port_open,
-    read_pid,
-    tail,
-    terminate,
-    write_pid,
-)
+from scripts.lab import layout, proc
+from scripts.lab.proc import LabError, clean_env, pid_alive, port_open, read_pid, tail, terminate, write_pid
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -194,8 +184,8 @@ def start(root: Path, service: str) -> int:
     with log.open("ab") as out:
         out.write(f"--- lab svc start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
         out.flush()
-        proc = subprocess.Popen(
-            own_pid_argv(pid_path, spec.argv(root, desc)),
+        child = subprocess.Popen(
+            proc.own_pid_argv(pid_path, spec.argv(root, desc)),
             env=clean_env(**spec.env(root, desc)),
             cwd=root,
             stdin=subprocess.DEVNULL,
@@ -203,17 +193,17 @@ def start(root: Path, service: str) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # detached: survives the caller, and stop() can signal its group
         )
-    write_pid(pid_path, proc.pid)
+    write_pid(pid_path, child.pid)
     url = spec.health_url(desc)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if child.poll() is not None:
             pid_path.unlink(missing_ok=True)
-            raise LabError(f"{service} exited with rc {proc.returncode} during start; {log}:\n{tail(log)}")
+            raise LabError(f"{service} exited with rc {child.returncode} during start; {log}:\n{tail(log)}")
         if _answers(url, timeout=2.0):
-            return proc.pid
+            return child.pid
         time.sleep(0.2)
-    terminate(proc.pid, STOP_TIMEOUT)
+    terminate(child.pid, STOP_TIMEOUT)
     pid_path.unlink(missing_ok=True)
     raise LabError(f"{service} did not answer {url} within {START_TIMEOUT:.0f} s; {log}:\n{tail(log)}")
 
