@@ -71,8 +71,9 @@ def test_a_failed_start_is_raised_after_the_others_ended(tmp_path: Path) -> None
 
 
 def test_a_launched_unit_writes_its_own_pid_file_before_it_becomes_the_unit(tmp_path: Path) -> None:
-    """``proc.own_pid_argv``: the child names itself in the pid file, so a launcher killed right after starting it
-    (it dies with the tool) leaves no unit that no pid file names; the parent's own ``write_pid`` is not needed."""
+    """``proc.own_pid_argv`` (what ``proc.spawn`` runs): the child names itself in the pid file, so a launcher
+    killed right after starting it (it dies with the tool) leaves no unit that no pid file names; the parent's own
+    ``write_pid`` is not needed for that."""
     pid_file = tmp_path / "run" / "unit-lab-x.pid"
     pid_file.parent.mkdir()
     child = subprocess.Popen(proc.own_pid_argv(pid_file, [sys.executable, str(units.STANDIN), "lab-x"]),

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 # Variables that would make a venv's python pick up the caller's packages or interpreter.
 _LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONSAFEPATH")
@@ -50,11 +51,22 @@ _OWN_PID = 'echo $$ > "$0.child"; /bin/mv -f "$0.child" "$0"; exec "$@"'
 
 
 def own_pid_argv(pid_file: Path, argv: Sequence[str]) -> list[str]:
-    """*argv* started so that the child writes *pid_file* itself before it becomes the unit. A launcher is a
-    command of the tool's (``scripts.lab.units start``), which dies with the tool (``setpriv --pdeathsig``): killed
-    between starting its detached unit and writing the pid file, it left a unit running that no pid file named, so
-    the next start ran a second one (and a unit with a port would then be refused as "already in use")."""
+    """*argv* started so that the child writes *pid_file* itself before it becomes the unit (see :func:`spawn`)."""
     return ["/bin/sh", "-c", _OWN_PID, str(pid_file), *argv]
+
+
+def spawn(argv: Sequence[str], pid_file: Path, out: IO[bytes], env: Mapping[str, str] | None = None,
+          cwd: Path | str | None = None) -> subprocess.Popen[bytes]:
+    """Start a unit detached (its own session, so it survives its launcher and its group can be signalled),
+    output to *out*, and store its pid in *pid_file* twice over: the child writes it before it becomes the
+    unit, and the parent once ``Popen`` returns. The launcher is a command of the tool's (``scripts.lab.units
+    start``), which dies with the tool (``setpriv --pdeathsig``): killed between starting the unit and writing
+    the pid file, it left a unit running that no pid file named, so the next start ran a second one. The
+    parent's write stays: a stop right after the start must find the file before the child's shell wrote it."""
+    child = subprocess.Popen(own_pid_argv(pid_file, argv), env=env, cwd=cwd,
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    write_pid(pid_file, child.pid)
+    return child
 
 
 def write_pid(path: Path, pid: int) -> None:
@@ -165,10 +177,7 @@ def launch(unit: str, argv: list[str], pid_file: Path, log: Path, ready: Callabl
         with log.open("ab") as out:
             out.write(mark + f"{time.strftime('%Y-%m-%d %H:%M:%S')} (start {attempt}) ---\n".encode())
             out.flush()
-            proc = subprocess.Popen(own_pid_argv(pid_file, argv), env=clean_env(**(env or {})), cwd=cwd,
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        write_pid(pid_file, proc.pid)
+            proc = spawn(argv, pid_file, out, env=clean_env(**(env or {})), cwd=cwd)
         while proc.poll() is None and time.monotonic() < deadline:
             if ready():
                 return proc.pid

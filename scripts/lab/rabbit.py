@@ -31,17 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.lab import layout
-from scripts.lab.proc import (
-    LabError,
-    clean_env,
-    own_pid_argv,
-    pid_alive,
-    port_open,
-    read_pid,
-    tail,
-    terminate,
-    write_pid,
-)
+from scripts.lab.proc import LabError, clean_env, pid_alive, port_open, read_pid, spawn, tail, terminate
 
 SBIN = Path("/usr/lib/rabbitmq/bin")
 USER = "openstack"
@@ -213,9 +203,7 @@ def start(root: Path, unit: str = UNIT) -> int:
     with log.open("ab") as out:
         out.write(f"--- lab rabbit start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
         out.flush()
-        proc = subprocess.Popen(own_pid_argv(b.pid_file, [str(SBIN / "rabbitmq-server")]), env=b.env(), cwd=b.home,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    write_pid(b.pid_file, proc.pid)
+        proc = spawn([str(SBIN / "rabbitmq-server")], b.pid_file, out, env=b.env(), cwd=b.home)
     # `wait PIDFILE` blocks until the node has written its pid file and booted its applications
     res = ctl(b, "--timeout", str(int(START_TIMEOUT)), "wait", str(b.home / "node.pid"), timeout=START_TIMEOUT + 30)
     if proc.poll() is not None or res.returncode != 0:

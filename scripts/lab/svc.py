@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -34,8 +33,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from scripts.lab import layout, proc
-from scripts.lab.proc import LabError, clean_env, pid_alive, port_open, read_pid, tail, terminate, write_pid
+from scripts.lab import layout
+from scripts.lab.proc import LabError, clean_env, pid_alive, port_open, read_pid, spawn, tail, terminate
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -184,16 +183,8 @@ def start(root: Path, service: str) -> int:
     with log.open("ab") as out:
         out.write(f"--- lab svc start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
         out.flush()
-        child = subprocess.Popen(
-            proc.own_pid_argv(pid_path, spec.argv(root, desc)),
-            env=clean_env(**spec.env(root, desc)),
-            cwd=root,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # detached: survives the caller, and stop() can signal its group
-        )
-    write_pid(pid_path, child.pid)
+        # detached: survives the caller, and stop() can signal its group
+        child = spawn(spec.argv(root, desc), pid_path, out, env=clean_env(**spec.env(root, desc)), cwd=root)
     url = spec.health_url(desc)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.lab import heatlab, layout, novaserve, served, svc
-from scripts.lab.proc import LabError, own_pid_argv, pid_alive, port_open, read_pid, terminate, write_pid
+from scripts.lab.proc import LabError, pid_alive, port_open, read_pid, spawn, terminate
 
 STANDIN = Path(__file__).resolve().with_name("standin.py")
 UNITS_FILE = "units.json"
@@ -89,11 +88,7 @@ def start(root: Path, unit: str) -> None:
     log = layout.log_dir(root, "units") / f"{unit}.out"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        proc = subprocess.Popen(own_pid_argv(_pid_file(root, unit),
-                                             [sys.executable, str(STANDIN), unit, *([str(port)] if port else [])]),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    write_pid(_pid_file(root, unit), proc.pid)
+        proc = spawn([sys.executable, str(STANDIN), unit, *([str(port)] if port else [])], _pid_file(root, unit), out)
     deadline = time.monotonic() + 15
     while port and not port_open(port):
         if proc.poll() is not None or time.monotonic() > deadline:
