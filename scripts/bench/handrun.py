@@ -325,5 +325,6 @@ def parse_log(log: Path) -> dict[str, dict[str, float]]:
         out[service]["after" if e > end[service] else KIND.get(phase, "other")] += e - b
         total["after" if e > last else KIND.get(phase, "other")] += e - b
     total["window"] = last - min(first.values())
+    total.update(start=min(first.values()), end=last)  # epoch seconds: where the window's CPU work is read
     out["total"] = total
     return out

@@ -45,7 +45,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts.bench import handrun
+from scripts.bench import cpuclock, handrun
+from scripts.lab.proc import read_pid
 from upgrade import tables
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,6 +79,9 @@ class Trial:
     overhead: dict[str, float] = field(default_factory=dict)
     #: (b)/(c): ``upgrade revert`` of the completed run (``run_revert``): its seconds, the undos' span
     revert: dict[str, float] = field(default_factory=dict)
+    #: the CPU work of the window (``window_cpu``): the machine's busy core-seconds, the database servers', the
+    #: tool's own process (the whole run), the cores, and the window it bounds (core-seconds / cores)
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def window(self) -> float:
@@ -156,9 +160,10 @@ def run_script(bench: Path, index: int) -> Trial:
     return Trial("a", index, handrun.parse_log(log), (load0, os.getloadavg()[0]))
 
 
-def peak_rss(proc: subprocess.Popen, every: float = 0.05) -> float:
-    """VmHWM of the process itself (not its children: mysqldump, *-manage), sampled until it exits."""
-    hwm = 0
+def peak_rss(proc: subprocess.Popen, every: float = 0.05) -> tuple[float, float]:
+    """VmHWM of the process itself (not its children: mysqldump, *-manage), sampled until it exits, and its
+    own CPU seconds (its threads, not its children) as last seen before it exited."""
+    hwm, cpu = 0, 0.0
     status = Path(f"/proc/{proc.pid}/status")
     while proc.poll() is None:
         try:
@@ -167,8 +172,9 @@ def peak_rss(proc: subprocess.Popen, every: float = 0.05) -> float:
                     hwm = max(hwm, int(line.split()[1]))
         except (OSError, ValueError):
             pass
+        cpu = cpuclock.process_cpu(proc.pid) or cpu
         time.sleep(every)
-    return hwm / 1024
+    return hwm / 1024, cpu
 
 
 def set_pool(plan: Path, pool: int) -> None:
@@ -186,7 +192,7 @@ def run_tool(bench: Path, index: int, variant: str) -> Trial:
         proc = subprocess.Popen([str(UPGRADE), "run", str(lab / "plan.toml")], stdout=fh, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
         try:
-            rss = peak_rss(proc)
+            rss, own_cpu = peak_rss(proc)
         except BaseException:  # interrupted: the run must not go on against a lab that is going down
             proc.terminate()
             proc.wait(60)
@@ -194,7 +200,36 @@ def run_tool(bench: Path, index: int, variant: str) -> Trial:
     if proc.returncode != 0:
         raise RuntimeError(f"upgrade run failed (rc {proc.returncode}): {(out / 'output.txt').read_text()[-3000:]}")
     rows, extra, idle, own = journal_window(lab / "journal")
-    return Trial(variant, index, rows, (load0, os.getloadavg()[0]), rss, extra, idle, progress_steps(out), own)
+    return Trial(variant, index, rows, (load0, os.getloadavg()[0]), rss, extra, idle, progress_steps(out), own,
+                 cpu={"tool": own_cpu})
+
+
+def db_pids(lab: Path) -> list[int]:
+    """The lab's two database servers (old and new controller), by the pid files the lab wrote."""
+    pids = (read_pid(lab / db / "run" / "lab-mariadbd.pid") for db in ("db-old", "db-new"))
+    return [p for p in pids if p]
+
+
+def run_variant(bench: Path, variant: str, index: int) -> Trial:
+    """Run one variant on the lab as it stands, with the CPU it costs measured (``window_cpu``)."""
+    lab = bench / "lab"
+    with cpuclock.CpuClock(db_pids(lab)) as clock:
+        t = run_script(bench, index) if variant == "a" else run_tool(bench, index, variant)
+    t.cpu.update(window_cpu(clock, t))
+    return t
+
+
+def window_cpu(clock: cpuclock.CpuClock, t: Trial) -> dict[str, float]:
+    """The window's CPU work: core-seconds the machine was busy from its first stop to its last verify, of
+    which the database servers'; and the shortest window that work allows on this machine's cores."""
+    start, end = t.rows["total"]["start"], t.rows["total"]["end"]
+    cores = os.cpu_count() or 1
+    busy = clock.machine(start, end)
+    dbs = [clock.process(p, start, end) for p in clock.pids]
+    out = {"window": busy, "cores": float(cores), "bound": busy / cores, "busy_cores": busy / (end - start)}
+    if dbs and all(d is not None for d in dbs):
+        out["db"] = sum(d for d in dbs if d is not None)
+    return out
 
 
 def run_revert(bench: Path, trial_dir: Path) -> dict[str, float]:
@@ -264,6 +299,7 @@ def journal_window(journal_dir: Path) -> tuple[dict[str, dict[str, float]], dict
     for w in rw.services:
         rows[w.service] = _kinds(w.phases, w.seconds(0))
     total = _kinds(rw.phases(), rw.seconds(0))
+    total.update(start=rw.start, end=rw.end)  # epoch seconds: where the window's CPU work is read
     rows["total"] = total
     extra = step_seconds(events, rw)
     idle = max(0.0, total["window"] - sum(rw.phases().values()))
@@ -309,7 +345,7 @@ def trial(bench: Path, variant: str, index: int, before: dict[str, Any], views: 
     """Restore, run one variant, check the result serves what the old controller served, down."""
     restore(bench)
     try:
-        t = run_script(bench, index) if variant == "a" else run_tool(bench, index, variant)
+        t = run_variant(bench, variant, index)
         after = api_view(bench / "lab")
         if after != before:
             raise RuntimeError(f"variant {variant} trial {index}: the upgraded lab does not serve the same data:\n"
@@ -479,7 +515,7 @@ def campaign_once(bench: Path, variant: str, nova_mb: float, pipe: bool) -> dict
         before = api_view(lab)
         built = time.monotonic() - t0
         print(f"window: built in {built:.0f} s: {size}", file=sys.stderr, flush=True)
-        t = run_script(bench, 1) if variant == "a" else run_tool(bench, 1, variant)
+        t = run_variant(bench, variant, 1)
         print(f"window: {variant}1 {t.window:.1f} s (load {t.load[0]:.2f} -> {t.load[1]:.2f}), peak RSS "
               f"{t.rss_mb} MiB", file=sys.stderr, flush=True)
         if api_view(lab) != before:
@@ -654,7 +690,7 @@ def render(res: dict[str, Any], larges: list[dict[str, Any]], trials: int) -> st
                                 f"{t.load[0]:.2f} -> {t.load[1]:.2f}", "-" if t.rss_mb is None else f"{t.rss_mb:.1f}")
                                for t in res["trials"]], right=(0, 2, 4))]
     lines += ["", f"Ratios of the windows per round (min / median / max): (b)/(a) {stats(r['b'])}, "
-              f"(c)/(a) {stats(r['c'])}.", "", *overhead_lines(o), "", *revert_lines(by), "",
+              f"(c)/(a) {stats(r['c'])}.", "", *overhead_lines(o), "", *revert_lines(by), "", *cpu_lines(by, 0.7), "",
               *[line for big in (larges or [None]) for line in (*large_lines(big), "")],
               *reason_lines(by, o), "", *target_lines(r, o, rss, large), ""]
     return "\n".join(lines)
@@ -736,7 +772,7 @@ def large_lines(large: dict[str, Any] | None) -> list[str]:
               + ", ".join(f"({v}) {statistics.median(x[0] for x in own[v]):.1f} s of which the vault "
                           f"{statistics.median(x[1] for x in own[v]):.1f} s, {shares[v]:.1%} of the window"
                           for v in own) + ".",
-              *revert_lines(by),
+              *revert_lines(by), "", *cpu_lines(by), "",
               f"Targets at this size (reported, never asserted): (b)/(a) <= 0.9: {'met' if rb <= 0.9 else 'NOT met'} "
               f"({rb:.2f}); (c)/(a) <= 0.6: {'met' if rc <= 0.6 else 'NOT met'} ({rc:.2f}); the tool's own work <= 5 % "
               f"of the window: {'met' if shares['b'] <= 0.05 else 'NOT met'} ((b) {shares['b']:.1%}); peak RSS <= "
@@ -748,6 +784,38 @@ def large_lines(large: dict[str, Any] | None) -> list[str]:
                      f"backups; {vu['disk_mib'] / vu['plain_mib']:.4f}x: AES-GCM adds a 16-byte tag per 1 MiB "
                      "chunk; compression is off, see the zstd section).")
     return lines
+
+
+def cpu_lines(by: dict[str, list[Trial]], goal: float = 0.6) -> list[str]:
+    """The CPU work of each variant's window (medians; ``window_cpu``) and the shortest window it allows on this
+    machine's cores, against the script's window: below *goal* x (a) no order of the steps can go, on these
+    cores, without less work."""
+    measured = {v: [t for t in ts if t.cpu.get("window") is not None] for v, ts in by.items()}
+    if not all(measured.values()):
+        return []
+    m = {v: {k: statistics.median(t.cpu.get(k, 0.0) for t in ts) for k in ("window", "db", "tool", "bound",
+                                                                         "busy_cores", "cores")}
+         for v, ts in measured.items()}
+    wa = med(by["a"], "total", "window")
+    cores = int(m["a"]["cores"])
+    rows = [(f"({v}) {VARIANTS[v]}", f"{med(by[v], 'total', 'window'):.1f}", f"{m[v]['window']:.1f}",
+             f"{m[v]['db']:.1f}", "-" if v == "a" else f"{m[v]['tool']:.1f}", f"{m[v]['busy_cores']:.2f}",
+             f"{m[v]['bound']:.1f}", f"{m[v]['bound'] / wa:.2f}") for v in VARIANTS]
+    need = goal * cores * wa
+    return [f"The CPU work inside each window (`scripts/bench/cpuclock.py`: `/proc/stat`'s busy core-seconds of the "
+            "whole machine from the window's first stop to its last verify, sampled every 0.1 s; the database "
+            "servers' from their `/proc/PID/stat`; the tool's own process over the whole run, its children not "
+            f"counted), medians, on {cores} cores:", "",
+            *tables.markdown(("variant", "window (s)", "CPU work (core-s)", "of which the DB servers",
+                              "the tool's own process", "cores busy (mean)",
+                              f"shortest window this work allows on {cores} cores (s)", "that / (a)'s window"),
+                             rows, right=range(1, 8)), "",
+            f"A window of (c)/(a) <= {goal} on these {cores} cores leaves at most {goal} x {cores} x "
+            f"{wa:.1f} s = {need:.1f} core-seconds of work, every core busy the whole time; (c)'s window did "
+            f"{m['c']['window']:.1f} (the script's {m['a']['window']:.1f}): "
+            + ("within it." if m["c"]["window"] <= need else
+               f"{m['c']['window'] - need:.1f} more than any order of its steps can fit, before the waits between "
+               "them (the first service's start that every verify needs, the last service alone).")]
 
 
 def revert_lines(by: dict[str, list[Trial]]) -> list[str]:
