@@ -21,6 +21,7 @@ import re
 import secrets
 import shlex
 import shutil
+import ssl
 import stat
 import subprocess
 import threading
@@ -840,3 +841,23 @@ def test_a_failed_import_names_the_server_error_and_statement_not_rows(
     assert SECRET_ROW not in text and SECRET_ROW not in (exc.output or "")
     assert re.search(r"^ERROR \d+ ", exc.output or "", re.M), exc.output
     assert not (tmp_path / "fk.0").exists()  # no artifact under the final name
+
+
+def test_connections_share_one_tls_context_and_still_reach_a_server_without_tls(servers: Servers) -> None:
+    """PyMySQL (1.2 on) builds a TLS context for every connection in its default "preferred" mode, loading the
+    system's CA store each time (~20 ms of CPU); the tool's connections share one built the same way, and still
+    reach the lab's servers, which offer no TLS. A connection with TLS options of its own keeps its own."""
+    first, second = mysql.connect(servers.src), mysql.connect(servers.dst)
+    try:
+        assert first.ctx is second.ctx and first.ctx is not None
+        assert first.ctx.verify_mode == ssl.CERT_NONE and not first.ctx.check_hostname  # PyMySQL's own settings
+        with first.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchall() == ((1,),)
+        assert mysql.query(servers.dst, "SELECT 2") == [(2,)]
+    finally:
+        first.close()
+        second.close()
+    own = mysql.Connection(host="127.0.0.1", port=servers.source.port, user="root", password="",
+                           ssl={"verify_mode": False}, defer_connect=True)
+    assert own.ctx is not first.ctx

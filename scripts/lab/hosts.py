@@ -212,10 +212,10 @@ class Lab:
         return f"/proc/{self.pid1(host)}/root/var/lib/mysql/run/mysqld.sock"
 
     def query(self, host: str, sql: str, args: Any = None, db: str | None = None) -> list[tuple]:
-        import pymysql
+        from services.infra.mysql import Connection
 
-        conn = pymysql.connect(unix_socket=self.db_socket(host), user="root", password="", database=db,
-                               autocommit=True, charset="utf8mb4", connect_timeout=10)
+        conn = Connection(unix_socket=self.db_socket(host), user="root", password="", database=db,
+                          autocommit=True, charset="utf8mb4", connect_timeout=10)
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, args)

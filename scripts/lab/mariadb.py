@@ -22,6 +22,7 @@ import pymysql
 
 from scripts.lab import tablesums
 from scripts.lab.proc import LabError, pid_alive, port_open, read_pid, tail, terminate, wait_exit, write_pid
+from services.infra.mysql import Connection
 
 # A unix socket path must fit in sockaddr_un.sun_path (108 bytes with the NUL); deep test
 # directories (pytest's tmp_path plus a long test name) easily exceed it.
@@ -285,7 +286,7 @@ class MariaDB:
 
     def connect(self, db: str | None = None) -> pymysql.Connection:
         """Root over TCP 127.0.0.1 with the empty password (skip-name-resolve: root@127.0.0.1), autocommit."""
-        return pymysql.connect(
+        return Connection(
             host=self.host,
             port=self.port,
             user="root",
