@@ -774,7 +774,7 @@ def large_lines(large: dict[str, Any] | None) -> list[str]:
                           for v in own) + ".",
               *revert_lines(by), "", *cpu_lines(by), "",
               f"Targets at this size (reported, never asserted): (b)/(a) <= 0.9: {'met' if rb <= 0.9 else 'NOT met'} "
-              f"({rb:.2f}); (c)/(a) <= 0.6: {'met' if rc <= 0.6 else 'NOT met'} ({rc:.2f}); the tool's own work <= 5 % "
+              f"({rb:.3f}); (c)/(a) <= 0.6: {'met' if rc <= 0.6 else 'NOT met'} ({rc:.3f}); the tool's own work <= 5 % "
               f"of the window: {'met' if shares['b'] <= 0.05 else 'NOT met'} ((b) {shares['b']:.1%}); peak RSS <= "
               f"{RSS_TARGET_MB} MB: {'met' if peak <= RSS_TARGET_MB else 'NOT met'} ({peak:.1f} MiB)."]
     vu = large.get("vault")
