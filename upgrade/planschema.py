@@ -146,7 +146,11 @@ TABLES: tuple[Table, ...] = (
         Key("check_from", "string", "\"local\"", "the host (\"ssh://...\" or \"local\") that must see the VIP "
                                                  "answer from one controller's MAC alone after the move"),
     )),
-    Table("source.db", "the DB server of a controller (`[source.db]`, `[target.db]`), reached by the tool over TCP", (
+    Table("source.db", "the DB server of a controller (`[source.db]`, `[target.db]`), reached by the tool over TCP. "
+          "The tool's own queries use TLS when the server offers it, without checking its certificate. The dumps "
+          "and imports run on the controllers (`mysqldump`, `mysql`; their bytes reach the tool through ssh from a "
+          "remote controller) and read the host's client config: `[client] ssl-ca` and `ssl-verify-server-cert` "
+          "there make their way to the DB server verified TLS", (
         Key("address", "string", None, "the DB server's address as this machine reaches it"),
         Key("port", "integer", "3306", "its TCP port"),
         Key("admin_user", "string", "\"root\"", "an account with ALL (or CREATE, DROP, CREATE USER) and GRANT "
