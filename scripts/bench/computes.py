@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from scripts.bench import cpuclock
 from scripts.lab import hosts as hostlab
 from scripts.lab.hostplan import CONTROL
 from upgrade import tables
@@ -74,21 +75,15 @@ def measure(lab_dir: Path, n: int, pool: int) -> dict:
     return {"n": n, "pool": pool, "seconds": took, "per_host_median": statistics.median(per_host), "tool_cpu": cpu}
 
 
-def _cpu() -> tuple[int, int]:
-    """(busy, total) jiffies of all cores, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
-
-
 def _measure_in_deploy(lab: hostlab.Lab, n: int, pool: int) -> dict:
-    busy0, total0 = _cpu()
+    busy0, total0 = cpuclock.machine_times()
     res = subprocess.run(lab.in_deploy([sys.executable, "-m", "scripts.bench.computes", "--measure", str(lab.dir),
                                         str(n), str(pool)]), cwd=REPO, capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         raise RuntimeError(f"measurement {n} hosts / pool {pool} failed:\n{res.stderr[-3000:]}")
-    busy1, total1 = _cpu()
-    return {**json.loads(res.stdout.strip().splitlines()[-1]), "cpu_busy": (busy1 - busy0) / max(1, total1 - total0)}
+    busy1, total1 = cpuclock.machine_times()
+    return {**json.loads(res.stdout.strip().splitlines()[-1]),
+            "cpu_busy": (busy1 - busy0) / max(0.01, total1 - total0)}
 
 
 def run() -> str:

@@ -16,28 +16,30 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from types import TracebackType
+
+from scripts.lab.proc import stat_fields
 
 EVERY = 0.1
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def machine_busy() -> float:
-    """Core-seconds the machine has been busy since boot: user, nice, system, irq, softirq, steal
-    (idle and I/O wait are not work)."""
+def machine_times() -> tuple[float, float]:
+    """(busy, total) core-seconds of the machine since boot, from ``/proc/stat``: busy is user, nice, system,
+    irq, softirq and steal; idle and I/O wait are not work (guest time is already inside user)."""
     with open("/proc/stat") as fh:
         v = [int(x) for x in fh.readline().split()[1:9]]
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICK
+    busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+    return busy / TICK, (busy + v[3] + v[4]) / TICK
 
 
 def process_cpu(pid: int) -> float | None:
-    """CPU seconds (user + system) of *pid*'s own threads, its children not counted; None once it is gone."""
+    """CPU seconds (user + system: ``proc(5)`` fields 14 and 15) of *pid*'s own threads, its children not
+    counted; None once it is gone."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat_fields(pid)
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()  # after the command name, which may hold spaces
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
@@ -54,7 +56,7 @@ class CpuClock:
         self._thread = threading.Thread(target=self._sample_loop, name="cpuclock", daemon=True)
 
     def _sample(self) -> None:
-        now, busy = time.time(), machine_busy()
+        now, busy = time.time(), machine_times()[0]
         for pid in self.pids:
             self.procs[pid].append(process_cpu(pid))
         self.busy.append(busy)

@@ -86,6 +86,13 @@ def _reap(pid: int) -> None:
 EXEC_RETRIES = 50
 
 
+def stat_fields(pid: int | str) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the parenthesised command name (which may hold spaces): state,
+    ppid, pgrp, session, ... (``proc(5)`` field 3 on, so field N is index N - 3). Raises OSError once it is gone."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2:].split()
+
+
 def pid_alive(pid: int | None, cmdline_has: Iterable[str] = ()) -> bool:
     """True if ``pid`` runs (zombies count as dead) and its command line contains every marker.
 
@@ -96,9 +103,7 @@ def pid_alive(pid: int | None, cmdline_has: Iterable[str] = ()) -> bool:
         return False
     _reap(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        # The state is the first field after the parenthesised command name (which may hold spaces).
-        if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+        if stat_fields(pid)[0] in ("Z", "X"):  # the state
             return False
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         for _ in range(EXEC_RETRIES if cmdline_has and not cmdline else 0):
@@ -244,8 +249,7 @@ def session_connected(sid: int, port: int) -> bool:
         if not entry.name.isdigit():
             continue
         try:
-            stat = Path(entry.path, "stat").read_text()
-            if int(stat[stat.rindex(")") + 2:].split()[3]) != sid:  # after "(comm)": state ppid pgrp session
+            if int(stat_fields(entry.name)[3]) != sid:  # state ppid pgrp session
                 continue
             if any(os.readlink(f"{entry.path}/fd/{fd}") in inodes for fd in os.listdir(f"{entry.path}/fd")):
                 return True
